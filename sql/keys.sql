@@ -1,0 +1,60 @@
+-- key administration on the local: provider, and the keys view
+\set VERBOSITY default
+CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END $$;
+
+SELECT kms_create_key('k_plain', 'local:regress');
+SELECT kms_create_key('k_email', 'local:regress', blind_index => 'email');
+SELECT kms_create_key('k_ctx', 'local:regress-ctx', kms_context => '{"tenant": "42"}');
+
+-- bad arguments: 22023; duplicates: 42710; nulls: 22004
+SELECT kms_create_key('k_bad', 'vault:foo');
+SELECT pg_temp.sqlstate_of($$SELECT kms_create_key('k_bad', 'nocolon')$$) AS no_scheme;
+SELECT kms_create_key('k_bad', 'local:regress', blind_index => 'soundex');
+SELECT pg_temp.sqlstate_of($$SELECT kms_create_key('k_bad', 'local:regress', blind_index => 'exact', index_bits => 7)$$) AS bits_low;
+SELECT pg_temp.sqlstate_of($$SELECT kms_create_key('k_bad', 'local:regress', blind_index => 'exact', index_bits => 257)$$) AS bits_high;
+SELECT pg_temp.sqlstate_of($$SELECT kms_create_key('k_bad', 'local:regress', kms_context => '[1]')$$) AS ctx_not_object;
+SELECT pg_temp.sqlstate_of($$SELECT kms_create_key('bad name', 'local:regress')$$) AS bad_name;
+SELECT pg_temp.sqlstate_of($$SELECT kms_create_key('', 'local:regress')$$) AS empty_name;
+SELECT pg_temp.sqlstate_of($$SELECT kms_create_key(NULL, 'local:regress')$$) AS null_name;
+SELECT kms_create_key('k_plain', 'local:regress');
+SELECT count(*) AS keys_after_failures FROM kms_keys WHERE key_name LIKE 'k\_%';
+
+-- unknown keys: 42704
+SELECT kms_encrypt('x', 'no_such_key');
+SELECT pg_temp.sqlstate_of($$SELECT kms_rotate_key('no_such_key')$$) AS rotate_unknown;
+SELECT pg_temp.sqlstate_of($$SELECT kms_blind_index('x', 'no_such_key')$$) AS probe_unknown;
+-- a key without a blind index has no probe: 22023
+SELECT kms_blind_index('x', 'k_plain');
+
+-- the view: versions and settings, never key material
+SELECT key_name, version, state, current, kms_key, kms_context, blind_index, index_bits
+  FROM kms_keys WHERE key_name LIKE 'k\_%' ORDER BY key_name, version;
+SELECT count(*) AS key_material_columns FROM information_schema.columns
+ WHERE table_name = 'kms_keys' AND (column_name LIKE '%wrapped%' OR column_name LIKE '%dek%');
+
+-- the keyring tables are extension configuration tables (pg_dump carries them)
+SELECT c.relname FROM pg_extension e, unnest(e.extconfig) AS cfg(oid) JOIN pg_class c ON c.oid = cfg.oid
+ WHERE e.extname = 'pgcrypt_kms' ORDER BY 1;
+-- DEKs are stored wrapped: 32-byte keys wrapped by the local provider are 63 bytes
+SELECT key_name, version, length(wrapped_dek) AS wrapped_len, substr(wrapped_dek, 1, 3) AS wrap_header
+  FROM pgcrypt_kms.key_versions WHERE key_name LIKE 'k\_%' ORDER BY 1, 2;
+-- keys bound to a context only unwrap with it: the KMS context is part of the wrapping
+SELECT kms_decrypt(kms_encrypt('ctx value', 'k_ctx'));
+UPDATE pgcrypt_kms.keys SET kms_context = '{"tenant": "43"}' WHERE key_name = 'k_ctx';
+SELECT kms_flush_cache();
+SELECT pg_temp.sqlstate_of($$SELECT kms_encrypt('ctx value', 'k_ctx')$$) AS other_kms_context;
+UPDATE pgcrypt_kms.keys SET kms_context = '{"tenant": "42"}' WHERE key_name = 'k_ctx';
+SELECT kms_decrypt(kms_encrypt('ctx value', 'k_ctx'));
+
+-- settings: ranges and checks
+SET pgcrypt_kms.cache_ttl = 0;
+SET pgcrypt_kms.local_key_file = 'relative/path';
+SET pgcrypt_kms.aws_endpoint = 'ftp://example.com';
+SET pgcrypt_kms.aws_region = 'US East';
+SET pgcrypt_kms.no_such_setting = 1;

@@ -1,0 +1,195 @@
+/* pgcrypt_kms 0.1.0: encrypted columns with KMS-wrapped data keys */
+
+\echo Use "CREATE EXTENSION pgcrypt_kms" to load this file. \quit
+
+-- Roles.  Cluster-wide, so another database may have made them already; they
+-- outlive DROP EXTENSION like any role.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgcrypt_kms_admin') THEN
+        CREATE ROLE pgcrypt_kms_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgcrypt_kms_encrypt') THEN
+        CREATE ROLE pgcrypt_kms_encrypt NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgcrypt_kms_decrypt') THEN
+        CREATE ROLE pgcrypt_kms_decrypt NOLOGIN;
+    END IF;
+END
+$$;
+
+------------------------------------------------------------------ keyring
+-- Internal schema: the keyring tables.  Only the extension owner reads them;
+-- the C functions read them as that owner.
+CREATE SCHEMA pgcrypt_kms;
+REVOKE ALL ON SCHEMA pgcrypt_kms FROM PUBLIC;
+COMMENT ON SCHEMA pgcrypt_kms IS 'pgcrypt_kms keyring (wrapped keys only; internal)';
+
+CREATE TABLE pgcrypt_kms.keys (
+    key_name          text PRIMARY KEY
+                      CHECK (key_name OPERATOR(pg_catalog.~) '^[A-Za-z0-9_.-][A-Za-z0-9_.:-]{0,127}$'),
+    kms_key           text NOT NULL,
+    kms_context       jsonb NOT NULL DEFAULT '{}'
+                      CHECK (pg_catalog.jsonb_typeof(kms_context) OPERATOR(pg_catalog.=) 'object'),
+    blind_index       text NOT NULL DEFAULT 'none'
+                      CHECK (blind_index IN ('none', 'exact', 'lower', 'email', 'digits')),
+    index_bits        int4 NOT NULL DEFAULT 256 CHECK (index_bits BETWEEN 8 AND 256),
+    index_key_version int4 NOT NULL DEFAULT 1,
+    index_key_wrapped bytea,
+    index_kms_key     text,
+    created           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK ((blind_index OPERATOR(pg_catalog.=) 'none') OPERATOR(pg_catalog.=) (index_key_wrapped IS NULL))
+);
+COMMENT ON TABLE pgcrypt_kms.keys IS 'column keys: KMS master key, KMS context, blind index settings and the wrapped index key';
+
+CREATE SEQUENCE pgcrypt_kms.key_version_id_seq AS int4 MINVALUE 1;
+
+CREATE TABLE pgcrypt_kms.key_versions (
+    id          int4 PRIMARY KEY DEFAULT pg_catalog.nextval('pgcrypt_kms.key_version_id_seq'),
+    key_name    text NOT NULL,
+    version     int4 NOT NULL CHECK (version > 0),
+    kms_key     text NOT NULL,
+    wrapped_dek bytea NOT NULL,
+    state       text NOT NULL DEFAULT 'active'
+                CHECK (state IN ('active', 'decrypt-only', 'retired')),
+    created     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    UNIQUE (key_name, version)
+);
+ALTER SEQUENCE pgcrypt_kms.key_version_id_seq OWNED BY pgcrypt_kms.key_versions.id;
+-- at most one version of a key encrypts
+CREATE UNIQUE INDEX key_versions_one_active ON pgcrypt_kms.key_versions (key_name)
+    WHERE state OPERATOR(pg_catalog.=) 'active';
+COMMENT ON TABLE pgcrypt_kms.key_versions IS 'data key versions, each stored only as wrapped by the KMS';
+
+-- pg_dump carries the keyring, so a restore decrypts given KMS access
+SELECT pg_catalog.pg_extension_config_dump('pgcrypt_kms.keys', '');
+SELECT pg_catalog.pg_extension_config_dump('pgcrypt_kms.key_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('pgcrypt_kms.key_version_id_seq', '');
+
+-- Every change to the keyring (ours, by hand, by a restore) invalidates the
+-- key cache of every backend at commit, and of this one on abort.
+CREATE FUNCTION pgcrypt_kms.keyring_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'pgck_keyring_changed' LANGUAGE C;
+REVOKE ALL ON FUNCTION pgcrypt_kms.keyring_changed() FROM PUBLIC;
+CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.keyring_changed();
+CREATE TRIGGER key_versions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.keyring_changed();
+
+------------------------------------------------------------------ enc_text
+CREATE TYPE @extschema@.enc_text;
+
+-- Type I/O only parses envelopes (no keys): IMMUTABLE STRICT PARALLEL SAFE.
+-- Literals are folded at plan time, which is why plaintext never goes
+-- through enc_text_in: it accepts only ciphertext.
+CREATE FUNCTION @extschema@.enc_text_in(cstring) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.enc_text_out(@extschema@.enc_text) RETURNS cstring
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.enc_text_recv(internal) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.enc_text_send(@extschema@.enc_text) RETURNS bytea
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE @extschema@.enc_text (
+    INPUT = @extschema@.enc_text_in,
+    OUTPUT = @extschema@.enc_text_out,
+    RECEIVE = @extschema@.enc_text_recv,
+    SEND = @extschema@.enc_text_send,
+    INTERNALLENGTH = VARIABLE,
+    STORAGE = external      -- ciphertext does not compress
+);
+COMMENT ON TYPE @extschema@.enc_text IS 'AES-256-GCM ciphertext under a KMS-wrapped data key; its text form is ciphertext, never plaintext';
+
+------------------------------------------------------------------ values
+-- VOLATILE: a random nonce per call.  PARALLEL SAFE: reads the keyring only.
+CREATE FUNCTION @extschema@.kms_encrypt(plaintext text, key_name text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'kms_encrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_encrypt(plaintext text, key_name text, context text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'kms_encrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_encrypt(text, text) IS 'encrypt under the current data key version of a key';
+COMMENT ON FUNCTION @extschema@.kms_encrypt(text, text, text) IS 'encrypt under the current data key version of a key, binding a context (AAD)';
+
+-- STABLE, not IMMUTABLE: the result depends on the keyring and KMS access.
+CREATE FUNCTION @extschema@.kms_decrypt(value @extschema@.enc_text) RETURNS text
+    AS 'MODULE_PATHNAME', 'kms_decrypt' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_decrypt(value @extschema@.enc_text, context text) RETURNS text
+    AS 'MODULE_PATHNAME', 'kms_decrypt' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text) IS 'decrypt a value (error, never wrong plaintext, if it was altered)';
+COMMENT ON FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text, text) IS 'decrypt a value encrypted with a context';
+
+-- IMMUTABLE: reads the tag the value carries, no key; index builds, REINDEX,
+-- restores and replicas need no KMS.
+CREATE FUNCTION @extschema@.kms_blind_index(value @extschema@.enc_text) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'kms_blind_index_value' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_blind_index(@extschema@.enc_text) IS 'the blind-index tag carried by a value (NULL if its key has no blind index)';
+
+-- STABLE: depends on the key's index key.
+CREATE FUNCTION @extschema@.kms_blind_index(plaintext text, key_name text) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'kms_blind_index_text' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_blind_index(text, text) IS 'the blind-index probe of a plaintext for a lookup';
+
+------------------------------------------------------------------ administration
+-- Writes the keyring and calls the KMS: VOLATILE PARALLEL UNSAFE.
+CREATE FUNCTION @extschema@.kms_create_key(
+        name text, kms_key text,
+        blind_index text DEFAULT 'none',
+        index_bits int4 DEFAULT 256,
+        kms_context jsonb DEFAULT '{}')
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'kms_create_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_create_key(text, text, text, int4, jsonb) IS 'register a column key bound to a KMS master key';
+
+CREATE FUNCTION @extschema@.kms_rotate_key(name text) RETURNS int4
+    AS 'MODULE_PATHNAME', 'kms_rotate_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_rotate_key(text) IS 'make a new data key version current; old versions keep decrypting';
+
+-- Backend-local: PARALLEL RESTRICTED (workers have their own caches).
+CREATE FUNCTION @extschema@.kms_flush_cache() RETURNS void
+    AS 'MODULE_PATHNAME', 'kms_flush_cache' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.kms_flush_cache() IS 'wipe every unwrapped key cached by this backend';
+
+CREATE FUNCTION @extschema@.kms_cache_stats(
+        OUT hits int8, OUT misses int8, OUT unwraps int8, OUT evictions int8,
+        OUT expirations int8, OUT cached_versions int4,
+        OUT kms_calls int8, OUT kms_errors int8, OUT kms_retries int8,
+        OUT kms_ms_avg float8, OUT kms_ms_max float8, OUT decrypt_failures int8,
+        OUT by_operation jsonb)
+    AS 'MODULE_PATHNAME', 'kms_cache_stats' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.kms_cache_stats() IS 'this backend''s key cache and KMS call counters';
+
+CREATE VIEW @extschema@.kms_keys AS
+    SELECT v.key_name, v.version, v.id AS version_id, v.state,
+           v.state OPERATOR(pg_catalog.=) 'active' AS current,
+           v.kms_key, k.kms_context, k.blind_index, k.index_bits, v.created
+      FROM pgcrypt_kms.key_versions v
+      JOIN pgcrypt_kms.keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name;
+COMMENT ON VIEW @extschema@.kms_keys IS 'keys and their data key versions (never key material)';
+
+------------------------------------------------------------------ privileges
+-- Nothing that touches keys is executable by PUBLIC.
+REVOKE ALL ON ALL TABLES IN SCHEMA pgcrypt_kms FROM PUBLIC;
+REVOKE ALL ON SEQUENCE pgcrypt_kms.key_version_id_seq FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_encrypt(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_encrypt(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_blind_index(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_create_key(text, text, text, int4, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_rotate_key(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_flush_cache() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_cache_stats() FROM PUBLIC;
+REVOKE ALL ON @extschema@.kms_keys FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA @extschema@ TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_create_key(text, text, text, int4, jsonb) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_rotate_key(text) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_encrypt(text, text) TO pgcrypt_kms_encrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_encrypt(text, text, text) TO pgcrypt_kms_encrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text) TO pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text, text) TO pgcrypt_kms_decrypt;
+-- lookups need the probe: whoever encrypts or decrypts may compute it
+GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index(text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_flush_cache() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT SELECT ON @extschema@.kms_keys TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;

@@ -1,0 +1,304 @@
+/*-------------------------------------------------------------------------
+ *
+ * aead.c
+ *		AES-256-GCM, HMAC-SHA-256, HKDF-SHA-256 and nonce randomness; see
+ *		aead.h.
+ *
+ * Pure C over OpenSSL 3.  Algorithms are fetched once per process
+ * (pgck_crypto_init); keyed contexts are reused per key.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+
+#include "aead.h"
+
+struct PgckAead
+{
+	EVP_CIPHER_CTX *enc;
+	EVP_CIPHER_CTX *dec;
+};
+
+struct PgckHmac
+{
+	EVP_MD_CTX *inner;			/* absorbed key ^ ipad */
+	EVP_MD_CTX *outer;			/* absorbed key ^ opad */
+	EVP_MD_CTX *work;
+};
+
+static EVP_CIPHER *aes256gcm = NULL;
+static EVP_MD *sha256 = NULL;
+static EVP_KDF *hkdf = NULL;
+
+#define RANDOM_POOL_SIZE 4096
+static uint8_t random_pool[RANDOM_POOL_SIZE];
+static size_t random_pos = RANDOM_POOL_SIZE;	/* empty */
+static pid_t random_pid = 0;
+
+bool
+pgck_crypto_init(void)
+{
+	if (aes256gcm == NULL)
+		aes256gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	if (sha256 == NULL)
+		sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (hkdf == NULL)
+		hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	return aes256gcm != NULL && sha256 != NULL && hkdf != NULL;
+}
+
+void
+pgck_wipe(void *p, size_t len)
+{
+	if (p != NULL && len > 0)
+		OPENSSL_cleanse(p, len);
+}
+
+bool
+pgck_equal_ct(const uint8_t *a, const uint8_t *b, size_t len)
+{
+	return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+PgckAead *
+pgck_aead_new(const uint8_t key[PGCK_AES256_KEY_LEN])
+{
+	PgckAead   *aead;
+
+	if (!pgck_crypto_init())
+		return NULL;
+	aead = calloc(1, sizeof(PgckAead));
+	if (aead == NULL)
+		return NULL;
+	aead->enc = EVP_CIPHER_CTX_new();
+	aead->dec = EVP_CIPHER_CTX_new();
+	if (aead->enc == NULL || aead->dec == NULL ||
+		EVP_EncryptInit_ex2(aead->enc, aes256gcm, key, NULL, NULL) != 1 ||
+		EVP_DecryptInit_ex2(aead->dec, aes256gcm, key, NULL, NULL) != 1)
+	{
+		pgck_aead_free(aead);
+		return NULL;
+	}
+	return aead;
+}
+
+void
+pgck_aead_free(PgckAead *aead)
+{
+	if (aead == NULL)
+		return;
+	/* EVP_CIPHER_CTX_free cleanses the key schedule */
+	EVP_CIPHER_CTX_free(aead->enc);
+	EVP_CIPHER_CTX_free(aead->dec);
+	free(aead);
+}
+
+bool
+pgck_aead_seal(PgckAead *aead, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
+			   const uint8_t *aad1, size_t aad1_len,
+			   const uint8_t *aad2, size_t aad2_len,
+			   const uint8_t *pt, size_t pt_len,
+			   uint8_t *ct, uint8_t tag[PGCK_GCM_TAGLEN])
+{
+	EVP_CIPHER_CTX *ctx = aead->enc;
+	int			n;
+	int			fin;
+
+	if (pt_len > INT32_MAX || aad1_len > INT32_MAX || aad2_len > INT32_MAX)
+		return false;
+	/* keep the key schedule, set only the nonce (12 bytes is GCM's default) */
+	if (EVP_EncryptInit_ex2(ctx, NULL, NULL, nonce, NULL) != 1)
+		return false;
+	if (aad1_len > 0 && EVP_EncryptUpdate(ctx, NULL, &n, aad1, (int) aad1_len) != 1)
+		return false;
+	if (aad2_len > 0 && EVP_EncryptUpdate(ctx, NULL, &n, aad2, (int) aad2_len) != 1)
+		return false;
+	n = 0;
+	if (pt_len > 0 && EVP_EncryptUpdate(ctx, ct, &n, pt, (int) pt_len) != 1)
+		return false;
+	if (EVP_EncryptFinal_ex(ctx, ct + n, &fin) != 1)
+		return false;
+	if ((size_t) (n + fin) != pt_len)
+		return false;
+	return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, PGCK_GCM_TAGLEN, tag) == 1;
+}
+
+bool
+pgck_aead_open(PgckAead *aead, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
+			   const uint8_t *aad1, size_t aad1_len,
+			   const uint8_t *aad2, size_t aad2_len,
+			   const uint8_t *ct, size_t ct_len,
+			   const uint8_t tag[PGCK_GCM_TAGLEN], uint8_t *pt)
+{
+	EVP_CIPHER_CTX *ctx = aead->dec;
+	int			n = 0;
+	int			fin = 0;
+	int			dummy;
+
+	if (ct_len > INT32_MAX || aad1_len > INT32_MAX || aad2_len > INT32_MAX)
+		return false;
+	if (EVP_DecryptInit_ex2(ctx, NULL, NULL, nonce, NULL) != 1)
+		return false;
+	if (aad1_len > 0 && EVP_DecryptUpdate(ctx, NULL, &dummy, aad1, (int) aad1_len) != 1)
+		goto fail;
+	if (aad2_len > 0 && EVP_DecryptUpdate(ctx, NULL, &dummy, aad2, (int) aad2_len) != 1)
+		goto fail;
+	if (ct_len > 0 && EVP_DecryptUpdate(ctx, pt, &n, ct, (int) ct_len) != 1)
+		goto fail;
+	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, PGCK_GCM_TAGLEN, (void *) tag) != 1)
+		goto fail;
+	if (EVP_DecryptFinal_ex(ctx, pt + n, &fin) != 1)
+		goto fail;
+	if ((size_t) (n + fin) != ct_len)
+		goto fail;
+	return true;
+
+fail:
+	pgck_wipe(pt, ct_len);
+	return false;
+}
+
+PgckHmac *
+pgck_hmac_new(const uint8_t *key, size_t key_len)
+{
+	PgckHmac   *h;
+	uint8_t		k[64];
+	uint8_t		pad[64];
+	int			i;
+	bool		ok;
+
+	if (!pgck_crypto_init())
+		return NULL;
+	h = calloc(1, sizeof(PgckHmac));
+	if (h == NULL)
+		return NULL;
+	memset(k, 0, sizeof(k));
+	if (key_len > sizeof(k))
+	{
+		unsigned int dlen;
+
+		if (EVP_Digest(key, key_len, k, &dlen, sha256, NULL) != 1)
+		{
+			free(h);
+			return NULL;
+		}
+	}
+	else if (key_len > 0)
+		memcpy(k, key, key_len);
+
+	h->inner = EVP_MD_CTX_new();
+	h->outer = EVP_MD_CTX_new();
+	h->work = EVP_MD_CTX_new();
+	ok = h->inner && h->outer && h->work;
+	for (i = 0; i < 64; i++)
+		pad[i] = k[i] ^ 0x36;
+	ok = ok && EVP_DigestInit_ex2(h->inner, sha256, NULL) == 1 &&
+		EVP_DigestUpdate(h->inner, pad, 64) == 1;
+	for (i = 0; i < 64; i++)
+		pad[i] = k[i] ^ 0x5c;
+	ok = ok && EVP_DigestInit_ex2(h->outer, sha256, NULL) == 1 &&
+		EVP_DigestUpdate(h->outer, pad, 64) == 1;
+	pgck_wipe(k, sizeof(k));
+	pgck_wipe(pad, sizeof(pad));
+	if (!ok)
+	{
+		pgck_hmac_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void
+pgck_hmac_free(PgckHmac *hmac)
+{
+	if (hmac == NULL)
+		return;
+	/* EVP_MD_CTX_free cleanses the digest state */
+	EVP_MD_CTX_free(hmac->inner);
+	EVP_MD_CTX_free(hmac->outer);
+	EVP_MD_CTX_free(hmac->work);
+	free(hmac);
+}
+
+bool
+pgck_hmac_sha256(PgckHmac *hmac, const uint8_t *msg, size_t msg_len,
+				 uint8_t out[PGCK_HMAC_SHA256_LEN])
+{
+	uint8_t		ihash[PGCK_HMAC_SHA256_LEN];
+	unsigned int len;
+	bool		ok;
+
+	ok = EVP_MD_CTX_copy_ex(hmac->work, hmac->inner) == 1 &&
+		(msg_len == 0 || EVP_DigestUpdate(hmac->work, msg, msg_len) == 1) &&
+		EVP_DigestFinal_ex(hmac->work, ihash, &len) == 1 &&
+		EVP_MD_CTX_copy_ex(hmac->work, hmac->outer) == 1 &&
+		EVP_DigestUpdate(hmac->work, ihash, sizeof(ihash)) == 1 &&
+		EVP_DigestFinal_ex(hmac->work, out, &len) == 1;
+	pgck_wipe(ihash, sizeof(ihash));
+	return ok;
+}
+
+bool
+pgck_hkdf_sha256(const uint8_t *salt, size_t salt_len,
+				 const uint8_t *ikm, size_t ikm_len,
+				 const uint8_t *info, size_t info_len,
+				 uint8_t *out, size_t out_len)
+{
+	EVP_KDF_CTX *kctx;
+	OSSL_PARAM	params[5];
+	OSSL_PARAM *p = params;
+	bool		ok;
+
+	if (!pgck_crypto_init() || out_len == 0 || out_len > 255 * PGCK_HMAC_SHA256_LEN)
+		return false;
+	kctx = EVP_KDF_CTX_new(hkdf);
+	if (kctx == NULL)
+		return false;
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *) "SHA256", 0);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *) ikm, ikm_len);
+	if (salt_len > 0)
+		*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *) salt, salt_len);
+	if (info_len > 0)
+		*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *) info, info_len);
+	*p = OSSL_PARAM_construct_end();
+	ok = EVP_KDF_derive(kctx, out, out_len, params) == 1;
+	EVP_KDF_CTX_free(kctx);
+	return ok;
+}
+
+bool
+pgck_random_bytes(uint8_t *out, size_t len)
+{
+	pid_t		pid = getpid();
+
+	if (pid != random_pid)
+	{
+		/* a forked child must never reuse its parent's bytes */
+		pgck_wipe(random_pool, sizeof(random_pool));
+		random_pos = RANDOM_POOL_SIZE;
+		random_pid = pid;
+	}
+	if (len > RANDOM_POOL_SIZE / 4)
+		return RAND_bytes(out, (int) len) == 1;
+	if (RANDOM_POOL_SIZE - random_pos < len)
+	{
+		if (RAND_bytes(random_pool, RANDOM_POOL_SIZE) != 1)
+		{
+			random_pos = RANDOM_POOL_SIZE;
+			return false;
+		}
+		random_pos = 0;
+	}
+	memcpy(out, random_pool + random_pos, len);
+	pgck_wipe(random_pool + random_pos, len);
+	random_pos += len;
+	return true;
+}

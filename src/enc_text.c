@@ -1,0 +1,312 @@
+/*-------------------------------------------------------------------------
+ *
+ * enc_text.c
+ *		The enc_text type (I/O) and the per-value SQL functions: kms_encrypt,
+ *		kms_decrypt, kms_blind_index.
+ *
+ * The input function only parses envelopes: it is IMMUTABLE, so literals are
+ * folded at plan time, which is exactly why plaintext must never go through
+ * it.  Its errors never echo the literal (it could be plaintext).
+ *
+ * Per value: one envelope parse, two hash lookups in the key cache, one
+ * AES-GCM call on a keyed context, one palloc for the result.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "libpq/pqformat.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "aead.h"
+#include "blind_index.h"
+#include "envelope.h"
+#include "keycache.h"
+#include "pgck_errcodes.h"
+
+/* Parse an enc_text datum, reporting a stored value that is malformed. */
+static void
+parse_stored(const struct varlena *v, PgckEnvelope *env)
+{
+	PgckEnvelopeStatus st = pgck_envelope_parse((const uint8 *) VARDATA_ANY(v),
+												VARSIZE_ANY_EXHDR(v), env);
+
+	if (st == PGCK_ENV_UNKNOWN_VERSION)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_LITERAL),
+				 errmsg("unsupported enc_text format version %d", env->version),
+				 errdetail("%s", pgck_envelope_status_message(st))));
+	if (st != PGCK_ENV_OK)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_VALUE_AUTH),
+				 errmsg("malformed enc_text value"),
+				 errdetail("%s", pgck_envelope_status_message(st))));
+}
+
+/* ---------------------------------------------------------------- type I/O */
+
+PG_FUNCTION_INFO_V1(enc_text_in);
+Datum
+enc_text_in(PG_FUNCTION_ARGS)
+{
+	const char *str = PG_GETARG_CSTRING(0);
+	size_t		len = strlen(str);
+	struct varlena *result;
+	size_t		blen;
+	PgckEnvelope env;
+	PgckEnvelopeStatus st;
+
+	if (len < PGCK_TEXT_PREFIX_LEN || memcmp(str, PGCK_TEXT_PREFIX, PGCK_TEXT_PREFIX_LEN) != 0)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_LITERAL),
+				 errmsg("invalid input syntax for type enc_text"),
+				 errdetail("An enc_text literal is ciphertext written by kms_encrypt(): \"%s\" followed by base64. Plaintext is never accepted.",
+						   PGCK_TEXT_PREFIX),
+				 errhint("Use kms_encrypt(value, key_name) to encrypt a value.")));
+
+	result = palloc(VARHDRSZ + len);
+	if (!pgck_envelope_from_text(str, len, (uint8 *) VARDATA(result), &blen))
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_LITERAL),
+				 errmsg("invalid input syntax for type enc_text"),
+				 errdetail("The text after \"%s\" is not canonical base64.", PGCK_TEXT_PREFIX),
+				 errhint("Use kms_encrypt(value, key_name) to encrypt a value.")));
+	SET_VARSIZE(result, VARHDRSZ + blen);
+
+	st = pgck_envelope_parse((const uint8 *) VARDATA(result), blen, &env);
+	if (st == PGCK_ENV_UNKNOWN_VERSION)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_LITERAL),
+				 errmsg("unsupported enc_text format version %d", env.version),
+				 errdetail("%s", pgck_envelope_status_message(st)),
+				 errhint("The value may have been written by a newer version of pgcrypt_kms.")));
+	if (st != PGCK_ENV_OK)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_LITERAL),
+				 errmsg("invalid input syntax for type enc_text"),
+				 errdetail("%s", pgck_envelope_status_message(st))));
+	PG_RETURN_POINTER(result);
+}
+
+PG_FUNCTION_INFO_V1(enc_text_out);
+Datum
+enc_text_out(PG_FUNCTION_ARGS)
+{
+	struct varlena *v = PG_GETARG_VARLENA_PP(0);
+	size_t		len = VARSIZE_ANY_EXHDR(v);
+	char	   *out = palloc(pgck_envelope_text_len(len) + 1);
+
+	pgck_envelope_to_text((const uint8 *) VARDATA_ANY(v), len, out);
+	PG_RETURN_CSTRING(out);
+}
+
+PG_FUNCTION_INFO_V1(enc_text_recv);
+Datum
+enc_text_recv(PG_FUNCTION_ARGS)
+{
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+	int			len = buf->len - buf->cursor;
+	struct varlena *result;
+	PgckEnvelope env;
+	PgckEnvelopeStatus st;
+
+	result = palloc(VARHDRSZ + len);
+	SET_VARSIZE(result, VARHDRSZ + len);
+	pq_copymsgbytes(buf, VARDATA(result), len);
+	st = pgck_envelope_parse((const uint8 *) VARDATA(result), len, &env);
+	if (st == PGCK_ENV_UNKNOWN_VERSION)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_BINARY),
+				 errmsg("unsupported enc_text format version %d", env.version),
+				 errdetail("%s", pgck_envelope_status_message(st))));
+	if (st != PGCK_ENV_OK)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_BINARY),
+				 errmsg("invalid binary enc_text value"),
+				 errdetail("%s", pgck_envelope_status_message(st))));
+	PG_RETURN_POINTER(result);
+}
+
+PG_FUNCTION_INFO_V1(enc_text_send);
+Datum
+enc_text_send(PG_FUNCTION_ARGS)
+{
+	struct varlena *v = PG_GETARG_VARLENA_PP(0);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	pq_sendbytes(&buf, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+/* ---------------------------------------------------------------- encrypt / decrypt */
+
+static Datum
+encrypt_value(text *plain, const char *key_name, const text *context)
+{
+	const uint8 *pt = (const uint8 *) VARDATA_ANY(plain);
+	size_t		pt_len = VARSIZE_ANY_EXHDR(plain);
+	PgckCachedKey *k = pgck_keycache_key(key_name);
+	uint32		current_id = k->current_id;
+	PgckCachedVersion *v;
+	uint8		tag[PGCK_BLIND_TAG_MAX];
+	size_t		tag_len = 0;
+	uint8		nonce[PGCK_NONCE_LEN];
+	size_t		size;
+	size_t		hdr_len;
+	struct varlena *result;
+	uint8	   *out;
+
+	if (k->transform != PGCK_BIDX_NONE)
+		tag_len = pgck_blind_index_tag(k, (const char *) pt, pt_len, tag);
+
+	size = pgck_envelope_size(pt_len, tag_len);
+	if (size > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value is too large to encrypt"),
+				 errdetail("An encrypted value holds at most %zu bytes of plaintext.",
+						   (size_t) (MaxAllocSize - VARHDRSZ - pgck_envelope_size(0, tag_len)))));
+
+	v = pgck_keycache_version(current_id);
+	if (v->state != PGCK_STATE_ACTIVE)
+		elog(ERROR, "current version of key \"%s\" is not active", key_name);
+	if (!pgck_random_bytes(nonce, sizeof(nonce)))
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KMS_FAILURE),
+				 errmsg("could not generate a random nonce")));
+
+	result = palloc(VARHDRSZ + size);
+	SET_VARSIZE(result, VARHDRSZ + size);
+	out = (uint8 *) VARDATA(result);
+	hdr_len = pgck_envelope_write_header(out, context ? PGCK_FLAG_CONTEXT : 0,
+										 v->id, nonce, tag, tag_len);
+	if (!pgck_aead_seal(v->aead, nonce, out, hdr_len,
+						context ? (const uint8 *) VARDATA_ANY(context) : NULL,
+						context ? VARSIZE_ANY_EXHDR(context) : 0,
+						pt, pt_len, out + hdr_len, out + hdr_len + pt_len))
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KMS_FAILURE),
+				 errmsg("could not encrypt a value under key \"%s\" version %d",
+						v->key_name, v->version)));
+	return PointerGetDatum(result);
+}
+
+static Datum
+decrypt_value(struct varlena *value, const text *context)
+{
+	PgckEnvelope env;
+	PgckCachedVersion *v;
+	text	   *result;
+
+	parse_stored(value, &env);
+	v = pgck_keycache_version(env.key_version_id);
+	if (v->state == PGCK_STATE_RETIRED)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg("key \"%s\" version %d is retired", v->key_name, v->version),
+				 errdetail("A retired key version no longer decrypts."),
+				 errhint("Set the version back to decrypt-only to read the value, then re-encrypt it with kms_reencrypt().")));
+
+	if ((env.flags & PGCK_FLAG_CONTEXT) && context == NULL)
+	{
+		pgck_stats.decrypt_failures++;
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_VALUE_AUTH),
+				 errmsg("could not decrypt a value under key \"%s\" version %d", v->key_name, v->version),
+				 errdetail("The value was encrypted with a context."),
+				 errhint("Pass the same context to kms_decrypt(value, context).")));
+	}
+	if (!(env.flags & PGCK_FLAG_CONTEXT) && context != NULL)
+	{
+		pgck_stats.decrypt_failures++;
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_VALUE_AUTH),
+				 errmsg("could not decrypt a value under key \"%s\" version %d", v->key_name, v->version),
+				 errdetail("The value was encrypted without a context.")));
+	}
+
+	result = palloc(VARHDRSZ + env.ciphertext_len);
+	SET_VARSIZE(result, VARHDRSZ + env.ciphertext_len);
+	if (!pgck_aead_open(v->aead, env.nonce, (const uint8 *) VARDATA_ANY(value), env.header_len,
+						context ? (const uint8 *) VARDATA_ANY(context) : NULL,
+						context ? VARSIZE_ANY_EXHDR(context) : 0,
+						env.ciphertext, env.ciphertext_len, env.gcm_tag,
+						(uint8 *) VARDATA(result)))
+	{
+		pfree(result);
+		pgck_stats.decrypt_failures++;
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_VALUE_AUTH),
+				 errmsg("could not decrypt a value under key \"%s\" version %d", v->key_name, v->version),
+				 errdetail("The value was altered, or it was encrypted under another key or with another context.")));
+	}
+	return PointerGetDatum(result);
+}
+
+PG_FUNCTION_INFO_V1(kms_encrypt);
+Datum
+kms_encrypt(PG_FUNCTION_ARGS)
+{
+	text	   *plain = PG_GETARG_TEXT_PP(0);
+	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	text	   *context = PG_NARGS() > 2 ? PG_GETARG_TEXT_PP(2) : NULL;
+
+	return encrypt_value(plain, key_name, context);
+}
+
+PG_FUNCTION_INFO_V1(kms_decrypt);
+Datum
+kms_decrypt(PG_FUNCTION_ARGS)
+{
+	struct varlena *value = PG_GETARG_VARLENA_PP(0);
+	text	   *context = PG_NARGS() > 1 ? PG_GETARG_TEXT_PP(1) : NULL;
+
+	return decrypt_value(value, context);
+}
+
+/* ---------------------------------------------------------------- blind index */
+
+/* kms_blind_index(enc_text): the tag the value carries; needs no key. */
+PG_FUNCTION_INFO_V1(kms_blind_index_value);
+Datum
+kms_blind_index_value(PG_FUNCTION_ARGS)
+{
+	struct varlena *value = PG_GETARG_VARLENA_PP(0);
+	PgckEnvelope env;
+	bytea	   *result;
+
+	parse_stored(value, &env);
+	if (env.blind_tag == NULL)
+		PG_RETURN_NULL();
+	result = palloc(VARHDRSZ + env.blind_tag_len);
+	SET_VARSIZE(result, VARHDRSZ + env.blind_tag_len);
+	memcpy(VARDATA(result), env.blind_tag, env.blind_tag_len);
+	PG_RETURN_BYTEA_P(result);
+}
+
+/* kms_blind_index(text, key): the probe for a lookup. */
+PG_FUNCTION_INFO_V1(kms_blind_index_text);
+Datum
+kms_blind_index_text(PG_FUNCTION_ARGS)
+{
+	text	   *plain = PG_GETARG_TEXT_PP(0);
+	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	PgckCachedKey *k = pgck_keycache_key(key_name);
+	uint8		tag[PGCK_BLIND_TAG_MAX];
+	size_t		tag_len;
+	bytea	   *result;
+
+	if (k->transform == PGCK_BIDX_NONE)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("key \"%s\" has no blind index", key_name),
+				 errhint("Create the key with kms_create_key(..., blind_index => 'exact', 'lower', 'email' or 'digits').")));
+	tag_len = pgck_blind_index_tag(k, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), tag);
+	result = palloc(VARHDRSZ + tag_len);
+	SET_VARSIZE(result, VARHDRSZ + tag_len);
+	memcpy(VARDATA(result), tag, tag_len);
+	PG_RETURN_BYTEA_P(result);
+}

@@ -1,0 +1,128 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *		Define the pgcrypt_kms.* settings.
+ *
+ * Settings that could redirect key traffic (endpoint, CA file), reveal where
+ * keys live (local key file, profile) or delay revocation (cache_ttl) are
+ * PGC_SUSET and GUC_SUPERUSER_ONLY, so a non-superuser can neither change
+ * nor read them.  None holds a secret.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "guc.h"
+
+char	   *pgck_aws_region = NULL;
+char	   *pgck_aws_endpoint = NULL;
+char	   *pgck_aws_profile = NULL;
+char	   *pgck_ca_file = NULL;
+int			pgck_cache_ttl = 900;
+int			pgck_cache_max_keys = 1000;
+int			pgck_kms_connect_timeout = 2000;
+int			pgck_kms_timeout = 10000;
+int			pgck_kms_max_attempts = 3;
+int			pgck_dek_max_age = 0;
+char	   *pgck_local_key_file = NULL;
+
+static bool
+check_endpoint(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+
+	if (v == NULL || v[0] == '\0')
+		return true;
+	if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
+	{
+		GUC_check_errdetail("The endpoint must be an http:// or https:// URL.");
+		return false;
+	}
+	if (strpbrk(v, " \t\r\n") != NULL)
+	{
+		GUC_check_errdetail("The endpoint must not contain white space.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_region(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	for (p = *newval; p && *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+		{
+			GUC_check_errdetail("A region name holds only lowercase letters, digits and hyphens, as in \"us-east-1\".");
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool
+check_absolute_path(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0' || is_absolute_path(*newval))
+		return true;
+	GUC_check_errdetail("The path must be absolute.");
+	return false;
+}
+
+void
+pgck_guc_init(void)
+{
+	DefineCustomStringVariable("pgcrypt_kms.aws_region",
+							   "AWS region of the KMS (empty: AWS_REGION, AWS_DEFAULT_REGION, the profile, or the key ARN).",
+							   NULL, &pgck_aws_region, "",
+							   PGC_SUSET, 0, check_region, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.aws_endpoint",
+							   "URL of the KMS endpoint (empty: https://kms.<region>.amazonaws.com).",
+							   "Plain http:// is accepted only for loopback addresses.",
+							   &pgck_aws_endpoint, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_endpoint, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.aws_profile",
+							   "Profile of the shared AWS credentials and config files (empty: AWS_PROFILE or default).",
+							   NULL, &pgck_aws_profile, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.ca_file",
+							   "File of CA certificates that KMS TLS connections are verified against (empty: system store).",
+							   NULL, &pgck_ca_file, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.cache_ttl",
+							"How long an unwrapped data key stays cached in a backend.",
+							"Revoking KMS access takes effect within this time; kms_flush_cache() makes it immediate.",
+							&pgck_cache_ttl, 900, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.cache_max_keys",
+							"Most key versions a backend keeps unwrapped; the least recently used is evicted and wiped.",
+							NULL, &pgck_cache_max_keys, 1000, 1, 1000000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.kms_connect_timeout",
+							"Time allowed to connect to the KMS.",
+							NULL, &pgck_kms_connect_timeout, 2000, 100, 600000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.kms_timeout",
+							"Time allowed for one KMS operation, retries included.",
+							NULL, &pgck_kms_timeout, 10000, 100, 3600000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.kms_max_attempts",
+							"Attempts per KMS operation on throttling, server and network errors.",
+							NULL, &pgck_kms_max_attempts, 3, 1, 10,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.dek_max_age",
+							"Age after which kms_encrypt rotates a key's data key (0: never).",
+							NULL, &pgck_dek_max_age, 0, 0, PG_INT32_MAX,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.local_key_file",
+							   "Master key file of the development-only local: provider (created 0600 on first use).",
+							   "Never use the local provider in production: anyone who can read this file can decrypt.",
+							   &pgck_local_key_file, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+
+	MarkGUCPrefixReserved("pgcrypt_kms");
+}

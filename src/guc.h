@@ -1,0 +1,29 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.h
+ *		pgcrypt_kms.* settings.  Defined and checked in guc.c.
+ *
+ * Credentials are never settings: a setting may name a profile or a file.
+ * Settings that could redirect key traffic or reveal paths are
+ * superuser-only (PGC_SUSET, GUC_SUPERUSER_ONLY).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGCK_GUC_H
+#define PGCK_GUC_H
+
+extern char *pgck_aws_region;		/* "" = from environment / key ARN */
+extern char *pgck_aws_endpoint;		/* "" = https://kms.<region>.amazonaws.com */
+extern char *pgck_aws_profile;		/* "" = AWS_PROFILE or "default" */
+extern char *pgck_ca_file;			/* "" = system CA store */
+extern int	pgck_cache_ttl;			/* seconds */
+extern int	pgck_cache_max_keys;
+extern int	pgck_kms_connect_timeout;	/* milliseconds */
+extern int	pgck_kms_timeout;		/* milliseconds, whole call incl. retries */
+extern int	pgck_kms_max_attempts;
+extern int	pgck_dek_max_age;		/* seconds, 0 = off */
+extern char *pgck_local_key_file;	/* "" = local provider unusable */
+
+extern void pgck_guc_init(void);
+
+#endif							/* PGCK_GUC_H */

@@ -1,0 +1,582 @@
+/*-------------------------------------------------------------------------
+ *
+ * keycache.c
+ *		This backend's cache of unwrapped keys, its locked key memory, and the
+ *		counters behind kms_cache_stats(); see keycache.h for the rules.
+ *
+ * All state is backend-local and lives in the "pgcrypt_kms key cache" memory
+ * context under TopMemoryContext, except raw key bytes (locked arena) and
+ * OpenSSL objects (malloc'd by OpenSSL, cleansed by it when freed).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/mman.h>
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "guc.h"
+#include "keycache.h"
+#include "pgck_errcodes.h"
+
+PgckCacheStats pgck_stats;
+
+static MemoryContext cache_context = NULL;
+static HTAB *version_cache = NULL;
+static HTAB *key_cache = NULL;
+static dlist_head version_lru = DLIST_STATIC_INIT(version_lru);
+static int	version_count = 0;
+
+/* bumped by every invalidation of the keyring; entries re-check their row */
+static uint64 cache_gen = 1;
+static Oid	keys_relid = InvalidOid;
+static Oid	versions_relid = InvalidOid;
+static TimestampTz last_statement = 0;
+
+static const char *const op_names[PGCK_NUM_OPS] = {
+	"GenerateDataKey", "Decrypt", "ReEncrypt", "Encrypt", "DescribeKey",
+	"GenerateRandom", "Credentials"
+};
+
+/* ---------------------------------------------------------------- locked arena */
+
+#define SLOT_SIZE		32
+#define CHUNK_SIZE		(64 * 1024)
+#define CHUNK_SLOTS		(CHUNK_SIZE / SLOT_SIZE)
+
+typedef struct LockedChunk
+{
+	uint8	   *base;
+	int			nused;
+	bool		used[CHUNK_SLOTS];
+	struct LockedChunk *next;
+} LockedChunk;
+
+static LockedChunk *chunks = NULL;
+static bool lock_warned = false;
+
+static LockedChunk *
+locked_chunk_new(void)
+{
+	LockedChunk *c;
+	void	   *p;
+
+	p = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not map memory for the key cache: %m")));
+	/* keys never reach a core dump or a forked child (COPY ... TO PROGRAM) */
+	(void) madvise(p, CHUNK_SIZE, MADV_DONTDUMP);
+	(void) madvise(p, CHUNK_SIZE, MADV_DONTFORK);
+	if (mlock(p, CHUNK_SIZE) != 0 && !lock_warned)
+	{
+		lock_warned = true;
+		ereport(WARNING,
+				(errmsg("could not lock key cache memory: %m"),
+				 errdetail("Unwrapped keys could be written to swap."),
+				 errhint("Raise the memory lock limit of the PostgreSQL server (LimitMEMLOCK or ulimit -l) to at least %d kB per backend.",
+						 CHUNK_SIZE / 1024)));
+	}
+	c = MemoryContextAllocZero(cache_context, sizeof(LockedChunk));
+	c->base = p;
+	c->next = chunks;
+	chunks = c;
+	return c;
+}
+
+uint8 *
+pgck_locked_alloc(void)
+{
+	LockedChunk *c;
+	int			i;
+
+	for (c = chunks; c != NULL; c = c->next)
+		if (c->nused < CHUNK_SLOTS)
+			break;
+	if (c == NULL)
+		c = locked_chunk_new();
+	for (i = 0; i < CHUNK_SLOTS; i++)
+	{
+		if (!c->used[i])
+		{
+			c->used[i] = true;
+			c->nused++;
+			return c->base + i * SLOT_SIZE;
+		}
+	}
+	elog(ERROR, "key cache arena chunk has no free slot");
+	return NULL;				/* keep compiler quiet */
+}
+
+void
+pgck_locked_free(uint8 *slot)
+{
+	LockedChunk *c;
+
+	if (slot == NULL)
+		return;
+	for (c = chunks; c != NULL; c = c->next)
+	{
+		if (slot >= c->base && slot < c->base + CHUNK_SIZE)
+		{
+			int			i = (slot - c->base) / SLOT_SIZE;
+
+			pgck_wipe(slot, SLOT_SIZE);
+			if (c->used[i])
+			{
+				c->used[i] = false;
+				c->nused--;
+			}
+			return;
+		}
+	}
+	elog(ERROR, "key slot does not belong to the key cache arena");
+}
+
+/* ---------------------------------------------------------------- entries */
+
+static void
+version_release(PgckCachedVersion *v)
+{
+	pgck_aead_free(v->aead);
+	v->aead = NULL;
+	pgck_locked_free(v->dek);
+	v->dek = NULL;
+	dlist_delete(&v->lru);
+	version_count--;
+	hash_search(version_cache, &v->id, HASH_REMOVE, NULL);
+}
+
+static void
+key_release_index_key(PgckCachedKey *k)
+{
+	pgck_hmac_free(k->hmac);
+	k->hmac = NULL;
+	pgck_locked_free(k->index_key);
+	k->index_key = NULL;
+}
+
+static void
+key_release(PgckCachedKey *k)
+{
+	key_release_index_key(k);
+	hash_search(key_cache, k->name, HASH_REMOVE, NULL);
+}
+
+static void
+cache_flush_all(void)
+{
+	HASH_SEQ_STATUS status;
+	PgckCachedVersion *v;
+	PgckCachedKey *k;
+
+	if (version_cache == NULL)
+		return;
+	hash_seq_init(&status, version_cache);
+	while ((v = hash_seq_search(&status)) != NULL)
+	{
+		pgck_aead_free(v->aead);
+		pgck_locked_free(v->dek);
+		hash_search(version_cache, &v->id, HASH_REMOVE, NULL);
+	}
+	dlist_init(&version_lru);
+	version_count = 0;
+	hash_seq_init(&status, key_cache);
+	while ((k = hash_seq_search(&status)) != NULL)
+	{
+		key_release_index_key(k);
+		hash_search(key_cache, k->name, HASH_REMOVE, NULL);
+	}
+}
+
+static void
+keycache_exit(int code, Datum arg)
+{
+	LockedChunk *c;
+
+	cache_flush_all();
+	for (c = chunks; c != NULL; c = c->next)
+		pgck_wipe(c->base, CHUNK_SIZE);
+}
+
+static void
+keycache_relcache_cb(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == keys_relid || relid == versions_relid)
+	{
+		cache_gen++;
+		/* the tables may have been dropped and re-created */
+		keys_relid = versions_relid = InvalidOid;
+	}
+}
+
+void
+pgck_keycache_set_keyring_oids(Oid keys_oid, Oid versions_oid)
+{
+	keys_relid = keys_oid;
+	versions_relid = versions_oid;
+}
+
+void
+pgck_keycache_init(void)
+{
+	HASHCTL		ctl;
+
+	cache_context = AllocSetContextCreate(TopMemoryContext,
+										  "pgcrypt_kms key cache",
+										  ALLOCSET_SMALL_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint32);
+	ctl.entrysize = sizeof(PgckCachedVersion);
+	ctl.hcxt = cache_context;
+	version_cache = hash_create("pgcrypt_kms key versions", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = PGCK_KEY_NAME_MAX + 1;
+	ctl.entrysize = sizeof(PgckCachedKey);
+	ctl.hcxt = cache_context;
+	key_cache = hash_create("pgcrypt_kms keys", 64, &ctl,
+							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	CacheRegisterRelcacheCallback(keycache_relcache_cb, (Datum) 0);
+	on_proc_exit(keycache_exit, (Datum) 0);
+	if (!pgck_crypto_init())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("OpenSSL does not provide AES-256-GCM, SHA-256 and HKDF")));
+}
+
+/*
+ * Once per statement, take in invalidations other sessions committed (a
+ * rotation), even inside a transaction that already holds its locks.
+ */
+static TimestampTz
+statement_now(void)
+{
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+
+	if (now != last_statement)
+	{
+		AcceptInvalidationMessages();
+		last_statement = now;
+	}
+	return now;
+}
+
+static bool
+expired(TimestampTz unwrapped_at, TimestampTz now)
+{
+	return now - unwrapped_at >= (int64) pgck_cache_ttl * USECS_PER_SEC;
+}
+
+static void
+evict_to_bound(void)
+{
+	while (version_count > pgck_cache_max_keys)
+	{
+		PgckCachedVersion *lru = dlist_container(PgckCachedVersion, lru,
+												 dlist_tail_node(&version_lru));
+
+		version_release(lru);
+		pgck_stats.evictions++;
+	}
+}
+
+/* Build the cache entry for id from a raw key; the key is copied. */
+static PgckCachedVersion *
+version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState state,
+			   const uint8 *dek)
+{
+	PgckCachedVersion *v;
+	bool		found;
+	uint8	   *slot;
+	PgckAead   *aead;
+
+	aead = pgck_aead_new(dek);
+	if (aead == NULL)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KMS_FAILURE),
+				 errmsg("could not set up AES-256-GCM for key \"%s\" version %d", key_name, version)));
+	PG_TRY();
+	{
+		slot = pgck_locked_alloc();
+	}
+	PG_CATCH();
+	{
+		pgck_aead_free(aead);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	memcpy(slot, dek, PGCK_DEK_LEN);
+
+	v = hash_search(version_cache, &id, HASH_ENTER, &found);
+	if (found)
+	{
+		pgck_aead_free(v->aead);
+		pgck_locked_free(v->dek);
+		dlist_delete(&v->lru);
+		version_count--;
+	}
+	v->version = version;
+	v->state = state;
+	strlcpy(v->key_name, key_name, sizeof(v->key_name));
+	v->dek = slot;
+	v->aead = aead;
+	v->unwrapped_at = GetCurrentTimestamp();
+	v->validated_gen = cache_gen;
+	dlist_push_head(&version_lru, &v->lru);
+	version_count++;
+	evict_to_bound();
+	return v;
+}
+
+void
+pgck_keycache_install(uint32 id, const char *key_name, int32 version, const uint8 *dek)
+{
+	(void) version_insert(id, key_name, version, PGCK_STATE_ACTIVE, dek);
+}
+
+PgckCachedVersion *
+pgck_keycache_version(uint32 id)
+{
+	TimestampTz now = statement_now();
+	PgckCachedVersion *v;
+	PgckVersionRow row;
+	uint8	   *dek;
+
+	v = hash_search(version_cache, &id, HASH_FIND, NULL);
+	if (v != NULL && !expired(v->unwrapped_at, now))
+	{
+		if (v->validated_gen == cache_gen)
+		{
+			pgck_stats.hits++;
+			dlist_move_head(&version_lru, &v->lru);
+			return v;
+		}
+	}
+	else if (v != NULL)
+	{
+		/* past its TTL: wipe now, unwrap again below */
+		version_release(v);
+		pgck_stats.expirations++;
+		v = NULL;
+	}
+
+	if (!pgck_keyring_fetch_version(id, &row))
+	{
+		if (v != NULL)
+			version_release(v);
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+				 errmsg("key version id %u does not exist", id),
+				 errdetail("The value was encrypted under a key version that is not in this database's keyring: it was destroyed, its creation was rolled back, or the keyring was not restored.")));
+	}
+
+	if (v != NULL)
+	{
+		/* re-checked after a keyring change: the key itself is unchanged */
+		v->state = row.state;
+		v->validated_gen = cache_gen;
+		pgck_stats.hits++;
+		dlist_move_head(&version_lru, &v->lru);
+		return v;
+	}
+
+	pgck_stats.misses++;
+	dek = pgck_locked_alloc();
+	PG_TRY();
+	{
+		pgck_keyring_unwrap(row.kms_key, row.kms_context, row.wrapped_dek, dek);
+		pgck_stats.unwraps++;
+		v = version_insert(id, row.key_name, row.version, row.state, dek);
+	}
+	PG_FINALLY();
+	{
+		pgck_locked_free(dek);
+	}
+	PG_END_TRY();
+	return v;
+}
+
+PgckCachedKey *
+pgck_keycache_key(const char *name)
+{
+	TimestampTz now = statement_now();
+	PgckCachedKey *k;
+	PgckKeyRow	row;
+	bool		found;
+	char		keybuf[PGCK_KEY_NAME_MAX + 1];
+
+	if (strlen(name) > PGCK_KEY_NAME_MAX)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+				 errmsg("key \"%.*s...\" does not exist", 32, name)));
+	memset(keybuf, 0, sizeof(keybuf));
+	strlcpy(keybuf, name, sizeof(keybuf));
+
+	k = hash_search(key_cache, keybuf, HASH_FIND, NULL);
+	if (k != NULL && k->validated_gen == cache_gen &&
+		(k->transform == PGCK_BIDX_NONE || !expired(k->unwrapped_at, now)))
+	{
+		pgck_stats.hits++;
+		return k;
+	}
+
+	if (!pgck_keyring_fetch_key(name, &row))
+	{
+		if (k != NULL)
+			key_release(k);
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+				 errmsg("key \"%s\" does not exist", name),
+				 errhint("Create it with kms_create_key(), or restore the keyring tables.")));
+	}
+	if (row.current_id == 0)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg("key \"%s\" has no active version", name),
+				 errhint("Rotate the key with kms_rotate_key() to make a new active version.")));
+
+	k = hash_search(key_cache, keybuf, HASH_ENTER, &found);
+	if (!found)
+	{
+		k->index_key = NULL;
+		k->hmac = NULL;
+	}
+	k->current_id = row.current_id;
+	k->transform = row.transform;
+	k->index_bits = row.index_bits;
+	k->validated_gen = 0;		/* not usable until fully set up */
+
+	if (row.transform == PGCK_BIDX_NONE)
+		key_release_index_key(k);
+	else if (k->hmac == NULL || k->index_key_version != row.index_key_version ||
+			 expired(k->unwrapped_at, now))
+	{
+		uint8	   *ikey = pgck_locked_alloc();
+
+		key_release_index_key(k);
+		PG_TRY();
+		{
+			pgck_stats.misses++;
+			pgck_keyring_unwrap(row.index_kms_key, row.kms_context,
+								row.index_key_wrapped, ikey);
+			pgck_stats.unwraps++;
+			k->hmac = pgck_hmac_new(ikey, PGCK_DEK_LEN);
+			if (k->hmac == NULL)
+				ereport(ERROR,
+						(errcode(PGCK_ERRCODE_KMS_FAILURE),
+						 errmsg("could not set up HMAC-SHA-256 for key \"%s\"", name)));
+		}
+		PG_CATCH();
+		{
+			pgck_locked_free(ikey);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		k->index_key = ikey;
+		k->index_key_version = row.index_key_version;
+		k->unwrapped_at = GetCurrentTimestamp();
+	}
+	else
+		pgck_stats.hits++;
+	k->validated_gen = cache_gen;
+	return k;
+}
+
+/* ---------------------------------------------------------------- stats hooks */
+
+void
+pgck_stats_kms_call(PgckKmsOp op, double elapsed_ms, bool ok)
+{
+	if (op < 0 || op >= PGCK_NUM_OPS)
+		return;
+	pgck_stats.calls[op]++;
+	if (!ok)
+		pgck_stats.errors[op]++;
+	pgck_stats.ms_total[op] += elapsed_ms;
+	if (elapsed_ms > pgck_stats.ms_max[op])
+		pgck_stats.ms_max[op] = elapsed_ms;
+}
+
+void
+pgck_stats_kms_retry(PgckKmsOp op)
+{
+	if (op >= 0 && op < PGCK_NUM_OPS)
+		pgck_stats.retries[op]++;
+}
+
+/* ---------------------------------------------------------------- SQL functions */
+
+PG_FUNCTION_INFO_V1(kms_flush_cache);
+Datum
+kms_flush_cache(PG_FUNCTION_ARGS)
+{
+	cache_flush_all();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(kms_cache_stats);
+Datum
+kms_cache_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[13];
+	bool		nulls[13];
+	int64		calls = 0,
+				errors = 0,
+				retries = 0;
+	double		ms_total = 0,
+				ms_max = 0;
+	StringInfoData ops;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	initStringInfo(&ops);
+	appendStringInfoChar(&ops, '{');
+	for (i = 0; i < PGCK_NUM_OPS; i++)
+	{
+		calls += pgck_stats.calls[i];
+		errors += pgck_stats.errors[i];
+		retries += pgck_stats.retries[i];
+		ms_total += pgck_stats.ms_total[i];
+		ms_max = Max(ms_max, pgck_stats.ms_max[i]);
+		appendStringInfo(&ops, "%s\"%s\": {\"calls\": " INT64_FORMAT ", \"errors\": " INT64_FORMAT
+						 ", \"retries\": " INT64_FORMAT ", \"ms_total\": %.3f, \"ms_max\": %.3f}",
+						 i > 0 ? ", " : "", op_names[i], pgck_stats.calls[i],
+						 pgck_stats.errors[i], pgck_stats.retries[i],
+						 pgck_stats.ms_total[i], pgck_stats.ms_max[i]);
+	}
+	appendStringInfoChar(&ops, '}');
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = Int64GetDatum(pgck_stats.hits);
+	values[1] = Int64GetDatum(pgck_stats.misses);
+	values[2] = Int64GetDatum(pgck_stats.unwraps);
+	values[3] = Int64GetDatum(pgck_stats.evictions);
+	values[4] = Int64GetDatum(pgck_stats.expirations);
+	values[5] = Int32GetDatum(version_count);
+	values[6] = Int64GetDatum(calls);
+	values[7] = Int64GetDatum(errors);
+	values[8] = Int64GetDatum(retries);
+	values[9] = Float8GetDatum(calls > 0 ? ms_total / calls : 0.0);
+	values[10] = Float8GetDatum(ms_max);
+	values[11] = Int64GetDatum(pgck_stats.decrypt_failures);
+	values[12] = DirectFunctionCall1(jsonb_in, CStringGetDatum(ops.data));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

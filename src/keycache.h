@@ -1,0 +1,97 @@
+/*-------------------------------------------------------------------------
+ *
+ * keycache.h
+ *		This backend's cache of unwrapped keys.
+ *
+ * Raw key bytes live only in 32-byte slots of an mmap'd arena that is
+ * mlock'd, excluded from core dumps (MADV_DONTDUMP) and from forked children
+ * (MADV_DONTFORK), and wiped on eviction, expiry, kms_flush_cache() and at
+ * backend exit.  Keyed OpenSSL objects (PgckAead, PgckHmac) are built once
+ * per cached key.
+ *
+ * Entries expire pgcrypt_kms.cache_ttl after they were unwrapped (checked
+ * against the statement start time, so one statement never sees a key vanish
+ * halfway).  Any change to the keyring tables (trigger → relcache
+ * invalidation, also on abort) makes every entry re-check its row before its
+ * next use; invalidation messages are accepted once per statement.
+ *
+ * Returned pointers are valid until the next call into this module.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGCK_KEYCACHE_H
+#define PGCK_KEYCACHE_H
+
+#include "postgres.h"
+
+#include "aead.h"
+#include "keyring.h"
+#include "kms.h"
+#include "lib/ilist.h"
+
+typedef struct PgckCachedVersion
+{
+	uint32		id;				/* hash key */
+	int32		version;
+	PgckKeyState state;
+	char		key_name[PGCK_KEY_NAME_MAX + 1];
+	uint8	   *dek;			/* locked slot */
+	PgckAead   *aead;
+	TimestampTz unwrapped_at;
+	uint64		validated_gen;
+	dlist_node	lru;
+} PgckCachedVersion;
+
+typedef struct PgckCachedKey
+{
+	char		name[PGCK_KEY_NAME_MAX + 1];	/* hash key */
+	uint32		current_id;
+	PgckTransform transform;
+	int			index_bits;
+	int			index_key_version;
+	uint8	   *index_key;		/* locked slot, NULL without blind index */
+	PgckHmac   *hmac;
+	TimestampTz unwrapped_at;
+	uint64		validated_gen;
+} PgckCachedKey;
+
+typedef struct PgckCacheStats
+{
+	int64		hits;
+	int64		misses;
+	int64		unwraps;
+	int64		evictions;
+	int64		expirations;
+	int64		decrypt_failures;
+	int64		calls[PGCK_NUM_OPS];
+	int64		errors[PGCK_NUM_OPS];
+	int64		retries[PGCK_NUM_OPS];
+	double		ms_total[PGCK_NUM_OPS];
+	double		ms_max[PGCK_NUM_OPS];
+} PgckCacheStats;
+
+extern PgckCacheStats pgck_stats;
+
+extern void pgck_keycache_init(void);
+
+/* The key's cache entry, with its current version id and blind-index MAC. */
+extern PgckCachedKey *pgck_keycache_key(const char *name);
+
+/* A version usable for decryption (ereports on unknown or retired). */
+extern PgckCachedVersion *pgck_keycache_version(uint32 id);
+
+/*
+ * Put a data key that was just generated (kms_create_key, kms_rotate_key)
+ * into the cache, saving an unwrap.  dek is copied.
+ */
+extern void pgck_keycache_install(uint32 id, const char *key_name, int32 version,
+								  const uint8 *dek);
+
+/* Remember the keyring relations so the invalidation callback can match them. */
+extern void pgck_keycache_set_keyring_oids(Oid keys_oid, Oid versions_oid);
+
+/* Locked 32-byte slots for raw keys. */
+extern uint8 *pgck_locked_alloc(void);
+extern void pgck_locked_free(uint8 *slot);
+
+#endif							/* PGCK_KEYCACHE_H */

@@ -1,0 +1,630 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyring.c
+ *		The SQL-side key tables: reads for the key cache, and the key
+ *		administration functions kms_create_key() and kms_rotate_key().
+ *
+ * Every query runs as the owner of pgcrypt_kms.key_versions (the extension
+ * owner) under SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
+ * and names every object and operator with its schema, so neither the
+ * caller's privileges nor its search_path can change what is read.
+ *
+ * The tables carry statement triggers (pgck_keyring_changed) that send a
+ * relcache invalidation for key_versions; the key cache listens for it.  A
+ * key created or rotated in a transaction that aborts is thereby dropped
+ * from this backend's cache as well.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "aead.h"
+#include "keycache.h"
+#include "keyring.h"
+#include "kms.h"
+#include "pgck_errcodes.h"
+
+#define KEYRING_SCHEMA "pgcrypt_kms"
+
+static SPIPlanPtr plan_key = NULL;
+static SPIPlanPtr plan_version = NULL;
+
+static const char *const state_names[] = {"active", "decrypt-only", "retired"};
+static const char *const transform_names[] = {"none", "exact", "lower", "email", "digits"};
+
+const char *
+pgck_state_name(PgckKeyState state)
+{
+	return state_names[state];
+}
+
+const char *
+pgck_transform_name(PgckTransform t)
+{
+	return transform_names[t];
+}
+
+bool
+pgck_transform_parse(const char *name, PgckTransform *out)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(transform_names); i++)
+	{
+		if (strcmp(name, transform_names[i]) == 0)
+		{
+			*out = (PgckTransform) i;
+			return true;
+		}
+	}
+	return false;
+}
+
+static PgckKeyState
+state_parse(const char *s)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(state_names); i++)
+		if (strcmp(s, state_names[i]) == 0)
+			return (PgckKeyState) i;
+	elog(ERROR, "unknown key state \"%s\" in the keyring", s);
+	return PGCK_STATE_RETIRED;	/* keep compiler quiet */
+}
+
+/*
+ * The owner of the keyring tables; also tells the key cache their OIDs.
+ * ereports if the extension's tables are missing.
+ */
+static Oid
+keyring_owner(void)
+{
+	Oid			nsp = get_namespace_oid(KEYRING_SCHEMA, true);
+	Oid			keys_oid = InvalidOid;
+	Oid			versions_oid = InvalidOid;
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (OidIsValid(nsp))
+	{
+		keys_oid = get_relname_relid("keys", nsp);
+		versions_oid = get_relname_relid("key_versions", nsp);
+	}
+	if (!OidIsValid(keys_oid) || !OidIsValid(versions_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the pgcrypt_kms keyring tables do not exist in this database"),
+				 errhint("Run CREATE EXTENSION pgcrypt_kms.")));
+	pgck_keycache_set_keyring_oids(keys_oid, versions_oid);
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(versions_oid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", versions_oid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+typedef struct OwnerScope
+{
+	Oid			save_userid;
+	int			save_sec;
+} OwnerScope;
+
+static void
+owner_scope_enter(OwnerScope *scope)
+{
+	Oid			owner = keyring_owner();
+
+	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec);
+	SetUserIdAndSecContext(owner, scope->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+static void
+owner_scope_leave(OwnerScope *scope)
+{
+	SetUserIdAndSecContext(scope->save_userid, scope->save_sec);
+}
+
+/* Copy a result column into the caller's context (SPI memory goes away). */
+static char *
+col_text(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	if (isnull)
+		return NULL;
+	return MemoryContextStrdup(cxt, TextDatumGetCString(d));
+}
+
+static bytea *
+col_bytea(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	bytea	   *b;
+	bytea	   *copy;
+
+	if (isnull)
+		return NULL;
+	b = DatumGetByteaPP(d);
+	copy = MemoryContextAlloc(cxt, VARSIZE_ANY_EXHDR(b) + VARHDRSZ);
+	SET_VARSIZE(copy, VARSIZE_ANY_EXHDR(b) + VARHDRSZ);
+	memcpy(VARDATA(copy), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+	return copy;
+}
+
+static int32
+col_int(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+static SPIPlanPtr
+prepare_saved(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/* Run a saved read-only plan on the freshest snapshot this process may take. */
+static int
+execute_read(SPIPlanPtr plan, Datum *values)
+{
+	Snapshot	snap = IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot();
+
+	return SPI_execute_snapshot(plan, values, NULL, snap, InvalidSnapshot,
+								true, false, 1);
+}
+
+bool
+pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	OwnerScope	scope;
+	volatile bool found = false;
+
+	memset(out, 0, sizeof(*out));
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		Datum		values[1];
+		int			ret;
+
+		SPI_connect();
+		if (plan_key == NULL)
+		{
+			Oid			types[1] = {TEXTOID};
+
+			plan_key = prepare_saved(
+									 "SELECT k.kms_key, k.kms_context::pg_catalog.text, k.blind_index, k.index_bits,"
+									 "       k.index_key_version, k.index_key_wrapped, k.index_kms_key,"
+									 "       (SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
+									 "         WHERE v.key_name OPERATOR(pg_catalog.=) k.key_name"
+									 "           AND v.state OPERATOR(pg_catalog.=) 'active')"
+									 "  FROM " KEYRING_SCHEMA ".keys k"
+									 " WHERE k.key_name OPERATOR(pg_catalog.=) $1",
+									 1, types);
+		}
+		values[0] = CStringGetTextDatum(name);
+		ret = execute_read(plan_key, values);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed == 1)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *transform;
+
+			found = true;
+			out->key_name = MemoryContextStrdup(caller, name);
+			out->kms_key = col_text(tup, desc, 1, caller);
+			out->kms_context = col_text(tup, desc, 2, caller);
+			transform = col_text(tup, desc, 3, caller);
+			if (!pgck_transform_parse(transform, &out->transform))
+				elog(ERROR, "unknown blind index transform \"%s\" in the keyring", transform);
+			out->index_bits = col_int(tup, desc, 4);
+			out->index_key_version = col_int(tup, desc, 5);
+			out->index_key_wrapped = col_bytea(tup, desc, 6, caller);
+			out->index_kms_key = col_text(tup, desc, 7, caller);
+			out->current_id = (uint32) col_int(tup, desc, 8);
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+	return found;
+}
+
+bool
+pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	OwnerScope	scope;
+	volatile bool found = false;
+
+	memset(out, 0, sizeof(*out));
+	if (id == 0 || id > PG_INT32_MAX)
+		return false;
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		Datum		values[1];
+		int			ret;
+
+		SPI_connect();
+		if (plan_version == NULL)
+		{
+			Oid			types[1] = {INT4OID};
+
+			plan_version = prepare_saved(
+										 "SELECT v.key_name, v.version, v.kms_key, k.kms_context::pg_catalog.text,"
+										 "       v.wrapped_dek, v.state"
+										 "  FROM " KEYRING_SCHEMA ".key_versions v"
+										 "  JOIN " KEYRING_SCHEMA ".keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name"
+										 " WHERE v.id OPERATOR(pg_catalog.=) $1",
+										 1, types);
+		}
+		values[0] = Int32GetDatum((int32) id);
+		ret = execute_read(plan_version, values);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed == 1)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *state;
+
+			found = true;
+			out->id = id;
+			out->key_name = col_text(tup, desc, 1, caller);
+			out->version = col_int(tup, desc, 2);
+			out->kms_key = col_text(tup, desc, 3, caller);
+			out->kms_context = col_text(tup, desc, 4, caller);
+			out->wrapped_dek = col_bytea(tup, desc, 5, caller);
+			state = col_text(tup, desc, 6, caller);
+			out->state = state_parse(state);
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+	return found;
+}
+
+void
+pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
+					const bytea *wrapped, uint8 *dek_out)
+{
+	const char *rest;
+	const PgckKmsProvider *provider = pgck_kms_provider_for(kms_key, &rest);
+
+	provider->decrypt_data_key(rest, kms_context, wrapped, dek_out, PGCK_DEK_LEN);
+}
+
+/* A new data key from the key's provider; plaintext into dek_out (locked). */
+static bytea *
+generate_data_key(const char *kms_key, const char *kms_context, uint8 *dek_out)
+{
+	const char *rest;
+	const PgckKmsProvider *provider = pgck_kms_provider_for(kms_key, &rest);
+
+	return provider->generate_data_key(rest, kms_context, dek_out, PGCK_DEK_LEN);
+}
+
+static void
+check_key_name(const char *name)
+{
+	const char *p;
+	size_t		len = strlen(name);
+
+	if (len == 0 || len > PGCK_KEY_NAME_MAX)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("key name must be 1 to %d characters long", PGCK_KEY_NAME_MAX)));
+	for (p = name; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.' ||
+			  (*p == ':' && p != name)))
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+					 errmsg("invalid key name \"%s\"", name),
+					 errdetail("A key name holds letters, digits, \"_\", \"-\", \".\" and \":\".")));
+	}
+}
+
+/* Run an admin statement with arguments; returns SPI's result code. */
+static int
+execute_admin(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+	int			ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (ret < 0)
+		elog(ERROR, "keyring statement failed: %s", SPI_result_code_string(ret));
+	return ret;
+}
+
+/* Refuse a duplicate key name before spending KMS calls on it. */
+static void
+check_key_absent(const char *name)
+{
+	OwnerScope	scope;
+
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(name)};
+
+		SPI_connect();
+		execute_admin("SELECT 1 FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1",
+					  1, types, values, NULL);
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("key \"%s\" already exists", name),
+					 errhint("Use kms_rotate_key() for a new data key version.")));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+}
+
+/* Insert a new key and its version 1; returns the version id. */
+static uint32
+insert_new_key(const char *name, const char *kms_key, Datum kms_context_jsonb,
+			   const char *transform_name, int32 index_bits,
+			   bytea *wrapped, bytea *index_wrapped)
+{
+	OwnerScope	scope;
+	volatile uint32 id = 0;
+
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		Oid			ktypes[7] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT4OID, BYTEAOID, TEXTOID};
+		Datum		kvalues[7];
+		char		knulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		Oid			vtypes[3] = {TEXTOID, TEXTOID, BYTEAOID};
+		Datum		vvalues[3];
+		bool		isnull;
+
+		kvalues[0] = CStringGetTextDatum(name);
+		kvalues[1] = CStringGetTextDatum(kms_key);
+		kvalues[2] = kms_context_jsonb;
+		kvalues[3] = CStringGetTextDatum(transform_name);
+		kvalues[4] = Int32GetDatum(index_bits);
+		if (index_wrapped != NULL)
+		{
+			kvalues[5] = PointerGetDatum(index_wrapped);
+			kvalues[6] = CStringGetTextDatum(kms_key);
+		}
+		else
+			knulls[5] = knulls[6] = 'n';
+		vvalues[0] = kvalues[0];
+		vvalues[1] = kvalues[1];
+		vvalues[2] = PointerGetDatum(wrapped);
+
+		SPI_connect();
+		execute_admin("INSERT INTO " KEYRING_SCHEMA ".keys"
+					  " (key_name, kms_key, kms_context, blind_index, index_bits,"
+					  "  index_key_version, index_key_wrapped, index_kms_key)"
+					  " VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
+					  7, ktypes, kvalues, knulls);
+		execute_admin("INSERT INTO " KEYRING_SCHEMA ".key_versions"
+					  " (key_name, version, kms_key, wrapped_dek)"
+					  " VALUES ($1, 1, $2, $3) RETURNING id",
+					  3, vtypes, vvalues, NULL);
+		id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+	return id;
+}
+
+/*
+ * kms_create_key(name, kms_key, blind_index, index_bits, kms_context)
+ *
+ * Gets the first data key and, with a blind index, a separate index key from
+ * the KMS, and stores both only as the KMS wrapped them.
+ */
+PG_FUNCTION_INFO_V1(kms_create_key);
+Datum
+kms_create_key(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	char	   *kms_key;
+	char	   *transform_name;
+	int32		index_bits;
+	char	   *kms_context;
+	Jsonb	   *ctx_jsonb;
+	PgckTransform transform;
+	const char *rest;
+	uint8	   *dek;
+	uint8	   *ikey;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("arguments of kms_create_key must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	kms_key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	transform_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	index_bits = PG_GETARG_INT32(3);
+	ctx_jsonb = PG_GETARG_JSONB_P(4);
+
+	check_key_name(name);
+	(void) pgck_kms_provider_for(kms_key, &rest);
+	if (!pgck_transform_parse(transform_name, &transform))
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("unknown blind index transform \"%s\"", transform_name),
+				 errhint("Use one of none, exact, lower, email, digits.")));
+	if (index_bits < 8 || index_bits > 256)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("index_bits must be between 8 and 256")));
+	if (!JB_ROOT_IS_OBJECT(ctx_jsonb) || JB_ROOT_IS_SCALAR(ctx_jsonb))
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("kms_context must be a JSON object of strings")));
+	kms_context = DatumGetCString(DirectFunctionCall1(jsonb_out, JsonbPGetDatum(ctx_jsonb)));
+	check_key_absent(name);
+
+	dek = pgck_locked_alloc();
+	ikey = pgck_locked_alloc();
+	PG_TRY();
+	{
+		bytea	   *wrapped;
+		bytea	   *index_wrapped = NULL;
+		uint32		id;
+
+		wrapped = generate_data_key(kms_key, kms_context, dek);
+		if (transform != PGCK_BIDX_NONE)
+			index_wrapped = generate_data_key(kms_key, kms_context, ikey);
+		id = insert_new_key(name, kms_key, JsonbPGetDatum(ctx_jsonb), transform_name,
+							index_bits, wrapped, index_wrapped);
+		pgck_keycache_install(id, name, 1, dek);
+	}
+	PG_FINALLY();
+	{
+		pgck_locked_free(dek);
+		pgck_locked_free(ikey);
+	}
+	PG_END_TRY();
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * kms_rotate_key(name) → new version number
+ *
+ * A new data key version becomes the active one; the previous active version
+ * becomes decrypt-only.  Concurrent rotations of one key serialize on the
+ * key's row.
+ */
+PG_FUNCTION_INFO_V1(kms_rotate_key);
+Datum
+kms_rotate_key(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	OwnerScope	scope;
+	volatile bool entered = false;
+	uint8	   *dek;
+	int32		version = 0;
+	uint32		id = 0;
+
+	dek = pgck_locked_alloc();
+	PG_TRY();
+	{
+		Oid			types[3] = {TEXTOID, TEXTOID, BYTEAOID};
+		Datum		values[3];
+		char	   *kms_key;
+		char	   *kms_context;
+		bytea	   *wrapped;
+		bool		isnull;
+		MemoryContext caller = CurrentMemoryContext;
+
+		owner_scope_enter(&scope);
+		entered = true;
+		SPI_connect();
+		values[0] = CStringGetTextDatum(name);
+		execute_admin("SELECT kms_key, kms_context::pg_catalog.text FROM " KEYRING_SCHEMA ".keys"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+					  1, types, values, NULL);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+					 errmsg("key \"%s\" does not exist", name)));
+		kms_key = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, caller);
+		kms_context = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, caller);
+
+		/* the KMS call runs with the key's row locked: rotations queue */
+		wrapped = generate_data_key(kms_key, kms_context, dek);
+
+		execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET state = 'decrypt-only'"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1"
+					  "   AND state OPERATOR(pg_catalog.=) 'active'",
+					  1, types, values, NULL);
+		values[1] = CStringGetTextDatum(kms_key);
+		values[2] = PointerGetDatum(wrapped);
+		execute_admin("INSERT INTO " KEYRING_SCHEMA ".key_versions (key_name, version, kms_key, wrapped_dek)"
+					  " SELECT $1, COALESCE(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1, $2, $3"
+					  "   FROM " KEYRING_SCHEMA ".key_versions"
+					  "  WHERE key_name OPERATOR(pg_catalog.=) $1"
+					  " RETURNING id, version",
+					  3, types, values, NULL);
+		id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		SPI_finish();
+		owner_scope_leave(&scope);
+		entered = false;
+		pgck_keycache_install(id, name, version, dek);
+	}
+	PG_FINALLY();
+	{
+		if (entered)
+			owner_scope_leave(&scope);
+		pgck_locked_free(dek);
+	}
+	PG_END_TRY();
+	PG_RETURN_INT32(version);
+}
+
+/*
+ * Statement trigger on the keyring tables: every change, by our functions,
+ * by hand or by a restore, invalidates every backend's key cache at commit
+ * (and this backend's at once, and again on abort).
+ */
+PG_FUNCTION_INFO_V1(pgck_keyring_changed);
+Datum
+pgck_keyring_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "pgck_keyring_changed: not called by trigger manager");
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	PG_RETURN_POINTER(NULL);
+}

@@ -1,0 +1,76 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyring.h
+ *		The SQL-side key tables (pgcrypt_kms.keys, pgcrypt_kms.key_versions).
+ *
+ * Reads run as the owner of the keyring tables (the extension owner), so a
+ * role needs only EXECUTE on the extension's functions, never SELECT on the
+ * wrapped keys.  Reads use the latest snapshot outside parallel mode, so a
+ * rotation committed by another session is seen even inside a REPEATABLE
+ * READ transaction.  Results are palloc'd in CurrentMemoryContext.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGCK_KEYRING_H
+#define PGCK_KEYRING_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+
+#define PGCK_KEY_NAME_MAX 128
+
+typedef enum PgckKeyState
+{
+	PGCK_STATE_ACTIVE,
+	PGCK_STATE_DECRYPT_ONLY,
+	PGCK_STATE_RETIRED
+} PgckKeyState;
+
+typedef enum PgckTransform
+{
+	PGCK_BIDX_NONE,
+	PGCK_BIDX_EXACT,
+	PGCK_BIDX_LOWER,
+	PGCK_BIDX_EMAIL,
+	PGCK_BIDX_DIGITS
+} PgckTransform;
+
+/* A row of pgcrypt_kms.keys, plus the id of its active version. */
+typedef struct PgckKeyRow
+{
+	char	   *key_name;
+	char	   *kms_key;
+	char	   *kms_context;	/* jsonb as text */
+	PgckTransform transform;
+	int			index_bits;
+	int			index_key_version;
+	bytea	   *index_key_wrapped;	/* NULL when transform is none */
+	char	   *index_kms_key;
+	uint32		current_id;		/* 0 when no version is active */
+} PgckKeyRow;
+
+/* A row of pgcrypt_kms.key_versions, with its key's KMS context. */
+typedef struct PgckVersionRow
+{
+	uint32		id;
+	char	   *key_name;
+	int32		version;
+	char	   *kms_key;
+	char	   *kms_context;
+	bytea	   *wrapped_dek;
+	PgckKeyState state;
+} PgckVersionRow;
+
+extern bool pgck_keyring_fetch_key(const char *name, PgckKeyRow *out);
+extern bool pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out);
+
+extern const char *pgck_state_name(PgckKeyState state);
+extern const char *pgck_transform_name(PgckTransform t);
+extern bool pgck_transform_parse(const char *name, PgckTransform *out);
+
+/* Unwrap (or generate) a data key through the key's provider. */
+extern void pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
+								const bytea *wrapped, uint8 *dek_out);
+
+#endif							/* PGCK_KEYRING_H */

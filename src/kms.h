@@ -1,0 +1,89 @@
+/*-------------------------------------------------------------------------
+ *
+ * kms.h
+ *		The provider interface: how the keyring gets data keys from a KMS.
+ *
+ * A key reference is a URI "<scheme>:<rest>" as stored in the keyring
+ * ("aws-kms:alias/app", "local:dev").  pgck_kms_provider_for() picks the
+ * provider by scheme; each provider receives <rest> only.
+ *
+ * Rules every provider keeps:
+ *	- Plaintext key bytes are written only into the caller's buffer (which
+ *	  the caller keeps in locked memory and wipes); a provider wipes every
+ *	  temporary copy it makes (explicit_bzero) before freeing it.
+ *	- Failures are reported with ereport(ERROR) and a SQLSTATE from the
+ *	  README's table (never class 08); the KMS error type and request id go
+ *	  into errdetail_internal; never a key, credential, request body or
+ *	  plaintext.
+ *	- Calls are interruptible (statement_timeout, pg_cancel_backend).
+ *	- Returned wrapped blobs are palloc'd in CurrentMemoryContext.
+ *
+ * kms_context is the KMS encryption context of the column key as a JSON
+ * object text ("{}" or NULL when none); providers bind it to the wrapped
+ * key (AWS: EncryptionContext; local: AAD).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGCK_KMS_H
+#define PGCK_KMS_H
+
+#include "postgres.h"
+
+#define PGCK_DEK_LEN 32
+
+/* KMS operations counted in kms_cache_stats() */
+typedef enum PgckKmsOp
+{
+	PGCK_OP_GENERATE_DATA_KEY = 0,
+	PGCK_OP_DECRYPT,
+	PGCK_OP_REENCRYPT,
+	PGCK_OP_ENCRYPT,
+	PGCK_OP_DESCRIBE_KEY,
+	PGCK_OP_GENERATE_RANDOM,
+	PGCK_OP_CREDENTIALS,
+	PGCK_NUM_OPS
+} PgckKmsOp;
+
+typedef struct PgckKmsProvider
+{
+	const char *scheme;			/* "aws-kms", "local" */
+
+	/*
+	 * New random data key of key_len bytes: plaintext into dek_out, the
+	 * wrapped blob (exactly as the KMS returned it) as the result.
+	 */
+	bytea	   *(*generate_data_key) (const char *key_ref, const char *kms_context,
+									  uint8 *dek_out, size_t key_len);
+
+	/* Unwrap a blob made by generate_data_key into dek_out (key_len bytes). */
+	void		(*decrypt_data_key) (const char *key_ref, const char *kms_context,
+									 const bytea *wrapped, uint8 *dek_out, size_t key_len);
+
+	/*
+	 * Re-wrap a blob under another master key of the same provider without
+	 * the plaintext key passing through this process (AWS: ReEncrypt).
+	 */
+	bytea	   *(*reencrypt_data_key) (const char *old_key_ref, const char *new_key_ref,
+									   const char *kms_context, const bytea *wrapped);
+
+	/* Check that a master key exists and is usable; ereport if not. */
+	void		(*check_key) (const char *key_ref);
+} PgckKmsProvider;
+
+/*
+ * Look up the provider for a full key URI; ereports 22023 on an unknown or
+ * malformed URI.  *rest points into uri, after the colon.
+ */
+extern const PgckKmsProvider *pgck_kms_provider_for(const char *uri, const char **rest);
+
+extern const PgckKmsProvider pgck_kms_local_provider;
+extern const PgckKmsProvider pgck_kms_aws_provider;
+
+/* Counters shown by kms_cache_stats(); see keycache.c */
+extern void pgck_stats_kms_call(PgckKmsOp op, double elapsed_ms, bool ok);
+extern void pgck_stats_kms_retry(PgckKmsOp op);
+
+extern void pgck_kms_local_init(void);
+extern void pgck_kms_aws_init(void);
+
+#endif							/* PGCK_KMS_H */

@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ *
+ * pgcrypt_kms.c
+ *		Module entry point: _PG_init only calls each module's init.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "guc.h"
+#include "keycache.h"
+#include "kms.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	pgck_guc_init();
+	pgck_keycache_init();
+	pgck_kms_local_init();
+	pgck_kms_aws_init();
+}

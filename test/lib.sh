@@ -1,0 +1,138 @@
+# test/lib.sh: shared by test/run.sh, test/demo.sh and bench/run.sh.
+#
+# Installs what is missing (Debian packages), builds and installs the
+# extension, and runs a throwaway PostgreSQL cluster and the KMS emulator on
+# loopback, as the unprivileged "postgres" OS user, in a temp dir of its own.
+# Everything started here is stopped by pgck_cleanup (registered on EXIT), by
+# pid, also when a step fails.
+
+set -o pipefail
+
+PGCK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PGCK_PACKAGES_BUILD="make gcc libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libssl-dev libcurl4-openssl-dev libjansson-dev"
+PGCK_PACKAGES_TEST="python3 python3-cryptography python3-botocore awscli openssl curl procps libipc-run-perl clang libclang-rt-14-dev"
+
+pgck_log() { printf '\n== %s\n' "$*"; }
+
+# Re-run the calling script as root (through sudo) when it is not.
+pgck_require_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then
+            exec sudo -E bash "$0" "$@"
+        fi
+        echo "run this as root (or install sudo)" >&2
+        exit 1
+    fi
+}
+
+# Install the Debian packages that are missing; nothing if all are there.
+pgck_install_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    pgck_log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+pgck_build_install() {
+    export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+    pgck_log "building and installing pgcrypt_kms"
+    make -C "$PGCK_ROOT" -s clean >/dev/null 2>&1 || true
+    make -C "$PGCK_ROOT" -s -j2 PG_CONFIG=$PG_CONFIG ${PGCK_CFLAGS:+PGCK_CFLAGS="$PGCK_CFLAGS"} ${PGCK_LDFLAGS:+PGCK_LDFLAGS="$PGCK_LDFLAGS"}
+    make -C "$PGCK_ROOT" -s install PG_CONFIG=$PG_CONFIG >/dev/null
+}
+
+PGCK_PIDS=()
+PGCK_TMP=""
+PGCK_PGDATA=""
+
+pgck_cleanup() {
+    local pid
+    if [ -n "$PGCK_PGDATA" ] && [ -f "$PGCK_PGDATA/postmaster.pid" ]; then
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGCK_PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    for pid in "${PGCK_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PGCK_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    PGCK_PIDS=()
+    if [ -n "$PGCK_TMP" ] && [ -z "${PGCK_KEEP_TMP:-}" ]; then
+        rm -rf "$PGCK_TMP"
+    fi
+}
+
+# A temp dir that the postgres user owns.
+pgck_make_tmp() {
+    PGCK_TMP=$(mktemp -d /tmp/pgcrypt_kms.XXXXXX)
+    chown postgres:postgres "$PGCK_TMP"
+    chmod 700 "$PGCK_TMP"
+    export PGCK_TMP
+    trap pgck_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+pgck_free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Start the KMS emulator on a free loopback port: sets PGCK_EMULATOR_PORT.
+pgck_start_emulator() {
+    local portfile="$PGCK_TMP/emulator.port" i
+    /usr/bin/python3 "$PGCK_ROOT/test/kms_emulator/emulator.py" --port-file "$portfile" \
+        --log "$PGCK_TMP/emulator.log" >>"$PGCK_TMP/emulator.out" 2>&1 &
+    PGCK_PIDS+=($!)
+    for i in $(seq 1 100); do
+        [ -s "$portfile" ] && break
+        sleep 0.1
+    done
+    [ -s "$portfile" ] || { echo "KMS emulator did not start" >&2; cat "$PGCK_TMP/emulator.out" >&2; return 1; }
+    PGCK_EMULATOR_PORT=$(cat "$portfile")
+    export PGCK_EMULATOR_PORT
+    export PGCK_EMULATOR_URL="http://127.0.0.1:$PGCK_EMULATOR_PORT"
+}
+
+# The emulator's static test identity (a test credential, not a secret).
+pgck_emulator_env() {
+    export AWS_ACCESS_KEY_ID=AKIDPGCKTEST000000001
+    export AWS_SECRET_ACCESS_KEY=pgck-test-secret-0000000000000000000000
+    export AWS_REGION=us-east-1
+    unset AWS_SESSION_TOKEN AWS_PROFILE
+    export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+    export AWS_EC2_METADATA_DISABLED=true
+}
+
+# initdb + start a cluster in $PGCK_TMP/data, socket in $PGCK_TMP, free port.
+# Extra postgresql.conf lines come from $PGCK_EXTRA_CONF.
+pgck_start_cluster() {
+    PGBIN=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
+    PGCK_PGDATA="$PGCK_TMP/data"
+    PGPORT=$(pgck_free_port)
+    PGHOST="$PGCK_TMP"
+    export PGBIN PGPORT PGHOST PGCK_PGDATA
+    export PGUSER=postgres PGDATABASE=postgres
+    runuser -u postgres -- "$PGBIN/initdb" -D "$PGCK_PGDATA" -A trust -U postgres --no-sync >"$PGCK_TMP/initdb.log" 2>&1
+    cat >>"$PGCK_PGDATA/postgresql.conf" <<CONF
+listen_addresses = ''
+port = $PGPORT
+unix_socket_directories = '$PGCK_TMP'
+fsync = off
+max_connections = 40
+log_line_prefix = '%m [%p] %q%u@%d '
+pgcrypt_kms.local_key_file = '$PGCK_TMP/local_master.key'
+pgcrypt_kms.aws_region = 'us-east-1'
+${PGCK_EMULATOR_PORT:+pgcrypt_kms.aws_endpoint = 'http://127.0.0.1:$PGCK_EMULATOR_PORT'}
+${PGCK_EXTRA_CONF:-}
+CONF
+    runuser -u postgres -- env ${PGCK_SERVER_ENV:-} "$PGBIN/pg_ctl" -D "$PGCK_PGDATA" \
+        -l "$PGCK_TMP/server.log" -w -t 60 start >/dev/null
+}
+
+pgck_psql() {
+    runuser -u postgres -- env PGHOST="$PGHOST" PGPORT="$PGPORT" "$PGBIN/psql" -X -v ON_ERROR_STOP=1 "$@"
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The whole pgcrypt_kms test suite, from a fresh Debian 12 (root or sudo):
+# installs what is missing, builds, installs, runs C unit tests, starts a
+# throwaway cluster and the KMS emulator on loopback, runs pg_regress, the
+# check scripts and the TAP tests, fuzzes briefly, stops everything, and ends
+# with "N passed, N failed" (exit 1 on any failure).
+#
+# PGCK_SANITIZE=1 builds the extension and unit tests with ASan + UBSan.
+set -u
+. "$(dirname "$0")/lib.sh"
+pgck_require_root "$@"
+cd "$PGCK_ROOT"
+
+VECTORS=${PGCK_VECTORS:-$PGCK_ROOT/../shared/vectors}
+PASSED=0
+FAILED=0
+FAILURES=()
+
+record() {  # record NAME STATUS
+    if [ "$2" -eq 0 ]; then PASSED=$((PASSED + 1)); echo "ok - $1"
+    else FAILED=$((FAILED + 1)); FAILURES+=("$1"); echo "not ok - $1"; fi
+}
+
+# Add a program's own "N passed, N failed" line to the totals.
+record_counts() {  # record_counts NAME LOGFILE STATUS
+    local line p f
+    line=$(grep -E '^([A-Za-z_]+: )?[0-9]+ passed, [0-9]+ failed' "$2" | tail -n 1)
+    if [ -n "$line" ]; then
+        p=$(echo "$line" | sed -E 's/^([A-Za-z_]+: )?([0-9]+) passed.*/\2/')
+        f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+        PASSED=$((PASSED + p)); FAILED=$((FAILED + f))
+        if [ "$f" -gt 0 ] || [ "$3" -ne 0 ]; then
+            FAILURES+=("$1"); [ "$f" -eq 0 ] && FAILED=$((FAILED + 1))
+            echo "not ok - $1 ($line, exit $3)"
+        else
+            echo "ok - $1 ($line)"
+        fi
+    else
+        record "$1 (no summary line)" 1
+    fi
+}
+
+pgck_install_packages $PGCK_PACKAGES_BUILD $PGCK_PACKAGES_TEST
+
+if [ -n "${PGCK_SANITIZE:-}" ]; then
+    export PGCK_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+    export PGCK_LDFLAGS="-fsanitize=address,undefined"
+    # the server is not instrumented: preload the runtimes into it
+    PGCK_SERVER_ENV="LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=/tmp/pgck_asan UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=/tmp/pgck_ubsan"
+    export PGCK_SERVER_ENV
+fi
+pgck_build_install || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+pgck_make_tmp
+export PGCK_VECTORS=$VECTORS
+
+# ------------------------------------------------------------- C unit tests
+pgck_log "C unit tests (pure modules)"
+make -s unit ${PGCK_CFLAGS:+PGCK_CFLAGS="$PGCK_CFLAGS"} ${PGCK_LDFLAGS:+PGCK_LDFLAGS="$PGCK_LDFLAGS"} || record "unit tests build" 1
+for t in test/unit/test_*.c; do
+    bin=${t%.c}
+    name=$(basename "$bin")
+    [ -x "$bin" ] || { record "$name (not built)" 1; continue; }
+    "$bin" "$VECTORS" >"$PGCK_TMP/$name.log" 2>&1
+    rc=$?
+    record_counts "$name" "$PGCK_TMP/$name.log" $rc
+    [ $rc -ne 0 ] && grep -E '^not ok|^#' "$PGCK_TMP/$name.log" | head -20
+done
+
+# ------------------------------------------------------------- services
+pgck_log "starting the KMS emulator and a throwaway cluster"
+pgck_emulator_env
+pgck_start_emulator || { record "KMS emulator start" 1; }
+pgck_start_cluster || { record "cluster start" 1; cat "$PGCK_TMP/server.log"; echo "$PASSED passed, $FAILED failed"; exit 1; }
+echo "cluster on port $PGPORT (socket $PGHOST), emulator on ${PGCK_EMULATOR_PORT:-none}"
+
+# ------------------------------------------------------------- pg_regress
+pgck_log "pg_regress"
+REGRESS=$(make -s -f Makefile print-regress 2>/dev/null || sed -n 's/^REGRESS = //p' Makefile)
+mkdir -p "$PGCK_TMP/regress" && chown postgres:postgres "$PGCK_TMP/regress"
+PG_REGRESS=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/regress/pg_regress
+runuser -u postgres -- "$PG_REGRESS" --inputdir="$PGCK_ROOT" --outputdir="$PGCK_TMP/regress" \
+    --bindir="$PGBIN" --host="$PGHOST" --port="$PGPORT" --dbname=pgck_regress $REGRESS \
+    >"$PGCK_TMP/regress.log" 2>&1
+cat "$PGCK_TMP/regress.log" | grep -E '^(ok|not ok|test|     )' || true
+for t in $REGRESS; do
+    if grep -Eq "^(ok|test) +[0-9]* *-? *$t +\.\.\. ok|^ok +[0-9]+ +- +$t " "$PGCK_TMP/regress.log" ||
+       grep -Eq "^test $t +\.\.\. ok" "$PGCK_TMP/regress.log"; then
+        record "regress/$t" 0
+    else
+        record "regress/$t" 1
+    fi
+done
+[ -f "$PGCK_TMP/regress/regression.diffs" ] && head -150 "$PGCK_TMP/regress/regression.diffs"
+
+# ------------------------------------------------------------- check scripts
+pgck_log "check scripts"
+for c in test/checks/*.sh; do
+    [ -f "$c" ] || continue
+    name=$(basename "$c" .sh)
+    bash "$c" >"$PGCK_TMP/check_$name.log" 2>&1
+    rc=$?
+    record "checks/$name" $rc
+    [ $rc -ne 0 ] && tail -30 "$PGCK_TMP/check_$name.log"
+done
+
+# ------------------------------------------------------------- TAP
+pgck_log "TAP tests (PostgreSQL::Test::Cluster)"
+PERLLIB=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/perl
+mkdir -p "$PGCK_TMP/tap" && chown postgres:postgres "$PGCK_TMP/tap"
+for t in test/t/*.pl; do
+    [ -f "$t" ] || continue
+    name=$(basename "$t" .pl)
+    runuser -u postgres -- env PATH="$PGBIN:$PATH" PERL5LIB="$PERLLIB" TESTDIR="$PGCK_TMP/tap/$name" \
+        PG_REGRESS="$PG_REGRESS" PGCK_ROOT="$PGCK_ROOT" PGCK_TMP="$PGCK_TMP" \
+        prove -v "$t" >"$PGCK_TMP/tap_$name.log" 2>&1
+    rc=$?
+    record "tap/$name" $rc
+    [ $rc -ne 0 ] && tail -40 "$PGCK_TMP/tap_$name.log"
+done
+
+# ------------------------------------------------------------- fuzz (bounded)
+if [ -f test/fuzz/run.sh ]; then
+    pgck_log "fuzzing the pure parsers briefly"
+    bash test/fuzz/run.sh "${PGCK_FUZZ_SECONDS:-15}" >"$PGCK_TMP/fuzz.log" 2>&1
+    rc=$?
+    record "fuzz (${PGCK_FUZZ_SECONDS:-15}s per target)" $rc
+    [ $rc -ne 0 ] && tail -30 "$PGCK_TMP/fuzz.log"
+fi
+
+# ------------------------------------------------------------- no secrets in logs
+pgck_log "server log hygiene"
+if grep -aqF -e "$AWS_SECRET_ACCESS_KEY" "$PGCK_TMP/server.log" "$PGCK_TMP"/tap/*/tmp_check/log/*.log 2>/dev/null; then
+    record "no secret access key in any server log" 1
+else
+    record "no secret access key in any server log" 0
+fi
+if [ -n "${PGCK_SANITIZE:-}" ]; then
+    if ls /tmp/pgck_asan* /tmp/pgck_ubsan* >/dev/null 2>&1; then
+        record "sanitizer reports from the server" 1; cat /tmp/pgck_asan* /tmp/pgck_ubsan* | head -60
+    else
+        record "no sanitizer report from the server" 0
+    fi
+fi
+
+if [ ${#FAILURES[@]} -gt 0 ]; then
+    echo; echo "failed: ${FAILURES[*]}"
+    PGCK_KEEP_TMP=1; echo "logs kept in $PGCK_TMP"
+fi
+echo
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
