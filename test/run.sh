@@ -114,8 +114,16 @@ for t in test/t/*.pl; do
         PG_REGRESS="$PG_REGRESS" PGCK_ROOT="$PGCK_ROOT" PGCK_TMP="$PGCK_TMP" \
         prove -v "$t" >"$PGCK_TMP/tap_$name.log" 2>&1
     rc=$?
-    record "tap/$name" $rc
-    [ $rc -ne 0 ] && tail -40 "$PGCK_TMP/tap_$name.log"
+    okc=$(grep -cE '^ok [0-9]+' "$PGCK_TMP/tap_$name.log")
+    nokc=$(grep -cE '^not ok [0-9]+' "$PGCK_TMP/tap_$name.log")
+    if [ $rc -eq 0 ] && [ "$okc" -gt 0 ]; then
+        PASSED=$((PASSED + okc)); echo "ok - tap/$name ($okc assertions)"
+    else
+        [ "$nokc" -eq 0 ] && nokc=1
+        PASSED=$((PASSED + okc)); FAILED=$((FAILED + nokc)); FAILURES+=("tap/$name")
+        echo "not ok - tap/$name ($okc ok, $nokc not ok, exit $rc)"
+        grep -E '^not ok|^#' "$PGCK_TMP/tap_$name.log" | head -30; tail -15 "$PGCK_TMP/tap_$name.log"
+    fi
 done
 
 # ------------------------------------------------------------- fuzz (bounded)
