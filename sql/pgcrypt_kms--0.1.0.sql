@@ -36,6 +36,7 @@ CREATE TABLE pgcrypt_kms.keys (
     index_bits        int4 NOT NULL DEFAULT 256 CHECK (index_bits BETWEEN 8 AND 256),
     index_key_version int4 NOT NULL DEFAULT 1,
     index_key_wrapped bytea,
+    prev_index_key_wrapped bytea,   -- kept while an index key rotation is in progress
     index_kms_key     text,
     created           timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK ((blind_index OPERATOR(pg_catalog.=) 'none') OPERATOR(pg_catalog.=) (index_key_wrapped IS NULL))
@@ -129,6 +130,23 @@ CREATE FUNCTION @extschema@.kms_blind_index(plaintext text, key_name text) RETUR
     AS 'MODULE_PATHNAME', 'kms_blind_index_text' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_blind_index(text, text) IS 'the blind-index probe of a plaintext for a lookup';
 
+-- STABLE: depends on the key's index keys.
+CREATE FUNCTION @extschema@.kms_blind_index_all(plaintext text, key_name text) RETURNS bytea[]
+    AS 'MODULE_PATHNAME', 'kms_blind_index_all' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_blind_index_all(text, text) IS 'the probes under the current and, during an index key rotation, the previous index key';
+
+CREATE FUNCTION @extschema@.kms_blind_index_match(value @extschema@.enc_text, plaintext text, key_name text) RETURNS bool
+    AS 'MODULE_PATHNAME', 'kms_blind_index_match' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text) IS 'does the value decrypt to this plaintext after the key''s normalization (re-check for truncated tags)';
+
+-- VOLATILE: a new random nonce.
+CREATE FUNCTION @extschema@.kms_reencrypt(value @extschema@.enc_text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'kms_reencrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_reencrypt(value @extschema@.enc_text, context text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'kms_reencrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) IS 'the same plaintext under the key''s current data key version and index key';
+COMMENT ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) IS 'kms_reencrypt for a value encrypted with a context';
+
 ------------------------------------------------------------------ administration
 -- Writes the keyring and calls the KMS: VOLATILE PARALLEL UNSAFE.
 CREATE FUNCTION @extschema@.kms_create_key(
@@ -143,6 +161,13 @@ COMMENT ON FUNCTION @extschema@.kms_create_key(text, text, text, int4, jsonb) IS
 CREATE FUNCTION @extschema@.kms_rotate_key(name text) RETURNS int4
     AS 'MODULE_PATHNAME', 'kms_rotate_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_rotate_key(text) IS 'make a new data key version current; old versions keep decrypting';
+
+CREATE FUNCTION @extschema@.kms_rotate_index_key(name text) RETURNS int4
+    AS 'MODULE_PATHNAME', 'kms_rotate_index_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_rotate_index_key(text) IS 'new blind-index key; the previous one keeps probing (kms_blind_index_all) until kms_finish_index_rotation';
+CREATE FUNCTION @extschema@.kms_finish_index_rotation(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'kms_finish_index_rotation' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_finish_index_rotation(text) IS 'forget the previous blind-index key after re-tagging and reindexing';
 
 -- Backend-local: PARALLEL RESTRICTED (workers have their own caches).
 CREATE FUNCTION @extschema@.kms_flush_cache() RETURNS void
@@ -178,6 +203,12 @@ REVOKE ALL ON FUNCTION @extschema@.kms_blind_index(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_create_key(text, text, text, int4, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_rotate_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_flush_cache() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_blind_index_all(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_rotate_index_key(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_finish_index_rotation(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_cache_stats() FROM PUBLIC;
 REVOKE ALL ON @extschema@.kms_keys FROM PUBLIC;
 
@@ -190,6 +221,13 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text) TO pgcry
 GRANT EXECUTE ON FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text, text) TO pgcrypt_kms_decrypt;
 -- lookups need the probe: whoever encrypts or decrypts may compute it
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index(text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_all(text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text) TO pgcrypt_kms_decrypt;
+-- re-encryption returns ciphertext only: maintenance jobs run it
+GRANT EXECUTE ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_rotate_index_key(text) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text) TO pgcrypt_kms_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_flush_cache() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT SELECT ON @extschema@.kms_keys TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;

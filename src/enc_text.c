@@ -17,6 +17,8 @@
 
 #include "fmgr.h"
 #include "libpq/pqformat.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -143,11 +145,9 @@ enc_text_send(PG_FUNCTION_ARGS)
 
 /* ---------------------------------------------------------------- encrypt / decrypt */
 
-static Datum
-encrypt_value(text *plain, const char *key_name, const text *context)
+static struct varlena *
+encrypt_value(const uint8 *pt, size_t pt_len, const char *key_name, const text *context)
 {
-	const uint8 *pt = (const uint8 *) VARDATA_ANY(plain);
-	size_t		pt_len = VARSIZE_ANY_EXHDR(plain);
 	PgckCachedKey *k = pgck_keycache_key(key_name);
 	uint32		current_id = k->current_id;
 	PgckCachedVersion *v;
@@ -160,7 +160,7 @@ encrypt_value(text *plain, const char *key_name, const text *context)
 	uint8	   *out;
 
 	if (k->transform != PGCK_BIDX_NONE)
-		tag_len = pgck_blind_index_tag(k, (const char *) pt, pt_len, tag);
+		tag_len = pgck_blind_index_tag(k, k->hmac, (const char *) pt, pt_len, tag);
 
 	size = pgck_envelope_size(pt_len, tag_len);
 	if (size > MaxAllocSize - VARHDRSZ)
@@ -191,11 +191,15 @@ encrypt_value(text *plain, const char *key_name, const text *context)
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
 				 errmsg("could not encrypt a value under key \"%s\" version %d",
 						v->key_name, v->version)));
-	return PointerGetDatum(result);
+	return result;
 }
 
-static Datum
-decrypt_value(struct varlena *value, const text *context)
+/*
+ * Decrypt a value; the result is palloc'd text.  If key_name_out is given it
+ * receives the name of the value's key (palloc'd).
+ */
+static text *
+decrypt_value(struct varlena *value, const text *context, char **key_name_out)
 {
 	PgckEnvelope env;
 	PgckCachedVersion *v;
@@ -243,7 +247,9 @@ decrypt_value(struct varlena *value, const text *context)
 				 errmsg("could not decrypt a value under key \"%s\" version %d", v->key_name, v->version),
 				 errdetail("The value was altered, or it was encrypted under another key or with another context.")));
 	}
-	return PointerGetDatum(result);
+	if (key_name_out != NULL)
+		*key_name_out = pstrdup(v->key_name);
+	return result;
 }
 
 PG_FUNCTION_INFO_V1(kms_encrypt);
@@ -254,7 +260,8 @@ kms_encrypt(PG_FUNCTION_ARGS)
 	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	text	   *context = PG_NARGS() > 2 ? PG_GETARG_TEXT_PP(2) : NULL;
 
-	return encrypt_value(plain, key_name, context);
+	PG_RETURN_POINTER(encrypt_value((const uint8 *) VARDATA_ANY(plain),
+									VARSIZE_ANY_EXHDR(plain), key_name, context));
 }
 
 PG_FUNCTION_INFO_V1(kms_decrypt);
@@ -264,7 +271,36 @@ kms_decrypt(PG_FUNCTION_ARGS)
 	struct varlena *value = PG_GETARG_VARLENA_PP(0);
 	text	   *context = PG_NARGS() > 1 ? PG_GETARG_TEXT_PP(1) : NULL;
 
-	return decrypt_value(value, context);
+	PG_RETURN_TEXT_P(decrypt_value(value, context, NULL));
+}
+
+/*
+ * kms_reencrypt(value [, context]): the same plaintext under its key's current
+ * data key version and current index key (so it also re-tags).  The
+ * plaintext exists only in this function's memory and is wiped.
+ */
+PG_FUNCTION_INFO_V1(kms_reencrypt);
+Datum
+kms_reencrypt(PG_FUNCTION_ARGS)
+{
+	struct varlena *value = PG_GETARG_VARLENA_PP(0);
+	text	   *context = PG_NARGS() > 1 ? PG_GETARG_TEXT_PP(1) : NULL;
+	char	   *key_name;
+	text	   *plain = decrypt_value(value, context, &key_name);
+	struct varlena *volatile result = NULL;
+
+	PG_TRY();
+	{
+		result = encrypt_value((const uint8 *) VARDATA(plain), VARSIZE(plain) - VARHDRSZ,
+							   key_name, context);
+	}
+	PG_FINALLY();
+	{
+		pgck_wipe(VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
+		pfree(plain);
+	}
+	PG_END_TRY();
+	PG_RETURN_POINTER(result);
 }
 
 /* ---------------------------------------------------------------- blind index */
@@ -304,9 +340,80 @@ kms_blind_index_text(PG_FUNCTION_ARGS)
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("key \"%s\" has no blind index", key_name),
 				 errhint("Create the key with kms_create_key(..., blind_index => 'exact', 'lower', 'email' or 'digits').")));
-	tag_len = pgck_blind_index_tag(k, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), tag);
+	tag_len = pgck_blind_index_tag(k, k->hmac, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), tag);
 	result = palloc(VARHDRSZ + tag_len);
 	SET_VARSIZE(result, VARHDRSZ + tag_len);
 	memcpy(VARDATA(result), tag, tag_len);
 	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * kms_blind_index_all(text, key) → bytea[]: the probe under the current index
+ * key and, while an index key rotation is in progress, under the previous
+ * one, for "WHERE kms_blind_index(col) = ANY (kms_blind_index_all(...))".
+ */
+PG_FUNCTION_INFO_V1(kms_blind_index_all);
+Datum
+kms_blind_index_all(PG_FUNCTION_ARGS)
+{
+	text	   *plain = PG_GETARG_TEXT_PP(0);
+	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	PgckCachedKey *k = pgck_keycache_key(key_name);
+	PgckHmac   *macs[2];
+	Datum		elems[2];
+	int			n = 0;
+	int			i;
+
+	if (k->transform == PGCK_BIDX_NONE)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("key \"%s\" has no blind index", key_name)));
+	macs[0] = k->hmac;
+	macs[1] = k->hmac_prev;
+	for (i = 0; i < 2; i++)
+	{
+		uint8		tag[PGCK_BLIND_TAG_MAX];
+		size_t		tag_len;
+		bytea	   *b;
+
+		if (macs[i] == NULL)
+			continue;
+		tag_len = pgck_blind_index_tag(k, macs[i], VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), tag);
+		b = palloc(VARHDRSZ + tag_len);
+		SET_VARSIZE(b, VARHDRSZ + tag_len);
+		memcpy(VARDATA(b), tag, tag_len);
+		elems[n++] = PointerGetDatum(b);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, BYTEAOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * kms_blind_index_match(value, plaintext, key) → bool: does the value decrypt
+ * to a plaintext that normalizes like this one under the key's transform?
+ * The re-check for truncated tags, whose lookups return false positives.
+ */
+PG_FUNCTION_INFO_V1(kms_blind_index_match);
+Datum
+kms_blind_index_match(PG_FUNCTION_ARGS)
+{
+	struct varlena *value = PG_GETARG_VARLENA_PP(0);
+	text	   *probe = PG_GETARG_TEXT_PP(1);
+	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	PgckCachedKey *k = pgck_keycache_key(key_name);
+	PgckTransform transform = k->transform;
+	char	   *value_key;
+	text	   *plain;
+	bool		same;
+
+	if (transform == PGCK_BIDX_NONE)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("key \"%s\" has no blind index", key_name)));
+	plain = decrypt_value(value, NULL, &value_key);
+	same = strcmp(value_key, key_name) == 0 &&
+		pgck_blind_index_same(transform, VARDATA(plain), VARSIZE(plain) - VARHDRSZ,
+							  VARDATA_ANY(probe), VARSIZE_ANY_EXHDR(probe));
+	pgck_wipe(VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
+	pfree(plain);
+	PG_RETURN_BOOL(same);
 }

@@ -165,6 +165,8 @@ key_release_index_key(PgckCachedKey *k)
 {
 	pgck_hmac_free(k->hmac);
 	k->hmac = NULL;
+	pgck_hmac_free(k->hmac_prev);
+	k->hmac_prev = NULL;
 	pgck_locked_free(k->index_key);
 	k->index_key = NULL;
 }
@@ -411,6 +413,34 @@ pgck_keycache_version(uint32 id)
 	return v;
 }
 
+/*
+ * Unwrap an index key into a locked slot and build its HMAC; the caller owns
+ * the slot.  On error nothing is left allocated.
+ */
+static uint8 *
+unwrap_index_key(PgckKeyRow *row, bytea *wrapped, PgckHmac **hmac_out)
+{
+	uint8	   *ikey = pgck_locked_alloc();
+
+	PG_TRY();
+	{
+		pgck_keyring_unwrap(row->index_kms_key, row->kms_context, wrapped, ikey);
+		pgck_stats.unwraps++;
+		*hmac_out = pgck_hmac_new(ikey, PGCK_DEK_LEN);
+		if (*hmac_out == NULL)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KMS_FAILURE),
+					 errmsg("could not set up HMAC-SHA-256 for key \"%s\"", row->key_name)));
+	}
+	PG_CATCH();
+	{
+		pgck_locked_free(ikey);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return ikey;
+}
+
 PgckCachedKey *
 pgck_keycache_key(const char *name)
 {
@@ -455,6 +485,7 @@ pgck_keycache_key(const char *name)
 	{
 		k->index_key = NULL;
 		k->hmac = NULL;
+		k->hmac_prev = NULL;
 	}
 	k->current_id = row.current_id;
 	k->transform = row.transform;
@@ -464,30 +495,18 @@ pgck_keycache_key(const char *name)
 	if (row.transform == PGCK_BIDX_NONE)
 		key_release_index_key(k);
 	else if (k->hmac == NULL || k->index_key_version != row.index_key_version ||
+			 (k->hmac_prev != NULL) != (row.prev_index_key_wrapped != NULL) ||
 			 expired(k->unwrapped_at, now))
 	{
-		uint8	   *ikey = pgck_locked_alloc();
-
 		key_release_index_key(k);
-		PG_TRY();
+		pgck_stats.misses++;
+		k->index_key = unwrap_index_key(&row, row.index_key_wrapped, &k->hmac);
+		if (row.prev_index_key_wrapped != NULL)
 		{
-			pgck_stats.misses++;
-			pgck_keyring_unwrap(row.index_kms_key, row.kms_context,
-								row.index_key_wrapped, ikey);
-			pgck_stats.unwraps++;
-			k->hmac = pgck_hmac_new(ikey, PGCK_DEK_LEN);
-			if (k->hmac == NULL)
-				ereport(ERROR,
-						(errcode(PGCK_ERRCODE_KMS_FAILURE),
-						 errmsg("could not set up HMAC-SHA-256 for key \"%s\"", name)));
+			uint8	   *prev = unwrap_index_key(&row, row.prev_index_key_wrapped, &k->hmac_prev);
+
+			pgck_locked_free(prev);
 		}
-		PG_CATCH();
-		{
-			pgck_locked_free(ikey);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-		k->index_key = ikey;
 		k->index_key_version = row.index_key_version;
 		k->unwrapped_at = GetCurrentTimestamp();
 	}

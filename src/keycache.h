@@ -51,6 +51,7 @@ typedef struct PgckCachedKey
 	int			index_key_version;
 	uint8	   *index_key;		/* locked slot, NULL without blind index */
 	PgckHmac   *hmac;
+	PgckHmac   *hmac_prev;		/* previous index key, during its rotation */
 	TimestampTz unwrapped_at;
 	uint64		validated_gen;
 } PgckCachedKey;

@@ -227,7 +227,8 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 									 "       k.index_key_version, k.index_key_wrapped, k.index_kms_key,"
 									 "       (SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
 									 "         WHERE v.key_name OPERATOR(pg_catalog.=) k.key_name"
-									 "           AND v.state OPERATOR(pg_catalog.=) 'active')"
+									 "           AND v.state OPERATOR(pg_catalog.=) 'active'),"
+									 "       k.prev_index_key_wrapped"
 									 "  FROM " KEYRING_SCHEMA ".keys k"
 									 " WHERE k.key_name OPERATOR(pg_catalog.=) $1",
 									 1, types);
@@ -254,6 +255,7 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 			out->index_key_wrapped = col_bytea(tup, desc, 6, caller);
 			out->index_kms_key = col_text(tup, desc, 7, caller);
 			out->current_id = (uint32) col_int(tup, desc, 8);
+			out->prev_index_key_wrapped = col_bytea(tup, desc, 9, caller);
 		}
 		SPI_finish();
 	}
@@ -627,4 +629,120 @@ pgck_keyring_changed(PG_FUNCTION_ARGS)
 		elog(ERROR, "pgck_keyring_changed: not called by trigger manager");
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
 	PG_RETURN_POINTER(NULL);
+}
+
+/*
+ * kms_rotate_index_key(name) → new index key version
+ *
+ * A new blind-index key becomes current for probes and new values; the
+ * previous one is kept (kms_blind_index_all() still probes with it) until
+ * kms_finish_index_rotation(), after the values were re-tagged
+ * (kms_reencrypt) and the indexes rebuilt.
+ */
+PG_FUNCTION_INFO_V1(kms_rotate_index_key);
+Datum
+kms_rotate_index_key(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	OwnerScope	scope;
+	volatile bool entered = false;
+	uint8	   *ikey = pgck_locked_alloc();
+	volatile int32 version = 0;
+
+	PG_TRY();
+	{
+		Oid			types[2] = {TEXTOID, BYTEAOID};
+		Datum		values[2];
+		MemoryContext caller = CurrentMemoryContext;
+		HeapTuple	tup;
+		TupleDesc	desc;
+		char	   *kms_key;
+		char	   *kms_context;
+		char	   *transform;
+		bool		in_progress;
+		bool		isnull;
+		bytea	   *wrapped;
+
+		owner_scope_enter(&scope);
+		entered = true;
+		SPI_connect();
+		values[0] = CStringGetTextDatum(name);
+		execute_admin("SELECT kms_key, kms_context::pg_catalog.text, blind_index,"
+					  "       prev_index_key_wrapped IS NOT NULL"
+					  "  FROM " KEYRING_SCHEMA ".keys"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+					  1, types, values, NULL);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+					 errmsg("key \"%s\" does not exist", name)));
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		kms_key = col_text(tup, desc, 1, caller);
+		kms_context = col_text(tup, desc, 2, caller);
+		transform = col_text(tup, desc, 3, caller);
+		in_progress = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		if (strcmp(transform, "none") == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+					 errmsg("key \"%s\" has no blind index", name)));
+		if (in_progress)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KEY_STATE),
+					 errmsg("an index key rotation of key \"%s\" is in progress", name),
+					 errhint("Re-tag the values with kms_reencrypt(), rebuild the indexes, then call kms_finish_index_rotation().")));
+
+		wrapped = generate_data_key(kms_key, kms_context, ikey);
+		values[1] = PointerGetDatum(wrapped);
+		execute_admin("UPDATE " KEYRING_SCHEMA ".keys"
+					  "   SET prev_index_key_wrapped = index_key_wrapped,"
+					  "       index_key_wrapped = $2,"
+					  "       index_key_version = index_key_version OPERATOR(pg_catalog.+) 1"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1"
+					  " RETURNING index_key_version",
+					  2, types, values, NULL);
+		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		if (entered)
+			owner_scope_leave(&scope);
+		pgck_locked_free(ikey);
+	}
+	PG_END_TRY();
+	PG_RETURN_INT32(version);
+}
+
+/* kms_finish_index_rotation(name): forget the previous index key. */
+PG_FUNCTION_INFO_V1(kms_finish_index_rotation);
+Datum
+kms_finish_index_rotation(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	OwnerScope	scope;
+
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(name)};
+
+		SPI_connect();
+		execute_admin("UPDATE " KEYRING_SCHEMA ".keys SET prev_index_key_wrapped = NULL"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1"
+					  "   AND prev_index_key_wrapped IS NOT NULL",
+					  1, types, values, NULL);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KEY_STATE),
+					 errmsg("no index key rotation of key \"%s\" is in progress", name)));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+	PG_RETURN_VOID();
 }

@@ -46,6 +46,7 @@ typedef struct PgckKeyRow
 	int			index_bits;
 	int			index_key_version;
 	bytea	   *index_key_wrapped;	/* NULL when transform is none */
+	bytea	   *prev_index_key_wrapped; /* during an index key rotation */
 	char	   *index_kms_key;
 	uint32		current_id;		/* 0 when no version is active */
 } PgckKeyRow;
