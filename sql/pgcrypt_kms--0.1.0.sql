@@ -125,6 +125,11 @@ CREATE FUNCTION @extschema@.kms_blind_index(value @extschema@.enc_text) RETURNS 
     AS 'MODULE_PATHNAME', 'kms_blind_index_value' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_blind_index(@extschema@.enc_text) IS 'the blind-index tag carried by a value (NULL if its key has no blind index)';
 
+-- IMMUTABLE: reads the header only.
+CREATE FUNCTION @extschema@.kms_version_id(value @extschema@.enc_text) RETURNS int4
+    AS 'MODULE_PATHNAME', 'kms_version_id' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_version_id(@extschema@.enc_text) IS 'the key version id a value was encrypted under (kms_keys.version_id)';
+
 -- STABLE: depends on the key's index key.
 CREATE FUNCTION @extschema@.kms_blind_index(plaintext text, key_name text) RETURNS bytea
     AS 'MODULE_PATHNAME', 'kms_blind_index_text' LANGUAGE C STABLE STRICT PARALLEL SAFE;
@@ -169,6 +174,49 @@ CREATE FUNCTION @extschema@.kms_finish_index_rotation(name text) RETURNS void
     AS 'MODULE_PATHNAME', 'kms_finish_index_rotation' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_finish_index_rotation(text) IS 'forget the previous blind-index key after re-tagging and reindexing';
 
+CREATE FUNCTION @extschema@.kms_set_key_state(name text, version int4, state text) RETURNS void
+    AS 'MODULE_PATHNAME', 'kms_set_key_state' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_set_key_state(text, int4, text) IS 'set a non-current version to decrypt-only or retired';
+
+-- Batched, resumable re-encryption of a column onto its keys' current
+-- versions.  Each batch commits (CALL it outside a transaction block), so no
+-- long transaction is held; interrupted, it resumes where it stopped.  Rows
+-- changed concurrently are never overwritten: an updated row gets a new ctid
+-- and is picked up again if it still needs it.  SECURITY INVOKER: the caller
+-- needs UPDATE on the table and EXECUTE on kms_reencrypt.  No SET clause (a
+-- procedure with one cannot COMMIT): every name is schema-qualified instead.
+CREATE PROCEDURE @extschema@.kms_reencrypt_table(tbl regclass, col name,
+        batch int4 DEFAULT 10000, context text DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    current_ids int4[];
+    n bigint;
+    total bigint := 0;
+    ctx_expr text := CASE WHEN context IS NULL THEN '' ELSE ', ' || context END;
+BEGIN
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    LOOP
+        SELECT pg_catalog.array_agg(version_id) INTO current_ids
+          FROM @extschema@.kms_keys WHERE current;
+        EXECUTE pg_catalog.format(
+            'UPDATE %s SET %I = @extschema@.kms_reencrypt(%I%s) WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY('
+            '  SELECT ctid FROM %s WHERE %I IS NOT NULL'
+            '     AND NOT (@extschema@.kms_version_id(%I) OPERATOR(pg_catalog.=) ANY ($1))'
+            '   LIMIT $2 FOR UPDATE))',
+            tbl, col, col, ctx_expr, tbl, col, col)
+          USING COALESCE(current_ids, '{}'), batch;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        EXIT WHEN n = 0;
+        total := total + n;
+        RAISE NOTICE 'kms_reencrypt_table: % rows of %.% re-encrypted so far', total, tbl, col;
+        COMMIT;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4, text) IS 'move every value of a column onto its key''s current version, one committed batch at a time';
+
 -- Backend-local: PARALLEL RESTRICTED (workers have their own caches).
 CREATE FUNCTION @extschema@.kms_flush_cache() RETURNS void
     AS 'MODULE_PATHNAME', 'kms_flush_cache' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
@@ -209,6 +257,8 @@ REVOKE ALL ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) FROM PUBL
 REVOKE ALL ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_rotate_index_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_finish_index_rotation(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_set_key_state(text, int4, text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_cache_stats() FROM PUBLIC;
 REVOKE ALL ON @extschema@.kms_keys FROM PUBLIC;
 
@@ -228,6 +278,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) TO pgc
 GRANT EXECUTE ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_rotate_index_key(text) TO pgcrypt_kms_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_set_key_state(text, int4, text) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4, text) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_flush_cache() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT SELECT ON @extschema@.kms_keys TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;

@@ -417,3 +417,15 @@ kms_blind_index_match(PG_FUNCTION_ARGS)
 	pfree(plain);
 	PG_RETURN_BOOL(same);
 }
+
+/* kms_version_id(enc_text): the key version id a value names; needs no key. */
+PG_FUNCTION_INFO_V1(kms_version_id);
+Datum
+kms_version_id(PG_FUNCTION_ARGS)
+{
+	struct varlena *value = PG_GETARG_VARLENA_PP(0);
+	PgckEnvelope env;
+
+	parse_stored(value, &env);
+	PG_RETURN_INT32((int32) env.key_version_id);
+}

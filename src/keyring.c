@@ -746,3 +746,59 @@ kms_finish_index_rotation(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	PG_RETURN_VOID();
 }
+
+/*
+ * kms_set_key_state(name, version, state): move a non-current version between
+ * decrypt-only and retired.  The active version changes only by rotation.
+ */
+PG_FUNCTION_INFO_V1(kms_set_key_state);
+Datum
+kms_set_key_state(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int32		version = PG_GETARG_INT32(1);
+	char	   *state = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	OwnerScope	scope;
+
+	if (strcmp(state, "decrypt-only") != 0 && strcmp(state, "retired") != 0)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("invalid key version state \"%s\"", state),
+				 errhint("Use \"decrypt-only\" or \"retired\"; kms_rotate_key() makes a new active version.")));
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		Oid			types[3] = {TEXTOID, INT4OID, TEXTOID};
+		Datum		values[3];
+		bool		isnull;
+		char	   *old;
+
+		values[0] = CStringGetTextDatum(name);
+		values[1] = Int32GetDatum(version);
+		values[2] = CStringGetTextDatum(state);
+		SPI_connect();
+		execute_admin("SELECT state FROM " KEYRING_SCHEMA ".key_versions"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+					  2, types, values, NULL);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+					 errmsg("key \"%s\" version %d does not exist", name, version)));
+		old = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (strcmp(old, "active") == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KEY_STATE),
+					 errmsg("key \"%s\" version %d is the active version", name, version),
+					 errhint("Rotate the key with kms_rotate_key() first.")));
+		execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET state = $3"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+					  3, types, values, NULL);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+	PG_RETURN_VOID();
+}
