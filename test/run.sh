@@ -92,6 +92,19 @@ for t in $REGRESS; do
 done
 [ -f "$PGCK_TMP/regress/regression.diffs" ] && head -150 "$PGCK_TMP/regress/regression.diffs"
 
+# ------------------------------------------------------------- isolation
+pgck_log "isolation tests (pg_isolation_regress)"
+PG_ISOLATION=$(dirname "$PG_REGRESS")/../isolation/pg_isolation_regress
+ISO_TESTS=$(cd test/isolation/specs && ls *.spec | sed 's/\.spec$//')
+mkdir -p "$PGCK_TMP/isolation" && chown postgres:postgres "$PGCK_TMP/isolation"
+runuser -u postgres -- "$PG_ISOLATION" --inputdir="$PGCK_ROOT/test/isolation" --outputdir="$PGCK_TMP/isolation" \
+    --bindir="$PGBIN" --host="$PGHOST" --port="$PGPORT" $ISO_TESTS >"$PGCK_TMP/isolation.log" 2>&1
+for t in $ISO_TESTS; do
+    grep -Eq "^(ok +[0-9]+ +- +|test +)$t +\.\.\. ok|^test $t +\.\.\. ok" "$PGCK_TMP/isolation.log"
+    record "isolation/$t" $?
+done
+[ -f "$PGCK_TMP/isolation/regression.diffs" ] && head -80 "$PGCK_TMP/isolation/regression.diffs"
+
 # ------------------------------------------------------------- check scripts
 pgck_log "check scripts"
 for c in test/checks/*.sh; do
