@@ -25,7 +25,7 @@ OBJS = \
 
 SHLIB_LINK = -lcrypto -lcurl -ljansson
 
-REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_lookup lifecycle
+REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_lookup lifecycle security
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CONFIG ?= pg_config

@@ -152,6 +152,15 @@ CREATE FUNCTION @extschema@.kms_reencrypt(value @extschema@.enc_text, context te
 COMMENT ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) IS 'the same plaintext under the key''s current data key version and index key';
 COMMENT ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) IS 'kms_reencrypt for a value encrypted with a context';
 
+-- A decryption drill: counts per key version, never a plaintext.  STABLE;
+-- PARALLEL RESTRICTED (opens subtransactions to survive a bad version).
+CREATE FUNCTION @extschema@.kms_verify(tbl regclass, col name, context text DEFAULT NULL,
+        OUT key_name text, OUT version int4, OUT version_id int4,
+        OUT decrypted int8, OUT failed int8, OUT error text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'kms_verify' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.kms_verify(regclass, name, text) IS 'per key version, how many values of a column decrypt and how many fail (no plaintext returned)';
+
 ------------------------------------------------------------------ administration
 -- Writes the keyring and calls the KMS: VOLATILE PARALLEL UNSAFE.
 CREATE FUNCTION @extschema@.kms_create_key(
@@ -192,9 +201,9 @@ DECLARE
     current_ids int4[];
     n bigint;
     total bigint := 0;
-    ctx_expr text := CASE WHEN context IS NULL THEN '' ELSE ', ' || context END;
+    ctx_expr text := CASE WHEN context IS NULL THEN '' ELSE ', ' OPERATOR(pg_catalog.||) context END;
 BEGIN
-    IF batch IS NULL OR batch < 1 THEN
+    IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
     END IF;
     LOOP
@@ -208,8 +217,8 @@ BEGIN
             tbl, col, col, ctx_expr, tbl, col, col)
           USING COALESCE(current_ids, '{}'), batch;
         GET DIAGNOSTICS n = ROW_COUNT;
-        EXIT WHEN n = 0;
-        total := total + n;
+        EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+        total := total OPERATOR(pg_catalog.+) n;
         RAISE NOTICE 'kms_reencrypt_table: % rows of %.% re-encrypted so far', total, tbl, col;
         COMMIT;
     END LOOP;
@@ -227,7 +236,7 @@ CREATE FUNCTION @extschema@.kms_cache_stats(
         OUT expirations int8, OUT cached_versions int4,
         OUT kms_calls int8, OUT kms_errors int8, OUT kms_retries int8,
         OUT kms_ms_avg float8, OUT kms_ms_max float8, OUT decrypt_failures int8,
-        OUT by_operation jsonb)
+        OUT kms_access_denials int8, OUT by_operation jsonb)
     AS 'MODULE_PATHNAME', 'kms_cache_stats' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION @extschema@.kms_cache_stats() IS 'this backend''s key cache and KMS call counters';
 
@@ -258,6 +267,7 @@ REVOKE ALL ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) FRO
 REVOKE ALL ON FUNCTION @extschema@.kms_rotate_index_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_finish_index_rotation(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_set_key_state(text, int4, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_verify(regclass, name, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_cache_stats() FROM PUBLIC;
 REVOKE ALL ON @extschema@.kms_keys FROM PUBLIC;
@@ -279,6 +289,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) 
 GRANT EXECUTE ON FUNCTION @extschema@.kms_rotate_index_key(text) TO pgcrypt_kms_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text) TO pgcrypt_kms_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_set_key_state(text, int4, text) TO pgcrypt_kms_admin;
+-- verifying decrypts (without returning plaintext): the decrypt role
+GRANT EXECUTE ON FUNCTION @extschema@.kms_verify(regclass, name, text) TO pgcrypt_kms_decrypt;
 GRANT EXECUTE ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4, text) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_flush_cache() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;

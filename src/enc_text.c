@@ -15,7 +15,13 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/lsyscache.h"
+#include "utils/tuplestore.h"
 #include "libpq/pqformat.h"
 #include "catalog/pg_type.h"
 #include "utils/array.h"
@@ -208,15 +214,18 @@ decrypt_value(struct varlena *value, const text *context, char **key_name_out)
 	parse_stored(value, &env);
 	v = pgck_keycache_version(env.key_version_id);
 	if (v->state == PGCK_STATE_RETIRED)
+	{
+		pgck_note_decrypt_failure(v->key_name, v->version, PGCK_ERRCODE_KEY_STATE);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KEY_STATE),
 				 errmsg("key \"%s\" version %d is retired", v->key_name, v->version),
 				 errdetail("A retired key version no longer decrypts."),
 				 errhint("Set the version back to decrypt-only to read the value, then re-encrypt it with kms_reencrypt().")));
+	}
 
 	if ((env.flags & PGCK_FLAG_CONTEXT) && context == NULL)
 	{
-		pgck_stats.decrypt_failures++;
+		pgck_note_decrypt_failure(v->key_name, v->version, PGCK_ERRCODE_VALUE_AUTH);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_VALUE_AUTH),
 				 errmsg("could not decrypt a value under key \"%s\" version %d", v->key_name, v->version),
@@ -225,7 +234,7 @@ decrypt_value(struct varlena *value, const text *context, char **key_name_out)
 	}
 	if (!(env.flags & PGCK_FLAG_CONTEXT) && context != NULL)
 	{
-		pgck_stats.decrypt_failures++;
+		pgck_note_decrypt_failure(v->key_name, v->version, PGCK_ERRCODE_VALUE_AUTH);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_VALUE_AUTH),
 				 errmsg("could not decrypt a value under key \"%s\" version %d", v->key_name, v->version),
@@ -241,7 +250,7 @@ decrypt_value(struct varlena *value, const text *context, char **key_name_out)
 						(uint8 *) VARDATA(result)))
 	{
 		pfree(result);
-		pgck_stats.decrypt_failures++;
+		pgck_note_decrypt_failure(v->key_name, v->version, PGCK_ERRCODE_VALUE_AUTH);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_VALUE_AUTH),
 				 errmsg("could not decrypt a value under key \"%s\" version %d", v->key_name, v->version),
@@ -428,4 +437,192 @@ kms_version_id(PG_FUNCTION_ARGS)
 
 	parse_stored(value, &env);
 	PG_RETURN_INT32((int32) env.key_version_id);
+}
+
+/* ---------------------------------------------------------------- verification */
+
+typedef struct VerifyBucket
+{
+	uint32		id;				/* 0: malformed values */
+	bool		usable;			/* key version could be loaded */
+	char	   *key_name;
+	int32		version;
+	int64		decrypted;
+	int64		failed;
+	char	   *error;			/* first error, never a value */
+} VerifyBucket;
+
+/* Load a version in a subtransaction, so one bad version does not end the drill. */
+static void
+verify_load_version(VerifyBucket *b, MemoryContext cxt, ResourceOwner owner)
+{
+	MemoryContext old = CurrentMemoryContext;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(old);
+	PG_TRY();
+	{
+		PgckCachedVersion *v = pgck_keycache_version(b->id);
+
+		b->key_name = MemoryContextStrdup(cxt, v->key_name);
+		b->version = v->version;
+		b->usable = v->state != PGCK_STATE_RETIRED;
+		if (!b->usable)
+			b->error = MemoryContextStrdup(cxt, "the key version is retired (SQLSTATE 55000)");
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(old);
+		ed = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		b->usable = false;
+		b->error = MemoryContextStrdup(cxt, psprintf("%s (SQLSTATE %s)", ed->message,
+													 unpack_sql_state(ed->sqlerrcode)));
+		FreeErrorData(ed);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * kms_verify(tbl, col [, context]) → per key version: values that decrypt and
+ * values that fail.  Returns counts only, never a plaintext; runs with the
+ * caller's privileges (SELECT on the table, EXECUTE granted like kms_decrypt).
+ * context is an SQL expression over the table's columns giving each value's
+ * context, as for kms_reencrypt_table.
+ */
+PG_FUNCTION_INFO_V1(kms_verify);
+Datum
+kms_verify(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *col = NameStr(*PG_GETARG_NAME(1));
+	char	   *ctx_expr = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	HTAB	   *buckets;
+	HASHCTL		ctl;
+	char	   *relname;
+	StringInfoData sql;
+	Portal		portal;
+	HASH_SEQ_STATUS status;
+	VerifyBucket *b;
+
+	InitMaterializedSRF(fcinfo, 0);
+	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										 get_rel_name(relid));
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s%s%s%s FROM %s", quote_identifier(col),
+					 ctx_expr ? ", (" : "", ctx_expr ? ctx_expr : "", ctx_expr ? ")::pg_catalog.text" : "",
+					 relname);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint32);
+	ctl.entrysize = sizeof(VerifyBucket);
+	ctl.hcxt = cxt;
+	buckets = hash_create("kms_verify buckets", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	SPI_connect();
+	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		uint64		i;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		isnull;
+			Datum		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
+			struct varlena *value;
+			PgckEnvelope env;
+			uint32		id;
+			bool		found;
+			text	   *context = NULL;
+
+			if (isnull)
+				continue;
+			value = PG_DETOAST_DATUM_PACKED(d);
+			if (ctx_expr != NULL)
+			{
+				Datum		c = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+
+				context = isnull ? NULL : DatumGetTextPP(c);
+			}
+			id = pgck_envelope_parse((const uint8 *) VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value),
+									 &env) == PGCK_ENV_OK ? env.key_version_id : 0;
+			b = hash_search(buckets, &id, HASH_ENTER, &found);
+			if (!found)
+			{
+				b->decrypted = b->failed = 0;
+				b->key_name = NULL;
+				b->version = 0;
+				b->error = NULL;
+				b->usable = false;
+				if (id == 0)
+					b->error = MemoryContextStrdup(cxt, "malformed value (SQLSTATE 22K01)");
+				else
+					verify_load_version(b, cxt, owner);
+			}
+			if (!b->usable)
+			{
+				b->failed++;
+				continue;
+			}
+			{
+				PgckCachedVersion *v = pgck_keycache_version(id);
+				uint8	   *pt = palloc(env.ciphertext_len + 1);
+				bool		ctx_ok = ((env.flags & PGCK_FLAG_CONTEXT) != 0) == (context != NULL);
+
+				if (ctx_ok &&
+					pgck_aead_open(v->aead, env.nonce, (const uint8 *) VARDATA_ANY(value), env.header_len,
+								   context ? (const uint8 *) VARDATA_ANY(context) : NULL,
+								   context ? VARSIZE_ANY_EXHDR(context) : 0,
+								   env.ciphertext, env.ciphertext_len, env.gcm_tag, pt))
+					b->decrypted++;
+				else
+				{
+					b->failed++;
+					if (b->error == NULL)
+						b->error = MemoryContextStrdup(cxt, ctx_ok ?
+													   "value failed authentication (SQLSTATE 22K01)" :
+													   "context given for a value without one, or missing (SQLSTATE 22K01)");
+				}
+				pgck_wipe(pt, env.ciphertext_len);
+				pfree(pt);
+			}
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+
+	hash_seq_init(&status, buckets);
+	while ((b = hash_seq_search(&status)) != NULL)
+	{
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+
+		values[0] = b->key_name ? CStringGetTextDatum(b->key_name) : (Datum) 0;
+		nulls[0] = b->key_name == NULL;
+		values[1] = Int32GetDatum(b->version);
+		nulls[1] = b->key_name == NULL;
+		values[2] = Int32GetDatum((int32) b->id);
+		values[3] = Int64GetDatum(b->decrypted);
+		values[4] = Int64GetDatum(b->failed);
+		values[5] = b->error ? CStringGetTextDatum(b->error) : (Datum) 0;
+		nulls[5] = b->error == NULL;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

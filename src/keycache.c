@@ -24,6 +24,7 @@
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -44,6 +45,8 @@ static uint64 cache_gen = 1;
 static Oid	keys_relid = InvalidOid;
 static Oid	versions_relid = InvalidOid;
 static TimestampTz last_statement = 0;
+
+static void note_kms_denial(const char *key_name, int32 version);
 
 static const char *const op_names[PGCK_NUM_OPS] = {
 	"GenerateDataKey", "Decrypt", "ReEncrypt", "Encrypt", "DescribeKey",
@@ -405,11 +408,15 @@ pgck_keycache_version(uint32 id)
 		pgck_stats.unwraps++;
 		v = version_insert(id, row.key_name, row.version, row.state, dek);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		pgck_locked_free(dek);
+		if (geterrcode() == PGCK_ERRCODE_PRIVILEGE)
+			note_kms_denial(row.key_name, row.version);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	pgck_locked_free(dek);
 	return v;
 }
 
@@ -516,6 +523,47 @@ pgck_keycache_key(const char *name)
 	return k;
 }
 
+/* ---------------------------------------------------------------- audit */
+
+/*
+ * A failed decryption or a KMS access denial is logged once per statement at
+ * LOG (key, version, role, SQLSTATE; never the value) and counted, so it can
+ * be alerted on without flooding the log during a scan.
+ */
+static TimestampTz last_failure_logged = 0;
+static TimestampTz last_denial_logged = 0;
+
+void
+pgck_note_decrypt_failure(const char *key_name, int32 version, int sqlerrcode)
+{
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+
+	pgck_stats.decrypt_failures++;
+	if (stmt == last_failure_logged)
+		return;
+	last_failure_logged = stmt;
+	ereport(LOG,
+			(errmsg("pgcrypt_kms: decryption failed under key \"%s\" version %d for role \"%s\" (SQLSTATE %s)",
+					key_name, version, GetUserNameFromId(GetUserId(), true),
+					unpack_sql_state(sqlerrcode)),
+			 errhidestmt(true)));
+}
+
+static void
+note_kms_denial(const char *key_name, int32 version)
+{
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+
+	pgck_stats.access_denials++;
+	if (stmt == last_denial_logged)
+		return;
+	last_denial_logged = stmt;
+	ereport(LOG,
+			(errmsg("pgcrypt_kms: KMS denied access to key \"%s\" version %d for role \"%s\" (SQLSTATE 42501)",
+					key_name, version, GetUserNameFromId(GetUserId(), true)),
+			 errhidestmt(true)));
+}
+
 /* ---------------------------------------------------------------- stats hooks */
 
 void
@@ -553,8 +601,8 @@ Datum
 kms_cache_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[13];
-	bool		nulls[13];
+	Datum		values[14];
+	bool		nulls[14];
 	int64		calls = 0,
 				errors = 0,
 				retries = 0;
@@ -596,6 +644,7 @@ kms_cache_stats(PG_FUNCTION_ARGS)
 	values[9] = Float8GetDatum(calls > 0 ? ms_total / calls : 0.0);
 	values[10] = Float8GetDatum(ms_max);
 	values[11] = Int64GetDatum(pgck_stats.decrypt_failures);
-	values[12] = DirectFunctionCall1(jsonb_in, CStringGetDatum(ops.data));
+	values[12] = Int64GetDatum(pgck_stats.access_denials);
+	values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum(ops.data));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -64,6 +64,7 @@ typedef struct PgckCacheStats
 	int64		evictions;
 	int64		expirations;
 	int64		decrypt_failures;
+	int64		access_denials;
 	int64		calls[PGCK_NUM_OPS];
 	int64		errors[PGCK_NUM_OPS];
 	int64		retries[PGCK_NUM_OPS];
@@ -90,6 +91,9 @@ extern void pgck_keycache_install(uint32 id, const char *key_name, int32 version
 
 /* Remember the keyring relations so the invalidation callback can match them. */
 extern void pgck_keycache_set_keyring_oids(Oid keys_oid, Oid versions_oid);
+
+/* Count and log (once per statement) a value that failed to decrypt. */
+extern void pgck_note_decrypt_failure(const char *key_name, int32 version, int sqlerrcode);
 
 /* Locked 32-byte slots for raw keys. */
 extern uint8 *pgck_locked_alloc(void);
