@@ -124,7 +124,8 @@ pgck_aead_seal(PgckAead *aead, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
 	n = 0;
 	if (pt_len > 0 && EVP_EncryptUpdate(ctx, ct, &n, pt, (int) pt_len) != 1)
 		return false;
-	if (EVP_EncryptFinal_ex(ctx, ct + n, &fin) != 1)
+	/* GCM writes nothing at Final; never form ct + n from a NULL ct */
+	if (EVP_EncryptFinal_ex(ctx, ct != NULL ? ct + n : tag, &fin) != 1)
 		return false;
 	if ((size_t) (n + fin) != pt_len)
 		return false;
@@ -144,9 +145,9 @@ pgck_aead_open(PgckAead *aead, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
 	int			dummy;
 
 	if (ct_len > INT32_MAX || aad1_len > INT32_MAX || aad2_len > INT32_MAX)
-		return false;
+		goto fail;
 	if (EVP_DecryptInit_ex2(ctx, NULL, NULL, nonce, NULL) != 1)
-		return false;
+		goto fail;
 	if (aad1_len > 0 && EVP_DecryptUpdate(ctx, NULL, &dummy, aad1, (int) aad1_len) != 1)
 		goto fail;
 	if (aad2_len > 0 && EVP_DecryptUpdate(ctx, NULL, &dummy, aad2, (int) aad2_len) != 1)
@@ -155,14 +156,15 @@ pgck_aead_open(PgckAead *aead, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
 		goto fail;
 	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, PGCK_GCM_TAGLEN, (void *) tag) != 1)
 		goto fail;
-	if (EVP_DecryptFinal_ex(ctx, pt + n, &fin) != 1)
+	if (EVP_DecryptFinal_ex(ctx, pt != NULL ? pt + n : (uint8_t *) tag, &fin) != 1)
 		goto fail;
 	if ((size_t) (n + fin) != ct_len)
 		goto fail;
 	return true;
 
 fail:
-	pgck_wipe(pt, ct_len);
+	if (pt != NULL && ct_len <= INT32_MAX)
+		pgck_wipe(pt, ct_len);
 	return false;
 }
 
@@ -257,7 +259,9 @@ pgck_hkdf_sha256(const uint8_t *salt, size_t salt_len,
 	OSSL_PARAM *p = params;
 	bool		ok;
 
-	if (!pgck_crypto_init() || out_len == 0 || out_len > 255 * PGCK_HMAC_SHA256_LEN)
+	/* an empty input key is refused (OpenSSL's answer would depend on the pointer) */
+	if (!pgck_crypto_init() || ikm == NULL || ikm_len == 0 ||
+		out_len == 0 || out_len > 255 * PGCK_HMAC_SHA256_LEN)
 		return false;
 	kctx = EVP_KDF_CTX_new(hkdf);
 	if (kctx == NULL)
@@ -279,6 +283,8 @@ pgck_random_bytes(uint8_t *out, size_t len)
 {
 	pid_t		pid = getpid();
 
+	if (len == 0)
+		return true;
 	if (pid != random_pid)
 	{
 		/* a forked child must never reuse its parent's bytes */

@@ -66,7 +66,7 @@ extern void pgck_hmac_free(PgckHmac *hmac);
 extern bool pgck_hmac_sha256(PgckHmac *hmac, const uint8_t *msg, size_t msg_len,
 							 uint8_t out[PGCK_HMAC_SHA256_LEN]);
 
-/* HKDF-SHA-256 (RFC 5869) extract-and-expand; false on failure or out_len > 255*32. */
+/* HKDF-SHA-256 (RFC 5869) extract-and-expand; false on failure, empty ikm, or out_len > 255*32. */
 extern bool pgck_hkdf_sha256(const uint8_t *salt, size_t salt_len,
 							 const uint8_t *ikm, size_t ikm_len,
 							 const uint8_t *info, size_t info_len,

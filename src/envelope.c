@@ -9,6 +9,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <assert.h>
 #include <string.h>
 
 #include "base64.h"
@@ -104,6 +105,7 @@ pgck_envelope_write_header(uint8_t *buf, uint8_t flags, uint32_t key_version_id,
 {
 	size_t		pos;
 
+	assert(blind_tag_len <= PGCK_BLIND_TAG_MAX);
 	if (blind_tag_len > 0)
 		flags |= PGCK_FLAG_BLIND_TAG;
 	else

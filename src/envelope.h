@@ -83,7 +83,8 @@ extern size_t pgck_envelope_size(size_t plaintext_len, size_t blind_tag_len);
 
 /*
  * Write the header (everything before the ciphertext) into buf, which must
- * hold pgck_envelope_size() bytes.  Returns the header length.
+ * hold pgck_envelope_size() bytes.  blind_tag_len must be 0 (no tag) or
+ * 1..PGCK_BLIND_TAG_MAX.  Returns the header length.
  */
 extern size_t pgck_envelope_write_header(uint8_t *buf, uint8_t flags,
 										 uint32_t key_version_id,
