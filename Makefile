@@ -16,6 +16,7 @@ OBJS = \
 	src/blind_index.o \
 	src/keyring.o \
 	src/keycache.o \
+	src/usage.o \
 	src/kms.o \
 	src/kms_local.o \
 	src/http.o \
@@ -25,7 +26,7 @@ OBJS = \
 
 SHLIB_LINK = -lcrypto -lcurl -ljansson
 
-REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_lookup lifecycle security
+REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_lookup lifecycle security usage
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CONFIG ?= pg_config

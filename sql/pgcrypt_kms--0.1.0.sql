@@ -240,10 +240,16 @@ CREATE FUNCTION @extschema@.kms_cache_stats(
     AS 'MODULE_PATHNAME', 'kms_cache_stats' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION @extschema@.kms_cache_stats() IS 'this backend''s key cache and KMS call counters';
 
+-- This cluster's count of encryptions under a version (NULL unless preloaded).
+CREATE FUNCTION @extschema@.kms_version_encryptions(version_id int4) RETURNS int8
+    AS 'MODULE_PATHNAME', 'kms_version_encryptions' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_version_encryptions(int4) IS 'encryptions under a key version counted by this cluster (NULL unless pgcrypt_kms is in shared_preload_libraries)';
+
 CREATE VIEW @extschema@.kms_keys AS
     SELECT v.key_name, v.version, v.id AS version_id, v.state,
            v.state OPERATOR(pg_catalog.=) 'active' AS current,
-           v.kms_key, k.kms_context, k.blind_index, k.index_bits, v.created
+           v.kms_key, k.kms_context, k.blind_index, k.index_bits, v.created,
+           @extschema@.kms_version_encryptions(v.id) AS encryptions
       FROM pgcrypt_kms.key_versions v
       JOIN pgcrypt_kms.keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name;
 COMMENT ON VIEW @extschema@.kms_keys IS 'keys and their data key versions (never key material)';
@@ -271,6 +277,7 @@ REVOKE ALL ON FUNCTION @extschema@.kms_verify(regclass, name, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_cache_stats() FROM PUBLIC;
 REVOKE ALL ON @extschema@.kms_keys FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_version_encryptions(int4) FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA @extschema@ TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_create_key(text, text, text, int4, jsonb) TO pgcrypt_kms_admin;
@@ -295,3 +302,4 @@ GRANT EXECUTE ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4,
 GRANT EXECUTE ON FUNCTION @extschema@.kms_flush_cache() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT SELECT ON @extschema@.kms_keys TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_version_encryptions(int4) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;

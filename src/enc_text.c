@@ -154,8 +154,7 @@ enc_text_send(PG_FUNCTION_ARGS)
 static struct varlena *
 encrypt_value(const uint8 *pt, size_t pt_len, const char *key_name, const text *context)
 {
-	PgckCachedKey *k = pgck_keycache_key(key_name);
-	uint32		current_id = k->current_id;
+	PgckCachedKey *k;
 	PgckCachedVersion *v;
 	uint8		tag[PGCK_BLIND_TAG_MAX];
 	size_t		tag_len = 0;
@@ -164,6 +163,15 @@ encrypt_value(const uint8 *pt, size_t pt_len, const char *key_name, const text *
 	size_t		hdr_len;
 	struct varlena *result;
 	uint8	   *out;
+
+	/* the active version; again if counting this use rotated the key */
+	do
+	{
+		k = pgck_keycache_key(key_name);
+		v = pgck_keycache_version(k->current_id);
+		if (v->state != PGCK_STATE_ACTIVE)
+			elog(ERROR, "current version of key \"%s\" is not active", key_name);
+	} while (pgck_keycache_count_encryption(v));
 
 	if (k->transform != PGCK_BIDX_NONE)
 		tag_len = pgck_blind_index_tag(k, k->hmac, (const char *) pt, pt_len, tag);
@@ -176,9 +184,6 @@ encrypt_value(const uint8 *pt, size_t pt_len, const char *key_name, const text *
 				 errdetail("An encrypted value holds at most %zu bytes of plaintext.",
 						   (size_t) (MaxAllocSize - VARHDRSZ - pgck_envelope_size(0, tag_len)))));
 
-	v = pgck_keycache_version(current_id);
-	if (v->state != PGCK_STATE_ACTIVE)
-		elog(ERROR, "current version of key \"%s\" is not active", key_name);
 	if (!pgck_random_bytes(nonce, sizeof(nonce)))
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),

@@ -26,6 +26,7 @@ int			pgck_kms_connect_timeout = 2000;
 int			pgck_kms_timeout = 10000;
 int			pgck_kms_max_attempts = 3;
 int			pgck_dek_max_age = 0;
+int			pgck_dek_rotate_after = 0;
 char	   *pgck_local_key_file = NULL;
 
 static bool
@@ -118,6 +119,11 @@ pgck_guc_init(void)
 							"Age after which kms_encrypt rotates a key's data key (0: never).",
 							NULL, &pgck_dek_max_age, 0, 0, PG_INT32_MAX,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.dek_rotate_after",
+							"Test-only: encryptions after which a data key version is rotated (0: 2^31).",
+							"Encryption is refused at twice this count (2^32 by default, NIST's bound for random 96-bit nonces).",
+							&pgck_dek_rotate_after, 0, 0, PG_INT32_MAX,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 	DefineCustomStringVariable("pgcrypt_kms.local_key_file",
 							   "Master key file of the development-only local: provider (created 0600 on first use).",
 							   "Never use the local provider in production: anyone who can read this file can decrypt.",

@@ -22,6 +22,7 @@ extern int	pgck_kms_connect_timeout;	/* milliseconds */
 extern int	pgck_kms_timeout;		/* milliseconds, whole call incl. retries */
 extern int	pgck_kms_max_attempts;
 extern int	pgck_dek_max_age;		/* seconds, 0 = off */
+extern int	pgck_dek_rotate_after;	/* test-only: encryptions, 0 = 2^31 */
 extern char *pgck_local_key_file;	/* "" = local provider unusable */
 
 extern void pgck_guc_init(void);

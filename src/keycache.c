@@ -28,8 +28,10 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "access/xlog.h"
 #include "guc.h"
 #include "keycache.h"
+#include "usage.h"
 #include "pgck_errcodes.h"
 
 PgckCacheStats pgck_stats;
@@ -303,7 +305,7 @@ evict_to_bound(void)
 /* Build the cache entry for id from a raw key; the key is copied. */
 static PgckCachedVersion *
 version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState state,
-			   const uint8 *dek)
+			   TimestampTz created, const uint8 *dek)
 {
 	PgckCachedVersion *v;
 	bool		found;
@@ -341,6 +343,9 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 	v->dek = slot;
 	v->aead = aead;
 	v->unwrapped_at = GetCurrentTimestamp();
+	v->created = created;
+	v->usage = NULL;
+	v->rotation_tried = 0;
 	v->validated_gen = cache_gen;
 	dlist_push_head(&version_lru, &v->lru);
 	version_count++;
@@ -351,7 +356,7 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 void
 pgck_keycache_install(uint32 id, const char *key_name, int32 version, const uint8 *dek)
 {
-	(void) version_insert(id, key_name, version, PGCK_STATE_ACTIVE, dek);
+	(void) version_insert(id, key_name, version, PGCK_STATE_ACTIVE, GetCurrentTimestamp(), dek);
 }
 
 PgckCachedVersion *
@@ -394,6 +399,7 @@ pgck_keycache_version(uint32 id)
 	{
 		/* re-checked after a keyring change: the key itself is unchanged */
 		v->state = row.state;
+		v->created = row.created;
 		v->validated_gen = cache_gen;
 		pgck_stats.hits++;
 		dlist_move_head(&version_lru, &v->lru);
@@ -406,7 +412,7 @@ pgck_keycache_version(uint32 id)
 	{
 		pgck_keyring_unwrap(row.kms_key, row.kms_context, row.wrapped_dek, dek);
 		pgck_stats.unwraps++;
-		v = version_insert(id, row.key_name, row.version, row.state, dek);
+		v = version_insert(id, row.key_name, row.version, row.state, row.created, dek);
 	}
 	PG_CATCH();
 	{
@@ -521,6 +527,53 @@ pgck_keycache_key(const char *name)
 		pgck_stats.hits++;
 	k->validated_gen = cache_gen;
 	return k;
+}
+
+/* ---------------------------------------------------------------- usage bound */
+
+#define DEFAULT_ROTATE_AFTER (UINT64CONST(1) << 31)
+
+bool
+pgck_keycache_count_encryption(PgckCachedVersion *v)
+{
+	uint64		rotate_after = pgck_dek_rotate_after > 0 ?
+		(uint64) pgck_dek_rotate_after : DEFAULT_ROTATE_AFTER;
+	uint64		n = pgck_usage_add(v->id, &v->usage);
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	bool		too_old = pgck_dek_max_age > 0 &&
+		stmt - v->created >= (int64) pgck_dek_max_age * USECS_PER_SEC;
+
+	if ((n >= rotate_after || too_old) && v->rotation_tried != stmt)
+	{
+		/* once per statement: a rolled-back rotation is tried again later */
+		v->rotation_tried = stmt;
+		if (!RecoveryInProgress() && !XactReadOnly && !IsInParallelMode())
+		{
+			char		name[PGCK_KEY_NAME_MAX + 1];
+			int32		version = v->version;
+			int32		newv;
+
+			strlcpy(name, v->key_name, sizeof(name));
+			newv = pgck_keyring_rotate(name, v->id);	/* may evict v */
+			/* if another session rotated first, take in its invalidation */
+			AcceptInvalidationMessages();
+			if (newv > 0)
+				ereport(LOG,
+						(errmsg("pgcrypt_kms: rotated key \"%s\" from version %d to %d (%s)",
+								name, version, newv, too_old ? "pgcrypt_kms.dek_max_age" : "encryption count"),
+						 errhidestmt(true)));
+			return true;
+		}
+	}
+	/* could not rotate (read-only, standby, parallel worker): refuse at the bound */
+	if (n > 2 * rotate_after)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg("key \"%s\" version %d has reached its limit of " UINT64_FORMAT " encryptions",
+						v->key_name, v->version, 2 * rotate_after),
+				 errdetail("AES-GCM with random nonces is safe for 2^32 encryptions per key."),
+				 errhint("Rotate the key with kms_rotate_key().")));
+	return false;
 }
 
 /* ---------------------------------------------------------------- audit */

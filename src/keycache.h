@@ -28,6 +28,7 @@
 #include "keyring.h"
 #include "kms.h"
 #include "lib/ilist.h"
+#include "port/atomics.h"
 
 typedef struct PgckCachedVersion
 {
@@ -38,6 +39,9 @@ typedef struct PgckCachedVersion
 	uint8	   *dek;			/* locked slot */
 	PgckAead   *aead;
 	TimestampTz unwrapped_at;
+	TimestampTz created;		/* of the version, for dek_max_age */
+	pg_atomic_uint64 *usage;	/* shared encryption counter, once known */
+	TimestampTz rotation_tried;	/* statement that last tried to auto-rotate */
 	uint64		validated_gen;
 	dlist_node	lru;
 } PgckCachedVersion;
@@ -88,6 +92,15 @@ extern PgckCachedVersion *pgck_keycache_version(uint32 id);
  */
 extern void pgck_keycache_install(uint32 id, const char *key_name, int32 version,
 								  const uint8 *dek);
+
+/*
+ * Count an encryption under v (across backends when preloaded); rotate the
+ * key when v reached pgcrypt_kms.dek_rotate_after encryptions or
+ * pgcrypt_kms.dek_max_age, and refuse at twice the count.  Returns true if
+ * it rotated (or found the key rotated): the caller must look the key up
+ * again, v may be gone and is no longer the active version.
+ */
+extern bool pgck_keycache_count_encryption(PgckCachedVersion *v);
 
 /* Remember the keyring relations so the invalidation callback can match them. */
 extern void pgck_keycache_set_keyring_oids(Oid keys_oid, Oid versions_oid);

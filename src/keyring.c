@@ -290,7 +290,7 @@ pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 
 			plan_version = prepare_saved(
 										 "SELECT v.key_name, v.version, v.kms_key, k.kms_context::pg_catalog.text,"
-										 "       v.wrapped_dek, v.state"
+										 "       v.wrapped_dek, v.state, v.created"
 										 "  FROM " KEYRING_SCHEMA ".key_versions v"
 										 "  JOIN " KEYRING_SCHEMA ".keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name"
 										 " WHERE v.id OPERATOR(pg_catalog.=) $1",
@@ -315,6 +315,11 @@ pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 			out->wrapped_dek = col_bytea(tup, desc, 5, caller);
 			state = col_text(tup, desc, 6, caller);
 			out->state = state_parse(state);
+			{
+				bool		isnull;
+
+				out->created = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
+			}
 		}
 		SPI_finish();
 	}
@@ -539,6 +544,84 @@ kms_create_key(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+int32
+pgck_keyring_rotate(const char *name, uint32 expected_current)
+{
+	OwnerScope	scope;
+	volatile bool entered = false;
+	uint8	   *dek;
+	volatile int32 version = 0;
+
+	dek = pgck_locked_alloc();
+	PG_TRY();
+	{
+		Oid			types[3] = {TEXTOID, TEXTOID, BYTEAOID};
+		Datum		values[3];
+		char	   *kms_key;
+		char	   *kms_context;
+		bytea	   *wrapped;
+		bool		isnull;
+		uint32		id;
+		MemoryContext caller = CurrentMemoryContext;
+
+		owner_scope_enter(&scope);
+		entered = true;
+		SPI_connect();
+		values[0] = CStringGetTextDatum(name);
+		execute_admin("SELECT k.kms_key, k.kms_context::pg_catalog.text,"
+					  "       (SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
+					  "         WHERE v.key_name OPERATOR(pg_catalog.=) k.key_name"
+					  "           AND v.state OPERATOR(pg_catalog.=) 'active')"
+					  "  FROM " KEYRING_SCHEMA ".keys k"
+					  " WHERE k.key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE OF k",
+					  1, types, values, NULL);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+					 errmsg("key \"%s\" does not exist", name)));
+		kms_key = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, caller);
+		kms_context = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, caller);
+		if (expected_current != 0 &&
+			(uint32) col_int(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3) != expected_current)
+		{
+			/* another session rotated while we waited for the row lock */
+			SPI_finish();
+		}
+		else
+		{
+			/* the KMS call runs with the key's row locked: rotations queue */
+			wrapped = generate_data_key(kms_key, kms_context, dek);
+
+			execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET state = 'decrypt-only'"
+						  " WHERE key_name OPERATOR(pg_catalog.=) $1"
+						  "   AND state OPERATOR(pg_catalog.=) 'active'",
+						  1, types, values, NULL);
+			values[1] = CStringGetTextDatum(kms_key);
+			values[2] = PointerGetDatum(wrapped);
+			execute_admin("INSERT INTO " KEYRING_SCHEMA ".key_versions (key_name, version, kms_key, wrapped_dek)"
+						  " SELECT $1, COALESCE(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1, $2, $3"
+						  "   FROM " KEYRING_SCHEMA ".key_versions"
+						  "  WHERE key_name OPERATOR(pg_catalog.=) $1"
+						  " RETURNING id, version",
+						  3, types, values, NULL);
+			id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			SPI_finish();
+			owner_scope_leave(&scope);
+			entered = false;
+			pgck_keycache_install(id, name, version, dek);
+		}
+	}
+	PG_FINALLY();
+	{
+		if (entered)
+			owner_scope_leave(&scope);
+		pgck_locked_free(dek);
+	}
+	PG_END_TRY();
+	return version;
+}
+
 /*
  * kms_rotate_key(name) → new version number
  *
@@ -550,68 +633,7 @@ PG_FUNCTION_INFO_V1(kms_rotate_key);
 Datum
 kms_rotate_key(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	OwnerScope	scope;
-	volatile bool entered = false;
-	uint8	   *dek;
-	int32		version = 0;
-	uint32		id = 0;
-
-	dek = pgck_locked_alloc();
-	PG_TRY();
-	{
-		Oid			types[3] = {TEXTOID, TEXTOID, BYTEAOID};
-		Datum		values[3];
-		char	   *kms_key;
-		char	   *kms_context;
-		bytea	   *wrapped;
-		bool		isnull;
-		MemoryContext caller = CurrentMemoryContext;
-
-		owner_scope_enter(&scope);
-		entered = true;
-		SPI_connect();
-		values[0] = CStringGetTextDatum(name);
-		execute_admin("SELECT kms_key, kms_context::pg_catalog.text FROM " KEYRING_SCHEMA ".keys"
-					  " WHERE key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-					  1, types, values, NULL);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-					 errmsg("key \"%s\" does not exist", name)));
-		kms_key = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, caller);
-		kms_context = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, caller);
-
-		/* the KMS call runs with the key's row locked: rotations queue */
-		wrapped = generate_data_key(kms_key, kms_context, dek);
-
-		execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET state = 'decrypt-only'"
-					  " WHERE key_name OPERATOR(pg_catalog.=) $1"
-					  "   AND state OPERATOR(pg_catalog.=) 'active'",
-					  1, types, values, NULL);
-		values[1] = CStringGetTextDatum(kms_key);
-		values[2] = PointerGetDatum(wrapped);
-		execute_admin("INSERT INTO " KEYRING_SCHEMA ".key_versions (key_name, version, kms_key, wrapped_dek)"
-					  " SELECT $1, COALESCE(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1, $2, $3"
-					  "   FROM " KEYRING_SCHEMA ".key_versions"
-					  "  WHERE key_name OPERATOR(pg_catalog.=) $1"
-					  " RETURNING id, version",
-					  3, types, values, NULL);
-		id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		SPI_finish();
-		owner_scope_leave(&scope);
-		entered = false;
-		pgck_keycache_install(id, name, version, dek);
-	}
-	PG_FINALLY();
-	{
-		if (entered)
-			owner_scope_leave(&scope);
-		pgck_locked_free(dek);
-	}
-	PG_END_TRY();
-	PG_RETURN_INT32(version);
+	PG_RETURN_INT32(pgck_keyring_rotate(text_to_cstring(PG_GETARG_TEXT_PP(0)), 0));
 }
 
 /*

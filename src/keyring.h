@@ -61,6 +61,7 @@ typedef struct PgckVersionRow
 	char	   *kms_context;
 	bytea	   *wrapped_dek;
 	PgckKeyState state;
+	TimestampTz created;
 } PgckVersionRow;
 
 extern bool pgck_keyring_fetch_key(const char *name, PgckKeyRow *out);
@@ -69,6 +70,14 @@ extern bool pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out);
 extern const char *pgck_state_name(PgckKeyState state);
 extern const char *pgck_transform_name(PgckTransform t);
 extern bool pgck_transform_parse(const char *name, PgckTransform *out);
+
+/*
+ * Rotate key name: a new active data key version, the previous one
+ * decrypt-only.  With expected_current != 0, rotate only if that version is
+ * still the active one (returns 0 otherwise: another session rotated).
+ * Returns the new version number.
+ */
+extern int32 pgck_keyring_rotate(const char *name, uint32 expected_current);
 
 /* Unwrap (or generate) a data key through the key's provider. */
 extern void pgck_keyring_unwrap(const char *kms_key, const char *kms_context,

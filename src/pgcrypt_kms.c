@@ -12,6 +12,7 @@
 #include "guc.h"
 #include "keycache.h"
 #include "kms.h"
+#include "usage.h"
 
 PG_MODULE_MAGIC;
 
@@ -22,6 +23,7 @@ _PG_init(void)
 {
 	pgck_guc_init();
 	pgck_keycache_init();
+	pgck_usage_init();
 	pgck_kms_local_init();
 	pgck_kms_aws_init();
 }

@@ -70,7 +70,7 @@ done
 pgck_log "starting the KMS emulator and a throwaway cluster"
 pgck_emulator_env
 pgck_start_emulator || { record "KMS emulator start" 1; }
-export PGCK_EXTRA_CONF="shared_preload_libraries = 'pg_stat_statements'"
+export PGCK_EXTRA_CONF="shared_preload_libraries = 'pg_stat_statements, pgcrypt_kms'"
 pgck_start_cluster || { record "cluster start" 1; cat "$PGCK_TMP/server.log"; echo "$PASSED passed, $FAILED failed"; exit 1; }
 echo "cluster on port $PGPORT (socket $PGHOST), emulator on ${PGCK_EMULATOR_PORT:-none}"
 
