@@ -24,7 +24,7 @@ OBJS = \
 	src/kms_aws.o \
 	$(PURE_OBJS)
 
-SHLIB_LINK = -lcrypto -lcurl -ljansson
+SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson
 
 REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_lookup lifecycle security usage
 REGRESS_OPTS = --inputdir=. --outputdir=test/results

@@ -84,13 +84,13 @@ CREATE TYPE @extschema@.enc_text;
 -- Literals are folded at plan time, which is why plaintext never goes
 -- through enc_text_in: it accepts only ciphertext.
 CREATE FUNCTION @extschema@.enc_text_in(cstring) RETURNS @extschema@.enc_text
-    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_enc_text_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.enc_text_out(@extschema@.enc_text) RETURNS cstring
-    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_enc_text_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.enc_text_recv(internal) RETURNS @extschema@.enc_text
-    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_enc_text_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.enc_text_send(@extschema@.enc_text) RETURNS bytea
-    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_enc_text_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE TYPE @extschema@.enc_text (
     INPUT = @extschema@.enc_text_in,
@@ -105,50 +105,50 @@ COMMENT ON TYPE @extschema@.enc_text IS 'AES-256-GCM ciphertext under a KMS-wrap
 ------------------------------------------------------------------ values
 -- VOLATILE: a random nonce per call.  PARALLEL SAFE: reads the keyring only.
 CREATE FUNCTION @extschema@.kms_encrypt(plaintext text, key_name text) RETURNS @extschema@.enc_text
-    AS 'MODULE_PATHNAME', 'kms_encrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_encrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_encrypt(plaintext text, key_name text, context text) RETURNS @extschema@.enc_text
-    AS 'MODULE_PATHNAME', 'kms_encrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_encrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_encrypt(text, text) IS 'encrypt under the current data key version of a key';
 COMMENT ON FUNCTION @extschema@.kms_encrypt(text, text, text) IS 'encrypt under the current data key version of a key, binding a context (AAD)';
 
 -- STABLE, not IMMUTABLE: the result depends on the keyring and KMS access.
 CREATE FUNCTION @extschema@.kms_decrypt(value @extschema@.enc_text) RETURNS text
-    AS 'MODULE_PATHNAME', 'kms_decrypt' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_decrypt' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_decrypt(value @extschema@.enc_text, context text) RETURNS text
-    AS 'MODULE_PATHNAME', 'kms_decrypt' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_decrypt' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text) IS 'decrypt a value (error, never wrong plaintext, if it was altered)';
 COMMENT ON FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text, text) IS 'decrypt a value encrypted with a context';
 
 -- IMMUTABLE: reads the tag the value carries, no key; index builds, REINDEX,
 -- restores and replicas need no KMS.
 CREATE FUNCTION @extschema@.kms_blind_index(value @extschema@.enc_text) RETURNS bytea
-    AS 'MODULE_PATHNAME', 'kms_blind_index_value' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_value' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_blind_index(@extschema@.enc_text) IS 'the blind-index tag carried by a value (NULL if its key has no blind index)';
 
 -- IMMUTABLE: reads the header only.
 CREATE FUNCTION @extschema@.kms_version_id(value @extschema@.enc_text) RETURNS int4
-    AS 'MODULE_PATHNAME', 'kms_version_id' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_version_id' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_version_id(@extschema@.enc_text) IS 'the key version id a value was encrypted under (kms_keys.version_id)';
 
 -- STABLE: depends on the key's index key.
 CREATE FUNCTION @extschema@.kms_blind_index(plaintext text, key_name text) RETURNS bytea
-    AS 'MODULE_PATHNAME', 'kms_blind_index_text' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_text' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_blind_index(text, text) IS 'the blind-index probe of a plaintext for a lookup';
 
 -- STABLE: depends on the key's index keys.
 CREATE FUNCTION @extschema@.kms_blind_index_all(plaintext text, key_name text) RETURNS bytea[]
-    AS 'MODULE_PATHNAME', 'kms_blind_index_all' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_all' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_blind_index_all(text, text) IS 'the probes under the current and, during an index key rotation, the previous index key';
 
 CREATE FUNCTION @extschema@.kms_blind_index_match(value @extschema@.enc_text, plaintext text, key_name text) RETURNS bool
-    AS 'MODULE_PATHNAME', 'kms_blind_index_match' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_match' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text) IS 'does the value decrypt to this plaintext after the key''s normalization (re-check for truncated tags)';
 
 -- VOLATILE: a new random nonce.
 CREATE FUNCTION @extschema@.kms_reencrypt(value @extschema@.enc_text) RETURNS @extschema@.enc_text
-    AS 'MODULE_PATHNAME', 'kms_reencrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_reencrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_reencrypt(value @extschema@.enc_text, context text) RETURNS @extschema@.enc_text
-    AS 'MODULE_PATHNAME', 'kms_reencrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_reencrypt' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) IS 'the same plaintext under the key''s current data key version and index key';
 COMMENT ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) IS 'kms_reencrypt for a value encrypted with a context';
 
@@ -158,7 +158,7 @@ CREATE FUNCTION @extschema@.kms_verify(tbl regclass, col name, context text DEFA
         OUT key_name text, OUT version int4, OUT version_id int4,
         OUT decrypted int8, OUT failed int8, OUT error text)
     RETURNS SETOF record
-    AS 'MODULE_PATHNAME', 'kms_verify' LANGUAGE C STABLE PARALLEL RESTRICTED;
+    AS 'MODULE_PATHNAME', 'pgck_kms_verify' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION @extschema@.kms_verify(regclass, name, text) IS 'per key version, how many values of a column decrypt and how many fail (no plaintext returned)';
 
 ------------------------------------------------------------------ administration
@@ -169,22 +169,22 @@ CREATE FUNCTION @extschema@.kms_create_key(
         index_bits int4 DEFAULT 256,
         kms_context jsonb DEFAULT '{}')
     RETURNS void
-    AS 'MODULE_PATHNAME', 'kms_create_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_create_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_create_key(text, text, text, int4, jsonb) IS 'register a column key bound to a KMS master key';
 
 CREATE FUNCTION @extschema@.kms_rotate_key(name text) RETURNS int4
-    AS 'MODULE_PATHNAME', 'kms_rotate_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_rotate_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_rotate_key(text) IS 'make a new data key version current; old versions keep decrypting';
 
 CREATE FUNCTION @extschema@.kms_rotate_index_key(name text) RETURNS int4
-    AS 'MODULE_PATHNAME', 'kms_rotate_index_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_rotate_index_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_rotate_index_key(text) IS 'new blind-index key; the previous one keeps probing (kms_blind_index_all) until kms_finish_index_rotation';
 CREATE FUNCTION @extschema@.kms_finish_index_rotation(name text) RETURNS void
-    AS 'MODULE_PATHNAME', 'kms_finish_index_rotation' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_finish_index_rotation' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_finish_index_rotation(text) IS 'forget the previous blind-index key after re-tagging and reindexing';
 
 CREATE FUNCTION @extschema@.kms_set_key_state(name text, version int4, state text) RETURNS void
-    AS 'MODULE_PATHNAME', 'kms_set_key_state' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_set_key_state' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_set_key_state(text, int4, text) IS 'set a non-current version to decrypt-only or retired';
 
 -- Batched, resumable re-encryption of a column onto its keys' current
@@ -228,7 +228,7 @@ COMMENT ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4, text)
 
 -- Backend-local: PARALLEL RESTRICTED (workers have their own caches).
 CREATE FUNCTION @extschema@.kms_flush_cache() RETURNS void
-    AS 'MODULE_PATHNAME', 'kms_flush_cache' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+    AS 'MODULE_PATHNAME', 'pgck_kms_flush_cache' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION @extschema@.kms_flush_cache() IS 'wipe every unwrapped key cached by this backend';
 
 CREATE FUNCTION @extschema@.kms_cache_stats(
@@ -237,12 +237,12 @@ CREATE FUNCTION @extschema@.kms_cache_stats(
         OUT kms_calls int8, OUT kms_errors int8, OUT kms_retries int8,
         OUT kms_ms_avg float8, OUT kms_ms_max float8, OUT decrypt_failures int8,
         OUT kms_access_denials int8, OUT by_operation jsonb)
-    AS 'MODULE_PATHNAME', 'kms_cache_stats' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+    AS 'MODULE_PATHNAME', 'pgck_kms_cache_stats' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION @extschema@.kms_cache_stats() IS 'this backend''s key cache and KMS call counters';
 
 -- This cluster's count of encryptions under a version (NULL unless preloaded).
 CREATE FUNCTION @extschema@.kms_version_encryptions(version_id int4) RETURNS int8
-    AS 'MODULE_PATHNAME', 'kms_version_encryptions' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_version_encryptions' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_version_encryptions(int4) IS 'encryptions under a key version counted by this cluster (NULL unless pgcrypt_kms is in shared_preload_libraries)';
 
 CREATE VIEW @extschema@.kms_keys AS

@@ -55,9 +55,9 @@ parse_stored(const struct varlena *v, PgckEnvelope *env)
 
 /* ---------------------------------------------------------------- type I/O */
 
-PG_FUNCTION_INFO_V1(enc_text_in);
+PG_FUNCTION_INFO_V1(pgck_enc_text_in);
 Datum
-enc_text_in(PG_FUNCTION_ARGS)
+pgck_enc_text_in(PG_FUNCTION_ARGS)
 {
 	const char *str = PG_GETARG_CSTRING(0);
 	size_t		len = strlen(str);
@@ -98,9 +98,9 @@ enc_text_in(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(result);
 }
 
-PG_FUNCTION_INFO_V1(enc_text_out);
+PG_FUNCTION_INFO_V1(pgck_enc_text_out);
 Datum
-enc_text_out(PG_FUNCTION_ARGS)
+pgck_enc_text_out(PG_FUNCTION_ARGS)
 {
 	struct varlena *v = PG_GETARG_VARLENA_PP(0);
 	size_t		len = VARSIZE_ANY_EXHDR(v);
@@ -110,9 +110,9 @@ enc_text_out(PG_FUNCTION_ARGS)
 	PG_RETURN_CSTRING(out);
 }
 
-PG_FUNCTION_INFO_V1(enc_text_recv);
+PG_FUNCTION_INFO_V1(pgck_enc_text_recv);
 Datum
-enc_text_recv(PG_FUNCTION_ARGS)
+pgck_enc_text_recv(PG_FUNCTION_ARGS)
 {
 	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
 	int			len = buf->len - buf->cursor;
@@ -137,9 +137,9 @@ enc_text_recv(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(result);
 }
 
-PG_FUNCTION_INFO_V1(enc_text_send);
+PG_FUNCTION_INFO_V1(pgck_enc_text_send);
 Datum
-enc_text_send(PG_FUNCTION_ARGS)
+pgck_enc_text_send(PG_FUNCTION_ARGS)
 {
 	struct varlena *v = PG_GETARG_VARLENA_PP(0);
 	StringInfoData buf;
@@ -266,9 +266,9 @@ decrypt_value(struct varlena *value, const text *context, char **key_name_out)
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(kms_encrypt);
+PG_FUNCTION_INFO_V1(pgck_kms_encrypt);
 Datum
-kms_encrypt(PG_FUNCTION_ARGS)
+pgck_kms_encrypt(PG_FUNCTION_ARGS)
 {
 	text	   *plain = PG_GETARG_TEXT_PP(0);
 	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -278,9 +278,9 @@ kms_encrypt(PG_FUNCTION_ARGS)
 									VARSIZE_ANY_EXHDR(plain), key_name, context));
 }
 
-PG_FUNCTION_INFO_V1(kms_decrypt);
+PG_FUNCTION_INFO_V1(pgck_kms_decrypt);
 Datum
-kms_decrypt(PG_FUNCTION_ARGS)
+pgck_kms_decrypt(PG_FUNCTION_ARGS)
 {
 	struct varlena *value = PG_GETARG_VARLENA_PP(0);
 	text	   *context = PG_NARGS() > 1 ? PG_GETARG_TEXT_PP(1) : NULL;
@@ -293,9 +293,9 @@ kms_decrypt(PG_FUNCTION_ARGS)
  * data key version and current index key (so it also re-tags).  The
  * plaintext exists only in this function's memory and is wiped.
  */
-PG_FUNCTION_INFO_V1(kms_reencrypt);
+PG_FUNCTION_INFO_V1(pgck_kms_reencrypt);
 Datum
-kms_reencrypt(PG_FUNCTION_ARGS)
+pgck_kms_reencrypt(PG_FUNCTION_ARGS)
 {
 	struct varlena *value = PG_GETARG_VARLENA_PP(0);
 	text	   *context = PG_NARGS() > 1 ? PG_GETARG_TEXT_PP(1) : NULL;
@@ -320,9 +320,9 @@ kms_reencrypt(PG_FUNCTION_ARGS)
 /* ---------------------------------------------------------------- blind index */
 
 /* kms_blind_index(enc_text): the tag the value carries; needs no key. */
-PG_FUNCTION_INFO_V1(kms_blind_index_value);
+PG_FUNCTION_INFO_V1(pgck_kms_blind_index_value);
 Datum
-kms_blind_index_value(PG_FUNCTION_ARGS)
+pgck_kms_blind_index_value(PG_FUNCTION_ARGS)
 {
 	struct varlena *value = PG_GETARG_VARLENA_PP(0);
 	PgckEnvelope env;
@@ -338,9 +338,9 @@ kms_blind_index_value(PG_FUNCTION_ARGS)
 }
 
 /* kms_blind_index(text, key): the probe for a lookup. */
-PG_FUNCTION_INFO_V1(kms_blind_index_text);
+PG_FUNCTION_INFO_V1(pgck_kms_blind_index_text);
 Datum
-kms_blind_index_text(PG_FUNCTION_ARGS)
+pgck_kms_blind_index_text(PG_FUNCTION_ARGS)
 {
 	text	   *plain = PG_GETARG_TEXT_PP(0);
 	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -366,9 +366,9 @@ kms_blind_index_text(PG_FUNCTION_ARGS)
  * key and, while an index key rotation is in progress, under the previous
  * one, for "WHERE kms_blind_index(col) = ANY (kms_blind_index_all(...))".
  */
-PG_FUNCTION_INFO_V1(kms_blind_index_all);
+PG_FUNCTION_INFO_V1(pgck_kms_blind_index_all);
 Datum
-kms_blind_index_all(PG_FUNCTION_ARGS)
+pgck_kms_blind_index_all(PG_FUNCTION_ARGS)
 {
 	text	   *plain = PG_GETARG_TEXT_PP(0);
 	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -406,9 +406,9 @@ kms_blind_index_all(PG_FUNCTION_ARGS)
  * to a plaintext that normalizes like this one under the key's transform?
  * The re-check for truncated tags, whose lookups return false positives.
  */
-PG_FUNCTION_INFO_V1(kms_blind_index_match);
+PG_FUNCTION_INFO_V1(pgck_kms_blind_index_match);
 Datum
-kms_blind_index_match(PG_FUNCTION_ARGS)
+pgck_kms_blind_index_match(PG_FUNCTION_ARGS)
 {
 	struct varlena *value = PG_GETARG_VARLENA_PP(0);
 	text	   *probe = PG_GETARG_TEXT_PP(1);
@@ -433,9 +433,9 @@ kms_blind_index_match(PG_FUNCTION_ARGS)
 }
 
 /* kms_version_id(enc_text): the key version id a value names; needs no key. */
-PG_FUNCTION_INFO_V1(kms_version_id);
+PG_FUNCTION_INFO_V1(pgck_kms_version_id);
 Datum
-kms_version_id(PG_FUNCTION_ARGS)
+pgck_kms_version_id(PG_FUNCTION_ARGS)
 {
 	struct varlena *value = PG_GETARG_VARLENA_PP(0);
 	PgckEnvelope env;
@@ -503,9 +503,9 @@ verify_load_version(VerifyBucket *b, MemoryContext cxt, ResourceOwner owner)
  * context is an SQL expression over the table's columns giving each value's
  * context, as for kms_reencrypt_table.
  */
-PG_FUNCTION_INFO_V1(kms_verify);
+PG_FUNCTION_INFO_V1(pgck_kms_verify);
 Datum
-kms_verify(PG_FUNCTION_ARGS)
+pgck_kms_verify(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			relid = PG_GETARG_OID(0);

@@ -641,17 +641,17 @@ pgck_stats_kms_retry(PgckKmsOp op)
 
 /* ---------------------------------------------------------------- SQL functions */
 
-PG_FUNCTION_INFO_V1(kms_flush_cache);
+PG_FUNCTION_INFO_V1(pgck_kms_flush_cache);
 Datum
-kms_flush_cache(PG_FUNCTION_ARGS)
+pgck_kms_flush_cache(PG_FUNCTION_ARGS)
 {
 	cache_flush_all();
 	PG_RETURN_VOID();
 }
 
-PG_FUNCTION_INFO_V1(kms_cache_stats);
+PG_FUNCTION_INFO_V1(pgck_kms_cache_stats);
 Datum
-kms_cache_stats(PG_FUNCTION_ARGS)
+pgck_kms_cache_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	Datum		values[14];

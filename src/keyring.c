@@ -476,9 +476,9 @@ insert_new_key(const char *name, const char *kms_key, Datum kms_context_jsonb,
  * Gets the first data key and, with a blind index, a separate index key from
  * the KMS, and stores both only as the KMS wrapped them.
  */
-PG_FUNCTION_INFO_V1(kms_create_key);
+PG_FUNCTION_INFO_V1(pgck_kms_create_key);
 Datum
-kms_create_key(PG_FUNCTION_ARGS)
+pgck_kms_create_key(PG_FUNCTION_ARGS)
 {
 	char	   *name;
 	char	   *kms_key;
@@ -629,9 +629,9 @@ pgck_keyring_rotate(const char *name, uint32 expected_current)
  * becomes decrypt-only.  Concurrent rotations of one key serialize on the
  * key's row.
  */
-PG_FUNCTION_INFO_V1(kms_rotate_key);
+PG_FUNCTION_INFO_V1(pgck_kms_rotate_key);
 Datum
-kms_rotate_key(PG_FUNCTION_ARGS)
+pgck_kms_rotate_key(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT32(pgck_keyring_rotate(text_to_cstring(PG_GETARG_TEXT_PP(0)), 0));
 }
@@ -661,9 +661,9 @@ pgck_keyring_changed(PG_FUNCTION_ARGS)
  * kms_finish_index_rotation(), after the values were re-tagged
  * (kms_reencrypt) and the indexes rebuilt.
  */
-PG_FUNCTION_INFO_V1(kms_rotate_index_key);
+PG_FUNCTION_INFO_V1(pgck_kms_rotate_index_key);
 Datum
-kms_rotate_index_key(PG_FUNCTION_ARGS)
+pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	OwnerScope	scope;
@@ -737,9 +737,9 @@ kms_rotate_index_key(PG_FUNCTION_ARGS)
 }
 
 /* kms_finish_index_rotation(name): forget the previous index key. */
-PG_FUNCTION_INFO_V1(kms_finish_index_rotation);
+PG_FUNCTION_INFO_V1(pgck_kms_finish_index_rotation);
 Datum
-kms_finish_index_rotation(PG_FUNCTION_ARGS)
+pgck_kms_finish_index_rotation(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	OwnerScope	scope;
@@ -773,9 +773,9 @@ kms_finish_index_rotation(PG_FUNCTION_ARGS)
  * kms_set_key_state(name, version, state): move a non-current version between
  * decrypt-only and retired.  The active version changes only by rotation.
  */
-PG_FUNCTION_INFO_V1(kms_set_key_state);
+PG_FUNCTION_INFO_V1(pgck_kms_set_key_state);
 Datum
-kms_set_key_state(PG_FUNCTION_ARGS)
+pgck_kms_set_key_state(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int32		version = PG_GETARG_INT32(1);

@@ -259,9 +259,9 @@ pgck_usage_get(uint32 id, bool *known)
 }
 
 /* kms_version_encryptions(version_id): this cluster's count, NULL if not counted. */
-PG_FUNCTION_INFO_V1(kms_version_encryptions);
+PG_FUNCTION_INFO_V1(pgck_kms_version_encryptions);
 Datum
-kms_version_encryptions(PG_FUNCTION_ARGS)
+pgck_kms_version_encryptions(PG_FUNCTION_ARGS)
 {
 	bool		known;
 	uint64		n = pgck_usage_get((uint32) PG_GETARG_INT32(0), &known);

@@ -124,6 +124,7 @@ mkdir -p "$PGCK_TMP/tap" && chown postgres:postgres "$PGCK_TMP/tap"
 for t in test/t/*.pl; do
     [ -f "$t" ] || continue
     name=$(basename "$t" .pl)
+    mkdir -p "$PGCK_TMP/tap/$name" && chown postgres:postgres "$PGCK_TMP/tap/$name"
     runuser -u postgres -- env PATH="$PGBIN:$PATH" PERL5LIB="$PERLLIB" TESTDIR="$PGCK_TMP/tap/$name" \
         PG_REGRESS="$PG_REGRESS" PGCK_ROOT="$PGCK_ROOT" PGCK_TMP="$PGCK_TMP" \
         prove -v "$t" >"$PGCK_TMP/tap_$name.log" 2>&1

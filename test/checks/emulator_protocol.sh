@@ -9,4 +9,6 @@ cd "$(dirname "$0")/../.."
 . test/kms_emulator/lib.sh
 pgck_emulator_ensure
 echo "# emulator_protocol: botocore against http://127.0.0.1:$PGCK_EMULATOR_PORT"
-"$PGCK_PYTHON" test/kms_emulator/selftest.py --port "$PGCK_EMULATOR_PORT"
+# the suite exports AWS_EC2_METADATA_DISABLED etc. for the server; botocore here must not see them
+env -u AWS_EC2_METADATA_DISABLED -u AWS_CONFIG_FILE -u AWS_SHARED_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+    "$PGCK_PYTHON" test/kms_emulator/selftest.py --port "$PGCK_EMULATOR_PORT"
