@@ -21,8 +21,11 @@ pgck_psql -q <<'SQL'
 \echo
 \echo '-- CREATE EXTENSION pgcrypt_kms, and two column keys whose data keys come from KMS'
 CREATE EXTENSION pgcrypt_kms;
+\o /dev/null
 SELECT kms_create_key('email', 'aws-kms:alias/pgck-demo', blind_index => 'email');
 SELECT kms_create_key('account', 'aws-kms:alias/pgck-demo', blind_index => 'exact');
+\o
+SELECT key_name, kms_key, blind_index FROM kms_keys ORDER BY 1;
 
 CREATE TABLE users (
   id         bigint PRIMARY KEY,
