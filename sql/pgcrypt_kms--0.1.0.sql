@@ -176,6 +176,10 @@ CREATE FUNCTION @extschema@.kms_rotate_key(name text) RETURNS int4
     AS 'MODULE_PATHNAME', 'pgck_kms_rotate_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_rotate_key(text) IS 'make a new data key version current; old versions keep decrypting';
 
+CREATE FUNCTION @extschema@.kms_rewrap_key(name text, new_kms_key text) RETURNS int4
+    AS 'MODULE_PATHNAME', 'pgck_kms_rewrap_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_rewrap_key(text, text) IS 're-wrap every stored key of a key under another KMS master key (KMS ReEncrypt); no row is touched';
+
 CREATE FUNCTION @extschema@.kms_rotate_index_key(name text) RETURNS int4
     AS 'MODULE_PATHNAME', 'pgck_kms_rotate_index_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_rotate_index_key(text) IS 'new blind-index key; the previous one keeps probing (kms_blind_index_all) until kms_finish_index_rotation';
@@ -271,6 +275,7 @@ REVOKE ALL ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, t
 REVOKE ALL ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_rotate_index_key(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_rewrap_key(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_finish_index_rotation(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_set_key_state(text, int4, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_verify(regclass, name, text) FROM PUBLIC;
@@ -294,6 +299,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text
 GRANT EXECUTE ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_rotate_index_key(text) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_rewrap_key(text, text) TO pgcrypt_kms_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text) TO pgcrypt_kms_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_set_key_state(text, int4, text) TO pgcrypt_kms_admin;
 -- verifying decrypts (without returning plaintext): the decrypt role

@@ -824,3 +824,148 @@ pgck_kms_set_key_state(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	PG_RETURN_VOID();
 }
+
+/*
+ * kms_rewrap_key(name, new_kms_key) → number of wrapped keys re-wrapped
+ *
+ * Re-wraps every stored DEK version and the index keys of a key under another
+ * master key of the same provider (AWS: ReEncrypt, so no plaintext key passes
+ * through this process); no table row is touched.  Afterwards access to the
+ * old master key can be removed.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_rewrap_key);
+Datum
+pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *new_key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const char *new_rest;
+	const PgckKmsProvider *new_provider = pgck_kms_provider_for(new_key, &new_rest);
+	OwnerScope	scope;
+	volatile int32 count = 0;
+
+	if (new_provider->reencrypt_data_key == NULL)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("the %s provider cannot re-wrap keys", new_provider->scheme)));
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		Oid			types[4] = {TEXTOID, TEXTOID, BYTEAOID, INT4OID};
+		Datum		values[4];
+		MemoryContext caller = CurrentMemoryContext;
+		char	   *kms_context;
+		char	   *index_kms_key;
+		bytea	   *index_wrapped;
+		bytea	   *prev_wrapped;
+		uint64		nversions;
+		uint64		i;
+		int32	   *ids;
+		char	  **refs;
+		bytea	  **blobs;
+		HeapTuple	tup;
+		TupleDesc	desc;
+
+		SPI_connect();
+		values[0] = CStringGetTextDatum(name);
+		execute_admin("SELECT kms_context::pg_catalog.text, index_kms_key, index_key_wrapped, prev_index_key_wrapped"
+					  "  FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+					  1, types, values, NULL);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+					 errmsg("key \"%s\" does not exist", name)));
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		kms_context = col_text(tup, desc, 1, caller);
+		index_kms_key = col_text(tup, desc, 2, caller);
+		index_wrapped = col_bytea(tup, desc, 3, caller);
+		prev_wrapped = col_bytea(tup, desc, 4, caller);
+
+		execute_admin("SELECT id, kms_key, wrapped_dek FROM " KEYRING_SCHEMA ".key_versions"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1 ORDER BY version FOR UPDATE",
+					  1, types, values, NULL);
+		nversions = SPI_processed;
+		ids = palloc(sizeof(int32) * (nversions + 1));
+		refs = palloc(sizeof(char *) * (nversions + 1));
+		blobs = palloc(sizeof(bytea *) * (nversions + 1));
+		for (i = 0; i < nversions; i++)
+		{
+			ids[i] = col_int(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			refs[i] = col_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, caller);
+			blobs[i] = col_bytea(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, caller);
+		}
+
+		/* every data key version, one ReEncrypt each */
+		for (i = 0; i < nversions; i++)
+		{
+			const char *old_rest;
+			const PgckKmsProvider *old_provider = pgck_kms_provider_for(refs[i], &old_rest);
+			bytea	   *rewrapped;
+
+			if (old_provider != new_provider)
+				ereport(ERROR,
+						(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+						 errmsg("cannot re-wrap key \"%s\" from %s to %s", name,
+								old_provider->scheme, new_provider->scheme),
+						 errdetail("Re-wrapping stays within one KMS so that no plaintext key leaves it.")));
+			rewrapped = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, blobs[i]);
+			values[1] = CStringGetTextDatum(new_key);
+			values[2] = PointerGetDatum(rewrapped);
+			values[3] = Int32GetDatum(ids[i]);
+			execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET kms_key = $2, wrapped_dek = $3"
+						  " WHERE id OPERATOR(pg_catalog.=) $4",
+						  4, types, values, NULL);
+			count++;
+		}
+
+		/* the index keys (current, and previous during an index key rotation) */
+		if (index_wrapped != NULL)
+		{
+			const char *old_rest;
+			const PgckKmsProvider *old_provider = pgck_kms_provider_for(index_kms_key, &old_rest);
+			bytea	   *new_index = NULL;
+			bytea	   *new_prev = NULL;
+			Oid			itypes[4] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID};
+			Datum		ivalues[4];
+			char		inulls[4] = {' ', ' ', ' ', ' '};
+
+			if (old_provider != new_provider)
+				ereport(ERROR,
+						(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+						 errmsg("cannot re-wrap the index key of \"%s\" from %s to %s", name,
+								old_provider->scheme, new_provider->scheme)));
+			new_index = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, index_wrapped);
+			count++;
+			if (prev_wrapped != NULL)
+			{
+				new_prev = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, prev_wrapped);
+				count++;
+			}
+			ivalues[0] = CStringGetTextDatum(name);
+			ivalues[1] = CStringGetTextDatum(new_key);
+			ivalues[2] = PointerGetDatum(new_index);
+			ivalues[3] = PointerGetDatum(new_prev);
+			if (new_prev == NULL)
+				inulls[3] = 'n';
+			execute_admin("UPDATE " KEYRING_SCHEMA ".keys SET kms_key = $2, index_kms_key = $2,"
+						  "       index_key_wrapped = $3, prev_index_key_wrapped = $4"
+						  " WHERE key_name OPERATOR(pg_catalog.=) $1",
+						  4, itypes, ivalues, inulls);
+		}
+		else
+		{
+			values[1] = CStringGetTextDatum(new_key);
+			execute_admin("UPDATE " KEYRING_SCHEMA ".keys SET kms_key = $2"
+						  " WHERE key_name OPERATOR(pg_catalog.=) $1",
+						  2, types, values, NULL);
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+	PG_RETURN_INT32(count);
+}
