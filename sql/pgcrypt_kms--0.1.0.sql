@@ -39,7 +39,10 @@ CREATE TABLE pgcrypt_kms.keys (
     prev_index_key_wrapped bytea,   -- kept while an index key rotation is in progress
     index_kms_key     text,
     created           timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CHECK ((blind_index OPERATOR(pg_catalog.=) 'none') OPERATOR(pg_catalog.=) (index_key_wrapped IS NULL))
+    destroyed         timestamptz,     -- crypto-shredded: every wrapped key deleted
+    CHECK (destroyed IS NOT NULL OR
+           (blind_index OPERATOR(pg_catalog.=) 'none') OPERATOR(pg_catalog.=) (index_key_wrapped IS NULL)),
+    CHECK (destroyed IS NULL OR (index_key_wrapped IS NULL AND prev_index_key_wrapped IS NULL))
 );
 COMMENT ON TABLE pgcrypt_kms.keys IS 'column keys: KMS master key, KMS context, blind index settings and the wrapped index key';
 
@@ -50,11 +53,12 @@ CREATE TABLE pgcrypt_kms.key_versions (
     key_name    text NOT NULL,
     version     int4 NOT NULL CHECK (version > 0),
     kms_key     text NOT NULL,
-    wrapped_dek bytea NOT NULL,
+    wrapped_dek bytea,          -- NULL only once destroyed
     state       text NOT NULL DEFAULT 'active'
-                CHECK (state IN ('active', 'decrypt-only', 'retired')),
+                CHECK (state IN ('active', 'decrypt-only', 'retired', 'destroyed')),
     created     timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    UNIQUE (key_name, version)
+    UNIQUE (key_name, version),
+    CHECK ((state OPERATOR(pg_catalog.=) 'destroyed') OPERATOR(pg_catalog.=) (wrapped_dek IS NULL))
 );
 ALTER SEQUENCE pgcrypt_kms.key_version_id_seq OWNED BY pgcrypt_kms.key_versions.id;
 -- at most one version of a key encrypts
@@ -180,6 +184,11 @@ CREATE FUNCTION @extschema@.kms_rewrap_key(name text, new_kms_key text) RETURNS 
     AS 'MODULE_PATHNAME', 'pgck_kms_rewrap_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_rewrap_key(text, text) IS 're-wrap every stored key of a key under another KMS master key (KMS ReEncrypt); no row is touched';
 
+-- Crypto-shredding: asks for the name twice.
+CREATE FUNCTION @extschema@.kms_destroy_key(name text, confirm_name text) RETURNS int4
+    AS 'MODULE_PATHNAME', 'pgck_kms_destroy_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_destroy_key(text, text) IS 'crypto-shredding: delete every wrapped key of a key (pass its name twice); its values never decrypt again';
+
 CREATE FUNCTION @extschema@.kms_rotate_index_key(name text) RETURNS int4
     AS 'MODULE_PATHNAME', 'pgck_kms_rotate_index_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_rotate_index_key(text) IS 'new blind-index key; the previous one keeps probing (kms_blind_index_all) until kms_finish_index_rotation';
@@ -258,6 +267,207 @@ CREATE VIEW @extschema@.kms_keys AS
       JOIN pgcrypt_kms.keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name;
 COMMENT ON VIEW @extschema@.kms_keys IS 'keys and their data key versions (never key material)';
 
+
+------------------------------------------------------------------ online column migration
+-- Keeps the shadow column of a migration in step with every INSERT and every
+-- UPDATE of the source column.  TG_ARGV: source, shadow, key, 'encrypt' or
+-- 'decrypt'.  SECURITY INVOKER: writers need the matching extension role.
+CREATE FUNCTION @extschema@.kms_migration_sync() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src text := TG_ARGV[0];
+    dst text := TG_ARGV[1];
+    val text := to_jsonb(NEW) ->> src;
+BEGIN
+    IF TG_ARGV[3] = 'encrypt' THEN
+        NEW := jsonb_populate_record(NEW, jsonb_build_object(dst, @extschema@.kms_encrypt(val, TG_ARGV[2])));
+    ELSE
+        NEW := jsonb_populate_record(NEW, jsonb_build_object(dst, @extschema@.kms_decrypt(val::@extschema@.enc_text)));
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.kms_migration_sync() IS 'trigger of kms_encrypt_column/kms_decrypt_column: keeps the shadow column in step';
+
+-- The engine of kms_encrypt_column and kms_decrypt_column.  Phases, each
+-- resumable (the state is the shadow column and its trigger):
+--  1. add the shadow column, the sync trigger, a NOT VALID NOT NULL check and
+--     (encrypting under a key with a blind index) the blind index on it;
+--  2. backfill in committed batches of block ranges, then a catch-up pass;
+--  3. validate the NOT NULL check (no write-blocking lock);
+--  4. with finish: swap under ACCESS EXCLUSIVE taken with a lock_timeout (a
+--     catch-up, drop the old column and its indexes, rename, SET NOT NULL);
+--  5. with purge: rewrite every row in committed batches so no live tuple
+--     still carries the dropped column's bytes.
+-- Procedures cannot pin search_path with SET and COMMIT, so it is set
+-- locally after every COMMIT instead.
+CREATE PROCEDURE @extschema@.kms_migrate_column(tbl regclass, col name, key text, mode text,
+        batch int4, finish bool, purge bool)
+LANGUAGE plpgsql AS $$
+DECLARE
+    shadow name := left(col, 40) || '_pgck_new';
+    trig name := left(col, 40) || '_pgck_sync';
+    idx name := left(tbl::text, 20) || '_' || left(col, 20) || '_bidx';
+    col_type oid;
+    col_notnull bool;
+    has_shadow bool;
+    transform text;
+    n bigint;
+    total bigint := 0;
+    blk bigint;
+    maxblk bigint;
+    step bigint;
+    target text := CASE WHEN mode = 'encrypt' THEN '@extschema@.enc_text' ELSE 'pg_catalog.text' END;
+    expr text;
+    tries int := 0;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    SELECT a.atttypid, a.attnotnull INTO col_type, col_notnull
+      FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = '42703';
+    END IF;
+    has_shadow := EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = shadow AND NOT a.attisdropped);
+    IF mode = 'encrypt' THEN
+        SELECT k.blind_index INTO transform FROM pgcrypt_kms.keys k WHERE k.key_name = key AND k.destroyed IS NULL;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'key "%" does not exist', key USING ERRCODE = '42704';
+        END IF;
+        IF col_type = '@extschema@.enc_text'::regtype AND NOT has_shadow THEN
+            RAISE NOTICE 'column % of % is already enc_text', col, tbl;
+            RETURN;
+        END IF;
+        IF col_type NOT IN ('pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype, 'pg_catalog.bpchar'::regtype) THEN
+            RAISE EXCEPTION 'column "%" of relation % is of type %, not text', col, tbl, col_type::regtype
+                USING ERRCODE = '42804';
+        END IF;
+        expr := format('@extschema@.kms_encrypt(%I::pg_catalog.text, %L)', col, key);
+    ELSE
+        IF col_type <> '@extschema@.enc_text'::regtype THEN
+            IF has_shadow THEN
+                NULL;       -- resuming: the swap already happened? no: the shadow holds text
+            ELSE
+                RAISE NOTICE 'column % of % is not enc_text', col, tbl;
+                RETURN;
+            END IF;
+        END IF;
+        expr := format('@extschema@.kms_decrypt(%I)', col);
+    END IF;
+
+    -- 1. shadow column, trigger, constraint, blind index
+    IF NOT has_shadow THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, shadow, target);
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW '
+                       'EXECUTE FUNCTION @extschema@.kms_migration_sync(%L, %L, %L, %L)',
+                       trig, col, tbl, col, shadow, coalesce(key, ''), mode);
+        IF col_notnull THEN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID',
+                           tbl, shadow || '_nn', shadow);
+        END IF;
+        IF mode = 'encrypt' AND transform <> 'none' THEN
+            -- the shadow column is empty: one scan, no sort, then kept current by the backfill
+            EXECUTE format('CREATE INDEX %I ON %s (@extschema@.kms_blind_index(%I))', idx, tbl, shadow);
+        END IF;
+        RAISE NOTICE 'kms_migrate_column: % %.%: shadow column % and trigger % created', mode, tbl, col, shadow, trig;
+    END IF;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+    -- 2. backfill by block ranges (each committed), then catch up what moved
+    SELECT greatest(1, batch / greatest(1, (c.reltuples / greatest(c.relpages, 1))::bigint)),
+           pg_catalog.pg_relation_size(tbl) / current_setting('block_size')::bigint
+      INTO step, maxblk FROM pg_class c WHERE c.oid = tbl;
+    blk := 0;
+    WHILE blk <= maxblk LOOP
+        EXECUTE format('UPDATE %s SET %I = %s WHERE ctid >= $1::tid AND ctid < $2::tid AND %I IS NULL AND %I IS NOT NULL',
+                       tbl, shadow, expr, shadow, col)
+          USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+        blk := blk + step;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END LOOP;
+    LOOP
+        EXECUTE format('UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s WHERE %I IS NULL AND %I IS NOT NULL LIMIT %s FOR UPDATE))',
+                       tbl, shadow, expr, tbl, shadow, col, batch);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        EXIT WHEN n = 0;
+        total := total + n;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END LOOP;
+    RAISE NOTICE 'kms_migrate_column: % %.%: % rows backfilled', mode, tbl, col, total;
+
+    -- 3. the NOT NULL check, validated without blocking writes
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = tbl AND conname = shadow || '_nn' AND NOT convalidated) THEN
+        EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', tbl, shadow || '_nn');
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END IF;
+
+    IF NOT finish THEN
+        RAISE NOTICE 'kms_migrate_column: %.% is backfilled and kept in step; call again with finish => true to swap', tbl, col;
+        RETURN;
+    END IF;
+
+    -- 4. the swap, under a lock that waits at most 3 s at a time for running queries
+    LOOP
+        BEGIN
+            PERFORM pg_catalog.set_config('lock_timeout', '3s', true);
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            tries := tries + 1;
+            IF tries >= 20 THEN
+                RAISE;
+            END IF;
+            RAISE NOTICE 'kms_migrate_column: %.% is busy, trying the swap again', tbl, col;
+        END;
+    END LOOP;
+    EXECUTE format('UPDATE %s SET %I = %s WHERE %I IS NULL AND %I IS NOT NULL', tbl, shadow, expr, shadow, col);
+    EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    EXECUTE format('ALTER TABLE %s DROP COLUMN %I', tbl, col);
+    EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', tbl, shadow, col);
+    IF col_notnull THEN
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, col);
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', tbl, shadow || '_nn');
+    END IF;
+    PERFORM pg_catalog.set_config('lock_timeout', '0', true);
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    RAISE NOTICE 'kms_migrate_column: %.% is now %', tbl, col, target;
+
+    -- 5. purge: no live row keeps the dropped column's bytes
+    IF purge THEN
+        maxblk := pg_catalog.pg_relation_size(tbl) / current_setting('block_size')::bigint;
+        blk := 0;
+        WHILE blk <= maxblk LOOP
+            EXECUTE format('UPDATE %s SET %I = %I WHERE ctid >= $1::tid AND ctid < $2::tid', tbl, col, col)
+              USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
+            blk := blk + step;
+            COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        END LOOP;
+        RAISE NOTICE 'kms_migrate_column: every row of % rewritten; run VACUUM % and CHECKPOINT to remove the old row versions', tbl, tbl;
+    END IF;
+END
+$$;
+COMMENT ON PROCEDURE @extschema@.kms_migrate_column(regclass, name, text, text, int4, bool, bool) IS 'engine of kms_encrypt_column and kms_decrypt_column';
+
+CREATE PROCEDURE @extschema@.kms_encrypt_column(tbl regclass, col name, key text,
+        batch int4 DEFAULT 10000, finish bool DEFAULT true, purge bool DEFAULT false)
+LANGUAGE plpgsql AS $$ BEGIN CALL @extschema@.kms_migrate_column(tbl, col, key, 'encrypt', batch, finish, purge); END $$;
+COMMENT ON PROCEDURE @extschema@.kms_encrypt_column(regclass, name, text, int4, bool, bool) IS 'online, batched, resumable migration of a text column to enc_text';
+
+CREATE PROCEDURE @extschema@.kms_decrypt_column(tbl regclass, col name,
+        batch int4 DEFAULT 10000, finish bool DEFAULT true, purge bool DEFAULT false)
+LANGUAGE plpgsql AS $$ BEGIN CALL @extschema@.kms_migrate_column(tbl, col, NULL, 'decrypt', batch, finish, purge); END $$;
+COMMENT ON PROCEDURE @extschema@.kms_decrypt_column(regclass, name, int4, bool, bool) IS 'online, batched, resumable migration of an enc_text column back to text';
+
 ------------------------------------------------------------------ privileges
 -- Nothing that touches keys is executable by PUBLIC.
 REVOKE ALL ON ALL TABLES IN SCHEMA pgcrypt_kms FROM PUBLIC;
@@ -276,6 +486,11 @@ REVOKE ALL ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) FROM PUBL
 REVOKE ALL ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_rotate_index_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_rewrap_key(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_destroy_key(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_migration_sync() FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.kms_migrate_column(regclass, name, text, text, int4, bool, bool) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.kms_encrypt_column(regclass, name, text, int4, bool, bool) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.kms_decrypt_column(regclass, name, int4, bool, bool) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_finish_index_rotation(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_set_key_state(text, int4, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_verify(regclass, name, text) FROM PUBLIC;
@@ -300,6 +515,12 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text) TO pgc
 GRANT EXECUTE ON FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_rotate_index_key(text) TO pgcrypt_kms_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_rewrap_key(text, text) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_destroy_key(text, text) TO pgcrypt_kms_admin;
+-- migrations run as the table owner (ALTER TABLE); writers during one need the matching role
+GRANT EXECUTE ON FUNCTION @extschema@.kms_migration_sync() TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON PROCEDURE @extschema@.kms_migrate_column(regclass, name, text, text, int4, bool, bool) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON PROCEDURE @extschema@.kms_encrypt_column(regclass, name, text, int4, bool, bool) TO pgcrypt_kms_encrypt;
+GRANT EXECUTE ON PROCEDURE @extschema@.kms_decrypt_column(regclass, name, int4, bool, bool) TO pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text) TO pgcrypt_kms_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_set_key_state(text, int4, text) TO pgcrypt_kms_admin;
 -- verifying decrypts (without returning plaintext): the decrypt role

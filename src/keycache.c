@@ -395,6 +395,17 @@ pgck_keycache_version(uint32 id)
 				 errdetail("The value was encrypted under a key version that is not in this database's keyring: it was destroyed, its creation was rolled back, or the keyring was not restored.")));
 	}
 
+	if (row.state == PGCK_STATE_DESTROYED)
+	{
+		if (v != NULL)
+			version_release(v);
+		pgck_note_decrypt_failure(row.key_name, row.version, PGCK_ERRCODE_UNKNOWN_KEY);
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+				 errmsg("key \"%s\" version %d was destroyed", row.key_name, row.version),
+				 errdetail("Its data key was deleted with kms_destroy_key(); values encrypted under it can never be decrypted again.")));
+	}
+
 	if (v != NULL)
 	{
 		/* re-checked after a keyring change: the key itself is unchanged */
@@ -486,6 +497,15 @@ pgck_keycache_key(const char *name)
 				(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
 				 errmsg("key \"%s\" does not exist", name),
 				 errhint("Create it with kms_create_key(), or restore the keyring tables.")));
+	}
+	if (row.destroyed)
+	{
+		if (k != NULL)
+			key_release(k);
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+				 errmsg("key \"%s\" was destroyed", name),
+				 errdetail("Its keys were deleted with kms_destroy_key().")));
 	}
 	if (row.current_id == 0)
 		ereport(ERROR,

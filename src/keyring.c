@@ -46,7 +46,7 @@
 static SPIPlanPtr plan_key = NULL;
 static SPIPlanPtr plan_version = NULL;
 
-static const char *const state_names[] = {"active", "decrypt-only", "retired"};
+static const char *const state_names[] = {"active", "decrypt-only", "retired", "destroyed"};
 static const char *const transform_names[] = {"none", "exact", "lower", "email", "digits"};
 
 const char *
@@ -228,7 +228,7 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 									 "       (SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
 									 "         WHERE v.key_name OPERATOR(pg_catalog.=) k.key_name"
 									 "           AND v.state OPERATOR(pg_catalog.=) 'active'),"
-									 "       k.prev_index_key_wrapped"
+									 "       k.prev_index_key_wrapped, k.destroyed IS NOT NULL"
 									 "  FROM " KEYRING_SCHEMA ".keys k"
 									 " WHERE k.key_name OPERATOR(pg_catalog.=) $1",
 									 1, types);
@@ -256,6 +256,11 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 			out->index_kms_key = col_text(tup, desc, 7, caller);
 			out->current_id = (uint32) col_int(tup, desc, 8);
 			out->prev_index_key_wrapped = col_bytea(tup, desc, 9, caller);
+			{
+				bool		isnull;
+
+				out->destroyed = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+			}
 		}
 		SPI_finish();
 	}
@@ -573,12 +578,12 @@ pgck_keyring_rotate(const char *name, uint32 expected_current)
 					  "         WHERE v.key_name OPERATOR(pg_catalog.=) k.key_name"
 					  "           AND v.state OPERATOR(pg_catalog.=) 'active')"
 					  "  FROM " KEYRING_SCHEMA ".keys k"
-					  " WHERE k.key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE OF k",
+					  " WHERE k.key_name OPERATOR(pg_catalog.=) $1 AND k.destroyed IS NULL FOR UPDATE OF k",
 					  1, types, values, NULL);
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-					 errmsg("key \"%s\" does not exist", name)));
+					 errmsg("key \"%s\" does not exist or was destroyed", name)));
 		kms_key = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, caller);
 		kms_context = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, caller);
 		if (expected_current != 0 &&
@@ -692,12 +697,12 @@ pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 		execute_admin("SELECT kms_key, kms_context::pg_catalog.text, blind_index,"
 					  "       prev_index_key_wrapped IS NOT NULL"
 					  "  FROM " KEYRING_SCHEMA ".keys"
-					  " WHERE key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1 AND destroyed IS NULL FOR UPDATE",
 					  1, types, values, NULL);
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-					 errmsg("key \"%s\" does not exist", name)));
+					 errmsg("key \"%s\" does not exist or was destroyed", name)));
 		tup = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
 		kms_key = col_text(tup, desc, 1, caller);
@@ -786,7 +791,7 @@ pgck_kms_set_key_state(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("invalid key version state \"%s\"", state),
-				 errhint("Use \"decrypt-only\" or \"retired\"; kms_rotate_key() makes a new active version.")));
+				 errhint("Use \"decrypt-only\" or \"retired\"; kms_rotate_key() makes a new active version, kms_destroy_key() destroys.")));
 	owner_scope_enter(&scope);
 	PG_TRY();
 	{
@@ -807,6 +812,10 @@ pgck_kms_set_key_state(PG_FUNCTION_ARGS)
 					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
 					 errmsg("key \"%s\" version %d does not exist", name, version)));
 		old = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (strcmp(old, "destroyed") == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+					 errmsg("key \"%s\" version %d was destroyed", name, version)));
 		if (strcmp(old, "active") == 0)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_KEY_STATE),
@@ -869,12 +878,13 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 		SPI_connect();
 		values[0] = CStringGetTextDatum(name);
 		execute_admin("SELECT kms_context::pg_catalog.text, index_kms_key, index_key_wrapped, prev_index_key_wrapped"
-					  "  FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+					  "  FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1"
+					  "   AND destroyed IS NULL FOR UPDATE",
 					  1, types, values, NULL);
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-					 errmsg("key \"%s\" does not exist", name)));
+					 errmsg("key \"%s\" does not exist or was destroyed", name)));
 		tup = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
 		kms_context = col_text(tup, desc, 1, caller);
@@ -967,5 +977,61 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 		owner_scope_leave(&scope);
 	}
 	PG_END_TRY();
+	PG_RETURN_INT32(count);
+}
+
+/*
+ * kms_destroy_key(name, confirm_name) → versions destroyed
+ *
+ * Crypto-shredding: every wrapped DEK and index key of the key is deleted
+ * (the rows stay as tombstones, so errors can name the key); every backend's
+ * cache drops the key at its next statement (keyring invalidation).  What
+ * this cannot reach (earlier backups, dead tuples until VACUUM, the KMS
+ * master key) is in the README.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_destroy_key);
+Datum
+pgck_kms_destroy_key(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *confirm = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	OwnerScope	scope;
+	volatile int32 count = 0;
+
+	if (strcmp(name, confirm) != 0)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("confirmation does not match the key name"),
+				 errhint("Pass the name of the key to destroy twice: kms_destroy_key('%s', '%s').", name, name)));
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(name)};
+
+		SPI_connect();
+		execute_admin("UPDATE " KEYRING_SCHEMA ".keys"
+					  "   SET destroyed = pg_catalog.now(), index_key_wrapped = NULL, prev_index_key_wrapped = NULL"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1 AND destroyed IS NULL",
+					  1, types, values, NULL);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+					 errmsg("key \"%s\" does not exist or was already destroyed", name)));
+		execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET state = 'destroyed', wrapped_dek = NULL"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1",
+					  1, types, values, NULL);
+		count = (int32) SPI_processed;
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+	ereport(LOG,
+			(errmsg("pgcrypt_kms: key \"%s\" destroyed (%d data key versions) by role \"%s\"",
+					name, count, GetUserNameFromId(GetUserId(), true)),
+			 errhidestmt(true)));
 	PG_RETURN_INT32(count);
 }

@@ -24,7 +24,8 @@ typedef enum PgckKeyState
 {
 	PGCK_STATE_ACTIVE,
 	PGCK_STATE_DECRYPT_ONLY,
-	PGCK_STATE_RETIRED
+	PGCK_STATE_RETIRED,
+	PGCK_STATE_DESTROYED
 } PgckKeyState;
 
 typedef enum PgckTransform
@@ -49,6 +50,7 @@ typedef struct PgckKeyRow
 	bytea	   *prev_index_key_wrapped; /* during an index key rotation */
 	char	   *index_kms_key;
 	uint32		current_id;		/* 0 when no version is active */
+	bool		destroyed;		/* crypto-shredded */
 } PgckKeyRow;
 
 /* A row of pgcrypt_kms.key_versions, with its key's KMS context. */
