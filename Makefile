@@ -26,7 +26,7 @@ OBJS = \
 
 SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson
 
-REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_lookup lifecycle security usage
+REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_lookup lifecycle security usage tenants
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CONFIG ?= pg_config
@@ -36,6 +36,9 @@ PG_LDFLAGS = $(PGCK_LDFLAGS)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: a changed struct must rebuild every object.
+$(OBJS): $(wildcard src/*.h)
 
 # ---------------------------------------------------------------- unit tests
 VECTORS ?= ../shared/vectors

@@ -58,3 +58,19 @@ SET pgcrypt_kms.local_key_file = 'relative/path';
 SET pgcrypt_kms.aws_endpoint = 'ftp://example.com';
 SET pgcrypt_kms.aws_region = 'US East';
 SET pgcrypt_kms.no_such_setting = 1;
+
+-- every unwrapped key is verified against its stored key-check value before use
+SELECT kms_create_key('k_check', 'local:regress');
+SELECT kms_encrypt('checked', 'k_check') AS kc \gset
+SELECT key_check AS orig_check, wrapped_dek AS orig_wrapped FROM pgcrypt_kms.key_versions WHERE key_name = 'k_check' \gset
+UPDATE pgcrypt_kms.key_versions SET key_check = '\x00000000000000000000000000000000' WHERE key_name = 'k_check';
+SELECT kms_flush_cache();
+SELECT kms_decrypt(:'kc'::enc_text);
+-- a wrapped key swapped for another key's (which unwraps fine) is caught the same way
+UPDATE pgcrypt_kms.key_versions SET key_check = :'orig_check',
+       wrapped_dek = (SELECT wrapped_dek FROM pgcrypt_kms.key_versions WHERE key_name = 'k_plain')
+ WHERE key_name = 'k_check';
+SELECT kms_decrypt(:'kc'::enc_text);
+-- restored, it decrypts again
+UPDATE pgcrypt_kms.key_versions SET key_check = :'orig_check', wrapped_dek = :'orig_wrapped' WHERE key_name = 'k_check';
+SELECT kms_decrypt(:'kc'::enc_text);

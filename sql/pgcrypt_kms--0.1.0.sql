@@ -36,7 +36,9 @@ CREATE TABLE pgcrypt_kms.keys (
     index_bits        int4 NOT NULL DEFAULT 256 CHECK (index_bits BETWEEN 8 AND 256),
     index_key_version int4 NOT NULL DEFAULT 1,
     index_key_wrapped bytea,
+    index_key_check   bytea,
     prev_index_key_wrapped bytea,   -- kept while an index key rotation is in progress
+    prev_index_key_check   bytea,
     index_kms_key     text,
     created           timestamptz NOT NULL DEFAULT pg_catalog.now(),
     destroyed         timestamptz,     -- crypto-shredded: every wrapped key deleted
@@ -54,6 +56,7 @@ CREATE TABLE pgcrypt_kms.key_versions (
     version     int4 NOT NULL CHECK (version > 0),
     kms_key     text NOT NULL,
     wrapped_dek bytea,          -- NULL only once destroyed
+    key_check   bytea NOT NULL, -- HMAC of the DEK under a fixed label: which key, not the key
     state       text NOT NULL DEFAULT 'active'
                 CHECK (state IN ('active', 'decrypt-only', 'retired', 'destroyed')),
     created     timestamptz NOT NULL DEFAULT pg_catalog.now(),

@@ -308,3 +308,21 @@ pgck_random_bytes(uint8_t *out, size_t len)
 	random_pos += len;
 	return true;
 }
+
+bool
+pgck_key_check(const uint8_t key[PGCK_AES256_KEY_LEN], uint8_t out[PGCK_KEY_CHECK_LEN])
+{
+	static const char label[] = "pgcrypt_kms key check v1";
+	PgckHmac   *h = pgck_hmac_new(key, PGCK_AES256_KEY_LEN);
+	uint8_t		mac[PGCK_HMAC_SHA256_LEN];
+	bool		ok;
+
+	if (h == NULL)
+		return false;
+	ok = pgck_hmac_sha256(h, (const uint8_t *) label, sizeof(label) - 1, mac);
+	pgck_hmac_free(h);
+	if (ok)
+		memcpy(out, mac, PGCK_KEY_CHECK_LEN);
+	pgck_wipe(mac, sizeof(mac));
+	return ok;
+}

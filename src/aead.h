@@ -80,6 +80,16 @@ extern bool pgck_hkdf_sha256(const uint8_t *salt, size_t salt_len,
  */
 extern bool pgck_random_bytes(uint8_t *out, size_t len);
 
+/*
+ * The key-check value of a 32-byte key: the first PGCK_KEY_CHECK_LEN bytes of
+ * HMAC-SHA-256(key, "pgcrypt_kms key check v1").  Stored beside each wrapped
+ * key, it tells which key a wrapped blob holds without revealing it, so an
+ * unwrapped key is verified before use and a cache entry is never mistaken
+ * for another key with the same id.
+ */
+#define PGCK_KEY_CHECK_LEN 16
+extern bool pgck_key_check(const uint8_t key[PGCK_AES256_KEY_LEN], uint8_t out[PGCK_KEY_CHECK_LEN]);
+
 /* Wipe a buffer in a way the compiler cannot drop. */
 extern void pgck_wipe(void *p, size_t len);
 

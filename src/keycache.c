@@ -330,6 +330,8 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 	memcpy(slot, dek, PGCK_DEK_LEN);
 
 	v = hash_search(version_cache, &id, HASH_ENTER, &found);
+	if (!pgck_key_check(dek, v->check))
+		memset(v->check, 0, sizeof(v->check));
 	if (found)
 	{
 		pgck_aead_free(v->aead);
@@ -406,6 +408,13 @@ pgck_keycache_version(uint32 id)
 				 errdetail("Its data key was deleted with kms_destroy_key(); values encrypted under it can never be decrypted again.")));
 	}
 
+	if (v != NULL && !pgck_keyring_check_matches(row.key_check, v->check))
+	{
+		/* the id now names another key (keyring re-created or restored) */
+		version_release(v);
+		v = NULL;
+	}
+
 	if (v != NULL)
 	{
 		/* re-checked after a keyring change: the key itself is unchanged */
@@ -421,7 +430,8 @@ pgck_keycache_version(uint32 id)
 	dek = pgck_locked_alloc();
 	PG_TRY();
 	{
-		pgck_keyring_unwrap(row.kms_key, row.kms_context, row.wrapped_dek, dek);
+		pgck_keyring_unwrap(row.kms_key, row.kms_context, row.wrapped_dek, row.key_check,
+							"data key", row.key_name, row.version, dek);
 		pgck_stats.unwraps++;
 		v = version_insert(id, row.key_name, row.version, row.state, row.created, dek);
 	}
@@ -442,13 +452,14 @@ pgck_keycache_version(uint32 id)
  * the slot.  On error nothing is left allocated.
  */
 static uint8 *
-unwrap_index_key(PgckKeyRow *row, bytea *wrapped, PgckHmac **hmac_out)
+unwrap_index_key(PgckKeyRow *row, bytea *wrapped, bytea *check, PgckHmac **hmac_out)
 {
 	uint8	   *ikey = pgck_locked_alloc();
 
 	PG_TRY();
 	{
-		pgck_keyring_unwrap(row->index_kms_key, row->kms_context, wrapped, ikey);
+		pgck_keyring_unwrap(row->index_kms_key, row->kms_context, wrapped, check,
+							"blind-index key", row->key_name, row->index_key_version, ikey);
 		pgck_stats.unwraps++;
 		*hmac_out = pgck_hmac_new(ikey, PGCK_DEK_LEN);
 		if (*hmac_out == NULL)
@@ -528,15 +539,18 @@ pgck_keycache_key(const char *name)
 	if (row.transform == PGCK_BIDX_NONE)
 		key_release_index_key(k);
 	else if (k->hmac == NULL || k->index_key_version != row.index_key_version ||
+			 !pgck_keyring_check_matches(row.index_key_check, k->index_check) ||
 			 (k->hmac_prev != NULL) != (row.prev_index_key_wrapped != NULL) ||
 			 expired(k->unwrapped_at, now))
 	{
 		key_release_index_key(k);
 		pgck_stats.misses++;
-		k->index_key = unwrap_index_key(&row, row.index_key_wrapped, &k->hmac);
+		k->index_key = unwrap_index_key(&row, row.index_key_wrapped, row.index_key_check, &k->hmac);
+		memcpy(k->index_check, VARDATA_ANY(row.index_key_check), PGCK_KEY_CHECK_LEN);
 		if (row.prev_index_key_wrapped != NULL)
 		{
-			uint8	   *prev = unwrap_index_key(&row, row.prev_index_key_wrapped, &k->hmac_prev);
+			uint8	   *prev = unwrap_index_key(&row, row.prev_index_key_wrapped,
+											   row.prev_index_key_check, &k->hmac_prev);
 
 			pgck_locked_free(prev);
 		}

@@ -37,6 +37,7 @@ typedef struct PgckCachedVersion
 	PgckKeyState state;
 	char		key_name[PGCK_KEY_NAME_MAX + 1];
 	uint8	   *dek;			/* locked slot */
+	uint8		check[PGCK_KEY_CHECK_LEN];	/* key-check value of dek */
 	PgckAead   *aead;
 	TimestampTz unwrapped_at;
 	TimestampTz created;		/* of the version, for dek_max_age */
@@ -54,6 +55,7 @@ typedef struct PgckCachedKey
 	int			index_bits;
 	int			index_key_version;
 	uint8	   *index_key;		/* locked slot, NULL without blind index */
+	uint8		index_check[PGCK_KEY_CHECK_LEN];
 	PgckHmac   *hmac;
 	PgckHmac   *hmac_prev;		/* previous index key, during its rotation */
 	TimestampTz unwrapped_at;

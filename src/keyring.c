@@ -228,7 +228,8 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 									 "       (SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
 									 "         WHERE v.key_name OPERATOR(pg_catalog.=) k.key_name"
 									 "           AND v.state OPERATOR(pg_catalog.=) 'active'),"
-									 "       k.prev_index_key_wrapped, k.destroyed IS NOT NULL"
+									 "       k.prev_index_key_wrapped, k.destroyed IS NOT NULL,"
+									 "       k.index_key_check, k.prev_index_key_check"
 									 "  FROM " KEYRING_SCHEMA ".keys k"
 									 " WHERE k.key_name OPERATOR(pg_catalog.=) $1",
 									 1, types);
@@ -261,6 +262,8 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 
 				out->destroyed = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
 			}
+			out->index_key_check = col_bytea(tup, desc, 11, caller);
+			out->prev_index_key_check = col_bytea(tup, desc, 12, caller);
 		}
 		SPI_finish();
 	}
@@ -295,7 +298,7 @@ pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 
 			plan_version = prepare_saved(
 										 "SELECT v.key_name, v.version, v.kms_key, k.kms_context::pg_catalog.text,"
-										 "       v.wrapped_dek, v.state, v.created"
+										 "       v.wrapped_dek, v.state, v.created, v.key_check"
 										 "  FROM " KEYRING_SCHEMA ".key_versions v"
 										 "  JOIN " KEYRING_SCHEMA ".keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name"
 										 " WHERE v.id OPERATOR(pg_catalog.=) $1",
@@ -325,6 +328,7 @@ pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 
 				out->created = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
 			}
+			out->key_check = col_bytea(tup, desc, 8, caller);
 		}
 		SPI_finish();
 	}
@@ -338,12 +342,47 @@ pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 
 void
 pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
-					const bytea *wrapped, uint8 *dek_out)
+					const bytea *wrapped, const bytea *check,
+					const char *what, const char *name, int32 version,
+					uint8 *dek_out)
 {
 	const char *rest;
 	const PgckKmsProvider *provider = pgck_kms_provider_for(kms_key, &rest);
+	uint8		got[PGCK_KEY_CHECK_LEN];
 
 	provider->decrypt_data_key(rest, kms_context, wrapped, dek_out, PGCK_DEK_LEN);
+	if (!pgck_key_check(dek_out, got) || check == NULL ||
+		VARSIZE_ANY_EXHDR(check) != PGCK_KEY_CHECK_LEN ||
+		!pgck_equal_ct(got, (const uint8 *) VARDATA_ANY(check), PGCK_KEY_CHECK_LEN))
+	{
+		pgck_wipe(dek_out, PGCK_DEK_LEN);
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KMS_FAILURE),
+				 errmsg("the KMS returned a %s for key \"%s\" version %d that is not the stored one",
+						what, name, version),
+				 errdetail("The unwrapped key does not match its key-check value; it was not used.")));
+	}
+}
+
+bool
+pgck_keyring_check_matches(const bytea *check, const uint8 *cached)
+{
+	return check != NULL && VARSIZE_ANY_EXHDR(check) == PGCK_KEY_CHECK_LEN &&
+		memcmp(VARDATA_ANY(check), cached, PGCK_KEY_CHECK_LEN) == 0;
+}
+
+/* The key-check value of a key, as a bytea. */
+static bytea *
+key_check_bytea(const uint8 *key)
+{
+	bytea	   *b = palloc(VARHDRSZ + PGCK_KEY_CHECK_LEN);
+
+	SET_VARSIZE(b, VARHDRSZ + PGCK_KEY_CHECK_LEN);
+	if (!pgck_key_check(key, (uint8 *) VARDATA(b)))
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KMS_FAILURE),
+				 errmsg("could not compute a key-check value")));
+	return b;
 }
 
 /* A new data key from the key's provider; plaintext into dek_out (locked). */
@@ -422,7 +461,7 @@ check_key_absent(const char *name)
 static uint32
 insert_new_key(const char *name, const char *kms_key, Datum kms_context_jsonb,
 			   const char *transform_name, int32 index_bits,
-			   bytea *wrapped, bytea *index_wrapped)
+			   bytea *wrapped, bytea *dek_check, bytea *index_wrapped, bytea *index_check)
 {
 	OwnerScope	scope;
 	volatile uint32 id = 0;
@@ -430,11 +469,11 @@ insert_new_key(const char *name, const char *kms_key, Datum kms_context_jsonb,
 	owner_scope_enter(&scope);
 	PG_TRY();
 	{
-		Oid			ktypes[7] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT4OID, BYTEAOID, TEXTOID};
-		Datum		kvalues[7];
-		char		knulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-		Oid			vtypes[3] = {TEXTOID, TEXTOID, BYTEAOID};
-		Datum		vvalues[3];
+		Oid			ktypes[8] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT4OID, BYTEAOID, TEXTOID, BYTEAOID};
+		Datum		kvalues[8];
+		char		knulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		Oid			vtypes[4] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID};
+		Datum		vvalues[4];
 		bool		isnull;
 
 		kvalues[0] = CStringGetTextDatum(name);
@@ -446,23 +485,25 @@ insert_new_key(const char *name, const char *kms_key, Datum kms_context_jsonb,
 		{
 			kvalues[5] = PointerGetDatum(index_wrapped);
 			kvalues[6] = CStringGetTextDatum(kms_key);
+			kvalues[7] = PointerGetDatum(index_check);
 		}
 		else
-			knulls[5] = knulls[6] = 'n';
+			knulls[5] = knulls[6] = knulls[7] = 'n';
 		vvalues[0] = kvalues[0];
 		vvalues[1] = kvalues[1];
 		vvalues[2] = PointerGetDatum(wrapped);
+		vvalues[3] = PointerGetDatum(dek_check);
 
 		SPI_connect();
 		execute_admin("INSERT INTO " KEYRING_SCHEMA ".keys"
 					  " (key_name, kms_key, kms_context, blind_index, index_bits,"
-					  "  index_key_version, index_key_wrapped, index_kms_key)"
-					  " VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
-					  7, ktypes, kvalues, knulls);
+					  "  index_key_version, index_key_wrapped, index_kms_key, index_key_check)"
+					  " VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
+					  8, ktypes, kvalues, knulls);
 		execute_admin("INSERT INTO " KEYRING_SCHEMA ".key_versions"
-					  " (key_name, version, kms_key, wrapped_dek)"
-					  " VALUES ($1, 1, $2, $3) RETURNING id",
-					  3, vtypes, vvalues, NULL);
+					  " (key_name, version, kms_key, wrapped_dek, key_check)"
+					  " VALUES ($1, 1, $2, $3, $4) RETURNING id",
+					  4, vtypes, vvalues, NULL);
 		id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 												  SPI_tuptable->tupdesc, 1, &isnull));
 		SPI_finish();
@@ -532,11 +573,16 @@ pgck_kms_create_key(PG_FUNCTION_ARGS)
 		bytea	   *index_wrapped = NULL;
 		uint32		id;
 
+		bytea	   *index_check = NULL;
+
 		wrapped = generate_data_key(kms_key, kms_context, dek);
 		if (transform != PGCK_BIDX_NONE)
+		{
 			index_wrapped = generate_data_key(kms_key, kms_context, ikey);
+			index_check = key_check_bytea(ikey);
+		}
 		id = insert_new_key(name, kms_key, JsonbPGetDatum(ctx_jsonb), transform_name,
-							index_bits, wrapped, index_wrapped);
+							index_bits, wrapped, key_check_bytea(dek), index_wrapped, index_check);
 		pgck_keycache_install(id, name, 1, dek);
 	}
 	PG_FINALLY();
@@ -560,8 +606,8 @@ pgck_keyring_rotate(const char *name, uint32 expected_current)
 	dek = pgck_locked_alloc();
 	PG_TRY();
 	{
-		Oid			types[3] = {TEXTOID, TEXTOID, BYTEAOID};
-		Datum		values[3];
+		Oid			types[4] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID};
+		Datum		values[4];
 		char	   *kms_key;
 		char	   *kms_context;
 		bytea	   *wrapped;
@@ -603,12 +649,13 @@ pgck_keyring_rotate(const char *name, uint32 expected_current)
 						  1, types, values, NULL);
 			values[1] = CStringGetTextDatum(kms_key);
 			values[2] = PointerGetDatum(wrapped);
-			execute_admin("INSERT INTO " KEYRING_SCHEMA ".key_versions (key_name, version, kms_key, wrapped_dek)"
-						  " SELECT $1, COALESCE(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1, $2, $3"
+			values[3] = PointerGetDatum(key_check_bytea(dek));
+			execute_admin("INSERT INTO " KEYRING_SCHEMA ".key_versions (key_name, version, kms_key, wrapped_dek, key_check)"
+						  " SELECT $1, COALESCE(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1, $2, $3, $4"
 						  "   FROM " KEYRING_SCHEMA ".key_versions"
 						  "  WHERE key_name OPERATOR(pg_catalog.=) $1"
 						  " RETURNING id, version",
-						  3, types, values, NULL);
+						  4, types, values, NULL);
 			id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 			SPI_finish();
@@ -678,8 +725,8 @@ pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 
 	PG_TRY();
 	{
-		Oid			types[2] = {TEXTOID, BYTEAOID};
-		Datum		values[2];
+		Oid			types[3] = {TEXTOID, BYTEAOID, BYTEAOID};
+		Datum		values[3];
 		MemoryContext caller = CurrentMemoryContext;
 		HeapTuple	tup;
 		TupleDesc	desc;
@@ -721,13 +768,15 @@ pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 
 		wrapped = generate_data_key(kms_key, kms_context, ikey);
 		values[1] = PointerGetDatum(wrapped);
+		values[2] = PointerGetDatum(key_check_bytea(ikey));
 		execute_admin("UPDATE " KEYRING_SCHEMA ".keys"
 					  "   SET prev_index_key_wrapped = index_key_wrapped,"
-					  "       index_key_wrapped = $2,"
+					  "       prev_index_key_check = index_key_check,"
+					  "       index_key_wrapped = $2, index_key_check = $3,"
 					  "       index_key_version = index_key_version OPERATOR(pg_catalog.+) 1"
 					  " WHERE key_name OPERATOR(pg_catalog.=) $1"
 					  " RETURNING index_key_version",
-					  2, types, values, NULL);
+					  3, types, values, NULL);
 		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		SPI_finish();
 	}
@@ -756,7 +805,7 @@ pgck_kms_finish_index_rotation(PG_FUNCTION_ARGS)
 		Datum		values[1] = {CStringGetTextDatum(name)};
 
 		SPI_connect();
-		execute_admin("UPDATE " KEYRING_SCHEMA ".keys SET prev_index_key_wrapped = NULL"
+		execute_admin("UPDATE " KEYRING_SCHEMA ".keys SET prev_index_key_wrapped = NULL, prev_index_key_check = NULL"
 					  " WHERE key_name OPERATOR(pg_catalog.=) $1"
 					  "   AND prev_index_key_wrapped IS NOT NULL",
 					  1, types, values, NULL);

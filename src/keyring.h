@@ -47,7 +47,9 @@ typedef struct PgckKeyRow
 	int			index_bits;
 	int			index_key_version;
 	bytea	   *index_key_wrapped;	/* NULL when transform is none */
+	bytea	   *index_key_check;
 	bytea	   *prev_index_key_wrapped; /* during an index key rotation */
+	bytea	   *prev_index_key_check;
 	char	   *index_kms_key;
 	uint32		current_id;		/* 0 when no version is active */
 	bool		destroyed;		/* crypto-shredded */
@@ -62,6 +64,7 @@ typedef struct PgckVersionRow
 	char	   *kms_key;
 	char	   *kms_context;
 	bytea	   *wrapped_dek;
+	bytea	   *key_check;
 	PgckKeyState state;
 	TimestampTz created;
 } PgckVersionRow;
@@ -81,8 +84,17 @@ extern bool pgck_transform_parse(const char *name, PgckTransform *out);
  */
 extern int32 pgck_keyring_rotate(const char *name, uint32 expected_current);
 
-/* Unwrap (or generate) a data key through the key's provider. */
+/*
+ * Unwrap a key through its provider and verify it against its key-check
+ * value; what/name/version only label errors.  ereports 58000 on a mismatch
+ * (the KMS returned another key) and leaves dek_out wiped.
+ */
 extern void pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
-								const bytea *wrapped, uint8 *dek_out);
+								const bytea *wrapped, const bytea *check,
+								const char *what, const char *name, int32 version,
+								uint8 *dek_out);
+
+/* Does a cached key-check value equal the keyring's? */
+extern bool pgck_keyring_check_matches(const bytea *check, const uint8 *cached);
 
 #endif							/* PGCK_KEYRING_H */

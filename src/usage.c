@@ -24,7 +24,7 @@
 
 #include "usage.h"
 
-#define USAGE_SLOTS		8192
+#define USAGE_SLOTS		131072	/* 2 MB of shared memory */
 #define USAGE_FILE		"pgcrypt_kms_usage.dat"
 #define USAGE_MAGIC		0x50474b55	/* "PGKU" */
 /* a crash loses at most what was counted since the last save of each slot */
@@ -230,7 +230,8 @@ pgck_usage_add(uint32 id, pg_atomic_uint64 **slot_cache)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("no room to count encryptions of key version id %u", id),
-					 errdetail("pgcrypt_kms counts at most %d key versions per cluster.", USAGE_SLOTS)));
+					 errdetail("pgcrypt_kms counts at most %d key versions per cluster.", USAGE_SLOTS),
+					 errhint("Remove pgcrypt_kms_usage.dat from the data directory only after destroying or retiring unused keys and restarting.")));
 		*slot_cache = &s->uses;
 	}
 	n = pg_atomic_add_fetch_u64(*slot_cache, 1);
