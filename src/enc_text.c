@@ -26,6 +26,7 @@
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 
 #include "aead.h"
@@ -163,15 +164,31 @@ encrypt_value(const uint8 *pt, size_t pt_len, const char *key_name, const text *
 	size_t		hdr_len;
 	struct varlena *result;
 	uint8	   *out;
+	int			attempts;
 
-	/* the active version; again if counting this use rotated the key */
-	do
+	/*
+	 * The active version; again if counting this use rotated the key, or if a
+	 * rotation committed meanwhile made the cached current version inactive.
+	 */
+	for (attempts = 0;; attempts++)
 	{
 		k = pgck_keycache_key(key_name);
 		v = pgck_keycache_version(k->current_id);
 		if (v->state != PGCK_STATE_ACTIVE)
-			elog(ERROR, "current version of key \"%s\" is not active", key_name);
-	} while (pgck_keycache_count_encryption(v));
+		{
+			if (attempts >= 3)
+				ereport(ERROR,
+						(errcode(PGCK_ERRCODE_KEY_STATE),
+						 errmsg("key \"%s\" has no usable active version", key_name),
+						 errdetail("Version %d is %s.", v->version, pgck_state_name(v->state)),
+						 errhint("Retry; if it persists, rotate the key with kms_rotate_key().")));
+			AcceptInvalidationMessages();
+			pgck_keycache_forget_key(key_name);
+			continue;
+		}
+		if (!pgck_keycache_count_encryption(v))
+			break;
+	}
 
 	if (k->transform != PGCK_BIDX_NONE)
 		tag_len = pgck_blind_index_tag(k, k->hmac, (const char *) pt, pt_len, tag);

@@ -355,6 +355,38 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 	return v;
 }
 
+/*
+ * Fetch keyring rows on a snapshot that no invalidation outdates: the fetch
+ * itself may take in invalidations (its table locks do), and one that
+ * arrives after the snapshot was taken means the rows may already be stale,
+ * so fetch again.  Returns the generation the rows are valid for.
+ */
+static uint64
+fetch_version_stable(uint32 id, PgckVersionRow *row, bool *found)
+{
+	for (;;)
+	{
+		uint64		gen = cache_gen;
+
+		*found = pgck_keyring_fetch_version(id, row);
+		if (gen == cache_gen)
+			return gen;
+	}
+}
+
+static uint64
+fetch_key_stable(const char *name, PgckKeyRow *row, bool *found)
+{
+	for (;;)
+	{
+		uint64		gen = cache_gen;
+
+		*found = pgck_keyring_fetch_key(name, row);
+		if (gen == cache_gen)
+			return gen;
+	}
+}
+
 void
 pgck_keycache_install(uint32 id, const char *key_name, int32 version, const uint8 *dek)
 {
@@ -368,6 +400,8 @@ pgck_keycache_version(uint32 id)
 	PgckCachedVersion *v;
 	PgckVersionRow row;
 	uint8	   *dek;
+	uint64		row_gen;
+	bool		found;
 
 	v = hash_search(version_cache, &id, HASH_FIND, NULL);
 	if (v != NULL && !expired(v->unwrapped_at, now))
@@ -387,7 +421,8 @@ pgck_keycache_version(uint32 id)
 		v = NULL;
 	}
 
-	if (!pgck_keyring_fetch_version(id, &row))
+	row_gen = fetch_version_stable(id, &row, &found);
+	if (!found)
 	{
 		if (v != NULL)
 			version_release(v);
@@ -420,7 +455,7 @@ pgck_keycache_version(uint32 id)
 		/* re-checked after a keyring change: the key itself is unchanged */
 		v->state = row.state;
 		v->created = row.created;
-		v->validated_gen = cache_gen;
+		v->validated_gen = row_gen;
 		pgck_stats.hits++;
 		dlist_move_head(&version_lru, &v->lru);
 		return v;
@@ -434,6 +469,7 @@ pgck_keycache_version(uint32 id)
 							"data key", row.key_name, row.version, dek);
 		pgck_stats.unwraps++;
 		v = version_insert(id, row.key_name, row.version, row.state, row.created, dek);
+		v->validated_gen = row_gen;
 	}
 	PG_CATCH();
 	{
@@ -483,6 +519,7 @@ pgck_keycache_key(const char *name)
 	PgckCachedKey *k;
 	PgckKeyRow	row;
 	bool		found;
+	uint64		row_gen;
 	char		keybuf[PGCK_KEY_NAME_MAX + 1];
 
 	if (strlen(name) > PGCK_KEY_NAME_MAX)
@@ -500,7 +537,8 @@ pgck_keycache_key(const char *name)
 		return k;
 	}
 
-	if (!pgck_keyring_fetch_key(name, &row))
+	row_gen = fetch_key_stable(name, &row, &found);
+	if (!found)
 	{
 		if (k != NULL)
 			key_release(k);
@@ -559,8 +597,61 @@ pgck_keycache_key(const char *name)
 	}
 	else
 		pgck_stats.hits++;
-	k->validated_gen = cache_gen;
+	k->validated_gen = row_gen;
 	return k;
+}
+
+/*
+ * Put a key just created (with its blind-index key, if any) into the cache,
+ * saving the unwrap of the index key on first use.  ikey is copied.
+ */
+void
+pgck_keycache_install_key(const char *name, uint32 current_id, PgckTransform transform,
+						  int index_bits, const uint8 *ikey)
+{
+	char		keybuf[PGCK_KEY_NAME_MAX + 1];
+	PgckCachedKey *k;
+	PgckHmac   *hmac;
+	uint8	   *slot;
+	bool		found;
+
+	if (transform == PGCK_BIDX_NONE || ikey == NULL)
+		return;
+	hmac = pgck_hmac_new(ikey, PGCK_DEK_LEN);
+	if (hmac == NULL)
+		return;					/* the first use will unwrap it instead */
+	slot = pgck_locked_alloc();
+	memcpy(slot, ikey, PGCK_DEK_LEN);
+	memset(keybuf, 0, sizeof(keybuf));
+	strlcpy(keybuf, name, sizeof(keybuf));
+	k = hash_search(key_cache, keybuf, HASH_ENTER, &found);
+	if (found)
+		key_release_index_key(k);
+	k->hmac_prev = NULL;
+	k->hmac = hmac;
+	k->index_key = slot;
+	if (!pgck_key_check(ikey, k->index_check))
+		memset(k->index_check, 0, sizeof(k->index_check));
+	k->current_id = current_id;
+	k->transform = transform;
+	k->index_bits = index_bits;
+	k->index_key_version = 1;
+	k->unwrapped_at = GetCurrentTimestamp();
+	k->validated_gen = cache_gen;
+}
+
+/* Make the next pgck_keycache_key(name) re-read its keyring row. */
+void
+pgck_keycache_forget_key(const char *name)
+{
+	char		keybuf[PGCK_KEY_NAME_MAX + 1];
+	PgckCachedKey *k;
+
+	memset(keybuf, 0, sizeof(keybuf));
+	strlcpy(keybuf, name, sizeof(keybuf));
+	k = hash_search(key_cache, keybuf, HASH_FIND, NULL);
+	if (k != NULL)
+		k->validated_gen = 0;
 }
 
 /* ---------------------------------------------------------------- usage bound */

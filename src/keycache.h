@@ -95,6 +95,14 @@ extern PgckCachedVersion *pgck_keycache_version(uint32 id);
 extern void pgck_keycache_install(uint32 id, const char *key_name, int32 version,
 								  const uint8 *dek);
 
+/* Make the next pgck_keycache_key(name) re-read its keyring row. */
+extern void pgck_keycache_forget_key(const char *name);
+
+/* Put a just-created key's blind-index key into the cache; ikey is copied. */
+extern void pgck_keycache_install_key(const char *name, uint32 current_id,
+									  PgckTransform transform, int index_bits,
+									  const uint8 *ikey);
+
 /*
  * Count an encryption under v (across backends when preloaded); rotate the
  * key when v reached pgcrypt_kms.dek_rotate_after encryptions or

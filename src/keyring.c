@@ -584,6 +584,8 @@ pgck_kms_create_key(PG_FUNCTION_ARGS)
 		id = insert_new_key(name, kms_key, JsonbPGetDatum(ctx_jsonb), transform_name,
 							index_bits, wrapped, key_check_bytea(dek), index_wrapped, index_check);
 		pgck_keycache_install(id, name, 1, dek);
+		pgck_keycache_install_key(name, id, transform, index_bits,
+								  transform != PGCK_BIDX_NONE ? ikey : NULL);
 	}
 	PG_FINALLY();
 	{

@@ -560,7 +560,9 @@ kms_call(PgckKmsOp op, const char *key_ref, const PgckKmsTarget *t, const char *
 		PgckHttpResult result = resp->result;
 		char		request_id[PGCK_HTTP_HEADER_MAX];
 		char		error_text[sizeof(resp->error_text)];
-		bool		timed_out = out_of_time || pgck_http_now_ms() >= deadline - 1;
+		bool		deadline_hit = pgck_http_now_ms() >= deadline - 1;
+		const char *why = deadline_hit ? ", pgcrypt_kms.kms_timeout reached" :
+			out_of_time ? ", stopped: the next backoff would pass pgcrypt_kms.kms_timeout" : "";
 		const char *hint;
 
 		strlcpy(request_id, resp->request_id[0] ? resp->request_id : "none", sizeof(request_id));
@@ -574,7 +576,7 @@ kms_call(PgckKmsOp op, const char *key_ref, const PgckKmsTarget *t, const char *
 					 errdetail_internal("Could not reach %s: %s: %s (%d attempt%s%s).",
 										t->parsed.host_header, pgck_http_result_name(result),
 										error_text, attempt, attempt == 1 ? "" : "s",
-										timed_out ? ", pgcrypt_kms.kms_timeout reached" : "")));
+										why)));
 
 		hint = hint_for(aerr.type, aerr.message);
 		ereport(ERROR,
@@ -585,7 +587,7 @@ kms_call(PgckKmsOp op, const char *key_ref, const PgckKmsTarget *t, const char *
 									aerr.type[0] ? aerr.type : "(no error type)",
 									aerr.message[0] ? aerr.message : "(no message)",
 									request_id, attempt, attempt == 1 ? "" : "s",
-									timed_out ? ", pgcrypt_kms.kms_timeout reached" : ""),
+									why),
 				 hint ? errhint("%s", hint) : 0));
 	}
 }

@@ -1,0 +1,3 @@
+-- rotate one of the two keys (rare)
+\set k random(1, 2)
+SELECT kms_rotate_key((ARRAY['email', 'account'])[:k]);
