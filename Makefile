@@ -61,9 +61,10 @@ unit-run: unit
 check-all:
 	bash test/run.sh
 
-# The whole suite with the extension and unit tests under ASan + UBSan.
+# Only the sanitizer stage of the suite: the extension and unit tests under
+# ASan + UBSan (pg_regress and isolation tests against a preloaded server).
 sanitize:
-	PGCK_SANITIZE=1 bash test/run.sh
+	PGCK_SANITIZE_ONLY=1 bash test/run.sh
 
 # libFuzzer targets over the pure parsers, FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60

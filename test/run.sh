@@ -5,7 +5,11 @@
 # check scripts and the TAP tests, fuzzes briefly, stops everything, and ends
 # with "N passed, N failed" (exit 1 on any failure).
 #
-# PGCK_SANITIZE=1 builds the extension and unit tests with ASan + UBSan.
+# The last stage rebuilds the extension and the unit tests with AddressSanitizer
+# + UBSan and runs the unit tests, pg_regress and the isolation tests again on
+# a fresh cluster with the sanitizer runtimes preloaded into the (uninstrumented)
+# server; any sanitizer report fails the run. Then the normal build is
+# reinstalled. PGCK_SANITIZE_ONLY=1 (make sanitize) runs just that stage.
 set -u
 . "$(dirname "$0")/lib.sh"
 pgck_require_root "$@"
@@ -42,29 +46,106 @@ record_counts() {  # record_counts NAME LOGFILE STATUS
 
 pgck_install_packages $PGCK_PACKAGES_BUILD $PGCK_PACKAGES_TEST
 
-if [ -n "${PGCK_SANITIZE:-}" ]; then
-    export PGCK_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-    export PGCK_LDFLAGS="-fsanitize=address,undefined"
-    # the server is not instrumented: preload the runtimes into it
-    PGCK_SERVER_ENV="LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=/tmp/pgck_asan UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=/tmp/pgck_ubsan"
-    export PGCK_SERVER_ENV
-fi
 pgck_build_install || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 pgck_make_tmp
 export PGCK_VECTORS=$VECTORS
 
+REGRESS=$(sed -n 's/^REGRESS = //p' Makefile)
+PG_REGRESS=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/regress/pg_regress
+PG_ISOLATION=$(dirname "$PG_REGRESS")/../isolation/pg_isolation_regress
+ISO_TESTS=$(cd test/isolation/specs && ls *.spec | sed 's/\.spec$//')
+
+# run_regress LABEL DIR: pg_regress and the isolation tests against $PGHOST/$PGPORT
+run_regress() {
+    local label=$1 dir=$2 t
+    mkdir -p "$dir/regress" "$dir/isolation" && chown -R postgres:postgres "$dir"
+    runuser -u postgres -- "$PG_REGRESS" --inputdir="$PGCK_ROOT" --outputdir="$dir/regress" \
+        --bindir="$PGBIN" --host="$PGHOST" --port="$PGPORT" --dbname=pgck_regress $REGRESS \
+        >"$dir/regress.log" 2>&1
+    grep -E '^(test|ok|not ok) ' "$dir/regress.log" || true
+    for t in $REGRESS; do
+        grep -Eq "^test $t +\.\.\. ok|^ok +[0-9]+ +- +$t " "$dir/regress.log"
+        record "${label}regress/$t" $?
+    done
+    [ -f "$dir/regress/regression.diffs" ] && head -150 "$dir/regress/regression.diffs"
+    runuser -u postgres -- "$PG_ISOLATION" --inputdir="$PGCK_ROOT/test/isolation" --outputdir="$dir/isolation" \
+        --bindir="$PGBIN" --host="$PGHOST" --port="$PGPORT" $ISO_TESTS >"$dir/isolation.log" 2>&1
+    for t in $ISO_TESTS; do
+        grep -Eq "^test $t +\.\.\. ok|^ok +[0-9]+ +- +$t " "$dir/isolation.log"
+        record "${label}isolation/$t" $?
+    done
+    [ -f "$dir/isolation/regression.diffs" ] && head -80 "$dir/isolation/regression.diffs"
+}
+
+# run_units LABEL: every C unit test, counting its own "N passed, N failed"
+run_units() {
+    local t bin name rc
+    for t in test/unit/test_*.c; do
+        bin=${t%.c}
+        name=$(basename "$bin")
+        [ -x "$bin" ] || { record "$1$name (not built)" 1; continue; }
+        "$bin" "$VECTORS" >"$PGCK_TMP/$1$name.log" 2>&1
+        rc=$?
+        record_counts "$1$name" "$PGCK_TMP/$1$name.log" $rc
+        [ $rc -ne 0 ] && grep -E '^not ok|^#|ERROR|runtime error' "$PGCK_TMP/$1$name.log" | head -20
+    done
+}
+
+# The sanitizer stage (see the header).
+sanitizer_stage() {
+    local asan_dir="$PGCK_TMP/asan" sanflags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+    pgck_log "sanitizers: extension and unit tests rebuilt with AddressSanitizer + UBSan"
+    if [ -n "$PGCK_PGDATA" ] && [ -f "$PGCK_PGDATA/postmaster.pid" ]; then
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGCK_PGDATA" -m fast -w stop >/dev/null
+    fi
+    rm -rf "$PGCK_TMP/data"
+    mkdir -p "$asan_dir" && chown postgres:postgres "$asan_dir"
+    make -s clean >/dev/null 2>&1
+    if ! make -s -j2 PGCK_CFLAGS="$sanflags" PGCK_LDFLAGS="-fsanitize=address,undefined" >/dev/null ||
+       ! make -s install >/dev/null ||
+       ! make -s unit PGCK_CFLAGS="$sanflags" PGCK_LDFLAGS="-fsanitize=address,undefined" >/dev/null; then
+        record "sanitizer build" 1
+        return
+    fi
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_units "asan/"
+    # the server is not instrumented: preload the runtimes into it; reports go to $asan_dir
+    PGCK_SERVER_ENV="LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$asan_dir/asan UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$asan_dir/ubsan"
+    export PGCK_SERVER_ENV
+    if pgck_start_cluster; then
+        run_regress "asan/" "$PGCK_TMP/asan_regress"
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGCK_PGDATA" -m fast -w stop >/dev/null
+    else
+        record "asan/cluster start" 1
+    fi
+    unset PGCK_SERVER_ENV
+    if ls "$asan_dir"/* >/dev/null 2>&1; then
+        record "no AddressSanitizer/UBSan report from the server" 1
+        head -60 "$asan_dir"/*
+    else
+        record "no AddressSanitizer/UBSan report from the server" 0
+    fi
+    grep -q "ERROR: AddressSanitizer\|runtime error" "$PGCK_TMP/server.log" && record "no sanitizer report in the server log" 1
+    # leave the normal build installed
+    make -s clean >/dev/null 2>&1
+    make -s -j2 >/dev/null && make -s install >/dev/null
+    record "normal build reinstalled after the sanitizer stage" $?
+}
+
+if [ -n "${PGCK_SANITIZE_ONLY:-}" ]; then
+    pgck_emulator_env
+    pgck_start_emulator || record "KMS emulator start" 1
+    export PGCK_EXTRA_CONF="shared_preload_libraries = 'pg_stat_statements, pgcrypt_kms'"
+    sanitizer_stage
+    echo
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+    exit
+fi
+
 # ------------------------------------------------------------- C unit tests
 pgck_log "C unit tests (pure modules)"
-make -s unit ${PGCK_CFLAGS:+PGCK_CFLAGS="$PGCK_CFLAGS"} ${PGCK_LDFLAGS:+PGCK_LDFLAGS="$PGCK_LDFLAGS"} || record "unit tests build" 1
-for t in test/unit/test_*.c; do
-    bin=${t%.c}
-    name=$(basename "$bin")
-    [ -x "$bin" ] || { record "$name (not built)" 1; continue; }
-    "$bin" "$VECTORS" >"$PGCK_TMP/$name.log" 2>&1
-    rc=$?
-    record_counts "$name" "$PGCK_TMP/$name.log" $rc
-    [ $rc -ne 0 ] && grep -E '^not ok|^#' "$PGCK_TMP/$name.log" | head -20
-done
+make -s unit || record "unit tests build" 1
+run_units ""
 
 # ------------------------------------------------------------- services
 pgck_log "starting the KMS emulator and a throwaway cluster"
@@ -74,37 +155,9 @@ export PGCK_EXTRA_CONF="shared_preload_libraries = 'pg_stat_statements, pgcrypt_
 pgck_start_cluster || { record "cluster start" 1; cat "$PGCK_TMP/server.log"; echo "$PASSED passed, $FAILED failed"; exit 1; }
 echo "cluster on port $PGPORT (socket $PGHOST), emulator on ${PGCK_EMULATOR_PORT:-none}"
 
-# ------------------------------------------------------------- pg_regress
-pgck_log "pg_regress"
-REGRESS=$(make -s -f Makefile print-regress 2>/dev/null || sed -n 's/^REGRESS = //p' Makefile)
-mkdir -p "$PGCK_TMP/regress" && chown postgres:postgres "$PGCK_TMP/regress"
-PG_REGRESS=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/regress/pg_regress
-runuser -u postgres -- "$PG_REGRESS" --inputdir="$PGCK_ROOT" --outputdir="$PGCK_TMP/regress" \
-    --bindir="$PGBIN" --host="$PGHOST" --port="$PGPORT" --dbname=pgck_regress $REGRESS \
-    >"$PGCK_TMP/regress.log" 2>&1
-cat "$PGCK_TMP/regress.log" | grep -E '^(ok|not ok|test|     )' || true
-for t in $REGRESS; do
-    if grep -Eq "^(ok|test) +[0-9]* *-? *$t +\.\.\. ok|^ok +[0-9]+ +- +$t " "$PGCK_TMP/regress.log" ||
-       grep -Eq "^test $t +\.\.\. ok" "$PGCK_TMP/regress.log"; then
-        record "regress/$t" 0
-    else
-        record "regress/$t" 1
-    fi
-done
-[ -f "$PGCK_TMP/regress/regression.diffs" ] && head -150 "$PGCK_TMP/regress/regression.diffs"
-
-# ------------------------------------------------------------- isolation
-pgck_log "isolation tests (pg_isolation_regress)"
-PG_ISOLATION=$(dirname "$PG_REGRESS")/../isolation/pg_isolation_regress
-ISO_TESTS=$(cd test/isolation/specs && ls *.spec | sed 's/\.spec$//')
-mkdir -p "$PGCK_TMP/isolation" && chown postgres:postgres "$PGCK_TMP/isolation"
-runuser -u postgres -- "$PG_ISOLATION" --inputdir="$PGCK_ROOT/test/isolation" --outputdir="$PGCK_TMP/isolation" \
-    --bindir="$PGBIN" --host="$PGHOST" --port="$PGPORT" $ISO_TESTS >"$PGCK_TMP/isolation.log" 2>&1
-for t in $ISO_TESTS; do
-    grep -Eq "^(ok +[0-9]+ +- +|test +)$t +\.\.\. ok|^test $t +\.\.\. ok" "$PGCK_TMP/isolation.log"
-    record "isolation/$t" $?
-done
-[ -f "$PGCK_TMP/isolation/regression.diffs" ] && head -80 "$PGCK_TMP/isolation/regression.diffs"
+# ------------------------------------------------------------- pg_regress, isolation
+pgck_log "pg_regress and isolation tests"
+run_regress "" "$PGCK_TMP"
 
 # ------------------------------------------------------------- check scripts
 pgck_log "check scripts"
@@ -150,6 +203,9 @@ if [ -f test/fuzz/run.sh ]; then
     [ $rc -ne 0 ] && tail -30 "$PGCK_TMP/fuzz.log"
 fi
 
+# ------------------------------------------------------------- sanitizers
+sanitizer_stage
+
 # ------------------------------------------------------------- no secrets in logs
 pgck_log "server log hygiene"
 # PostgreSQL itself dumps the postmaster's environment at DEBUG3 (the README
@@ -162,13 +218,6 @@ if [ -n "$leaks" ]; then
     echo "$leaks" | cut -c1-200
 else
     record "no secret access key in any server log (outside PostgreSQL's own DEBUG3 environment dump)" 0
-fi
-if [ -n "${PGCK_SANITIZE:-}" ]; then
-    if ls /tmp/pgck_asan* /tmp/pgck_ubsan* >/dev/null 2>&1; then
-        record "sanitizer reports from the server" 1; cat /tmp/pgck_asan* /tmp/pgck_ubsan* | head -60
-    else
-        record "no sanitizer report from the server" 0
-    fi
 fi
 
 if [ ${#FAILURES[@]} -gt 0 ]; then
