@@ -129,8 +129,22 @@ pgcrypt_kms.aws_region = 'us-east-1'
 ${PGCK_EMULATOR_PORT:+pgcrypt_kms.aws_endpoint = 'http://127.0.0.1:$PGCK_EMULATOR_PORT'}
 ${PGCK_EXTRA_CONF:-}
 CONF
-    runuser -u postgres -- env ${PGCK_SERVER_ENV:-} "$PGBIN/pg_ctl" -D "$PGCK_PGDATA" \
-        -l "$PGCK_TMP/server.log" -w -t 60 start >/dev/null
+    if [ -z "${PGCK_SERVER_ENV:-}" ]; then
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGCK_PGDATA" \
+            -l "$PGCK_TMP/server.log" -w -t 60 start >/dev/null
+        return
+    fi
+    # an environment for the server alone (the sanitizer runtimes): start the
+    # postmaster itself, since pg_ctl hangs with them preloaded into it
+    runuser -u postgres -- env $PGCK_SERVER_ENV "$PGBIN/postgres" -D "$PGCK_PGDATA" \
+        >>"$PGCK_TMP/server.log" 2>&1 &
+    local i
+    for i in $(seq 1 120); do
+        runuser -u postgres -- "$PGBIN/pg_isready" -q -h "$PGHOST" -p "$PGPORT" && return 0
+        sleep 0.5
+    done
+    echo "the server did not start" >&2
+    return 1
 }
 
 pgck_psql() {

@@ -93,7 +93,7 @@ run_units() {
 
 # The sanitizer stage (see the header).
 sanitizer_stage() {
-    local asan_dir="$PGCK_TMP/asan" sanflags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+    local asan_dir="$PGCK_TMP/asan_reports" sanflags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
     pgck_log "sanitizers: extension and unit tests rebuilt with AddressSanitizer + UBSan"
     if [ -n "$PGCK_PGDATA" ] && [ -f "$PGCK_PGDATA/postmaster.pid" ]; then
         runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGCK_PGDATA" -m fast -w stop >/dev/null

@@ -19,7 +19,7 @@ EMU_DIR=$(mktemp -d /tmp/pgck-lifecycle.XXXXXX)
 chmod 755 "$EMU_DIR"
 EMU_PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 EMU_PID=
-PSQL_PID=
+PSQL_BG=
 emu_start() {
     rm -f "$EMU_DIR/port"
     $PY test/kms_emulator/emulator.py --port "$EMU_PORT" --port-file "$EMU_DIR/port" \
@@ -31,7 +31,7 @@ emu_start() {
 emu_stop() { [ -n "$EMU_PID" ] && kill "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null; EMU_PID=; }
 emuctl() { $PY test/kms_emulator/emuctl.py "$EMU_PORT" "$@"; }
 cleanup() {
-    [ -n "$PSQL_PID" ] && kill "$PSQL_PID" 2>/dev/null
+    [ -n "$PSQL_BG" ] && kill "$PSQL_BG" 2>/dev/null
     emu_stop
     rm -rf "$EMU_DIR"
 }
@@ -46,7 +46,7 @@ sql -c "CREATE EXTENSION pgcrypt_kms"
 
 # one long-lived session, driven statement by statement
 coproc PSQL { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$PGHOST" -p "$PGPORT" -d $DB -v VERBOSITY=sqlstate 2>&1; }
-PSQL_PID=$PSQL_PID
+PSQL_BG=$PSQL_PID
 # q SQL: run in the session; the output (errors as "ERROR:  <SQLSTATE>") lands in $R.
 # (Not called as $(q ...): bash closes coprocess descriptors in subshells.)
 q() {
@@ -118,6 +118,6 @@ q "SELECT kms_decrypt(b) FROM ot"; r=$R; [ "$r" = "cold value" ]
 check $? "when KMS is back the same session works without reconnecting: $r"
 
 printf '\\q\n' >&"${PSQL[1]}"
-wait "$PSQL_PID" 2>/dev/null; PSQL_PID=
+wait "$PSQL_BG" 2>/dev/null; PSQL_BG=
 runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres -c "DROP DATABASE $DB"
 exit $fail
