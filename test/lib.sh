@@ -134,8 +134,8 @@ CONF
             -l "$PGCK_TMP/server.log" -w -t 60 start >/dev/null
         return
     fi
-    # an environment for the server alone (the sanitizer runtimes): start the
-    # postmaster itself, since pg_ctl hangs with them preloaded into it
+    # an environment for the server alone (sanitizer options): start the
+    # postmaster itself, so that pg_ctl never runs with it
     runuser -u postgres -- env $PGCK_SERVER_ENV "$PGBIN/postgres" -D "$PGCK_PGDATA" \
         >>"$PGCK_TMP/server.log" 2>&1 &
     local i
