@@ -9,7 +9,7 @@
  *	- PgckAead holds one encrypt and one decrypt EVP_CIPHER_CTX, keyed once;
  *	  each seal/open only sets a new nonce.
  *	- PgckHmac holds SHA-256 states that have absorbed key^ipad and key^opad;
- *	  each MAC copies them instead of re-keying.
+ *	  each MAC copies them by value instead of re-keying.
  * Objects are malloc'd by their _new function and released (and cleansed by
  * OpenSSL) by their _free function; callers wipe their own key copies.
  * Not thread-safe: one object per backend (PostgreSQL backends are
@@ -74,8 +74,9 @@ extern bool pgck_hkdf_sha256(const uint8_t *salt, size_t salt_len,
 
 /*
  * Fill out with len random bytes from a per-process buffer refilled in bulk
- * with RAND_bytes (a per-call RAND_bytes costs ~1 us).  The buffer is
- * dropped when the process id changes (fork) and consumed bytes are wiped.
+ * with RAND_bytes (a per-call RAND_bytes costs ~1 us).  A pthread_atfork
+ * child handler empties and wipes the buffer in every forked child, and
+ * consumed bytes are wiped.
  * Returns false if the CSPRNG fails.
  */
 extern bool pgck_random_bytes(uint8_t *out, size_t len);
