@@ -152,8 +152,54 @@ pgck_enc_text_send(PG_FUNCTION_ARGS)
 
 /* ---------------------------------------------------------------- encrypt / decrypt */
 
+/*
+ * Per call site (fn_extra): the key entry a key name resolved to, valid while
+ * the statement and pgck_keycache_epoch are unchanged.  Saves converting and
+ * hashing the name for every row of a scan.
+ */
+typedef struct KeyMemo
+{
+	TimestampTz statement;
+	uint64		epoch;
+	PgckCachedKey *k;
+	int			name_len;
+	char		name[PGCK_KEY_NAME_MAX + 1];
+} KeyMemo;
+
+static PgckCachedKey *
+key_for(const text *name, FmgrInfo *flinfo)
+{
+	KeyMemo    *memo = flinfo ? (KeyMemo *) flinfo->fn_extra : NULL;
+	int			len = VARSIZE_ANY_EXHDR(name);
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	PgckCachedKey *k;
+	char	   *cname;
+
+	if (memo != NULL && memo->statement == stmt && memo->epoch == pgck_keycache_epoch &&
+		memo->name_len == len && memcmp(memo->name, VARDATA_ANY(name), len) == 0)
+	{
+		pgck_stats.hits++;
+		return memo->k;
+	}
+	cname = text_to_cstring(name);
+	k = pgck_keycache_key(cname);
+	if (flinfo != NULL && len <= PGCK_KEY_NAME_MAX)
+	{
+		if (memo == NULL)
+			flinfo->fn_extra = memo = MemoryContextAlloc(flinfo->fn_mcxt, sizeof(KeyMemo));
+		memo->statement = stmt;
+		memo->epoch = pgck_keycache_epoch;
+		memo->k = k;
+		memo->name_len = len;
+		memcpy(memo->name, VARDATA_ANY(name), len);
+	}
+	pfree(cname);
+	return k;
+}
+
 static struct varlena *
-encrypt_value(const uint8 *pt, size_t pt_len, const char *key_name, const text *context)
+encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const text *context,
+			  FmgrInfo *flinfo)
 {
 	PgckCachedKey *k;
 	PgckCachedVersion *v;
@@ -172,18 +218,19 @@ encrypt_value(const uint8 *pt, size_t pt_len, const char *key_name, const text *
 	 */
 	for (attempts = 0;; attempts++)
 	{
-		k = pgck_keycache_key(key_name);
+		k = key_for(key_name_text, attempts == 0 ? flinfo : NULL);
 		v = pgck_keycache_version(k->current_id);
 		if (v->state != PGCK_STATE_ACTIVE)
 		{
 			if (attempts >= 3)
 				ereport(ERROR,
 						(errcode(PGCK_ERRCODE_KEY_STATE),
-						 errmsg("key \"%s\" has no usable active version", key_name),
+						 errmsg("key \"%s\" has no usable active version", k->name),
 						 errdetail("Version %d is %s.", v->version, pgck_state_name(v->state)),
 						 errhint("Retry; if it persists, rotate the key with kms_rotate_key().")));
 			AcceptInvalidationMessages();
-			pgck_keycache_forget_key(key_name);
+			pgck_keycache_forget_key(k->name);
+			pgck_keycache_epoch++;
 			continue;
 		}
 		if (!pgck_keycache_count_encryption(v))
@@ -223,18 +270,59 @@ encrypt_value(const uint8 *pt, size_t pt_len, const char *key_name, const text *
 }
 
 /*
+ * Per call site (fn_extra): the version the previous value used, valid while
+ * the statement and pgck_keycache_epoch are unchanged.  A scan of values
+ * under one version then skips the cache lookup.
+ */
+typedef struct VersionMemo
+{
+	TimestampTz statement;
+	uint64		epoch;
+	uint32		id;
+	PgckCachedVersion *v;
+} VersionMemo;
+
+static PgckCachedVersion *
+version_for(uint32 id, FmgrInfo *flinfo)
+{
+	VersionMemo *memo = flinfo ? (VersionMemo *) flinfo->fn_extra : NULL;
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	PgckCachedVersion *v;
+
+	if (memo != NULL && memo->id == id && memo->statement == stmt &&
+		memo->epoch == pgck_keycache_epoch)
+	{
+		pgck_stats.hits++;
+		return memo->v;
+	}
+	v = pgck_keycache_version(id);
+	if (flinfo != NULL)
+	{
+		if (memo == NULL)
+			flinfo->fn_extra = memo = MemoryContextAlloc(flinfo->fn_mcxt, sizeof(VersionMemo));
+		memo->statement = stmt;
+		memo->epoch = pgck_keycache_epoch;
+		memo->id = id;
+		memo->v = v;
+	}
+	return v;
+}
+
+/*
  * Decrypt a value; the result is palloc'd text.  If key_name_out is given it
- * receives the name of the value's key (palloc'd).
+ * receives the name of the value's key (palloc'd).  flinfo (may be NULL)
+ * lends its fn_extra to version_for().
  */
 static text *
-decrypt_value(struct varlena *value, const text *context, char **key_name_out)
+decrypt_value(struct varlena *value, const text *context, char **key_name_out,
+			  FmgrInfo *flinfo)
 {
 	PgckEnvelope env;
 	PgckCachedVersion *v;
 	text	   *result;
 
 	parse_stored(value, &env);
-	v = pgck_keycache_version(env.key_version_id);
+	v = version_for(env.key_version_id, flinfo);
 	if (v->state == PGCK_STATE_RETIRED)
 	{
 		pgck_note_decrypt_failure(v->key_name, v->version, PGCK_ERRCODE_KEY_STATE);
@@ -288,11 +376,11 @@ Datum
 pgck_kms_encrypt(PG_FUNCTION_ARGS)
 {
 	text	   *plain = PG_GETARG_TEXT_PP(0);
-	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	text	   *key_name = PG_GETARG_TEXT_PP(1);
 	text	   *context = PG_NARGS() > 2 ? PG_GETARG_TEXT_PP(2) : NULL;
 
 	PG_RETURN_POINTER(encrypt_value((const uint8 *) VARDATA_ANY(plain),
-									VARSIZE_ANY_EXHDR(plain), key_name, context));
+									VARSIZE_ANY_EXHDR(plain), key_name, context, fcinfo->flinfo));
 }
 
 PG_FUNCTION_INFO_V1(pgck_kms_decrypt);
@@ -302,7 +390,7 @@ pgck_kms_decrypt(PG_FUNCTION_ARGS)
 	struct varlena *value = PG_GETARG_VARLENA_PP(0);
 	text	   *context = PG_NARGS() > 1 ? PG_GETARG_TEXT_PP(1) : NULL;
 
-	PG_RETURN_TEXT_P(decrypt_value(value, context, NULL));
+	PG_RETURN_TEXT_P(decrypt_value(value, context, NULL, fcinfo->flinfo));
 }
 
 /*
@@ -317,13 +405,13 @@ pgck_kms_reencrypt(PG_FUNCTION_ARGS)
 	struct varlena *value = PG_GETARG_VARLENA_PP(0);
 	text	   *context = PG_NARGS() > 1 ? PG_GETARG_TEXT_PP(1) : NULL;
 	char	   *key_name;
-	text	   *plain = decrypt_value(value, context, &key_name);
+	text	   *plain = decrypt_value(value, context, &key_name, NULL);
 	struct varlena *volatile result = NULL;
 
 	PG_TRY();
 	{
 		result = encrypt_value((const uint8 *) VARDATA(plain), VARSIZE(plain) - VARHDRSZ,
-							   key_name, context);
+							   cstring_to_text(key_name), context, NULL);
 	}
 	PG_FINALLY();
 	{
@@ -360,8 +448,7 @@ Datum
 pgck_kms_blind_index_text(PG_FUNCTION_ARGS)
 {
 	text	   *plain = PG_GETARG_TEXT_PP(0);
-	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	PgckCachedKey *k = pgck_keycache_key(key_name);
+	PgckCachedKey *k = key_for(PG_GETARG_TEXT_PP(1), fcinfo->flinfo);
 	uint8		tag[PGCK_BLIND_TAG_MAX];
 	size_t		tag_len;
 	bytea	   *result;
@@ -369,7 +456,7 @@ pgck_kms_blind_index_text(PG_FUNCTION_ARGS)
 	if (k->transform == PGCK_BIDX_NONE)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("key \"%s\" has no blind index", key_name),
+				 errmsg("key \"%s\" has no blind index", k->name),
 				 errhint("Create the key with kms_create_key(..., blind_index => 'exact', 'lower', 'email' or 'digits').")));
 	tag_len = pgck_blind_index_tag(k, k->hmac, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), tag);
 	result = palloc(VARHDRSZ + tag_len);
@@ -440,7 +527,7 @@ pgck_kms_blind_index_match(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("key \"%s\" has no blind index", key_name)));
-	plain = decrypt_value(value, NULL, &value_key);
+	plain = decrypt_value(value, NULL, &value_key, NULL);
 	same = strcmp(value_key, key_name) == 0 &&
 		pgck_blind_index_same(transform, VARDATA(plain), VARSIZE(plain) - VARHDRSZ,
 							  VARDATA_ANY(probe), VARSIZE_ANY_EXHDR(probe));

@@ -44,6 +44,9 @@ static int	version_count = 0;
 
 /* bumped by every invalidation of the keyring; entries re-check their row */
 static uint64 cache_gen = 1;
+
+/* bumped whenever a cached version may have gone or gone stale; see keycache.h */
+uint64		pgck_keycache_epoch = 1;
 static Oid	keys_relid = InvalidOid;
 static Oid	versions_relid = InvalidOid;
 static TimestampTz last_statement = 0;
@@ -156,6 +159,7 @@ pgck_locked_free(uint8 *slot)
 static void
 version_release(PgckCachedVersion *v)
 {
+	pgck_keycache_epoch++;
 	pgck_aead_free(v->aead);
 	v->aead = NULL;
 	pgck_locked_free(v->dek);
@@ -168,6 +172,7 @@ version_release(PgckCachedVersion *v)
 static void
 key_release_index_key(PgckCachedKey *k)
 {
+	pgck_keycache_epoch++;
 	pgck_hmac_free(k->hmac);
 	k->hmac = NULL;
 	pgck_hmac_free(k->hmac_prev);
@@ -179,6 +184,7 @@ key_release_index_key(PgckCachedKey *k)
 static void
 key_release(PgckCachedKey *k)
 {
+	pgck_keycache_epoch++;
 	key_release_index_key(k);
 	hash_search(key_cache, k->name, HASH_REMOVE, NULL);
 }
@@ -192,6 +198,7 @@ cache_flush_all(void)
 
 	if (version_cache == NULL)
 		return;
+	pgck_keycache_epoch++;
 	hash_seq_init(&status, version_cache);
 	while ((v = hash_seq_search(&status)) != NULL)
 	{
@@ -225,6 +232,7 @@ keycache_relcache_cb(Datum arg, Oid relid)
 	if (relid == InvalidOid || relid == keys_relid || relid == versions_relid)
 	{
 		cache_gen++;
+		pgck_keycache_epoch++;
 		/* the tables may have been dropped and re-created */
 		keys_relid = versions_relid = InvalidOid;
 	}

@@ -80,6 +80,16 @@ typedef struct PgckCacheStats
 
 extern PgckCacheStats pgck_stats;
 
+/*
+ * Changes whenever a cached version or key may have been removed or become
+ * stale (eviction, expiry, flush, keyring invalidation).  A caller may keep a
+ * PgckCachedVersion or PgckCachedKey pointer for the rest of the same
+ * statement as long as this value has not changed (TTLs are measured
+ * against the statement start, and invalidations arrive only through calls
+ * that bump it).
+ */
+extern uint64 pgck_keycache_epoch;
+
 extern void pgck_keycache_init(void);
 
 /* The key's cache entry, with its current version id and blind-index MAC. */
