@@ -51,7 +51,7 @@ PURE_SRCS = $(PURE_OBJS:.o=.c)
 test/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/*.h) test/unit/unit.h
 	$(UNIT_CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) $(UNIT_LIBS)
 
-.PHONY: unit unit-run check-all sanitize fuzz
+.PHONY: unit unit-run check-all sanitize fuzz valgrind
 unit: $(UNIT_TESTS)
 
 unit-run: unit
@@ -65,6 +65,10 @@ check-all:
 # ASan + UBSan (pg_regress and isolation tests against a preloaded server).
 sanitize:
 	PGCK_SANITIZE_ONLY=1 bash test/run.sh
+
+# pg_regress with the server under valgrind memcheck (slow: minutes).
+valgrind:
+	bash test/valgrind.sh
 
 # libFuzzer targets over the pure parsers, FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
