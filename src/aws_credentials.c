@@ -692,11 +692,18 @@ fetch_container(double deadline_ms, PgckKjCredentials *out)
 
 	if (rel != NULL)
 	{
+		/*
+		 * PGCK_TEST_ECS_HOST_URL stands in for the ECS agent's fixed address
+		 * in tests (a loopback emulator); it grants nothing that
+		 * AWS_CONTAINER_CREDENTIALS_FULL_URI in the same environment would not.
+		 */
+		const char *host = pgck_aws_getenv("PGCK_TEST_ECS_HOST_URL");
+
 		if (rel[0] != '/')
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 					 errmsg("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start with \"/\"")));
-		url = psprintf("%s%s", ECS_HOST_URL, rel);
+		url = psprintf("%s%s", host != NULL ? host : ECS_HOST_URL, rel);
 	}
 	else
 		url = pstrdup(full);

@@ -6,8 +6,8 @@
 #   - web identity: token file + role ARN through STS AssumeRoleWithWebIdentity (environment
 #     and profile);
 #   - ECS container credentials: full URI with an authorization token (value or file); the
-#     relative URI is resolved against 169.254.170.2, which cannot be served on loopback: the
-#     test shows where the request goes and says so;
+#     relative URI, served by the emulator through the test-only PGCK_TEST_ECS_HOST_URL
+#     stand-in for 169.254.170.2 (and, without it, shown to go to 169.254.170.2);
 #   - EC2 IMDSv2: token PUT, role, credentials JSON;
 #   - temporary credentials are refreshed before they expire (advisory window 15 min,
 #     mandatory 10 min), not after a failure; an expired token is still recovered from once;
@@ -301,9 +301,8 @@ restart_with(AWS_CONTAINER_CREDENTIALS_FULL_URI => 'http://pgck-ecs.example.com/
 $r = try_decrypt();
 is($r->{state}, '22023', 'ECS full URI over plain http to a non-loopback host: 22023');
 
-# The relative URI is fixed to http://169.254.170.2 (src/aws_credentials.c, ECS_HOST_URL; no
-# override such as the SDKs' test hooks), which the loopback emulator cannot serve. What can
-# be shown: the request goes there, and the relative URI wins over a full URI.
+# The relative URI resolves against the ECS agent's fixed address, 169.254.170.2: the
+# request goes there, and the relative URI wins over a full URI.
 restart_with(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI => '/ecs/credentials',
 	AWS_CONTAINER_CREDENTIALS_FULL_URI => $ecs_full, AWS_CONTAINER_AUTHORIZATION_TOKEN => $ECS_TOKEN);
 $before = fetches();
@@ -311,8 +310,18 @@ $r = try_decrypt('SET pgcrypt_kms.kms_connect_timeout = 200; SET pgcrypt_kms.kms
 like($r->{err}, qr/HTTP request to 169\.254\.170\.2: /, 'ECS relative URI: the request goes to 169.254.170.2 (ahead of the full URI)');
 is($r->{state}, '58000', '... unreachable here: 58000');
 is(fetches()->{ecs} - $before->{ecs}, 0, '... and the full URI was not used');
-diag('ECS: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is resolved against the fixed host 169.254.170.2, '
-	  . 'which cannot be served on loopback; only its URL resolution is tested here');
+# Served by the emulator through the test-only stand-in for the ECS agent's address.
+restart_with(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI => '/ecs/credentials',
+	PGCK_TEST_ECS_HOST_URL => $emu->{url}, AWS_CONTAINER_AUTHORIZATION_TOKEN => $ECS_TOKEN);
+$before = fetches();
+$r = try_decrypt();
+ok($r->{ok}, 'ECS: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI against the emulator') or diag $r->{err};
+is($r->{source}, 'container credentials endpoint (temporary)', '... temporary credentials from the container endpoint');
+is(fetches()->{ecs} - $before->{ecs}, 1, '... one fetch, with the authorization token');
+restart_with(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI => '/ecs/credentials',
+	PGCK_TEST_ECS_HOST_URL => $emu->{url}, AWS_CONTAINER_AUTHORIZATION_TOKEN => 'wrong-token');
+$r = try_decrypt();
+is($r->{state}, '58000', 'ECS relative URI with a wrong token: 58000');
 
 # ================================================================== EC2 IMDSv2
 my %imds = (AWS_EC2_METADATA_SERVICE_ENDPOINT => $emu->{url}, AWS_EC2_METADATA_DISABLED => undef);
