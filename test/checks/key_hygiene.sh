@@ -68,7 +68,57 @@ sys.exit(bad)
 PY
 check $? "no key bytes or plaintext in server log, dump or pg_stat_statements"
 
-# 3. failed decryptions: one LOG line per statement, naming key/version/role/SQLSTATE
+# 3. the unwrapped DEK sits in the locked mapping while cached, and is wiped by kms_flush_cache()
+/usr/bin/python3 - "$keyfile" "$wrapped" "$PGBIN" "$PGHOST" "$PGPORT" <<'PY'
+import re, subprocess, sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import hashes
+keyfile, wrapped_hex, pgbin, host, port = sys.argv[1:]
+master = open(keyfile, 'rb').read()
+w = bytes.fromhex(wrapped_hex)
+kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pgcrypt_kms local provider v1", info=b"hygiene").derive(master)
+dek = AESGCM(kek).decrypt(w[3:15], w[15:], w[:3] + b"hygiene\0{}")
+p = subprocess.Popen(['runuser', '-u', 'postgres', '--', pgbin + '/psql', '-X', '-At', '-h', host, '-p', port,
+                      '-d', 'pgck_hygiene'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+def q(sql):
+    p.stdin.write(sql + ';\n\\echo __END__\n'); p.stdin.flush()
+    out = []
+    for line in p.stdout:
+        line = line.rstrip('\n')
+        if line == '__END__':
+            return out
+        out.append(line)
+def locked_mappings(pid):
+    maps, cur = [], None
+    for line in open(f'/proc/{pid}/smaps'):
+        m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) ', line)
+        if m:
+            cur = (int(m.group(1), 16), int(m.group(2), 16))
+        elif line.startswith('VmFlags:') and ' lo' in line and ' dd' in line:
+            maps.append(cur)
+    return maps
+def locked_bytes(pid):
+    data = b''
+    with open(f'/proc/{pid}/mem', 'rb') as mem:
+        for start, end in locked_mappings(pid):
+            mem.seek(start); data += mem.read(end - start)
+    return data
+pid = int(q('SELECT pg_backend_pid()')[0])
+q('SELECT count(kms_decrypt(v)) FROM t')
+before = locked_bytes(pid)
+q('SELECT kms_flush_cache()')
+after = locked_bytes(pid)
+p.stdin.close(); p.wait()
+ok1 = dek in before
+ok2 = len(after) > 0 and dek not in after
+print(('ok' if ok1 else 'not ok') + ' - while cached, the DEK is in the locked, non-dumpable mapping')
+print(('ok' if ok2 else 'not ok') + ' - after kms_flush_cache() the mapping no longer holds it (wiped)')
+sys.exit(0 if ok1 and ok2 else 1)
+PY
+check $? "key memory holds the DEK only while cached and is wiped on flush"
+
+# 4. failed decryptions: one LOG line per statement, naming key/version/role/SQLSTATE
 psql_db -q -c "UPDATE t SET v = ('pgck:' || replace(encode(set_byte(decode(substr(v::text, 6), 'base64'), 30, get_byte(decode(substr(v::text, 6), 'base64'), 30) # 1), 'base64'), E'\n', ''))::enc_text WHERE id <= 50"
 before=$(grep -c 'pgcrypt_kms: decryption failed under key "hyg"' "$PGCK_TMP/server.log")
 for i in 1 2 3; do
