@@ -75,6 +75,9 @@ for my $db (qw(plainrestore customrestore)) {
 		SELECT id FROM users WHERE kms_blind_index(email) = kms_blind_index('plainuser42@example.com', 'email')}),
 		'42', "$db: blind-index lookup after restore");
 	is($dst->safe_psql($db, q{SELECT count(*) FROM kms_keys}), '3', "$db: keyring restored (3 versions)");
+	# the decryption drill on the restored backup: every version decrypts, nothing fails
+	is($dst->safe_psql($db, q{SELECT string_agg(key_name || ' v' || version || ': ' || decrypted || ' ok, ' || failed || ' failed', '; ' ORDER BY key_name, version) FROM kms_verify('users', 'email')}),
+		'email v1: 500 ok, 0 failed; email v2: 1 ok, 0 failed', "$db: kms_verify on the restored backup");
 	# the restored sequence does not hand out an id already in use
 	$dst->safe_psql($db, q{SELECT kms_rotate_key('account')});
 	is($dst->safe_psql($db, q{SELECT count(*) FROM users WHERE kms_decrypt(account_id) IS NOT NULL}), '500',
@@ -96,6 +99,31 @@ like($stderr, qr/could not unwrap a data key with local key "dump"/, 'naming the
 unlike($stderr, qr/PlainUser/, 'and no plaintext in the error');
 is($other->safe_psql('postgres', q{SELECT id FROM users WHERE kms_blind_index(email) = (SELECT kms_blind_index(email) FROM users WHERE id = 7)}),
 	'7', 'tag lookups by carried value still work without keys');
+# the drill on a restore without KMS access: every value fails, no plaintext, the error says why
+my $drill = $other->safe_psql('postgres', q{SELECT string_agg(version_id || ': ' || decrypted || '/' || failed || ' ' || coalesce(error, ''), '; ' ORDER BY version_id) FROM kms_verify('users', 'email')});
+like($drill, qr/^1: 0\/500 could not unwrap a data key with local key "dump".*58000.*; 3: 0\/1 /, 'kms_verify without KMS access: every value fails, with the reason');
+unlike($drill, qr/PlainUser/i, '... and no plaintext');
+
+# crypto-shredding, then a new dump: nothing in it can decrypt the destroyed key's values
+my $wrapped = $src->safe_psql('postgres', q{SELECT string_agg(encode(wrapped_dek, 'hex'), ',') FROM pgcrypt_kms.key_versions WHERE key_name = 'account'});
+ok(length($wrapped) > 100, 'the account key has wrapped DEKs before destruction');
+$src->safe_psql('postgres', q{SELECT kms_destroy_key('account', 'account')});
+my $after = "$tmp/after-destroy.sql";
+$src->command_ok([ 'pg_dump', '-d', $src->connstr('postgres'), '-f', $after ], 'pg_dump after kms_destroy_key');
+my $after_dump = slurp_file($after);
+my $found = grep { index($after_dump, $_) >= 0 } split /,/, $wrapped;
+is($found, 0, 'the dump holds none of the destroyed wrapped DEKs');
+my $dst2 = PostgreSQL::Test::Cluster->new('dst2');
+$dst2->init;
+$dst2->append_conf('postgresql.conf', "pgcrypt_kms.local_key_file = '$keycopy'");
+$dst2->start;
+$dst2->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $dst2->connstr('postgres'), '-f', $after ],
+	'restore the dump taken after destruction (same master key file)');
+($ret, $stdout, $stderr) = $dst2->psql('postgres', 'SELECT kms_decrypt(account_id) FROM users WHERE id = 1');
+like($stderr, qr/key "account" version 1 was destroyed/, 'even with the master key, the destroyed key\'s values do not decrypt');
+is($dst2->safe_psql('postgres', q{SELECT count(*) FROM users WHERE kms_decrypt(email) IS NOT NULL}), '501',
+	'the other key still decrypts everything');
+$dst2->stop;
 
 $src->stop;
 $dst->stop;
