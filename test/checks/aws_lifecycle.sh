@@ -79,6 +79,21 @@ ok=$(sql -c "SELECT count(*) FROM rw WHERE kms_decrypt(v) = 'rw' || id AND kms_b
 [ "$ok" = "200" ]; check $? "with the old master key disabled, a new session decrypts and probes all 200 rows (got $ok)"
 emuctl enable-key '{"key_id":"alias/pgck-test"}' >/dev/null
 
+# ---------------------------------------------------------------- KMS encryption context
+sql -c "SELECT kms_create_key('tenant42', 'aws-kms:alias/pgck-test', kms_context => '{\"tenant\": \"42\"}')" >/dev/null
+sql -c "CREATE TABLE tc AS SELECT kms_encrypt('tenant 42 data', 'tenant42') AS v" -c "SELECT kms_flush_cache()" >/dev/null
+emuctl reset-stats >/dev/null
+r=$(sql -c "SELECT kms_decrypt(v) FROM tc"); [ "$r" = "tenant 42 data" ]; check $? "a key with a KMS context decrypts"
+emuctl call-log | $PY -c 'import json,sys; log=json.load(sys.stdin); log=log.get("calls", log) if isinstance(log, dict) else log; ok=[e for e in log if e.get("op")=="Decrypt" and e.get("encryption_context")=={"tenant":"42"} and not e.get("error")]; sys.exit(0 if ok else 1)'
+check $? "the Decrypt carried EncryptionContext {\"tenant\": \"42\"}"
+# the wrapped key is bound to its context in KMS: with another context, KMS refuses to unwrap it
+sql -c "UPDATE pgcrypt_kms.keys SET kms_context = '{\"tenant\": \"43\"}' WHERE key_name = 'tenant42'" >/dev/null
+r=$(runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$PGHOST" -p "$PGPORT" -d $DB -v VERBOSITY=verbose -c "SELECT kms_decrypt(v) FROM tc" 2>&1)
+echo "$r" | grep -q "58000" && echo "$r" | grep -q "InvalidCiphertextException"
+check $? "with another context KMS refuses the Decrypt (58000, InvalidCiphertextException in errdetail)"
+sql -c "UPDATE pgcrypt_kms.keys SET kms_context = '{\"tenant\": \"42\"}' WHERE key_name = 'tenant42'" >/dev/null
+r=$(sql -c "SELECT kms_decrypt(v) FROM tc"); [ "$r" = "tenant 42 data" ]; check $? "with its own context again it decrypts"
+
 # ---------------------------------------------------------------- revocation
 emuctl create-key '{"alias":"alias/pgck-revoke"}' >/dev/null
 q "SET pgcrypt_kms.cache_ttl = 2"
