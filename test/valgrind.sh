@@ -29,7 +29,7 @@ fsync = off
 pgcrypt_kms.local_key_file = '$PGCK_TMP/local_master.key'
 $PGCK_EXTRA_CONF
 CONF
-runuser -u postgres -- valgrind --quiet --tool=memcheck --trace-children=yes --track-origins=no \
+runuser -u postgres -- valgrind --quiet --tool=memcheck --trace-children=yes --track-origins=${PGCK_VALGRIND_ORIGINS:-no} \
     --error-limit=no --num-callers=30 --log-file="$VG/vg.%p" \
     "$PGBIN/postgres" -D "$PGCK_PGDATA" >"$PGCK_TMP/server.log" 2>&1 &
 for i in $(seq 1 240); do
