@@ -47,6 +47,7 @@ pgck_build_install() {
 }
 
 PGCK_PIDS=()
+PGCK_SERVER_RUNUSER=""
 PGCK_TMP=""
 PGCK_PGDATA=""
 
@@ -54,6 +55,11 @@ pgck_cleanup() {
     local pid
     if [ -n "$PGCK_PGDATA" ] && [ -f "$PGCK_PGDATA/postmaster.pid" ]; then
         runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGCK_PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    # a postmaster started directly that never wrote its pid file
+    if [ -n "${PGCK_SERVER_RUNUSER:-}" ]; then
+        pkill -P "$PGCK_SERVER_RUNUSER" 2>/dev/null || true
+        kill "$PGCK_SERVER_RUNUSER" 2>/dev/null || true
     fi
     for pid in "${PGCK_PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
@@ -138,6 +144,7 @@ CONF
     # postmaster itself, so that pg_ctl never runs with it
     runuser -u postgres -- env $PGCK_SERVER_ENV "$PGBIN/postgres" -D "$PGCK_PGDATA" \
         >>"$PGCK_TMP/server.log" 2>&1 &
+    PGCK_SERVER_RUNUSER=$!
     local i
     for i in $(seq 1 120); do
         runuser -u postgres -- "$PGBIN/pg_isready" -q -h "$PGHOST" -p "$PGPORT" && return 0
