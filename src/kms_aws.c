@@ -560,7 +560,8 @@ kms_call(PgckKmsOp op, const char *key_ref, const PgckKmsTarget *t, const char *
 		PgckHttpResult result = resp->result;
 		char		request_id[PGCK_HTTP_HEADER_MAX];
 		char		error_text[sizeof(resp->error_text)];
-		bool		deadline_hit = pgck_http_now_ms() >= deadline - 1;
+		/* within 25 ms of the deadline no attempt could be made: it was reached */
+		bool		deadline_hit = pgck_http_now_ms() >= deadline - 25;
 		const char *why = deadline_hit ? ", pgcrypt_kms.kms_timeout reached" :
 			out_of_time ? ", stopped: the next backoff would pass pgcrypt_kms.kms_timeout" : "";
 		const char *hint;
