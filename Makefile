@@ -41,7 +41,7 @@ include $(PGXS)
 $(OBJS): $(wildcard src/*.h)
 
 # ---------------------------------------------------------------- unit tests
-VECTORS ?= ../shared/vectors
+VECTORS ?= test/vectors
 UNIT_CC ?= cc
 UNIT_CFLAGS = -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc $(PGCK_CFLAGS)
 UNIT_LIBS = -lcrypto -ljansson $(PGCK_LDFLAGS)

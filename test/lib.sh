@@ -10,7 +10,7 @@ set -o pipefail
 
 PGCK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PGCK_PACKAGES_BUILD="make gcc libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libssl-dev libcurl4-openssl-dev libjansson-dev"
-PGCK_PACKAGES_TEST="python3 python3-cryptography python3-botocore awscli openssl curl procps libipc-run-perl clang libclang-rt-14-dev"
+PGCK_PACKAGES_TEST="python3 python3-cryptography python3-botocore python3-psycopg awscli openssl curl procps libipc-run-perl clang libclang-rt-14-dev"
 
 pgck_log() { printf '\n== %s\n' "$*"; }
 
@@ -38,12 +38,45 @@ pgck_install_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Build in $PGCK_ROOT and install: into the private installation of
+# pgck_stage ($PGCK_INST) when there is one, else into the system's.
 pgck_build_install() {
     export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-    pgck_log "building and installing pgcrypt_kms"
+    pgck_log "building and installing pgcrypt_kms${PGCK_INST:+ into $PGCK_INST}"
     make -C "$PGCK_ROOT" -s clean >/dev/null 2>&1 || true
     make -C "$PGCK_ROOT" -s -j2 PG_CONFIG=$PG_CONFIG ${PGCK_CFLAGS:+PGCK_CFLAGS="$PGCK_CFLAGS"} ${PGCK_LDFLAGS:+PGCK_LDFLAGS="$PGCK_LDFLAGS"}
-    make -C "$PGCK_ROOT" -s install PG_CONFIG=$PG_CONFIG >/dev/null
+    make -C "$PGCK_ROOT" -s install PG_CONFIG=$PG_CONFIG ${PGCK_INST:+DESTDIR="$PGCK_INST"} >/dev/null
+}
+
+# The server binaries the suite runs: the private installation's, if staged.
+pgck_pgbin() {
+    echo "${PGCK_INST:-}$(/usr/lib/postgresql/15/bin/pg_config --bindir)"
+}
+
+# Stage the run in $PGCK_TMP (after pgck_make_tmp): a copy of the source tree
+# that the postgres user can read (the clone may sit in a directory only root
+# can enter, or in a path with spaces), and a private copy of the PostgreSQL
+# installation (PostgreSQL finds its share/ and lib/ relative to its binaries)
+# that the extension is installed into.  Nothing is built in the clone and
+# nothing is installed into the system, so runs from several trees, or a run
+# while someone builds, never disturb each other.  Sets PGCK_ROOT to the copy
+# (PGCK_SOURCE keeps the clone) and PGCK_INST to the installation's root.
+pgck_stage() {
+    local pgbindir pgshare
+    PGCK_SOURCE=$PGCK_ROOT
+    mkdir -p "$PGCK_TMP/src"
+    tar -C "$PGCK_SOURCE" --exclude=./.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+        --exclude=./test/results --exclude=./bench/results --exclude=./test/fuzz/bin -cf - . |
+        tar -C "$PGCK_TMP/src" -xf - || return 1
+    PGCK_ROOT="$PGCK_TMP/src"
+    pgbindir=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
+    pgshare=$(/usr/lib/postgresql/15/bin/pg_config --sharedir)
+    PGCK_INST="$PGCK_TMP/inst"
+    mkdir -p "$PGCK_INST$(dirname "$(dirname "$pgbindir")")" "$PGCK_INST$(dirname "$pgshare")"
+    cp -a "$(dirname "$pgbindir")" "$PGCK_INST$(dirname "$(dirname "$pgbindir")")/" || return 1
+    cp -a "$pgshare" "$PGCK_INST$(dirname "$pgshare")/" || return 1
+    chown -R postgres:postgres "$PGCK_TMP/src"
+    export PGCK_SOURCE PGCK_ROOT PGCK_INST
 }
 
 PGCK_PIDS=()
@@ -116,7 +149,7 @@ pgck_emulator_env() {
 # initdb + start a cluster in $PGCK_TMP/data, socket in $PGCK_TMP, free port.
 # Extra postgresql.conf lines come from $PGCK_EXTRA_CONF.
 pgck_start_cluster() {
-    PGBIN=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
+    PGBIN=$(pgck_pgbin)
     PGCK_PGDATA="$PGCK_TMP/data"
     PGPORT=$(pgck_free_port)
     PGHOST="$PGCK_TMP"

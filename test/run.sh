@@ -15,7 +15,7 @@ set -u
 pgck_require_root "$@"
 cd "$PGCK_ROOT"
 
-VECTORS=${PGCK_VECTORS:-$PGCK_ROOT/../shared/vectors}
+VECTORS=${PGCK_VECTORS:-}
 PASSED=0
 FAILED=0
 FAILURES=()
@@ -44,13 +44,40 @@ record_counts() {  # record_counts NAME LOGFILE STATUS
     fi
 }
 
+# PGCK_ONLY=REGEX runs only the steps whose name matches (for development:
+# "regress", "isolation", "units", "checks/NAME", "tap/NAME", "fuzz",
+# "sanitizers"); CI leaves it unset and runs everything.
+want() { [ -z "${PGCK_ONLY:-}" ] || [[ $1 =~ $PGCK_ONLY ]]; }
+
+# Every step runs under a time limit (seconds; PGCK_STEP_TIMEOUT scales them
+# all): a step that hangs fails with a message naming it, never the whole run.
+STEP_SCALE=${PGCK_STEP_TIMEOUT_SCALE:-1}
+step_limit() { echo $(( $1 * STEP_SCALE )); }
+# run_limited SECONDS LABEL CMD...: the command's status, or 124 after a
+# message when it ran out of time (its whole process group is killed)
+run_limited() {
+    local secs=$1 label=$2 rc
+    shift 2
+    timeout --kill-after=15 "$secs" "$@"
+    rc=$?
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        echo "TIMEOUT: $label did not finish within ${secs}s and was stopped" | tee -a "$PGCK_TMP/timeouts.log" >&2
+        return 124
+    fi
+    return $rc
+}
+
 pgck_install_packages $PGCK_PACKAGES_BUILD $PGCK_PACKAGES_TEST
 
-pgck_build_install || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 pgck_make_tmp
+# build and test a copy in the temp dir, installed into a private PostgreSQL tree
+pgck_stage || { echo "could not stage the source tree in $PGCK_TMP"; echo "0 passed, 1 failed"; exit 1; }
+cd "$PGCK_ROOT"
+[ -n "$VECTORS" ] || VECTORS=$PGCK_ROOT/test/vectors
 export PGCK_VECTORS=$VECTORS
+pgck_build_install || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
-REGRESS=$(sed -n 's/^REGRESS = //p' Makefile)
+REGRESS=${PGCK_REGRESS:-$(sed -n "s/^REGRESS = //p" Makefile)}
 PG_REGRESS=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/regress/pg_regress
 PG_ISOLATION=$(dirname "$PG_REGRESS")/../isolation/pg_isolation_regress
 ISO_TESTS=$(cd test/isolation/specs && ls *.spec | sed 's/\.spec$//')
@@ -59,7 +86,7 @@ ISO_TESTS=$(cd test/isolation/specs && ls *.spec | sed 's/\.spec$//')
 run_regress() {
     local label=$1 dir=$2 t
     mkdir -p "$dir/regress" "$dir/isolation" && chown -R postgres:postgres "$dir"
-    runuser -u postgres -- "$PG_REGRESS" --inputdir="$PGCK_ROOT" --outputdir="$dir/regress" \
+    run_limited "$(step_limit 600)" "${label}pg_regress" runuser -u postgres -- "$PG_REGRESS" --inputdir="$PGCK_ROOT" --outputdir="$dir/regress" \
         --bindir="$PGBIN" --host="$PGHOST" --port="$PGPORT" --dbname=pgck_regress $REGRESS \
         >"$dir/regress.log" 2>&1
     grep -E '^(test|ok|not ok) ' "$dir/regress.log" || true
@@ -68,7 +95,7 @@ run_regress() {
         record "${label}regress/$t" $?
     done
     [ -f "$dir/regress/regression.diffs" ] && head -150 "$dir/regress/regression.diffs"
-    runuser -u postgres -- "$PG_ISOLATION" --inputdir="$PGCK_ROOT/test/isolation" --outputdir="$dir/isolation" \
+    run_limited "$(step_limit 600)" "${label}isolation tests" runuser -u postgres -- "$PG_ISOLATION" --inputdir="$PGCK_ROOT/test/isolation" --outputdir="$dir/isolation" \
         --bindir="$PGBIN" --host="$PGHOST" --port="$PGPORT" $ISO_TESTS >"$dir/isolation.log" 2>&1
     for t in $ISO_TESTS; do
         grep -Eq "^test $t +\.\.\. ok|^ok +[0-9]+ +- +$t " "$dir/isolation.log"
@@ -85,7 +112,7 @@ run_units() {
         name=$(basename "$bin")
         [ -x "$bin" ] || { record "$1$name (not built)" 1; continue; }
         log="$PGCK_TMP/${1//\//_}$name.log"
-        "$bin" "$VECTORS" >"$log" 2>&1
+        run_limited "$(step_limit 300)" "$1$name" "$bin" "$VECTORS" >"$log" 2>&1
         rc=$?
         record_counts "$1$name" "$log" $rc
         [ $rc -ne 0 ] && grep -E '^not ok|^#|ERROR|runtime error' "$log" | head -20
@@ -107,7 +134,7 @@ sanitizer_stage() {
     # built without stack instrumentation (heap, globals and UBSan stay on).
     # The unit tests and fuzzers below keep full ASan, stack included.
     if ! make -s -j2 PGCK_CFLAGS="$sanflags --param asan-stack=0" PGCK_LDFLAGS="-fsanitize=address,undefined" >/dev/null ||
-       ! make -s install >/dev/null ||
+       ! make -s install DESTDIR="$PGCK_INST" >/dev/null ||
        ! make -s unit PGCK_CFLAGS="$sanflags" PGCK_LDFLAGS="-fsanitize=address,undefined" >/dev/null; then
         record "sanitizer build" 1
         return
@@ -141,7 +168,7 @@ sanitizer_stage() {
     grep -q "ERROR: AddressSanitizer\|runtime error" "$PGCK_TMP/server.log" && record "no sanitizer report in the server log" 1
     # leave the normal build installed
     make -s clean >/dev/null 2>&1
-    make -s -j2 >/dev/null && make -s install >/dev/null
+    make -s -j2 >/dev/null && make -s install DESTDIR="$PGCK_INST" >/dev/null
     record "normal build reinstalled after the sanitizer stage" $?
 }
 
@@ -157,9 +184,11 @@ if [ -n "${PGCK_SANITIZE_ONLY:-}" ]; then
 fi
 
 # ------------------------------------------------------------- C unit tests
-pgck_log "C unit tests (pure modules)"
-make -s unit || record "unit tests build" 1
-run_units ""
+if want units; then
+    pgck_log "C unit tests (pure modules)"
+    make -s unit || record "unit tests build" 1
+    run_units ""
+fi
 
 # ------------------------------------------------------------- services
 pgck_log "starting the KMS emulator and a throwaway cluster"
@@ -170,15 +199,18 @@ pgck_start_cluster || { record "cluster start" 1; cat "$PGCK_TMP/server.log"; ec
 echo "cluster on port $PGPORT (socket $PGHOST), emulator on ${PGCK_EMULATOR_PORT:-none}"
 
 # ------------------------------------------------------------- pg_regress, isolation
-pgck_log "pg_regress and isolation tests"
-run_regress "" "$PGCK_TMP"
+if want regress || want isolation; then
+    pgck_log "pg_regress and isolation tests"
+    run_regress "" "$PGCK_TMP"
+fi
 
 # ------------------------------------------------------------- check scripts
 pgck_log "check scripts"
 for c in test/checks/*.sh; do
     [ -f "$c" ] || continue
     name=$(basename "$c" .sh)
-    bash "$c" >"$PGCK_TMP/check_$name.log" 2>&1
+    want "checks/$name" || continue
+    run_limited "$(step_limit 900)" "checks/$name" bash "$c" >"$PGCK_TMP/check_$name.log" 2>&1
     rc=$?
     record "checks/$name" $rc
     [ $rc -ne 0 ] && tail -30 "$PGCK_TMP/check_$name.log"
@@ -191,9 +223,10 @@ mkdir -p "$PGCK_TMP/tap" && chown postgres:postgres "$PGCK_TMP/tap"
 for t in test/t/*.pl; do
     [ -f "$t" ] || continue
     name=$(basename "$t" .pl)
+    want "tap/$name" || continue
     mkdir -p "$PGCK_TMP/tap/$name" && chown postgres:postgres "$PGCK_TMP/tap/$name"
-    runuser -u postgres -- env PATH="$PGBIN:$PATH" PERL5LIB="$PERLLIB" TESTDIR="$PGCK_TMP/tap/$name" \
-        PG_REGRESS="$PG_REGRESS" PGCK_ROOT="$PGCK_ROOT" PGCK_TMP="$PGCK_TMP" \
+    run_limited "$(step_limit 900)" "tap/$name" runuser -u postgres -- env PATH="$PGBIN:$PATH" PERL5LIB="$PERLLIB" TESTDIR="$PGCK_TMP/tap/$name" \
+        PG_REGRESS="$PG_REGRESS" PGCK_ROOT="$PGCK_ROOT" PGCK_TMP="$PGCK_TMP" PGCK_INST="$PGCK_INST" \
         prove -v "$t" >"$PGCK_TMP/tap_$name.log" 2>&1
     rc=$?
     okc=$(grep -cE '^ok [0-9]+' "$PGCK_TMP/tap_$name.log")
@@ -209,16 +242,16 @@ for t in test/t/*.pl; do
 done
 
 # ------------------------------------------------------------- fuzz (bounded)
-if [ -f test/fuzz/run.sh ]; then
+if [ -f test/fuzz/run.sh ] && want fuzz; then
     pgck_log "fuzzing the pure parsers briefly"
-    bash test/fuzz/run.sh "${PGCK_FUZZ_SECONDS:-15}" >"$PGCK_TMP/fuzz.log" 2>&1
+    run_limited "$(step_limit 600)" "fuzz" bash test/fuzz/run.sh "${PGCK_FUZZ_SECONDS:-15}" >"$PGCK_TMP/fuzz.log" 2>&1
     rc=$?
     record "fuzz (${PGCK_FUZZ_SECONDS:-15}s per target)" $rc
     [ $rc -ne 0 ] && tail -30 "$PGCK_TMP/fuzz.log"
 fi
 
 # ------------------------------------------------------------- sanitizers
-sanitizer_stage
+want sanitizers && sanitizer_stage
 
 # ------------------------------------------------------------- no secrets in logs
 pgck_log "server log hygiene"

@@ -63,7 +63,7 @@ JSON_11 = "application/x-amz-json-1.1"
 STATIC = Credentials(ACCESS_KEY, SECRET_KEY)
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ARN_RE = re.compile(r"^arn:aws:kms:([a-z0-9-]+):111122223333:key/([0-9a-f-]{36})$")
-DEFAULT_VECTORS = os.path.join(HERE, "..", "..", "..", "shared", "vectors", "sigv4")
+DEFAULT_VECTORS = os.path.join(HERE, "..", "vectors", "sigv4")
 SCRATCH = None  # this run's scratch directory (main() makes and removes it)
 
 
@@ -249,7 +249,8 @@ def test(fn):
 @test
 def sigv4_module_matches_aws_test_suite(emu):
     """The emulator's canonicalization reproduces every case of the AWS SigV4 suite."""
-    root = os.environ.get("PGCK_SIGV4_VECTORS", DEFAULT_VECTORS)
+    root = os.environ.get("PGCK_SIGV4_VECTORS") or (
+        os.path.join(os.environ["PGCK_VECTORS"], "sigv4") if os.environ.get("PGCK_VECTORS") else DEFAULT_VECTORS)
     check(os.path.isdir(root), "no SigV4 vectors at %s (set PGCK_SIGV4_VECTORS)", root)
     cases = 0
     for dirpath, _, files in sorted(os.walk(root)):

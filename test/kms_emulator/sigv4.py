@@ -4,7 +4,7 @@ Pure functions, no I/O. The emulator verifies a request by recomputing its signa
 request line, headers and body exactly as AWS does for non-S3 services (path normalized, then
 URI-encoded once more; query pairs decoded, re-encoded and sorted; header values trimmed with
 inner whitespace collapsed, repeated headers joined with ","). selftest.py checks these
-functions byte for byte against the AWS SigV4 test suite in ../shared/vectors/sigv4.
+functions byte for byte against the AWS SigV4 test suite in test/vectors/sigv4.
 """
 
 import hashlib
