@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Recovery without the extension (issue 11, defect 15): tools/pgck_recover.py decrypts a plain
+# pg_dump with only KMS access and FORMAT.md's rules.
+#  - a database with aws-kms: keys (the emulator) and local: keys, KMS contexts, value contexts
+#    (a template over the row, and a literal), three DEK versions, a retired version, an index
+#    key rotation in progress, truncated tags (13 and 20 bits: not byte multiples), awkward
+#    plaintexts (empty, NULL, tabs, newlines, backslashes, quotes, 4-byte UTF-8, 10 kB) and
+#    quoted schema/table/column names;
+#  - the expected plaintexts come from kms_decrypt in the database, taken before the dump;
+#  - pg_dump (plain), then the script, run with a bare environment (no PG* variables, the
+#    server untouched), must give exactly those plaintexts, as CSV and as a rewritten dump, and
+#    recompute every blind-index tag (--verify-tags: FORMAT.md's transforms and truncation);
+#  - refused, with nothing written: a tampered value, a value swapped to another row (its
+#    context binds the row), a wrong or missing context, a destroyed key, and plaintext into a
+#    file others can read;
+#  - the check can fail: a copy of the script whose AAD leaves out the context must not pass.
+# Runs (as root) against the cluster and emulator of test/run.sh (PGHOST, PGPORT, PGBIN,
+# PGCK_EMULATOR_PORT, and the emulator's AWS_* test identity in the environment).
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+PY=/usr/bin/python3
+RECOVER="$ROOT/tools/pgck_recover.py"
+fail=0
+check() { if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; fail=1; fi; }
+W=$(mktemp -d /tmp/pgck-recover.XXXXXX)
+chmod 700 "$W"
+trap 'rm -rf "$W"' EXIT
+: "${PGCK_EMULATOR_PORT:?the KMS emulator port (PGCK_EMULATOR_PORT) is not set}"
+EMU="http://127.0.0.1:$PGCK_EMULATOR_PORT"
+
+DB=pgck_recover
+CMP=pgck_recover_cmp
+psql_db() { local d=$1; shift; runuser -u postgres -- env PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -X -At -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -d "$d" "$@"; }
+sql() { psql_db $DB "$@"; }
+psql_db postgres -c "DROP DATABASE IF EXISTS $DB" -c "DROP DATABASE IF EXISTS $CMP" \
+    -c "CREATE DATABASE $DB" -c "CREATE DATABASE $CMP" || exit 1
+LOCAL_KEY_FILE=$(sql -c "SHOW pgcrypt_kms.local_key_file")
+
+# ---------------------------------------------------------------- the data
+sql <<'SQL' >/dev/null || { echo "not ok - setting up the database"; exit 1; }
+CREATE EXTENSION pgcrypt_kms;
+SELECT kms_create_key('ax', 'aws-kms:alias/pgck-test', blind_index => 'email', index_bits => 13,
+                      kms_context => '{"tenant": "t1", "app": "recover"}');
+SELECT kms_create_key('an', 'aws-kms:alias/pgck-test-2');
+SELECT kms_create_key('lp', 'local:recover-dev', blind_index => 'digits', index_bits => 20,
+                      kms_context => '{"env": "test"}');
+SELECT kms_create_key('ll', 'local:recover-dev2', blind_index => 'lower');
+CREATE TABLE users (id int PRIMARY KEY, email enc_text, note enc_text, phone enc_text, name enc_text);
+CREATE SCHEMA "Odd Schema";
+CREATE TABLE "Odd Schema"."Acc Table" (k int, "Acct No" enc_text, plain_copy text);
+-- plaintexts: awkward bytes on purpose; NULL and empty ones
+CREATE FUNCTION pt(id int, what text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE
+    WHEN id = 7 THEN NULL
+    WHEN id = 8 THEN ''
+    WHEN what = 'email' THEN E' \t\v' || CASE WHEN id % 3 = 0 THEN 'Alice' ELSE 'BOB.o''Neil+x' END
+                             || id || '@Example.COM' || CASE WHEN id % 4 = 0 THEN E'\u00a0' ELSE '' END || E'\f\r\n '
+    WHEN what = 'note' AND id = 9 THEN repeat('long note ', 1000)
+    WHEN what = 'note' THEN E'line1\nline2\ttab \\ backslash "q", comma \u2709 \U0001D11E #' || id
+    WHEN what = 'phone' THEN '+1 (555) 01-' || lpad(id::text, 3, '0') || E' ext\\' || (id % 10)
+    ELSE 'Name ' || chr(65 + id % 26) || E'\u00c9\u00e9 ' || id
+  END $$;
+CREATE PROCEDURE add_rows(lo int, hi int) LANGUAGE sql AS $$
+  INSERT INTO users SELECT g,
+      kms_encrypt(pt(g, 'email'), 'ax', 'users.email:' || g),
+      kms_encrypt(pt(g, 'note'), 'an'),
+      kms_encrypt(pt(g, 'phone'), 'lp', 'tenant-7'),
+      kms_encrypt(pt(g, 'name'), 'll')
+    FROM generate_series(lo, hi) g;
+  INSERT INTO "Odd Schema"."Acc Table" SELECT g, kms_encrypt('ACC-' || g, 'lp', 'acct:' || g), 'x' || g
+    FROM generate_series(lo, hi) g $$;
+CALL add_rows(1, 40);
+SELECT kms_rotate_key('ax'); SELECT kms_rotate_key('lp'); SELECT kms_rotate_key('an');
+CALL add_rows(41, 80);
+SELECT kms_rotate_key('ax'); SELECT kms_rotate_key('ll');
+SELECT kms_rotate_index_key('lp');       -- in progress: rows 1-80 keep tags under the previous index key
+CALL add_rows(81, 120);
+SQL
+
+# expected plaintexts, from the extension itself, before retiring a version
+sql -c "COPY (SELECT id, kms_decrypt(email, 'users.email:' || id), kms_decrypt(note), kms_decrypt(phone, 'tenant-7'), kms_decrypt(name) FROM users ORDER BY id) TO STDOUT (FORMAT csv)" >"$W/expected_users.csv"
+sql -c "COPY (SELECT k, kms_decrypt(\"Acct No\", 'acct:' || k), plain_copy FROM \"Odd Schema\".\"Acc Table\" ORDER BY k) TO STDOUT (FORMAT csv)" >"$W/expected_acc.csv"
+sql -c "SELECT kms_set_key_state('ax', 1, 'retired')" >/dev/null
+versions=$(sql -c "SELECT string_agg(key_name || ':' || count, ' ' ORDER BY key_name) FROM (SELECT key_name, count(*) FROM kms_keys GROUP BY 1) s")
+rows=$(sql -c "SELECT count(*) FROM users")
+[ "$rows" = 120 ] && [ -s "$W/expected_users.csv" ] && [ "$versions" = "an:2 ax:3 ll:2 lp:2" ]
+check $? "database: $rows rows, key versions $versions, expected plaintexts from kms_decrypt"
+
+runuser -u postgres -- "$PGBIN/pg_dump" -h "$PGHOST" -p "$PGPORT" -d $DB >"$W/dump.sql"
+rc=$?
+chmod 600 "$W/dump.sql"
+grep -q '^COPY pgcrypt_kms.key_versions ' "$W/dump.sql" && grep -q '^COPY public.users ' "$W/dump.sql"
+check $(( rc + $? )) "pg_dump (plain) holds the keyring and the table data"
+
+# The script runs with a bare environment: no PG* variable, only the KMS identity.
+recover() {
+    env -i PATH=/usr/bin:/bin HOME="$W" LANG=C.UTF-8 \
+        AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+        AWS_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+        AWS_EC2_METADATA_DISABLED=true \
+        $PY "${SCRIPT:-$RECOVER}" --endpoint-url "$EMU" --local-key-file "$LOCAL_KEY_FILE" "$@"
+}
+CTX=(--context "users.email=users.email:{id}" --context "users.phone=tenant-7"
+     --context '"Odd Schema"."Acc Table"."Acct No"=acct:{k}')
+
+# compare a recovered users CSV (header, every column) and acc CSV with the expected ones
+compare() {
+    local users_csv=$1 acc_csv=$2
+    psql_db $CMP -c "DROP TABLE IF EXISTS e_users, g_users, e_acc, g_acc" \
+        -c "CREATE TABLE e_users (id int, email text, note text, phone text, name text)" \
+        -c "CREATE TABLE g_users (LIKE e_users)" \
+        -c "CREATE TABLE e_acc (k int, acct text, plain_copy text)" -c "CREATE TABLE g_acc (LIKE e_acc)" >/dev/null || return 1
+    psql_db $CMP -c "COPY e_users FROM STDIN (FORMAT csv)" <"$W/expected_users.csv" || return 1
+    psql_db $CMP -c "COPY e_acc FROM STDIN (FORMAT csv)" <"$W/expected_acc.csv" || return 1
+    psql_db $CMP -c "COPY g_users FROM STDIN (FORMAT csv, HEADER)" <"$users_csv" || return 1
+    psql_db $CMP -c "COPY g_acc FROM STDIN (FORMAT csv, HEADER)" <"$acc_csv" || return 1
+    psql_db $CMP -c "SELECT (SELECT count(*) FROM e_users e FULL JOIN g_users g USING (id)
+                              WHERE e.id IS NULL OR g.id IS NULL OR (e.email, e.note, e.phone, e.name)
+                                    IS DISTINCT FROM (g.email, g.note, g.phone, g.name))
+                          + (SELECT count(*) FROM e_acc e FULL JOIN g_acc g USING (k)
+                              WHERE e.k IS NULL OR g.k IS NULL OR (e.acct, e.plain_copy) IS DISTINCT FROM (g.acct, g.plain_copy))
+                          || ' ' || (SELECT count(*) FROM g_users) || ' ' || (SELECT count(*) FROM g_acc)
+                          || ' ' || (SELECT count(*) FROM g_users WHERE email IS NULL) || ' ' || (SELECT count(*) FROM g_users WHERE email = '')"
+}
+
+# ---------------------------------------------------------------- recovery
+recover "$W/dump.sql" --csv-dir "$W/csv" --out "$W/plain.sql" --verify-tags "${CTX[@]}" >"$W/run.out" 2>"$W/run.err"
+rc=$?
+check $rc "pgck_recover.py exits 0 on the dump (stderr: $(tr '\n' '|' <"$W/run.err" | cut -c1-600))"
+r=$(compare "$W/csv/public.users.csv" "$W/csv/Odd%20Schema.Acc%20Table.csv")
+[ "$r" = "0 120 120 1 1" ]; check $? "CSV: every recovered plaintext equals kms_decrypt's (mismatches, rows, rows, NULL, empty: $r)"
+
+# the rewritten dump: the two COPY blocks, loaded as text
+for t in users acc; do
+    if [ $t = users ]; then hdr='^COPY public.users '; else hdr='^COPY "Odd Schema"."Acc Table" '; fi
+    awk -v h="$hdr" '$0 ~ h {on=1; next} on && $0 == "\\." {exit} on {print}' "$W/plain.sql" >"$W/block_$t.txt"
+done
+psql_db $CMP -c "CREATE TABLE IF NOT EXISTS g2_users (id int, email text, note text, phone text, name text)" \
+    -c "CREATE TABLE IF NOT EXISTS g2_acc (k int, acct text, plain_copy text)" -c "TRUNCATE g2_users, g2_acc" >/dev/null
+psql_db $CMP -c "COPY g2_users FROM STDIN" <"$W/block_users.txt" && psql_db $CMP -c "COPY g2_acc FROM STDIN" <"$W/block_acc.txt"
+r=$(psql_db $CMP -c "SELECT (SELECT count(*) FROM e_users e FULL JOIN g2_users g USING (id)
+                              WHERE (e.email, e.note, e.phone, e.name) IS DISTINCT FROM (g.email, g.note, g.phone, g.name))
+                          + (SELECT count(*) FROM e_acc e FULL JOIN g2_acc g USING (k) WHERE e.acct IS DISTINCT FROM g.acct)
+                          || ' ' || (SELECT count(*) FROM g2_users)")
+[ "$r" = "0 120" ]; check $? "rewritten dump: its COPY data holds the same plaintexts (mismatches, rows: $r)"
+n_pgck=$(grep -c 'pgck:' "$W/plain.sql")
+n_keyring=$(awk '/^COPY pgcrypt_kms\./{on=1; next} on && $0=="\\."{on=0} on' "$W/dump.sql" | grep -c 'pgck:')
+[ "$n_pgck" = "$n_keyring" ]; check $? "rewritten dump: no ciphertext left in it ($n_pgck lines with pgck:)"
+[ "$(stat -c %a "$W/plain.sql")" = 600 ] && [ "$(stat -c %a "$W/csv/public.users.csv")" = 600 ] && [ "$(stat -c %a "$W/csv")" = 700 ]
+check $? "plaintext outputs are mode 0600 (directory 0700)"
+
+grep -q 'blind-index tags: [1-9][0-9]* match the current index key, [1-9][0-9]* the previous one, 0 match neither' "$W/run.err"
+check $? "every blind-index tag recomputed from the plaintext (13- and 20-bit truncation, email/digits/lower, previous index key): $(grep 'blind-index tags' "$W/run.err")"
+grep -q 'public.users.email: 119 decrypted, 0 failed, 1 NULL' "$W/run.err" && grep -q 'Odd Schema.Acc Table.Acct No: 120 decrypted' "$W/run.err"
+check $? "the summary counts every value of every enc_text column"
+! grep -q -e 'Example.COM' -e 'long note' -e 'ACC-' "$W/run.err" "$W/run.out"
+check $? "no plaintext on the script's standard output or error"
+
+# ---------------------------------------------------------------- refusals
+# r_refused NAME ARGS...: exit 1, no output left behind, reason on stderr matches $WANT
+r_refused() {
+    local name=$1; shift
+    rm -rf "$W/neg"
+    recover "$@" --csv-dir "$W/neg" --out "$W/neg.sql" >"$W/neg.out" 2>"$W/neg.err"
+    local rc=$?
+    [ $rc = 1 ] && [ ! -e "$W/neg.sql" ] && [ -z "$(ls -A "$W/neg" 2>/dev/null)" ] && grep -q -- "$WANT" "$W/neg.err"
+    check $? "$name is refused, nothing written (exit $rc: $(grep 'error:' "$W/neg.err" | head -1 | cut -c1-300))"
+}
+
+# tamper one base64 character of the ciphertext of users row 5's email
+$PY - "$W/dump.sql" "$W/tampered.sql" <<'PY'
+import sys
+lines = open(sys.argv[1], "rb").read().split(b"\n")
+on = False
+for i, l in enumerate(lines):
+    if l.startswith(b"COPY public.users "):
+        on = True
+        continue
+    if on and l.split(b"\t")[0] == b"5":
+        f = l.split(b"\t")
+        v = bytearray(f[1])
+        p = len(v) - 30           # inside the ciphertext / GCM tag, away from the padding
+        v[p] = ord("B") if v[p] != ord("B") else ord("C")
+        f[1] = bytes(v)
+        lines[i] = b"\t".join(f)
+        break
+open(sys.argv[2], "wb").write(b"\n".join(lines))
+PY
+WANT='failed authentication' r_refused "a tampered value" "$W/tampered.sql" "${CTX[@]}"
+
+# move row 1's email ciphertext into row 2 (its context names row 1)
+$PY - "$W/dump.sql" "$W/swapped.sql" <<'PY'
+import sys
+lines = open(sys.argv[1], "rb").read().split(b"\n")
+start = next(i for i, l in enumerate(lines) if l.startswith(b"COPY public.users "))
+rows = {l.split(b"\t")[0]: i for i, l in enumerate(lines[start + 1:], start + 1) if l and l != b"\\."}
+r1, r2 = lines[rows[b"1"]].split(b"\t"), lines[rows[b"2"]].split(b"\t")
+r2[1] = r1[1]
+lines[rows[b"2"]] = b"\t".join(r2)
+open(sys.argv[2], "wb").write(b"\n".join(lines))
+PY
+WANT='failed authentication' r_refused "a value moved to another row" "$W/swapped.sql" "${CTX[@]}"
+
+WANT='failed authentication' r_refused "a wrong context" "$W/dump.sql" --context "users.email=users.email:{id}x" \
+    --context "users.phone=tenant-7" --context '"Odd Schema"."Acc Table"."Acct No"=acct:{k}'
+WANT='encrypted with a context' r_refused "a missing context" "$W/dump.sql" --context "users.phone=tenant-7" \
+    --context '"Odd Schema"."Acc Table"."Acct No"=acct:{k}'
+
+# a wrong local master key file
+head -c 32 /dev/urandom >"$W/other.key"; chmod 600 "$W/other.key"
+WANT='could not unwrap with the local master key' r_refused "another local master key" "$W/dump.sql" "${CTX[@]}" --local-key-file "$W/other.key"
+
+# a destroyed key: its values are not recoverable, and the script says so
+sql -c "SELECT kms_destroy_key('ll', 'll')" >/dev/null
+runuser -u postgres -- "$PGBIN/pg_dump" -h "$PGHOST" -p "$PGPORT" -d $DB >"$W/dump_destroyed.sql"
+WANT='was destroyed' r_refused "a destroyed key's values" "$W/dump_destroyed.sql" "${CTX[@]}"
+
+# --keep-going: the undecryptable values stay ciphertext, the others are recovered
+rm -rf "$W/kg"
+recover "$W/tampered.sql" "${CTX[@]}" --csv-dir "$W/kg" --keep-going >/dev/null 2>"$W/kg.err"
+rc=$?
+r=$(compare "$W/kg/public.users.csv" "$W/kg/Odd%20Schema.Acc%20Table.csv" 2>/dev/null)
+bad=$(psql_db $CMP -c "SELECT string_agg(id || ':' || left(g.email, 5), ',') FROM e_users e JOIN g_users g USING (id) WHERE e.email IS DISTINCT FROM g.email")
+[ $rc = 1 ] && [ "$r" = "1 120 120 1 1" ] && [ "$bad" = "5:pgck:" ]
+check $? "--keep-going: exit 1, the tampered value stays ciphertext, every other value recovered ($rc, $r, $bad)"
+
+# plaintext never goes into a file that others can read
+touch "$W/open.csv.sql"; chmod 644 "$W/open.csv.sql"
+recover "$W/dump.sql" "${CTX[@]}" --out "$W/open.csv.sql" --force >/dev/null 2>"$W/perm.err"
+rc=$?
+[ $rc != 0 ] && [ ! -s "$W/open.csv.sql" ] && grep -q 'readable or writable by group or others' "$W/perm.err"
+check $? "--force into a mode 0644 file is refused (exit $rc)"
+rm -f "$W/stdout.sql"; (umask 022; : >"$W/stdout.sql")
+recover "$W/dump.sql" "${CTX[@]}" --out - >"$W/stdout.sql" 2>"$W/perm.err"
+rc=$?
+[ $rc != 0 ] && [ ! -s "$W/stdout.sql" ] && grep -q 'standard output is a file that group or others can read' "$W/perm.err"
+check $? "standard output redirected to a mode 0644 file is refused (exit $rc)"
+
+# ---------------------------------------------------------------- the check can fail
+# A copy of the script whose AAD leaves out the context must not reproduce the plaintexts.
+sed 's/aad = self.header + (context if context is not None else b"")/aad = self.header/' "$RECOVER" >"$W/mutant.py"
+if cmp -s "$RECOVER" "$W/mutant.py"; then
+    check 1 "mutant: the AAD line to break was not found in the script"
+else
+    rm -rf "$W/mut"
+    SCRIPT="$W/mutant.py" recover "$W/dump.sql" "${CTX[@]}" --csv-dir "$W/mut" >/dev/null 2>&1
+    rc=$?
+    r=$(compare "$W/mut/public.users.csv" "$W/mut/Odd%20Schema.Acc%20Table.csv" 2>/dev/null)
+    [ $rc != 0 ] && [ "$r" != "0 120 120 1 1" ]
+    check $? "a mutant without the context in the AAD fails this check (exit $rc, comparison '${r:-no output}')"
+fi
+
+psql_db postgres -c "DROP DATABASE $DB" -c "DROP DATABASE $CMP" >/dev/null
+exit $fail

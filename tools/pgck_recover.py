@@ -1,0 +1,955 @@
+#!/usr/bin/python3
+"""pgck_recover.py: decrypt the enc_text values of a plain pg_dump without pgcrypt_kms.
+
+Reads a plain-format pg_dump (SQL text with COPY blocks) of ONE database that used the
+pgcrypt_kms extension.  The keyring comes from the dump's own COPY data for
+pgcrypt_kms.keys and pgcrypt_kms.key_versions; each data key version that a value needs
+is unwrapped once, with AWS KMS Decrypt (botocore) for aws-kms: keys or with the local
+master key file (--local-key-file) for local: keys, and checked against its key-check
+value.  Every enc_text value is then opened with AES-256-GCM; a value that fails
+authentication (altered, other key, other context) is refused, never turned into
+garbage.  No PostgreSQL server and no extension are needed: /usr/bin/python3 with
+python3-cryptography and python3-botocore (botocore only for aws-kms: keys).
+
+The format this implements is specified in FORMAT.md at the root of the repository.
+
+Outputs (at least one):
+  --csv-dir DIR   one CSV file per table with enc_text columns, named SCHEMA.TABLE.csv:
+                  a header row, then every row of the table's COPY data with the enc_text
+                  columns decrypted.  Every non-NULL field is quoted; NULL is an empty
+                  unquoted field (PostgreSQL's CSV convention: COPY ... FROM ... CSV HEADER
+                  loads it back).
+  --out FILE      the dump itself with every decrypted enc_text value replaced by its
+                  plaintext in the COPY data ("-" for standard output); everything else is
+                  byte for byte the same.  For reading and for loaders: psql cannot restore
+                  it as is (the columns are still declared enc_text, which refuses
+                  plaintext).
+Plaintext files are created with mode 0600; an existing output file is never
+overwritten (unless --force, and then only if no group or other permission bit is set),
+and standard output is refused when it is a file that others can read.  Keys are never
+printed; the summary on standard error holds counts, names and reasons, never a
+plaintext.
+
+Contexts: a value encrypted with kms_encrypt(v, key, context) needs the same context.
+  --context TABLE.COLUMN=TEMPLATE   (TABLE may be SCHEMA.TABLE)
+TEMPLATE is literal text in which {name} is replaced by the text of column "name" of
+the same row as it appears in the dump's COPY data ({{ and }} are literal braces).
+The README's example context 'users.email:' || id is --context users.email='users.email:{id}'.
+
+Exit status: 0 when every value decrypted, 1 when any value or key failed (the outputs
+are then removed unless --keep-going), 2 on a usage error or an unreadable dump.
+"""
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import re
+import stat
+import sys
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+# ---------------------------------------------------------------- the value format (FORMAT.md §2)
+
+TEXT_PREFIX = b"pgck:"
+FORMAT_VERSION = 1
+ALG_AES256_GCM = 1
+FLAG_BLIND_TAG = 0x01
+FLAG_CONTEXT = 0x02
+FLAG_MASK = 0x03
+NONCE_LEN = 12
+GCM_TAG_LEN = 16
+FIXED_HEADER_LEN = 19
+BLIND_TAG_MAX = 32
+MIN_ENVELOPE_LEN = FIXED_HEADER_LEN + GCM_TAG_LEN
+
+KEY_CHECK_LABEL = b"pgcrypt_kms key check v1"
+KEY_CHECK_LEN = 16
+DEK_LEN = 32
+
+LOCAL_HKDF_SALT = b"pgcrypt_kms local provider v1"
+LOCAL_WRAP_HEADER = b"PL\x01"
+LOCAL_MASTER_LEN = 32
+
+B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+B64_INDEX = {c: i for i, c in enumerate(B64)}
+
+
+def die(msg):
+    """A usage error or an unusable dump: exit status 2."""
+    print("pgck_recover: " + msg, file=sys.stderr)
+    sys.exit(2)
+
+
+class RecoverError(Exception):
+    """A value or key that cannot be recovered; the message never holds key material."""
+
+
+def b64decode_canonical(s):
+    """Strict standard base64 (padding required, zero pad bits), as src/base64.c."""
+    if len(s) % 4 != 0:
+        raise RecoverError("the text after \"pgck:\" is not canonical base64 (length)")
+    out = bytearray()
+    pad = (1 if s[-1:] == b"=" else 0) + (1 if s[-2:-1] == b"=" else 0)
+    for i in range(0, len(s), 4):
+        last = i + 4 == len(s)
+        q = s[i:i + 4]
+        try:
+            a, b = B64_INDEX[q[0]], B64_INDEX[q[1]]
+            if last and pad == 2:
+                if q[2:4] != b"==" or b & 15:
+                    raise KeyError
+                out.append((a << 2) | (b >> 4))
+                break
+            c = B64_INDEX[q[2]]
+            if last and pad == 1:
+                if q[3:4] != b"=" or c & 3:
+                    raise KeyError
+                out += bytes(((a << 2) | (b >> 4), ((b & 15) << 4) | (c >> 2)))
+                break
+            d = B64_INDEX[q[3]]
+        except KeyError:
+            raise RecoverError("the text after \"pgck:\" is not canonical base64") from None
+        out += bytes(((a << 2) | (b >> 4), ((b & 15) << 4) | (c >> 2), ((c & 3) << 6) | d))
+    return bytes(out)
+
+
+class Envelope:
+    """A parsed enc_text value (FORMAT.md §2.2)."""
+
+    __slots__ = ("raw", "flags", "version_id", "nonce", "blind_tag", "header", "sealed")
+
+    def __init__(self, raw):
+        if len(raw) < 1:
+            raise RecoverError("the value is shorter than its header says")
+        if raw[0] != FORMAT_VERSION:
+            raise RecoverError("unsupported enc_text format version %d" % raw[0])
+        if len(raw) < MIN_ENVELOPE_LEN:
+            raise RecoverError("the value is shorter than its header says")
+        if raw[1] != ALG_AES256_GCM:
+            raise RecoverError("the value names an unknown encryption algorithm (%d)" % raw[1])
+        self.flags = raw[2]
+        if self.flags & ~FLAG_MASK:
+            raise RecoverError("the value has unknown flag bits set (0x%02x)" % self.flags)
+        self.version_id = int.from_bytes(raw[3:7], "big")
+        if self.version_id == 0 or self.version_id > 0x7FFFFFFF:
+            raise RecoverError("the value names an invalid key version id")
+        self.nonce = raw[7:19]
+        pos = FIXED_HEADER_LEN
+        self.blind_tag = None
+        if self.flags & FLAG_BLIND_TAG:
+            if len(raw) - pos < 1 + GCM_TAG_LEN:
+                raise RecoverError("the value is shorter than its header says")
+            tlen = raw[pos]
+            if tlen < 1 or tlen > BLIND_TAG_MAX:
+                raise RecoverError("the value's blind-index tag length is out of range")
+            if len(raw) - pos - 1 < tlen + GCM_TAG_LEN:
+                raise RecoverError("the value is shorter than its header says")
+            self.blind_tag = raw[pos + 1:pos + 1 + tlen]
+            pos += 1 + tlen
+        self.raw = raw
+        self.header = raw[:pos]          # authenticated as the first part of the AAD
+        self.sealed = raw[pos:]          # ciphertext || GCM tag
+
+    @classmethod
+    def from_text(cls, text):
+        if not text.startswith(TEXT_PREFIX):
+            raise RecoverError("not an enc_text value (no \"pgck:\" prefix)")
+        return cls(b64decode_canonical(text[len(TEXT_PREFIX):]))
+
+    def open(self, dek, context):
+        """The plaintext, or RecoverError; context is bytes or None."""
+        has_ctx = bool(self.flags & FLAG_CONTEXT)
+        if has_ctx and context is None:
+            raise RecoverError("the value was encrypted with a context; pass --context for its column")
+        if not has_ctx and context is not None:
+            raise RecoverError("the value was encrypted without a context, but one was given")
+        aad = self.header + (context if context is not None else b"")
+        try:
+            return AESGCM(dek).decrypt(self.nonce, self.sealed, aad)
+        except InvalidTag:
+            raise RecoverError("the value failed authentication: it was altered, or encrypted "
+                               "under another key or with another context") from None
+
+
+def key_check(key):
+    """FORMAT.md §4.4: the first 16 bytes of HMAC-SHA-256(key, label)."""
+    return hmac.new(key, KEY_CHECK_LABEL, hashlib.sha256).digest()[:KEY_CHECK_LEN]
+
+
+# ---------------------------------------------------------------- blind index (FORMAT.md §3)
+
+_ASCII_SPACE = b" \t\n\r\f\v"
+_UPPER = bytes(range(65, 91))
+_LOWER = bytes(range(97, 123))
+_FOLD = bytes.maketrans(_UPPER, _LOWER)
+
+
+def normalize(transform, b):
+    if transform == "exact":
+        return b
+    if transform == "lower":
+        return b.translate(_FOLD)
+    if transform == "email":
+        return b.strip(_ASCII_SPACE).translate(_FOLD)
+    if transform == "digits":
+        return bytes(c for c in b if 0x30 <= c <= 0x39)
+    raise RecoverError("unknown blind index transform %r" % transform)
+
+
+def blind_tag(index_key, transform, bits, plaintext):
+    mac = hmac.new(index_key, normalize(transform, plaintext), hashlib.sha256).digest()
+    n = (bits + 7) // 8
+    tag = bytearray(mac[:n])
+    if bits % 8:
+        tag[-1] &= (0xFF << (8 - bits % 8)) & 0xFF
+    return bytes(tag)
+
+
+# ---------------------------------------------------------------- COPY text format
+
+_COPY_ESC = {ord("b"): 8, ord("f"): 12, ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("v"): 11}
+
+
+def copy_unescape(f):
+    """One field of COPY's text format: None for \\N, else its bytes."""
+    if f == b"\\N":
+        return None
+    if b"\\" not in f:
+        return f
+    out = bytearray()
+    i, n = 0, len(f)
+    while i < n:
+        c = f[i]
+        i += 1
+        if c != 0x5C:
+            out.append(c)
+            continue
+        if i >= n:
+            break
+        c = f[i]
+        i += 1
+        if 0x30 <= c <= 0x37:
+            v, k = c - 0x30, 0
+            while k < 2 and i < n and 0x30 <= f[i] <= 0x37:
+                v = v * 8 + f[i] - 0x30
+                i += 1
+                k += 1
+            out.append(v & 0xFF)
+        elif c == ord("x") and i < n and chr(f[i]) in "0123456789abcdefABCDEF":
+            j = i
+            while j < n and j < i + 2 and chr(f[j]) in "0123456789abcdefABCDEF":
+                j += 1
+            out.append(int(f[i:j], 16))
+            i = j
+        else:
+            out.append(_COPY_ESC.get(c, c))
+    return bytes(out)
+
+
+def copy_escape(b):
+    if b is None:
+        return b"\\N"
+    return (b.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+            .replace(b"\t", b"\\t").replace(b"\b", b"\\b").replace(b"\f", b"\\f")
+            .replace(b"\v", b"\\v"))
+
+
+def bytea_value(text):
+    """A bytea field's text (hex or escape output format) as bytes."""
+    if text is None:
+        return None
+    if text.startswith(b"\\x"):
+        return bytes.fromhex(text[2:].decode("ascii"))
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        if text[i] == 0x5C:
+            if text[i + 1:i + 2] == b"\\":
+                out.append(0x5C)
+                i += 2
+            else:
+                out.append(int(text[i + 1:i + 4], 8))
+                i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return bytes(out)
+
+
+def csv_field(b):
+    if b is None:
+        return b""
+    return b'"' + b.replace(b'"', b'""') + b'"'
+
+
+# ---------------------------------------------------------------- dump structure
+
+_IDENT = re.compile(rb'"((?:[^"]|"")*)"|([A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*)')
+
+
+def parse_ident(s, pos):
+    m = _IDENT.match(s, pos)
+    if not m:
+        raise ValueError("identifier expected")
+    if m.group(1) is not None:
+        return m.group(1).replace(b'""', b'"').decode("utf-8", "surrogateescape"), m.end()
+    return m.group(2).decode("utf-8", "surrogateescape").lower(), m.end()
+
+
+def parse_qualified(s, pos):
+    parts = []
+    name, pos = parse_ident(s, pos)
+    parts.append(name)
+    while s[pos:pos + 1] == b".":
+        name, pos = parse_ident(s, pos + 1)
+        parts.append(name)
+    return tuple(parts), pos
+
+
+_ENC_TEXT_TYPE = re.compile(rb'(?:(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)\.)?enc_text(?=[ ,]|$)')
+_CREATE_TABLE = re.compile(rb"^CREATE (?:UNLOGGED )?TABLE ")
+_COPY = re.compile(rb"^COPY ")
+
+
+def qname(parts):
+    return ".".join(parts)
+
+
+class DumpSchema:
+    """What pass 1 learns: enc_text columns per table and the keyring rows."""
+
+    def __init__(self):
+        self.enc_columns = {}     # (schema, table) -> set of column names
+        self.parents = {}         # (schema, table) -> list of (schema, table)
+        self.keys = {}            # key_name -> row dict
+        self.versions = {}        # id -> row dict
+        self.keyring_blocks = 0
+        self.tables_seen = []
+
+    def enc_columns_of(self, table, seen=None):
+        cols = set(self.enc_columns.get(table, ()))
+        seen = seen or set()
+        for p in self.parents.get(table, ()):
+            if p not in seen:
+                seen.add(p)
+                cols |= self.enc_columns_of(p, seen)
+        return cols
+
+
+def read_copy_header(line):
+    """(schema, table), [columns] of a 'COPY x (a, b) FROM stdin;' line."""
+    name, pos = parse_qualified(line, 5)
+    if len(name) == 1:
+        name = ("public",) + name
+    cols = []
+    rest = line[pos:].lstrip()
+    if rest.startswith(b"("):
+        pos = line.index(b"(", pos) + 1
+        while True:
+            while line[pos:pos + 1] == b" ":
+                pos += 1
+            col, pos = parse_ident(line, pos)
+            cols.append(col)
+            while line[pos:pos + 1] == b" ":
+                pos += 1
+            if line[pos:pos + 1] == b",":
+                pos += 1
+                continue
+            break
+    return name[-2:], cols
+
+
+def scan_schema(path):
+    """Pass 1: CREATE TABLE column types, inheritance, and the keyring's COPY data."""
+    sch = DumpSchema()
+    with open(path, "rb") as f:
+        head = f.read(5)
+        if head == b"PGDMP":
+            die("%s is a custom-format dump; convert it first: "
+                             "pg_restore -f plain.sql %s" % (path, path))
+        f.seek(0)
+        table = None
+        copy_target = None
+        copy_cols = None
+        for line in f:
+            line = line.rstrip(b"\n")
+            if copy_target is not None:
+                if line == b"\\.":
+                    copy_target = None
+                    continue
+                fields = [copy_unescape(x) for x in line.split(b"\t")]
+                row = {c: fields[i] if i < len(fields) else None for i, c in enumerate(copy_cols)}
+                if copy_target == "keys":
+                    sch.keys[row["key_name"].decode("utf-8", "surrogateescape")] = row
+                else:
+                    sch.versions[int(row["id"])] = row
+                continue
+            if table is not None:
+                if line.startswith(b")"):
+                    m = re.search(rb"(?:INHERITS|PARTITION OF) \((.*)\)", line)
+                    if m:
+                        pos = 0
+                        s = m.group(1)
+                        while pos < len(s):
+                            p, pos = parse_qualified(s, pos)
+                            sch.parents.setdefault(table, []).append(p[-2:])
+                            while s[pos:pos + 2] == b", ":
+                                pos += 2
+                    table = None
+                    continue
+                body = line.strip()
+                if body.startswith(b"CONSTRAINT "):
+                    continue
+                try:
+                    col, pos = parse_ident(body, 0)
+                except ValueError:
+                    continue
+                if _ENC_TEXT_TYPE.match(body, pos + 1):
+                    sch.enc_columns.setdefault(table, set()).add(col)
+                continue
+            if _CREATE_TABLE.match(line):
+                start = _CREATE_TABLE.match(line).end()
+                name, pos = parse_qualified(line, start)
+                if len(name) == 1:
+                    name = ("public",) + name
+                table = name[-2:]
+                rest = line[pos:]
+                m = re.match(rb" PARTITION OF (.*?)(?: \(| FOR | DEFAULT|$)", rest)
+                if m:
+                    p, _ = parse_qualified(m.group(1), 0)
+                    sch.parents.setdefault(table, []).append(p[-2:])
+                if not rest.rstrip().endswith(b"("):
+                    table = None
+                continue
+            if _COPY.match(line):
+                target, cols = read_copy_header(line)
+                if target == ("pgcrypt_kms", "keys"):
+                    copy_target, copy_cols = "keys", cols
+                    sch.keyring_blocks += 1
+                elif target == ("pgcrypt_kms", "key_versions"):
+                    copy_target, copy_cols = "versions", cols
+                    sch.keyring_blocks += 1
+                else:
+                    # skip the data of other tables in this pass
+                    for l2 in f:
+                        if l2.rstrip(b"\n") == b"\\.":
+                            break
+                continue
+    if sch.keyring_blocks > 2:
+        die("the dump holds the keyring of several databases "
+                         "(pg_dumpall?); give the dump of one database")
+    return sch
+
+
+# ---------------------------------------------------------------- KMS access
+
+def _text(row, col):
+    v = row.get(col)
+    return None if v is None else v.decode("utf-8", "surrogateescape")
+
+
+class Unwrapper:
+    """Unwraps data keys and index keys; never exposes them outside this process."""
+
+    def __init__(self, args):
+        self.args = args
+        self._master = None
+        self._clients = {}
+
+    def _master_key(self):
+        if self._master is None:
+            path = self.args.local_key_file
+            if not path:
+                raise RecoverError("a local: key needs --local-key-file (the master key file "
+                                   "named by pgcrypt_kms.local_key_file)")
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(LOCAL_MASTER_LEN + 1)
+            except OSError as e:
+                raise RecoverError("cannot read the local master key file %s: %s"
+                                   % (path, e.strerror)) from None
+            if len(data) != LOCAL_MASTER_LEN:
+                raise RecoverError("the local master key file %s is not %d bytes long"
+                                   % (path, LOCAL_MASTER_LEN))
+            self._master = data
+        return self._master
+
+    def _local(self, name, kms_context, wrapped):
+        if not name or len(name.encode()) > 256:
+            raise RecoverError("invalid local key name")
+        if (len(wrapped) != len(LOCAL_WRAP_HEADER) + NONCE_LEN + DEK_LEN + GCM_TAG_LEN
+                or wrapped[:3] != LOCAL_WRAP_HEADER):
+            raise RecoverError("the wrapped key is not a local: provider key of the expected size")
+        kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=LOCAL_HKDF_SALT,
+                   info=name.encode("utf-8", "surrogateescape")).derive(self._master_key())
+        ctx = (kms_context if kms_context is not None else "{}").encode("utf-8", "surrogateescape")
+        aad = LOCAL_WRAP_HEADER + name.encode("utf-8", "surrogateescape") + b"\x00" + ctx
+        try:
+            return AESGCM(kek).decrypt(wrapped[3:15], wrapped[15:], aad)
+        except InvalidTag:
+            raise RecoverError("could not unwrap with the local master key: another master key "
+                               "file, or the wrapped key or its KMS context was changed") from None
+
+    def _aws_client(self, region):
+        if region not in self._clients:
+            try:
+                import botocore.session
+                import botocore.config
+            except ImportError:
+                raise RecoverError("aws-kms: keys need python3-botocore") from None
+            endpoint = (self.args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_KMS")
+                        or os.environ.get("AWS_ENDPOINT_URL"))
+            session = botocore.session.get_session()
+            cfg = botocore.config.Config(retries={"max_attempts": 5, "mode": "standard"})
+            self._clients[region] = session.create_client(
+                "kms", region_name=region, endpoint_url=endpoint or None, config=cfg)
+        return self._clients[region]
+
+    def _aws(self, key_id, kms_context, wrapped):
+        import botocore.exceptions
+        region = None
+        m = re.match(r"arn:[^:]+:kms:([^:]+):", key_id)
+        if m:
+            region = m.group(1)
+        region = (region or self.args.region or os.environ.get("AWS_REGION")
+                  or os.environ.get("AWS_DEFAULT_REGION"))
+        req = {"CiphertextBlob": wrapped, "KeyId": key_id}
+        ctx = json.loads(kms_context) if kms_context else {}
+        if not isinstance(ctx, dict) or not all(isinstance(v, str) for v in ctx.values()):
+            raise RecoverError("the key's kms_context is not a JSON object of strings")
+        if ctx:
+            req["EncryptionContext"] = ctx
+        try:
+            resp = self._aws_client(region).decrypt(**req)
+        except botocore.exceptions.ClientError as e:
+            err = e.response.get("Error", {})
+            raise RecoverError("AWS KMS Decrypt of key %s refused: %s: %s (request id %s)"
+                               % (key_id, err.get("Code"), err.get("Message"),
+                                  e.response.get("ResponseMetadata", {}).get("RequestId"))) from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise RecoverError("AWS KMS Decrypt of key %s failed: %s" % (key_id, e)) from None
+        return resp["Plaintext"]
+
+    def unwrap(self, kms_key, kms_key_arn, kms_context, wrapped, check, what):
+        """Unwrap a key and verify it against its key-check value (FORMAT.md §4)."""
+        if wrapped is None:
+            raise RecoverError("%s: no wrapped key is stored (destroyed)" % what)
+        if kms_key.startswith("local:"):
+            key = self._local(kms_key[len("local:"):], kms_context, wrapped)
+        elif kms_key.startswith("aws-kms:"):
+            key_id = kms_key[len("aws-kms:"):]
+            if kms_key_arn:
+                key_id = kms_key_arn[len("aws-kms:"):] if kms_key_arn.startswith("aws-kms:") else kms_key_arn
+            key = self._aws(key_id, kms_context, wrapped)
+        else:
+            raise RecoverError("%s: unknown KMS key reference scheme" % what)
+        if len(key) != DEK_LEN or check is None or not hmac.compare_digest(key_check(key), check):
+            raise RecoverError("%s: the unwrapped key does not match its key-check value; "
+                               "it was not used" % what)
+        return key
+
+
+class Keyring:
+    def __init__(self, sch, unwrapper):
+        self.sch = sch
+        self.unwrapper = unwrapper
+        self.deks = {}            # version id -> key, or RecoverError
+        self.index_keys = {}      # key name -> [(label, key)]
+        self.used = {}            # version id -> count
+
+    def describe(self, vid):
+        v = self.sch.versions.get(vid)
+        if v is None:
+            return "version id %d" % vid
+        return "key \"%s\" version %s" % (_text(v, "key_name"), _text(v, "version"))
+
+    def dek(self, vid):
+        if vid not in self.deks:
+            try:
+                self.deks[vid] = self._load(vid)
+            except RecoverError as e:
+                self.deks[vid] = e
+        d = self.deks[vid]
+        if isinstance(d, RecoverError):
+            raise d
+        return d
+
+    def _load(self, vid):
+        v = self.sch.versions.get(vid)
+        if v is None:
+            raise RecoverError("key version id %d is not in the dump's keyring" % vid)
+        name = _text(v, "key_name")
+        k = self.sch.keys.get(name)
+        if k is None:
+            raise RecoverError("key \"%s\" of version id %d is not in the dump's keyring" % (name, vid))
+        what = "key \"%s\" version %s" % (name, _text(v, "version"))
+        state = _text(v, "state")
+        if state == "destroyed" or v.get("wrapped_dek") is None:
+            raise RecoverError("%s was destroyed (kms_destroy_key): its values cannot be recovered" % what)
+        if state == "retired":
+            print("pgck_recover: note: %s is retired; decrypting its values anyway" % what,
+                  file=sys.stderr)
+        return self.unwrapper.unwrap(_text(v, "kms_key"), _text(v, "kms_key_arn"),
+                                     _text(k, "kms_context"), bytea_value(v["wrapped_dek"]),
+                                     bytea_value(v.get("key_check")), what)
+
+    def index_keys_of(self, name):
+        """[(label, key)] current first, then previous; for --verify-tags."""
+        if name not in self.index_keys:
+            k = self.sch.keys.get(name)
+            keys = []
+            if k is not None and _text(k, "blind_index") not in (None, "none"):
+                ref = _text(k, "index_kms_key") or _text(k, "kms_key")
+                arn = _text(k, "index_kms_key_arn")
+                for label, wcol, ccol in (("current", "index_key_wrapped", "index_key_check"),
+                                          ("previous", "prev_index_key_wrapped", "prev_index_key_check")):
+                    w = bytea_value(k.get(wcol))
+                    if w is None:
+                        continue
+                    keys.append((label, self.unwrapper.unwrap(
+                        ref, arn, _text(k, "kms_context"), w, bytea_value(k.get(ccol)),
+                        "%s blind-index key of key \"%s\"" % (label, name))))
+            self.index_keys[name] = keys
+        return self.index_keys[name]
+
+
+# ---------------------------------------------------------------- contexts
+
+_TEMPLATE = re.compile(r"\{\{|\}\}|\{([^{}]+)\}|[{}]")
+
+
+class ContextTemplate:
+    def __init__(self, template):
+        self.parts = []           # str literal or ("col", name)
+        pos = 0
+        for m in _TEMPLATE.finditer(template):
+            if m.start() > pos:
+                self.parts.append(template[pos:m.start()])
+            tok = m.group(0)
+            if tok == "{{":
+                self.parts.append("{")
+            elif tok == "}}":
+                self.parts.append("}")
+            elif m.group(1) is not None:
+                self.parts.append(("col", m.group(1)))
+            else:
+                raise ValueError("unbalanced brace in context template %r" % template)
+            pos = m.end()
+        if pos < len(template):
+            self.parts.append(template[pos:])
+
+    def columns(self):
+        return [p[1] for p in self.parts if isinstance(p, tuple)]
+
+    def render(self, row):
+        out = bytearray()
+        for p in self.parts:
+            if isinstance(p, tuple):
+                v = row.get(p[1])
+                if v is None:
+                    raise RecoverError("context column \"%s\" is NULL in this row" % p[1])
+                out += v
+            else:
+                out += p.encode("utf-8", "surrogateescape")
+        return bytes(out)
+
+
+def split_column_spec(spec):
+    """'schema.table.col' or 'table.col' -> (schema or None, table, col)."""
+    parts, pos = parse_qualified(spec.encode("utf-8", "surrogateescape"), 0)
+    if pos != len(spec.encode("utf-8", "surrogateescape")) or len(parts) not in (2, 3):
+        raise ValueError("expected TABLE.COLUMN or SCHEMA.TABLE.COLUMN, got %r" % spec)
+    return (None,) + parts if len(parts) == 2 else parts
+
+
+# ---------------------------------------------------------------- output files
+
+def open_private(path, force):
+    """A new file, mode 0600; never an existing file others can read."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        if not force:
+            die("%s exists; refusing to overwrite it (--force)" % path)
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077:
+            die("%s is readable or writable by group or others "
+                             "(mode %04o): refusing to write plaintext into it"
+                             % (path, st.st_mode & 0o7777))
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def open_stdout():
+    st = os.fstat(sys.stdout.fileno())
+    if stat.S_ISREG(st.st_mode) and st.st_mode & 0o044:
+        die("standard output is a file that group or others can read "
+                         "(mode %04o): refusing to write plaintext into it" % (st.st_mode & 0o7777))
+    return os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+
+
+def safe_file_name(schema, table):
+    def enc(s):
+        return "".join(c if (c.isascii() and (c.isalnum() or c in "_-")) else "%%%02X" % ord(c)
+                       if ord(c) < 256 else "%%u%04X" % ord(c) for c in s)
+    return "%s.%s.csv" % (enc(schema), enc(table))
+
+
+# ---------------------------------------------------------------- the run
+
+class Failure:
+    def __init__(self, table, column, line, what):
+        self.table, self.column, self.line, self.what = table, column, line, what
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        prog="pgck_recover.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
+    ap.add_argument("dump", help="plain-format pg_dump of one database (a file, read twice)")
+    ap.add_argument("--csv-dir", help="write SCHEMA.TABLE.csv per table with enc_text columns here "
+                    "(created with mode 0700 if missing)")
+    ap.add_argument("--out", help="write the dump with plaintext in place of enc_text values "
+                    "(\"-\": standard output)")
+    ap.add_argument("--all-tables", action="store_true",
+                    help="with --csv-dir, write every table's data, not only tables with enc_text columns")
+    ap.add_argument("--column", action="append", default=[], metavar="[SCHEMA.]TABLE.COLUMN",
+                    help="decrypt only these columns (repeatable); also names a column the dump "
+                    "does not declare enc_text")
+    ap.add_argument("--context", action="append", default=[], metavar="[SCHEMA.]TABLE.COLUMN=TEMPLATE",
+                    help="the context of a column's values: literal text with {col} for the text of "
+                    "another column of the same row ({{ }} for braces)")
+    ap.add_argument("--local-key-file", help="the master key file of the local: provider "
+                    "(pgcrypt_kms.local_key_file)")
+    ap.add_argument("--endpoint-url", help="AWS KMS endpoint URL (default: AWS_ENDPOINT_URL_KMS, "
+                    "AWS_ENDPOINT_URL, else AWS's)")
+    ap.add_argument("--region", help="AWS region for key references that are not ARNs "
+                    "(default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
+    ap.add_argument("--verify-tags", action="store_true",
+                    help="also recompute every blind-index tag from the plaintext with the key's "
+                    "index keys (unwraps them) and count the tags that match")
+    ap.add_argument("--keep-going", action="store_true",
+                    help="on a value that cannot be decrypted, leave its ciphertext in the output, "
+                    "report it, go on, and keep the outputs (exit status 1)")
+    ap.add_argument("--force", action="store_true",
+                    help="overwrite existing output files that only their owner can access")
+    ap.add_argument("--list", action="store_true",
+                    help="only list the keyring and the enc_text columns found (no KMS call)")
+    args = ap.parse_args(argv)
+
+    if not args.list and not args.csv_dir and not args.out:
+        ap.error("give --csv-dir DIR and/or --out FILE (or --list)")
+
+    try:
+        sch = scan_schema(args.dump)
+    except OSError as e:
+        print("pgck_recover: cannot read %s: %s" % (args.dump, e.strerror), file=sys.stderr)
+        return 2
+    if not sch.versions:
+        print("pgck_recover: the dump holds no pgcrypt_kms keyring (COPY pgcrypt_kms.key_versions)",
+              file=sys.stderr)
+        return 2
+
+    # which columns to decrypt: (schema, table) -> set(columns)
+    wanted = None
+    try:
+        if args.column:
+            wanted = [split_column_spec(c) for c in args.column]
+        contexts = []
+        for spec in args.context:
+            col, sep, template = spec.partition("=")
+            if not sep:
+                raise ValueError("--context needs [SCHEMA.]TABLE.COLUMN=TEMPLATE, got %r" % spec)
+            contexts.append((split_column_spec(col), ContextTemplate(template)))
+    except ValueError as e:
+        ap.error(str(e))
+
+    def match(spec, table, col):
+        s, t, c = spec
+        return (s is None or s == table[0]) and t == table[1] and c == col
+
+    def columns_for(table, copy_cols):
+        if wanted is not None:
+            return [c for c in copy_cols if any(match(w, table, c) for w in wanted)]
+        enc = sch.enc_columns_of(table)
+        return [c for c in copy_cols if c in enc]
+
+    def context_for(table, col):
+        found = [t for spec, t in contexts if match(spec, table, col)]
+        if len(found) > 1:
+            die("several --context options name %s.%s" % (qname(table), col))
+        return found[0] if found else None
+
+    if args.list:
+        for name in sorted(sch.keys):
+            k = sch.keys[name]
+            print("key %s: kms_key=%s kms_context=%s blind_index=%s index_bits=%s%s"
+                  % (name, _text(k, "kms_key"), _text(k, "kms_context"), _text(k, "blind_index"),
+                     _text(k, "index_bits"), " destroyed" if k.get("destroyed") else ""))
+        for vid in sorted(sch.versions):
+            v = sch.versions[vid]
+            print("  version id %d: key %s version %s state %s kms_key %s"
+                  % (vid, _text(v, "key_name"), _text(v, "version"), _text(v, "state"), _text(v, "kms_key")))
+        for t in sorted(set(sch.enc_columns) | set(sch.parents)):
+            cols = sch.enc_columns_of(t)
+            if cols:
+                print("enc_text columns of %s: %s" % (qname(t), ", ".join(sorted(cols))))
+        return 0
+
+    keyring = Keyring(sch, Unwrapper(args))
+    failures = []
+    stats = {}                    # (table, col) -> [decrypted, failed, null]
+    tagstats = {"current": 0, "previous": 0, "unmatched": 0}
+    created = []
+    out = None
+    csv_files = {}
+
+    def fail_cleanup():
+        for fobj in list(csv_files.values()) + ([out] if out is not None else []):
+            try:
+                fobj.close()
+            except OSError:
+                pass
+        for p in created:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+    try:
+        if args.csv_dir:
+            if not os.path.isdir(args.csv_dir):
+                os.mkdir(args.csv_dir, 0o700)
+        if args.out:
+            if args.out == "-":
+                out = open_stdout()
+            else:
+                out = open_private(args.out, args.force)
+                created.append(args.out)
+
+        with open(args.dump, "rb") as f:
+            lineno = 0
+            block = None          # (table, copy_cols, decrypt_cols, csv file)
+            for line in f:
+                lineno += 1
+                if block is None:
+                    if out is not None:
+                        out.write(line)
+                    if _COPY.match(line):
+                        table, copy_cols = read_copy_header(line.rstrip(b"\n"))
+                        if table[0] == "pgcrypt_kms":
+                            continue
+                        dcols = columns_for(table, copy_cols)
+                        csvf = None
+                        if args.csv_dir and (dcols or args.all_tables):
+                            path = os.path.join(args.csv_dir, safe_file_name(*table))
+                            csvf = open_private(path, args.force)
+                            created.append(path)
+                            csv_files[table] = csvf
+                            csvf.write(b",".join(csv_field(c.encode("utf-8", "surrogateescape"))
+                                                 for c in copy_cols) + b"\n")
+                        ctxs = {c: context_for(table, c) for c in dcols}
+                        for c, t in ctxs.items():
+                            for dep in (t.columns() if t else []):
+                                if dep not in copy_cols:
+                                    die("the context of %s.%s names column "
+                                                     "\"%s\", which %s does not have"
+                                                     % (qname(table), c, dep, qname(table)))
+                        block = (table, copy_cols, [copy_cols.index(c) for c in dcols], csvf, ctxs)
+                    continue
+                if line.rstrip(b"\n") == b"\\.":
+                    if out is not None:
+                        out.write(line)
+                    block = None
+                    continue
+                table, copy_cols, didx, csvf, ctxs = block
+                raw_fields = line.rstrip(b"\n").split(b"\t")
+                fields = [copy_unescape(x) for x in raw_fields]
+                row = dict(zip(copy_cols, fields))
+                changed = False
+                for i in didx:
+                    col = copy_cols[i]
+                    st = stats.setdefault((table, col), [0, 0, 0])
+                    val = fields[i] if i < len(fields) else None
+                    if val is None:
+                        st[2] += 1
+                        continue
+                    try:
+                        env = Envelope.from_text(val)
+                        tmpl = ctxs.get(col)
+                        ctx = tmpl.render(row) if tmpl is not None else None
+                        dek = keyring.dek(env.version_id)
+                        try:
+                            plain = env.open(dek, ctx)
+                        except RecoverError as e:
+                            raise RecoverError("%s: %s" % (keyring.describe(env.version_id), e)) from None
+                        if args.verify_tags and env.blind_tag is not None:
+                            vrow = sch.versions[env.version_id]
+                            krow = sch.keys[_text(vrow, "key_name")]
+                            label = "unmatched"
+                            for lab, ikey in keyring.index_keys_of(_text(vrow, "key_name")):
+                                if hmac.compare_digest(blind_tag(ikey, _text(krow, "blind_index"),
+                                                                 int(krow["index_bits"]), plain),
+                                                       env.blind_tag):
+                                    label = lab
+                                    break
+                            tagstats[label] += 1
+                    except RecoverError as e:
+                        st[1] += 1
+                        failures.append(Failure(table, col, lineno, str(e)))
+                        if not args.keep_going:
+                            raise _Abort() from None
+                        continue
+                    st[0] += 1
+                    fields[i] = plain
+                    changed = True
+                if out is not None:
+                    if changed:
+                        out.write(b"\t".join(copy_escape(x) for x in fields) + b"\n")
+                    else:
+                        out.write(line)
+                if csvf is not None:
+                    csvf.write(b",".join(csv_field(x) for x in fields) + b"\n")
+        for fobj in list(csv_files.values()) + ([out] if out is not None else []):
+            fobj.close()
+    except _Abort:
+        fail_cleanup()
+    except RecoverError as e:
+        failures.append(Failure(("?", "?"), "?", 0, str(e)))
+        fail_cleanup()
+    except BaseException:
+        fail_cleanup()
+        raise
+
+    for (table, col), (ok, bad, nulls) in sorted(stats.items()):
+        print("pgck_recover: %s.%s: %d decrypted, %d failed, %d NULL"
+              % (qname(table), col, ok, bad, nulls), file=sys.stderr)
+    if args.verify_tags:
+        print("pgck_recover: blind-index tags: %d match the current index key, %d the previous one, "
+              "%d match neither" % (tagstats["current"], tagstats["previous"], tagstats["unmatched"]),
+              file=sys.stderr)
+    for fl in failures:
+        print("pgck_recover: error: %s.%s (dump line %d): %s"
+              % (qname(fl.table), fl.column, fl.line, fl.what), file=sys.stderr)
+    if failures:
+        if not args.keep_going:
+            print("pgck_recover: nothing written (outputs removed); --keep-going leaves "
+                  "undecryptable values as ciphertext", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _Abort(Exception):
+    pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
