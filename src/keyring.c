@@ -1086,3 +1086,85 @@ pgck_kms_destroy_key(PG_FUNCTION_ARGS)
 			 errhidestmt(true)));
 	PG_RETURN_INT32(count);
 }
+
+/*
+ * The cluster that created version id and its DEK's nonce space (issue 11,
+ * defect 7).  Returns false if there is no such version.  With a keyring not
+ * yet updated to 0.2.0 (no writer columns) out->known is false.  Strings in
+ * CurrentMemoryContext.
+ */
+bool
+pgck_keyring_fetch_writer(uint32 id, PgckVersionWriter *out)
+{
+	static SPIPlanPtr plan_writer = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+	OwnerScope	scope;
+	volatile bool found = false;
+
+	memset(out, 0, sizeof(*out));
+	if (id == 0 || id > PG_INT32_MAX)
+		return false;
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		Oid			rel = get_relname_relid("key_versions", get_namespace_oid(KEYRING_SCHEMA, false));
+		bool		has_columns = get_attnum(rel, "nonce_space") != InvalidAttrNumber;
+		Datum		values[1];
+		int			ret;
+
+		SPI_connect();
+		if (has_columns && plan_writer == NULL)
+		{
+			Oid			types[1] = {INT4OID};
+
+			plan_writer = prepare_saved(
+										"SELECT v.key_name, v.version, v.writer_system_id, v.writer_timeline,"
+										"       v.nonce_space"
+										"  FROM " KEYRING_SCHEMA ".key_versions v"
+										" WHERE v.id OPERATOR(pg_catalog.=) $1",
+										1, types);
+		}
+		values[0] = Int32GetDatum((int32) id);
+		if (has_columns)
+			ret = execute_read(plan_writer, values);
+		else
+		{
+			Oid			types[1] = {INT4OID};
+			SPIPlanPtr	plan = SPI_prepare("SELECT v.key_name, v.version FROM " KEYRING_SCHEMA ".key_versions v"
+										   " WHERE v.id OPERATOR(pg_catalog.=) $1", 1, types);
+
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			ret = execute_read(plan, values);
+		}
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed == 1)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+
+			found = true;
+			out->key_name = col_text(tup, desc, 1, caller);
+			out->version = col_int(tup, desc, 2);
+			if (has_columns)
+			{
+				bool		isnull;
+
+				out->known = true;
+				out->system_id = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+				out->timeline = (uint32) DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+				/* uuid is 16 bytes by reference, no header */
+				memcpy(out->nonce_space, DatumGetPointer(SPI_getbinval(tup, desc, 5, &isnull)),
+					   sizeof(out->nonce_space));
+			}
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+	return found;
+}

@@ -69,8 +69,24 @@ typedef struct PgckVersionRow
 	TimestampTz created;
 } PgckVersionRow;
 
+/*
+ * Who counts a version's encryptions (issue 11, defect 7): the cluster that
+ * created it (system identifier and timeline) and its DEK's random nonce
+ * space.  known is false on a keyring not yet updated to 0.2.0.
+ */
+typedef struct PgckVersionWriter
+{
+	char	   *key_name;
+	int32		version;
+	bool		known;
+	uint64		system_id;
+	uint32		timeline;
+	uint8		nonce_space[16];
+} PgckVersionWriter;
+
 extern bool pgck_keyring_fetch_key(const char *name, PgckKeyRow *out);
 extern bool pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out);
+extern bool pgck_keyring_fetch_writer(uint32 id, PgckVersionWriter *out);
 
 extern const char *pgck_state_name(PgckKeyState state);
 extern const char *pgck_transform_name(PgckTransform t);

@@ -1,11 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * usage.c
- *		Shared per-(database, key version) encryption counters; see usage.h.
+ *		Shared per-DEK encryption counters, and which cluster may use them;
+ *		see usage.h.
  *
  * Slots are assigned under one LWLock (rare: once per version per backend)
  * and counted with atomics (every encryption).  The slot table is open
- * addressing on (dbid, id); it never shrinks while the server runs.
+ * addressing on the slot key; it never shrinks while the server runs.  A
+ * slot key is a version's nonce space (a random uuid stored with the
+ * version), or for counts carried over from 0.1.0's file and for a keyring
+ * not yet updated, the (database, version id) pair 0.1.0 counted by.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,6 +18,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
@@ -21,19 +29,32 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 
+#include "keyring.h"
+#include "pgck_errcodes.h"
 #include "usage.h"
 
-#define USAGE_SLOTS		131072	/* 2 MB of shared memory */
+#define USAGE_SLOTS		131072	/* 5 MB of shared memory */
 #define USAGE_FILE		"pgcrypt_kms_usage.dat"
-#define USAGE_MAGIC		0x50474b55	/* "PGKU" */
+#define USAGE_MAGIC_V1	0x50474b55	/* "PGKU": 0.1.0, records by (dbid, id) */
+#define USAGE_MAGIC		0x50474b32	/* "PGK2": records by UsageKey */
 /* a crash loses at most what was counted since the last save of each slot */
 #define USAGE_CRASH_PAD	(2 * PGCK_USAGE_SAVE_EVERY)
 
+/* space all zero: a (dbid, id) key; otherwise dbid and id are zero */
+typedef struct UsageKey
+{
+	uint8		space[16];
+	Oid			dbid;
+	uint32		id;
+} UsageKey;
+
 typedef struct UsageSlot
 {
-	Oid			dbid;			/* InvalidOid: free */
-	uint32		id;
+	UsageKey	key;
+	uint32		used;			/* 0: free; set last, after the key */
 	pg_atomic_uint64 uses;
 } UsageSlot;
 
@@ -43,14 +64,29 @@ typedef struct UsageState
 	UsageSlot	slots[USAGE_SLOTS];
 } UsageState;
 
-typedef struct UsageRecord
+typedef struct UsageRecordV1
 {
 	Oid			dbid;
 	uint32		id;
 	uint64		uses;
+} UsageRecordV1;
+
+typedef struct UsageRecord
+{
+	UsageKey	key;
+	uint64		uses;
 } UsageRecord;
 
+/* without preloading: this backend's own counts */
+typedef struct LocalCount
+{
+	UsageKey	key;			/* hash key */
+	pg_atomic_uint64 uses;
+} LocalCount;
+
 static UsageState *usage = NULL;
+static HTAB *local_counts = NULL;
+static bool local_warned = false;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -63,33 +99,43 @@ usage_shmem_request(void)
 	RequestNamedLWLockTranche("pgcrypt_kms", 1);
 }
 
-static uint32
-slot_hash(Oid dbid, uint32 id)
+static bool
+key_is_legacy(const UsageKey *k)
 {
-	return (uint32) ((dbid * 0x9E3779B1u) ^ (id * 0x85EBCA77u)) % USAGE_SLOTS;
+	static const uint8 zero[16] = {0};
+
+	return memcmp(k->space, zero, sizeof(zero)) == 0;
 }
 
-/* Find or (create) the slot of (dbid, id); caller holds the lock as needed. */
-static UsageSlot *
-slot_lookup(Oid dbid, uint32 id, bool create)
+static void
+key_legacy(UsageKey *k, Oid dbid, uint32 id)
 {
-	uint32		h = slot_hash(dbid, id);
+	memset(k, 0, sizeof(*k));
+	k->dbid = dbid;
+	k->id = id;
+}
+
+/* Find or (create) the slot of key; caller holds the lock as needed. */
+static UsageSlot *
+slot_lookup(const UsageKey *key, bool create)
+{
+	uint32		h = hash_bytes((const unsigned char *) key, sizeof(UsageKey)) % USAGE_SLOTS;
 	int			i;
 
 	for (i = 0; i < USAGE_SLOTS; i++)
 	{
 		UsageSlot  *s = &usage->slots[(h + i) % USAGE_SLOTS];
 
-		if (s->dbid == dbid && s->id == id)
+		if (s->used && memcmp(&s->key, key, sizeof(UsageKey)) == 0)
 			return s;
-		if (s->dbid == InvalidOid)
+		if (!s->used)
 		{
 			if (!create)
 				return NULL;
-			s->id = id;
+			s->key = *key;
 			pg_atomic_write_u64(&s->uses, 0);
 			pg_write_barrier();
-			s->dbid = dbid;
+			s->used = 1;
 			return s;
 		}
 	}
@@ -119,10 +165,10 @@ usage_save(void)
 		UsageSlot  *s = &usage->slots[i];
 		UsageRecord r;
 
-		if (s->dbid == InvalidOid)
+		if (!s->used)
 			continue;
-		r.dbid = s->dbid;
-		r.id = s->id;
+		memset(&r, 0, sizeof(r));
+		r.key = s->key;
 		r.uses = pg_atomic_read_u64(&s->uses);
 		ok = write(fd, &r, sizeof(r)) == sizeof(r);
 	}
@@ -135,23 +181,42 @@ usage_save(void)
 }
 
 static void
+load_one(const UsageKey *key, uint64 uses)
+{
+	UsageSlot  *s = slot_lookup(key, true);
+
+	/* assume the worst about encryptions after the last save */
+	if (s != NULL)
+		pg_atomic_write_u64(&s->uses, uses + USAGE_CRASH_PAD);
+}
+
+static void
 usage_load(void)
 {
 	int			fd = OpenTransientFile(USAGE_FILE, O_RDONLY | PG_BINARY);
 	uint32		magic;
-	UsageRecord r;
 
 	if (fd < 0)
 		return;
-	if (read(fd, &magic, sizeof(magic)) == sizeof(magic) && magic == USAGE_MAGIC)
+	if (read(fd, &magic, sizeof(magic)) != sizeof(magic))
+		magic = 0;
+	if (magic == USAGE_MAGIC)
 	{
+		UsageRecord r;
+
+		while (read(fd, &r, sizeof(r)) == sizeof(r))
+			load_one(&r.key, r.uses);
+	}
+	else if (magic == USAGE_MAGIC_V1)
+	{
+		UsageRecordV1 r;
+		UsageKey	k;
+
+		/* 0.1.0's counts, by (database, version id): see slot_for_key */
 		while (read(fd, &r, sizeof(r)) == sizeof(r))
 		{
-			UsageSlot  *s = slot_lookup(r.dbid, r.id, true);
-
-			/* assume the worst about encryptions after the last save */
-			if (s != NULL)
-				pg_atomic_write_u64(&s->uses, r.uses + USAGE_CRASH_PAD);
+			key_legacy(&k, r.dbid, r.id);
+			load_one(&k, r.uses);
 		}
 	}
 	CloseTransientFile(fd);
@@ -181,8 +246,8 @@ usage_shmem_startup(void)
 		usage->lock = &(GetNamedLWLockTranche("pgcrypt_kms"))->lock;
 		for (i = 0; i < USAGE_SLOTS; i++)
 		{
-			usage->slots[i].dbid = InvalidOid;
-			usage->slots[i].id = 0;
+			memset(&usage->slots[i].key, 0, sizeof(UsageKey));
+			usage->slots[i].used = 0;
 			pg_atomic_init_u64(&usage->slots[i].uses, 0);
 		}
 	}
@@ -212,30 +277,174 @@ pgck_usage_shared(void)
 	return usage != NULL;
 }
 
+/* ---------------------------------------------------------------- cluster identity */
+
+/* The timeline this cluster writes on (or, in recovery, replays). */
+static uint32
+cluster_timeline(void)
+{
+	TimeLineID	tli;
+
+	if (RecoveryInProgress())
+	{
+		(void) GetXLogReplayRecPtr(&tli);
+		return tli;
+	}
+	return GetWALInsertionTimeLine();
+}
+
+static bool
+written_here(const PgckVersionWriter *w)
+{
+	return !w->known ||
+		(w->system_id == GetSystemIdentifier() && w->timeline == cluster_timeline());
+}
+
+/* Can this transaction rotate a key (as pgck_keycache_count_encryption can)? */
+static bool
+can_rotate_here(void)
+{
+	return !RecoveryInProgress() && !XactReadOnly && !IsInParallelMode();
+}
+
+/*
+ * The slot key of version id, after checking that this cluster may encrypt
+ * with it: false for a version created by another cluster (ereports where
+ * the key cannot be rotated).
+ */
+static bool
+version_usage_key(uint32 id, UsageKey *key)
+{
+	PgckVersionWriter w;
+
+	if (!pgck_keyring_fetch_writer(id, &w))
+	{
+		/* gone since the cache read it: the next lookup reports it */
+		key_legacy(key, MyDatabaseId, id);
+		return true;
+	}
+	if (!written_here(&w))
+	{
+		if (!can_rotate_here())
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KEY_STATE),
+					 errmsg("key \"%s\" version %d was created by another cluster and cannot encrypt here",
+							w.key_name, w.version),
+					 errdetail("Its encryption count is kept by the cluster that created it (system identifier " UINT64_FORMAT ", timeline %u), not by this one (system identifier " UINT64_FORMAT ", timeline %u): a restored copy or a promoted standby would reuse its nonce space uncounted.",
+							   w.system_id, w.timeline, GetSystemIdentifier(), cluster_timeline()),
+					 errhint("Rotate the key with kms_rotate_key() in a writable transaction on this cluster's primary, or encrypt there.")));
+		ereport(LOG,
+				(errmsg("pgcrypt_kms: key \"%s\" version %d was created by another cluster (system identifier " UINT64_FORMAT ", timeline %u); rotating before this cluster (system identifier " UINT64_FORMAT ", timeline %u) encrypts with it",
+						w.key_name, w.version, w.system_id, w.timeline,
+						GetSystemIdentifier(), cluster_timeline()),
+				 errhidestmt(true)));
+		return false;
+	}
+	if (w.known)
+	{
+		memset(key, 0, sizeof(*key));
+		memcpy(key->space, w.nonce_space, sizeof(key->space));
+	}
+	else
+		key_legacy(key, MyDatabaseId, id);
+	return true;
+}
+
+bool
+pgck_usage_version_writable_here(uint32 id)
+{
+	PgckVersionWriter w;
+
+	if (!pgck_keyring_fetch_writer(id, &w))
+		return true;
+	return written_here(&w);
+}
+
+/* The shared counter of key, created (from 0.1.0's count, if any) on first use. */
+static pg_atomic_uint64 *
+shared_counter(const UsageKey *key, uint32 id)
+{
+	UsageSlot  *s;
+
+	LWLockAcquire(usage->lock, LW_EXCLUSIVE);
+	s = slot_lookup(key, false);
+	if (s == NULL)
+	{
+		UsageSlot  *legacy = NULL;
+
+		if (!key_is_legacy(key))
+		{
+			UsageKey	lk;
+
+			/*
+			 * 0.1.0 counted by (database, version id).  Such a count may be
+			 * of another DEK that had the id before (DROP/CREATE EXTENSION):
+			 * taking it over only rotates early.
+			 */
+			key_legacy(&lk, MyDatabaseId, id);
+			legacy = slot_lookup(&lk, false);
+		}
+		s = slot_lookup(key, true);
+		if (s != NULL && legacy != NULL)
+			pg_atomic_write_u64(&s->uses, pg_atomic_read_u64(&legacy->uses));
+	}
+	LWLockRelease(usage->lock);
+	if (s == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("no room to count encryptions of key version id %u", id),
+				 errdetail("pgcrypt_kms counts at most %d key versions per cluster.", USAGE_SLOTS),
+				 errhint("Remove pgcrypt_kms_usage.dat from the data directory only after destroying or retiring unused keys and restarting.")));
+	return &s->uses;
+}
+
+/* This backend's own counter of key (the library is not preloaded). */
+static pg_atomic_uint64 *
+local_counter(const UsageKey *key)
+{
+	LocalCount *c;
+	bool		found;
+
+	if (local_counts == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(UsageKey);
+		ctl.entrysize = sizeof(LocalCount);
+		ctl.hcxt = TopMemoryContext;
+		local_counts = hash_create("pgcrypt_kms local usage", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	if (!local_warned)
+	{
+		local_warned = true;
+		ereport(WARNING,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg("pgcrypt_kms counts this session's encryptions only: it is not in shared_preload_libraries"),
+				 errdetail("AES-GCM with random nonces is safe for 2^32 encryptions per key; without the shared counters no session knows how many the others made."),
+				 errhint("Add pgcrypt_kms to shared_preload_libraries and restart the server.")));
+	}
+	c = hash_search(local_counts, key, HASH_ENTER, &found);
+	if (!found)
+		pg_atomic_init_u64(&c->uses, 0);
+	return &c->uses;
+}
+
 uint64
 pgck_usage_add(uint32 id, pg_atomic_uint64 **slot_cache)
 {
 	uint64		n;
 
-	if (usage == NULL)
-		return 0;
 	if (*slot_cache == NULL)
 	{
-		UsageSlot  *s;
+		UsageKey	key;
 
-		LWLockAcquire(usage->lock, LW_EXCLUSIVE);
-		s = slot_lookup(MyDatabaseId, id, true);
-		LWLockRelease(usage->lock);
-		if (s == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("no room to count encryptions of key version id %u", id),
-					 errdetail("pgcrypt_kms counts at most %d key versions per cluster.", USAGE_SLOTS),
-					 errhint("Remove pgcrypt_kms_usage.dat from the data directory only after destroying or retiring unused keys and restarting.")));
-		*slot_cache = &s->uses;
+		if (!version_usage_key(id, &key))
+			return PGCK_USAGE_FOREIGN;
+		*slot_cache = usage != NULL ? shared_counter(&key, id) : local_counter(&key);
 	}
 	n = pg_atomic_add_fetch_u64(*slot_cache, 1);
-	if (n % PGCK_USAGE_SAVE_EVERY == 0)
+	if (usage != NULL && n % PGCK_USAGE_SAVE_EVERY == 0)
 	{
 		LWLockAcquire(usage->lock, LW_EXCLUSIVE);
 		usage_save();
@@ -247,14 +456,27 @@ pgck_usage_add(uint32 id, pg_atomic_uint64 **slot_cache)
 uint64
 pgck_usage_get(uint32 id, bool *known)
 {
-	UsageSlot  *s;
+	PgckVersionWriter w;
+	UsageKey	key;
+	UsageKey	lk;
+	UsageSlot  *s = NULL;
 
 	*known = false;
 	if (usage == NULL)
 		return 0;
 	*known = true;
+	key_legacy(&lk, MyDatabaseId, id);
+	key = lk;
+	if (pgck_keyring_fetch_writer(id, &w) && w.known)
+	{
+		memset(&key, 0, sizeof(key));
+		memcpy(key.space, w.nonce_space, sizeof(key.space));
+	}
 	LWLockAcquire(usage->lock, LW_SHARED);
-	s = slot_lookup(MyDatabaseId, id, false);
+	s = slot_lookup(&key, false);
+	/* not yet used since 0.1.0's count: that count is what it will start from */
+	if (s == NULL && !key_is_legacy(&key))
+		s = slot_lookup(&lk, false);
 	LWLockRelease(usage->lock);
 	return s ? pg_atomic_read_u64(&s->uses) : 0;
 }
@@ -270,4 +492,20 @@ pgck_kms_version_encryptions(PG_FUNCTION_ARGS)
 	if (!known)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64((int64) n);
+}
+
+/* pgcrypt_kms.cluster_system_id(): recorded with each new key version. */
+PG_FUNCTION_INFO_V1(pgck_cluster_system_id);
+Datum
+pgck_cluster_system_id(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64((int64) GetSystemIdentifier());
+}
+
+/* pgcrypt_kms.cluster_timeline(): recorded with each new key version. */
+PG_FUNCTION_INFO_V1(pgck_cluster_timeline);
+Datum
+pgck_cluster_timeline(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64((int64) cluster_timeline());
 }

@@ -1,0 +1,202 @@
+# Nonce counts belong to the DEK and to the cluster that writes with it
+# (issue 11, defect 7).  A key version records the cluster that created it
+# (system identifier and timeline) and a random nonce space; its count is kept
+# by that cluster under that nonce space.  Shown here:
+#   - a logical copy (pg_dump into another cluster): the first writable
+#     encryption there rotates the key, a read-only one is refused with 55000;
+#   - a physical copy promoted to a primary (new timeline): its first
+#     encryption rotates, while the original primary keeps its version;
+#   - a keyring restored into another database of the same cluster counts on
+#     the same counter, not from zero;
+#   - DROP/CREATE EXTENSION: a reused version id starts its own count, and the
+#     old DEK restored later comes back with its own count;
+#   - 0.1.0 -> 0.2.0: the update keeps the counts 0.1.0 made;
+#   - without shared_preload_libraries a session counts (and rotates at the
+#     bound on) its own encryptions, and warns that it counts only those.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+my $keyfile = "$tmp/master.key";
+my $preload = "shared_preload_libraries = 'pgcrypt_kms'";
+
+sub count_of
+{
+	my ($node, $db, $key, $version) = @_;
+	return $node->safe_psql($db,
+		qq{SELECT coalesce(encryptions::text, 'NULL') FROM kms_keys WHERE key_name = '$key' AND version = $version});
+}
+
+sub current_version
+{
+	my ($node, $db, $key) = @_;
+	return $node->safe_psql($db, qq{SELECT version FROM kms_keys WHERE key_name = '$key' AND current});
+}
+
+# ------------------------------------------------------------------ the source cluster
+my $src = PostgreSQL::Test::Cluster->new('usage_src');
+$src->init(allows_streaming => 1);
+$src->append_conf('postgresql.conf', qq{
+$preload
+pgcrypt_kms.local_key_file = '$keyfile'
+});
+$src->start;
+$src->safe_psql('postgres', q{
+	CREATE EXTENSION pgcrypt_kms;
+	SELECT kms_create_key('k', 'local:usage');
+	SELECT kms_create_key('ro', 'local:usage');
+	SELECT kms_create_key('phys', 'local:usage');
+	CREATE TABLE t (id int PRIMARY KEY, v enc_text, w enc_text);
+	INSERT INTO t SELECT g, kms_encrypt('UsageVal-' || g, 'k'), kms_encrypt('UsageRo-' || g, 'ro')
+	  FROM generate_series(1, 40) g;
+	SELECT count(kms_encrypt('x', 'phys')) FROM generate_series(1, 5);
+});
+my $src_sysid = $src->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()');
+is($src->safe_psql('postgres', q{
+	SELECT string_agg(DISTINCT writer_system_id || '/' || writer_timeline, ',') FROM pgcrypt_kms.key_versions}),
+	"$src_sysid/1", 'each version records the cluster (system identifier, timeline) that created it');
+is($src->safe_psql('postgres', q{SELECT count(DISTINCT nonce_space) FROM pgcrypt_kms.key_versions}), '3',
+	'each version has its own nonce space');
+is(count_of($src, 'postgres', 'k', 1), '40', 'the source counts its 40 encryptions under k v1');
+my $checksum_sql = q{SELECT md5(string_agg(kms_decrypt(v) || kms_decrypt(w), ',' ORDER BY id)) FROM t};
+my $expected = $src->safe_psql('postgres', $checksum_sql);
+
+# ------------------------------------------------------------------ logical copy into another cluster
+my $dump = "$tmp/src.dump";
+$src->command_ok([ 'pg_dump', '-Fc', '-d', $src->connstr('postgres'), '-f', $dump ], 'pg_dump the source');
+my $dst = PostgreSQL::Test::Cluster->new('usage_dst');
+$dst->init;
+$dst->append_conf('postgresql.conf', qq{
+$preload
+pgcrypt_kms.local_key_file = '$keyfile'
+});
+$dst->start;
+$dst->command_ok([ 'pg_restore', '--exit-on-error', '-d', $dst->connstr('postgres'), $dump ], 'restore it into another cluster');
+is($dst->safe_psql('postgres', $checksum_sql), $expected, 'the copy decrypts everything');
+is($dst->safe_psql('postgres', q{SELECT writer_system_id FROM pgcrypt_kms.key_versions WHERE key_name = 'k'}),
+	$src_sysid, 'the restored version still names the source cluster as its writer');
+
+# read-only first: the copy cannot rotate, so it refuses
+my ($ret, $stdout, $stderr) = $dst->psql('postgres',
+	q{BEGIN READ ONLY; SELECT kms_encrypt('x', 'ro'); COMMIT;},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($stderr, qr/ERROR:\s+55000: key "ro" version 1 was created by another cluster and cannot encrypt here/,
+	'a read-only encryption in the copy under a version of the source is refused (55000)');
+like($stderr, qr/HINT:\s+Rotate the key with kms_rotate_key\(\)/, '... with a hint to rotate');
+is(current_version($dst, 'postgres', 'ro'), '1', '... and nothing was rotated');
+
+# writable: the first encryption rotates and is sealed under the new version
+my $new_id = $dst->safe_psql('postgres', q{SELECT kms_version_id(kms_encrypt('first in copy', 'k'))});
+is(current_version($dst, 'postgres', 'k'), '2', 'the first writable encryption in the copy rotated k to version 2');
+is($new_id, $dst->safe_psql('postgres', q{SELECT version_id FROM kms_keys WHERE key_name = 'k' AND version = 2}),
+	'... and that value is sealed under version 2');
+my $dst_sysid = $dst->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()');
+is($dst->safe_psql('postgres', q{SELECT writer_system_id FROM pgcrypt_kms.key_versions WHERE key_name = 'k' AND version = 2}),
+	$dst_sysid, 'version 2 names the copy as its writer');
+is($dst->safe_psql('postgres', q{SELECT count(*) FROM (SELECT kms_encrypt('more', 'k') FROM generate_series(1, 10)) s}), '10',
+	'the copy goes on encrypting');
+is(current_version($dst, 'postgres', 'k'), '2', '... under version 2, without rotating again');
+is(count_of($dst, 'postgres', 'k', 2), '11', 'the copy counts its own version');
+is($dst->safe_psql('postgres', $checksum_sql), $expected, 'old values still decrypt in the copy');
+like(slurp_file($dst->logfile), qr/key "k" version 1 was created by another cluster \(system identifier $src_sysid, timeline 1\); rotating/,
+	'the rotation is logged with its reason');
+# the source is the writer of version 1: it does not rotate
+$src->safe_psql('postgres', q{SELECT kms_encrypt('still here', 'k')});
+is(current_version($src, 'postgres', 'k'), '1', 'the source keeps encrypting under version 1');
+is(count_of($src, 'postgres', 'k', 1), '41', '... and counts on');
+
+# ------------------------------------------------------------------ physical copy, promoted
+$src->backup('bk');
+my $phys = PostgreSQL::Test::Cluster->new('usage_phys');
+$phys->init_from_backup($src, 'bk', has_streaming => 1);
+$phys->start;
+$src->wait_for_catchup($phys);
+is($phys->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'), $src_sysid,
+	'the standby has the same system identifier as the source');
+$phys->promote;
+$phys->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()') or die 'promotion did not finish';
+is($phys->safe_psql('postgres', 'SELECT pgcrypt_kms.cluster_timeline()'), '2', 'the promoted copy is on timeline 2');
+$phys->safe_psql('postgres', q{SELECT kms_encrypt('first after promotion', 'phys')});
+is(current_version($phys, 'postgres', 'phys'), '2', 'the first encryption after promotion rotated the key');
+is($phys->safe_psql('postgres', q{SELECT writer_system_id || '/' || writer_timeline FROM pgcrypt_kms.key_versions WHERE key_name = 'phys' AND version = 2}),
+	"$src_sysid/2", 'version 2 names the same system identifier on the new timeline');
+$src->safe_psql('postgres', q{SELECT kms_encrypt('old primary', 'phys')});
+is(current_version($src, 'postgres', 'phys'), '1', 'the old primary keeps its own version');
+$phys->stop;
+
+# ------------------------------------------------------------------ another database of the same cluster
+$src->safe_psql('postgres', 'CREATE DATABASE samecluster');
+$src->command_ok([ 'pg_restore', '--exit-on-error', '-d', $src->connstr('samecluster'), $dump ],
+	'restore the dump into another database of the same cluster');
+is(count_of($src, 'samecluster', 'k', 1), '41',
+	'the restored version shows the count of its DEK, not a count from zero');
+$src->safe_psql('samecluster', q{SELECT kms_encrypt('x', 'k') FROM generate_series(1, 4)});
+is(current_version($src, 'samecluster', 'k'), '1', 'the same cluster is the writer: no rotation');
+is(count_of($src, 'postgres', 'k', 1), '45', 'both databases count on one counter per DEK');
+
+# ------------------------------------------------------------------ DROP/CREATE EXTENSION
+$src->safe_psql('postgres', 'CREATE DATABASE dropcreate');
+$src->safe_psql('dropcreate', q{
+	CREATE EXTENSION pgcrypt_kms;
+	SELECT kms_create_key('old', 'local:usage');
+	SELECT count(kms_encrypt('x', 'old')) FROM generate_series(1, 50);
+});
+my $old_id = $src->safe_psql('dropcreate', q{SELECT version_id FROM kms_keys WHERE key_name = 'old'});
+my $dc_dump = "$tmp/dropcreate.dump";
+$src->command_ok([ 'pg_dump', '-Fc', '-d', $src->connstr('dropcreate'), '-f', $dc_dump ], 'dump the first keyring');
+$src->safe_psql('dropcreate', q{
+	DROP EXTENSION pgcrypt_kms;
+	CREATE EXTENSION pgcrypt_kms;
+	SELECT kms_create_key('new', 'local:usage');
+});
+is($src->safe_psql('dropcreate', q{SELECT version_id FROM kms_keys WHERE key_name = 'new'}), $old_id,
+	'the new extension hands out the same version id again');
+is(count_of($src, 'dropcreate', 'new', 1), '0', 'the new DEK under the reused id starts its own count');
+$src->safe_psql('dropcreate', q{SELECT count(kms_encrypt('x', 'new')) FROM generate_series(1, 3)});
+is(count_of($src, 'dropcreate', 'new', 1), '3', '... and counts its own encryptions');
+$src->safe_psql('dropcreate', q{DROP EXTENSION pgcrypt_kms});
+$src->command_ok([ 'pg_restore', '--exit-on-error', '-d', $src->connstr('dropcreate'), $dc_dump ],
+	'restore the first keyring after DROP EXTENSION');
+is(count_of($src, 'dropcreate', 'old', 1), '50', 'the old DEK comes back with its own count');
+
+# ------------------------------------------------------------------ 0.1.0 -> 0.2.0
+$src->safe_psql('postgres', 'CREATE DATABASE upgraded');
+$src->safe_psql('upgraded', q{
+	CREATE EXTENSION pgcrypt_kms VERSION '0.1.0';
+	SELECT kms_create_key('legacy', 'local:usage');
+	SELECT count(kms_encrypt('x', 'legacy')) FROM generate_series(1, 7);
+});
+is(count_of($src, 'upgraded', 'legacy', 1), '7', '0.1.0 counts by version id');
+$src->safe_psql('upgraded', 'ALTER EXTENSION pgcrypt_kms UPDATE');
+is($src->safe_psql('upgraded', q{SELECT writer_system_id FROM pgcrypt_kms.key_versions WHERE key_name = 'legacy'}),
+	$src_sysid, 'the update records this cluster as the writer of existing versions');
+is(count_of($src, 'upgraded', 'legacy', 1), '7', 'the update keeps the 0.1.0 count');
+# a new backend: its cache reads the version's nonce space afresh
+$src->safe_psql('upgraded', q{SELECT count(kms_encrypt('x', 'legacy')) FROM generate_series(1, 2)});
+is(count_of($src, 'upgraded', 'legacy', 1), '9', '... and counts on from it');
+is(current_version($src, 'upgraded', 'legacy'), '1', '... without rotating');
+
+# ------------------------------------------------------------------ without shared_preload_libraries
+my $plain = PostgreSQL::Test::Cluster->new('usage_plain');
+$plain->init;
+$plain->append_conf('postgresql.conf', "pgcrypt_kms.local_key_file = '$keyfile'");
+$plain->start;
+$plain->safe_psql('postgres', q{CREATE EXTENSION pgcrypt_kms; SELECT kms_create_key('np', 'local:usage')});
+($ret, $stdout, $stderr) = $plain->psql('postgres', q{
+	SET pgcrypt_kms.dek_rotate_after = 10;
+	SELECT count(kms_encrypt('x', 'np')) FROM generate_series(1, 12);
+	SELECT version FROM kms_keys WHERE key_name = 'np' AND current;
+});
+is($ret, 0, 'encryption works without preloading');
+like($stderr, qr/WARNING:.*counts this session's encryptions only: it is not in shared_preload_libraries/,
+	'... and warns that only the session counts');
+is((split /\n/, $stdout)[-1], '2', 'a session rotates at the bound on its own count');
+is(count_of($plain, 'postgres', 'np', 1), 'NULL', 'kms_keys shows no cluster-wide count without preloading');
+
+$plain->stop;
+$dst->stop;
+$src->stop;
+done_testing();
