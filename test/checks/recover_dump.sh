@@ -54,8 +54,8 @@ CREATE FUNCTION pt(id int, what text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
   SELECT CASE
     WHEN id = 7 THEN NULL
     WHEN id = 8 THEN ''
-    WHEN what = 'email' THEN E' \t\v' || CASE WHEN id % 3 = 0 THEN 'Alice' ELSE 'BOB.o''Neil+x' END
-                             || id || '@Example.COM' || CASE WHEN id % 4 = 0 THEN E'\u00a0' ELSE '' END || E'\f\r\n '
+    WHEN what = 'email' THEN E' \t\013' || CASE WHEN id % 3 = 0 THEN 'Alice' ELSE 'BOB.o''Neil+x' END
+                             || id || '@Example.COM' || CASE WHEN id % 4 = 0 THEN E'\u00a0' ELSE '' END || E'\f\r\n\013 '
     WHEN what = 'note' AND id = 9 THEN repeat('long note ', 1000)
     WHEN what = 'note' THEN E'line1\nline2\ttab \\ backslash "q", comma \u2709 \U0001D11E #' || id
     WHEN what = 'phone' THEN '+1 (555) 01-' || lpad(id::text, 3, '0') || E' ext\\' || (id % 10)
