@@ -26,7 +26,7 @@ OBJS = \
 
 SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson
 
-REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_lookup lifecycle security usage tenants
+REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_lookup lifecycle security usage tenants outside_review
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CONFIG ?= pg_config

@@ -2,6 +2,197 @@
 \echo Use "ALTER EXTENSION pgcrypt_kms UPDATE" to load this file. \quit
 
 -- ---------------------------------------------------------------- function labels and NULL handling (issue 11)
+-- A non-NULL plaintext never comes back NULL: kms_encrypt, kms_decrypt and
+-- kms_reencrypt are no longer STRICT.  A NULL value still gives NULL; a NULL
+-- key name or context is refused with 22004 instead of silently returning NULL.
+ALTER FUNCTION @extschema@.kms_encrypt(text, text) CALLED ON NULL INPUT;
+ALTER FUNCTION @extschema@.kms_encrypt(text, text, text) CALLED ON NULL INPUT;
+ALTER FUNCTION @extschema@.kms_decrypt(@extschema@.enc_text, text) CALLED ON NULL INPUT;
+ALTER FUNCTION @extschema@.kms_reencrypt(@extschema@.enc_text, text) CALLED ON NULL INPUT;
+
+-- kms_cache_stats() gains kms_refusals: every unwrap the KMS refused (access
+-- denied, key disabled or pending deletion, not found, incorrect key, a
+-- returned key that fails its key-check value), each also logged at LOG.
+DROP FUNCTION @extschema@.kms_cache_stats();
+CREATE FUNCTION @extschema@.kms_cache_stats(
+        OUT hits int8, OUT misses int8, OUT unwraps int8, OUT evictions int8,
+        OUT expirations int8, OUT cached_versions int4,
+        OUT kms_calls int8, OUT kms_errors int8, OUT kms_retries int8,
+        OUT kms_ms_avg float8, OUT kms_ms_max float8, OUT decrypt_failures int8,
+        OUT kms_access_denials int8, OUT by_operation jsonb, OUT kms_refusals int8)
+    AS 'MODULE_PATHNAME', 'pgck_kms_cache_stats' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.kms_cache_stats() IS 'this backend''s key cache and KMS call counters';
+REVOKE ALL ON FUNCTION @extschema@.kms_cache_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+
+-- kms_encrypt_column / kms_decrypt_column ran only for superusers: the engine
+-- read pgcrypt_kms.keys, a schema the extension's roles have no USAGE on.  It
+-- now reads the kms_keys view, which the three roles may SELECT, and no longer
+-- echoes a name that names no key.
+CREATE OR REPLACE PROCEDURE @extschema@.kms_migrate_column(tbl regclass, col name, key text, mode text,
+        batch int4, finish bool, purge bool)
+LANGUAGE plpgsql AS $$
+DECLARE
+    shadow name := left(col, 40) || '_pgck_new';
+    trig name := left(col, 40) || '_pgck_sync';
+    idx name := left(tbl::text, 20) || '_' || left(col, 20) || '_bidx';
+    col_type oid;
+    col_notnull bool;
+    has_shadow bool;
+    transform text;
+    n bigint;
+    total bigint := 0;
+    blk bigint;
+    maxblk bigint;
+    step bigint;
+    target text := CASE WHEN mode = 'encrypt' THEN '@extschema@.enc_text' ELSE 'pg_catalog.text' END;
+    expr text;
+    tries int := 0;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    SELECT a.atttypid, a.attnotnull INTO col_type, col_notnull
+      FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = '42703';
+    END IF;
+    has_shadow := EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = shadow AND NOT a.attisdropped);
+    IF mode = 'encrypt' THEN
+        -- through the kms_keys view: the caller holds a role of the extension,
+        -- never privileges on the keyring schema
+        SELECT k.blind_index INTO transform FROM @extschema@.kms_keys k
+         WHERE k.key_name = key AND k.current;
+        IF NOT FOUND THEN
+            -- the name is not repeated: it may have been a value by mistake
+            RAISE EXCEPTION 'the key name does not name a key with an active version in the keyring'
+                USING ERRCODE = '42704';
+        END IF;
+        IF col_type = '@extschema@.enc_text'::regtype AND NOT has_shadow THEN
+            RAISE NOTICE 'column % of % is already enc_text', col, tbl;
+            RETURN;
+        END IF;
+        IF col_type NOT IN ('pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype, 'pg_catalog.bpchar'::regtype) THEN
+            RAISE EXCEPTION 'column "%" of relation % is of type %, not text', col, tbl, col_type::regtype
+                USING ERRCODE = '42804';
+        END IF;
+        expr := format('@extschema@.kms_encrypt(%I::pg_catalog.text, %L)', col, key);
+    ELSE
+        IF col_type <> '@extschema@.enc_text'::regtype THEN
+            IF has_shadow THEN
+                NULL;       -- resuming: the swap already happened? no: the shadow holds text
+            ELSE
+                RAISE NOTICE 'column % of % is not enc_text', col, tbl;
+                RETURN;
+            END IF;
+        END IF;
+        expr := format('@extschema@.kms_decrypt(%I)', col);
+    END IF;
+
+    -- 1. shadow column, trigger, constraint, blind index
+    IF NOT has_shadow THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, shadow, target);
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW '
+                       'EXECUTE FUNCTION @extschema@.kms_migration_sync(%L, %L, %L, %L)',
+                       trig, col, tbl, col, shadow, coalesce(key, ''), mode);
+        IF col_notnull THEN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID',
+                           tbl, shadow || '_nn', shadow);
+        END IF;
+        IF mode = 'encrypt' AND transform <> 'none' THEN
+            -- the shadow column is empty: one scan, no sort, then kept current by the backfill
+            EXECUTE format('CREATE INDEX %I ON %s (@extschema@.kms_blind_index(%I))', idx, tbl, shadow);
+        END IF;
+        RAISE NOTICE 'kms_migrate_column: % %.%: shadow column % and trigger % created', mode, tbl, col, shadow, trig;
+    END IF;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+    -- 2. backfill by block ranges (each committed), then catch up what moved
+    SELECT greatest(1, batch / greatest(1, (c.reltuples / greatest(c.relpages, 1))::bigint)),
+           pg_catalog.pg_relation_size(tbl) / current_setting('block_size')::bigint
+      INTO step, maxblk FROM pg_class c WHERE c.oid = tbl;
+    blk := 0;
+    WHILE blk <= maxblk LOOP
+        EXECUTE format('UPDATE %s SET %I = %s WHERE ctid >= $1::tid AND ctid < $2::tid AND %I IS NULL AND %I IS NOT NULL',
+                       tbl, shadow, expr, shadow, col)
+          USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+        blk := blk + step;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END LOOP;
+    LOOP
+        EXECUTE format('UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s WHERE %I IS NULL AND %I IS NOT NULL LIMIT %s FOR UPDATE))',
+                       tbl, shadow, expr, tbl, shadow, col, batch);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        EXIT WHEN n = 0;
+        total := total + n;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END LOOP;
+    RAISE NOTICE 'kms_migrate_column: % %.%: % rows backfilled', mode, tbl, col, total;
+
+    -- 3. the NOT NULL check, validated without blocking writes
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = tbl AND conname = shadow || '_nn' AND NOT convalidated) THEN
+        EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', tbl, shadow || '_nn');
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END IF;
+
+    IF NOT finish THEN
+        RAISE NOTICE 'kms_migrate_column: %.% is backfilled and kept in step; call again with finish => true to swap', tbl, col;
+        RETURN;
+    END IF;
+
+    -- 4. the swap, under a lock that waits at most 3 s at a time for running queries
+    LOOP
+        BEGIN
+            PERFORM pg_catalog.set_config('lock_timeout', '3s', true);
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            tries := tries + 1;
+            IF tries >= 20 THEN
+                RAISE;
+            END IF;
+            RAISE NOTICE 'kms_migrate_column: %.% is busy, trying the swap again', tbl, col;
+        END;
+    END LOOP;
+    EXECUTE format('UPDATE %s SET %I = %s WHERE %I IS NULL AND %I IS NOT NULL', tbl, shadow, expr, shadow, col);
+    EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    EXECUTE format('ALTER TABLE %s DROP COLUMN %I', tbl, col);
+    EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', tbl, shadow, col);
+    IF col_notnull THEN
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, col);
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', tbl, shadow || '_nn');
+    END IF;
+    PERFORM pg_catalog.set_config('lock_timeout', '0', true);
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    RAISE NOTICE 'kms_migrate_column: %.% is now %', tbl, col, target;
+
+    -- 5. purge: no live row keeps the dropped column's bytes
+    IF purge THEN
+        maxblk := pg_catalog.pg_relation_size(tbl) / current_setting('block_size')::bigint;
+        blk := 0;
+        WHILE blk <= maxblk LOOP
+            EXECUTE format('UPDATE %s SET %I = %I WHERE ctid >= $1::tid AND ctid < $2::tid', tbl, col, col)
+              USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
+            blk := blk + step;
+            COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        END LOOP;
+        RAISE NOTICE 'kms_migrate_column: every row of % rewritten; run VACUUM % and CHECKPOINT to remove the old row versions', tbl, tbl;
+    END IF;
+END
+$$;
+
+-- kms_verify opens subtransactions (one per key version it loads), which a
+-- parallel worker or a Gather's leader cannot: PARALLEL UNSAFE.
+ALTER FUNCTION @extschema@.kms_verify(regclass, name, text) PARALLEL UNSAFE;
 
 -- ---------------------------------------------------------------- keyring: KMS key ARNs (issue 11, defect 3)
 

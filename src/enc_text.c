@@ -21,6 +21,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/tuplestore.h"
 #include "libpq/pqformat.h"
 #include "catalog/pg_type.h"
@@ -52,6 +53,19 @@ parse_stored(const struct varlena *v, PgckEnvelope *env)
 				(errcode(PGCK_ERRCODE_VALUE_AUTH),
 				 errmsg("malformed enc_text value"),
 				 errdetail("%s", pgck_envelope_status_message(st))));
+}
+
+/*
+ * Can an envelope of this many bytes be stored AND written out again?  Its
+ * text form (enc_text_out: "pgck:" + base64, for COPY and pg_dump) is about
+ * 4/3 of it and must fit one palloc, so values that could be written but
+ * never read back are refused at encryption.
+ */
+static bool
+envelope_fits(size_t size)
+{
+	return size <= MaxAllocSize - VARHDRSZ &&
+		pgck_envelope_text_len(size) + 1 <= MaxAllocSize;
 }
 
 /* ---------------------------------------------------------------- type I/O */
@@ -124,6 +138,11 @@ pgck_enc_text_recv(PG_FUNCTION_ARGS)
 	result = palloc(VARHDRSZ + len);
 	SET_VARSIZE(result, VARHDRSZ + len);
 	pq_copymsgbytes(buf, VARDATA(result), len);
+	if (!envelope_fits(len))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("enc_text value is too large"),
+				 errdetail("Its text form could not be written by COPY or pg_dump.")));
 	st = pgck_envelope_parse((const uint8 *) VARDATA(result), len, &env);
 	if (st == PGCK_ENV_UNKNOWN_VERSION)
 		ereport(ERROR,
@@ -152,6 +171,39 @@ pgck_enc_text_send(PG_FUNCTION_ARGS)
 
 /* ---------------------------------------------------------------- encrypt / decrypt */
 
+/* The largest plaintext that envelope_fits() with a tag of tag_len bytes. */
+static size_t
+max_plaintext(size_t tag_len)
+{
+	size_t		lo = 0,
+				hi = MaxAllocSize;
+
+	while (lo < hi)
+	{
+		size_t		mid = lo + (hi - lo + 1) / 2;
+
+		if (envelope_fits(pgck_envelope_size(mid, tag_len)))
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+/*
+ * A NULL context is refused, never taken as "no context" and never turned
+ * into a NULL result: an application binding a nullable context must not
+ * lose a value silently (22004, as for any other NULL argument that would).
+ */
+static void
+refuse_null_argument(const char *what, const char *function)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("%s of %s must not be null", what, function),
+			 errhint("Call the form without a context for values that have none.")));
+}
+
 /*
  * Per call site (fn_extra): the key entry a key name resolved to, valid while
  * the statement and pgck_keycache_epoch are unchanged.  Saves converting and
@@ -171,7 +223,7 @@ key_for(const text *name, FmgrInfo *flinfo)
 {
 	KeyMemo    *memo = flinfo ? (KeyMemo *) flinfo->fn_extra : NULL;
 	int			len = VARSIZE_ANY_EXHDR(name);
-	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	TimestampTz stmt = pgck_keycache_now();
 	PgckCachedKey *k;
 	char	   *cname;
 
@@ -241,12 +293,12 @@ encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const t
 		tag_len = pgck_blind_index_tag(k, k->hmac, (const char *) pt, pt_len, tag);
 
 	size = pgck_envelope_size(pt_len, tag_len);
-	if (size > MaxAllocSize - VARHDRSZ)
+	if (!envelope_fits(size))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("value is too large to encrypt"),
-				 errdetail("An encrypted value holds at most %zu bytes of plaintext.",
-						   (size_t) (MaxAllocSize - VARHDRSZ - pgck_envelope_size(0, tag_len)))));
+				 errdetail("An encrypted value holds at most %zu bytes of plaintext, so that its text form (COPY, pg_dump) can still be written.",
+						   max_plaintext(tag_len))));
 
 	if (!pgck_random_bytes(nonce, sizeof(nonce)))
 		ereport(ERROR,
@@ -286,7 +338,7 @@ static PgckCachedVersion *
 version_for(uint32 id, FmgrInfo *flinfo)
 {
 	VersionMemo *memo = flinfo ? (VersionMemo *) flinfo->fn_extra : NULL;
-	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	TimestampTz stmt = pgck_keycache_now();
 	PgckCachedVersion *v;
 
 	if (memo != NULL && memo->id == id && memo->statement == stmt &&
@@ -375,9 +427,23 @@ PG_FUNCTION_INFO_V1(pgck_kms_encrypt);
 Datum
 pgck_kms_encrypt(PG_FUNCTION_ARGS)
 {
-	text	   *plain = PG_GETARG_TEXT_PP(0);
-	text	   *key_name = PG_GETARG_TEXT_PP(1);
-	text	   *context = PG_NARGS() > 2 ? PG_GETARG_TEXT_PP(2) : NULL;
+	text	   *plain;
+	text	   *key_name;
+	text	   *context = NULL;
+
+	/* not STRICT: NULL encrypts to NULL, but a value is never lost to a NULL key or context */
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the key name of kms_encrypt must not be null")));
+	if (PG_NARGS() > 2 && PG_ARGISNULL(2))
+		refuse_null_argument("the context", "kms_encrypt");
+	plain = PG_GETARG_TEXT_PP(0);
+	key_name = PG_GETARG_TEXT_PP(1);
+	if (PG_NARGS() > 2)
+		context = PG_GETARG_TEXT_PP(2);
 
 	PG_RETURN_POINTER(encrypt_value((const uint8 *) VARDATA_ANY(plain),
 									VARSIZE_ANY_EXHDR(plain), key_name, context, fcinfo->flinfo));
@@ -387,8 +453,16 @@ PG_FUNCTION_INFO_V1(pgck_kms_decrypt);
 Datum
 pgck_kms_decrypt(PG_FUNCTION_ARGS)
 {
-	struct varlena *value = PG_GETARG_VARLENA_PP(0);
-	text	   *context = PG_NARGS() > 1 ? PG_GETARG_TEXT_PP(1) : NULL;
+	struct varlena *value;
+	text	   *context = NULL;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (PG_NARGS() > 1 && PG_ARGISNULL(1))
+		refuse_null_argument("the context", "kms_decrypt");
+	value = PG_GETARG_VARLENA_PP(0);
+	if (PG_NARGS() > 1)
+		context = PG_GETARG_TEXT_PP(1);
 
 	PG_RETURN_TEXT_P(decrypt_value(value, context, NULL, fcinfo->flinfo));
 }
@@ -402,11 +476,20 @@ PG_FUNCTION_INFO_V1(pgck_kms_reencrypt);
 Datum
 pgck_kms_reencrypt(PG_FUNCTION_ARGS)
 {
-	struct varlena *value = PG_GETARG_VARLENA_PP(0);
-	text	   *context = PG_NARGS() > 1 ? PG_GETARG_TEXT_PP(1) : NULL;
+	struct varlena *value;
+	text	   *volatile context = NULL;
 	char	   *key_name;
-	text	   *plain = decrypt_value(value, context, &key_name, NULL);
+	text	   *plain;
 	struct varlena *volatile result = NULL;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (PG_NARGS() > 1 && PG_ARGISNULL(1))
+		refuse_null_argument("the context", "kms_reencrypt");
+	value = PG_GETARG_VARLENA_PP(0);
+	if (PG_NARGS() > 1)
+		context = PG_GETARG_TEXT_PP(1);
+	plain = decrypt_value(value, context, &key_name, NULL);
 
 	PG_TRY();
 	{
@@ -601,6 +684,39 @@ verify_load_version(VerifyBucket *b, MemoryContext cxt, ResourceOwner owner)
 }
 
 /*
+ * The quoted name of kms_verify's table, after checking that the relation
+ * exists (a regclass argument may hold any OID, or name a table dropped since)
+ * and that col is one of its enc_text columns.
+ */
+static char *
+verify_target(Oid relid, const char *col, Oid ext_schema)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname;
+	AttrNumber	attnum;
+	Oid			atttype;
+	Oid			enc_type;
+
+	if (relname == NULL || (nspname = get_namespace_name(get_rel_namespace(relid))) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	attnum = get_attnum(relid, col);
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist", col, relname)));
+	atttype = get_atttype(relid, attnum);
+	enc_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+							   CStringGetDatum("enc_text"), ObjectIdGetDatum(ext_schema));
+	if (!OidIsValid(enc_type) || atttype != enc_type)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of relation \"%s\" is not of type enc_text", col, relname)));
+	return quote_qualified_identifier(nspname, relname);
+}
+
+/*
  * kms_verify(tbl, col [, context]) → per key version: values that decrypt and
  * values that fail.  Returns counts only, never a plaintext; runs with the
  * caller's privileges (SELECT on the table, EXECUTE granted like kms_decrypt).
@@ -612,9 +728,9 @@ Datum
 pgck_kms_verify(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			relid = PG_GETARG_OID(0);
-	char	   *col = NameStr(*PG_GETARG_NAME(1));
-	char	   *ctx_expr = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Oid			relid;
+	char	   *col;
+	char	   *ctx_expr;
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	HTAB	   *buckets;
@@ -625,9 +741,18 @@ pgck_kms_verify(PG_FUNCTION_ARGS)
 	HASH_SEQ_STATUS status;
 	VerifyBucket *b;
 
+	/* not STRICT (context may be NULL): check the others here */
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the table and column of kms_verify must not be null")));
+	relid = PG_GETARG_OID(0);
+	col = NameStr(*PG_GETARG_NAME(1));
+	ctx_expr = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	/* enc_text lives in the schema of this function (the extension's) */
+	relname = verify_target(relid, col, get_func_namespace(fcinfo->flinfo->fn_oid));
+
 	InitMaterializedSRF(fcinfo, 0);
-	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-										 get_rel_name(relid));
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT %s%s%s%s FROM %s", quote_identifier(col),
 					 ctx_expr ? ", (" : "", ctx_expr ? ctx_expr : "", ctx_expr ? ")::pg_catalog.text" : "",

@@ -51,7 +51,7 @@ static Oid	keys_relid = InvalidOid;
 static Oid	versions_relid = InvalidOid;
 static TimestampTz last_statement = 0;
 
-static void note_kms_denial(const char *key_name, int32 version);
+static void note_kms_refusal(const char *key_name, int32 version, int sqlerrcode);
 
 static const char *const op_names[PGCK_NUM_OPS] = {
 	"GenerateDataKey", "Decrypt", "ReEncrypt", "Encrypt", "DescribeKey",
@@ -74,6 +74,9 @@ typedef struct LockedChunk
 
 static LockedChunk *chunks = NULL;
 static bool lock_warned = false;
+static pid_t exit_wipe_pid = 0;	/* process that registered keycache_exit */
+
+static void keycache_exit(int code, Datum arg);
 
 static LockedChunk *
 locked_chunk_new(void)
@@ -81,6 +84,16 @@ locked_chunk_new(void)
 	LockedChunk *c;
 	void	   *p;
 
+	/*
+	 * Registered per process, here, not in _PG_init: a library preloaded in
+	 * the postmaster would register it there, and every forked backend
+	 * forgets the postmaster's on_proc_exit list.
+	 */
+	if (exit_wipe_pid != MyProcPid)
+	{
+		on_proc_exit(keycache_exit, (Datum) 0);
+		exit_wipe_pid = MyProcPid;
+	}
 	p = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		ereport(ERROR,
@@ -220,22 +233,96 @@ static void
 keycache_exit(int code, Datum arg)
 {
 	LockedChunk *c;
+	int			nchunks = 0;
+	int			nslots = 0;
 
+	if (exit_wipe_pid != MyProcPid)
+		return;
+	for (c = chunks; c != NULL; c = c->next)
+		nslots += c->nused;
 	cache_flush_all();
 	for (c = chunks; c != NULL; c = c->next)
+	{
 		pgck_wipe(c->base, CHUNK_SIZE);
+		nchunks++;
+	}
+	/* no key material: how much was wiped, for tests and audits */
+	elog(DEBUG1, "pgcrypt_kms: wiped %d key slots in %d locked chunks at backend exit",
+		 nslots, nchunks);
 }
 
+/*
+ * Every cached entry re-checks its keyring row before its next use.  Entries
+ * are never trusted across such a change, whatever created them.
+ */
+static void
+invalidate_all(void)
+{
+	cache_gen++;
+	pgck_keycache_epoch++;
+}
+
+/*
+ * A change to the keyring tables (their statement trigger sends a relcache
+ * invalidation, delivered here at the next command, at commit in other
+ * backends, and again in this backend on abort), or a reset of all relcache
+ * entries.  The OIDs are kept: if the tables are dropped, that drop is itself
+ * an invalidation, and the next keyring read records the new OIDs.
+ */
 static void
 keycache_relcache_cb(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == keys_relid || relid == versions_relid)
+	if (relid == InvalidOid ||
+		(OidIsValid(relid) && (relid == keys_relid || relid == versions_relid)))
+		invalidate_all();
+}
+
+/*
+ * Entries installed by this transaction (kms_create_key, rotations) and rows
+ * it read while its own keyring writes were uncommitted must not outlive an
+ * abort of the transaction or of the savepoint that made them.  Whenever this
+ * backend wrote the keyring or installed an entry in the current top-level
+ * transaction, any abort (top-level or subtransaction) invalidates every
+ * entry; they re-check their rows, which then no longer show the aborted
+ * changes.  Independent of the relcache callback, so it holds even if the
+ * keyring OIDs are not known yet.
+ */
+static bool keyring_touched_in_xact = false;
+
+void
+pgck_keycache_note_keyring_write(void)
+{
+	keyring_touched_in_xact = true;
+	invalidate_all();
+}
+
+static void
+keycache_xact_cb(XactEvent event, void *arg)
+{
+	switch (event)
 	{
-		cache_gen++;
-		pgck_keycache_epoch++;
-		/* the tables may have been dropped and re-created */
-		keys_relid = versions_relid = InvalidOid;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			if (keyring_touched_in_xact)
+				invalidate_all();
+			keyring_touched_in_xact = false;
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			keyring_touched_in_xact = false;
+			break;
+		default:
+			break;
 	}
+}
+
+static void
+keycache_subxact_cb(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && keyring_touched_in_xact)
+		invalidate_all();
 }
 
 void
@@ -267,7 +354,9 @@ pgck_keycache_init(void)
 							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
 	CacheRegisterRelcacheCallback(keycache_relcache_cb, (Datum) 0);
-	on_proc_exit(keycache_exit, (Datum) 0);
+	RegisterXactCallback(keycache_xact_cb, NULL);
+	RegisterSubXactCallback(keycache_subxact_cb, NULL);
+	/* keycache_exit is registered by the first key allocation of each process */
 	if (!pgck_crypto_init())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -275,13 +364,30 @@ pgck_keycache_init(void)
 }
 
 /*
- * Once per statement, take in invalidations other sessions committed (a
- * rotation), even inside a transaction that already holds its locks.
+ * The time TTLs are measured against: the start of the current statement, or
+ * of the current transaction if that is later.  A procedure that commits
+ * (CALL kms_reencrypt_table) runs many transactions in one statement; each of
+ * them sees expiry and revocation afresh, while one statement within one
+ * transaction never sees a key vanish halfway.
+ */
+TimestampTz
+pgck_keycache_now(void)
+{
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	TimestampTz xact = GetCurrentTransactionStartTimestamp();
+
+	return Max(stmt, xact);
+}
+
+/*
+ * Once per statement (and per transaction of a procedure), take in
+ * invalidations other sessions committed (a rotation), even inside a
+ * transaction that already holds its locks.
  */
 static TimestampTz
 statement_now(void)
 {
-	TimestampTz now = GetCurrentStatementStartTimestamp();
+	TimestampTz now = pgck_keycache_now();
 
 	if (now != last_statement)
 	{
@@ -315,9 +421,9 @@ static PgckCachedVersion *
 version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState state,
 			   TimestampTz created, const uint8 *dek)
 {
-	PgckCachedVersion *v;
-	bool		found;
-	uint8	   *slot;
+	PgckCachedVersion *volatile v = NULL;
+	bool		found = false;
+	uint8	   *volatile slot = NULL;
 	PgckAead   *aead;
 
 	aead = pgck_aead_new(dek);
@@ -328,16 +434,17 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 	PG_TRY();
 	{
 		slot = pgck_locked_alloc();
+		memcpy(slot, dek, PGCK_DEK_LEN);
+		v = hash_search(version_cache, &id, HASH_ENTER, &found);
 	}
 	PG_CATCH();
 	{
+		/* out of memory: leave no keyed context or key copy behind */
 		pgck_aead_free(aead);
+		pgck_locked_free(slot);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	memcpy(slot, dek, PGCK_DEK_LEN);
-
-	v = hash_search(version_cache, &id, HASH_ENTER, &found);
 	if (!pgck_key_check(dek, v->check))
 		memset(v->check, 0, sizeof(v->check));
 	if (found)
@@ -398,6 +505,7 @@ fetch_key_stable(const char *name, PgckKeyRow *row, bool *found)
 void
 pgck_keycache_install(uint32 id, const char *key_name, int32 version, const uint8 *dek)
 {
+	keyring_touched_in_xact = true;
 	(void) version_insert(id, key_name, version, PGCK_STATE_ACTIVE, GetCurrentTimestamp(), dek);
 }
 
@@ -482,8 +590,7 @@ pgck_keycache_version(uint32 id)
 	PG_CATCH();
 	{
 		pgck_locked_free(dek);
-		if (geterrcode() == PGCK_ERRCODE_PRIVILEGE)
-			note_kms_denial(row.key_name, row.version);
+		note_kms_refusal(row.key_name, row.version, geterrcode());
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -514,10 +621,25 @@ unwrap_index_key(PgckKeyRow *row, bytea *wrapped, bytea *check, PgckHmac **hmac_
 	PG_CATCH();
 	{
 		pgck_locked_free(ikey);
+		note_kms_refusal(row->key_name, row->index_key_version, geterrcode());
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	return ikey;
+}
+
+/*
+ * A key name that names no key is never repeated in the error: an
+ * application that swapped kms_encrypt's arguments would log its plaintext.
+ */
+static void
+unknown_key_name(void)
+{
+	ereport(ERROR,
+			(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+			 errmsg("the key name does not name a key in the keyring"),
+			 errdetail("The name is not repeated here: it may have been a value by mistake (check the order of the arguments)."),
+			 errhint("Create the key with kms_create_key(), or restore the keyring tables; kms_keys lists the keys.")));
 }
 
 PgckCachedKey *
@@ -531,9 +653,7 @@ pgck_keycache_key(const char *name)
 	char		keybuf[PGCK_KEY_NAME_MAX + 1];
 
 	if (strlen(name) > PGCK_KEY_NAME_MAX)
-		ereport(ERROR,
-				(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-				 errmsg("key \"%.*s...\" does not exist", 32, name)));
+		unknown_key_name();
 	memset(keybuf, 0, sizeof(keybuf));
 	strlcpy(keybuf, name, sizeof(keybuf));
 
@@ -550,10 +670,7 @@ pgck_keycache_key(const char *name)
 	{
 		if (k != NULL)
 			key_release(k);
-		ereport(ERROR,
-				(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-				 errmsg("key \"%s\" does not exist", name),
-				 errhint("Create it with kms_create_key(), or restore the keyring tables.")));
+		unknown_key_name();
 	}
 	if (row.destroyed)
 	{
@@ -618,21 +735,32 @@ pgck_keycache_install_key(const char *name, uint32 current_id, PgckTransform tra
 						  int index_bits, const uint8 *ikey)
 {
 	char		keybuf[PGCK_KEY_NAME_MAX + 1];
-	PgckCachedKey *k;
+	PgckCachedKey *volatile k = NULL;
 	PgckHmac   *hmac;
-	uint8	   *slot;
-	bool		found;
+	uint8	   *volatile slot = NULL;
+	bool		found = false;
 
+	keyring_touched_in_xact = true;
 	if (transform == PGCK_BIDX_NONE || ikey == NULL)
 		return;
 	hmac = pgck_hmac_new(ikey, PGCK_DEK_LEN);
 	if (hmac == NULL)
 		return;					/* the first use will unwrap it instead */
-	slot = pgck_locked_alloc();
-	memcpy(slot, ikey, PGCK_DEK_LEN);
 	memset(keybuf, 0, sizeof(keybuf));
 	strlcpy(keybuf, name, sizeof(keybuf));
-	k = hash_search(key_cache, keybuf, HASH_ENTER, &found);
+	PG_TRY();
+	{
+		slot = pgck_locked_alloc();
+		memcpy(slot, ikey, PGCK_DEK_LEN);
+		k = hash_search(key_cache, keybuf, HASH_ENTER, &found);
+	}
+	PG_CATCH();
+	{
+		pgck_hmac_free(hmac);
+		pgck_locked_free(slot);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	if (found)
 		key_release_index_key(k);
 	k->hmac_prev = NULL;
@@ -672,7 +800,7 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 	uint64		rotate_after = pgck_dek_rotate_after > 0 ?
 		(uint64) pgck_dek_rotate_after : DEFAULT_ROTATE_AFTER;
 	uint64		n = pgck_usage_add(v->id, &v->usage);
-	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	TimestampTz stmt = pgck_keycache_now();
 	bool		too_old = pgck_dek_max_age > 0 &&
 		stmt - v->created >= (int64) pgck_dek_max_age * USECS_PER_SEC;
 
@@ -686,8 +814,16 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 			int32		version = v->version;
 			int32		newv;
 
+			/*
+			 * Never waits for another encryptor: a rotation already under
+			 * way (its key row locked) is skipped and this value uses the
+			 * current version, up to the hard bound below; one that another
+			 * session committed is taken up instead of rotating again.
+			 */
 			strlcpy(name, v->key_name, sizeof(name));
-			newv = pgck_keyring_rotate(name, v->id);	/* may evict v */
+			newv = pgck_keyring_rotate(name, v->id, true);	/* may evict v */
+			if (newv == PGCK_ROTATE_BUSY)
+				return false;
 			/* if another session rotated first, take in its invalidation */
 			AcceptInvalidationMessages();
 			if (newv > 0)
@@ -695,6 +831,9 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 						(errmsg("pgcrypt_kms: rotated key \"%s\" from version %d to %d (%s)",
 								name, version, newv, too_old ? "pgcrypt_kms.dek_max_age" : "encryption count"),
 						 errhidestmt(true)));
+			else
+				pgck_keycache_forget_key(name);
+			pgck_keycache_epoch++;
 			return true;
 		}
 	}
@@ -717,7 +856,7 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
  * be alerted on without flooding the log during a scan.
  */
 static TimestampTz last_failure_logged = 0;
-static TimestampTz last_denial_logged = 0;
+static TimestampTz last_refusal_logged = 0;
 
 void
 pgck_note_decrypt_failure(const char *key_name, int32 version, int sqlerrcode)
@@ -735,18 +874,41 @@ pgck_note_decrypt_failure(const char *key_name, int32 version, int sqlerrcode)
 			 errhidestmt(true)));
 }
 
+/*
+ * The KMS (or the key-check value) refused to unwrap a key: access denied,
+ * key disabled or pending deletion, key not found, incorrect key, an
+ * unwrapped key that is not the stored one, the KMS unreachable.  Every one
+ * is logged (once per statement) and counted, so alerting on the log or on
+ * kms_cache_stats() sees a disabled or deleted key as it sees a denial.  A
+ * cancelled query is not a refusal.
+ */
 static void
-note_kms_denial(const char *key_name, int32 version)
+note_kms_refusal(const char *key_name, int32 version, int sqlerrcode)
 {
 	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	const char *what;
 
-	pgck_stats.access_denials++;
-	if (stmt == last_denial_logged)
+	if (sqlerrcode == ERRCODE_QUERY_CANCELED || sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+		sqlerrcode == ERRCODE_OUT_OF_MEMORY)
 		return;
-	last_denial_logged = stmt;
+	pgck_stats.kms_refusals++;
+	if (sqlerrcode == PGCK_ERRCODE_PRIVILEGE)
+		pgck_stats.access_denials++;
+	if (stmt == last_refusal_logged)
+		return;
+	last_refusal_logged = stmt;
+	if (sqlerrcode == PGCK_ERRCODE_PRIVILEGE)
+		what = "denied access to";
+	else if (sqlerrcode == PGCK_ERRCODE_KEY_STATE)
+		what = "refused (key disabled or not in a usable state)";
+	else if (sqlerrcode == PGCK_ERRCODE_UNKNOWN_KEY)
+		what = "refused (KMS key not found)";
+	else
+		what = "failed to unwrap";
 	ereport(LOG,
-			(errmsg("pgcrypt_kms: KMS denied access to key \"%s\" version %d for role \"%s\" (SQLSTATE 42501)",
-					key_name, version, GetUserNameFromId(GetUserId(), true)),
+			(errmsg("pgcrypt_kms: KMS %s key \"%s\" version %d for role \"%s\" (SQLSTATE %s)",
+					what, key_name, version, GetUserNameFromId(GetUserId(), true),
+					unpack_sql_state(sqlerrcode)),
 			 errhidestmt(true)));
 }
 
@@ -787,8 +949,8 @@ Datum
 pgck_kms_cache_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[14];
-	bool		nulls[14];
+	Datum		values[15];
+	bool		nulls[15];
 	int64		calls = 0,
 				errors = 0,
 				retries = 0;
@@ -832,5 +994,7 @@ pgck_kms_cache_stats(PG_FUNCTION_ARGS)
 	values[11] = Int64GetDatum(pgck_stats.decrypt_failures);
 	values[12] = Int64GetDatum(pgck_stats.access_denials);
 	values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum(ops.data));
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	/* 0.1.0's definition has 14 columns (heap_form_tuple reads natts); 0.2.0 adds kms_refusals */
+	values[14] = Int64GetDatum(pgck_stats.kms_refusals);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

@@ -10,10 +10,13 @@
  * per cached key.
  *
  * Entries expire pgcrypt_kms.cache_ttl after they were unwrapped (checked
- * against the statement start time, so one statement never sees a key vanish
- * halfway).  Any change to the keyring tables (trigger → relcache
- * invalidation, also on abort) makes every entry re-check its row before its
- * next use; invalidation messages are accepted once per statement.
+ * against the statement start time, or the transaction's inside a procedure
+ * that commits, so one statement never sees a key vanish halfway).  Any
+ * change to the keyring tables (trigger → relcache invalidation) makes every
+ * entry re-check its row before its next use; invalidation messages are
+ * accepted once per statement.  Nothing installed or read while this
+ * backend's own keyring changes were uncommitted survives an abort of them
+ * (transaction or savepoint).
  *
  * Returned pointers are valid until the next call into this module.
  *
@@ -71,6 +74,7 @@ typedef struct PgckCacheStats
 	int64		expirations;
 	int64		decrypt_failures;
 	int64		access_denials;
+	int64		kms_refusals;	/* every refused unwrap, denials included */
 	int64		calls[PGCK_NUM_OPS];
 	int64		errors[PGCK_NUM_OPS];
 	int64		retries[PGCK_NUM_OPS];
@@ -91,6 +95,19 @@ extern PgckCacheStats pgck_stats;
 extern uint64 pgck_keycache_epoch;
 
 extern void pgck_keycache_init(void);
+
+/*
+ * The time cache TTLs are measured against: the later of the statement's and
+ * the transaction's start (a procedure's COMMIT starts a new period).  Memos
+ * that live for "one statement" must key on this value.
+ */
+extern TimestampTz pgck_keycache_now(void);
+
+/*
+ * This backend wrote the keyring in the current transaction (statement
+ * trigger): every entry re-checks its row now, and again after any abort.
+ */
+extern void pgck_keycache_note_keyring_write(void);
 
 /* The key's cache entry, with its current version id and blind-index MAC. */
 extern PgckCachedKey *pgck_keycache_key(const char *name);

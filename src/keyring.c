@@ -395,6 +395,9 @@ generate_data_key(const char *kms_key, const char *kms_context, uint8 *dek_out)
 	return provider->generate_data_key(rest, kms_context, dek_out, PGCK_DEK_LEN);
 }
 
+/* Errors about a name that names no key never repeat it (it may be a value). */
+#define UNKNOWN_NAME_DETAIL "The name is not repeated here: it may have been a value by mistake (check the order of the arguments)."
+
 static void
 check_key_name(const char *name)
 {
@@ -412,8 +415,9 @@ check_key_name(const char *name)
 			  (*p == ':' && p != name)))
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-					 errmsg("invalid key name \"%s\"", name),
-					 errdetail("A key name holds letters, digits, \"_\", \"-\", \".\" and \":\".")));
+					 errmsg("invalid key name"),
+					 errdetail("A key name holds letters, digits, \"_\", \"-\", \".\" and \":\"; character %d is not one of them (the name is not repeated: it may have been a value by mistake).",
+							   (int) (p - name) + 1)));
 	}
 }
 
@@ -597,8 +601,38 @@ pgck_kms_create_key(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * The id of key name's active version (0 if none) and its highest version
+ * number, as last committed (or written by this transaction), whatever this
+ * transaction's snapshot: a REPEATABLE READ transaction must neither miss a
+ * rotation committed since it began nor number a version twice.  Inside SPI.
+ */
+static void
+latest_versions(Datum name, uint32 *active_id, int32 *max_version)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {name};
+	SPIPlanPtr	plan;
+	int			ret;
+
+	plan = SPI_prepare("SELECT (SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
+					   "         WHERE v.key_name OPERATOR(pg_catalog.=) $1"
+					   "           AND v.state OPERATOR(pg_catalog.=) 'active'),"
+					   "       (SELECT pg_catalog.max(v.version) FROM " KEYRING_SCHEMA ".key_versions v"
+					   "         WHERE v.key_name OPERATOR(pg_catalog.=) $1)",
+					   1, types);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	ret = execute_read(plan, values);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
+	*active_id = (uint32) col_int(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*max_version = col_int(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	SPI_freeplan(plan);
+}
+
 int32
-pgck_keyring_rotate(const char *name, uint32 expected_current)
+pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait)
 {
 	OwnerScope	scope;
 	volatile bool entered = false;
@@ -608,8 +642,8 @@ pgck_keyring_rotate(const char *name, uint32 expected_current)
 	dek = pgck_locked_alloc();
 	PG_TRY();
 	{
-		Oid			types[4] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID};
-		Datum		values[4];
+		Oid			types[5] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID, INT4OID};
+		Datum		values[5];
 		char	   *kms_key;
 		char	   *kms_context;
 		bytea	   *wrapped;
@@ -621,49 +655,68 @@ pgck_keyring_rotate(const char *name, uint32 expected_current)
 		entered = true;
 		SPI_connect();
 		values[0] = CStringGetTextDatum(name);
-		execute_admin("SELECT k.kms_key, k.kms_context::pg_catalog.text,"
-					  "       (SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
-					  "         WHERE v.key_name OPERATOR(pg_catalog.=) k.key_name"
-					  "           AND v.state OPERATOR(pg_catalog.=) 'active')"
+		/*
+		 * Rotations of one key serialize on its row.  An automatic rotation
+		 * (nowait) never waits for it: whoever holds it is rotating already.
+		 */
+		execute_admin(nowait ?
+					  "SELECT k.kms_key, k.kms_context::pg_catalog.text"
 					  "  FROM " KEYRING_SCHEMA ".keys k"
-					  " WHERE k.key_name OPERATOR(pg_catalog.=) $1 AND k.destroyed IS NULL FOR UPDATE OF k",
+					  " WHERE k.key_name OPERATOR(pg_catalog.=) $1 AND k.destroyed IS NULL"
+					  " FOR UPDATE OF k SKIP LOCKED" :
+					  "SELECT k.kms_key, k.kms_context::pg_catalog.text"
+					  "  FROM " KEYRING_SCHEMA ".keys k"
+					  " WHERE k.key_name OPERATOR(pg_catalog.=) $1 AND k.destroyed IS NULL"
+					  " FOR UPDATE OF k",
 					  1, types, values, NULL);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-					 errmsg("key \"%s\" does not exist or was destroyed", name)));
-		kms_key = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, caller);
-		kms_context = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, caller);
-		if (expected_current != 0 &&
-			(uint32) col_int(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3) != expected_current)
+		if (SPI_processed == 0 && nowait)
 		{
-			/* another session rotated while we waited for the row lock */
+			/* locked by a rotation under way (or destroyed: the next lookup says so) */
+			version = PGCK_ROTATE_BUSY;
 			SPI_finish();
 		}
+		else if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+					 errmsg("the key to rotate does not exist or was destroyed"),
+					 errdetail(UNKNOWN_NAME_DETAIL)));
 		else
 		{
-			/* the KMS call runs with the key's row locked: rotations queue */
-			wrapped = generate_data_key(kms_key, kms_context, dek);
+			uint32		active_id;
+			int32		max_version;
 
-			execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET state = 'decrypt-only'"
-						  " WHERE key_name OPERATOR(pg_catalog.=) $1"
-						  "   AND state OPERATOR(pg_catalog.=) 'active'",
-						  1, types, values, NULL);
-			values[1] = CStringGetTextDatum(kms_key);
-			values[2] = PointerGetDatum(wrapped);
-			values[3] = PointerGetDatum(key_check_bytea(dek));
-			execute_admin("INSERT INTO " KEYRING_SCHEMA ".key_versions (key_name, version, kms_key, wrapped_dek, key_check)"
-						  " SELECT $1, COALESCE(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1, $2, $3, $4"
-						  "   FROM " KEYRING_SCHEMA ".key_versions"
-						  "  WHERE key_name OPERATOR(pg_catalog.=) $1"
-						  " RETURNING id, version",
-						  4, types, values, NULL);
-			id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-			SPI_finish();
-			owner_scope_leave(&scope);
-			entered = false;
-			pgck_keycache_install(id, name, version, dek);
+			kms_key = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, caller);
+			kms_context = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, caller);
+			latest_versions(values[0], &active_id, &max_version);
+			if (expected_current != 0 && active_id != expected_current)
+			{
+				/* another session rotated (and committed) before us */
+				SPI_finish();
+			}
+			else
+			{
+				/* one KMS call, with the key's row locked */
+				wrapped = generate_data_key(kms_key, kms_context, dek);
+
+				execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET state = 'decrypt-only'"
+							  " WHERE key_name OPERATOR(pg_catalog.=) $1"
+							  "   AND state OPERATOR(pg_catalog.=) 'active'",
+							  1, types, values, NULL);
+				values[1] = CStringGetTextDatum(kms_key);
+				values[2] = PointerGetDatum(wrapped);
+				values[3] = PointerGetDatum(key_check_bytea(dek));
+				values[4] = Int32GetDatum(max_version + 1);
+				execute_admin("INSERT INTO " KEYRING_SCHEMA ".key_versions (key_name, version, kms_key, wrapped_dek, key_check)"
+							  " VALUES ($1, $5, $2, $3, $4)"
+							  " RETURNING id, version",
+							  5, types, values, NULL);
+				id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+				version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+				SPI_finish();
+				owner_scope_leave(&scope);
+				entered = false;
+				pgck_keycache_install(id, name, version, dek);
+			}
 		}
 	}
 	PG_FINALLY();
@@ -687,7 +740,7 @@ PG_FUNCTION_INFO_V1(pgck_kms_rotate_key);
 Datum
 pgck_kms_rotate_key(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT32(pgck_keyring_rotate(text_to_cstring(PG_GETARG_TEXT_PP(0)), 0));
+	PG_RETURN_INT32(pgck_keyring_rotate(text_to_cstring(PG_GETARG_TEXT_PP(0)), 0, false));
 }
 
 /*
@@ -704,6 +757,7 @@ pgck_keyring_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "pgck_keyring_changed: not called by trigger manager");
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	pgck_keycache_note_keyring_write();
 	PG_RETURN_POINTER(NULL);
 }
 
@@ -751,7 +805,8 @@ pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-					 errmsg("key \"%s\" does not exist or was destroyed", name)));
+					 errmsg("the key name does not name a key in the keyring, or the key was destroyed"),
+					 errdetail(UNKNOWN_NAME_DETAIL)));
 		tup = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
 		kms_key = col_text(tup, desc, 1, caller);
@@ -861,7 +916,8 @@ pgck_kms_set_key_state(PG_FUNCTION_ARGS)
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-					 errmsg("key \"%s\" version %d does not exist", name, version)));
+					 errmsg("the key name and version %d do not name a key version in the keyring", version),
+					 errdetail(UNKNOWN_NAME_DETAIL)));
 		old = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		if (strcmp(old, "destroyed") == 0)
 			ereport(ERROR,
@@ -935,7 +991,8 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-					 errmsg("key \"%s\" does not exist or was destroyed", name)));
+					 errmsg("the key name does not name a key in the keyring, or the key was destroyed"),
+					 errdetail(UNKNOWN_NAME_DETAIL)));
 		tup = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
 		kms_context = col_text(tup, desc, 1, caller);
@@ -1068,7 +1125,8 @@ pgck_kms_destroy_key(PG_FUNCTION_ARGS)
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-					 errmsg("key \"%s\" does not exist or was already destroyed", name)));
+					 errmsg("the key name does not name a key in the keyring, or the key was already destroyed"),
+					 errdetail(UNKNOWN_NAME_DETAIL)));
 		execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET state = 'destroyed', wrapped_dek = NULL"
 					  " WHERE key_name OPERATOR(pg_catalog.=) $1",
 					  1, types, values, NULL);

@@ -95,10 +95,13 @@ extern bool pgck_transform_parse(const char *name, PgckTransform *out);
 /*
  * Rotate key name: a new active data key version, the previous one
  * decrypt-only.  With expected_current != 0, rotate only if that version is
- * still the active one (returns 0 otherwise: another session rotated).
+ * still the active one as last committed (returns 0 otherwise: another
+ * session rotated).  With nowait, a key whose row another transaction holds
+ * (a rotation under way) is not waited for: returns PGCK_ROTATE_BUSY.
  * Returns the new version number.
  */
-extern int32 pgck_keyring_rotate(const char *name, uint32 expected_current);
+#define PGCK_ROTATE_BUSY (-1)
+extern int32 pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait);
 
 /*
  * Unwrap a key through its provider and verify it against its key-check

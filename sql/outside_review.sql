@@ -1,0 +1,131 @@
+-- outside_review: regressions for the defects an outside review found in 0.1
+-- (issue 11).  Each block fails on 0.1.
+\set VERBOSITY default
+CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END $$;
+GRANT EXECUTE ON FUNCTION pg_temp.sqlstate_of(text) TO PUBLIC;
+
+------------------------------------------------------------------ 1. kms_verify checks its arguments
+SELECT kms_create_key('or_v', 'local:regress');
+CREATE TABLE or_verify (v enc_text, t text);
+INSERT INTO or_verify VALUES (kms_encrypt('a', 'or_v'), 'plain');
+CREATE TABLE or_dropped (v enc_text);
+SELECT 'or_dropped'::regclass::oid AS dropped_oid \gset
+DROP TABLE or_dropped;
+SELECT * FROM kms_verify(NULL, 'v');
+SELECT * FROM kms_verify('or_verify', NULL);
+SELECT * FROM kms_verify(NULL, NULL, NULL);
+SELECT pg_temp.sqlstate_of(format('SELECT * FROM kms_verify(%s::oid::regclass, %L)', :dropped_oid, 'v')) AS dropped_table;
+SELECT pg_temp.sqlstate_of($$SELECT * FROM kms_verify(0::oid::regclass, 'v')$$) AS oid_zero;
+SELECT pg_temp.sqlstate_of($$SELECT * FROM kms_verify(4294967295::oid::regclass, 'v')$$) AS oid_max;
+SELECT * FROM kms_verify('or_verify', 'nosuchcol');
+SELECT * FROM kms_verify('or_verify', 't');
+SELECT key_name, version, decrypted, failed FROM kms_verify('or_verify', 'v');
+-- it opens subtransactions: never inside a parallel query
+SELECT proparallel FROM pg_proc WHERE proname = 'kms_verify';
+
+------------------------------------------------------------------ 2. nothing survives its own rollback
+-- a key created (with a blind index) and used in a transaction that rolls back
+BEGIN;
+SELECT kms_create_key('or_g', 'local:regress', blind_index => 'exact');
+SELECT kms_encrypt('boo', 'or_g') AS rolled_back_value \gset
+SELECT kms_decrypt(:'rolled_back_value') AS inside_the_transaction;
+ROLLBACK;
+SELECT pg_temp.sqlstate_of($$SELECT kms_encrypt('x', 'or_g')$$) AS encrypt_after_rollback;
+SELECT pg_temp.sqlstate_of(format('SELECT kms_decrypt(%L::enc_text)', :'rolled_back_value')) AS decrypt_after_rollback;
+SELECT pg_temp.sqlstate_of($$SELECT kms_blind_index('x', 'or_g')$$) AS probe_after_rollback;
+-- the same in a savepoint
+BEGIN;
+SAVEPOINT s;
+SELECT kms_create_key('or_s', 'local:regress', blind_index => 'lower');
+SELECT kms_encrypt('boo', 'or_s') AS rolled_back_sp_value \gset
+ROLLBACK TO SAVEPOINT s;
+SELECT pg_temp.sqlstate_of($$SELECT kms_encrypt('x', 'or_s')$$) AS encrypt_after_savepoint_rollback;
+SELECT pg_temp.sqlstate_of(format('SELECT kms_decrypt(%L::enc_text)', :'rolled_back_sp_value')) AS decrypt_after_savepoint_rollback;
+COMMIT;
+-- a rotation rolled back: the next encryption uses the committed version
+SELECT kms_create_key('or_r', 'local:regress', blind_index => 'exact');
+SELECT kms_version_id(kms_encrypt('x', 'or_r')) AS committed_id \gset
+BEGIN;
+SELECT kms_rotate_key('or_r');
+SELECT kms_version_id(kms_encrypt('x', 'or_r')) <> :committed_id AS uses_new_version_inside;
+ROLLBACK;
+SELECT kms_version_id(kms_encrypt('x', 'or_r')) = :committed_id AS uses_committed_version_after;
+-- a key created and committed keeps hearing changes: destroy reaches its creator
+SELECT kms_destroy_key('or_r', 'or_r');
+SELECT pg_temp.sqlstate_of($$SELECT kms_encrypt('x', 'or_r')$$) AS encrypt_after_destroy;
+
+------------------------------------------------------------------ 4. a NULL context never turns a value into NULL
+SELECT kms_create_key('or_c', 'local:regress');
+SELECT kms_encrypt('secret', 'or_c', NULL);
+SELECT kms_encrypt('secret', NULL);
+SELECT kms_encrypt('secret', NULL, 'ctx');
+SELECT kms_decrypt(kms_encrypt('secret', 'or_c', 'ctx'), NULL);
+SELECT kms_reencrypt(kms_encrypt('secret', 'or_c', 'ctx'), NULL);
+-- NULL values still give NULL
+SELECT kms_encrypt(NULL, 'or_c') IS NULL AS null_in_null_out,
+       kms_encrypt(NULL, 'or_c', 'ctx') IS NULL AS null_in_null_out_ctx,
+       kms_decrypt(NULL::enc_text, 'ctx') IS NULL AS decrypt_null,
+       kms_reencrypt(NULL::enc_text, 'ctx') IS NULL AS reencrypt_null;
+SELECT kms_decrypt(kms_encrypt('secret', 'or_c', 'ctx'), 'ctx') AS with_context;
+SELECT proname, pg_get_function_identity_arguments(oid) AS args, proisstrict
+  FROM pg_proc WHERE proname IN ('kms_encrypt', 'kms_decrypt', 'kms_reencrypt') ORDER BY 1, 2;
+
+------------------------------------------------------------------ 5. online migration as the least-privileged role the README names
+CREATE ROLE regress_or_owner LOGIN IN ROLE pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT CREATE ON SCHEMA public TO regress_or_owner;
+SELECT kms_create_key('or_m', 'local:regress', blind_index => 'email');
+SET ROLE regress_or_owner;
+CREATE TABLE or_mig (id int PRIMARY KEY, email text NOT NULL);
+INSERT INTO or_mig SELECT g, 'u' || g || '@Example.com' FROM generate_series(1, 50) g;
+CALL kms_encrypt_column('or_mig', 'email', 'or_m', batch => 7);
+SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'or_mig'::regclass AND attname = 'email';
+SELECT count(*) AS found FROM or_mig WHERE kms_blind_index(email) = kms_blind_index('U7@example.COM', 'or_m');
+SELECT key_name, decrypted, failed FROM kms_verify('or_mig', 'email');
+CALL kms_reencrypt_table('or_mig', 'email', 20);
+CALL kms_decrypt_column('or_mig', 'email', batch => 9);
+SELECT count(*) AS plain_again FROM or_mig WHERE email = 'u7@Example.com';
+-- an unknown key is refused without repeating the name
+CREATE TABLE or_mig2 (e text);
+CALL kms_encrypt_column('or_mig2', 'e', 'a plaintext by mistake');
+RESET ROLE;
+DROP TABLE or_mig, or_mig2;
+REVOKE CREATE ON SCHEMA public FROM regress_or_owner;
+DROP ROLE regress_or_owner;
+
+------------------------------------------------------------------ 10. a name that is no key is never echoed
+SELECT kms_encrypt('or_c', 'my card 4111 1111 1111 1111');
+SELECT kms_blind_index('x', 'my card 4111 1111 1111 1111');
+SELECT kms_rotate_key('my card 4111 1111 1111 1111');
+SELECT kms_set_key_state('my card 4111 1111 1111 1111', 1, 'retired');
+SELECT kms_rotate_index_key('my card 4111 1111 1111 1111');
+SELECT kms_destroy_key('my card 4111 1111 1111 1111', 'my card 4111 1111 1111 1111');
+SELECT kms_create_key('my card 4111 1111 1111 1111', 'local:regress');
+SELECT kms_encrypt('x', repeat('4111', 100));
+
+------------------------------------------------------------------ 12. nothing is encrypted that could not be written out again
+SELECT kms_encrypt(repeat('x', 768 * 1024 * 1024), 'or_c') IS NOT NULL AS encrypted;
+
+------------------------------------------------------------------ 14. a procedure's transactions each see the cache TTL
+SET pgcrypt_kms.cache_ttl = 1;
+SELECT kms_create_key('or_t', 'local:regress');
+SELECT kms_flush_cache();
+CREATE PROCEDURE pg_temp.or_two_transactions(INOUT unwraps_between int8 DEFAULT NULL) LANGUAGE plpgsql AS $$
+DECLARE
+    before int8;
+BEGIN
+    PERFORM kms_decrypt(kms_encrypt('x', 'or_t'));
+    SELECT s.unwraps INTO before FROM kms_cache_stats() s;
+    COMMIT;
+    PERFORM pg_sleep(1.2);
+    COMMIT;     -- a transaction that starts after the TTL has passed
+    PERFORM kms_decrypt(kms_encrypt('x', 'or_t'));
+    SELECT s.unwraps - before INTO unwraps_between FROM kms_cache_stats() s;
+END $$;
+CALL pg_temp.or_two_transactions();
+RESET pgcrypt_kms.cache_ttl;

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Issue 11, defects 8 and 9, against the suite's (preloaded) cluster and emulator:
+#  - every KMS refusal to unwrap a key is logged once at LOG and counted like an access
+#    denial: DisabledException (55000), PendingDeletion / KMSInvalidStateException (55000),
+#    AccessDeniedException (42501), a key the KMS does not know (42704), and an incorrect
+#    key / other failure (58000); kms_cache_stats().kms_refusals counts each;
+#  - a backend of a cluster that preloads the library wipes its key memory at exit (0.1
+#    registered the exit hook in the postmaster, whose forked backends forget it): the
+#    backend reports how many key slots it wiped at DEBUG1.
+# Runs (as root) against the cluster of test/run.sh (PGHOST, PGPORT, PGBIN, PGCK_TMP,
+# PGCK_EMULATOR_PORT).
+set -u
+cd "$(dirname "$0")/../.."
+fail=0
+check() { if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; fail=1; fi; }
+PY=/usr/bin/python3
+emuctl() { $PY test/kms_emulator/emuctl.py "$PGCK_EMULATOR_PORT" "$@"; }
+DB=pgck_refusals
+LOG="$PGCK_TMP/server.log"
+runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres \
+    -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+sql() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$PGHOST" -p "$PGPORT" -d $DB -v VERBOSITY=sqlstate "$@" 2>&1; }
+sql -c "CREATE EXTENSION pgcrypt_kms" >/dev/null
+
+# ---- refusals: one key per kind, each with a value, each refused at its next unwrap
+mk() {  # mk ALIAS KEYNAME: a fresh emulator key under ALIAS, a pgcrypt_kms key on it, one value
+    emuctl create-key "{\"alias\":\"$1\"}" >/dev/null || return 1
+    sql -c "SELECT kms_create_key('$2', 'aws-kms:$1')" >/dev/null &&
+    sql -c "CREATE TABLE t_$2 AS SELECT kms_encrypt('refusal test', '$2') AS v" >/dev/null
+}
+refused() {  # refused KEYNAME SQLSTATE LOGWORDS: a fresh session decrypts; check code, log line, counter
+    local out before after n
+    before=$(wc -l <"$LOG")
+    out=$(sql -c "SELECT kms_decrypt(v) FROM t_$1" -c "SELECT 'refusals=' || kms_refusals FROM kms_cache_stats()")
+    echo "$out" | grep -q "ERROR:  $2" ; check $? "key $1: decryption refused with SQLSTATE $2 (got: $(echo "$out" | head -1))"
+    echo "$out" | grep -q "^refusals=1$"; check $? "key $1: kms_cache_stats().kms_refusals counts the refusal ($(echo "$out" | grep refusals=))"
+    n=$(tail -n +"$((before + 1))" "$LOG" | grep -c "LOG:  .*pgcrypt_kms: KMS $3 key \"$1\" version 1 for role \"postgres\" (SQLSTATE $2)")
+    [ "$n" -eq 1 ]; check $? "key $1: one LOG line names key, version, role and SQLSTATE $2 ($n found)"
+}
+mk alias/pgck-ref-disabled ref_disabled && emuctl disable-key '{"key_id":"alias/pgck-ref-disabled"}' >/dev/null
+refused ref_disabled 55000 "refused (key disabled or not in a usable state)"
+mk alias/pgck-ref-pending ref_pending && emuctl schedule-deletion '{"key_id":"alias/pgck-ref-pending","days":7}' >/dev/null
+refused ref_pending 55000 "refused (key disabled or not in a usable state)"
+mk alias/pgck-ref-denied ref_denied && emuctl set-fault '{"op":"Decrypt","kind":"access_denied","count":1}' >/dev/null
+refused ref_denied 42501 "denied access to"
+# ---- the exit wipe: a backend that unwrapped keys logs how many slots it wiped as it exits
+mk alias/pgck-ref-wipe ref_wipe
+before=$(wc -l <"$LOG")
+pid=$(sql -c "SET log_min_messages = debug1" -c "SELECT kms_decrypt(v) FROM t_ref_wipe" -c "SELECT pg_backend_pid()" | tail -1)
+for i in $(seq 1 50); do
+    tail -n +"$((before + 1))" "$LOG" | grep -q "\[$pid\] .*pgcrypt_kms: wiped [1-9][0-9]* key slots" && break
+    sleep 0.1
+done
+tail -n +"$((before + 1))" "$LOG" | grep -q "\[$pid\] .*pgcrypt_kms: wiped [1-9][0-9]* key slots in [1-9][0-9]* locked chunks at backend exit"
+check $? "backend $pid (library preloaded) wiped its key slots at exit"
+grep -q "shared_preload_libraries = .*pgcrypt_kms" "$PGCK_TMP/data/postgresql.conf"
+check $? "the cluster preloads pgcrypt_kms (positive control for the exit-wipe check)"
+
+runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres -c "DROP DATABASE $DB"
+exit $fail
