@@ -237,6 +237,70 @@ rc=$?
 [ $rc != 0 ] && [ ! -s "$W/stdout.sql" ] && grep -q 'standard output is a file that group or others can read' "$W/perm.err"
 check $? "standard output redirected to a mode 0644 file is refused (exit $rc)"
 
+# ---------------------------------------------------------------- FORMAT.md's test vectors
+# Every intermediate of section 7 recomputed from the master key with FORMAT.md's rules (as
+# implemented by the script, whose output the checks above hold against the extension).
+$PY - "$ROOT/FORMAT.md" "$RECOVER" <<'PY' >"$W/vec.out" 2>&1
+import hashlib, hmac, importlib.util, re, sys
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+text = open(sys.argv[1], encoding="utf-8").read()
+block = text[text.index("<!-- vector:"):text.index("<!-- end vector -->")]
+v = dict(re.findall(r"^(\w+)\s+= (.*)$", block, re.M))
+spec = importlib.util.spec_from_file_location("r", sys.argv[2])
+r = importlib.util.module_from_spec(spec); spec.loader.exec_module(r)
+h = bytes.fromhex
+ctx = v["kms_context"].encode()
+kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pgcrypt_kms local provider v1",
+           info=b"vec").derive(h(v["master_key"]))
+assert kek == h(v["kek"]), "kek"
+aad = b"PL\x01" + b"vec\x00" + ctx
+assert aad == h(v["wrap_aad"]), "wrap aad"
+def unwrap(w):
+    return AESGCM(kek).decrypt(w[3:15], w[15:], aad)
+dek, ikey = unwrap(h(v["wrapped_dek"])), unwrap(h(v["index_key_wrapped"]))
+assert dek == h(v["dek"]) and ikey == h(v["index_key"]), "unwrap"
+assert r.key_check(dek) == h(v["key_check"]) and r.key_check(ikey) == h(v["index_key_check"]), "key check"
+for n in ("value1", "value2"):
+    e = r.Envelope.from_text(v[n + "_text"].encode())
+    assert e.version_id == int(v["version_id"]) and e.header == h(v[n + "_header"]), n + " header"
+    c = v.get(n + "_context")
+    pt = e.open(dek, c.encode() if c else None)
+    assert pt == h(v[n + "_plaintext"]), n + " plaintext"
+    assert hmac.new(ikey, r.normalize("email", pt), hashlib.sha256).digest() == h(v[n + "_hmac"]), n + " hmac"
+    assert r.blind_tag(ikey, "email", 13, pt) == e.blind_tag == h(v[n + "_tag"]), n + " tag"
+    if n == "value1":
+        assert e.nonce == h(v["value1_nonce"]) and e.sealed == h(v["value1_ciphertext"]) + h(v["value1_gcm_tag"])
+        assert e.header + c.encode() == h(v["value1_aad"]) and r.normalize("email", pt) == h(v["value1_normalized"])
+print("vectors ok: %d fields" % len(v))
+PY
+check $? "FORMAT.md's test vectors hold: $(tail -1 "$W/vec.out")"
+
+# ... and the extension reads them: the vector's keyring rows and master key in a fresh database
+VD=$(mktemp -d /tmp/pgck-recover-vec.XXXXXX)
+chown postgres "$VD"; chmod 700 "$VD"
+vec() { sed -n "/<!-- vector:/,/<!-- end vector -->/s/^$1 *= //p" FORMAT.md; }
+$PY -c "import sys; sys.stdout.buffer.write(bytes.fromhex('$(vec master_key)'))" >"$VD/master.key"
+chown postgres "$VD/master.key"; chmod 600 "$VD/master.key"
+psql_db postgres -c "DROP DATABASE IF EXISTS ${DB}_vec" -c "CREATE DATABASE ${DB}_vec" >/dev/null
+r=$(psql_db ${DB}_vec <<SQL 2>&1
+CREATE EXTENSION pgcrypt_kms;
+SET pgcrypt_kms.local_key_file = '$VD/master.key';
+INSERT INTO pgcrypt_kms.keys (key_name, kms_key, kms_context, blind_index, index_bits, index_key_wrapped, index_key_check, index_kms_key)
+  VALUES ('vec', 'local:vec', '$(vec kms_context)', 'email', 13, '\\x$(vec index_key_wrapped)', '\\x$(vec index_key_check)', 'local:vec');
+INSERT INTO pgcrypt_kms.key_versions (id, key_name, version, kms_key, wrapped_dek, key_check)
+  VALUES ($(vec version_id), 'vec', 1, 'local:vec', '\\x$(vec wrapped_dek)', '\\x$(vec key_check)');
+SELECT kms_decrypt('$(vec value1_text)', '$(vec value1_context)') = convert_from('\\x$(vec value1_plaintext)', 'UTF8')
+   AND kms_decrypt('$(vec value2_text)') = convert_from('\\x$(vec value2_plaintext)', 'UTF8')
+   AND kms_blind_index('alice@example.com', 'vec') = '\\x$(vec value1_tag)'
+   AND kms_blind_index('$(vec value2_text)'::enc_text) = '\\x$(vec value2_tag)';
+SQL
+)
+[ "$r" = t ]; check $? "the extension decrypts FORMAT.md's vectors from their keyring rows and master key (got: $(echo "$r" | head -3 | tr '\n' ' '))"
+psql_db postgres -c "DROP DATABASE ${DB}_vec" >/dev/null
+rm -rf "$VD"
+
 # ---------------------------------------------------------------- the check can fail
 # A copy of the script whose AAD leaves out the context must not reproduce the plaintexts.
 sed 's/aad = self.header + (context if context is not None else b"")/aad = self.header/' "$RECOVER" >"$W/mutant.py"
