@@ -511,15 +511,17 @@ class Unwrapper:
                 "kms", region_name=region, endpoint_url=endpoint or None, config=cfg)
         return self._clients[region]
 
-    def _aws(self, key_id, kms_context, wrapped):
+    def _aws(self, key_id, ref, kms_context, wrapped):
         import botocore.exceptions
         region = None
-        m = re.match(r"arn:[^:]+:kms:([^:]+):", key_id)
+        m = re.match(r"arn:[^:]+:kms:([^:]+):", key_id or ref)
         if m:
             region = m.group(1)
         region = (region or self.args.region or os.environ.get("AWS_REGION")
                   or os.environ.get("AWS_DEFAULT_REGION"))
-        req = {"CiphertextBlob": wrapped, "KeyId": key_id}
+        req = {"CiphertextBlob": wrapped}
+        if key_id is not None:
+            req["KeyId"] = key_id
         ctx = json.loads(kms_context) if kms_context else {}
         if not isinstance(ctx, dict) or not all(isinstance(v, str) for v in ctx.values()):
             raise RecoverError("the key's kms_context is not a JSON object of strings")
@@ -530,10 +532,10 @@ class Unwrapper:
         except botocore.exceptions.ClientError as e:
             err = e.response.get("Error", {})
             raise RecoverError("AWS KMS Decrypt of key %s refused: %s: %s (request id %s)"
-                               % (key_id, err.get("Code"), err.get("Message"),
+                               % (key_id or ref, err.get("Code"), err.get("Message"),
                                   e.response.get("ResponseMetadata", {}).get("RequestId"))) from None
         except botocore.exceptions.BotoCoreError as e:
-            raise RecoverError("AWS KMS Decrypt of key %s failed: %s" % (key_id, e)) from None
+            raise RecoverError("AWS KMS Decrypt of key %s failed: %s" % (key_id or ref, e)) from None
         return resp["Plaintext"]
 
     def unwrap(self, kms_key, kms_key_arn, kms_context, wrapped, check, what):
@@ -543,10 +545,14 @@ class Unwrapper:
         if kms_key.startswith("local:"):
             key = self._local(kms_key[len("local:"):], kms_context, wrapped)
         elif kms_key.startswith("aws-kms:"):
+            # FORMAT.md §5.1: the stored key ARN when there is one; else the reference,
+            # except an alias (it may point elsewhere by now: KMS reads the key from the blob)
             key_id = kms_key[len("aws-kms:"):]
             if kms_key_arn:
                 key_id = kms_key_arn[len("aws-kms:"):] if kms_key_arn.startswith("aws-kms:") else kms_key_arn
-            key = self._aws(key_id, kms_context, wrapped)
+            elif re.match(r"(arn:[^:]+:kms:[^:]*:[^:]*:)?alias/", key_id):
+                key_id = None
+            key = self._aws(key_id, kms_key[len("aws-kms:"):], kms_context, wrapped)
         else:
             raise RecoverError("%s: unknown KMS key reference scheme" % what)
         if len(key) != DEK_LEN or check is None or not hmac.compare_digest(key_check(key), check):
@@ -606,14 +612,14 @@ class Keyring:
             keys = []
             if k is not None and _text(k, "blind_index") not in (None, "none"):
                 ref = _text(k, "index_kms_key") or _text(k, "kms_key")
-                arn = _text(k, "index_kms_key_arn")
-                for label, wcol, ccol in (("current", "index_key_wrapped", "index_key_check"),
-                                          ("previous", "prev_index_key_wrapped", "prev_index_key_check")):
+                for label, wcol, ccol, acol in (
+                        ("current", "index_key_wrapped", "index_key_check", "index_kms_key_arn"),
+                        ("previous", "prev_index_key_wrapped", "prev_index_key_check", "prev_index_kms_key_arn")):
                     w = bytea_value(k.get(wcol))
                     if w is None:
                         continue
                     keys.append((label, self.unwrapper.unwrap(
-                        ref, arn, _text(k, "kms_context"), w, bytea_value(k.get(ccol)),
+                        ref, _text(k, acol), _text(k, "kms_context"), w, bytea_value(k.get(ccol)),
                         "%s blind-index key of key \"%s\"" % (label, name))))
             self.index_keys[name] = keys
         return self.index_keys[name]

@@ -36,9 +36,16 @@ sql() { psql_db $DB "$@"; }
 psql_db postgres -c "DROP DATABASE IF EXISTS $DB" -c "DROP DATABASE IF EXISTS $CMP" \
     -c "CREATE DATABASE $DB" -c "CREATE DATABASE $CMP" || exit 1
 LOCAL_KEY_FILE=$(sql -c "SHOW pgcrypt_kms.local_key_file")
+# two fresh emulator keys: one behind an alias that is re-pointed before the dump (so the alias
+# no longer names the key that wrapped the DEK), one named by its bare key id
+emuctl() { $PY test/kms_emulator/emuctl.py "$PGCK_EMULATOR_PORT" "$@"; }
+ALIAS="alias/pgck-recover-$$-$RANDOM"
+K1=$(emuctl create-key "{\"alias\": \"$ALIAS\"}" | $PY -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
+K2=$(emuctl create-key '{}' | $PY -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
+[ -n "$K1" ] && [ -n "$K2" ] || { echo "not ok - creating emulator keys"; exit 1; }
 
 # ---------------------------------------------------------------- the data
-sql <<'SQL' >/dev/null || { echo "not ok - setting up the database"; exit 1; }
+sql -v alias="$ALIAS" -v k2="$K2" <<'SQL' >/dev/null || { echo "not ok - setting up the database"; exit 1; }
 CREATE EXTENSION pgcrypt_kms;
 SELECT kms_create_key('ax', 'aws-kms:alias/pgck-test', blind_index => 'email', index_bits => 13,
                       kms_context => '{"tenant": "t1", "app": "recover"}');
@@ -46,9 +53,11 @@ SELECT kms_create_key('an', 'aws-kms:alias/pgck-test-2');
 SELECT kms_create_key('lp', 'local:recover-dev', blind_index => 'digits', index_bits => 20,
                       kms_context => '{"env": "test"}');
 SELECT kms_create_key('ll', 'local:recover-dev2', blind_index => 'lower');
+SELECT kms_create_key('aa', 'aws-kms:' || :'alias', kms_context => '{"k": "v"}');
+SELECT kms_create_key('ak', 'aws-kms:' || :'k2', blind_index => 'exact', index_bits => 9);
 CREATE TABLE users (id int PRIMARY KEY, email enc_text, note enc_text, phone enc_text, name enc_text);
 CREATE SCHEMA "Odd Schema";
-CREATE TABLE "Odd Schema"."Acc Table" (k int, "Acct No" enc_text, plain_copy text);
+CREATE TABLE "Odd Schema"."Acc Table" (k int, "Acct No" enc_text, "Ref" enc_text, kid enc_text, plain_copy text);
 -- plaintexts: awkward bytes on purpose; NULL and empty ones
 CREATE FUNCTION pt(id int, what text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
   SELECT CASE
@@ -68,23 +77,25 @@ CREATE PROCEDURE add_rows(lo int, hi int) LANGUAGE sql AS $$
       kms_encrypt(pt(g, 'phone'), 'lp', 'tenant-7'),
       kms_encrypt(pt(g, 'name'), 'll')
     FROM generate_series(lo, hi) g;
-  INSERT INTO "Odd Schema"."Acc Table" SELECT g, kms_encrypt('ACC-' || g, 'lp', 'acct:' || g), 'x' || g
+  INSERT INTO "Odd Schema"."Acc Table" SELECT g, kms_encrypt('ACC-' || g, 'lp', 'acct:' || g),
+      kms_encrypt('ref ' || g, 'aa'), kms_encrypt('kid ' || g, 'ak'), 'x' || g
     FROM generate_series(lo, hi) g $$;
 CALL add_rows(1, 40);
 SELECT kms_rotate_key('ax'); SELECT kms_rotate_key('lp'); SELECT kms_rotate_key('an');
 CALL add_rows(41, 80);
-SELECT kms_rotate_key('ax'); SELECT kms_rotate_key('ll');
+SELECT kms_rotate_key('ax'); SELECT kms_rotate_key('ll'); SELECT kms_rotate_key('ak');
 SELECT kms_rotate_index_key('lp');       -- in progress: rows 1-80 keep tags under the previous index key
 CALL add_rows(81, 120);
 SQL
 
 # expected plaintexts, from the extension itself, before retiring a version
 sql -c "COPY (SELECT id, kms_decrypt(email, 'users.email:' || id), kms_decrypt(note), kms_decrypt(phone, 'tenant-7'), kms_decrypt(name) FROM users ORDER BY id) TO STDOUT (FORMAT csv)" >"$W/expected_users.csv"
-sql -c "COPY (SELECT k, kms_decrypt(\"Acct No\", 'acct:' || k), plain_copy FROM \"Odd Schema\".\"Acc Table\" ORDER BY k) TO STDOUT (FORMAT csv)" >"$W/expected_acc.csv"
+sql -c "COPY (SELECT k, kms_decrypt(\"Acct No\", 'acct:' || k), kms_decrypt(\"Ref\"), kms_decrypt(kid), plain_copy FROM \"Odd Schema\".\"Acc Table\" ORDER BY k) TO STDOUT (FORMAT csv)" >"$W/expected_acc.csv"
 sql -c "SELECT kms_set_key_state('ax', 1, 'retired')" >/dev/null
+emuctl create-alias "{\"alias\": \"$ALIAS\", \"key_id\": \"$K2\"}" >/dev/null   # re-point the alias
 versions=$(sql -c "SELECT string_agg(key_name || ':' || count, ' ' ORDER BY key_name) FROM (SELECT key_name, count(*) FROM kms_keys GROUP BY 1) s")
 rows=$(sql -c "SELECT count(*) FROM users")
-[ "$rows" = 120 ] && [ -s "$W/expected_users.csv" ] && [ "$versions" = "an:2 ax:3 ll:2 lp:2" ]
+[ "$rows" = 120 ] && [ -s "$W/expected_users.csv" ] && [ "$versions" = "aa:1 ak:2 an:2 ax:3 ll:2 lp:2" ]
 check $? "database: $rows rows, key versions $versions, expected plaintexts from kms_decrypt"
 
 runuser -u postgres -- "$PGBIN/pg_dump" -h "$PGHOST" -p "$PGPORT" -d $DB >"$W/dump.sql"
@@ -110,7 +121,7 @@ compare() {
     psql_db $CMP -c "DROP TABLE IF EXISTS e_users, g_users, e_acc, g_acc" \
         -c "CREATE TABLE e_users (id int, email text, note text, phone text, name text)" \
         -c "CREATE TABLE g_users (LIKE e_users)" \
-        -c "CREATE TABLE e_acc (k int, acct text, plain_copy text)" -c "CREATE TABLE g_acc (LIKE e_acc)" >/dev/null || return 1
+        -c "CREATE TABLE e_acc (k int, acct text, ref text, kid text, plain_copy text)" -c "CREATE TABLE g_acc (LIKE e_acc)" >/dev/null || return 1
     psql_db $CMP -c "COPY e_users FROM STDIN (FORMAT csv)" <"$W/expected_users.csv" || return 1
     psql_db $CMP -c "COPY e_acc FROM STDIN (FORMAT csv)" <"$W/expected_acc.csv" || return 1
     psql_db $CMP -c "COPY g_users FROM STDIN (FORMAT csv, HEADER)" <"$users_csv" || return 1
@@ -119,7 +130,7 @@ compare() {
                               WHERE e.id IS NULL OR g.id IS NULL OR (e.email, e.note, e.phone, e.name)
                                     IS DISTINCT FROM (g.email, g.note, g.phone, g.name))
                           + (SELECT count(*) FROM e_acc e FULL JOIN g_acc g USING (k)
-                              WHERE e.k IS NULL OR g.k IS NULL OR (e.acct, e.plain_copy) IS DISTINCT FROM (g.acct, g.plain_copy))
+                              WHERE e.k IS NULL OR g.k IS NULL OR (e.acct, e.ref, e.kid, e.plain_copy) IS DISTINCT FROM (g.acct, g.ref, g.kid, g.plain_copy))
                           || ' ' || (SELECT count(*) FROM g_users) || ' ' || (SELECT count(*) FROM g_acc)
                           || ' ' || (SELECT count(*) FROM g_users WHERE email IS NULL) || ' ' || (SELECT count(*) FROM g_users WHERE email = '')"
 }
@@ -137,11 +148,11 @@ for t in users acc; do
     awk -v h="$hdr" '$0 ~ h {on=1; next} on && $0 == "\\." {exit} on {print}' "$W/plain.sql" >"$W/block_$t.txt"
 done
 psql_db $CMP -c "CREATE TABLE IF NOT EXISTS g2_users (id int, email text, note text, phone text, name text)" \
-    -c "CREATE TABLE IF NOT EXISTS g2_acc (k int, acct text, plain_copy text)" -c "TRUNCATE g2_users, g2_acc" >/dev/null
+    -c "CREATE TABLE IF NOT EXISTS g2_acc (k int, acct text, ref text, kid text, plain_copy text)" -c "TRUNCATE g2_users, g2_acc" >/dev/null
 psql_db $CMP -c "COPY g2_users FROM STDIN" <"$W/block_users.txt" && psql_db $CMP -c "COPY g2_acc FROM STDIN" <"$W/block_acc.txt"
 r=$(psql_db $CMP -c "SELECT (SELECT count(*) FROM e_users e FULL JOIN g2_users g USING (id)
                               WHERE (e.email, e.note, e.phone, e.name) IS DISTINCT FROM (g.email, g.note, g.phone, g.name))
-                          + (SELECT count(*) FROM e_acc e FULL JOIN g2_acc g USING (k) WHERE e.acct IS DISTINCT FROM g.acct)
+                          + (SELECT count(*) FROM e_acc e FULL JOIN g2_acc g USING (k) WHERE (e.acct, e.ref, e.kid) IS DISTINCT FROM (g.acct, g.ref, g.kid))
                           || ' ' || (SELECT count(*) FROM g2_users)")
 [ "$r" = "0 120" ]; check $? "rewritten dump: its COPY data holds the same plaintexts (mismatches, rows: $r)"
 n_pgck=$(grep -c 'pgck:' "$W/plain.sql")
