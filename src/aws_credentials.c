@@ -139,6 +139,11 @@ is_token_text(const char *s)
 	return true;
 }
 
+/*
+ * Trim whitespace at both ends.  The bytes given up are zeroed, so a caller
+ * that wipes strlen(s) bytes of a secret afterwards wipes all of it (a
+ * memmove leaves a copy of the tail behind the new end otherwise).
+ */
 static void
 trim_in_place(char *s)
 {
@@ -150,7 +155,10 @@ trim_in_place(char *s)
 	while (start < len && isspace((unsigned char) s[start]))
 		start++;
 	if (start > 0)
+	{
 		memmove(s, s + start, len - start + 1);
+		memset(s + len - start + 1, 0, start);
+	}
 }
 
 static const char *
@@ -303,9 +311,6 @@ ini_load(const char *path, const char *profile, bool config_file, PgckIniProfile
 {
 	char	   *buf;
 	size_t		buflen;
-	char	   *line;
-	char	   *next;
-	bool		in_section = false;
 
 	memset(out, 0, sizeof(*out));
 	if (path == NULL)
@@ -316,61 +321,82 @@ ini_load(const char *path, const char *profile, bool config_file, PgckIniProfile
 		return;
 	buflen = strlen(buf);
 
-	for (line = buf; line != NULL; line = next)
+	/* an error (out of memory) must not leave the file's secrets behind */
+	PG_TRY();
 	{
-		char	   *eq;
-		char	   *key;
-		char	   *value;
-		int			i;
+		char	   *line;
+		char	   *next;
+		bool		in_section = false;
 
-		next = strchr(line, '\n');
-		if (next != NULL)
-			*next++ = '\0';
-		if (line[0] == ' ' || line[0] == '\t')
-			continue;			/* nested sub-property or continuation */
-		trim_in_place(line);
-		if (line[0] == '\0' || line[0] == '#' || line[0] == ';')
-			continue;
-		if (line[0] == '[')
+		for (line = buf; line != NULL; line = next)
 		{
-			size_t		len = strlen(line);
+			char	   *eq;
+			char	   *key;
+			char	   *value;
+			int			i;
 
-			in_section = false;
-			if (line[len - 1] == ']')
+			next = strchr(line, '\n');
+			if (next != NULL)
+				*next++ = '\0';
+			if (line[0] == ' ' || line[0] == '\t')
+				continue;			/* nested sub-property or continuation */
+			trim_in_place(line);
+			if (line[0] == '\0' || line[0] == '#' || line[0] == ';')
+				continue;
+			if (line[0] == '[')
 			{
-				line[len - 1] = '\0';
-				trim_in_place(line + 1);
-				in_section = section_matches(line + 1, profile, config_file);
-				if (in_section)
-					out->found = true;
+				size_t		len = strlen(line);
+
+				in_section = false;
+				if (line[len - 1] == ']')
+				{
+					line[len - 1] = '\0';
+					trim_in_place(line + 1);
+					in_section = section_matches(line + 1, profile, config_file);
+					if (in_section)
+						out->found = true;
+				}
+				continue;
 			}
-			continue;
-		}
-		if (!in_section || (eq = strchr(line, '=')) == NULL)
-			continue;
-		*eq = '\0';
-		key = line;
-		value = eq + 1;
-		trim_in_place(key);
-		trim_in_place(value);
-		for (i = 0; key[i]; i++)
-			key[i] = pg_tolower((unsigned char) key[i]);
-		for (i = 0; i < out->n; i++)
-		{
-			if (strcmp(out->keys[i], key) == 0)
+			if (!in_section || (eq = strchr(line, '=')) == NULL)
+				continue;
+			*eq = '\0';
+			key = line;
+			value = eq + 1;
+			trim_in_place(key);
+			trim_in_place(value);
+			for (i = 0; key[i]; i++)
+				key[i] = pg_tolower((unsigned char) key[i]);
+			for (i = 0; i < out->n; i++)
 			{
-				wipe_pfree(out->values[i]);
-				out->values[i] = pstrdup(value);
-				break;
+				if (strcmp(out->keys[i], key) == 0)
+				{
+					char	   *v = pstrdup(value);
+
+					wipe_pfree(out->values[i]);
+					out->values[i] = v;
+					break;
+				}
 			}
-		}
-		if (i == out->n && out->n < MAX_INI_ENTRIES)
-		{
-			out->keys[out->n] = pstrdup(key);
-			out->values[out->n] = pstrdup(value);
-			out->n++;
+			if (i == out->n && out->n < MAX_INI_ENTRIES)
+			{
+				char	   *k = pstrdup(key);
+				char	   *v = pstrdup(value);
+
+				out->keys[out->n] = k;
+				out->values[out->n] = v;
+				out->n++;
+			}
 		}
 	}
+	PG_CATCH();
+	{
+		explicit_bzero(buf, buflen);
+		pfree(buf);
+		ini_free(out);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	explicit_bzero(buf, buflen);
 	pfree(buf);
 }
@@ -616,6 +642,12 @@ fetch_web_identity(const char *role_arn, const char *token_file, const char *ses
 					 errmsg("could not obtain AWS credentials from %s", source),
 					 errdetail("The web identity token file \"%s\" is empty.", token_file)));
 
+		/*
+		 * Room for the whole body first (form encoding at most triples a
+		 * byte): a StringInfo that grows repallocs, and the old block,
+		 * freed unwiped, would keep a piece of the token.
+		 */
+		enlargeStringInfo(&body, 128 + 3 * (strlen(role_arn) + strlen(session) + strlen(token)));
 		appendStringInfoString(&body, "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=");
 		append_form_value(&body, role_arn);
 		appendStringInfoString(&body, "&RoleSessionName=");
@@ -734,7 +766,7 @@ fetch_container(double deadline_ms, PgckKjCredentials *out)
 						(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 						 errmsg("could not obtain AWS credentials from %s", source),
 						 errdetail("The container authorization token contains a line break.")));
-			auth_header = psprintf("Authorization: %s", token);
+			auth_header = pgck_http_header_line("Authorization", token);
 			headers[nheaders++] = auth_header;
 		}
 
@@ -881,7 +913,7 @@ imds_get(const char *base, const char *path, double deadline_ms, const char *sou
 
 	if (imds_token != NULL)
 	{
-		header = psprintf("X-aws-ec2-metadata-token: %s", imds_token);
+		header = pgck_http_header_line("X-aws-ec2-metadata-token", imds_token);
 		headers[nheaders++] = header;
 	}
 	PG_TRY();

@@ -754,6 +754,19 @@ setopt_failed:
 			 errmsg("could not set up an HTTP request")));
 }
 
+char *
+pgck_http_header_line(const char *name, const char *value)
+{
+	size_t		nlen = strlen(name);
+	size_t		vlen = strlen(value);
+	char	   *line = palloc(nlen + 2 + vlen + 1);
+
+	memcpy(line, name, nlen);
+	memcpy(line + nlen, ": ", 2);
+	memcpy(line + nlen + 2, value, vlen + 1);
+	return line;
+}
+
 void
 pgck_http_response_free(PgckHttpResponse *resp)
 {

@@ -119,6 +119,15 @@ extern void pgck_http_perform(const PgckHttpRequest *req, PgckHttpResponse *resp
 /* Wipe and free the body; leaves *resp reusable.  NULL-safe. */
 extern void pgck_http_response_free(PgckHttpResponse *resp);
 
+/*
+ * "name: value" as one palloc'd string of its exact size, for a header that
+ * carries a secret (a session token, an authorization token): psprintf
+ * would first format into a 128-byte guess and pfree it unwiped when the
+ * line is longer.  The caller wipes the result (strlen + 1 bytes) before
+ * pfree.
+ */
+extern char *pgck_http_header_line(const char *name, const char *value);
+
 /* True for failures a retry may cure: connect, timeout, network. */
 extern bool pgck_http_result_is_transient(PgckHttpResult result);
 

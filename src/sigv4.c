@@ -14,10 +14,19 @@
  *	3. signing key = HMAC("AWS4" secret, yyyymmdd) -> region -> service ->
  *	   "aws4_request"; signature = hex(HMAC(signing key, string to sign))
  *
- * Pure C11: malloc/free only.  Every string is built in a growable buffer
- * that records an allocation failure instead of reporting it at once, so
- * the code reads straight through and checks once per piece.  The secret
- * and every link of the key chain are wiped on every path out.
+ * Pure C11: malloc/free only, and only through sv_alloc/sv_free.  Every
+ * string is built in a growable buffer that records an allocation failure
+ * instead of reporting it at once, so the code reads straight through and
+ * checks once per piece.  The secret and every link of the key chain are
+ * wiped on every path out.
+ *
+ * What passes through the buffers includes the session token (the
+ * x-amz-security-token header is signed, so it is in the canonical request),
+ * so no block is ever given back to malloc unwiped: sv_free wipes every
+ * block before freeing it, a buffer grows by allocating a new block,
+ * copying and wiping the old one (never realloc, which would free the old
+ * block with its contents), and a finished string is copied to a block of
+ * its exact size, so its release can wipe all of it.
  *
  *-------------------------------------------------------------------------
  */
@@ -63,6 +72,77 @@ struct hdr
 static const char hexdigits_lower[] = "0123456789abcdef";
 static const char hexdigits_upper[] = "0123456789ABCDEF";
 
+/* ---------------------------------------------------------------- memory */
+
+/* set by tests only; see pgck_sigv4_set_alloc_hooks */
+static void (*alloc_hook) (void *p, size_t n) = NULL;
+static void (*free_hook) (void *p, size_t n) = NULL;
+
+void
+pgck_sigv4_set_alloc_hooks(void (*on_alloc) (void *p, size_t n),
+						   void (*on_free) (void *p, size_t n))
+{
+	alloc_hook = on_alloc;
+	free_hook = on_free;
+}
+
+/* malloc(n), n >= 1 */
+static void *
+sv_alloc(size_t n)
+{
+	void	   *p = malloc(n ? n : 1);
+
+	if (p != NULL && alloc_hook != NULL)
+		alloc_hook(p, n ? n : 1);
+	return p;
+}
+
+static void *
+sv_calloc(size_t nmemb, size_t size)
+{
+	void	   *p;
+	size_t		n;
+
+	if (size != 0 && nmemb > SIZE_MAX / size)
+		return NULL;
+	n = nmemb * size;
+	p = sv_alloc(n);
+	if (p != NULL)
+		memset(p, 0, n > 0 ? n : 1);
+	return p;
+}
+
+/* Wipe the n bytes of p (as allocated) and free it; NULL is fine. */
+static void
+sv_free(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, n ? n : 1);
+	if (free_hook != NULL)
+		free_hook(p, n ? n : 1);
+	free(p);
+}
+
+/* Free a string allocated at its exact size (sv_strdup, buf_finish). */
+static void
+sv_free_str(char *s)
+{
+	if (s != NULL)
+		sv_free(s, strlen(s) + 1);
+}
+
+static char *
+sv_strdup(const char *s)
+{
+	size_t		n = strlen(s) + 1;
+	char	   *d = sv_alloc(n);
+
+	if (d != NULL)
+		memcpy(d, s, n);
+	return d;
+}
+
 /* ---------------------------------------------------------------- buffers */
 
 static void
@@ -84,11 +164,17 @@ buf_putn(struct strbuf *b, const char *s, size_t n)
 			}
 			ncap *= 2;
 		}
-		nd = realloc(b->data, ncap);
+		/* never realloc: the old block may hold the session token */
+		nd = sv_alloc(ncap);
 		if (nd == NULL)
 		{
 			b->failed = true;
 			return;
+		}
+		if (b->data != NULL)
+		{
+			memcpy(nd, b->data, b->len + 1);
+			sv_free(b->data, b->cap);
 		}
 		b->data = nd;
 		b->cap = ncap;
@@ -110,21 +196,24 @@ buf_putc(struct strbuf *b, char c)
 	buf_putn(b, &c, 1);
 }
 
-/* Hand over the string (never NULL on success: "" when nothing was put). */
+/*
+ * Hand over the string in a block of its exact size (never NULL on success:
+ * "" when nothing was put); the buffer is wiped and freed either way.
+ */
 static char *
 buf_finish(struct strbuf *b)
 {
-	char	   *s;
+	char	   *s = NULL;
 
 	if (!b->failed && b->data == NULL)
 		buf_putn(b, "", 0);
-	if (b->failed)
+	if (!b->failed)
 	{
-		free(b->data);
-		s = NULL;
+		s = sv_alloc(b->len + 1);
+		if (s != NULL)
+			memcpy(s, b->data, b->len + 1);
 	}
-	else
-		s = b->data;
+	sv_free(b->data, b->cap);
 	b->data = NULL;
 	b->len = b->cap = 0;
 	return s;
@@ -280,12 +369,12 @@ put_canonical_uri(struct strbuf *b, const char *path)
 		return false;
 
 	maxseg = strlen(path);		/* at most one segment per '/' */
-	seg = malloc(maxseg * sizeof(*seg));
-	seglen = malloc(maxseg * sizeof(*seglen));
+	seg = sv_alloc(maxseg * sizeof(*seg));
+	seglen = sv_alloc(maxseg * sizeof(*seglen));
 	if (seg == NULL || seglen == NULL)
 	{
-		free(seg);
-		free(seglen);
+		sv_free(seg, maxseg * sizeof(*seg));
+		sv_free(seglen, maxseg * sizeof(*seglen));
 		return false;
 	}
 
@@ -326,8 +415,8 @@ put_canonical_uri(struct strbuf *b, const char *path)
 	if (trailing && nseg > 0)
 		buf_putc(b, '/');
 
-	free(seg);
-	free(seglen);
+	sv_free(seg, maxseg * sizeof(*seg));
+	sv_free(seglen, maxseg * sizeof(*seglen));
 	return true;
 }
 
@@ -363,7 +452,7 @@ put_canonical_query(struct strbuf *b, const char *query)
 	for (s = query; *s; s++)
 		if (*s == '&')
 			maxp++;
-	params = calloc(maxp, sizeof(*params));
+	params = sv_calloc(maxp, sizeof(*params));
 	if (params == NULL)
 		return false;
 
@@ -407,10 +496,10 @@ put_canonical_query(struct strbuf *b, const char *query)
 
 	for (size_t i = 0; i < np; i++)
 	{
-		free(params[i].key);
-		free(params[i].value);
+		sv_free_str(params[i].key);
+		sv_free_str(params[i].value);
 	}
-	free(params);
+	sv_free(params, maxp * sizeof(*params));
 	return ok;
 }
 
@@ -477,7 +566,7 @@ put_canonical_headers(struct strbuf *creq, struct strbuf *sh,
 
 	if (nheaders > 0 && headers == NULL)
 		return false;
-	h = calloc(nheaders ? nheaders : 1, sizeof(*h));
+	h = sv_calloc(nheaders ? nheaders : 1, sizeof(*h));
 	if (h == NULL)
 		return false;
 
@@ -488,7 +577,7 @@ put_canonical_headers(struct strbuf *creq, struct strbuf *sh,
 			ok = false;
 			break;
 		}
-		h[i].name = strdup(headers[i].name);
+		h[i].name = sv_strdup(headers[i].name);
 		h[i].value = header_value(headers[i].value);
 		h[i].pos = i;
 		if (h[i].name == NULL || h[i].value == NULL)
@@ -533,10 +622,10 @@ put_canonical_headers(struct strbuf *creq, struct strbuf *sh,
 	/* calloc'd: entries never reached are NULL */
 	for (i = 0; i < nheaders; i++)
 	{
-		free(h[i].name);
-		free(h[i].value);
+		sv_free_str(h[i].name);
+		sv_free_str(h[i].value);
 	}
-	free(h);
+	sv_free(h, (nheaders ? nheaders : 1) * sizeof(*h));
 	return ok;
 }
 
@@ -588,7 +677,7 @@ compute_signature(const PgckSigv4Params *params, const char *date,
 
 	if (slen > SIZE_MAX - 4)
 		return false;
-	k0 = malloc(4 + slen);
+	k0 = sv_alloc(4 + slen);
 	if (k0 == NULL)
 		return false;
 	memcpy(k0, "AWS4", 4);
@@ -602,8 +691,7 @@ compute_signature(const PgckSigv4Params *params, const char *date,
 	if (ok)
 		hex_encode(mac, SHA256_LEN, sig);
 
-	OPENSSL_cleanse(k0, 4 + slen);
-	free(k0);
+	sv_free(k0, 4 + slen);		/* wipes */
 	OPENSSL_cleanse(k1, sizeof(k1));
 	OPENSSL_cleanse(k2, sizeof(k2));
 	return ok;
@@ -705,10 +793,11 @@ pgck_sigv4_result_free(PgckSigv4Result *res)
 {
 	if (res == NULL)
 		return;
-	free(res->canonical_request);
-	free(res->string_to_sign);
-	free(res->signed_headers);
-	free(res->authorization);
+	/* the canonical request holds the session token when there is one */
+	sv_free_str(res->canonical_request);
+	sv_free_str(res->string_to_sign);
+	sv_free_str(res->signed_headers);
+	sv_free_str(res->authorization);
 	memset(res, 0, sizeof(*res));
 }
 

@@ -24,9 +24,11 @@
  *	  same.  '+' is a literal plus (%2B), not a space.
  *
  * The secret key and the derived signing keys never leave pgck_sigv4_sign()
- * and are wiped (OPENSSL_cleanse) before it returns; the result holds only
- * public material (the signature is not a reusable secret beyond the
- * request it signs).
+ * and are wiped (OPENSSL_cleanse) before it returns.  The session token is
+ * signed, so it passes through the module's buffers and is in the result's
+ * canonical request: every block the module frees, on every path and in
+ * pgck_sigv4_result_free, is wiped first, and no buffer is realloc'd.  The
+ * signature is not a reusable secret beyond the request it signs.
  *
  *-------------------------------------------------------------------------
  */
@@ -81,8 +83,19 @@ extern int	pgck_sigv4_sign(const PgckSigv4Request *req,
 							const PgckSigv4Params *params,
 							PgckSigv4Result *out);
 
-/* Free the strings of a result and zero it; NULL and zeroed are fine. */
+/* Wipe and free the strings of a result and zero it; NULL and zeroed are fine. */
 extern void pgck_sigv4_result_free(PgckSigv4Result *res);
+
+/*
+ * For the unit tests only: on_alloc is called with every block this module
+ * allocates, on_free with every block it frees (after wiping it, before
+ * freeing it), each with the block's size, so a test can check that nothing
+ * is freed unwiped and nothing leaks.  NULL disables a hook (the default).
+ * Process-wide and not thread-safe: set it before signing, never in the
+ * server.
+ */
+extern void pgck_sigv4_set_alloc_hooks(void (*on_alloc) (void *p, size_t n),
+									   void (*on_free) (void *p, size_t n));
 
 /*
  * Lowercase hex SHA-256 of data[0..len) into out, NUL-terminated.  data may

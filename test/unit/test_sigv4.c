@@ -503,6 +503,123 @@ check_edges(void)
 	pgck_sigv4_result_free(NULL);
 }
 
+/* ---------------------------------------------------------------- wiping */
+
+/*
+ * Every block sigv4.c allocates and frees, seen through its test hooks: a
+ * block freed with a non-zero byte left in it, freed with another size than
+ * it was allocated with, unknown when freed, or never freed, is a failure.
+ * A block given up by realloc (or any free that bypasses the module's
+ * wiping free) stays "live" here and its successor is "unknown".
+ */
+#define MAX_BLOCKS 4096
+
+static struct
+{
+	const void *p;
+	size_t		n;
+}			blocks[MAX_BLOCKS];
+static int	nblocks = 0;
+static int	freed = 0;
+static int	unwiped = 0;
+static int	unknown = 0;
+static size_t largest_freed = 0;
+
+static void
+on_alloc(void *p, size_t n)
+{
+	if (nblocks < MAX_BLOCKS)
+	{
+		blocks[nblocks].p = p;
+		blocks[nblocks].n = n;
+		nblocks++;
+	}
+}
+
+static void
+on_free(void *p, size_t n)
+{
+	const unsigned char *b = p;
+	int			i;
+
+	for (i = 0; i < nblocks; i++)
+		if (blocks[i].p == p)
+			break;
+	if (i == nblocks || blocks[i].n != n)
+		unknown++;
+	else
+		blocks[i] = blocks[--nblocks];
+	freed++;
+	if (n > largest_freed)
+		largest_freed = n;
+	for (size_t j = 0; j < n; j++)
+		if (b[j] != 0)
+		{
+			unwiped++;
+			break;
+		}
+}
+
+static void
+reset_blocks(void)
+{
+	nblocks = freed = unwiped = unknown = 0;
+	largest_freed = 0;
+}
+
+/*
+ * Signing with temporary credentials puts the session token through the
+ * module's growing buffers (the token header is signed): nothing that held
+ * it may go back to malloc unwiped, on success or on failure.
+ */
+static void
+check_wipes(void)
+{
+	char		token[3001];
+	PgckSigv4Header h[4] = {
+		{"Host", "kms.us-east-1.amazonaws.com"},
+		{"X-Amz-Date", suite_params.amz_date},
+		{"X-Amz-Security-Token", token},
+		{"Content-Type", "application/x-amz-json-1.1"},
+	};
+	PgckSigv4Request req = {"POST", "/a/./b/../c", "Z=1&a=%41&b", h, 4,
+	(const unsigned char *) "{\"KeyId\":\"alias/x\"}", 20};
+	PgckSigv4Result res = {0};
+	int			rc;
+
+	for (size_t i = 0; i < sizeof(token) - 1; i++)
+		token[i] = "SessTokFwoGZXIvYXdzEJr"[i % 22];
+	token[sizeof(token) - 1] = '\0';
+
+	pgck_sigv4_set_alloc_hooks(on_alloc, on_free);
+
+	reset_blocks();
+	rc = pgck_sigv4_sign(&req, &suite_params, &res);
+	unit_check(rc == 0 && res.canonical_request != NULL &&
+			   strstr(res.canonical_request, token) != NULL,
+			   "signing with a session token puts it in the canonical request");
+	unit_check(largest_freed > sizeof(token) && freed > 10,
+			   "the buffers that held the token grew and were freed while signing (%d blocks, largest %zu bytes)",
+			   freed, largest_freed);
+	pgck_sigv4_result_free(&res);
+	unit_check(unwiped == 0, "every block freed after signing with a token was wiped first (%d of %d were not)",
+			   unwiped, freed);
+	unit_check(nblocks == 0 && unknown == 0,
+			   "every block was freed through the wiping free, at its size (%d never freed, %d unknown)",
+			   nblocks, unknown);
+
+	/* a failure after the token went into the canonical headers */
+	reset_blocks();
+	h[1].value = "20150830T123601Z";	/* disagrees with amz_date */
+	rc = pgck_sigv4_sign(&req, &suite_params, &res);
+	unit_check(rc == -1 && res.canonical_request == NULL && freed > 0 && unwiped == 0 &&
+			   nblocks == 0 && unknown == 0,
+			   "a refused signing also wipes and frees every block (%d freed, %d unwiped, %d left)",
+			   freed, unwiped, nblocks);
+
+	pgck_sigv4_set_alloc_hooks(NULL, NULL);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -526,6 +643,7 @@ main(int argc, char **argv)
 
 	check_helpers();
 	check_edges();
+	check_wipes();
 	before = unit_failed;
 	walk(root, "");
 	if (ncases == 0)
