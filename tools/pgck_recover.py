@@ -33,7 +33,9 @@ plaintext.
 Contexts: a value encrypted with kms_encrypt(v, key, context) needs the same context.
   --context TABLE.COLUMN=TEMPLATE   (TABLE may be SCHEMA.TABLE)
 TEMPLATE is literal text in which {name} is replaced by the text of column "name" of
-the same row as it appears in the dump's COPY data ({{ and }} are literal braces).
+the same row as it appears in the dump's COPY data ({{ and }} are literal braces).  It
+applies to the column's values that were encrypted with a context (the value says so);
+values of the column encrypted without one are decrypted without.
 The README's example context 'users.email:' || id is --context users.email='users.email:{id}'.
 
 Exit status: 0 when every value decrypted, 1 when any value or key failed (the outputs
@@ -365,6 +367,18 @@ def read_copy_header(line):
     return name[-2:], cols
 
 
+def add_parents(sch, table, names):
+    """Record the parents listed in 'INHERITS (a, b)' (their enc_text columns are inherited)."""
+    pos = 0
+    while pos < len(names):
+        p, pos = parse_qualified(names, pos)
+        if len(p) == 1:
+            p = ("public",) + p
+        sch.parents.setdefault(table, []).append(p[-2:])
+        while names[pos:pos + 1] in (b",", b" "):
+            pos += 1
+
+
 def scan_schema(path):
     """Pass 1: CREATE TABLE column types, inheritance, and the keyring's COPY data."""
     sch = DumpSchema()
@@ -375,10 +389,16 @@ def scan_schema(path):
                              "pg_restore -f plain.sql %s" % (path, path))
         f.seek(0)
         table = None
+        closed = None             # a table whose column list just ended: INHERITS may follow
         copy_target = None
         copy_cols = None
         for line in f:
             line = line.rstrip(b"\n")
+            if closed is not None:
+                m = re.match(rb"INHERITS \((.*)\)", line)
+                if m:
+                    add_parents(sch, closed, m.group(1))
+                closed = None
             if copy_target is not None:
                 if line == b"\\.":
                     copy_target = None
@@ -392,15 +412,10 @@ def scan_schema(path):
                 continue
             if table is not None:
                 if line.startswith(b")"):
-                    m = re.search(rb"(?:INHERITS|PARTITION OF) \((.*)\)", line)
+                    m = re.search(rb"INHERITS \((.*)\)", line)
                     if m:
-                        pos = 0
-                        s = m.group(1)
-                        while pos < len(s):
-                            p, pos = parse_qualified(s, pos)
-                            sch.parents.setdefault(table, []).append(p[-2:])
-                            while s[pos:pos + 2] == b", ":
-                                pos += 2
+                        add_parents(sch, table, m.group(1))
+                    closed = table
                     table = None
                     continue
                 body = line.strip()
@@ -891,7 +906,9 @@ def main(argv=None):
                     try:
                         env = Envelope.from_text(val)
                         tmpl = ctxs.get(col)
-                        ctx = tmpl.render(row) if tmpl is not None else None
+                        # the template applies to the values that were encrypted with a
+                        # context (flags bit 1, authenticated); others have none
+                        ctx = tmpl.render(row) if tmpl is not None and env.flags & FLAG_CONTEXT else None
                         dek = keyring.dek(env.version_id)
                         try:
                             plain = env.open(dek, ctx)
