@@ -11,7 +11,7 @@
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$BENCH_DIR/../test/lib.sh"
 
-PGCK_PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+# PGCK_PG_CONFIG (the PostgreSQL to build against) comes from test/lib.sh
 BENCH_KEY=bench              # blind index 'email': encrypt = AES-GCM + HMAC tag
 BENCH_KEY_NOIDX=bench_noidx  # no blind index: encrypt = AES-GCM only
 BENCH_BUILD_NOTE=""

@@ -9,6 +9,11 @@
 set -o pipefail
 
 PGCK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The PostgreSQL the suite builds against and runs: its pg_config.  Debian 12's
+# 15 by default; test/matrix.sh sets it to a 17 or 18 built by test/pg_build.sh
+# (/opt/pgck/pgNN/bin/pg_config).  Everything below derives from it.
+PGCK_PG_CONFIG=${PGCK_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+export PGCK_PG_CONFIG
 PGCK_PACKAGES_BUILD="make gcc libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libssl-dev libcurl4-openssl-dev libjansson-dev"
 PGCK_PACKAGES_TEST="python3 python3-cryptography python3-botocore python3-psycopg awscli openssl curl procps libipc-run-perl clang libclang-rt-14-dev"
 
@@ -41,16 +46,46 @@ pgck_install_packages() {
 # Build in $PGCK_ROOT and install: into the private installation of
 # pgck_stage ($PGCK_INST) when there is one, else into the system's.
 pgck_build_install() {
-    export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-    pgck_log "building and installing pgcrypt_kms${PGCK_INST:+ into $PGCK_INST}"
+    export PG_CONFIG=$PGCK_PG_CONFIG
+    pgck_log "building and installing pgcrypt_kms for PostgreSQL $($PG_CONFIG --version | sed 's/^PostgreSQL //')${PGCK_INST:+ into $PGCK_INST}"
     make -C "$PGCK_ROOT" -s clean >/dev/null 2>&1 || true
-    make -C "$PGCK_ROOT" -s -j2 PG_CONFIG=$PG_CONFIG ${PGCK_CFLAGS:+PGCK_CFLAGS="$PGCK_CFLAGS"} ${PGCK_LDFLAGS:+PGCK_LDFLAGS="$PGCK_LDFLAGS"}
-    make -C "$PGCK_ROOT" -s install PG_CONFIG=$PG_CONFIG ${PGCK_INST:+DESTDIR="$PGCK_INST"} >/dev/null
+    make -C "$PGCK_ROOT" -s -j2 PG_CONFIG="$PG_CONFIG" ${PGCK_CFLAGS:+PGCK_CFLAGS="$PGCK_CFLAGS"} ${PGCK_LDFLAGS:+PGCK_LDFLAGS="$PGCK_LDFLAGS"}
+    make -C "$PGCK_ROOT" -s install PG_CONFIG="$PG_CONFIG" ${PGCK_INST:+DESTDIR="$PGCK_INST"} >/dev/null
+}
+
+# pgck_build_install_other PG_CONFIG: stage another PostgreSQL installation
+# into $PGCK_INST beside the suite's (after pgck_stage) and build and install
+# pgcrypt_kms for it from a copy of the staged tree (the pg_upgrade test).
+pgck_build_install_other() {
+    local src="$PGCK_TMP/src_other_$(basename "$(dirname "$(dirname "$1")")")"
+    pgck_stage_pg "$1" || return 1
+    rm -rf "$src" && mkdir -p "$src" || return 1
+    tar -C "$PGCK_ROOT" --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=./test/results -cf - . |
+        tar -C "$src" -xf - || return 1
+    make -C "$src" -s clean >/dev/null 2>&1 || true
+    make -C "$src" -s -j2 PG_CONFIG="$1" || return 1
+    make -C "$src" -s install PG_CONFIG="$1" DESTDIR="$PGCK_INST" >/dev/null
 }
 
 # The server binaries the suite runs: the private installation's, if staged.
 pgck_pgbin() {
-    echo "${PGCK_INST:-}$(/usr/lib/postgresql/15/bin/pg_config --bindir)"
+    echo "${PGCK_INST:-}$("$PGCK_PG_CONFIG" --bindir)"
+}
+
+# pgck_stage_pg PG_CONFIG: copy that PostgreSQL installation into $PGCK_INST
+# at the same paths (Debian's: /usr/lib/postgresql/NN and /usr/share/
+# postgresql/NN; a prefix install such as /opt/pgck/pgNN: the whole prefix).
+pgck_stage_pg() {
+    local pgbindir pgshare top
+    pgbindir=$("$1" --bindir) && pgshare=$("$1" --sharedir) || return 1
+    top=$(dirname "$pgbindir")
+    [ -d "$PGCK_INST$top" ] && return 0
+    mkdir -p "$PGCK_INST$(dirname "$top")" || return 1
+    cp -a "$top" "$PGCK_INST$(dirname "$top")/" || return 1
+    case $pgshare in
+        "$top"/*) ;;
+        *) mkdir -p "$PGCK_INST$(dirname "$pgshare")" && cp -a "$pgshare" "$PGCK_INST$(dirname "$pgshare")/" || return 1 ;;
+    esac
 }
 
 # Stage the run in $PGCK_TMP (after pgck_make_tmp): a copy of the source tree
@@ -69,12 +104,8 @@ pgck_stage() {
         --exclude=./test/results --exclude=./bench/results --exclude=./test/fuzz/bin -cf - . |
         tar -C "$PGCK_TMP/src" -xf - || return 1
     PGCK_ROOT="$PGCK_TMP/src"
-    pgbindir=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
-    pgshare=$(/usr/lib/postgresql/15/bin/pg_config --sharedir)
     PGCK_INST="$PGCK_TMP/inst"
-    mkdir -p "$PGCK_INST$(dirname "$(dirname "$pgbindir")")" "$PGCK_INST$(dirname "$pgshare")"
-    cp -a "$(dirname "$pgbindir")" "$PGCK_INST$(dirname "$(dirname "$pgbindir")")/" || return 1
-    cp -a "$pgshare" "$PGCK_INST$(dirname "$pgshare")/" || return 1
+    pgck_stage_pg "$PGCK_PG_CONFIG" || return 1
     chown -R postgres:postgres "$PGCK_TMP/src"
     export PGCK_SOURCE PGCK_ROOT PGCK_INST
 }

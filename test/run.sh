@@ -78,7 +78,7 @@ export PGCK_VECTORS=$VECTORS
 pgck_build_install || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 REGRESS=${PGCK_REGRESS:-$(sed -n "s/^REGRESS = //p" Makefile)}
-PG_REGRESS=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/regress/pg_regress
+PG_REGRESS=$(dirname "$("$PGCK_PG_CONFIG" --pgxs)")/../test/regress/pg_regress
 PG_ISOLATION=$(dirname "$PG_REGRESS")/../isolation/pg_isolation_regress
 ISO_TESTS=$(cd test/isolation/specs && ls *.spec | sed 's/\.spec$//')
 
@@ -218,28 +218,54 @@ done
 
 # ------------------------------------------------------------- TAP
 pgck_log "TAP tests (PostgreSQL::Test::Cluster)"
-PERLLIB=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/perl
+PERLLIB=$(dirname "$("$PGCK_PG_CONFIG" --pgxs)")/../test/perl
 mkdir -p "$PGCK_TMP/tap" && chown postgres:postgres "$PGCK_TMP/tap"
-for t in test/t/*.pl; do
-    [ -f "$t" ] || continue
-    name=$(basename "$t" .pl)
-    want "tap/$name" || continue
+# run_tap STEP FILE [VAR=VALUE...]: one TAP script, counting its assertions
+run_tap() {
+    local step=$1 t=$2 name okc nokc rc
+    shift 2
+    name=${step#tap/}; name=${name//\//_}
     mkdir -p "$PGCK_TMP/tap/$name" && chown postgres:postgres "$PGCK_TMP/tap/$name"
-    run_limited "$(step_limit 900)" "tap/$name" runuser -u postgres -- env PATH="$PGBIN:$PATH" PERL5LIB="$PERLLIB" TESTDIR="$PGCK_TMP/tap/$name" \
-        PG_REGRESS="$PG_REGRESS" PGCK_ROOT="$PGCK_ROOT" PGCK_TMP="$PGCK_TMP" PGCK_INST="$PGCK_INST" \
+    run_limited "$(step_limit 900)" "$step" runuser -u postgres -- env PATH="$PGBIN:$PATH" PERL5LIB="$PERLLIB" TESTDIR="$PGCK_TMP/tap/$name" \
+        PG_REGRESS="$PG_REGRESS" PGCK_ROOT="$PGCK_ROOT" PGCK_TMP="$PGCK_TMP" PGCK_INST="$PGCK_INST" "$@" \
         prove -v "$t" >"$PGCK_TMP/tap_$name.log" 2>&1
     rc=$?
     okc=$(grep -cE '^ok [0-9]+' "$PGCK_TMP/tap_$name.log")
     nokc=$(grep -cE '^not ok [0-9]+' "$PGCK_TMP/tap_$name.log")
     if [ $rc -eq 0 ] && [ "$okc" -gt 0 ]; then
-        PASSED=$((PASSED + okc)); echo "ok - tap/$name ($okc assertions)"
+        PASSED=$((PASSED + okc)); echo "ok - $step ($okc assertions)"
     else
         [ "$nokc" -eq 0 ] && nokc=1
-        PASSED=$((PASSED + okc)); FAILED=$((FAILED + nokc)); FAILURES+=("tap/$name")
-        echo "not ok - tap/$name ($okc ok, $nokc not ok, exit $rc)"
+        PASSED=$((PASSED + okc)); FAILED=$((FAILED + nokc)); FAILURES+=("$step")
+        echo "not ok - $step ($okc ok, $nokc not ok, exit $rc)"
         grep -E '^not ok|^#' "$PGCK_TMP/tap_$name.log" | head -30; tail -15 "$PGCK_TMP/tap_$name.log"
     fi
+}
+for t in test/t/*.pl; do
+    [ -f "$t" ] || continue
+    name=$(basename "$t" .pl)
+    want "tap/$name" || continue
+    run_tap "tap/$name" "$t"
 done
+
+# ------------------------------------------------------------- pg_upgrade (two majors)
+# PGCK_UPGRADE_FROM_PG_CONFIG names the older major's pg_config (test/matrix.sh
+# sets it): that installation is staged beside this one, pgcrypt_kms is built
+# for it too, and test/upgrade/*.pl pg_upgrade from it to this major.
+if [ -n "${PGCK_UPGRADE_FROM_PG_CONFIG:-}" ]; then
+    for t in test/upgrade/*.pl; do
+        [ -f "$t" ] || continue
+        name=$(basename "$t" .pl)
+        want "upgrade/$name" || continue
+        pgck_log "pg_upgrade test $name: from $("$PGCK_UPGRADE_FROM_PG_CONFIG" --version) to $("$PGCK_PG_CONFIG" --version)"
+        if pgck_build_install_other "$PGCK_UPGRADE_FROM_PG_CONFIG" >"$PGCK_TMP/upgrade_build.log" 2>&1; then
+            run_tap "upgrade/$name" "$t" PGCK_OLD_INSTALL="$PGCK_INST$(dirname "$("$PGCK_UPGRADE_FROM_PG_CONFIG" --bindir)")"
+        else
+            record "upgrade/$name: build pgcrypt_kms for $("$PGCK_UPGRADE_FROM_PG_CONFIG" --version)" 1
+            tail -20 "$PGCK_TMP/upgrade_build.log"
+        fi
+    done
+fi
 
 # ------------------------------------------------------------- fuzz (bounded)
 if [ -f test/fuzz/run.sh ] && want fuzz; then

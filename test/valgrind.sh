@@ -17,7 +17,7 @@ mkdir -p "$VG" && chown postgres:postgres "$VG"
 export PGCK_EXTRA_CONF="shared_preload_libraries = 'pgcrypt_kms'
 max_connections = 10"
 # start the postmaster under valgrind ourselves (pg_ctl would start it plain)
-PGBIN=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
+PGBIN=$("$PGCK_PG_CONFIG" --bindir)
 PGCK_PGDATA="$PGCK_TMP/data"; PGPORT=$(pgck_free_port); PGHOST="$PGCK_TMP"
 export PGBIN PGCK_PGDATA PGPORT PGHOST
 runuser -u postgres -- "$PGBIN/initdb" -D "$PGCK_PGDATA" -A trust -U postgres --no-sync >/dev/null
@@ -36,7 +36,7 @@ for i in $(seq 1 240); do
     runuser -u postgres -- "$PGBIN/pg_isready" -q -h "$PGHOST" -p "$PGPORT" && break
     sleep 1
 done
-PG_REGRESS=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/regress/pg_regress
+PG_REGRESS=$(dirname "$("$PGCK_PG_CONFIG" --pgxs)")/../test/regress/pg_regress
 REGRESS=${PGCK_VALGRIND_TESTS:-$(sed -n 's/^REGRESS = //p' Makefile)}
 mkdir -p "$PGCK_TMP/regress" && chown postgres:postgres "$PGCK_TMP/regress"
 runuser -u postgres -- "$PG_REGRESS" --inputdir="$PGCK_ROOT" --outputdir="$PGCK_TMP/regress" \
