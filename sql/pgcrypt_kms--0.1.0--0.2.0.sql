@@ -195,6 +195,29 @@ $$;
 ALTER FUNCTION @extschema@.kms_verify(regclass, name, text) PARALLEL UNSAFE;
 
 -- ---------------------------------------------------------------- keyring: KMS key ARNs (issue 11, defect 3)
+-- The key ARN the KMS reported (GenerateDataKey / ReEncrypt / Decrypt KeyId)
+-- for each wrapped key.  Unwrapping sends it instead of the reference as
+-- given, so re-pointing an alias (aws kms update-alias) no longer orphans
+-- existing versions.  NULL: not known yet (a row written by 0.1.0, resolved
+-- and stored at its first successful unwrap) or a provider without ARNs
+-- (local:).  The tables stay extension configuration tables: pg_dump
+-- carries the new columns with the rest of each row.
+ALTER TABLE pgcrypt_kms.key_versions ADD COLUMN kms_key_arn text;
+ALTER TABLE pgcrypt_kms.keys ADD COLUMN index_kms_key_arn text;
+-- the previous index key's, meaningful while prev_index_key_wrapped is set
+ALTER TABLE pgcrypt_kms.keys ADD COLUMN prev_index_kms_key_arn text;
+COMMENT ON COLUMN pgcrypt_kms.key_versions.kms_key_arn IS 'key ARN the KMS reported for wrapped_dek (NULL: not known yet, or local:)';
+COMMENT ON COLUMN pgcrypt_kms.keys.index_kms_key_arn IS 'key ARN the KMS reported for index_key_wrapped (NULL: not known yet, or local:)';
+COMMENT ON COLUMN pgcrypt_kms.keys.prev_index_kms_key_arn IS 'key ARN the KMS reported for prev_index_key_wrapped (NULL: not known yet, or local:)';
+
+CREATE OR REPLACE VIEW @extschema@.kms_keys AS
+    SELECT v.key_name, v.version, v.id AS version_id, v.state,
+           v.state OPERATOR(pg_catalog.=) 'active' AS current,
+           v.kms_key, k.kms_context, k.blind_index, k.index_bits, v.created,
+           @extschema@.kms_version_encryptions(v.id) AS encryptions,
+           v.kms_key_arn, k.index_kms_key_arn
+      FROM pgcrypt_kms.key_versions v
+      JOIN pgcrypt_kms.keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name;
 
 -- ---------------------------------------------------------------- keyring: nonce counts tied to a cluster (issue 11, defect 7)
 -- A data key version's encryption count lives in the shared memory (and the

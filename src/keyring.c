@@ -26,12 +26,14 @@
 #include "fmgr.h"
 #include "access/parallel.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -45,6 +47,8 @@
 
 static SPIPlanPtr plan_key = NULL;
 static SPIPlanPtr plan_version = NULL;
+static SPIPlanPtr plan_key_arns = NULL;
+static SPIPlanPtr plan_version_arns = NULL;
 
 static const char *const state_names[] = {"active", "decrypt-only", "retired", "destroyed"};
 static const char *const transform_names[] = {"none", "exact", "lower", "email", "digits"};
@@ -203,6 +207,192 @@ execute_read(SPIPlanPtr plan, Datum *values)
 								true, false, 1);
 }
 
+/* ---------------------------------------------------------------- key ARNs */
+
+/*
+ * Does the keyring have the key ARN columns (kms_key_arn and friends, added
+ * by the 0.1.0 → 0.2.0 update)?  Until ALTER EXTENSION ... UPDATE this
+ * library runs against 0.1.0's tables: nothing is stored then, and every
+ * call uses the references as given.
+ */
+static bool
+keyring_has_arns(void)
+{
+	Oid			nsp = get_namespace_oid(KEYRING_SCHEMA, true);
+	Oid			keys_oid;
+	Oid			versions_oid;
+
+	if (!OidIsValid(nsp))
+		return false;
+	keys_oid = get_relname_relid("keys", nsp);
+	versions_oid = get_relname_relid("key_versions", nsp);
+	return OidIsValid(keys_oid) && OidIsValid(versions_oid) &&
+		get_attnum(versions_oid, "kms_key_arn") != InvalidAttrNumber &&
+		get_attnum(keys_oid, "index_kms_key_arn") != InvalidAttrNumber &&
+		get_attnum(keys_oid, "prev_index_kms_key_arn") != InvalidAttrNumber;
+}
+
+/*
+ * The reference KMS calls use for a wrapped key: the stored reference's
+ * scheme with the key ARN the KMS reported, when known (an alias may point
+ * elsewhere by now), else the stored reference.  NULL stored gives NULL.
+ */
+static char *
+call_ref(const char *stored, const char *arn, MemoryContext cxt)
+{
+	const char *colon;
+
+	if (stored == NULL || arn == NULL || (colon = strchr(stored, ':')) == NULL)
+		return stored == NULL ? NULL : MemoryContextStrdup(cxt, stored);
+	return MemoryContextStrdup(cxt, psprintf("%.*s:%s", (int) (colon - stored), stored, arn));
+}
+
+/* Inside SPI: record the key ARN of a version just written (if any). */
+static void
+store_version_arn(uint32 id, const char *arn)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+
+	if (arn == NULL || !keyring_has_arns())
+		return;
+	values[0] = Int32GetDatum((int32) id);
+	values[1] = CStringGetTextDatum(arn);
+	if (SPI_execute_with_args("UPDATE " KEYRING_SCHEMA ".key_versions SET kms_key_arn = $2"
+							  " WHERE id OPERATOR(pg_catalog.=) $1",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "keyring statement failed");
+}
+
+/*
+ * Inside SPI: record the key ARN of key name's index key just written (if
+ * any); with rotated, the current index key's ARN moves to the previous.
+ */
+static void
+store_index_arn(const char *name, const char *arn, bool rotated)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+
+	if ((arn == NULL && !rotated) || !keyring_has_arns())
+		return;
+	values[0] = CStringGetTextDatum(name);
+	values[1] = arn != NULL ? CStringGetTextDatum(arn) : (Datum) 0;
+	if (arn == NULL)
+		nulls[1] = 'n';
+	if (SPI_execute_with_args(rotated ?
+							  "UPDATE " KEYRING_SCHEMA ".keys SET index_kms_key_arn = $2,"
+							  "       prev_index_kms_key_arn = index_kms_key_arn"
+							  " WHERE key_name OPERATOR(pg_catalog.=) $1" :
+							  "UPDATE " KEYRING_SCHEMA ".keys SET index_kms_key_arn = $2"
+							  " WHERE key_name OPERATOR(pg_catalog.=) $1",
+							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "keyring statement failed");
+}
+
+/*
+ * Record the ARN a KMS reported for the wrapped key 'wrapped' of key name
+ * in whichever keyring column belongs to it and does not hold one yet.  The
+ * wrapped blob identifies the row (KMS blobs are unique).  See
+ * pgck_keyring_unwrap for when this runs and what a failure means.
+ */
+static void
+record_arn(const char *name, const bytea *wrapped, const char *arn)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (arn == NULL || !IsTransactionState() || IsInParallelMode() ||
+		RecoveryInProgress() || XactReadOnly || !keyring_has_arns())
+		return;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		OwnerScope	scope;
+		Oid			types[3] = {TEXTOID, BYTEAOID, TEXTOID};
+		Datum		values[3];
+		bool		isnull;
+		bool		need[3];
+		int			i;
+		static const char *const updates[3] = {
+			"UPDATE " KEYRING_SCHEMA ".key_versions SET kms_key_arn = $3"
+			" WHERE id IN (SELECT id FROM " KEYRING_SCHEMA ".key_versions"
+			"               WHERE key_name OPERATOR(pg_catalog.=) $1"
+			"                 AND wrapped_dek OPERATOR(pg_catalog.=) $2 AND kms_key_arn IS NULL"
+			"               FOR UPDATE SKIP LOCKED)",
+			"UPDATE " KEYRING_SCHEMA ".keys SET index_kms_key_arn = $3"
+			" WHERE key_name IN (SELECT key_name FROM " KEYRING_SCHEMA ".keys"
+			"                     WHERE key_name OPERATOR(pg_catalog.=) $1"
+			"                       AND index_key_wrapped OPERATOR(pg_catalog.=) $2"
+			"                       AND index_kms_key_arn IS NULL"
+			"                     FOR UPDATE SKIP LOCKED)",
+			"UPDATE " KEYRING_SCHEMA ".keys SET prev_index_kms_key_arn = $3"
+			" WHERE key_name IN (SELECT key_name FROM " KEYRING_SCHEMA ".keys"
+			"                     WHERE key_name OPERATOR(pg_catalog.=) $1"
+			"                       AND prev_index_key_wrapped OPERATOR(pg_catalog.=) $2"
+			"                       AND prev_index_kms_key_arn IS NULL"
+			"                     FOR UPDATE SKIP LOCKED)",
+		};
+
+		values[0] = CStringGetTextDatum(name);
+		values[1] = PointerGetDatum(wrapped);
+		values[2] = CStringGetTextDatum(arn);
+		owner_scope_enter(&scope);
+		SPI_connect();
+		/* look first: an UPDATE, even of no row, invalidates every key cache */
+		if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM " KEYRING_SCHEMA ".key_versions"
+								  "                WHERE key_name OPERATOR(pg_catalog.=) $1"
+								  "                  AND wrapped_dek OPERATOR(pg_catalog.=) $2"
+								  "                  AND kms_key_arn IS NULL),"
+								  "       EXISTS (SELECT FROM " KEYRING_SCHEMA ".keys"
+								  "                WHERE key_name OPERATOR(pg_catalog.=) $1"
+								  "                  AND index_key_wrapped OPERATOR(pg_catalog.=) $2"
+								  "                  AND index_kms_key_arn IS NULL),"
+								  "       EXISTS (SELECT FROM " KEYRING_SCHEMA ".keys"
+								  "                WHERE key_name OPERATOR(pg_catalog.=) $1"
+								  "                  AND prev_index_key_wrapped OPERATOR(pg_catalog.=) $2"
+								  "                  AND prev_index_kms_key_arn IS NULL)",
+								  2, types, values, NULL, true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "keyring query failed");
+		for (i = 0; i < 3; i++)
+			need[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												 i + 1, &isnull));
+		for (i = 0; i < 3; i++)
+			if (need[i] &&
+				SPI_execute_with_args(updates[i], 3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "keyring statement failed");
+		SPI_finish();
+		owner_scope_leave(&scope);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* the subtransaction's abort restores the user id and ends SPI */
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* a cancel or shutdown goes on; anything else leaves it for later */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION)
+			ReThrowError(edata);
+		ereport(DEBUG1,
+				(errmsg_internal("pgcrypt_kms: the key ARN of a wrapped key of \"%s\" was not recorded: %s",
+								 name, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
 bool
 pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 {
@@ -216,26 +406,32 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 	{
 		Datum		values[1];
 		int			ret;
+		bool		has_arns = keyring_has_arns();
+		SPIPlanPtr *plan = has_arns ? &plan_key_arns : &plan_key;
 
 		SPI_connect();
-		if (plan_key == NULL)
+		if (*plan == NULL)
 		{
 			Oid			types[1] = {TEXTOID};
 
-			plan_key = prepare_saved(
-									 "SELECT k.kms_key, k.kms_context::pg_catalog.text, k.blind_index, k.index_bits,"
-									 "       k.index_key_version, k.index_key_wrapped, k.index_kms_key,"
-									 "       (SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
-									 "         WHERE v.key_name OPERATOR(pg_catalog.=) k.key_name"
-									 "           AND v.state OPERATOR(pg_catalog.=) 'active'),"
-									 "       k.prev_index_key_wrapped, k.destroyed IS NOT NULL,"
-									 "       k.index_key_check, k.prev_index_key_check"
-									 "  FROM " KEYRING_SCHEMA ".keys k"
-									 " WHERE k.key_name OPERATOR(pg_catalog.=) $1",
-									 1, types);
+#define KEY_QUERY(more) \
+			"SELECT k.kms_key, k.kms_context::pg_catalog.text, k.blind_index, k.index_bits," \
+			"       k.index_key_version, k.index_key_wrapped, k.index_kms_key," \
+			"       (SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v" \
+			"         WHERE v.key_name OPERATOR(pg_catalog.=) k.key_name" \
+			"           AND v.state OPERATOR(pg_catalog.=) 'active')," \
+			"       k.prev_index_key_wrapped, k.destroyed IS NOT NULL," \
+			"       k.index_key_check, k.prev_index_key_check" more \
+			"  FROM " KEYRING_SCHEMA ".keys k" \
+			" WHERE k.key_name OPERATOR(pg_catalog.=) $1"
+			*plan = prepare_saved(has_arns ?
+								  KEY_QUERY(", k.index_kms_key_arn, k.prev_index_kms_key_arn") :
+								  KEY_QUERY(""),
+								  1, types);
+#undef KEY_QUERY
 		}
 		values[0] = CStringGetTextDatum(name);
-		ret = execute_read(plan_key, values);
+		ret = execute_read(*plan, values);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed == 1)
@@ -264,6 +460,21 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 			}
 			out->index_key_check = col_bytea(tup, desc, 11, caller);
 			out->prev_index_key_check = col_bytea(tup, desc, 12, caller);
+			if (has_arns)
+			{
+				char	   *stored = out->index_kms_key;
+
+				out->index_kms_key_arn = col_text(tup, desc, 13, caller);
+				out->prev_index_kms_key_arn = col_text(tup, desc, 14, caller);
+				out->index_kms_key = call_ref(stored, out->index_kms_key_arn, caller);
+				out->prev_index_kms_key = call_ref(stored, out->prev_index_kms_key_arn, caller);
+				/* one reference serves both index keys where they differ */
+				if (out->prev_index_key_wrapped != NULL && out->index_kms_key != NULL &&
+					strcmp(out->index_kms_key, out->prev_index_kms_key) != 0)
+					out->index_kms_key = stored;
+			}
+			else
+				out->prev_index_kms_key = out->index_kms_key;
 		}
 		SPI_finish();
 	}
@@ -290,22 +501,26 @@ pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 	{
 		Datum		values[1];
 		int			ret;
+		bool		has_arns = keyring_has_arns();
+		SPIPlanPtr *plan = has_arns ? &plan_version_arns : &plan_version;
 
 		SPI_connect();
-		if (plan_version == NULL)
+		if (*plan == NULL)
 		{
 			Oid			types[1] = {INT4OID};
 
-			plan_version = prepare_saved(
-										 "SELECT v.key_name, v.version, v.kms_key, k.kms_context::pg_catalog.text,"
-										 "       v.wrapped_dek, v.state, v.created, v.key_check"
-										 "  FROM " KEYRING_SCHEMA ".key_versions v"
-										 "  JOIN " KEYRING_SCHEMA ".keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name"
-										 " WHERE v.id OPERATOR(pg_catalog.=) $1",
-										 1, types);
+#define VERSION_QUERY(more) \
+			"SELECT v.key_name, v.version, v.kms_key, k.kms_context::pg_catalog.text," \
+			"       v.wrapped_dek, v.state, v.created, v.key_check" more \
+			"  FROM " KEYRING_SCHEMA ".key_versions v" \
+			"  JOIN " KEYRING_SCHEMA ".keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name" \
+			" WHERE v.id OPERATOR(pg_catalog.=) $1"
+			*plan = prepare_saved(has_arns ? VERSION_QUERY(", v.kms_key_arn") : VERSION_QUERY(""),
+								  1, types);
+#undef VERSION_QUERY
 		}
 		values[0] = Int32GetDatum((int32) id);
-		ret = execute_read(plan_version, values);
+		ret = execute_read(*plan, values);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed == 1)
@@ -329,6 +544,11 @@ pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 				out->created = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
 			}
 			out->key_check = col_bytea(tup, desc, 8, caller);
+			if (has_arns)
+			{
+				out->kms_key_arn = col_text(tup, desc, 9, caller);
+				out->kms_key = call_ref(out->kms_key, out->kms_key_arn, caller);
+			}
 		}
 		SPI_finish();
 	}
@@ -349,8 +569,9 @@ pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
 	const char *rest;
 	const PgckKmsProvider *provider = pgck_kms_provider_for(kms_key, &rest);
 	uint8		got[PGCK_KEY_CHECK_LEN];
+	char	   *arn = NULL;
 
-	provider->decrypt_data_key(rest, kms_context, wrapped, dek_out, PGCK_DEK_LEN);
+	provider->decrypt_data_key(rest, kms_context, wrapped, dek_out, PGCK_DEK_LEN, &arn);
 	if (!pgck_key_check(dek_out, got) || check == NULL ||
 		VARSIZE_ANY_EXHDR(check) != PGCK_KEY_CHECK_LEN ||
 		!pgck_equal_ct(got, (const uint8 *) VARDATA_ANY(check), PGCK_KEY_CHECK_LEN))
@@ -362,6 +583,9 @@ pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
 						what, name, version),
 				 errdetail("The unwrapped key does not match its key-check value; it was not used.")));
 	}
+	/* called by another reference than the key's ARN: learn the ARN */
+	if (arn != NULL && strcmp(arn, rest) != 0)
+		record_arn(name, wrapped, arn);
 }
 
 bool
@@ -385,14 +609,18 @@ key_check_bytea(const uint8 *key)
 	return b;
 }
 
-/* A new data key from the key's provider; plaintext into dek_out (locked). */
+/*
+ * A new data key from the key's provider; plaintext into dek_out (locked).
+ * *arn_out: the key ARN the KMS reported (palloc'd) or NULL; see kms.h.
+ */
 static bytea *
-generate_data_key(const char *kms_key, const char *kms_context, uint8 *dek_out)
+generate_data_key(const char *kms_key, const char *kms_context, uint8 *dek_out,
+				  char **arn_out)
 {
 	const char *rest;
 	const PgckKmsProvider *provider = pgck_kms_provider_for(kms_key, &rest);
 
-	return provider->generate_data_key(rest, kms_context, dek_out, PGCK_DEK_LEN);
+	return provider->generate_data_key(rest, kms_context, dek_out, PGCK_DEK_LEN, arn_out);
 }
 
 /* Errors about a name that names no key never repeat it (it may be a value). */
@@ -465,7 +693,8 @@ check_key_absent(const char *name)
 static uint32
 insert_new_key(const char *name, const char *kms_key, Datum kms_context_jsonb,
 			   const char *transform_name, int32 index_bits,
-			   bytea *wrapped, bytea *dek_check, bytea *index_wrapped, bytea *index_check)
+			   bytea *wrapped, bytea *dek_check, bytea *index_wrapped, bytea *index_check,
+			   const char *dek_arn, const char *index_arn)
 {
 	OwnerScope	scope;
 	volatile uint32 id = 0;
@@ -510,6 +739,9 @@ insert_new_key(const char *name, const char *kms_key, Datum kms_context_jsonb,
 					  4, vtypes, vvalues, NULL);
 		id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 												  SPI_tuptable->tupdesc, 1, &isnull));
+		store_version_arn(id, dek_arn);
+		if (index_wrapped != NULL)
+			store_index_arn(name, index_arn, false);
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -578,15 +810,18 @@ pgck_kms_create_key(PG_FUNCTION_ARGS)
 		uint32		id;
 
 		bytea	   *index_check = NULL;
+		char	   *dek_arn = NULL;
+		char	   *index_arn = NULL;
 
-		wrapped = generate_data_key(kms_key, kms_context, dek);
+		wrapped = generate_data_key(kms_key, kms_context, dek, &dek_arn);
 		if (transform != PGCK_BIDX_NONE)
 		{
-			index_wrapped = generate_data_key(kms_key, kms_context, ikey);
+			index_wrapped = generate_data_key(kms_key, kms_context, ikey, &index_arn);
 			index_check = key_check_bytea(ikey);
 		}
 		id = insert_new_key(name, kms_key, JsonbPGetDatum(ctx_jsonb), transform_name,
-							index_bits, wrapped, key_check_bytea(dek), index_wrapped, index_check);
+							index_bits, wrapped, key_check_bytea(dek), index_wrapped, index_check,
+							dek_arn, index_arn);
 		pgck_keycache_install(id, name, 1, dek);
 		pgck_keycache_install_key(name, id, transform, index_bits,
 								  transform != PGCK_BIDX_NONE ? ikey : NULL);
@@ -695,8 +930,10 @@ pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait)
 			}
 			else
 			{
+				char	   *dek_arn = NULL;
+
 				/* one KMS call, with the key's row locked */
-				wrapped = generate_data_key(kms_key, kms_context, dek);
+				wrapped = generate_data_key(kms_key, kms_context, dek, &dek_arn);
 
 				execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET state = 'decrypt-only'"
 							  " WHERE key_name OPERATOR(pg_catalog.=) $1"
@@ -712,6 +949,7 @@ pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait)
 							  5, types, values, NULL);
 				id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 				version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+				store_version_arn(id, dek_arn);
 				SPI_finish();
 				owner_scope_leave(&scope);
 				entered = false;
@@ -792,6 +1030,7 @@ pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 		bool		in_progress;
 		bool		isnull;
 		bytea	   *wrapped;
+		char	   *index_arn = NULL;
 
 		owner_scope_enter(&scope);
 		entered = true;
@@ -823,7 +1062,7 @@ pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 					 errmsg("an index key rotation of key \"%s\" is in progress", name),
 					 errhint("Re-tag the values with kms_reencrypt(), rebuild the indexes, then call kms_finish_index_rotation().")));
 
-		wrapped = generate_data_key(kms_key, kms_context, ikey);
+		wrapped = generate_data_key(kms_key, kms_context, ikey, &index_arn);
 		values[1] = PointerGetDatum(wrapped);
 		values[2] = PointerGetDatum(key_check_bytea(ikey));
 		execute_admin("UPDATE " KEYRING_SCHEMA ".keys"
@@ -835,6 +1074,7 @@ pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 					  " RETURNING index_key_version",
 					  3, types, values, NULL);
 		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		store_index_arn(name, index_arn, true);
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -967,11 +1207,15 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 	owner_scope_enter(&scope);
 	PG_TRY();
 	{
-		Oid			types[4] = {TEXTOID, TEXTOID, BYTEAOID, INT4OID};
-		Datum		values[4];
+		Oid			types[5] = {TEXTOID, TEXTOID, BYTEAOID, INT4OID, TEXTOID};
+		Datum		values[5];
+		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 		MemoryContext caller = CurrentMemoryContext;
+		bool		has_arns = keyring_has_arns();
 		char	   *kms_context;
 		char	   *index_kms_key;
+		char	   *index_arn;
+		char	   *prev_arn;
 		bytea	   *index_wrapped;
 		bytea	   *prev_wrapped;
 		uint64		nversions;
@@ -984,7 +1228,13 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 
 		SPI_connect();
 		values[0] = CStringGetTextDatum(name);
-		execute_admin("SELECT kms_context::pg_catalog.text, index_kms_key, index_key_wrapped, prev_index_key_wrapped"
+		execute_admin(has_arns ?
+					  "SELECT kms_context::pg_catalog.text, index_kms_key, index_key_wrapped, prev_index_key_wrapped,"
+					  "       index_kms_key_arn, prev_index_kms_key_arn"
+					  "  FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1"
+					  "   AND destroyed IS NULL FOR UPDATE" :
+					  "SELECT kms_context::pg_catalog.text, index_kms_key, index_key_wrapped, prev_index_key_wrapped,"
+					  "       NULL::pg_catalog.text, NULL::pg_catalog.text"
 					  "  FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1"
 					  "   AND destroyed IS NULL FOR UPDATE",
 					  1, types, values, NULL);
@@ -999,8 +1249,14 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 		index_kms_key = col_text(tup, desc, 2, caller);
 		index_wrapped = col_bytea(tup, desc, 3, caller);
 		prev_wrapped = col_bytea(tup, desc, 4, caller);
+		index_arn = col_text(tup, desc, 5, caller);
+		prev_arn = col_text(tup, desc, 6, caller);
 
-		execute_admin("SELECT id, kms_key, wrapped_dek FROM " KEYRING_SCHEMA ".key_versions"
+		/* each wrapped key is named by the ARN it was wrapped under, when known */
+		execute_admin(has_arns ?
+					  "SELECT id, kms_key, wrapped_dek, kms_key_arn FROM " KEYRING_SCHEMA ".key_versions"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1 ORDER BY version FOR UPDATE" :
+					  "SELECT id, kms_key, wrapped_dek, NULL::pg_catalog.text FROM " KEYRING_SCHEMA ".key_versions"
 					  " WHERE key_name OPERATOR(pg_catalog.=) $1 ORDER BY version FOR UPDATE",
 					  1, types, values, NULL);
 		nversions = SPI_processed;
@@ -1009,9 +1265,13 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 		blobs = palloc(sizeof(bytea *) * (nversions + 1));
 		for (i = 0; i < nversions; i++)
 		{
-			ids[i] = col_int(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-			refs[i] = col_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, caller);
-			blobs[i] = col_bytea(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, caller);
+			HeapTuple	vtup = SPI_tuptable->vals[i];
+			TupleDesc	vdesc = SPI_tuptable->tupdesc;
+			char	   *stored = col_text(vtup, vdesc, 2, caller);
+
+			ids[i] = col_int(vtup, vdesc, 1);
+			blobs[i] = col_bytea(vtup, vdesc, 3, caller);
+			refs[i] = call_ref(stored, col_text(vtup, vdesc, 4, caller), caller);
 		}
 
 		/* every data key version, one ReEncrypt each */
@@ -1020,6 +1280,7 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 			const char *old_rest;
 			const PgckKmsProvider *old_provider = pgck_kms_provider_for(refs[i], &old_rest);
 			bytea	   *rewrapped;
+			char	   *new_arn = NULL;
 
 			if (old_provider != new_provider)
 				ereport(ERROR,
@@ -1027,13 +1288,22 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 						 errmsg("cannot re-wrap key \"%s\" from %s to %s", name,
 								old_provider->scheme, new_provider->scheme),
 						 errdetail("Re-wrapping stays within one KMS so that no plaintext key leaves it.")));
-			rewrapped = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, blobs[i]);
+			rewrapped = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, blobs[i],
+														 &new_arn);
 			values[1] = CStringGetTextDatum(new_key);
 			values[2] = PointerGetDatum(rewrapped);
 			values[3] = Int32GetDatum(ids[i]);
-			execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET kms_key = $2, wrapped_dek = $3"
-						  " WHERE id OPERATOR(pg_catalog.=) $4",
-						  4, types, values, NULL);
+			values[4] = new_arn != NULL ? CStringGetTextDatum(new_arn) : (Datum) 0;
+			nulls[4] = new_arn != NULL ? ' ' : 'n';
+			if (has_arns)
+				execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions"
+							  "   SET kms_key = $2, wrapped_dek = $3, kms_key_arn = $5"
+							  " WHERE id OPERATOR(pg_catalog.=) $4",
+							  5, types, values, nulls);
+			else
+				execute_admin("UPDATE " KEYRING_SCHEMA ".key_versions SET kms_key = $2, wrapped_dek = $3"
+							  " WHERE id OPERATOR(pg_catalog.=) $4",
+							  4, types, values, NULL);
 			count++;
 		}
 
@@ -1041,35 +1311,54 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 		if (index_wrapped != NULL)
 		{
 			const char *old_rest;
-			const PgckKmsProvider *old_provider = pgck_kms_provider_for(index_kms_key, &old_rest);
+			const PgckKmsProvider *old_provider;
 			bytea	   *new_index = NULL;
 			bytea	   *new_prev = NULL;
-			Oid			itypes[4] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID};
-			Datum		ivalues[4];
-			char		inulls[4] = {' ', ' ', ' ', ' '};
+			char	   *new_index_arn = NULL;
+			char	   *new_prev_arn = NULL;
+			Oid			itypes[6] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID, TEXTOID, TEXTOID};
+			Datum		ivalues[6];
+			char		inulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
+			old_provider = pgck_kms_provider_for(call_ref(index_kms_key, index_arn, caller), &old_rest);
 			if (old_provider != new_provider)
 				ereport(ERROR,
 						(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 						 errmsg("cannot re-wrap the index key of \"%s\" from %s to %s", name,
 								old_provider->scheme, new_provider->scheme)));
-			new_index = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, index_wrapped);
+			new_index = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, index_wrapped,
+														 &new_index_arn);
 			count++;
 			if (prev_wrapped != NULL)
 			{
-				new_prev = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, prev_wrapped);
+				(void) pgck_kms_provider_for(call_ref(index_kms_key, prev_arn, caller), &old_rest);
+				new_prev = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, prev_wrapped,
+															&new_prev_arn);
 				count++;
 			}
 			ivalues[0] = CStringGetTextDatum(name);
 			ivalues[1] = CStringGetTextDatum(new_key);
 			ivalues[2] = PointerGetDatum(new_index);
 			ivalues[3] = PointerGetDatum(new_prev);
+			ivalues[4] = new_index_arn != NULL ? CStringGetTextDatum(new_index_arn) : (Datum) 0;
+			ivalues[5] = new_prev_arn != NULL ? CStringGetTextDatum(new_prev_arn) : (Datum) 0;
 			if (new_prev == NULL)
 				inulls[3] = 'n';
-			execute_admin("UPDATE " KEYRING_SCHEMA ".keys SET kms_key = $2, index_kms_key = $2,"
-						  "       index_key_wrapped = $3, prev_index_key_wrapped = $4"
-						  " WHERE key_name OPERATOR(pg_catalog.=) $1",
-						  4, itypes, ivalues, inulls);
+			if (new_index_arn == NULL)
+				inulls[4] = 'n';
+			if (new_prev_arn == NULL)
+				inulls[5] = 'n';
+			if (has_arns)
+				execute_admin("UPDATE " KEYRING_SCHEMA ".keys SET kms_key = $2, index_kms_key = $2,"
+							  "       index_key_wrapped = $3, prev_index_key_wrapped = $4,"
+							  "       index_kms_key_arn = $5, prev_index_kms_key_arn = $6"
+							  " WHERE key_name OPERATOR(pg_catalog.=) $1",
+							  6, itypes, ivalues, inulls);
+			else
+				execute_admin("UPDATE " KEYRING_SCHEMA ".keys SET kms_key = $2, index_kms_key = $2,"
+							  "       index_key_wrapped = $3, prev_index_key_wrapped = $4"
+							  " WHERE key_name OPERATOR(pg_catalog.=) $1",
+							  4, itypes, ivalues, inulls);
 		}
 		else
 		{

@@ -50,7 +50,18 @@ typedef struct PgckKeyRow
 	bytea	   *index_key_check;
 	bytea	   *prev_index_key_wrapped; /* during an index key rotation */
 	bytea	   *prev_index_key_check;
+
+	/*
+	 * The references KMS calls use for the index keys: "<scheme>:<key ARN>"
+	 * when the keyring recorded the ARN the KMS reported, else the stored
+	 * index_kms_key.  When the current and previous index keys were wrapped
+	 * under different keys (an alias re-pointed between them),
+	 * index_kms_key is the stored reference, which then serves both.
+	 */
 	char	   *index_kms_key;
+	char	   *prev_index_kms_key;
+	char	   *index_kms_key_arn;	/* as stored; NULL when not (yet) known */
+	char	   *prev_index_kms_key_arn;
 	uint32		current_id;		/* 0 when no version is active */
 	bool		destroyed;		/* crypto-shredded */
 } PgckKeyRow;
@@ -61,7 +72,9 @@ typedef struct PgckVersionRow
 	uint32		id;
 	char	   *key_name;
 	int32		version;
+	/* the reference KMS calls use: "<scheme>:<kms_key_arn>" when known, else as stored */
 	char	   *kms_key;
+	char	   *kms_key_arn;	/* as stored; NULL when not (yet) known */
 	char	   *kms_context;
 	bytea	   *wrapped_dek;
 	bytea	   *key_check;
@@ -106,7 +119,12 @@ extern int32 pgck_keyring_rotate(const char *name, uint32 expected_current, bool
 /*
  * Unwrap a key through its provider and verify it against its key-check
  * value; what/name/version only label errors.  ereports 58000 on a mismatch
- * (the KMS returned another key) and leaves dek_out wiped.
+ * (the KMS returned another key) and leaves dek_out wiped.  kms_key is the
+ * row's reference for KMS calls (PgckVersionRow.kms_key).  When the KMS
+ * reports a key ARN the keyring does not hold yet for this wrapped key (a
+ * keyring from 0.1.0), it is recorded, where this transaction may write,
+ * in a subtransaction that never waits for a row lock and whose failure
+ * only leaves the ARN for a later unwrap to record.
  */
 extern void pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
 								const bytea *wrapped, const bytea *check,

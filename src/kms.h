@@ -22,6 +22,19 @@
  * object text ("{}" or NULL when none); providers bind it to the wrapped
  * key (AWS: EncryptionContext; local: AAD).
  *
+ * Key ARNs: a reference may name a key indirectly (an AWS alias, which can
+ * be re-pointed to another key at any time).  Every call that wraps or
+ * unwraps reports, through key_arn_out, the provider's canonical name of
+ * the master key that did it (AWS: the key ARN of the response's KeyId),
+ * palloc'd, or NULL when the provider has none (local:) or the KMS did not
+ * say.  The keyring stores it with the wrapped key and unwraps with it
+ * later, so re-pointing an alias never orphans an existing wrapped key.
+ * A reference passed to decrypt_data_key or as the old reference of
+ * reencrypt_data_key names the key the blob was wrapped under: a provider
+ * pins the call to it where the KMS allows (AWS: KeyId / SourceKeyId),
+ * except for an alias, which may no longer point there: AWS then reads the
+ * key from the blob's own metadata (symmetric keys) and reports it.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef PGCK_KMS_H
@@ -53,18 +66,21 @@ typedef struct PgckKmsProvider
 	 * wrapped blob (exactly as the KMS returned it) as the result.
 	 */
 	bytea	   *(*generate_data_key) (const char *key_ref, const char *kms_context,
-									  uint8 *dek_out, size_t key_len);
+									  uint8 *dek_out, size_t key_len, char **key_arn_out);
 
 	/* Unwrap a blob made by generate_data_key into dek_out (key_len bytes). */
 	void		(*decrypt_data_key) (const char *key_ref, const char *kms_context,
-									 const bytea *wrapped, uint8 *dek_out, size_t key_len);
+									 const bytea *wrapped, uint8 *dek_out, size_t key_len,
+									 char **key_arn_out);
 
 	/*
 	 * Re-wrap a blob under another master key of the same provider without
 	 * the plaintext key passing through this process (AWS: ReEncrypt).
+	 * *key_arn_out names the new master key.
 	 */
 	bytea	   *(*reencrypt_data_key) (const char *old_key_ref, const char *new_key_ref,
-									   const char *kms_context, const bytea *wrapped);
+									   const char *kms_context, const bytea *wrapped,
+									   char **key_arn_out);
 
 	/* Check that a master key exists and is usable; ereport if not. */
 	void		(*check_key) (const char *key_ref);

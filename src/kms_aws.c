@@ -19,6 +19,13 @@
  * carries the KMS error type, its message and the request id; never a
  * request body, key or credential.
  *
+ * Key ARNs (see kms.h): every wrapping or unwrapping call returns the key
+ * ARN of the response's KeyId.  Decrypt and ReEncrypt pin the key of the
+ * blob (KeyId, SourceKeyId) when the reference names a key; an alias is
+ * not sent, since it may have been re-pointed since the blob was made
+ * (KMS would refuse with IncorrectKeyException): KMS then takes the key
+ * from the symmetric blob itself.
+ *
  * Secrets in flight -- the Authorization and X-Amz-Security-Token header
  * lines, the canonical request (which holds the token), the response body
  * (which holds a plaintext key) -- are wiped before they are freed, on
@@ -56,6 +63,7 @@ typedef struct PgckAwsKeyRef
 {
 	const char *key_id;			/* the reference as given, sent as KeyId */
 	char	   *arn_region;		/* region of an ARN, else NULL */
+	bool		is_alias;		/* alias/<name> or an alias ARN */
 } PgckAwsKeyRef;
 
 /* Where and how to call KMS. */
@@ -198,12 +206,14 @@ parse_key_ref(const char *ref, PgckAwsKeyRef *out)
 			  (strncmp(parts[5], "alias/", 6) == 0 && parts[5][6] != '\0')))
 			bad_key_ref(ref, "The ARN names neither a key (key/<id>) nor an alias (alias/<name>).");
 		out->arn_region = pstrdup(parts[3]);
+		out->is_alias = strncmp(parts[5], "alias/", 6) == 0;
 		pfree(copy);
 	}
 	else if (strncmp(ref, "alias/", 6) == 0)
 	{
 		if (len == 6 || len > 256)
 			bad_key_ref(ref, "An alias name has 1 to 250 characters after \"alias/\".");
+		out->is_alias = true;
 	}
 	else if (strpbrk(ref, ":/") != NULL)
 		bad_key_ref(ref, "A key id has only letters, digits and \"-\".");
@@ -471,6 +481,8 @@ hint_for(const char *type, const char *message)
 			: "Check the AWS credentials of the server process.";
 	if (strcmp(type, "InvalidCiphertextException") == 0)
 		return "The wrapped key is damaged, or its KMS encryption context differs.";
+	if (strcmp(type, "IncorrectKeyException") == 0)
+		return "The wrapped key was made under another KMS key than the one named; the keyring names keys by the ARN KMS reported (kms_keys.kms_key_arn), so check that column or re-wrap the key with kms_rewrap_key().";
 	return NULL;
 }
 
@@ -637,13 +649,46 @@ blob_to_bytea(const PgckKjBlob *blob)
 	return b;
 }
 
+/*
+ * The key ARN a successful response reports in member, palloc'd, or NULL
+ * when it reports none; a member that is not a key ARN is a malformed
+ * response.
+ */
+static char *
+response_key_arn(PgckKmsOp op, const char *key_ref, const PgckHttpResponse *resp,
+				 const char *member)
+{
+	char	   *arn = palloc(PGCK_KJ_MAX_KEY_ID + 1);
+	PgckKjError err;
+
+	if (!pgck_kj_parse_key_arn(resp->body, resp->body_len, member, arn, &err))
+		malformed_response(op, key_ref, &err, resp->request_id);
+	if (arn[0] == '\0')
+	{
+		pfree(arn);
+		return NULL;
+	}
+	return arn;
+}
+
+/*
+ * What to send as the KeyId of a blob wrapped under ref: the key, pinned;
+ * nothing for an alias, which may point elsewhere since (KMS reads the key
+ * from a symmetric blob's metadata and reports it).
+ */
+static const char *
+blob_key_id(const PgckAwsKeyRef *ref)
+{
+	return ref->is_alias ? NULL : ref->key_id;
+}
+
 /* ------------------------------------------------------------------
  * provider operations
  * ------------------------------------------------------------------ */
 
 static bytea *
 do_generate_data_key(const char *key_ref, const char *kms_context, uint8 *dek_out,
-					 size_t key_len)
+					 size_t key_len, char **key_arn_out)
 {
 	PgckAwsKeyRef ref;
 	PgckKmsTarget t;
@@ -666,6 +711,7 @@ do_generate_data_key(const char *key_ref, const char *kms_context, uint8 *dek_ou
 			malformed_response(PGCK_OP_GENERATE_DATA_KEY, key_ref, &err, resp.request_id);
 		result = blob_to_bytea(&blob);
 		pgck_kj_blob_free(&blob);
+		*key_arn_out = response_key_arn(PGCK_OP_GENERATE_DATA_KEY, key_ref, &resp, "KeyId");
 	}
 	PG_FINALLY();
 	{
@@ -677,7 +723,7 @@ do_generate_data_key(const char *key_ref, const char *kms_context, uint8 *dek_ou
 
 static void
 do_decrypt_data_key(const char *key_ref, const char *kms_context, const bytea *wrapped,
-					uint8 *dek_out, size_t key_len)
+					uint8 *dek_out, size_t key_len, char **key_arn_out)
 {
 	PgckAwsKeyRef ref;
 	PgckKmsTarget t;
@@ -687,7 +733,7 @@ do_decrypt_data_key(const char *key_ref, const char *kms_context, const bytea *w
 
 	parse_key_ref(key_ref, &ref);
 	resolve_target(region_for(&ref), &t);
-	body = take_body(pgck_kj_build_decrypt(ref.key_id, kms_context,
+	body = take_body(pgck_kj_build_decrypt(blob_key_id(&ref), kms_context,
 										   (const uint8_t *) VARDATA_ANY(wrapped),
 										   VARSIZE_ANY_EXHDR(wrapped), &err),
 					 &err, PGCK_OP_DECRYPT, key_ref);
@@ -697,6 +743,7 @@ do_decrypt_data_key(const char *key_ref, const char *kms_context, const bytea *w
 		kms_call(PGCK_OP_DECRYPT, key_ref, &t, body, strlen(body), &resp);
 		if (!pgck_kj_parse_decrypt(resp.body, resp.body_len, key_len, dek_out, &err))
 			malformed_response(PGCK_OP_DECRYPT, key_ref, &err, resp.request_id);
+		*key_arn_out = response_key_arn(PGCK_OP_DECRYPT, key_ref, &resp, "KeyId");
 	}
 	PG_FINALLY();
 	{
@@ -707,7 +754,7 @@ do_decrypt_data_key(const char *key_ref, const char *kms_context, const bytea *w
 
 static bytea *
 do_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
-					  const char *kms_context, const bytea *wrapped)
+					  const char *kms_context, const bytea *wrapped, char **key_arn_out)
 {
 	PgckAwsKeyRef src;
 	PgckAwsKeyRef dst;
@@ -731,7 +778,7 @@ do_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
 						   src.arn_region, dst.arn_region)));
 	region = region_for(dst.arn_region != NULL ? &dst : &src);
 	resolve_target(region, &t);
-	body = take_body(pgck_kj_build_reencrypt(src.key_id, dst.key_id, kms_context, kms_context,
+	body = take_body(pgck_kj_build_reencrypt(blob_key_id(&src), dst.key_id, kms_context, kms_context,
 											 (const uint8_t *) VARDATA_ANY(wrapped),
 											 VARSIZE_ANY_EXHDR(wrapped), &err),
 					 &err, PGCK_OP_REENCRYPT, new_key_ref);
@@ -743,6 +790,7 @@ do_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
 			malformed_response(PGCK_OP_REENCRYPT, new_key_ref, &err, resp.request_id);
 		result = blob_to_bytea(&blob);
 		pgck_kj_blob_free(&blob);
+		*key_arn_out = response_key_arn(PGCK_OP_REENCRYPT, new_key_ref, &resp, "KeyId");
 	}
 	PG_FINALLY();
 	{
@@ -807,7 +855,7 @@ do_check_key(const char *key_ref)
 
 static bytea *
 aws_generate_data_key(const char *key_ref, const char *kms_context, uint8 *dek_out,
-					  size_t key_len)
+					  size_t key_len, char **key_arn_out)
 {
 	double		start = pgck_http_now_ms();
 	volatile bool ok = false;
@@ -815,7 +863,8 @@ aws_generate_data_key(const char *key_ref, const char *kms_context, uint8 *dek_o
 
 	PG_TRY();
 	{
-		result = do_generate_data_key(key_ref, kms_context, dek_out, key_len);
+		*key_arn_out = NULL;
+		result = do_generate_data_key(key_ref, kms_context, dek_out, key_len, key_arn_out);
 		ok = true;
 	}
 	PG_FINALLY();
@@ -830,14 +879,15 @@ aws_generate_data_key(const char *key_ref, const char *kms_context, uint8 *dek_o
 
 static void
 aws_decrypt_data_key(const char *key_ref, const char *kms_context, const bytea *wrapped,
-					 uint8 *dek_out, size_t key_len)
+					 uint8 *dek_out, size_t key_len, char **key_arn_out)
 {
 	double		start = pgck_http_now_ms();
 	volatile bool ok = false;
 
 	PG_TRY();
 	{
-		do_decrypt_data_key(key_ref, kms_context, wrapped, dek_out, key_len);
+		*key_arn_out = NULL;
+		do_decrypt_data_key(key_ref, kms_context, wrapped, dek_out, key_len, key_arn_out);
 		ok = true;
 	}
 	PG_FINALLY();
@@ -851,7 +901,7 @@ aws_decrypt_data_key(const char *key_ref, const char *kms_context, const bytea *
 
 static bytea *
 aws_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
-					   const char *kms_context, const bytea *wrapped)
+					   const char *kms_context, const bytea *wrapped, char **key_arn_out)
 {
 	double		start = pgck_http_now_ms();
 	volatile bool ok = false;
@@ -859,7 +909,9 @@ aws_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
 
 	PG_TRY();
 	{
-		result = do_reencrypt_data_key(old_key_ref, new_key_ref, kms_context, wrapped);
+		*key_arn_out = NULL;
+		result = do_reencrypt_data_key(old_key_ref, new_key_ref, kms_context, wrapped,
+									   key_arn_out);
 		ok = true;
 	}
 	PG_FINALLY();

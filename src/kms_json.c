@@ -516,7 +516,7 @@ pgck_kj_build_decrypt(const char *key_id, const char *context_json,
 
 	if ((root = new_request(err)) == NULL)
 		return NULL;
-	if (!set_key_id(root, "KeyId", key_id, err) ||
+	if ((key_id != NULL && !set_key_id(root, "KeyId", key_id, err)) ||
 		!set_context(root, "EncryptionContext", context_json, err) ||
 		!set_blob(root, "CiphertextBlob", blob, blob_len, err))
 	{
@@ -535,7 +535,7 @@ pgck_kj_build_reencrypt(const char *source_key_id, const char *dest_key_id,
 
 	if ((root = new_request(err)) == NULL)
 		return NULL;
-	if (!set_key_id(root, "SourceKeyId", source_key_id, err) ||
+	if ((source_key_id != NULL && !set_key_id(root, "SourceKeyId", source_key_id, err)) ||
 		!set_key_id(root, "DestinationKeyId", dest_key_id, err) ||
 		!set_context(root, "SourceEncryptionContext", source_context_json, err) ||
 		!set_context(root, "DestinationEncryptionContext", dest_context_json, err) ||
@@ -664,6 +664,82 @@ pgck_kj_parse_reencrypt(const char *body, size_t len, PgckKjBlob *wrapped, PgckK
 		json_decref(root);
 		pgck_kj_blob_free(wrapped);
 		return false;
+	}
+	json_decref(root);
+	SET_ERR(err, PGCK_KJ_OK, "ok");
+	return true;
+}
+
+/* A key ARN: arn:<partition>:kms:<region>:<12-digit account>:key/<key id>. */
+static bool
+is_key_arn(const char *s, size_t len)
+{
+	static const char *const fields[] = {"arn", NULL, "kms", NULL, NULL};
+	const char *p = s;
+	const char *end = s + len;
+	int			i;
+
+	for (i = 0; i < 5; i++)
+	{
+		const char *colon = memchr(p, ':', end - p);
+		size_t		n;
+		size_t		j;
+
+		if (colon == NULL || colon == p)
+			return false;
+		n = colon - p;
+		if (fields[i] != NULL && (strlen(fields[i]) != n || memcmp(p, fields[i], n) != 0))
+			return false;
+		for (j = 0; j < n; j++)
+		{
+			char		c = p[j];
+
+			if (i == 4 ? !(c >= '0' && c <= '9') :
+				!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+				return false;
+		}
+		if (i == 4 && n != 12)
+			return false;
+		p = colon + 1;
+	}
+	if ((size_t) (end - p) <= 4 || memcmp(p, "key/", 4) != 0)
+		return false;
+	for (p += 4; p < end; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '-'))
+			return false;
+	return true;
+}
+
+bool
+pgck_kj_parse_key_arn(const char *body, size_t len, const char *member, char *out,
+					  PgckKjError *err)
+{
+	json_t	   *root;
+	const char *s;
+	size_t		slen;
+
+	out[0] = '\0';
+	if ((root = load_object(body, len, err)) == NULL)
+		return false;
+	if (!get_string(root, member, false, PGCK_KJ_MAX_KEY_ID, &s, &slen, err,
+					"response has no KeyId",
+					"KeyId in the response is not a string",
+					"KeyId in the response has an invalid size"))
+	{
+		json_decref(root);
+		return false;
+	}
+	if (s != NULL)
+	{
+		if (!is_key_arn(s, slen))
+		{
+			json_decref(root);
+			SET_ERR(err, PGCK_KJ_ERR_VALUE, "KeyId in the response is not a key ARN");
+			return false;
+		}
+		memcpy(out, s, slen);
+		out[slen] = '\0';
 	}
 	json_decref(root);
 	SET_ERR(err, PGCK_KJ_OK, "ok");

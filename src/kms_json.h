@@ -74,11 +74,17 @@ typedef struct PgckKjError
 extern char *pgck_kj_build_generate_data_key(const char *key_id, const char *context_json,
 											 size_t key_len, PgckKjError *err);
 
-/* Decrypt: CiphertextBlob, KeyId (always set), EncryptionContext. */
+/*
+ * Decrypt: CiphertextBlob, KeyId, EncryptionContext.  key_id NULL omits
+ * KeyId: KMS then takes the key from the (symmetric) blob's metadata.
+ */
 extern char *pgck_kj_build_decrypt(const char *key_id, const char *context_json,
 								   const uint8_t *blob, size_t blob_len, PgckKjError *err);
 
-/* ReEncrypt: CiphertextBlob, SourceKeyId, DestinationKeyId and contexts. */
+/*
+ * ReEncrypt: CiphertextBlob, SourceKeyId, DestinationKeyId and contexts.
+ * source_key_id NULL omits SourceKeyId (as key_id NULL on Decrypt).
+ */
 extern char *pgck_kj_build_reencrypt(const char *source_key_id, const char *dest_key_id,
 									 const char *source_context_json,
 									 const char *dest_context_json,
@@ -120,6 +126,17 @@ extern bool pgck_kj_parse_decrypt(const char *body, size_t len, size_t key_len,
 /* ReEncrypt: CiphertextBlob into *wrapped. */
 extern bool pgck_kj_parse_reencrypt(const char *body, size_t len, PgckKjBlob *wrapped,
 									PgckKjError *err);
+
+/*
+ * The key ARN a successful GenerateDataKey, Decrypt or ReEncrypt response
+ * reports in member ("KeyId"; ReEncrypt's source key is "SourceKeyId"),
+ * copied into out (PGCK_KJ_MAX_KEY_ID + 1 bytes); "" when the member is
+ * absent.  Fails when it is present but not a key ARN
+ * (arn:<partition>:kms:<region>:<12-digit account>:key/<key id>).  Parses
+ * the body afresh: call it after the operation's parser accepted it.
+ */
+extern bool pgck_kj_parse_key_arn(const char *body, size_t len, const char *member,
+								  char *out, PgckKjError *err);
 
 typedef struct PgckKjKeyMetadata
 {

@@ -177,17 +177,23 @@ wrap_aad(const char *name, const char *kms_context, size_t *len)
 	return aad;
 }
 
+/*
+ * The keyed context is made last and freed (cleansed) before anything can
+ * raise an error: whatever may ereport (allocations, the master key file)
+ * comes before it.
+ */
 static bytea *
 local_wrap(const char *name, const char *kms_context, const uint8 *key, size_t key_len)
 {
-	PgckAead   *aead = wrapping_aead(name);
 	bytea	   *out = palloc(VARHDRSZ + WRAPPED_LEN(key_len));
 	uint8	   *p = (uint8 *) VARDATA(out);
 	size_t		aad_len;
 	char	   *aad = wrap_aad(name, kms_context, &aad_len);
+	PgckAead   *aead;
 	bool		ok;
 
 	SET_VARSIZE(out, VARHDRSZ + WRAPPED_LEN(key_len));
+	aead = wrapping_aead(name);
 	p[0] = WRAP_MAGIC0;
 	p[1] = WRAP_MAGIC1;
 	p[2] = WRAP_VERSION;
@@ -206,12 +212,13 @@ local_wrap(const char *name, const char *kms_context, const uint8 *key, size_t k
 
 static bytea *
 local_generate_data_key(const char *key_ref, const char *kms_context,
-						uint8 *dek_out, size_t key_len)
+						uint8 *dek_out, size_t key_len, char **key_arn_out)
 {
 	instr_time	start,
 				end;
 	bytea	   *out;
 
+	*key_arn_out = NULL;		/* a local key has no ARN */
 	INSTR_TIME_SET_CURRENT(start);
 	if (!pgck_random_bytes(dek_out, key_len))
 		ereport(ERROR,
@@ -226,7 +233,8 @@ local_generate_data_key(const char *key_ref, const char *kms_context,
 
 static void
 local_decrypt_data_key(const char *key_ref, const char *kms_context,
-					   const bytea *wrapped, uint8 *dek_out, size_t key_len)
+					   const bytea *wrapped, uint8 *dek_out, size_t key_len,
+					   char **key_arn_out)
 {
 	const uint8 *p = (const uint8 *) VARDATA_ANY(wrapped);
 	size_t		len = VARSIZE_ANY_EXHDR(wrapped);
@@ -237,6 +245,7 @@ local_decrypt_data_key(const char *key_ref, const char *kms_context,
 	instr_time	start,
 				end;
 
+	*key_arn_out = NULL;
 	INSTR_TIME_SET_CURRENT(start);
 	if (len != WRAPPED_LEN(key_len) || p[0] != WRAP_MAGIC0 || p[1] != WRAP_MAGIC1 ||
 		p[2] != WRAP_VERSION)
@@ -247,8 +256,9 @@ local_decrypt_data_key(const char *key_ref, const char *kms_context,
 				 errmsg("wrapped data key is not a local: provider key of the expected size"),
 				 errdetail_internal("KMS error type: InvalidCiphertextException")));
 	}
-	aead = wrapping_aead(key_ref);
+	/* nothing that can raise an error between making the keyed context and freeing it */
 	aad = wrap_aad(key_ref, kms_context, &aad_len);
+	aead = wrapping_aead(key_ref);
 	ok = pgck_aead_open(aead, p + WRAP_HDR_LEN, p, WRAP_HDR_LEN,
 						(const uint8 *) aad, aad_len,
 						p + WRAP_HDR_LEN + PGCK_GCM_NONCE_LEN, key_len,
@@ -267,11 +277,13 @@ local_decrypt_data_key(const char *key_ref, const char *kms_context,
 
 static bytea *
 local_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
-						 const char *kms_context, const bytea *wrapped)
+						 const char *kms_context, const bytea *wrapped, char **key_arn_out)
 {
 	uint8		dek[PGCK_DEK_LEN];
 	bytea	   *volatile out = NULL;
+	char	   *no_arn;
 
+	*key_arn_out = NULL;
 	/* a local provider has no boundary to keep: unwrap and wrap in-process */
 	if (VARSIZE_ANY_EXHDR(wrapped) != WRAPPED_LEN(PGCK_DEK_LEN))
 		ereport(ERROR,
@@ -279,7 +291,7 @@ local_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
 				 errmsg("wrapped data key is not a local: provider key of the expected size")));
 	PG_TRY();
 	{
-		local_decrypt_data_key(old_key_ref, kms_context, wrapped, dek, sizeof(dek));
+		local_decrypt_data_key(old_key_ref, kms_context, wrapped, dek, sizeof(dek), &no_arn);
 		out = local_wrap(new_key_ref, kms_context, dek, sizeof(dek));
 		pgck_stats_kms_call(PGCK_OP_REENCRYPT, 0, true);
 	}

@@ -41,7 +41,7 @@ import sigv4
 from control import handle_control
 from keystore import ACCOUNT, KeyStore, KmsError
 from kms_ops import KMS_OPERATIONS, Call, Params
-from wire import JSON_11, iso8601, json_response, text_response
+from wire import JSON_11, Response, iso8601, json_response, text_response
 
 MAX_SKEW = 15 * 60          # seconds a request's X-Amz-Date may be off the server clock
 HANG_LIMIT = 120.0          # a "hang" fault lets go after this many seconds
@@ -380,7 +380,8 @@ class Emulator:
             if fault is not None:
                 self.apply_fault(fault, op)
             result = KMS_OPERATIONS[op](Call(self.keys, region, entry), Params(body))
-            response = json_response(200, result, JSON_11)
+            response = json_response(200, result, JSON_11) if result is not None \
+                else Response(200, "", JSON_11)
         except KmsError as e:
             entry["error"] = e.error_type
             response = json_response(ERROR_STATUS.get(e.error_type, 400),

@@ -176,6 +176,55 @@ class KeyStore:
                 raise KeyError(alias)
             self._save()
 
+    # ------------------------------------------------------------------ KMS alias operations
+    def _alias_target(self, key_ref, region):
+        """TargetKeyId of CreateAlias/UpdateAlias: a key id or key ARN, not pending deletion."""
+        if key_ref.startswith("alias/") or (key_ref.startswith("arn:") and ":alias/" in key_ref):
+            raise KmsError("ValidationException",
+                           "TargetKeyId must identify a KMS key by key ID or key ARN, not an alias.")
+        key = self.resolve(key_ref, region)
+        if key.state == "PendingDeletion":
+            raise KmsError("KMSInvalidStateException", "%s is pending deletion." % key.arn(region))
+        return key
+
+    def _kms_alias_name(self, alias, region):
+        if not alias.startswith("alias/") or alias == "alias/":
+            raise KmsError("InvalidAliasNameException",
+                           "Alias must start with the prefix \"alias/\".")
+        if alias.startswith("alias/aws/"):
+            raise KmsError("InvalidAliasNameException",
+                           "Alias %s is reserved for AWS managed keys." % alias_arn(region, alias))
+
+    def kms_create_alias(self, alias, key_ref, region):
+        """CreateAlias: AlreadyExistsException if the alias exists (UpdateAlias repoints)."""
+        with self._lock:
+            self._kms_alias_name(alias, region)
+            key = self._alias_target(key_ref, region)
+            if alias in self._aliases:
+                raise KmsError("AlreadyExistsException",
+                               "An alias with the name %s already exists" % alias_arn(region, alias))
+            self._aliases[alias] = key.key_id
+            self._save()
+
+    def kms_update_alias(self, alias, key_ref, region):
+        """UpdateAlias: the alias must exist; it names the new key from the next request on."""
+        with self._lock:
+            self._kms_alias_name(alias, region)
+            if alias not in self._aliases:
+                raise KmsError("NotFoundException",
+                               "Alias %s is not found." % alias_arn(region, alias))
+            key = self._alias_target(key_ref, region)
+            self._aliases[alias] = key.key_id
+            self._save()
+
+    def kms_delete_alias(self, alias, region):
+        with self._lock:
+            self._kms_alias_name(alias, region)
+            if self._aliases.pop(alias, None) is None:
+                raise KmsError("NotFoundException",
+                               "Alias %s is not found." % alias_arn(region, alias))
+            self._save()
+
     def set_state(self, key_ref, region, state, pending_days=None):
         """enable, disable, schedule deletion (pending_days) or cancel it (back to Disabled)."""
         with self._lock:

@@ -1,4 +1,4 @@
-"""The seven KMS operations the extension uses: input checks as AWS's front end does them,
+"""The KMS operations the extension uses, and the alias operations its tests use: input checks as AWS's front end does them,
 then the operation, answering the members of botocore's model (optional members omitted).
 
 Each op_<name>(call, params) returns the response object or raises KmsError. Input problems are
@@ -292,6 +292,46 @@ def op_generate_random(call, params):
     return {"Plaintext": b64(os.urandom(size))}
 
 
+_ALIAS_NAME_PATTERN = "^[a-zA-Z0-9:/_-]+$"
+
+
+def _alias_name(params):
+    alias = params.string("AliasName", required=True, high=256)
+    if alias is not None and any(not (c.isascii() and (c.isalnum() or c in ":/_-"))
+                                 for c in alias):
+        params._problem("Value '%s' at 'aliasName' failed to satisfy constraint: Member must "
+                        "satisfy regular expression pattern: %s" % (alias, _ALIAS_NAME_PATTERN))
+    return alias
+
+
+def _alias_op(call, params, action):
+    alias = _alias_name(params)
+    target = params.string("TargetKeyId", required=True) if action != "delete" else None
+    params.check()
+    call.entry["alias"] = alias
+    if action == "create":
+        call.keys.kms_create_alias(alias, target, call.region)
+    elif action == "update":
+        call.keys.kms_update_alias(alias, target, call.region)
+    else:
+        call.keys.kms_delete_alias(alias, call.region)
+    if target is not None:
+        call.entry["key_arn"] = call.keys.resolve(target, call.region).arn(call.region)
+    return None  # AWS answers these with an empty 200 body
+
+
+def op_create_alias(call, params):
+    return _alias_op(call, params, "create")
+
+
+def op_update_alias(call, params):
+    return _alias_op(call, params, "update")
+
+
+def op_delete_alias(call, params):
+    return _alias_op(call, params, "delete")
+
+
 KMS_OPERATIONS = {
     "GenerateDataKey": op_generate_data_key,
     "GenerateDataKeyWithoutPlaintext": op_generate_data_key_without_plaintext,
@@ -300,4 +340,7 @@ KMS_OPERATIONS = {
     "ReEncrypt": op_re_encrypt,
     "DescribeKey": op_describe_key,
     "GenerateRandom": op_generate_random,
+    "CreateAlias": op_create_alias,
+    "UpdateAlias": op_update_alias,
+    "DeleteAlias": op_delete_alias,
 }

@@ -497,6 +497,63 @@ def incorrect_key(emu):
 
 
 @test
+def alias_operations_and_repointing(emu):
+    """CreateAlias/UpdateAlias/DeleteAlias as AWS does them, and what re-pointing an alias does to
+    ciphertexts made through it: Decrypt naming the alias resolves it now (IncorrectKeyException
+    once it names another key), Decrypt naming the key ARN or no KeyId still works, and every
+    response carries the key ARN."""
+    kms = emu.kms
+    a = emu.ctl("create-key", {})
+    b = emu.ctl("create-key", {})
+    alias = "alias/pgck-selftest-%s" % uuid.uuid4().hex[:8]
+    equal(kms.create_alias(AliasName=alias, TargetKeyId=a["key_id"])["ResponseMetadata"]
+          ["HTTPStatusCode"], 200, "CreateAlias status")
+    expect_error(lambda: kms.create_alias(AliasName=alias, TargetKeyId=b["key_id"]),
+                 "AlreadyExistsException", 400)
+    expect_error(lambda: kms.create_alias(AliasName="pgck-no-prefix", TargetKeyId=a["key_id"]),
+                 "InvalidAliasNameException", 400)
+    expect_error(lambda: kms.create_alias(AliasName="alias/aws/pgck", TargetKeyId=a["key_id"]),
+                 "InvalidAliasNameException", 400)
+    expect_error(lambda: kms.create_alias(AliasName="alias/bad name", TargetKeyId=a["key_id"]),
+                 "ValidationException", 400)
+    expect_error(lambda: kms.create_alias(AliasName=alias + "-x", TargetKeyId="alias/pgck-test"),
+                 "ValidationException", 400)
+    expect_error(lambda: kms.create_alias(AliasName=alias + "-x",
+                                          TargetKeyId=str(uuid.uuid4())),
+                 "NotFoundException", 404)
+    expect_error(lambda: kms.update_alias(AliasName=alias + "-none", TargetKeyId=b["key_id"]),
+                 "NotFoundException", 404)
+
+    made = kms.generate_data_key(KeyId=alias, KeySpec="AES_256")
+    equal(made["KeyId"], a["arn"], "GenerateDataKey through an alias reports the key ARN")
+    blob = made["CiphertextBlob"]
+
+    kms.update_alias(AliasName=alias, TargetKeyId=b["arn"])
+    equal(kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"], b["arn"], "alias re-pointed")
+    expect_error(lambda: kms.decrypt(CiphertextBlob=blob, KeyId=alias),
+                 "IncorrectKeyException", 400)
+    expect_error(lambda: kms.re_encrypt(CiphertextBlob=blob, SourceKeyId=alias,
+                                        DestinationKeyId=b["arn"]),
+                 "IncorrectKeyException", 400)
+    for how, extra in (("key ARN", {"KeyId": a["arn"]}), ("no KeyId", {})):
+        out = kms.decrypt(CiphertextBlob=blob, **extra)
+        equal(out["Plaintext"], made["Plaintext"], "Decrypt by %s after re-pointing" % how)
+        equal(out["KeyId"], a["arn"], "Decrypt by %s reports the key ARN" % how)
+    moved = kms.re_encrypt(CiphertextBlob=blob, DestinationKeyId=alias)
+    equal((moved["SourceKeyId"], moved["KeyId"]), (a["arn"], b["arn"]),
+          "ReEncrypt without SourceKeyId reports both ARNs")
+    equal(kms.decrypt(CiphertextBlob=moved["CiphertextBlob"], KeyId=alias)["Plaintext"],
+          made["Plaintext"], "re-wrapped blob decrypts through the re-pointed alias")
+
+    emu.ctl("schedule-deletion", {"key_id": a["key_id"], "days": 7})
+    expect_error(lambda: kms.update_alias(AliasName=alias, TargetKeyId=a["key_id"]),
+                 "KMSInvalidStateException", 409)
+    kms.delete_alias(AliasName=alias)
+    expect_error(lambda: kms.delete_alias(AliasName=alias), "NotFoundException", 404)
+    expect_error(lambda: kms.describe_key(KeyId=alias), "NotFoundException", 404)
+
+
+@test
 def tampered_ciphertext(emu):
     blob = emu.kms.generate_data_key(KeyId="alias/pgck-test", KeySpec="AES_256",
                                      EncryptionContext={"a": "b"})["CiphertextBlob"]

@@ -392,6 +392,81 @@ test_decrypt_reencrypt(void)
 	check(!ok && err.status == PGCK_KJ_ERR_TYPE && w.data == NULL, "ReEncrypt SourceKeyId of wrong type");
 }
 
+/* Key ARNs reported by KMS responses (stored by the keyring, issue 11 defect 3). */
+static void
+test_key_arn(void)
+{
+	PgckKjError err;
+	char		arn[PGCK_KJ_MAX_KEY_ID + 1];
+	char	   *s;
+	const char *b;
+	uint8_t		blob[17];
+	int			ok;
+
+	memcpy(blob, "wrapped-blob-0001", 17);
+	s = pgck_kj_build_decrypt(NULL, NULL, blob, sizeof(blob), &err);
+	check(s != NULL && strstr(s, "KeyId") == NULL && strstr(s, "CiphertextBlob") != NULL,
+		  "Decrypt body without a key id omits KeyId");
+	free(s);
+	s = pgck_kj_build_reencrypt(NULL, ARN, NULL, NULL, blob, sizeof(blob), &err);
+	check(s != NULL && strstr(s, "SourceKeyId") == NULL && strstr(s, "\"DestinationKeyId\":\"" ARN "\"") != NULL,
+		  "ReEncrypt body without a source key id omits SourceKeyId");
+	free(s);
+	s = pgck_kj_build_decrypt(ARN, NULL, blob, sizeof(blob), &err);
+	check(s != NULL && strstr(s, "\"KeyId\":\"" ARN "\"") != NULL, "Decrypt body sends the key ARN as KeyId");
+	free(s);
+
+	b = "{\"KeyId\":\"" ARN "\",\"Plaintext\":\"" PT32 "\"}";
+	ok = pgck_kj_parse_key_arn(b, strlen(b), "KeyId", arn, &err);
+	check(ok && strcmp(arn, ARN) == 0, "KeyId of a response read as the key ARN");
+	b = "{\"CiphertextBlob\":\"" WRAPPED "\",\"KeyId\":\"arn:aws-cn:kms:cn-north-1:111122223333:key/mrk-1\","
+		"\"SourceKeyId\":\"" ARN "\"}";
+	ok = pgck_kj_parse_key_arn(b, strlen(b), "SourceKeyId", arn, &err);
+	check(ok && strcmp(arn, ARN) == 0, "SourceKeyId of a ReEncrypt response");
+	ok = pgck_kj_parse_key_arn(b, strlen(b), "KeyId", arn, &err);
+	check(ok && strcmp(arn, "arn:aws-cn:kms:cn-north-1:111122223333:key/mrk-1") == 0,
+		  "KeyId in another partition, multi-Region key id");
+	b = "{\"Plaintext\":\"" PT32 "\"}";
+	memset(arn, 'x', sizeof(arn));
+	ok = pgck_kj_parse_key_arn(b, strlen(b), "KeyId", arn, &err);
+	check(ok && arn[0] == '\0', "absent KeyId gives an empty ARN");
+	{
+		static const char *const bad[] = {
+			"alias/app",
+			"1234abcd-12ab-34cd-56ef-1234567890ab",
+			"arn:aws:kms:us-east-1:111122223333:alias/app",
+			"arn:aws:kms:us-east-1:11112222333:key/1234",
+			"arn:aws:kms:us-east-1:1111222233334:key/1234",
+			"arn:aws:s3:us-east-1:111122223333:key/1234",
+			"arn:aws:kms::111122223333:key/1234",
+			"arn:aws:kms:us-east-1:111122223333:key/",
+			"arn:aws:kms:us-east-1:111122223333:key/12/34",
+			"arn:aws:kms:us-east-1:111122223333:key/12 34",
+			"arn:aws:kms:US-EAST-1:111122223333:key/1234",
+			"xrn:aws:kms:us-east-1:111122223333:key/1234",
+			"arn:aws:kms:us-east-1:111122223333",
+		};
+		size_t		i;
+
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		{
+			char		body[256];
+
+			snprintf(body, sizeof(body), "{\"KeyId\":\"%s\"}", bad[i]);
+			ok = pgck_kj_parse_key_arn(body, strlen(body), "KeyId", arn, &err);
+			check(!ok && err.status == PGCK_KJ_ERR_VALUE, bad[i]);
+		}
+	}
+	b = "{\"KeyId\":42}";
+	ok = pgck_kj_parse_key_arn(b, strlen(b), "KeyId", arn, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_TYPE, "KeyId number refused");
+	b = "{\"KeyId\":\"\"}";
+	ok = pgck_kj_parse_key_arn(b, strlen(b), "KeyId", arn, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_SIZE, "empty KeyId refused");
+	ok = pgck_kj_parse_key_arn("[1]", 3, "KeyId", arn, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_SYNTAX, "ARN from a non-object body refused");
+}
+
 static void
 test_describe_key(void)
 {
@@ -738,6 +813,7 @@ main(int argc, char **argv)
 	test_builders();
 	test_generate_data_key();
 	test_decrypt_reencrypt();
+	test_key_arn();
 	test_describe_key();
 	test_errors();
 	test_iso8601();
