@@ -74,7 +74,7 @@ from collections import deque
 import psycopg
 
 SEEDS = [int(s) for s in os.environ.get('PGCK_MODEL_SEEDS', '11 23 37 41 53').split()]
-STEPS = int(os.environ.get('PGCK_MODEL_STEPS', '700'))
+STEPS = int(os.environ.get('PGCK_MODEL_STEPS', '1500'))
 DB = os.environ.get('PGCK_MODEL_DB', 'pgck_cache_model')
 CONNINFO = dict(host=os.environ['PGHOST'], port=os.environ['PGPORT'], dbname=DB, user='postgres')
 
@@ -217,7 +217,7 @@ class Model:
         self.n_keys = 0
         self.pool = []          # {'value','key','plain','ctx'}
         self.probes = deque()   # (session, kind, key)
-        self.history = deque(maxlen=20)
+        self.history = deque(maxlen=15)
         self.step = 0
         self.compared = 0
         self.skipped = 0
@@ -280,6 +280,16 @@ class Model:
         if ans[0] == 'err' and s.in_txn:
             s.aborted = True
         return ans
+
+    def check_txn_status(self, s):
+        """The driver's idea of the session's transaction must be the server's."""
+        status = s.conn.info.transaction_status
+        want = {(False, False): psycopg.pq.TransactionStatus.IDLE,
+                (True, False): psycopg.pq.TransactionStatus.INTRANS,
+                (True, True): psycopg.pq.TransactionStatus.INERROR}.get((s.in_txn, s.aborted))
+        if status != want:
+            raise HarnessError('after step %d session %s is %s, the test thought %s'
+                               % (self.step, s.label, status.name, want.name if want else 'aborted outside a block'))
 
     def diverge(self, s, text, expected, got):
         raise Divergence('step %d, session %s: %s\n#   a new backend: %s\n#   session %s: %s'
@@ -410,7 +420,10 @@ class Model:
             if ans[0] == 'ok' and isinstance(ans[1], int):
                 info['maxv'] = max(info['maxv'], ans[1])
         elif r < 0.58:
-            version = self.rng.randint(1, info['maxv'] + (1 if self.rng.random() < 0.1 else 0))
+            if self.rng.random() < 0.8:     # mostly a version that is not the active one
+                version = self.rng.randint(1, max(1, info['maxv'] - 1))
+            else:
+                version = self.rng.randint(1, info['maxv'] + 1)
             state = 'retired' if self.rng.random() < 0.6 else 'decrypt-only'
             ans = self.admin_stmt(s, 'set_state', name, 'SELECT kms_set_key_state(%s::text, %s, %s::text)',
                             (name, version, state))
@@ -422,10 +435,14 @@ class Model:
         elif r < 0.72:
             ans = self.admin_stmt(s, 'rewrap', name, 'SELECT kms_rewrap_key(%s::text, %s::text)',
                             (name, self.rng.choice(PROVIDERS)))
-        elif r < 0.86:
-            ans = self.admin_stmt(s, 'rotate_index', name, 'SELECT kms_rotate_index_key(%s::text)', (name,))
-        else:
+        elif self.rng.random() < (0.8 if info.get('irot') else 0.15):
             ans = self.admin_stmt(s, 'finish_index', name, 'SELECT kms_finish_index_rotation(%s::text)', (name,))
+            if ans[0] == 'ok':
+                info['irot'] = False
+        else:
+            ans = self.admin_stmt(s, 'rotate_index', name, 'SELECT kms_rotate_index_key(%s::text)', (name,))
+            if ans[0] == 'ok':
+                info['irot'] = True
         self.end_autocommit(s, name, ans)
 
     def admin_stmt(self, s, kind, name, query, params):
@@ -587,11 +604,13 @@ class Model:
     def walk(self):
         while self.step < STEPS:
             self.one_step()
+            for s in self.sessions:
+                self.check_txn_status(s)
 
 
 def main():
     fresh = FreshBackends()
-    failed = 0
+    failed = []
     t0 = time.monotonic()
     try:
         for seed in SEEDS:
@@ -609,7 +628,7 @@ def main():
                          m.stats.get('ROLLBACK TO', 0), m.stats.get('COMMIT', 0), admin,
                          time.monotonic() - t1))
             except (Divergence, HarnessError) as e:
-                failed += 1
+                failed.append('seed %d: %s' % (seed, e))
                 print('not ok - seed %d: %s' % (seed, e))
                 print('#   the statements before it (all sessions):')
                 for h in m.history:
@@ -620,6 +639,10 @@ def main():
     finally:
         fresh.close()
     print('# %d seeds of %d steps in %.1fs' % (len(SEEDS), STEPS, time.monotonic() - t0))
+    if failed:
+        print('# first divergence of each failing seed (its statements before it are above):')
+        for f in failed:
+            print('# ' + f)
     return 1 if failed else 0
 
 

@@ -61,7 +61,9 @@ MARKER = "SurfaceSecret-4f7a"         # an unknown key name that must never be e
 R_NOEXT, R_ENC, R_DEC, R_ADM, R_OWNER = ("pgck_surf_noext", "pgck_surf_enc", "pgck_surf_dec",
                                           "pgck_surf_adm", "pgck_surf_owner")
 SUPERUSER = "postgres"
-ROLES = [SUPERUSER, R_OWNER, R_ADM, R_DEC, R_ENC, R_NOEXT]
+# least privileged first: a crash is reported as the first role that can cause it
+ROLES = [R_NOEXT, R_ENC, R_DEC, R_ADM, R_OWNER, SUPERUSER]
+LOGIN_ROLES = [r for r in ROLES if r != SUPERUSER]
 FIXTURE = "surface_t"           # functions (rolled back)
 PROC_TABLE = "surface_p"        # procedures (recreated before each call)
 TEMPLATE = "surface_template"
@@ -264,7 +266,7 @@ class Context:
         with admin_connect("postgres") as c:
             c.execute("SET client_min_messages = warning")
             c.execute("DROP DATABASE IF EXISTS %s" % DB)
-            for r in ROLES[1:]:
+            for r in LOGIN_ROLES:
                 c.execute("DROP ROLE IF EXISTS %s" % r)
             c.execute("CREATE DATABASE %s" % DB)
         a = self.admin()
@@ -324,7 +326,7 @@ class Context:
         try:
             with admin_connect("postgres") as c:
                 c.execute("DROP DATABASE IF EXISTS %s" % DB)
-                for r in ROLES[1:]:
+                for r in LOGIN_ROLES:
                     c.execute("DROP ROLE IF EXISTS %s" % r)
         except psycopg.Error as e:
             out("# teardown: %s" % e)
