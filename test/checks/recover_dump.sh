@@ -103,6 +103,8 @@ rc=$?
 chmod 600 "$W/dump.sql"
 grep -q '^COPY pgcrypt_kms.key_versions ' "$W/dump.sql" && grep -q '^COPY public.users ' "$W/dump.sql"
 check $(( rc + $? )) "pg_dump (plain) holds the keyring and the table data"
+echo "# keyring columns in the dump: $(grep -m1 '^COPY pgcrypt_kms.key_versions ' "$W/dump.sql" | cut -c1-300)"
+echo "# versions with a stored key ARN: $(sql -c "SELECT count(*) FILTER (WHERE to_jsonb(v) ->> 'kms_key_arn' IS NOT NULL) || ' of ' || count(*) FROM pgcrypt_kms.key_versions v")"
 
 # The script runs with a bare environment: no PG* variable, only the KMS identity.
 recover() {
@@ -167,6 +169,35 @@ grep -q 'public.users.email: 119 decrypted, 0 failed, 1 NULL' "$W/run.err" && gr
 check $? "the summary counts every value of every enc_text column"
 ! grep -q -e 'Example.COM' -e 'long note' -e 'ACC-' "$W/run.err" "$W/run.out"
 check $? "no plaintext on the script's standard output or error"
+
+# the same dump as 0.1.0 would have written it: the keyring without the 0.2.0 columns (no stored
+# key ARNs: the re-pointed alias is then sent without KeyId)
+$PY - "$W/dump.sql" "$W/dump_010.sql" <<'PY'
+import sys
+new = {b"kms_key_arn", b"index_kms_key_arn", b"prev_index_kms_key_arn",
+       b"writer_system_id", b"writer_timeline", b"nonce_space"}
+out, keep = [], None
+for l in open(sys.argv[1], "rb").read().split(b"\n"):
+    if keep is None and l.startswith((b"COPY pgcrypt_kms.keys (", b"COPY pgcrypt_kms.key_versions (")):
+        head, cols = l.split(b" (", 1)
+        cols = cols.split(b") FROM", 1)[0].split(b", ")
+        keep = [i for i, c in enumerate(cols) if c not in new]
+        l = head + b" (" + b", ".join(cols[i] for i in keep) + b") FROM stdin;"
+    elif keep is not None:
+        if l == b"\\.":
+            keep = None
+        else:
+            f = l.split(b"\t")
+            l = b"\t".join(f[i] for i in keep)
+    out.append(l)
+open(sys.argv[2], "wb").write(b"\n".join(out))
+PY
+rm -rf "$W/csv010"
+recover "$W/dump_010.sql" --csv-dir "$W/csv010" "${CTX[@]}" >/dev/null 2>"$W/run010.err"
+rc=$?
+r=$(compare "$W/csv010/public.users.csv" "$W/csv010/Odd%20Schema.Acc%20Table.csv")
+[ $rc = 0 ] && [ "$r" = "0 120 120 1 1" ] && ! grep -q '_arn' <(grep -m2 '^COPY pgcrypt_kms' "$W/dump_010.sql")
+check $? "a keyring without the 0.2.0 columns (as 0.1.0 dumped it) recovers the same plaintexts (exit $rc, $r)"
 
 # ---------------------------------------------------------------- refusals
 # r_refused NAME ARGS...: exit 1, no output left behind, reason on stderr matches $WANT
