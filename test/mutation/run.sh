@@ -33,6 +33,7 @@
 #   --source REV    mutate git revision REV of this clone (git archive; the
 #                   catalogue and this script still come from the work tree)
 #                   instead of the work tree as it is
+#   --dry-run       only apply and compile each mutant (catalogue upkeep)
 #   --list          print the catalogue and exit
 # Environment: PGCK_MUTATION_TIMEOUT (seconds per selection run, default 900;
 # the full suite gets three times as much), PGCK_MUTATION_KEEP=1 keeps the
@@ -48,7 +49,7 @@ FAST='^(units|regress|isolation)$'
 LIMIT=${PGCK_MUTATION_TIMEOUT:-900}
 PG_CONFIG=${PGCK_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 
-source='' tag='' module='' quick=0 nofull=0 nobaseline=0 list=0 names=()
+dry=0 source='' tag='' module='' quick=0 nofull=0 nobaseline=0 list=0 names=()
 while [ $# -gt 0 ]; do
     case $1 in
         --tag) tag=$2; shift 2 ;;
@@ -57,6 +58,7 @@ while [ $# -gt 0 ]; do
         --no-full) nofull=1; shift ;;
         --no-baseline) nobaseline=1; shift ;;
         --list) list=1; shift ;;
+        --dry-run) dry=1; shift ;;
         --source) source=$2; shift 2 ;;
         -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
@@ -250,6 +252,7 @@ for m in "${MUTANTS[@]}"; do
         note STILLBORN "$name" "$mod" "" "does not compile:$bad: $(grep -m1 'error' "$tree/.compile.log")" $((SECONDS - start))
         continue
     fi
+    if [ $dry -eq 1 ]; then note APPLIES "$name" "$mod" "" "applies and compiles" $((SECONDS - start)); continue; fi
     (cd "$tree" && make -s clean >/dev/null 2>&1)
     chmod -R a+rX "$tree"
 
@@ -288,6 +291,7 @@ for r in "${RESULTS[@]}"; do
         KILLED) killed=$((killed + 1)) ;;
         SURVIVED) survived=$((survived + 1)) ;;
         EQUIVALENT) equivalent=$((equivalent + 1)) ;;
+        APPLIES) ;;
         *) broken=$((broken + 1)) ;;
     esac
 done
