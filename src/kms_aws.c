@@ -43,6 +43,9 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/wait_event.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"				/* VARDATA and friends left postgres.h in 16 */
+#endif
 
 #include "aws_credentials.h"
 #include "guc.h"

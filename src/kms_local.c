@@ -29,6 +29,9 @@
 #include "kms.h"
 #include "pgck_errcodes.h"
 #include "portability/instr_time.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"				/* VARDATA and friends left postgres.h in 16 */
+#endif
 
 #define MASTER_LEN		32
 #define WRAP_MAGIC0		'P'
