@@ -250,3 +250,63 @@ COMMENT ON COLUMN pgcrypt_kms.key_versions.nonce_space IS 'random id of the vers
 
 
 -- ---------------------------------------------------------------- procedures (issue 11, issue 19)
+-- kms_reencrypt_table always makes progress or stops (issue 19).  Each batch
+-- must move at least one of the values it re-encrypted off the key versions
+-- the batch found them on; a batch that moves none while values remain (a
+-- trigger or rule writing the old values back, a key cache that missed an
+-- invalidation and re-encrypts under a stale version) raises 55000 instead of
+-- looping for ever at full CPU.  So every batch either shrinks the set of
+-- values left (which is finite) or ends the call.  Same signature: CREATE OR
+-- REPLACE keeps the owner and the grants (admin and encrypt roles), restated
+-- below.  The batch is chosen and locked first (sel, evaluated once), then
+-- updated by ctid as in 0.1.0, so a row a concurrent writer changed is
+-- re-read under the lock and never overwritten.
+CREATE OR REPLACE PROCEDURE @extschema@.kms_reencrypt_table(tbl regclass, col name,
+        batch int4 DEFAULT 10000, context text DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    current_ids int4[];
+    n bigint;
+    moved bigint;
+    total bigint := 0;
+    ctx_expr text := CASE WHEN context IS NULL THEN '' ELSE ', ' OPERATOR(pg_catalog.||) context END;
+BEGIN
+    IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    LOOP
+        SELECT pg_catalog.array_agg(version_id) INTO current_ids
+          FROM @extschema@.kms_keys WHERE current;
+        EXECUTE pg_catalog.format(
+            'WITH sel AS MATERIALIZED ('
+            '  SELECT ctid AS tid, @extschema@.kms_version_id(%I) AS old_id FROM %s WHERE %I IS NOT NULL'
+            '     AND NOT (@extschema@.kms_version_id(%I) OPERATOR(pg_catalog.=) ANY ($1))'
+            '   LIMIT $2 FOR UPDATE),'
+            ' upd AS ('
+            '  UPDATE %s SET %I = @extschema@.kms_reencrypt(%I%s)'
+            '   WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT tid FROM sel))'
+            '  RETURNING @extschema@.kms_version_id(%I) AS new_id)'
+            ' SELECT pg_catalog.count(*),'
+            '        pg_catalog.count(*) FILTER (WHERE new_id IS NULL OR NOT (new_id OPERATOR(pg_catalog.=) ANY'
+            '                                    (ARRAY(SELECT old_id FROM sel))))'
+            '   FROM upd',
+            col, tbl, col, col, tbl, col, col, ctx_expr, col)
+          INTO n, moved
+          USING COALESCE(current_ids, '{}'), batch;
+        EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+        IF moved OPERATOR(pg_catalog.=) 0 THEN
+            RAISE EXCEPTION 'could not move the values of %.% onto their keys'' current versions', tbl, col
+                USING ERRCODE = '55000',
+                      DETAIL = pg_catalog.format('A batch re-encrypted %s values and every one of them is still on the key version it had; %s values were re-encrypted before it.',
+                                                 n, total),
+                      HINT = 'A trigger or rule on the table may be writing the old values back: disable it during the re-encryption and call the procedure again.';
+        END IF;
+        total := total OPERATOR(pg_catalog.+) n;
+        RAISE NOTICE 'kms_reencrypt_table: % rows of %.% re-encrypted so far', total, tbl, col;
+        COMMIT;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4, text) IS 'move every value of a column onto its key''s current version, one committed batch at a time; stops with an error when a batch moves nothing';
+REVOKE ALL ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4, text) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4, text) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt;
