@@ -7,7 +7,7 @@ DATA = $(wildcard sql/pgcrypt_kms--*.sql)
 PGFILEDESC = "pgcrypt_kms - encrypted columns with KMS-wrapped keys"
 
 # Pure modules: no PostgreSQL headers; shared with the unit tests and fuzzers.
-PURE_OBJS = src/base64.o src/envelope.o src/aead.o src/sigv4.o src/kms_json.o
+PURE_OBJS = src/base64.o src/envelope.o src/aead.o src/sigv4.o src/kms_json.o src/blind_tag.o
 
 OBJS = \
 	src/pgcrypt_kms.o \
@@ -26,7 +26,7 @@ OBJS = \
 
 SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson
 
-REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_lookup lifecycle security usage tenants outside_review
+REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_reference blind_lookup lifecycle security usage tenants reencrypt_progress outside_review
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CONFIG ?= pg_config
@@ -45,7 +45,7 @@ VECTORS ?= test/vectors
 UNIT_CC ?= cc
 UNIT_CFLAGS = -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc $(PGCK_CFLAGS)
 UNIT_LIBS = -lcrypto -ljansson $(PGCK_LDFLAGS)
-UNIT_TESTS = test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json
+UNIT_TESTS = test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag
 PURE_SRCS = $(PURE_OBJS:.o=.c)
 
 test/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/*.h) test/unit/unit.h

@@ -65,12 +65,42 @@ RESET ROLE;
 
 SELECT count(*) FILTER (WHERE kms_decrypt(v) IS NOT NULL) AS all_rows_decrypt FROM priv_t;
 
--- EXECUTE is revoked from PUBLIC on everything that touches keys
-SELECT p.oid::regprocedure AS function_public_can_execute
-  FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+-- The full EXECUTE list of each extension role and of a role with none,
+-- generated from the catalog: every function and procedure that belongs to
+-- the extension (pg_depend), and whether each role may run it (directly, by
+-- membership or through PUBLIC).  The expected output is the explicit list:
+-- any grant added or lost anywhere changes it.  What each role must not have,
+-- by design: admin neither encrypts nor decrypts; encrypt neither decrypts nor
+-- re-checks plaintext (kms_blind_index_match is a plaintext-equality oracle);
+-- decrypt neither encrypts nor administers; PUBLIC only what needs no key.
+CREATE FUNCTION pg_temp.mark(b bool) RETURNS text LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN b THEN 'X' ELSE '' END $$;
+SELECT p.oid::regprocedure AS routine, p.prokind AS kind,
+       pg_temp.mark(has_function_privilege('pgcrypt_kms_admin', p.oid, 'EXECUTE')) AS admin,
+       pg_temp.mark(has_function_privilege('pgcrypt_kms_encrypt', p.oid, 'EXECUTE')) AS encrypt,
+       pg_temp.mark(has_function_privilege('pgcrypt_kms_decrypt', p.oid, 'EXECUTE')) AS decrypt,
+       pg_temp.mark(has_function_privilege('regress_pgck_nobody', p.oid, 'EXECUTE')) AS nobody
+  FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgcrypt_kms'
- WHERE has_function_privilege('regress_pgck_nobody', p.oid, 'EXECUTE')
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text COLLATE "C";
+-- the same per role, as one list each (what a reviewer reads)
+SELECT r.role, count(*) FILTER (WHERE has_function_privilege(r.role, p.oid, 'EXECUTE')) AS may_execute,
+       count(*) AS routines
+  FROM (VALUES ('pgcrypt_kms_admin'), ('pgcrypt_kms_encrypt'), ('pgcrypt_kms_decrypt'), ('regress_pgck_nobody')) r(role)
+  CROSS JOIN pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgcrypt_kms'
+ GROUP BY r.role ORDER BY r.role;
+-- the extension's tables, views and sequences: every privilege of each role
+SELECT c.oid::regclass AS relation, c.relkind AS kind, r.role,
+       array_to_string(ARRAY(SELECT priv FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) priv
+                              WHERE c.relkind <> 'S' AND has_table_privilege(r.role, c.oid, priv)
+                             UNION ALL
+                             SELECT priv FROM unnest(ARRAY['USAGE', 'SELECT', 'UPDATE']) priv
+                              WHERE c.relkind = 'S' AND has_sequence_privilege(r.role, c.oid, priv)), ',') AS privileges
+  FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgcrypt_kms'
+  CROSS JOIN (VALUES ('pgcrypt_kms_admin'), ('pgcrypt_kms_encrypt'), ('pgcrypt_kms_decrypt'), ('regress_pgck_nobody')) r(role)
+ ORDER BY c.oid::regclass::text COLLATE "C", r.role;
 
 DROP TABLE priv_t;
 DROP ROLE regress_pgck_nobody, regress_pgck_reader, regress_pgck_writer, regress_pgck_admin;

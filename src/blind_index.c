@@ -4,45 +4,29 @@
  *		Blind-index tags: HMAC-SHA-256, under a key's index key, of the value
  *		after the key's transform, truncated to index_bits.
  *
- * Transforms are byte-wise and locale-independent, so a tag computed on one
- * server matches the probe computed on any other (replica, restore):
- *	exact	the bytes as they are
- *	lower	ASCII A-Z folded to a-z; other bytes unchanged
- *	email	leading and trailing white space removed, then as lower
- *			(dots and +tags are not folded: they can name other mailboxes)
- *	digits	only the ASCII digits kept (phone and account numbers)
+ * The transforms (exact, lower, email, digits) and the truncation are pure C
+ * in blind_tag.c, unit-tested on their own; this file adds the key, the
+ * HMAC, the buffers and the errors.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "blind_index.h"
+#include "blind_tag.h"
 #include "envelope.h"
 #include "pgck_errcodes.h"
 
-static inline char
-ascii_lower(char c)
-{
-	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
-}
-
-static inline bool
-ascii_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
 /*
- * Normalize s[0..len) by transform t.  Returns the normalized bytes: s itself
- * for exact, else *buf (palloc'd when longer than stackbuf, which must hold
- * 256 bytes); *nlen is set.  The caller wipes and frees a palloc'd *buf.
+ * Normalize s[0..len) by transform t (the transforms themselves are pure C
+ * in blind_tag.c).  Returns the normalized bytes: s itself for exact, else
+ * *buf (palloc'd when longer than stackbuf, which must hold 256 bytes); *nlen
+ * is set.  The caller wipes and frees a palloc'd *buf.
  */
 static const char *
 normalize(PgckTransform t, const char *s, size_t len, char *stackbuf, char **buf, size_t *nlen)
 {
 	char	   *out;
-	size_t		n = 0;
-	size_t		i;
 
 	*buf = NULL;
 	if (t == PGCK_BIDX_EXACT)
@@ -53,25 +37,18 @@ normalize(PgckTransform t, const char *s, size_t len, char *stackbuf, char **buf
 	out = len <= 256 ? stackbuf : (*buf = palloc(len));
 	switch (t)
 	{
-		case PGCK_BIDX_EMAIL:
-			while (len > 0 && ascii_space(s[0]))
-				s++, len--;
-			while (len > 0 && ascii_space(s[len - 1]))
-				len--;
-			/* FALLTHROUGH */
 		case PGCK_BIDX_LOWER:
-			for (i = 0; i < len; i++)
-				out[n++] = ascii_lower(s[i]);
+			*nlen = pgck_normalize_lower(s, len, out);
+			break;
+		case PGCK_BIDX_EMAIL:
+			*nlen = pgck_normalize_email(s, len, out);
 			break;
 		case PGCK_BIDX_DIGITS:
-			for (i = 0; i < len; i++)
-				if (s[i] >= '0' && s[i] <= '9')
-					out[n++] = s[i];
+			*nlen = pgck_normalize_digits(s, len, out);
 			break;
 		default:
 			elog(ERROR, "unexpected blind index transform %d", (int) t);
 	}
-	*nlen = n;
 	return out;
 }
 
@@ -108,10 +85,9 @@ pgck_blind_index_tag(PgckCachedKey *k, PgckHmac *hmac, const char *s, size_t len
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
 				 errmsg("could not compute a blind index tag for key \"%s\"", k->name)));
 
-	tag_len = (k->index_bits + 7) / 8;
-	memcpy(out, mac, tag_len);
-	if (k->index_bits % 8 != 0)
-		out[tag_len - 1] &= (uint8) (0xFF << (8 - k->index_bits % 8));
+	StaticAssertStmt(PGCK_BLIND_MAC_LEN == PGCK_HMAC_SHA256_LEN &&
+					 PGCK_BLIND_TAG_MAX == PGCK_BLIND_MAC_LEN, "a tag is at most one HMAC-SHA-256");
+	tag_len = pgck_blind_tag_truncate(mac, k->index_bits, out);
 	pgck_wipe(mac, sizeof(mac));
 	return tag_len;
 }
