@@ -129,3 +129,14 @@ BEGIN
 END $$;
 CALL pg_temp.or_two_transactions();
 RESET pgcrypt_kms.cache_ttl;
+
+------------------------------------------------------------------ found while writing FORMAT.md
+-- an encryption context maps strings to strings
+SELECT pg_temp.sqlstate_of($$SELECT kms_create_key('or_j1', 'local:regress', kms_context => '{"a": 1}')$$) AS number_value,
+       pg_temp.sqlstate_of($$SELECT kms_create_key('or_j2', 'local:regress', kms_context => '{"a": {"b": "c"}}')$$) AS nested_value,
+       pg_temp.sqlstate_of($$SELECT kms_create_key('or_j3', 'local:regress', kms_context => '{"a": "b", "c": "d"}')$$) AS strings;
+-- the truncated-tag re-check works for values encrypted with a context
+SELECT kms_create_key('or_bm', 'local:regress', blind_index => 'email', index_bits => 12);
+SELECT kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm', 'row 1'), 'ann@example.com', 'or_bm', 'row 1') AS with_context,
+       kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm', 'row 1'), 'bob@example.com', 'or_bm', 'row 1') AS other_plaintext;
+SELECT kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm', 'row 1'), 'ann@example.com', 'or_bm', 'row 2');

@@ -50,6 +50,20 @@ DECLARE
     tries int := 0;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF tbl IS NULL OR col IS NULL THEN
+        RAISE EXCEPTION 'the table and column must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::pg_catalog.oid USING ERRCODE = '42P01';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+                      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = '42703';
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('encrypt', 'decrypt') THEN
+        RAISE EXCEPTION 'mode must be encrypt or decrypt' USING ERRCODE = '22023';
+    END IF;
     IF batch IS NULL OR batch < 1 THEN
         RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
     END IF;
@@ -190,6 +204,14 @@ BEGIN
 END
 $$;
 
+-- The re-check for truncated tags also for values encrypted with a context
+-- (the three-argument form decrypts without one, so such values always failed).
+CREATE FUNCTION @extschema@.kms_blind_index_match(value @extschema@.enc_text, plaintext text, key_name text, context text) RETURNS bool
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_match' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) IS 'kms_blind_index_match for a value encrypted with a context';
+REVOKE ALL ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) TO pgcrypt_kms_decrypt;
+
 -- kms_verify opens subtransactions (one per key version it loads), which a
 -- parallel worker or a Gather's leader cannot: PARALLEL UNSAFE.
 ALTER FUNCTION @extschema@.kms_verify(regclass, name, text) PARALLEL UNSAFE;
@@ -248,7 +270,6 @@ COMMENT ON COLUMN pgcrypt_kms.key_versions.writer_system_id IS 'system identifie
 COMMENT ON COLUMN pgcrypt_kms.key_versions.writer_timeline IS 'timeline that cluster was on: a promoted standby or a point-in-time recovery is another writer';
 COMMENT ON COLUMN pgcrypt_kms.key_versions.nonce_space IS 'random id of the version''s DEK: its encryption counter, whatever the version id';
 
-
 -- ---------------------------------------------------------------- procedures (issue 11, issue 19)
 -- kms_reencrypt_table always makes progress or stops (issue 19).  Each batch
 -- must move at least one of the values it re-encrypted off the key versions
@@ -271,6 +292,17 @@ DECLARE
     total bigint := 0;
     ctx_expr text := CASE WHEN context IS NULL THEN '' ELSE ', ' OPERATOR(pg_catalog.||) context END;
 BEGIN
+    IF tbl IS NULL OR col IS NULL THEN
+        RAISE EXCEPTION 'the table and column must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::pg_catalog.oid USING ERRCODE = '42P01';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+                      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = '42703';
+    END IF;
     IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
     END IF;

@@ -610,7 +610,8 @@ pgck_kms_blind_index_match(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("key \"%s\" has no blind index", key_name)));
-	plain = decrypt_value(value, NULL, &value_key, NULL);
+	/* STRICT: the four-argument form re-checks a value encrypted with a context */
+	plain = decrypt_value(value, PG_NARGS() > 3 ? PG_GETARG_TEXT_PP(3) : NULL, &value_key, NULL);
 	same = strcmp(value_key, key_name) == 0 &&
 		pgck_blind_index_same(transform, VARDATA(plain), VARSIZE(plain) - VARHDRSZ,
 							  VARDATA_ANY(probe), VARSIZE_ANY_EXHDR(probe));

@@ -603,13 +603,14 @@ pgck_keycache_version(uint32 id)
  * the slot.  On error nothing is left allocated.
  */
 static uint8 *
-unwrap_index_key(PgckKeyRow *row, bytea *wrapped, bytea *check, PgckHmac **hmac_out)
+unwrap_index_key(PgckKeyRow *row, const char *kms_key, bytea *wrapped, bytea *check,
+				 PgckHmac **hmac_out)
 {
 	uint8	   *ikey = pgck_locked_alloc();
 
 	PG_TRY();
 	{
-		pgck_keyring_unwrap(row->index_kms_key, row->kms_context, wrapped, check,
+		pgck_keyring_unwrap(kms_key, row->kms_context, wrapped, check,
 							"blind-index key", row->key_name, row->index_key_version, ikey);
 		pgck_stats.unwraps++;
 		*hmac_out = pgck_hmac_new(ikey, PGCK_DEK_LEN);
@@ -708,11 +709,14 @@ pgck_keycache_key(const char *name)
 	{
 		key_release_index_key(k);
 		pgck_stats.misses++;
-		k->index_key = unwrap_index_key(&row, row.index_key_wrapped, row.index_key_check, &k->hmac);
+		k->index_key = unwrap_index_key(&row, row.index_kms_key, row.index_key_wrapped,
+										row.index_key_check, &k->hmac);
 		memcpy(k->index_check, VARDATA_ANY(row.index_key_check), PGCK_KEY_CHECK_LEN);
 		if (row.prev_index_key_wrapped != NULL)
 		{
-			uint8	   *prev = unwrap_index_key(&row, row.prev_index_key_wrapped,
+			uint8	   *prev = unwrap_index_key(&row,
+											   row.prev_index_kms_key ? row.prev_index_kms_key : row.index_kms_key,
+											   row.prev_index_key_wrapped,
 											   row.prev_index_key_check, &k->hmac_prev);
 
 			pgck_locked_free(prev);
@@ -804,7 +808,17 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 	bool		too_old = pgck_dek_max_age > 0 &&
 		stmt - v->created >= (int64) pgck_dek_max_age * USECS_PER_SEC;
 
-	if ((n >= rotate_after || too_old) && v->rotation_tried != stmt)
+	/* created by another cluster (usage.h): never encrypt under v */
+	bool		foreign = (n == PGCK_USAGE_FOREIGN);
+
+	if (foreign && v->rotation_tried == stmt)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg("key \"%s\" version %d was created by another cluster and could not be rotated here",
+						v->key_name, v->version),
+				 errdetail("Its nonce count lives in the cluster that created it; encrypting here could repeat a nonce."),
+				 errhint("Rotate the key with kms_rotate_key().")));
+	if (foreign || ((n >= rotate_after || too_old) && v->rotation_tried != stmt))
 	{
 		/* once per statement: a rolled-back rotation is tried again later */
 		v->rotation_tried = stmt;
@@ -818,10 +832,13 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 			 * Never waits for another encryptor: a rotation already under
 			 * way (its key row locked) is skipped and this value uses the
 			 * current version, up to the hard bound below; one that another
-			 * session committed is taken up instead of rotating again.
+			 * session committed is taken up instead of rotating again.  A
+			 * foreign version is the exception: nothing may be encrypted
+			 * under it, so this waits for a rotation under way (once per key
+			 * per cluster).
 			 */
 			strlcpy(name, v->key_name, sizeof(name));
-			newv = pgck_keyring_rotate(name, v->id, true);	/* may evict v */
+			newv = pgck_keyring_rotate(name, v->id, !foreign);	/* may evict v */
 			if (newv == PGCK_ROTATE_BUSY)
 				return false;
 			/* if another session rotated first, take in its invalidation */
@@ -829,7 +846,9 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 			if (newv > 0)
 				ereport(LOG,
 						(errmsg("pgcrypt_kms: rotated key \"%s\" from version %d to %d (%s)",
-								name, version, newv, too_old ? "pgcrypt_kms.dek_max_age" : "encryption count"),
+								name, version, newv,
+								foreign ? "created by another cluster" :
+								too_old ? "pgcrypt_kms.dek_max_age" : "encryption count"),
 						 errhidestmt(true)));
 			else
 				pgck_keycache_forget_key(name);
@@ -838,6 +857,11 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 		}
 	}
 	/* could not rotate (read-only, standby, parallel worker): refuse at the bound */
+	if (foreign)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg("key \"%s\" version %d was created by another cluster", v->key_name, v->version),
+				 errhint("Rotate the key with kms_rotate_key() in a writable transaction.")));
 	if (n > 2 * rotate_after)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KEY_STATE),

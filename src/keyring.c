@@ -623,6 +623,30 @@ generate_data_key(const char *kms_key, const char *kms_context, uint8 *dek_out,
 	return provider->generate_data_key(rest, kms_context, dek_out, PGCK_DEK_LEN, arn_out);
 }
 
+/* Is every value of a JSON object a string (an encryption context)? */
+static bool
+jsonb_object_of_strings(Jsonb *jb)
+{
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			depth = 0;
+
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
+		{
+			if (++depth > 1)
+				return false;
+		}
+		else if (tok == WJB_END_OBJECT || tok == WJB_END_ARRAY)
+			depth--;
+		else if (tok == WJB_VALUE && v.type != jbvString)
+			return false;
+	}
+	return true;
+}
+
 /* Errors about a name that names no key never repeat it (it may be a value). */
 #define UNKNOWN_NAME_DETAIL "The name is not repeated here: it may have been a value by mistake (check the order of the arguments)."
 
@@ -794,10 +818,12 @@ pgck_kms_create_key(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("index_bits must be between 8 and 256")));
-	if (!JB_ROOT_IS_OBJECT(ctx_jsonb) || JB_ROOT_IS_SCALAR(ctx_jsonb))
+	if (!JB_ROOT_IS_OBJECT(ctx_jsonb) || JB_ROOT_IS_SCALAR(ctx_jsonb) ||
+		!jsonb_object_of_strings(ctx_jsonb))
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("kms_context must be a JSON object of strings")));
+				 errmsg("kms_context must be a JSON object of strings"),
+				 errdetail("AWS KMS encryption contexts map strings to strings.")));
 	kms_context = DatumGetCString(DirectFunctionCall1(jsonb_out, JsonbPGetDatum(ctx_jsonb)));
 	check_key_absent(name);
 
@@ -1107,9 +1133,18 @@ pgck_kms_finish_index_rotation(PG_FUNCTION_ARGS)
 					  "   AND prev_index_key_wrapped IS NOT NULL",
 					  1, types, values, NULL);
 		if (SPI_processed == 0)
+		{
+			execute_admin("SELECT 1 FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1",
+						  1, types, values, NULL);
+			if (SPI_processed == 0)
+				ereport(ERROR,
+						(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+						 errmsg("the key name does not name a key in the keyring"),
+						 errdetail(UNKNOWN_NAME_DETAIL)));
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_KEY_STATE),
 					 errmsg("no index key rotation of key \"%s\" is in progress", name)));
+		}
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -1399,7 +1434,7 @@ pgck_kms_destroy_key(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("confirmation does not match the key name"),
-				 errhint("Pass the name of the key to destroy twice: kms_destroy_key('%s', '%s').", name, name)));
+				 errhint("Pass the name of the key to destroy twice, as both arguments of kms_destroy_key().")));
 	owner_scope_enter(&scope);
 	PG_TRY();
 	{

@@ -379,7 +379,7 @@ perform_signed(const PgckKmsTarget *t, PgckKmsOp op, const char *body, size_t bo
 		auth_line = psprintf("Authorization: %s", res.authorization);
 		wipe_sigv4(&res);
 		if (creds->session_token != NULL)
-			token_line = psprintf("X-Amz-Security-Token: %s", creds->session_token);
+			token_line = pgck_http_header_line("X-Amz-Security-Token", creds->session_token);
 
 		lines[nlines++] = "Content-Type: application/x-amz-json-1.1";
 		lines[nlines++] = host_line;
