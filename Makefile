@@ -75,4 +75,4 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	bash test/fuzz/run.sh $(FUZZ_SECONDS)
 
-EXTRA_CLEAN = test/results test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/fuzz/bin
+EXTRA_CLEAN = test/results test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/fuzz/bin
