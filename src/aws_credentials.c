@@ -712,8 +712,6 @@ fetch_container(double deadline_ms, PgckKjCredentials *out)
 	const char *source = "the container credentials endpoint";
 	const char *rel = pgck_aws_getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
 	const char *full = pgck_aws_getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
-	const char *token_file = pgck_aws_getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-	const char *token_env = pgck_aws_getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN");
 	char	   *url;
 	char	   *volatile token = NULL;
 	char	   *volatile auth_header = NULL;
@@ -750,6 +748,10 @@ fetch_container(double deadline_ms, PgckKjCredentials *out)
 	memset(&resp, 0, sizeof(resp));
 	PG_TRY();
 	{
+		/* read after the setjmp, so that no longjmp can clobber them */
+		const char *token_file = pgck_aws_getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+		const char *token_env = pgck_aws_getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+
 		if (token_file != NULL)
 		{
 			/* re-read on every fetch: it rotates */
