@@ -134,22 +134,28 @@ run_suite() {
     env -u PGCK_TMP -u PGCK_ROOT -u PGCK_SOURCE -u PGCK_INST -u PGCK_VECTORS -u PGHOST -u PGPORT \
         -u PGBIN -u PGCK_PGDATA -u PGCK_EMULATOR_PORT -u PGCK_EMULATOR_URL -u PGCK_EXTRA_CONF \
         -u PGCK_SERVER_ENV -u PGCK_KEEP_TMP -u PGCK_SANITIZE_ONLY -u PGUSER -u PGDATABASE \
-        -u PGCK_ONLY -u PGCK_REGRESS \
+        -u PGCK_ONLY -u PGCK_REGRESS PGCK_MUTATION_NESTED=1 \
         ${only:+PGCK_ONLY="$only"} ${regress:+PGCK_REGRESS="$regress"} \
         timeout --kill-after=30 "$secs" bash "$tree/test/run.sh" >"$log" 2>&1 &
     SUITE_PID=$!
     wait $SUITE_PID
     rc=$?
     SUITE_PID=''
-    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-        for tmp in $(grep -oE '/tmp/pgcrypt_kms\.[A-Za-z0-9]{6}' "$log" | sort -u); do
-            if [ -f "$tmp/data/postmaster.pid" ]; then
-                runuser -u postgres -- "$tmp/inst$($PG_CONFIG --bindir)/pg_ctl" -D "$tmp/data" -m immediate -w stop >/dev/null 2>&1
-            fi
-            rm -rf "$tmp"
-        done
-        return 124
+    if grep -qE '^(grep: )?/tmp/pgcrypt_kms\.[A-Za-z0-9]{6}/[^ ]*: No such file or directory' "$log" && [ -z "${6:-}" ]; then
+        echo "   (the run's temp dir vanished under it: running it again)" >&2
+        mv "$log" "$log.vanished"
+        run_suite "$@" again
+        return
     fi
+    # a failed run keeps its temp dir (120 MB); a killed one may leave its postmaster
+    for tmp in $(grep -oE '/tmp/pgcrypt_kms\.[A-Za-z0-9]{6}' "$log" | sort -u); do
+        [ -d "$tmp" ] || continue
+        if [ -f "$tmp/data/postmaster.pid" ] && { [ $rc -eq 124 ] || [ $rc -eq 137 ]; }; then
+            runuser -u postgres -- "$tmp/inst$($PG_CONFIG --bindir)/pg_ctl" -D "$tmp/data" -m immediate -w stop >/dev/null 2>&1
+        fi
+        [ -n "${PGCK_MUTATION_KEEP:-}" ] || rm -rf "$tmp"
+    done
+    [ $rc -eq 124 ] || [ $rc -eq 137 ] && return 124
     return $rc
 }
 
@@ -171,12 +177,28 @@ baseline_failures() {  # baseline_failures ONLY REGRESS SECONDS
         if [ $nobaseline -eq 0 ]; then
             echo "   baseline: PGCK_ONLY='${1:-<all>}'${2:+ PGCK_REGRESS='$2'} on the unmutated tree" >&2
             run_suite "$WORK/pristine" "$f.log" "$1" "$2" "$3"
+            grep -q '^build failed' "$f.log" && { echo "the unmutated tree does not build (see $f.log)" >&2; exit 2; }
             failed_steps "$f.log" >"$f"
-            grep -q '^build failed' "$f.log" && { echo "the unmutated tree does not build" >&2; exit 2; }
-            [ -s "$f" ] && { echo "   baseline failures (never counted as kills):" >&2; sed 's/^/     /' "$f" >&2; }
+            if [ -s "$f" ]; then
+                # failures of the unmutated tree are excluded; a second run keeps
+                # only those that repeat, so one flaky run excludes nothing
+                run_suite "$WORK/pristine" "$f.2.log" "$1" "$2" "$3"
+                failed_steps "$f.2.log" | grep -xF -f - "$f" >"$f.both"
+                mv "$f.both" "$f"
+                cat "$f.log" "$f.2.log" >"$f.all.log"
+            else
+                cp "$f.log" "$f.all.log"
+            fi
+            [ -s "$f" ] && { echo "   baseline failures (their own failing assertions never count as kills):" >&2; sed 's/^/     /' "$f" >&2; }
         fi
         BASE_DONE[$key]=1
     fi
+}
+
+# TAP assertions ("not ok N - text") that failed in LOG and not in the baseline
+new_assertions() {  # new_assertions LOG BASELOG
+    comm -23 <(sed -n 's/^not ok [0-9]* - //p' "$1" | sort -u) \
+             <(sed -n 's/^not ok [0-9]* - //p' "$2" 2>/dev/null | sort -u)
 }
 
 # apply MUTANT TREE: applies it; prints the files it changed; 1 if it does not apply
@@ -219,6 +241,11 @@ try_stage() {  # try_stage TREE LOG ONLY REGRESS SECONDS
     if [ $rc -eq 124 ]; then STEPS="timeout after ${5}s (the suite hung; killed by timeout)"; return 0; fi
     grep -qE '^build failed|^not ok - (unit tests build|sanitizer build)' "$2" && return 2
     STEPS=$(failed_steps "$2" | grep -vxF -f "$BASEFILE" | paste -sd ' ' -)
+    # a step that fails on the unmutated tree too kills by assertions of its own
+    if [ -z "$STEPS" ] && [ -s "$BASEFILE" ]; then
+        STEPS=$(new_assertions "$2" "$BASEFILE.all.log" | head -3 | sed 's/^/"/; s/$/"/' | paste -sd ' ' -)
+        [ -n "$STEPS" ] && STEPS="new failing assertions in $(failed_steps "$2" | grep -xF -f "$BASEFILE" | paste -sd ' ' -): $STEPS"
+    fi
     if [ -n "$STEPS" ] && grep -q '^TIMEOUT: ' "$2"; then
         STEPS="$STEPS (step time limit: $(sed -n 's/^TIMEOUT: \(.*\) did not finish.*/\1/p' "$2" | paste -sd ' ' -))"
     fi
