@@ -33,9 +33,12 @@ CREATE OR REPLACE PROCEDURE @extschema@.kms_migrate_column(tbl regclass, col nam
         batch int4, finish bool, purge bool)
 LANGUAGE plpgsql AS $$
 DECLARE
-    shadow name := left(col, 40) || '_pgck_new';
-    trig name := left(col, 40) || '_pgck_sync';
-    idx name := left(tbl::text, 20) || '_' || left(col, 20) || '_bidx';
+    -- no initialiser may call a function or operator by an unqualified name:
+    -- they run before search_path is pinned (a caller's public.left(name, int4)
+    -- would run as the caller of this procedure); these are set below
+    shadow name;
+    trig name;
+    idx name;
     col_type oid;
     col_notnull bool;
     has_shadow bool;
@@ -45,7 +48,7 @@ DECLARE
     blk bigint;
     maxblk bigint;
     step bigint;
-    target text := CASE WHEN mode = 'encrypt' THEN '@extschema@.enc_text' ELSE 'pg_catalog.text' END;
+    target text;
     expr text;
     tries int := 0;
 BEGIN
@@ -64,6 +67,13 @@ BEGIN
     IF mode IS NULL OR mode NOT IN ('encrypt', 'decrypt') THEN
         RAISE EXCEPTION 'mode must be encrypt or decrypt' USING ERRCODE = '22023';
     END IF;
+    IF finish IS NULL OR purge IS NULL THEN
+        RAISE EXCEPTION 'finish and purge must not be null' USING ERRCODE = '22004';
+    END IF;
+    shadow := left(col, 40) || '_pgck_new';
+    trig := left(col, 40) || '_pgck_sync';
+    idx := left(tbl::text, 20) || '_' || left(col, 20) || '_bidx';
+    target := CASE WHEN mode = 'encrypt' THEN '@extschema@.enc_text' ELSE 'pg_catalog.text' END;
     IF batch IS NULL OR batch < 1 THEN
         RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
     END IF;
@@ -211,6 +221,12 @@ CREATE FUNCTION @extschema@.kms_blind_index_match(value @extschema@.enc_text, pl
 COMMENT ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) IS 'kms_blind_index_match for a value encrypted with a context';
 REVOKE ALL ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) TO pgcrypt_kms_decrypt;
+
+-- The keyring's triggers fire also when session_replication_role is replica
+-- (logical replication apply, some restore tools): a keyring change applied
+-- that way still reaches every backend's key cache at once.
+ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER keys_changed;
+ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER key_versions_changed;
 
 -- kms_verify opens subtransactions (one per key version it loads), which a
 -- parallel worker or a Gather's leader cannot: PARALLEL UNSAFE.

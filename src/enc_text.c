@@ -19,6 +19,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -423,6 +424,34 @@ decrypt_value(struct varlena *value, const text *context, char **key_name_out,
 	return result;
 }
 
+/*
+ * A decrypted plaintext is returned as text only if it is valid in the
+ * database encoding: a value encrypted in a database of another encoding (a
+ * dump restored elsewhere) would otherwise come back as invalid text.  The
+ * error names the key and version, never the bytes (PostgreSQL's own message
+ * would quote them).
+ */
+static text *
+checked_encoding(text *plain, const struct varlena *value)
+{
+	int			len = VARSIZE(plain) - VARHDRSZ;
+
+	if (!pg_verify_mbstr(GetDatabaseEncoding(), VARDATA(plain), len, true))
+	{
+		PgckEnvelope env;
+
+		parse_stored(value, &env);
+		pgck_wipe(VARDATA(plain), len);
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("a value under key version id %u is not valid in the database encoding \"%s\"",
+						env.key_version_id, GetDatabaseEncodingName()),
+				 errdetail("It was encrypted in a database with another encoding; its bytes are not shown."),
+				 errhint("Decrypt it in a database with the encoding it was written in, or convert it there and re-encrypt.")));
+	}
+	return plain;
+}
+
 PG_FUNCTION_INFO_V1(pgck_kms_encrypt);
 Datum
 pgck_kms_encrypt(PG_FUNCTION_ARGS)
@@ -464,7 +493,7 @@ pgck_kms_decrypt(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > 1)
 		context = PG_GETARG_TEXT_PP(1);
 
-	PG_RETURN_TEXT_P(decrypt_value(value, context, NULL, fcinfo->flinfo));
+	PG_RETURN_TEXT_P(checked_encoding(decrypt_value(value, context, NULL, fcinfo->flinfo), value));
 }
 
 /*

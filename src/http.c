@@ -402,7 +402,8 @@ pgck_http_parse_url(const char *url, PgckHttpPlainPolicy policy,
 		curl_url_cleanup(u);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("invalid %s URL \"%s\"", what_for, url ? url : "")));
+				 errmsg("invalid %s URL", what_for),
+				 errdetail("The URL does not parse (it is not repeated: it may carry credentials).")));
 	}
 	out->scheme = url_part(u, CURLUPART_SCHEME);
 	out->host = url_part(u, CURLUPART_HOST);
@@ -428,7 +429,7 @@ pgck_http_parse_url(const char *url, PgckHttpPlainPolicy policy,
 	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("invalid %s URL \"%s\"", what_for, url),
+				 errmsg("invalid %s URL", what_for),
 				 errdetail("%s", problem)));
 
 	out->plain = strcmp(out->scheme, "http") == 0;

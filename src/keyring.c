@@ -18,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include "utils/guc.h"
+
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -130,14 +132,26 @@ typedef struct OwnerScope
 {
 	Oid			save_userid;
 	int			save_sec;
+	int			save_nestlevel;
 } OwnerScope;
 
+/*
+ * Run as the keyring's owner, as a SECURITY DEFINER function with
+ * SET search_path would: every statement inside is written with
+ * schema-qualified names and OPERATOR(pg_catalog.x), and the search_path is
+ * pinned to pg_catalog, pg_temp as well, so that no object of the caller's
+ * schemas (a trojan "=" operator, a function shadowing a built-in) can ever
+ * run with the owner's privileges, whatever a future statement forgets.
+ */
 static void
 owner_scope_enter(OwnerScope *scope)
 {
 	Oid			owner = keyring_owner();
 
 	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec);
+	scope->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	SetUserIdAndSecContext(owner, scope->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 }
@@ -146,6 +160,7 @@ static void
 owner_scope_leave(OwnerScope *scope)
 {
 	SetUserIdAndSecContext(scope->save_userid, scope->save_sec);
+	AtEOXact_GUC(true, scope->save_nestlevel);
 }
 
 /* Copy a result column into the caller's context (SPI memory goes away). */
@@ -319,22 +334,22 @@ record_arn(const char *name, const bytea *wrapped, const char *arn)
 		int			i;
 		static const char *const updates[3] = {
 			"UPDATE " KEYRING_SCHEMA ".key_versions SET kms_key_arn = $3"
-			" WHERE id IN (SELECT id FROM " KEYRING_SCHEMA ".key_versions"
+			" WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT id FROM " KEYRING_SCHEMA ".key_versions"
 			"               WHERE key_name OPERATOR(pg_catalog.=) $1"
 			"                 AND wrapped_dek OPERATOR(pg_catalog.=) $2 AND kms_key_arn IS NULL"
-			"               FOR UPDATE SKIP LOCKED)",
+			"               FOR UPDATE SKIP LOCKED))",
 			"UPDATE " KEYRING_SCHEMA ".keys SET index_kms_key_arn = $3"
-			" WHERE key_name IN (SELECT key_name FROM " KEYRING_SCHEMA ".keys"
+			" WHERE key_name OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT key_name FROM " KEYRING_SCHEMA ".keys"
 			"                     WHERE key_name OPERATOR(pg_catalog.=) $1"
 			"                       AND index_key_wrapped OPERATOR(pg_catalog.=) $2"
 			"                       AND index_kms_key_arn IS NULL"
-			"                     FOR UPDATE SKIP LOCKED)",
+			"                     FOR UPDATE SKIP LOCKED))",
 			"UPDATE " KEYRING_SCHEMA ".keys SET prev_index_kms_key_arn = $3"
-			" WHERE key_name IN (SELECT key_name FROM " KEYRING_SCHEMA ".keys"
+			" WHERE key_name OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT key_name FROM " KEYRING_SCHEMA ".keys"
 			"                     WHERE key_name OPERATOR(pg_catalog.=) $1"
 			"                       AND prev_index_key_wrapped OPERATOR(pg_catalog.=) $2"
 			"                       AND prev_index_kms_key_arn IS NULL"
-			"                     FOR UPDATE SKIP LOCKED)",
+			"                     FOR UPDATE SKIP LOCKED))",
 		};
 
 		values[0] = CStringGetTextDatum(name);

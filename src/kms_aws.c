@@ -589,10 +589,14 @@ kms_call(PgckKmsOp op, const char *key_ref, const PgckKmsTarget *t, const char *
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_KMS_FAILURE),
 					 errmsg("AWS KMS %s failed for key \"aws-kms:%s\"", op_names[op], key_ref),
-					 errdetail_internal("Could not reach %s: %s: %s (%d attempt%s%s).",
-										t->parsed.host_header, pgck_http_result_name(result),
+					 errdetail_internal("Could not reach the configured KMS endpoint: %s: %s (%d attempt%s%s).",
+										pgck_http_result_name(result),
 										error_text, attempt, attempt == 1 ? "" : "s",
-										why)));
+										why),
+					 errdetail_log("Could not reach %s: %s: %s (%d attempt%s%s).",
+								   t->parsed.host_header, pgck_http_result_name(result),
+								   error_text, attempt, attempt == 1 ? "" : "s",
+								   why)));
 
 		hint = hint_for(aerr.type, aerr.message);
 		ereport(ERROR,

@@ -47,7 +47,8 @@ local_error(const char *what)
 {
 	ereport(ERROR,
 			(errcode_for_file_access(),
-			 errmsg("could not %s the local master key file \"%s\": %m", what, pgck_local_key_file)));
+			 errmsg("could not %s the configured local master key file: %m", what),
+			 errdetail_log("pgcrypt_kms.local_key_file is \"%s\".", pgck_local_key_file)));
 }
 
 /* Create the master key file if it does not exist yet. */
@@ -127,9 +128,11 @@ read_master_key(uint8 *key)
 		close(fd);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
-				 errmsg("local master key file \"%s\" is not usable", pgck_local_key_file),
+				 errmsg("the configured local master key file is not usable"),
 				 errdetail("It must be a regular file of %d bytes that only its owner can access (mode 0600).",
-						   MASTER_LEN)));
+						   MASTER_LEN),
+				 errdetail_log("pgcrypt_kms.local_key_file \"%s\" must be a regular file of %d bytes that only its owner can access (mode 0600).",
+							   pgck_local_key_file, MASTER_LEN)));
 	}
 	n = read(fd, key, MASTER_LEN);
 	close(fd);

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Code that runs with more privileges than its caller never resolves a name
+# through the caller's search_path (found by the adversarial review of 0.2):
+#  - the keyring's statements run as the keyring owner (a superuser): a role
+#    with only pgcrypt_kms_encrypt puts a trojan "=" operator first on its
+#    search_path and triggers the ARN recording of a 0.1.0 keyring updated to
+#    0.2.0 (its first unwrap); it must not become superuser;
+#  - kms_encrypt_column runs as the table owner: another role's
+#    public.left(name, int4) must not run inside it;
+#  - kms_migrate_column refuses a NULL finish (it went on with the swap).
+# Runs (as root) against the cluster and emulator of test/run.sh.
+set -u
+cd "$(dirname "$0")/../.."
+fail=0
+check() { if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; fail=1; fi; }
+DB=pgck_hostile
+pg() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$PGHOST" -p "$PGPORT" "$@" 2>&1; }
+pg -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
+for r in pgck_h_alice pgck_h_vic; do pg -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null; done
+sql() { pg -d $DB "$@"; }
+as() { local who=$1; shift; pg -d $DB -v ON_ERROR_STOP=0 -c "SET ROLE $who" "$@"; }
+
+# ---- a 0.1.0 keyring with an aws-kms key, updated: the ARNs are still to be recorded
+sql -c "CREATE EXTENSION pgcrypt_kms VERSION '0.1.0'" \
+    -c "SELECT kms_create_key('hk', 'aws-kms:alias/pgck-test', blind_index => 'email')" \
+    -c "ALTER EXTENSION pgcrypt_kms UPDATE" \
+    -c "CREATE ROLE pgck_h_alice LOGIN IN ROLE pgcrypt_kms_encrypt" \
+    -c "CREATE SCHEMA mal AUTHORIZATION pgck_h_alice" >/dev/null
+n=$(sql -c "SELECT count(*) FROM pgcrypt_kms.key_versions WHERE kms_key_arn IS NULL")
+[ "$n" = "1" ]; check $? "positive control: the updated 0.1.0 keyring has a version without its ARN ($n)"
+out=$(as pgck_h_alice -f - <<'SQL'
+CREATE FUNCTION mal.evil(int4, int4) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN EXECUTE 'ALTER ROLE pgck_h_alice SUPERUSER'; RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE FUNCTION mal.evilt(text, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN EXECUTE 'ALTER ROLE pgck_h_alice SUPERUSER'; RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE FUNCTION mal.evilb(bytea, bytea) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN EXECUTE 'ALTER ROLE pgck_h_alice SUPERUSER'; RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR mal.= (leftarg = int4, rightarg = int4, function = mal.evil);
+CREATE OPERATOR mal.= (leftarg = text, rightarg = text, function = mal.evilt);
+CREATE OPERATOR mal.= (leftarg = bytea, rightarg = bytea, function = mal.evilb);
+SET search_path = mal, public, pg_catalog;
+SELECT public.kms_version_id(public.kms_encrypt('x', 'hk')) IS NOT NULL AS encrypted;
+SQL
+)
+echo "$out" | grep -q "^t$"; check $? "the encrypt role encrypts with a hostile search_path ($(echo "$out" | tail -1))"
+super=$(sql -c "SELECT rolsuper FROM pg_roles WHERE rolname = 'pgck_h_alice'")
+[ "$super" = "f" ]; check $? "a trojan = operator on the caller's search_path never runs as the keyring owner (rolsuper = $super)"
+n=$(sql -c "SELECT count(*) FROM pgcrypt_kms.key_versions WHERE kms_key_arn IS NULL")
+[ "$n" = "0" ]; check $? "the ARN was recorded all the same ($n versions left without one)"
+
+# ---- kms_encrypt_column runs no function of another role's schema
+sql -c "CREATE ROLE pgck_h_vic LOGIN IN ROLE pgcrypt_kms_encrypt" -c "GRANT CREATE ON SCHEMA public TO pgck_h_alice, pgck_h_vic" \
+    -c "SELECT kms_create_key('hm', 'local:hostile')" >/dev/null
+as pgck_h_alice -c 'CREATE FUNCTION public.left(name, int4) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RAISE WARNING $w$trojan left() runs as %$w$, current_user; RETURN pg_catalog.left($1::text, $2); END $$' >/dev/null
+out=$(as pgck_h_vic -c "CREATE TABLE vt (id int PRIMARY KEY, email text)" -c "INSERT INTO vt VALUES (1, 'x@y.z')" \
+    -c "CALL kms_encrypt_column('vt', 'email', 'hm')" -c "SELECT kms_decrypt(email) FROM vt" 2>&1)
+echo "$out" | grep -q "trojan"; [ $? -ne 0 ]; check $? "kms_encrypt_column never calls another role's public.left() ($(echo "$out" | grep -c trojan) calls)"
+sql -c "SET ROLE pgck_h_vic" -c "SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = 'vt'::regclass AND attname = 'email'" | grep -q "enc_text"
+check $? "... and the column was migrated"
+
+# ---- kms_migrate_column: a NULL finish is refused, not a swap
+sql -c "CREATE TABLE vt2 (e text)" -c "INSERT INTO vt2 VALUES ('a')" >/dev/null
+out=$(sql -v VERBOSITY=sqlstate -c "CALL kms_migrate_column('vt2', 'e', 'hm', 'encrypt', 10, NULL, false)")
+echo "$out" | grep -q "ERROR:  22004"; check $? "kms_migrate_column(finish => NULL) is refused with 22004 ($out)"
+
+# ---- the keyring's triggers fire also under session_replication_role = replica
+n=$(sql -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('pgcrypt_kms.keys'::regclass, 'pgcrypt_kms.key_versions'::regclass) AND tgenabled = 'A'")
+[ "$n" = "2" ]; check $? "both keyring triggers are ENABLE ALWAYS ($n)"
+
+pg -d postgres -c "DROP DATABASE $DB" >/dev/null
+for r in pgck_h_alice pgck_h_vic; do pg -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null; done
+exit $fail
