@@ -7,10 +7,23 @@
  * Pure C over OpenSSL 3.  Algorithms are fetched once per process
  * (pgck_crypto_init); keyed contexts are reused per key.
  *
+ * AES-256-GCM calls the functions of the provider that implements the
+ * fetched cipher (default or FIPS) through its dispatch table, the provider
+ * interface that OSSL_PROVIDER_query_operation() returns and that every
+ * provider keeps stable across 3.x.  That is the same code EVP_Encrypt*()
+ * runs, minus what EVP adds per call on a keyed context: a parameter query
+ * for the IV length on every nonce and the EVP_CIPHER_CTX_ctrl to
+ * OSSL_PARAM translation of the tag, half the cost of a short value
+ * (bench/crypto_micro.c: 145 against 265 ns per 20-byte seal or open).
+ * The tag goes through a prebuilt OSSL_PARAM array.  When the provider's
+ * table lacks a function, or PGCK_AEAD_EVP is set in the environment (so
+ * the tests cover both), the same operations go through EVP.
+ *
  *-------------------------------------------------------------------------
  */
 #include <pthread.h>
 #include <string.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -21,19 +34,43 @@
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
+#include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
+#include <openssl/provider.h>
 #include <openssl/rand.h>
 
 #include "aead.h"
 
+/*
+ * One keyed context per direction: provider contexts (gcm.ok) or EVP
+ * contexts.  Either holds the key schedule in OpenSSL's memory and is
+ * cleansed by its free function.
+ */
 struct PgckAead
 {
-	EVP_CIPHER_CTX *enc;
-	EVP_CIPHER_CTX *dec;
+	void	   *enc;
+	void	   *dec;
 };
+
+/* The AES-256-GCM provider functions (all set, or ok is false) */
+static struct
+{
+	bool		ok;
+	void	   *provctx;
+	OSSL_FUNC_cipher_newctx_fn *newctx;
+	OSSL_FUNC_cipher_freectx_fn *freectx;
+	OSSL_FUNC_cipher_encrypt_init_fn *einit;
+	OSSL_FUNC_cipher_decrypt_init_fn *dinit;
+	OSSL_FUNC_cipher_update_fn *update;
+	OSSL_FUNC_cipher_final_fn *final;
+	OSSL_FUNC_cipher_get_ctx_params_fn *get_ctx_params;
+	OSSL_FUNC_cipher_set_ctx_params_fn *set_ctx_params;
+}			gcm;
+static bool gcm_looked_up = false;
 
 struct PgckHmac
 {
@@ -58,6 +95,85 @@ random_pool_reset_in_child(void)
 	random_pos = RANDOM_POOL_SIZE;
 }
 
+/* Does the ':'-separated list of names hold name (case-insensitively)? */
+static bool
+names_include(const char *names, const char *name)
+{
+	size_t		len = strlen(name);
+	const char *p = names;
+
+	while (p != NULL && *p != '\0')
+	{
+		if (strncasecmp(p, name, len) == 0 && (p[len] == ':' || p[len] == '\0'))
+			return true;
+		p = strchr(p, ':');
+		if (p != NULL)
+			p++;
+	}
+	return false;
+}
+
+/*
+ * Find the provider functions behind the fetched AES-256-GCM.  The provider
+ * stays loaded while aes256gcm holds its reference (for the process).
+ */
+static void
+gcm_lookup(void)
+{
+	const OSSL_PROVIDER *prov = EVP_CIPHER_get0_provider(aes256gcm);
+	const OSSL_ALGORITHM *algs;
+	const OSSL_ALGORITHM *a;
+	const OSSL_DISPATCH *d;
+	int			no_store = 0;
+
+	memset(&gcm, 0, sizeof(gcm));
+	if (prov == NULL || getenv("PGCK_AEAD_EVP") != NULL)
+		return;
+	algs = OSSL_PROVIDER_query_operation(prov, OSSL_OP_CIPHER, &no_store);
+	for (a = algs; a != NULL && a->algorithm_names != NULL; a++)
+		if (names_include(a->algorithm_names, EVP_CIPHER_get0_name(aes256gcm)))
+			break;
+	if (a != NULL && a->algorithm_names != NULL)
+	{
+		for (d = a->implementation; d->function_id != 0; d++)
+		{
+			switch (d->function_id)
+			{
+				case OSSL_FUNC_CIPHER_NEWCTX:
+					gcm.newctx = OSSL_FUNC_cipher_newctx(d);
+					break;
+				case OSSL_FUNC_CIPHER_FREECTX:
+					gcm.freectx = OSSL_FUNC_cipher_freectx(d);
+					break;
+				case OSSL_FUNC_CIPHER_ENCRYPT_INIT:
+					gcm.einit = OSSL_FUNC_cipher_encrypt_init(d);
+					break;
+				case OSSL_FUNC_CIPHER_DECRYPT_INIT:
+					gcm.dinit = OSSL_FUNC_cipher_decrypt_init(d);
+					break;
+				case OSSL_FUNC_CIPHER_UPDATE:
+					gcm.update = OSSL_FUNC_cipher_update(d);
+					break;
+				case OSSL_FUNC_CIPHER_FINAL:
+					gcm.final = OSSL_FUNC_cipher_final(d);
+					break;
+				case OSSL_FUNC_CIPHER_GET_CTX_PARAMS:
+					gcm.get_ctx_params = OSSL_FUNC_cipher_get_ctx_params(d);
+					break;
+				case OSSL_FUNC_CIPHER_SET_CTX_PARAMS:
+					gcm.set_ctx_params = OSSL_FUNC_cipher_set_ctx_params(d);
+					break;
+			}
+		}
+	}
+	if (algs != NULL)
+		OSSL_PROVIDER_unquery_operation(prov, OSSL_OP_CIPHER, algs);
+	gcm.provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
+	gcm.ok = gcm.newctx != NULL && gcm.freectx != NULL && gcm.einit != NULL &&
+		gcm.dinit != NULL && gcm.update != NULL && gcm.final != NULL &&
+		gcm.get_ctx_params != NULL && gcm.set_ctx_params != NULL;
+}
+
 bool
 pgck_crypto_init(void)
 {
@@ -69,6 +185,11 @@ pgck_crypto_init(void)
 		sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	if (hkdf == NULL)
 		hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	if (aes256gcm != NULL && !gcm_looked_up)
+	{
+		gcm_looked_up = true;
+		gcm_lookup();
+	}
 	return aes256gcm != NULL && sha256 != NULL && hkdf != NULL;
 }
 
@@ -89,19 +210,33 @@ PgckAead *
 pgck_aead_new(const uint8_t key[PGCK_AES256_KEY_LEN])
 {
 	PgckAead   *aead;
+	bool		ok;
 
 	if (!pgck_crypto_init())
 		return NULL;
 	aead = calloc(1, sizeof(PgckAead));
 	if (aead == NULL)
 		return NULL;
-	aead->enc = EVP_CIPHER_CTX_new();
-	aead->dec = EVP_CIPHER_CTX_new();
-	if (aead->enc == NULL || aead->dec == NULL ||
-		EVP_EncryptInit_ex2(aead->enc, aes256gcm, key, NULL, NULL) != 1 ||
-		EVP_DecryptInit_ex2(aead->dec, aes256gcm, key, NULL, NULL) != 1)
+	if (gcm.ok)
+	{
+		aead->enc = gcm.newctx(gcm.provctx);
+		aead->dec = gcm.newctx(gcm.provctx);
+		ok = aead->enc != NULL && aead->dec != NULL &&
+			gcm.einit(aead->enc, key, PGCK_AES256_KEY_LEN, NULL, 0, NULL) == 1 &&
+			gcm.dinit(aead->dec, key, PGCK_AES256_KEY_LEN, NULL, 0, NULL) == 1;
+	}
+	else
+	{
+		aead->enc = EVP_CIPHER_CTX_new();
+		aead->dec = EVP_CIPHER_CTX_new();
+		ok = aead->enc != NULL && aead->dec != NULL &&
+			EVP_EncryptInit_ex2(aead->enc, aes256gcm, key, NULL, NULL) == 1 &&
+			EVP_DecryptInit_ex2(aead->dec, aes256gcm, key, NULL, NULL) == 1;
+	}
+	if (!ok)
 	{
 		pgck_aead_free(aead);
+		ERR_clear_error();
 		return NULL;
 	}
 	return aead;
@@ -112,10 +247,93 @@ pgck_aead_free(PgckAead *aead)
 {
 	if (aead == NULL)
 		return;
-	/* EVP_CIPHER_CTX_free cleanses the key schedule */
-	EVP_CIPHER_CTX_free(aead->enc);
-	EVP_CIPHER_CTX_free(aead->dec);
+	/* both free functions cleanse the key schedule */
+	if (gcm.ok)
+	{
+		if (aead->enc != NULL)
+			gcm.freectx(aead->enc);
+		if (aead->dec != NULL)
+			gcm.freectx(aead->dec);
+	}
+	else
+	{
+		EVP_CIPHER_CTX_free(aead->enc);
+		EVP_CIPHER_CTX_free(aead->dec);
+	}
 	free(aead);
+}
+
+/* The tag, as the one parameter of a get/set_ctx_params call. */
+static void
+tag_param(OSSL_PARAM params[2], uint8_t *tag)
+{
+	params[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, PGCK_GCM_TAGLEN);
+	params[1] = OSSL_PARAM_construct_end();
+}
+
+/* One GCM operation through the provider's functions; see the file header. */
+static bool
+gcm_direct(void *ctx, bool enc, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
+		   const uint8_t *aad1, size_t aad1_len,
+		   const uint8_t *aad2, size_t aad2_len,
+		   const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag)
+{
+	OSSL_PARAM	params[2];
+	size_t		n = 0;
+	size_t		fin = 0;
+	uint8_t		none;
+
+	tag_param(params, tag);
+	/* the nonce, with its length: the key schedule stays */
+	if ((enc ? gcm.einit : gcm.dinit) (ctx, NULL, 0, nonce, PGCK_GCM_NONCE_LEN, NULL) != 1)
+		return false;
+	if (aad1_len > 0 && gcm.update(ctx, NULL, &n, aad1_len, aad1, aad1_len) != 1)
+		return false;
+	if (aad2_len > 0 && gcm.update(ctx, NULL, &n, aad2_len, aad2, aad2_len) != 1)
+		return false;
+	n = 0;
+	if (len > 0 && gcm.update(ctx, out, &n, len, in, len) != 1)
+		return false;
+	if (n != len)
+		return false;
+	/* the expected tag is set before the final call that checks it */
+	if (!enc && gcm.set_ctx_params(ctx, params) != 1)
+		return false;
+	/* GCM writes nothing at final; never form out + n from a NULL out */
+	if (gcm.final(ctx, out != NULL ? out + n : &none, &fin, 0) != 1 || fin != 0)
+		return false;
+	return !enc || gcm.get_ctx_params(ctx, params) == 1;
+}
+
+/* The same through EVP (PGCK_AEAD_EVP, or a provider without the table). */
+static bool
+gcm_evp(EVP_CIPHER_CTX *ctx, bool enc, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
+		const uint8_t *aad1, size_t aad1_len,
+		const uint8_t *aad2, size_t aad2_len,
+		const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag)
+{
+	OSSL_PARAM	params[2];
+	int			n = 0;
+	int			fin = 0;
+	int			dummy;
+	uint8_t		none;
+
+	tag_param(params, tag);
+	if (EVP_CipherInit_ex2(ctx, NULL, NULL, nonce, enc ? 1 : 0, NULL) != 1)
+		return false;
+	if (aad1_len > 0 && EVP_CipherUpdate(ctx, NULL, &dummy, aad1, (int) aad1_len) != 1)
+		return false;
+	if (aad2_len > 0 && EVP_CipherUpdate(ctx, NULL, &dummy, aad2, (int) aad2_len) != 1)
+		return false;
+	if (len > 0 && EVP_CipherUpdate(ctx, out, &n, in, (int) len) != 1)
+		return false;
+	if (!enc && EVP_CIPHER_CTX_set_params(ctx, params) != 1)
+		return false;
+	if (EVP_CipherFinal_ex(ctx, out != NULL ? out + n : &none, &fin) != 1)
+		return false;
+	if ((size_t) n + (size_t) fin != len)
+		return false;
+	return !enc || EVP_CIPHER_CTX_get_params(ctx, params) == 1;
 }
 
 bool
@@ -125,28 +343,19 @@ pgck_aead_seal(PgckAead *aead, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
 			   const uint8_t *pt, size_t pt_len,
 			   uint8_t *ct, uint8_t tag[PGCK_GCM_TAGLEN])
 {
-	EVP_CIPHER_CTX *ctx = aead->enc;
-	int			n;
-	int			fin;
+	bool		ok;
 
 	if (pt_len > INT32_MAX || aad1_len > INT32_MAX || aad2_len > INT32_MAX)
 		return false;
-	/* keep the key schedule, set only the nonce (12 bytes is GCM's default) */
-	if (EVP_EncryptInit_ex2(ctx, NULL, NULL, nonce, NULL) != 1)
-		return false;
-	if (aad1_len > 0 && EVP_EncryptUpdate(ctx, NULL, &n, aad1, (int) aad1_len) != 1)
-		return false;
-	if (aad2_len > 0 && EVP_EncryptUpdate(ctx, NULL, &n, aad2, (int) aad2_len) != 1)
-		return false;
-	n = 0;
-	if (pt_len > 0 && EVP_EncryptUpdate(ctx, ct, &n, pt, (int) pt_len) != 1)
-		return false;
-	/* GCM writes nothing at Final; never form ct + n from a NULL ct */
-	if (EVP_EncryptFinal_ex(ctx, ct != NULL ? ct + n : tag, &fin) != 1)
-		return false;
-	if ((size_t) (n + fin) != pt_len)
-		return false;
-	return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, PGCK_GCM_TAGLEN, tag) == 1;
+	if (gcm.ok)
+		ok = gcm_direct(aead->enc, true, nonce, aad1, aad1_len, aad2, aad2_len,
+						pt, pt_len, ct, tag);
+	else
+		ok = gcm_evp(aead->enc, true, nonce, aad1, aad1_len, aad2, aad2_len,
+					 pt, pt_len, ct, tag);
+	if (!ok)
+		ERR_clear_error();
+	return ok;
 }
 
 bool
@@ -156,33 +365,25 @@ pgck_aead_open(PgckAead *aead, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
 			   const uint8_t *ct, size_t ct_len,
 			   const uint8_t tag[PGCK_GCM_TAGLEN], uint8_t *pt)
 {
-	EVP_CIPHER_CTX *ctx = aead->dec;
-	int			n = 0;
-	int			fin = 0;
-	int			dummy;
+	bool		ok = false;
 
 	if (ct_len > INT32_MAX || aad1_len > INT32_MAX || aad2_len > INT32_MAX)
-		goto fail;
-	if (EVP_DecryptInit_ex2(ctx, NULL, NULL, nonce, NULL) != 1)
-		goto fail;
-	if (aad1_len > 0 && EVP_DecryptUpdate(ctx, NULL, &dummy, aad1, (int) aad1_len) != 1)
-		goto fail;
-	if (aad2_len > 0 && EVP_DecryptUpdate(ctx, NULL, &dummy, aad2, (int) aad2_len) != 1)
-		goto fail;
-	if (ct_len > 0 && EVP_DecryptUpdate(ctx, pt, &n, ct, (int) ct_len) != 1)
-		goto fail;
-	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, PGCK_GCM_TAGLEN, (void *) tag) != 1)
-		goto fail;
-	if (EVP_DecryptFinal_ex(ctx, pt != NULL ? pt + n : (uint8_t *) tag, &fin) != 1)
-		goto fail;
-	if ((size_t) (n + fin) != ct_len)
-		goto fail;
-	return true;
-
-fail:
-	if (pt != NULL && ct_len <= INT32_MAX)
-		pgck_wipe(pt, ct_len);
-	return false;
+		return false;
+	/* the tag is only read (an OSSL_PARAM has no const data pointer) */
+	if (gcm.ok)
+		ok = gcm_direct(aead->dec, false, nonce, aad1, aad1_len, aad2, aad2_len,
+						ct, ct_len, pt, (uint8_t *) tag);
+	else
+		ok = gcm_evp(aead->dec, false, nonce, aad1, aad1_len, aad2, aad2_len,
+					 ct, ct_len, pt, (uint8_t *) tag);
+	if (!ok)
+	{
+		/* no plaintext leaves on failure */
+		if (pt != NULL)
+			pgck_wipe(pt, ct_len);
+		ERR_clear_error();
+	}
+	return ok;
 }
 
 PgckHmac *
