@@ -76,3 +76,11 @@ fuzz:
 	bash test/fuzz/run.sh $(FUZZ_SECONDS)
 
 EXTRA_CLEAN = test/results test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/fuzz/bin
+
+# ---------------------------------------------------------------- PGXN
+# pgcrypt_kms-<default_version>.zip of the committed tree (git archive, so
+# nothing untracked or built gets in), with META.json at the top of its folder.
+DIST_VERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+.PHONY: dist
+dist:
+	git archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ -o $(EXTENSION)-$(DIST_VERSION).zip HEAD
