@@ -226,7 +226,9 @@ run_tap() {
     shift 2
     name=${step#tap/}; name=${name//\//_}
     mkdir -p "$PGCK_TMP/tap/$name" && chown postgres:postgres "$PGCK_TMP/tap/$name"
+    # TESTDIR places tmp_check on 15; 17 and later read TESTDATADIR and TESTLOGDIR
     run_limited "$(step_limit 900)" "$step" runuser -u postgres -- env PATH="$PGBIN:$PATH" PERL5LIB="$PERLLIB" TESTDIR="$PGCK_TMP/tap/$name" \
+        TESTDATADIR="$PGCK_TMP/tap/$name/tmp_check" TESTLOGDIR="$PGCK_TMP/tap/$name/tmp_check/log" \
         PG_REGRESS="$PG_REGRESS" PGCK_ROOT="$PGCK_ROOT" PGCK_TMP="$PGCK_TMP" PGCK_INST="$PGCK_INST" "$@" \
         prove -v "$t" >"$PGCK_TMP/tap_$name.log" 2>&1
     rc=$?
@@ -278,6 +280,24 @@ fi
 
 # ------------------------------------------------------------- sanitizers
 want sanitizers && sanitizer_stage
+
+# ------------------------------------------------------------- mutation (crypto-critical subset)
+# (issue 19) The AEAD, nonce, AAD, key-check and invalidation mutants of
+# test/mutation/mutants/, each applied to its own scratch copy of this tree and
+# run against the suite selection that kills it; a survivor fails the run.  The
+# steps that failed so far in this run are its baseline: they never count as
+# kills.  Whole catalogue: bash test/mutation/run.sh
+if want mutation && [ -z "${PGCK_MUTATION_NESTED:-}" ]; then
+    pgck_log "mutation (crypto-critical subset)"
+    printf '%s\n' "${FAILURES[@]}" | sed -E 's/ \((no summary line|not built)\)$//' >"$PGCK_TMP/mutation_baseline"
+    run_limited "$(step_limit 900)" "mutation" bash test/mutation/run.sh --tag crypto --quick \
+        --baseline-from "$PGCK_TMP/mutation_baseline" >"$PGCK_TMP/mutation.log" 2>&1
+    rc=$?
+    record_counts "mutation (crypto-critical subset)" "$PGCK_TMP/mutation.log" $rc
+    grep -E '^== mutation score' "$PGCK_TMP/mutation.log"
+    [ $rc -ne 0 ] && grep -E '^(SURVIVED|STALE|STILLBORN|ERROR) ' "$PGCK_TMP/mutation.log" | head -30
+fi
+# ------------------------------------------------------------- end of mutation
 
 # ------------------------------------------------------------- no secrets in logs
 pgck_log "server log hygiene"

@@ -30,6 +30,9 @@
 #   --quick         only the declared selection (CI); a survivor fails
 #   --no-full       never run the full suite (survivors without Slow: stay survivors)
 #   --no-baseline   trust the unmutated tree (do not run the baselines)
+#   --baseline-from FILE  the unmutated tree's failing steps, one per line,
+#                   for every selection, instead of baseline runs (test/run.sh
+#                   passes the steps that failed before its mutation step)
 #   --source REV    mutate git revision REV of this clone (git archive; the
 #                   catalogue and this script still come from the work tree)
 #                   instead of the work tree as it is
@@ -49,7 +52,7 @@ FAST='^(units|regress|isolation)$'
 LIMIT=${PGCK_MUTATION_TIMEOUT:-900}
 PG_CONFIG=${PGCK_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 
-dry=0 source='' tag='' module='' quick=0 nofull=0 nobaseline=0 list=0 names=()
+basefrom='' dry=0 source='' tag='' module='' quick=0 nofull=0 nobaseline=0 list=0 names=()
 while [ $# -gt 0 ]; do
     case $1 in
         --tag) tag=$2; shift 2 ;;
@@ -57,6 +60,7 @@ while [ $# -gt 0 ]; do
         --quick) quick=1; shift ;;
         --no-full) nofull=1; shift ;;
         --no-baseline) nobaseline=1; shift ;;
+        --baseline-from) basefrom=$2; shift 2 ;;
         --list) list=1; shift ;;
         --dry-run) dry=1; shift ;;
         --source) source=$2; shift 2 ;;
@@ -174,7 +178,9 @@ baseline_failures() {  # baseline_failures ONLY REGRESS SECONDS
     BASEFILE=$f
     if [ -z "${BASE_DONE[$key]:-}" ]; then
         : >"$f"
-        if [ $nobaseline -eq 0 ]; then
+        if [ -n "$basefrom" ]; then
+            cp "$basefrom" "$f"
+        elif [ $nobaseline -eq 0 ]; then
             echo "   baseline: PGCK_ONLY='${1:-<all>}'${2:+ PGCK_REGRESS='$2'} on the unmutated tree" >&2
             run_suite "$WORK/pristine" "$f.log" "$1" "$2" "$3"
             grep -q '^build failed' "$f.log" && { echo "the unmutated tree does not build (see $f.log)" >&2; exit 2; }
