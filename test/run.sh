@@ -226,9 +226,7 @@ run_tap() {
     shift 2
     name=${step#tap/}; name=${name//\//_}
     mkdir -p "$PGCK_TMP/tap/$name" && chown postgres:postgres "$PGCK_TMP/tap/$name"
-    # TESTDIR places tmp_check on 15; 17 and later read TESTDATADIR and TESTLOGDIR
     run_limited "$(step_limit 900)" "$step" runuser -u postgres -- env PATH="$PGBIN:$PATH" PERL5LIB="$PERLLIB" TESTDIR="$PGCK_TMP/tap/$name" \
-        TESTDATADIR="$PGCK_TMP/tap/$name/tmp_check" TESTLOGDIR="$PGCK_TMP/tap/$name/tmp_check/log" \
         PG_REGRESS="$PG_REGRESS" PGCK_ROOT="$PGCK_ROOT" PGCK_TMP="$PGCK_TMP" PGCK_INST="$PGCK_INST" "$@" \
         prove -v "$t" >"$PGCK_TMP/tap_$name.log" 2>&1
     rc=$?
