@@ -53,7 +53,10 @@ UPDATE pgcrypt_kms.keys SET kms_context = '{"tenant": "42"}' WHERE key_name = 'k
 SELECT kms_decrypt(kms_encrypt('ctx value', 'k_ctx'));
 
 -- settings: ranges and checks
+-- (the range message differs between PostgreSQL majors: the SQLSTATE only)
+\set VERBOSITY sqlstate
 SET pgcrypt_kms.cache_ttl = 0;
+\set VERBOSITY default
 SET pgcrypt_kms.local_key_file = 'relative/path';
 SET pgcrypt_kms.aws_endpoint = 'ftp://example.com';
 SET pgcrypt_kms.aws_region = 'US East';

@@ -51,7 +51,9 @@ SELECT kms_version_id(kms_encrypt('x', 'lc2')) = (SELECT version_id FROM kms_key
 CALL kms_reencrypt_table('lc', 'v', batch => 0);
 
 -- parallel query: workers read the keyring and unwrap on their own
-SET force_parallel_mode = on;
+-- (force_parallel_mode is debug_parallel_query since PostgreSQL 16)
+SELECT CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END AS force_parallel \gset
+SET :force_parallel = on;
 SET parallel_setup_cost = 0;
 SET parallel_tuple_cost = 0;
 SET min_parallel_table_scan_size = 0;
@@ -59,7 +61,7 @@ SET max_parallel_workers_per_gather = 2;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM lc WHERE kms_decrypt(v) = plain;
 SELECT count(*) AS parallel_decrypt_ok FROM lc WHERE kms_decrypt(v) = plain;
 SELECT count(*) AS parallel_probe_ok FROM lc WHERE kms_blind_index(v) = kms_blind_index(plain, 'lc');
-RESET force_parallel_mode;
+RESET :force_parallel;
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;

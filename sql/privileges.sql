@@ -33,7 +33,10 @@ SELECT pg_temp.sqlstate_of($$SELECT kms_encrypt('x', 'priv')$$) AS encrypt,
 -- what needs no key stays open: the type, and reading the tag a value carries
 SELECT v IS NOT NULL AS can_read_ciphertext, kms_blind_index(v) IS NOT NULL AS can_read_tag FROM priv_t;
 -- revealing settings are superuser-only
+-- (the message differs between PostgreSQL majors: the SQLSTATE only)
+\set VERBOSITY sqlstate
 SHOW pgcrypt_kms.local_key_file;
+\set VERBOSITY default
 SELECT pg_temp.sqlstate_of($$SET pgcrypt_kms.cache_ttl = 99999$$) AS set_cache_ttl,
        pg_temp.sqlstate_of($$SET pgcrypt_kms.aws_endpoint = 'http://127.0.0.1:1'$$) AS set_endpoint,
        pg_temp.sqlstate_of($$SET pgcrypt_kms.local_key_file = '/tmp/evil'$$) AS set_key_file;
