@@ -319,6 +319,23 @@ BEGIN
                       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = '42703';
     END IF;
+    -- The UPDATEs below fire the table's triggers and rules with the caller's
+    -- privileges: a table owner's trigger would run as the admin (or
+    -- superuser) doing maintenance on it.  Only the owner (or a member of its
+    -- role) re-encrypts a table that has any.
+    IF NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c
+                                    WHERE c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid), 'USAGE')
+       AND (EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                     WHERE t.tgrelid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid AND NOT t.tgisinternal
+                       AND t.tgenabled OPERATOR(pg_catalog.<>) 'D')
+            OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r
+                        WHERE r.ev_class OPERATOR(pg_catalog.=) tbl::pg_catalog.oid
+                          AND r.rulename OPERATOR(pg_catalog.<>) '_RETURN')) THEN
+        RAISE EXCEPTION 'only the owner of % may re-encrypt it: it has triggers or rules', tbl
+            USING ERRCODE = '42501',
+                  DETAIL = 'They would run with your privileges.',
+                  HINT = 'Run kms_reencrypt_table as the table''s owner, or have the owner disable its triggers and rules first.';
+    END IF;
     IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
     END IF;

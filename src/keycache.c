@@ -462,6 +462,7 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 	v->unwrapped_at = GetCurrentTimestamp();
 	v->created = created;
 	v->usage = NULL;
+	v->usage_tli = 0;
 	v->rotation_tried = 0;
 	v->validated_gen = cache_gen;
 	dlist_push_head(&version_lru, &v->lru);
@@ -803,13 +804,39 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 {
 	uint64		rotate_after = pgck_dek_rotate_after > 0 ?
 		(uint64) pgck_dek_rotate_after : DEFAULT_ROTATE_AFTER;
-	uint64		n = pgck_usage_add(v->id, &v->usage);
-	TimestampTz stmt = pgck_keycache_now();
-	bool		too_old = pgck_dek_max_age > 0 &&
+	uint64		n;
+	TimestampTz stmt;
+	bool		too_old;
+	bool		foreign;
+
+	/*
+	 * A standby's encryptions would be counted on the standby only, where
+	 * the primary, which writes with the same data key, never sees them.
+	 */
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg("cannot encrypt during recovery"),
+				 errdetail("A standby cannot count its encryptions where the primary counts those under the same data key."),
+				 errhint("Encrypt on the primary.")));
+
+	/*
+	 * The writer check (usage.c) runs when a version's counter is first
+	 * resolved; a promotion since (a new timeline) makes it run again, so a
+	 * session that lived through its standby's promotion does not go on
+	 * under a version the old primary also writes with.
+	 */
+	if (v->usage != NULL && v->usage_tli != GetWALInsertionTimeLine())
+		v->usage = NULL;
+	if (v->usage == NULL)
+		v->usage_tli = GetWALInsertionTimeLine();
+	n = pgck_usage_add(v->id, &v->usage);
+	stmt = pgck_keycache_now();
+	too_old = pgck_dek_max_age > 0 &&
 		stmt - v->created >= (int64) pgck_dek_max_age * USECS_PER_SEC;
 
 	/* created by another cluster (usage.h): never encrypt under v */
-	bool		foreign = (n == PGCK_USAGE_FOREIGN);
+	foreign = (n == PGCK_USAGE_FOREIGN);
 
 	if (foreign && v->rotation_tried == stmt)
 		ereport(ERROR,

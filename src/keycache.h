@@ -27,6 +27,7 @@
 
 #include "postgres.h"
 
+#include "access/xlogdefs.h"
 #include "aead.h"
 #include "keyring.h"
 #include "kms.h"
@@ -45,6 +46,7 @@ typedef struct PgckCachedVersion
 	TimestampTz unwrapped_at;
 	TimestampTz created;		/* of the version, for dek_max_age */
 	pg_atomic_uint64 *usage;	/* shared encryption counter, once known */
+	TimeLineID	usage_tli;		/* the timeline usage was resolved on */
 	TimestampTz rotation_tried;	/* statement that last tried to auto-rotate */
 	uint64		validated_gen;
 	dlist_node	lru;

@@ -212,14 +212,41 @@ prepare_saved(const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
-/* Run a saved read-only plan on the freshest snapshot this process may take. */
+/*
+ * Run a saved read-only plan on a snapshot taken now, whatever the
+ * transaction's: a key destroyed, retired or rotated and committed must be
+ * seen at once, also inside a REPEATABLE READ transaction.
+ *
+ * In parallel mode (a parallel worker, or the leader while a parallel plan
+ * runs) GetLatestSnapshot() is not allowed, and the active snapshot may be
+ * the transaction's, taken long before (0.2.0 development read the keyring
+ * from it, so a parallel scan in a REPEATABLE READ transaction decrypted with
+ * a key destroyed since).  A catalog snapshot is allowed there: it is an
+ * ordinary MVCC snapshot, made fresh by invalidating the cached one first,
+ * and copied so that no invalidation during the read frees it.
+ */
 static int
 execute_read(SPIPlanPtr plan, Datum *values)
 {
-	Snapshot	snap = IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot();
+	Snapshot	snap;
+	volatile int ret = 0;
 
-	return SPI_execute_snapshot(plan, values, NULL, snap, InvalidSnapshot,
-								true, false, 1);
+	if (!IsInParallelMode())
+		return SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+									true, false, 1);
+	InvalidateCatalogSnapshot();
+	snap = RegisterSnapshot(GetCatalogSnapshot(InvalidOid));
+	PG_TRY();
+	{
+		ret = SPI_execute_snapshot(plan, values, NULL, snap, InvalidSnapshot,
+								   true, false, 1);
+	}
+	PG_FINALLY();
+	{
+		UnregisterSnapshot(snap);
+	}
+	PG_END_TRY();
+	return ret;
 }
 
 /* ---------------------------------------------------------------- key ARNs */

@@ -269,8 +269,8 @@ resolve_target(const char *region, PgckKmsTarget *t)
 		if (strchr(e, '?') != NULL)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-					 errmsg("invalid %s URL \"%s\"", what, e),
-					 errdetail("An endpoint URL has no query string.")));
+					 errmsg("invalid %s URL", what),
+					 errdetail("An endpoint URL has no query string (the URL is not repeated: it may carry credentials).")));
 		t->url = pstrdup(e);
 	}
 	else

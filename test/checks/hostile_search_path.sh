@@ -16,7 +16,7 @@ check() { if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; fail=
 DB=pgck_hostile
 pg() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$PGHOST" -p "$PGPORT" "$@" 2>&1; }
 pg -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-for r in pgck_h_alice pgck_h_vic; do pg -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null; done
+for r in pgck_h_alice pgck_h_vic pgck_h_adm; do pg -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null; done
 sql() { pg -d $DB "$@"; }
 as() { local who=$1; shift; pg -d $DB -v ON_ERROR_STOP=0 -c "SET ROLE $who" "$@"; }
 
@@ -68,6 +68,27 @@ echo "$out" | grep -q "ERROR:  22004"; check $? "kms_migrate_column(finish => NU
 n=$(sql -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('pgcrypt_kms.keys'::regclass, 'pgcrypt_kms.key_versions'::regclass) AND tgenabled = 'A'")
 [ "$n" = "2" ]; check $? "both keyring triggers are ENABLE ALWAYS ($n)"
 
+# ---- kms_reencrypt_table by the admin on another role's table with a trigger: refused
+sql -c "CREATE ROLE pgck_h_adm LOGIN IN ROLE pgcrypt_kms_admin" -c "SELECT kms_create_key('victimkey', 'local:hostile')" \
+    -c "GRANT pgcrypt_kms_admin TO pgck_h_vic" >/dev/null
+as pgck_h_vic -c "CREATE TABLE maltab AS SELECT kms_encrypt('x', 'hm') AS v" \
+    -c 'CREATE FUNCTION public.maltrig() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM kms_destroy_key($k$victimkey$k$, $k$victimkey$k$); RETURN NEW; END $$' \
+    -c "CREATE TRIGGER maltrig BEFORE UPDATE ON maltab FOR EACH ROW EXECUTE FUNCTION public.maltrig()" \
+    -c "GRANT SELECT, UPDATE ON maltab TO pgck_h_adm" -c "REVOKE pgcrypt_kms_admin FROM pgck_h_vic" >/dev/null 2>&1
+sql -c "REVOKE pgcrypt_kms_admin FROM pgck_h_vic" -c "SELECT kms_rotate_key('hm')" >/dev/null
+out=$(as pgck_h_adm -v VERBOSITY=sqlstate -c "CALL kms_reencrypt_table('public.maltab', 'v')")
+echo "$out" | grep -q "ERROR:  42501"; check $? "the admin's kms_reencrypt_table on another role's table with a trigger is refused (42501: $out)"
+st=$(sql -c "SELECT state FROM kms_keys WHERE key_name = 'victimkey'")
+[ "$st" = "active" ]; check $? "the table owner's trigger did not run with the admin's privileges (victimkey is $st)"
+out=$(sql -c "CALL kms_reencrypt_table('public.maltab', 'v')" 2>&1; sql -c "SELECT state FROM kms_keys WHERE key_name = 'victimkey'")
+echo "$out" | tail -1 | grep -q "destroyed"; check $? "positive control: run by a superuser (who may), the trigger does fire"
+
+# ---- a superuser-only endpoint is not shown to a role that triggers an error with it
+out=$(pg -d $DB -v VERBOSITY=verbose -c "SET pgcrypt_kms.aws_endpoint = 'http://127.0.0.1:1/kms?X-Amz-Security-Token=HIDDENTOKEN'" \
+    -c "SELECT kms_flush_cache()" -c "SET ROLE pgck_h_alice" -c "SELECT kms_encrypt('x', 'hk')" 2>&1)
+echo "$out" | grep -q "invalid pgcrypt_kms.aws_endpoint URL"; check $? "positive control: the bad endpoint is refused ($(echo "$out" | grep ERROR | head -1))"
+echo "$out" | grep -q "HIDDENTOKEN"; [ $? -ne 0 ]; check $? "the error does not show the superuser-only endpoint"
+
 pg -d postgres -c "DROP DATABASE $DB" >/dev/null
-for r in pgck_h_alice pgck_h_vic; do pg -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null; done
+for r in pgck_h_alice pgck_h_vic pgck_h_adm; do pg -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null; done
 exit $fail

@@ -122,9 +122,15 @@ is($standby->safe_psql('postgres', q{
 # A session that stays open across the rotation: its key cache holds the
 # first version and must follow the keyring change replayed from the primary.
 my $sb = $standby->background_psql('postgres');
+my ($ret0, $out0, $err0);
 is($sb->query_safe($checksum_sql), $expected, 'long-lived standby session decrypts everything');
-is($sb->query_safe(q{SELECT kms_version_id(kms_encrypt('probe', 'email'))}), $email_v1,
-	'standby session: version 1 is current before the rotation');
+is($sb->query_safe(q{SELECT count(*) FROM users WHERE kms_version_id(email) = }
+	  . $email_v1 . q{ AND kms_decrypt(email) LIKE 'RepMarkMail%'}), $nrows,
+	'standby session: every value is under version 1 and decrypts before the rotation');
+($ret0, $out0, $err0) = $standby->psql('postgres', q{SELECT kms_encrypt('probe', 'email')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err0, qr/ERROR:\s+55000: cannot encrypt during recovery/,
+	'a standby does not encrypt (its counts would never reach the primary): 55000');
 my $stats = $sb->query_safe(q{SELECT unwraps > 0 AND hits > 0 AND cached_versions >= 2 FROM kms_cache_stats()});
 is($stats, 't', 'standby session unwrapped the keys with its own KMS access and caches them');
 
@@ -147,8 +153,8 @@ $primary->wait_for_catchup($nokey);
 is($standby->safe_psql('postgres', q{
 	SELECT string_agg(version || ':' || state, ',' ORDER BY version) FROM kms_keys WHERE key_name = 'email'}),
 	'1:decrypt-only,2:active', 'the rotation replicated to the standby keyring');
-is($sb->query_safe(q{SELECT kms_version_id(kms_encrypt('probe', 'email'))}), $email_v2,
-	'the same standby session encrypts under the new version: its key cache saw the keyring change');
+is($sb->query_safe(qq{SELECT count(*) FROM users WHERE id > $nrows AND kms_decrypt(email) LIKE 'RepMarkMail%'}), '100',
+	'the same standby session decrypts the values written under the new version');
 is($sb->query_safe(qq{SELECT count(*) FROM users WHERE id > $nrows AND kms_version_id(email) = $email_v2}),
 	'100', 'rows written after the rotation carry the new version');
 is($sb->query_safe($checksum_sql), $expected2,

@@ -116,11 +116,24 @@ $phys->start;
 $src->wait_for_catchup($phys);
 is($phys->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'), $src_sysid,
 	'the standby has the same system identifier as the source');
+# a session that lives through the promotion: on the standby it decrypts
+# (caching version 1) and may not encrypt; after the promotion its first
+# encryption must rotate like a new session's would
+my $live = $phys->background_psql('postgres');
+is($live->query_safe(q{SELECT count(*) > 0 FROM pgcrypt_kms.key_versions WHERE key_name = 'phys'}), 't',
+	'a standby session is open before the promotion');
+my ($lret, $lout, $lerr) = $phys->psql('postgres', q{SELECT kms_encrypt('on the standby', 'phys')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($lerr, qr/ERROR:\s+55000: cannot encrypt during recovery/, 'the standby refuses to encrypt (55000)');
 $phys->promote;
 $phys->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()') or die 'promotion did not finish';
+$live->query_safe(q{SELECT kms_encrypt('first after promotion, old session', 'phys')});
+is(current_version($phys, 'postgres', 'phys'), '2',
+	'the session that lived through the promotion rotated at its first encryption');
+$live->quit;
 is($phys->safe_psql('postgres', 'SELECT pgcrypt_kms.cluster_timeline()'), '2', 'the promoted copy is on timeline 2');
 $phys->safe_psql('postgres', q{SELECT kms_encrypt('first after promotion', 'phys')});
-is(current_version($phys, 'postgres', 'phys'), '2', 'the first encryption after promotion rotated the key');
+is(current_version($phys, 'postgres', 'phys'), '2', 'a new session encrypts under that version, without rotating again');
 is($phys->safe_psql('postgres', q{SELECT writer_system_id || '/' || writer_timeline FROM pgcrypt_kms.key_versions WHERE key_name = 'phys' AND version = 2}),
 	"$src_sysid/2", 'version 2 names the same system identifier on the new timeline');
 $src->safe_psql('postgres', q{SELECT kms_encrypt('old primary', 'phys')});
