@@ -20,7 +20,7 @@ trap 'rm -rf "$W"' EXIT
 REPO="$W/repo"
 mkdir "$REPO" &&
     tar -C "$ROOT" --exclude=./.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
-        --exclude=./test/results --exclude=./bench/results --exclude=./test/fuzz/bin -cf - . | tar -C "$REPO" -xf - &&
+        --exclude=./test/results --exclude=./bench/results --exclude=./test/fuzz/bin -cf - . | tar -C "$REPO" --no-same-owner -xf - &&
     git -C "$REPO" init -q && git -C "$REPO" add -A &&
     git -C "$REPO" -c user.name=pgck -c user.email=pgck@invalid commit -q -m snapshot
 check $? "a scratch git repository of the tree"
