@@ -29,6 +29,9 @@ BASE=${PGCK_PG_PREFIX_BASE:-/opt/pgck}
 PREFIX=$BASE/pg$MAJOR
 STAMP=$PREFIX/.pgck-build-stamp
 CONFIGURE_OPTS="--prefix=$PREFIX --with-openssl --without-icu --enable-tap-tests"
+# the contrib modules the suite loads (built with PGXS against the installed
+# prefix, so a cached prefix that lacks one gets it without a rebuild)
+CONTRIB="pgcrypto pg_stat_statements amcheck"
 BUILD_DEPS="make gcc libc6-dev pkg-config bison flex libreadline-dev zlib1g-dev libssl-dev libipc-run-perl perl bzip2 dpkg-dev"
 
 log() { printf '%s\n' "pg_build $MAJOR: $*" >&2; }
@@ -105,8 +108,30 @@ fi
 SHA=$(sha256sum "$TARBALL" | cut -d' ' -f1)
 WANT="$(basename "$TARBALL") sha256=$SHA
 $CONFIGURE_OPTS"
+# ensure_contrib SRC_OR_EMPTY: build and install the CONTRIB modules missing
+# from $PREFIX, from SRC or else from the tarball's contrib/ alone
+ensure_contrib() {
+    local src=$1 missing=() m tmp=""
+    for m in $CONTRIB; do
+        [ -e "$PREFIX/lib/postgresql/$m.so" ] || missing+=("$m")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ -z "$src" ]; then
+        tmp=$(mktemp -d "/tmp/pgck_pg${MAJOR}_contrib.XXXXXX")
+        log "installing contrib modules into the cached $PREFIX: ${missing[*]}"
+        tar -C "$tmp" -xjf "$TARBALL" $(for m in "${missing[@]}"; do echo "$(basename "$TARBALL" .tar.bz2)/contrib/$m"; done) || return 1
+        src=$(ls -d "$tmp"/postgresql-"$MAJOR".*/)
+    fi
+    for m in "${missing[@]}"; do
+        make -s -C "$src/contrib/$m" USE_PGXS=1 PG_CONFIG="$PREFIX/bin/pg_config" -j"${PGCK_BUILD_JOBS:-2}" install >&2 || return 1
+    done
+    [ -n "$tmp" ] && rm -rf "$tmp"
+    return 0
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$PREFIX/bin/pg_config" ]; then
     log "cached build in $PREFIX matches $(basename "$TARBALL") (sha256 $SHA): not rebuilding"
+    ensure_contrib "" >/dev/null || die "could not build the contrib modules ($CONTRIB)"
     echo "$PREFIX/bin/pg_config"
     exit 0
 fi
@@ -127,15 +152,13 @@ rm -rf "$PREFIX"
     make install
     # what the suite needs besides the server: the contrib modules it loads,
     # the isolation tester and the TAP modules (PostgreSQL::Test::*)
-    make -C contrib/pgcrypto -j"${PGCK_BUILD_JOBS:-2}" install
-    make -C contrib/pg_stat_statements -j"${PGCK_BUILD_JOBS:-2}" install
+    for m in $CONTRIB; do make -C "contrib/$m" -j"${PGCK_BUILD_JOBS:-2}" install; done
     make -C src/test/isolation -j"${PGCK_BUILD_JOBS:-2}" install
     make -C src/test/perl install
 ) >"$BUILD/build.log" 2>&1 || { tail -n 40 "$BUILD/build.log" >&2; die "the build failed (above: the end of its log)"; }
 for f in bin/pg_config bin/postgres bin/pg_upgrade lib/postgresql/pgxs/src/test/regress/pg_regress \
          lib/postgresql/pgxs/src/test/isolation/pg_isolation_regress \
-         lib/postgresql/pgxs/src/test/perl/PostgreSQL/Test/Cluster.pm lib/postgresql/pgcrypto.so \
-         lib/postgresql/pg_stat_statements.so; do
+         lib/postgresql/pgxs/src/test/perl/PostgreSQL/Test/Cluster.pm $(for m in $CONTRIB; do echo "lib/postgresql/$m.so"; done); do
     [ -e "$PREFIX/$f" ] || die "the build did not install $PREFIX/$f"
 done
 printf '%s\n' "$WANT" >"$STAMP"

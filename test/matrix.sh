@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# test/matrix.sh [MAJOR...]: the test suite on every supported PostgreSQL
+# major (default: 15 17 18), as root on Debian 12.
+#
+# 15 is Debian's own; 17 and 18 are built from source by test/pg_build.sh into
+# /opt/pgck/pgNN once (cached; see that script for where the source comes
+# from, and a missing source fails that major's step with a message naming
+# it).  Each major runs test/run.sh with PGCK_PG_CONFIG set to its pg_config;
+# every major newer than 15 also runs the pg_upgrade test (test/upgrade/) from
+# 15 and from each newer major tested before it (18: from 15 and from 17);
+# PGCK_MATRIX_UPGRADE=0 leaves it out.
+#
+# PGCK_MATRIX_ONLY: a PGCK_ONLY regex (see test/run.sh) for the majors other
+# than 15, which by default run the whole suite; .ci/run narrows them to
+# '^(regress|isolation|upgrade/)'.  A PGCK_ONLY in the environment applies to
+# every major.
+#
+# The last line is "N passed, N failed" over all majors; exit 1 on any failure.
+set -u -o pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 && exec sudo -E bash "$0" "$@"
+    echo "run this as root (or install sudo)" >&2; exit 1
+fi
+MAJORS=("$@")
+[ ${#MAJORS[@]} -gt 0 ] || MAJORS=(15 17 18)
+PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+LOGDIR=$(mktemp -d /tmp/pgck_matrix.XXXXXX)
+OLDER=""    # the pg_configs of the majors above 15 tested so far: upgrade sources for the next
+PASSED=0
+FAILED=0
+SUMMARY=()
+START_ALL=$(date +%s)
+
+for major in "${MAJORS[@]}"; do
+    printf '\n######## PostgreSQL %s\n' "$major"
+    t0=$(date +%s)
+    if ! pg_config=$(bash "$HERE/pg_build.sh" "$major" 2> >(tee "$LOGDIR/build_$major.log" >&2) | tail -n 1) || [ -z "$pg_config" ]; then
+        echo "not ok - pg$major: no PostgreSQL $major to test against ($(grep 'FAILED' "$LOGDIR/build_$major.log" | tail -n 1))"
+        FAILED=$((FAILED + 1))
+        SUMMARY+=("pg$major: not built, see above")
+        continue
+    fi
+    t1=$(date +%s)
+    envs=(PGCK_PG_CONFIG="$pg_config")
+    if [ "$major" != 15 ]; then
+        [ -n "${PGCK_MATRIX_ONLY:-}" ] && [ -z "${PGCK_ONLY:-}" ] && envs+=(PGCK_ONLY="$PGCK_MATRIX_ONLY")
+        [ "${PGCK_MATRIX_UPGRADE:-1}" = 1 ] && envs+=(PGCK_UPGRADE_FROM_PG_CONFIG="$PG15_CONFIG${OLDER:+ $OLDER}")
+    fi
+    env "${envs[@]}" bash "$HERE/run.sh" 2>&1 | sed -u "s/^/pg$major: /" | tee "$LOGDIR/run_$major.log"
+    t2=$(date +%s)
+    [ "$major" != 15 ] && OLDER="${OLDER:+$OLDER }$pg_config"
+    line=$(grep -E "^pg$major: [0-9]+ passed, [0-9]+ failed\$" "$LOGDIR/run_$major.log" | tail -n 1)
+    if [ -n "$line" ]; then
+        p=$(echo "$line" | sed -E 's/^pg[0-9]+: ([0-9]+) passed.*/\1/')
+        f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed$/\1/')
+    else
+        p=0; f=1; echo "not ok - pg$major: the suite ended without a summary line"
+    fi
+    PASSED=$((PASSED + p)); FAILED=$((FAILED + f))
+    SUMMARY+=("pg$major ($("$pg_config" --version)): $p passed, $f failed; PostgreSQL build/cache $((t1 - t0))s, suite $((t2 - t1))s$([ "$major" != 15 ] && [ -n "${PGCK_MATRIX_ONLY:-}" ] && echo " (only $PGCK_MATRIX_ONLY)")")
+    grep -E "^pg$major: SKIPPED|^pg$major:     ok [0-9]+ # skip" "$LOGDIR/run_$major.log" >>"$LOGDIR/skips.log"
+done
+
+printf '\n######## matrix (logs in %s)\n' "$LOGDIR"
+printf '%s\n' "${SUMMARY[@]}"
+[ -s "$LOGDIR/skips.log" ] && { echo "skipped (counted neither passed nor failed):"; cat "$LOGDIR/skips.log"; }
+echo "total $(( $(date +%s) - START_ALL ))s"
+echo
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
