@@ -201,10 +201,14 @@ baseline_failures() {  # baseline_failures ONLY REGRESS SECONDS
     fi
 }
 
-# TAP assertions ("not ok N - text") that failed in LOG and not in the baseline
+# TAP assertions that failed in LOG and not in the baseline: "not ok N - text"
+# and "#   Failed test 'text'" lines (the suite shows the first 30 of both)
+assertions() {
+    sed -n -e 's/^not ok [0-9]* - //p' -e "s/^#   Failed test '\(.*\)'\$/\1/p" "$1" 2>/dev/null |
+        sed 's/^#   Failed test //' | sort -u
+}
 new_assertions() {  # new_assertions LOG BASELOG
-    comm -23 <(sed -n 's/^not ok [0-9]* - //p' "$1" | sort -u) \
-             <(sed -n 's/^not ok [0-9]* - //p' "$2" 2>/dev/null | sort -u)
+    comm -23 <(assertions "$1") <(assertions "$2")
 }
 
 # apply MUTANT TREE: applies it; prints the files it changed; 1 if it does not apply
@@ -295,9 +299,12 @@ for m in "${MUTANTS[@]}"; do
         if [ -n "$slow" ]; then stages+=("slow${T}$slow${T}${T}$LIMIT")
         elif [ $nofull -eq 0 ]; then stages+=("full${T}${T}${T}$((LIMIT * 3))"); fi
     fi
-    outcome=SURVIVED steps='' where=''
+    outcome=SURVIVED steps='' where='' ran=''
     for s in "${stages[@]}"; do
         IFS=$T read -r sname sonly sregress ssecs <<<"$s"
+        # a stage that selects what an earlier one ran is not run again
+        [[ $ran == *"<$sonly|$sregress>"* ]] && continue
+        ran="$ran<$sonly|$sregress>"
         try_stage "$tree" "$WORK/$name.$sname.log" "$sonly" "$sregress" "$ssecs"
         rc=$?
         steps=$STEPS where=$sname
