@@ -493,11 +493,14 @@ for my $f (@files)
 	while (my $line = <$fh>)
 	{
 		$lines++;
-		if ($line =~ /PostmasterMain: initial environment dump:/) { ($in_dump, $dashes) = (1, 0); next; }
+		# up to 15 every variable is a DEBUG line of its own, between two dash lines; from 16
+		# on the dump is one message whose variables are the tab-indented lines after it
+		if ($line =~ /DEBUG:  .*initial environment dump:\s*$/) { ($in_dump, $dashes) = (1, 0); next; }
 		if ($in_dump)
 		{
 			if ($line =~ /DEBUG:  (?:00000: )?-{10,}\s*$/) { $in_dump = 0 if ++$dashes == 2; next; }
-			if ($line =~ /DEBUG:  (?:00000: )?\t/ || $line =~ /LOCATION:  PostmasterMain, postmaster\.c/)
+			if ($line =~ /DEBUG:  (?:00000: )?\t/ || $line =~ /^\t[A-Za-z_][A-Za-z0-9_]*=/
+				|| $line =~ /LOCATION:  PostmasterMain, postmaster\.c/)
 			{
 				$env_dump_lines++;
 				$env_dump_secrets++ if index($line, $STATIC_SECRET) >= 0;
