@@ -312,8 +312,15 @@ pgck_log "server log hygiene"
 # PostgreSQL itself dumps the postmaster's environment at DEBUG3 (the README
 # warns about it, and 021_aws_credentials provokes it as a positive control):
 # those lines are set aside; any other line with the secret fails.
-leaks=$(grep -ahF -e "$AWS_SECRET_ACCESS_KEY" "$PGCK_TMP/server.log" "$PGCK_TMP"/tap/*/tmp_check/log/*.log 2>/dev/null |
-        grep -avE 'DEBUG:  (00000: )?[[:space:]]+AWS_[A-Z_]+=' | head -5)
+# On 15 each variable is a DEBUG line of its own; from 16 on it is one message,
+# "initial environment dump:", whose variables follow on tab-indented lines.
+leaks=$(for f in "$PGCK_TMP/server.log" "$PGCK_TMP"/tap/*/tmp_check/log/*.log; do
+            [ -f "$f" ] && awk -v s="$AWS_SECRET_ACCESS_KEY" '
+                /DEBUG:  (00000: )?initial environment dump:$/ { dump = 1; next }
+                dump && /^\t[A-Za-z_][A-Za-z0-9_]*=/ { next }
+                { dump = 0 }
+                index($0, s) { print }' "$f"
+        done | grep -avE 'DEBUG:  (00000: )?[[:space:]]+AWS_[A-Z_]+=' | head -5)
 if [ -n "$leaks" ]; then
     record "no secret access key in any server log" 1
     echo "$leaks" | cut -c1-200
