@@ -71,7 +71,9 @@ BEGIN
         RAISE EXCEPTION 'finish and purge must not be null' USING ERRCODE = '22004';
     END IF;
     shadow := left(col, 40) || '_pgck_new';
-    trig := left(col, 40) || '_pgck_sync';
+    -- "~" sorts after every letter and digit: the sync trigger fires after the
+    -- table's own BEFORE triggers and sees the value they leave
+    trig := '~pgck_sync_' || left(col, 40);
     idx := left(tbl::text, 20) || '_' || left(col, 20) || '_bidx';
     target := CASE WHEN mode = 'encrypt' THEN '@extschema@.enc_text' ELSE 'pg_catalog.text' END;
     IF batch IS NULL OR batch < 1 THEN
@@ -114,12 +116,26 @@ BEGIN
         expr := format('@extschema@.kms_decrypt(%I)', col);
     END IF;
 
-    -- 1. shadow column, trigger, constraint, blind index
+    -- 1. shadow column, trigger, constraint, blind index.  The trigger fires
+    -- on every INSERT and UPDATE (not only UPDATE OF the column: another
+    -- trigger may change it), last, and also in replica mode (logical
+    -- replication apply): 0.1.0's UPDATE OF trigger missed those and the swap
+    -- kept a stale value.  A migration 0.1.0 started is given the new trigger.
+    IF has_shadow THEN
+        IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = left(col, 40) || '_pgck_sync') THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', left(col, 40) || '_pgck_sync', tbl);
+        END IF;
+        EXECUTE format('CREATE OR REPLACE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
+                       'EXECUTE FUNCTION @extschema@.kms_migration_sync(%L, %L, %L, %L)',
+                       trig, tbl, col, shadow, coalesce(key, ''), mode);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trig);
+    END IF;
     IF NOT has_shadow THEN
         EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, shadow, target);
-        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW '
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
                        'EXECUTE FUNCTION @extschema@.kms_migration_sync(%L, %L, %L, %L)',
-                       trig, col, tbl, col, shadow, coalesce(key, ''), mode);
+                       trig, tbl, col, shadow, coalesce(key, ''), mode);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trig);
         IF col_notnull THEN
             EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID',
                            tbl, shadow || '_nn', shadow);
@@ -185,8 +201,32 @@ BEGIN
             RAISE NOTICE 'kms_migrate_column: %.% is busy, trying the swap again', tbl, col;
         END;
     END LOOP;
-    EXECUTE format('UPDATE %s SET %I = %s WHERE %I IS NULL AND %I IS NOT NULL', tbl, shadow, expr, shadow, col);
-    EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    -- under the lock: every row's shadow must equal its source.  With the
+    -- right to decrypt, verify all of them (decrypting), and fix any that
+    -- differ; without it, fill the rows still missing one.
+    IF pg_catalog.has_function_privilege('@extschema@.kms_decrypt(@extschema@.enc_text)', 'EXECUTE') THEN
+        IF mode = 'encrypt' THEN
+            EXECUTE format('UPDATE %s SET %I = %s WHERE %I IS NOT NULL AND @extschema@.kms_decrypt(%I) IS DISTINCT FROM %I::pg_catalog.text',
+                           tbl, shadow, expr, col, shadow, col);
+        ELSE
+            EXECUTE format('UPDATE %s SET %I = %s WHERE %I IS DISTINCT FROM @extschema@.kms_decrypt(%I)',
+                           tbl, shadow, expr, shadow, col);
+        END IF;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n > 0 THEN
+            RAISE NOTICE 'kms_migrate_column: %.%: % rows whose shadow differed from the source were recomputed at the swap', tbl, col, n;
+        END IF;
+        EXECUTE format('UPDATE %s SET %I = NULL WHERE %I IS NULL AND %I IS NOT NULL', tbl, shadow, col, shadow);
+    ELSE
+        EXECUTE format('UPDATE %s SET %I = %s WHERE %I IS NULL AND %I IS NOT NULL', tbl, shadow, expr, shadow, col);
+        RAISE NOTICE 'kms_migrate_column: %.%: the swap did not verify every row (it needs EXECUTE on kms_decrypt)', tbl, col;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trig) THEN
+        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = left(col, 40) || '_pgck_sync') THEN
+        EXECUTE format('DROP TRIGGER %I ON %s', left(col, 40) || '_pgck_sync', tbl);
+    END IF;
     EXECUTE format('ALTER TABLE %s DROP COLUMN %I', tbl, col);
     EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', tbl, shadow, col);
     IF col_notnull THEN
@@ -227,6 +267,30 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text
 -- that way still reaches every backend's key cache at once.
 ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER keys_changed;
 ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER key_versions_changed;
+
+-- The migration's sync trigger now fires on every INSERT and UPDATE (see
+-- kms_migrate_column): an UPDATE that leaves the source column as it was and
+-- the shadow filled keeps the shadow (no re-encryption for every write).
+CREATE OR REPLACE FUNCTION @extschema@.kms_migration_sync() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src text := TG_ARGV[0];
+    dst text := TG_ARGV[1];
+    new_row jsonb := to_jsonb(NEW);
+    val text := new_row ->> src;
+BEGIN
+    IF TG_OP = 'UPDATE' AND new_row -> dst <> 'null'::jsonb
+       AND (to_jsonb(OLD) -> src) IS NOT DISTINCT FROM (new_row -> src) THEN
+        RETURN NEW;
+    END IF;
+    IF TG_ARGV[3] = 'encrypt' THEN
+        NEW := jsonb_populate_record(NEW, jsonb_build_object(dst, @extschema@.kms_encrypt(val, TG_ARGV[2])));
+    ELSE
+        NEW := jsonb_populate_record(NEW, jsonb_build_object(dst, @extschema@.kms_decrypt(val::@extschema@.enc_text)));
+    END IF;
+    RETURN NEW;
+END
+$$;
 
 -- kms_verify opens subtransactions (one per key version it loads), which a
 -- parallel worker or a Gather's leader cannot: PARALLEL UNSAFE.
@@ -319,22 +383,18 @@ BEGIN
                       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = '42703';
     END IF;
-    -- The UPDATEs below fire the table's triggers and rules with the caller's
-    -- privileges: a table owner's trigger would run as the admin (or
-    -- superuser) doing maintenance on it.  Only the owner (or a member of its
-    -- role) re-encrypts a table that has any.
+    -- The UPDATEs below run the table owner's code with the caller's
+    -- privileges: triggers (also on partitions and inheritance children),
+    -- rules, index expressions and predicates, CHECK constraints, generated
+    -- columns, row security policies.  As for REINDEX and VACUUM, only the
+    -- table's owner (or a member of its role) may run it: an owner's code
+    -- must never run as the admin (or superuser) doing maintenance for them.
     IF NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c
-                                    WHERE c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid), 'USAGE')
-       AND (EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                     WHERE t.tgrelid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid AND NOT t.tgisinternal
-                       AND t.tgenabled OPERATOR(pg_catalog.<>) 'D')
-            OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r
-                        WHERE r.ev_class OPERATOR(pg_catalog.=) tbl::pg_catalog.oid
-                          AND r.rulename OPERATOR(pg_catalog.<>) '_RETURN')) THEN
-        RAISE EXCEPTION 'only the owner of % may re-encrypt it: it has triggers or rules', tbl
+                                    WHERE c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid), 'MEMBER') THEN
+        RAISE EXCEPTION 'must be the owner of table % (or a member of its role) to re-encrypt it', tbl
             USING ERRCODE = '42501',
-                  DETAIL = 'They would run with your privileges.',
-                  HINT = 'Run kms_reencrypt_table as the table''s owner, or have the owner disable its triggers and rules first.';
+                  DETAIL = 'The table''s triggers, rules, index expressions, constraints and policies would run with your privileges.',
+                  HINT = 'Run kms_reencrypt_table as the table''s owner (SET ROLE to it), with the pgcrypt_kms_encrypt role.';
     END IF;
     IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';

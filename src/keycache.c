@@ -26,6 +26,7 @@
 #include "utils/jsonb.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "access/xlog.h"
@@ -370,13 +371,59 @@ pgck_keycache_init(void)
  * them sees expiry and revocation afresh, while one statement within one
  * transaction never sees a key vanish halfway.
  */
+/*
+ * ... and, within one long statement, the wall clock once a second: a timer
+ * (PostgreSQL's timeout module, SIGALRM) sets a flag at most once a second
+ * while keys are in use, and the next call moves "now" to the wall clock.  So
+ * a statement that runs for hours (a loop in a function, a slow cursor) still
+ * takes in a destroy, retire or rotation committed elsewhere within about a
+ * second, and its keys expire at their TTL, revocation included: 0.2.0
+ * development showed a decrypt-role session decrypting, in one endless
+ * statement, values of a key destroyed minutes before.  Within that second
+ * the statement's view is stable.
+ */
+static volatile sig_atomic_t recheck_due = false;
+static bool recheck_armed = false;
+static pid_t recheck_pid = 0;
+static TimeoutId recheck_timeout;
+static TimestampTz wall_now = 0;
+
+#define RECHECK_INTERVAL_MS 1000
+
+static void
+recheck_timeout_handler(void)
+{
+	recheck_due = true;
+}
+
+static void
+arm_recheck(void)
+{
+	if (recheck_pid != MyProcPid)
+	{
+		/* per process: a postmaster's registration is not inherited usefully */
+		recheck_timeout = RegisterTimeout(USER_TIMEOUT, recheck_timeout_handler);
+		recheck_pid = MyProcPid;
+	}
+	enable_timeout_after(recheck_timeout, RECHECK_INTERVAL_MS);
+	recheck_armed = true;
+}
+
 TimestampTz
 pgck_keycache_now(void)
 {
 	TimestampTz stmt = GetCurrentStatementStartTimestamp();
 	TimestampTz xact = GetCurrentTransactionStartTimestamp();
 
-	return Max(stmt, xact);
+	if (recheck_due)
+	{
+		recheck_due = false;
+		recheck_armed = false;
+		wall_now = GetCurrentTimestamp();
+	}
+	if (!recheck_armed)
+		arm_recheck();
+	return Max(Max(stmt, xact), wall_now);
 }
 
 /*

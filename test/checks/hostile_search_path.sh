@@ -78,6 +78,12 @@ as pgck_h_vic -c "CREATE TABLE maltab AS SELECT kms_encrypt('x', 'hm') AS v" \
 sql -c "REVOKE pgcrypt_kms_admin FROM pgck_h_vic" -c "SELECT kms_rotate_key('hm')" >/dev/null
 out=$(as pgck_h_adm -v VERBOSITY=sqlstate -c "CALL kms_reencrypt_table('public.maltab', 'v')")
 echo "$out" | grep -q "ERROR:  42501"; check $? "the admin's kms_reencrypt_table on another role's table with a trigger is refused (42501: $out)"
+# the same with the owner's code in an index expression instead of a trigger
+as pgck_h_vic -c 'CREATE FUNCTION public.evil_idx(enc_text) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN IF current_user = $u$pgck_h_adm$u$ THEN PERFORM kms_destroy_key($k$victimkey$k$, $k$victimkey$k$); END IF; RETURN 1; END $$' \
+    -c "CREATE TABLE maltab_i AS SELECT kms_encrypt('x', 'hm') AS v" -c "CREATE INDEX ON maltab_i (public.evil_idx(v))" \
+    -c "GRANT SELECT, UPDATE ON maltab_i TO pgck_h_adm" >/dev/null 2>&1
+out=$(as pgck_h_adm -v VERBOSITY=sqlstate -c "CALL kms_reencrypt_table('public.maltab_i', 'v')")
+echo "$out" | grep -q "ERROR:  42501"; check $? "... and on another role's table with an index expression (42501: $out)"
 st=$(sql -c "SELECT state FROM kms_keys WHERE key_name = 'victimkey'")
 [ "$st" = "active" ]; check $? "the table owner's trigger did not run with the admin's privileges (victimkey is $st)"
 out=$(sql -c "CALL kms_reencrypt_table('public.maltab', 'v')" 2>&1; sql -c "SELECT state FROM kms_keys WHERE key_name = 'victimkey'")
