@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# Point lookups that return the row, with 1 and with 16 clients, and a perf
+# profile of the single-row path.
+#
+#   bash bench/lookups.sh [--rows N] [--runs N] [--seconds S] [--clients "1 16"]
+#                         [--no-build] [--no-perf] [--no-callgrind] [--out FILE]
+#
+# Like bench/run.sh (same build from a snapshot, cluster, KMS emulator and
+# key), on N rows (default 200,000):
+#   read_plain  SELECT id, email FROM ins_plain WHERE email = 'us'||:id||'@example.com'
+#   read_enc    SELECT id, kms_decrypt(email) FROM ins_enc
+#                WHERE kms_blind_index(email) = kms_blind_index('us'||:id||'@example.com', 'bench')
+#   lookup_*    the same returning only id
+# pgbench -n -M prepared, for each client count: a 3 s warm-up, then --runs
+# rounds in which the plain and encrypted script run at the same time with the
+# same clients for S seconds (other load hits both alike; the ratio reported is
+# the median of the per-round tps ratios).  Then, unless --no-perf, perf
+# samples (cpu-clock, call graphs) of the one backend of a 1-client pgbench
+# running read_plain, then read_enc, and lists where each spends its time;
+# and unless --no-callgrind, instructions per statement of each under
+# callgrind in a single-user backend, by function (see below).  Writes bench/results/lookups.md and prints it.  Nothing is asserted.
+set -u
+. "$(dirname "$0")/bench_lib.sh"
+pgck_require_root "$@"
+
+ROWS=200000
+RUNS=5
+SECS=10
+CLIENT_LIST="1 16"
+NO_BUILD=0
+NO_PERF=0
+NO_CALLGRIND=0
+OUT="$BENCH_DIR/results/lookups.md"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rows) ROWS=$2; shift 2 ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --seconds) SECS=$2; shift 2 ;;
+        --clients) CLIENT_LIST=$2; shift 2 ;;
+        --no-build) NO_BUILD=1; shift ;;
+        --no-perf) NO_PERF=1; shift ;;
+        --no-callgrind) NO_CALLGRIND=1; shift ;;
+        --out) OUT=$2; shift 2 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+for v in ROWS RUNS SECS; do
+    [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || { echo "--${v,,} must be a positive integer" >&2; exit 2; }
+done
+for c in $CLIENT_LIST; do
+    [[ $c =~ ^[0-9]+$ ]] && [ "$c" -gt 0 ] || { echo "--clients: positive integers" >&2; exit 2; }
+done
+
+T_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+cd "$PGCK_ROOT"
+pgck_install_packages $PGCK_PACKAGES_BUILD python3 python3-cryptography
+pgck_make_tmp
+bench_build "$NO_BUILD"
+bench_start "shared_buffers = 256MB
+max_connections = 100
+autovacuum = off
+jit = off
+max_parallel_workers_per_gather = 0"
+bench_create_key >/dev/null
+pgck_log "loading $ROWS rows"
+bench_load "$ROWS" load >/dev/null || bench_die "loading failed"
+pgck_psql -q <<SQL >/dev/null || bench_die "could not build the lookup tables"
+SET client_min_messages = warning;
+CREATE TABLE ins_plain (id int4 NOT NULL, email text NOT NULL);
+CREATE INDEX ins_plain_email ON ins_plain (email);
+INSERT INTO ins_plain SELECT id, email FROM bench_plain;
+CREATE TABLE ins_enc (id int4 NOT NULL, email enc_text NOT NULL);
+CREATE INDEX ins_enc_email_bidx ON ins_enc (kms_blind_index(email));
+INSERT INTO ins_enc SELECT id, kms_encrypt(email, '$BENCH_KEY') FROM bench_plain;
+VACUUM (FREEZE, ANALYZE) ins_plain, ins_enc;
+SQL
+
+PGBENCH="$PGBIN/pgbench"
+D="$PGCK_TMP/lookups"
+mkdir -p "$D" && chown postgres:postgres "$D"
+PLAIN_WHERE="email = 'us' || :id || '@example.com'"
+ENC_WHERE="kms_blind_index(email) = kms_blind_index('us' || :id || '@example.com', '$BENCH_KEY')"
+script() { printf '\\set id random(1, %d)\nSELECT %s WHERE %s;\n' "$ROWS" "$2" "$3" >"$D/$1.sql"; }
+script lookup_plain "id FROM ins_plain" "$PLAIN_WHERE"
+script lookup_enc "id FROM ins_enc" "$ENC_WHERE"
+script read_plain "id, email FROM ins_plain" "$PLAIN_WHERE"
+script read_enc "id, kms_decrypt(email) FROM ins_enc" "$ENC_WHERE"
+chown postgres:postgres "$D"/*.sql
+# each script finds its one row, and returns the plaintext
+probe=$((ROWS / 3 + 1))
+got=$(pgck_psql -At -c "SELECT kms_decrypt(email) FROM ins_enc WHERE kms_blind_index(email) = kms_blind_index('us$probe@example.com', '$BENCH_KEY')")
+[ "$got" = "us$probe@example.com" ] || bench_die "read_enc did not return the plaintext for id $probe: '$got'"
+
+# pb NAME CLIENTS SECONDS: start a pgbench in the background; its log is
+# $D/NAME.CLIENTS.log.  pbwait: wait for those started (only those: the KMS
+# emulator is a background job of this shell too).
+PB=()
+pb() {
+    runuser -u postgres -- env PGHOST="$PGHOST" PGPORT="$PGPORT" "$PGBENCH" -n -M prepared \
+        -c "$2" -j "$(( $2 < 2 ? $2 : 2 ))" -T "$3" -f "$D/$1.sql" postgres >"$D/$1.$2.log" 2>&1 &
+    PB+=("$!")
+}
+pbwait() {
+    local p
+    for p in "${PB[@]}"; do wait "$p"; done
+    PB=()
+}
+tps() { sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$D/$1.$2.log"; }
+
+RES="$D/results.tsv"
+: >"$RES"
+for c in $CLIENT_LIST; do
+    for pair in "lookup_plain lookup_enc" "read_plain read_enc"; do
+        set -- $pair
+        pgck_log "$c client(s): $1 vs $2, warm-up then $RUNS x ${SECS} s at once"
+        pb "$1" "$c" 3; pb "$2" "$c" 3; pbwait
+        for r in $(seq 1 "$RUNS"); do
+            pb "$1" "$c" "$SECS"; pb "$2" "$c" "$SECS"
+            pbwait
+            a=$(tps "$1" "$c"); b=$(tps "$2" "$c")
+            [ -n "$a" ] && [ -n "$b" ] || { cat "$D/$1.$c.log" "$D/$2.$c.log" >&2; bench_die "pgbench failed"; }
+            printf '%s\t%s\t%s\t%s\t%s\n' "$c" "$1" "$2" "$a" "$b" >>"$RES"
+        done
+    done
+done
+
+# perf: one 1-client pgbench backend per read script
+PERF_NOTE="skipped (--no-perf or perf unusable)"
+if [ "$NO_PERF" = 0 ] && command -v perf >/dev/null && perf record -q -o "$D/probe.data" -- true >/dev/null 2>&1; then
+    PERF_NOTE="cpu-clock at 999 Hz with call graphs, one backend serving a 1-client pgbench for 10 s"
+    for s in read_plain read_enc; do
+        pgck_log "perf: $s"
+        pb "$s" 1 12
+        pid=""
+        for _ in $(seq 1 50); do
+            pid=$(pgck_psql -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1")
+            [ -n "$pid" ] && break
+            sleep 0.1
+        done
+        [ -n "$pid" ] || bench_die "perf: no pgbench backend"
+        sleep 1
+        perf record -q -F 999 -g -p "$pid" -o "$D/$s.data" -- sleep 10 >/dev/null 2>&1
+        pbwait
+        perf report -i "$D/$s.data" --stdio --no-children --sort dso,sym --percent-limit 0.7 -g none \
+            2>/dev/null | grep -v '^#' | grep -v '^$' >"$D/$s.self.txt"
+        perf report -i "$D/$s.data" --stdio --children --sort sym --percent-limit 0.5 -g none \
+            2>/dev/null | grep -v '^#' | grep -v '^$' >"$D/$s.children.txt"
+        echo "$(tps "$s" 1)" >"$D/$s.perf_tps"
+    done
+fi
+
+# callgrind: instructions per statement of each read script, as the
+# difference between a single-user backend executing it CG_LO and CG_HI times
+# (so start-up, the key unwrap and the warm-up cancel out), by function
+# (inclusive), from `postgres --single` under callgrind with collection on
+# inside ProcessUtility only: all of EXECUTE (plan cache, executor start, run
+# and end, sending the row), not the parsing of the EXECUTE line itself
+# (Debian's postgres is stripped: exec_simple_query has no symbol).
+CG_NOTE="skipped (--no-callgrind or valgrind missing)"
+CG_LO=100
+CG_HI=600
+if [ "$NO_CALLGRIND" = 0 ] && command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGCK_PGDATA" -m fast -w stop >/dev/null ||
+        bench_die "could not stop the cluster"
+    CG_NOTE="postgres --single under callgrind, collection inside ProcessUtility (all of EXECUTE); (Ir of $CG_HI statements - Ir of $CG_LO) / $((CG_HI - CG_LO))"
+    for s in read_plain read_enc; do
+        if [ $s = read_plain ]; then
+            prep="PREPARE q(int) AS SELECT id, email FROM ins_plain WHERE email = 'us' || \$1 || '@example.com'"
+        else
+            prep="PREPARE q(int) AS SELECT id, kms_decrypt(email) FROM ins_enc WHERE kms_blind_index(email) = kms_blind_index('us' || \$1 || '@example.com', '$BENCH_KEY')"
+        fi
+        for n in $CG_LO $CG_HI; do
+            pgck_log "callgrind: $s x $n"
+            {
+                echo "$prep"
+                for i in $(seq 1 "$n"); do echo "EXECUTE q($(( (i * 7919) % ROWS + 1 )))"; done
+            } >"$D/$s.$n.sql"
+            runuser -u postgres -- env ${AWS_ACCESS_KEY_ID:+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID} \
+                ${AWS_SECRET_ACCESS_KEY:+AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY} \
+                valgrind --tool=callgrind --callgrind-out-file="$D/$s.$n.cg" \
+                --collect-atstart=no --toggle-collect=ProcessUtility \
+                "$PGBIN/postgres" --single -D "$PGCK_PGDATA" postgres <"$D/$s.$n.sql" >"$D/$s.$n.cglog" 2>&1 ||
+                { tail -20 "$D/$s.$n.cglog" >&2; bench_die "callgrind run of $s failed"; }
+            grep -q ERROR "$D/$s.$n.cglog" && { grep -m3 ERROR "$D/$s.$n.cglog" >&2; bench_die "callgrind: $s: a statement failed"; }
+            callgrind_annotate --inclusive=yes --threshold=100 "$D/$s.$n.cg" >"$D/$s.$n.ann" 2>/dev/null
+        done
+    done
+    /usr/bin/python3 - "$D" "$CG_LO" "$CG_HI" >"$D/callgrind.md" <<'PY'
+import re, sys
+d, lo, hi = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def load(path):
+    total, fns = 0, {}
+    for line in open(path):
+        m = re.match(r'\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(?:\S+:)?(\S.*?)(?:\s+\[[^\]]*\])?\s*$', line)
+        if not m:
+            continue
+        ir = int(m.group(1).replace(',', ''))
+        name = m.group(2)
+        if 'PROGRAM TOTALS' in line:
+            total = ir
+        elif name not in fns:
+            fns[name] = ir
+    return total, fns
+per = {}
+for s in ('read_plain', 'read_enc'):
+    tl, fl = load(f'{d}/{s}.{lo}.ann')
+    th, fh = load(f'{d}/{s}.{hi}.ann')
+    n = hi - lo
+    per[s] = ((th - tl) / n, {k: (fh[k] - fl.get(k, 0)) / n for k in fh})
+p, e = per['read_plain'][0], per['read_enc'][0]
+if p <= 0 or e <= 0:
+    print('callgrind collected nothing (no ProcessUtility symbol?)')
+    sys.exit(0)
+print(f'Instructions per statement: read_plain {p:,.0f}, read_enc {e:,.0f} (+{e - p:,.0f}, {e / p:.2f}x).')
+print()
+keys = ['pgck_kms_decrypt', 'pgck_kms_blind_index_text', 'key_for', 'version_for', 'decrypt_value',
+        'pgck_keycache_key', 'pgck_keycache_version', 'statement_now', 'AcceptInvalidationMessages',
+        'pgck_blind_index_tag', 'pgck_hmac_sha256', 'pgck_aead_open', 'gcm_direct', 'pgck_envelope_parse',
+        'text_to_cstring', 'MemoryContextAlloc', 'standard_ExecutorStart', 'ExecInitNode', 'ExecInitExprRec',
+        'fmgr_info_cxt_security', 'object_aclcheck', 'pg_proc_aclcheck', 'SearchCatCache1',
+        'PortalRun', 'standard_ExecutorRun', 'standard_ExecutorEnd', 'index_getnext_slot', 'printtup',
+        'exec_simple_query', 'GetCachedPlan', 'pg_plan_queries']
+print('| function (inclusive Ir per statement) | read_plain | read_enc | difference |')
+print('|---|---:|---:|---:|')
+for k in keys:
+    a = next((v for n, v in per['read_plain'][1].items() if n == k or n.endswith(' ' + k) or n.startswith(k + "'")), 0)
+    b = next((v for n, v in per['read_enc'][1].items() if n == k or n.endswith(' ' + k) or n.startswith(k + "'")), 0)
+    if a or b:
+        print(f'| `{k}` | {a:,.0f} | {b:,.0f} | {b - a:+,.0f} |')
+PY
+fi
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+{
+    echo "# pgcrypt_kms point lookups: plain text B-tree vs blind index"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); runtime $(($(date +%s) - T_START)) s; $ROWS rows"
+    echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'); $("$PGBIN/postgres" --version); $(openssl version)"
+    echo "- load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- extension: $BENCH_BUILD_NOTE"
+    echo "- KMS: $BENCH_KMS_NOTE"
+    echo "- method: pgbench -n -M prepared, plain and encrypted script at the same time, $RUNS rounds of ${SECS} s;"
+    echo "  ratio = median of the per-round tps ratios (encrypted / plain)"
+    echo
+    echo "| clients | query | plain tps (median) | encrypted tps (median) | ratio | per-round ratios |"
+    echo "|---:|---|---:|---:|---:|---|"
+    for c in $CLIENT_LIST; do
+        for q in lookup read; do
+            rows=$(awk -F'\t' -v c="$c" -v q="${q}_plain" '$1 == c && $2 == q' "$RES")
+            pm=$(echo "$rows" | cut -f4 | median)
+            em=$(echo "$rows" | cut -f5 | median)
+            ratios=$(echo "$rows" | awk -F'\t' '{printf "%.3f\n", $5 / $4}')
+            rm_=$(echo "$ratios" | median)
+            label="id only"; [ $q = read ] && label="id + email (kms_decrypt)"
+            printf '| %s | %s | %.0f | %.0f | **%.2f×** | %s |\n' "$c" "$label" "$pm" "$em" "$rm_" "$(echo "$ratios" | paste -sd' ')"
+        done
+    done
+    echo
+    echo "## callgrind: instructions per statement ($CG_NOTE)"
+    echo
+    [ -f "$D/callgrind.md" ] && cat "$D/callgrind.md"
+    echo
+    echo "## perf: the single-row path ($PERF_NOTE)"
+    for s in read_plain read_enc; do
+        [ -f "$D/$s.self.txt" ] || continue
+        echo
+        echo "### $s (1 client alone: $(cat "$D/$s.perf_tps") tps)"
+        echo
+        echo "Self time, top entries (dso, symbol):"
+        echo
+        echo '```'
+        head -30 "$D/$s.self.txt"
+        echo '```'
+        echo
+        echo "Inclusive time of the extension's and OpenSSL's entry points and the executor:"
+        echo
+        echo '```'
+        grep -E 'pgck_|EVP_|ossl_gcm|SHA256|exec_execute_message|PortalRun|ExecutorStart|ExecutorEnd|ExecInitNode|index_getnext|printtup|ExecIndexScan|ReadyForQuery|pq_getbyte|secure_read|secure_write|AcceptInvalidation|palloc|MemoryContext' \
+            "$D/$s.children.txt" | head -40
+        echo '```'
+    done
+} >"$D/report.md"
+mkdir -p "$(dirname "$OUT")"
+cp "$D/report.md" "$OUT"
+cp "$RES" "${OUT%.md}.raw.tsv"
+cat "$OUT"
