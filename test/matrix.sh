@@ -32,10 +32,45 @@ FAILED=0
 SUMMARY=()
 START_ALL=$(date +%s)
 
+# Every Debian package first (apt cannot run twice at once), then the majors
+# to build are built in the background while 15's suite runs: that suite
+# mostly waits (on servers, the emulator, timeouts), the compiler does not.
+# PGCK_MATRIX_PREBUILD=0 builds each major just before its turn instead.
+. "$HERE/lib.sh"
+pgck_install_packages $PGCK_PACKAGES_BUILD $PGCK_PACKAGES_TEST
+bash "$HERE/pg_build.sh" --deps || echo "pg_build: installing the build dependencies failed (the builds will say more)"
+BUILD_PID=""
+if [ "${PGCK_MATRIX_PREBUILD:-1}" = 1 ]; then
+    setsid bash -c 'here=$1 logdir=$2; shift 2
+        for m in "$@"; do
+            [ "$m" = 15 ] && continue
+            bash "$here/pg_build.sh" "$m" >"$logdir/pg_config_$m" 2>"$logdir/build_$m.log"
+            echo $? >"$logdir/build_$m.rc"
+        done' prebuild "$HERE" "$LOGDIR" "${MAJORS[@]}" </dev/null &
+    BUILD_PID=$!
+    trap '[ -n "$BUILD_PID" ] && kill -- -"$BUILD_PID" 2>/dev/null' EXIT
+fi
+
+# pg_config_for MAJOR: print the major's pg_config (building it if needed)
+pg_config_for() {
+    local m=$1
+    if [ -z "$BUILD_PID" ] || [ "$m" = 15 ]; then
+        bash "$HERE/pg_build.sh" "$m" 2> >(tee "$LOGDIR/build_$m.log" >&2) | tail -n 1
+        return "${PIPESTATUS[0]}"
+    fi
+    while [ ! -f "$LOGDIR/build_$m.rc" ]; do
+        kill -0 "$BUILD_PID" 2>/dev/null || { echo "pg_build $m: FAILED: the background build stopped" >>"$LOGDIR/build_$m.log"; break; }
+        sleep 5
+    done
+    cat "$LOGDIR/build_$m.log" >&2
+    [ -f "$LOGDIR/build_$m.rc" ] && [ "$(cat "$LOGDIR/build_$m.rc")" = 0 ] || return 1
+    tail -n 1 "$LOGDIR/pg_config_$m"
+}
+
 for major in "${MAJORS[@]}"; do
     printf '\n######## PostgreSQL %s\n' "$major"
     t0=$(date +%s)
-    if ! pg_config=$(bash "$HERE/pg_build.sh" "$major" 2> >(tee "$LOGDIR/build_$major.log" >&2) | tail -n 1) || [ -z "$pg_config" ]; then
+    if ! pg_config=$(pg_config_for "$major") || [ -z "$pg_config" ]; then
         echo "not ok - pg$major: no PostgreSQL $major to test against ($(grep 'FAILED' "$LOGDIR/build_$major.log" | tail -n 1))"
         FAILED=$((FAILED + 1))
         SUMMARY+=("pg$major: not built, see above")
@@ -58,7 +93,7 @@ for major in "${MAJORS[@]}"; do
         p=0; f=1; echo "not ok - pg$major: the suite ended without a summary line"
     fi
     PASSED=$((PASSED + p)); FAILED=$((FAILED + f))
-    SUMMARY+=("pg$major ($("$pg_config" --version)): $p passed, $f failed; PostgreSQL build/cache $((t1 - t0))s, suite $((t2 - t1))s$([ "$major" != 15 ] && [ -n "${PGCK_MATRIX_ONLY:-}" ] && echo " (only $PGCK_MATRIX_ONLY)")")
+    SUMMARY+=("pg$major ($("$pg_config" --version)): $p passed, $f failed; $(grep -ohE "built in [0-9]+s|cached build|Debian's package" "$LOGDIR/build_$major.log" 2>/dev/null | head -n 1 | sed 's/^built/PostgreSQL built/') waited $((t1 - t0))s for it, suite $((t2 - t1))s$([ "$major" != 15 ] && [ -n "${PGCK_MATRIX_ONLY:-}" ] && echo " (only $PGCK_MATRIX_ONLY)")")
     grep -E "^pg$major: SKIPPED|^pg$major:     ok [0-9]+ # skip" "$LOGDIR/run_$major.log" >>"$LOGDIR/skips.log"
 done
 

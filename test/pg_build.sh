@@ -20,7 +20,7 @@
 # tarball at all but a stamped prefix) builds nothing.
 set -eu -o pipefail
 
-MAJOR=${1:?usage: test/pg_build.sh MAJOR}
+MAJOR=${1:?usage: test/pg_build.sh MAJOR | --deps}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CLONE=$(cd "$HERE/.." && pwd)
 # when run from the staged copy of test/run.sh, the clone is PGCK_SOURCE
@@ -37,18 +37,6 @@ BUILD_DEPS="make gcc libc6-dev pkg-config bison flex libreadline-dev zlib1g-dev 
 log() { printf '%s\n' "pg_build $MAJOR: $*" >&2; }
 die() { printf '%s\n' "pg_build $MAJOR: FAILED: $*" >&2; exit 1; }
 
-if [ "$MAJOR" = 15 ]; then
-    # (test/run.sh installs postgresql-server-dev-15 when it is missing)
-    echo /usr/lib/postgresql/15/bin/pg_config
-    exit 0
-fi
-case $MAJOR in
-    17) SUITE=trixie ;;
-    18) SUITE=sid ;;
-    *) die "no source for PostgreSQL $MAJOR is known to this script (17 and 18 are)" ;;
-esac
-[ "$(id -u)" -eq 0 ] || die "run as root (it installs build dependencies and writes $PREFIX)"
-
 install_deps() {
     local missing=() p
     for p in $BUILD_DEPS; do
@@ -60,6 +48,25 @@ install_deps() {
     apt-get update -qq >&2
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+if [ "$MAJOR" = --deps ]; then
+    # only the Debian build dependencies (test/matrix.sh installs them up front)
+    install_deps
+    exit 0
+fi
+if [ "$MAJOR" = 15 ]; then
+    # (test/run.sh installs postgresql-server-dev-15 when it is missing)
+    log "Debian's package, nothing to build"
+    echo /usr/lib/postgresql/15/bin/pg_config
+    exit 0
+fi
+case $MAJOR in
+    17) SUITE=trixie ;;
+    18) SUITE=sid ;;
+    *) die "no source for PostgreSQL $MAJOR is known to this script (17 and 18 are)" ;;
+esac
+[ "$(id -u)" -eq 0 ] || die "run as root (it installs build dependencies and writes $PREFIX)"
+
 
 # find_tarball: prints the path of postgresql-MAJOR.*.tar.bz2, or nothing
 find_tarball() {
