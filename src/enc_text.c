@@ -215,6 +215,7 @@ typedef struct KeyMemo
 	TimestampTz statement;
 	uint64		epoch;
 	PgckCachedKey *k;
+	PgckCachedVersion *current;	/* k's current version, once looked up */
 	int			name_len;
 	char		name[PGCK_KEY_NAME_MAX + 1];
 } KeyMemo;
@@ -243,11 +244,34 @@ key_for(const text *name, FmgrInfo *flinfo)
 		memo->statement = stmt;
 		memo->epoch = pgck_keycache_epoch;
 		memo->k = k;
+		memo->current = NULL;
 		memo->name_len = len;
 		memcpy(memo->name, VARDATA_ANY(name), len);
 	}
 	pfree(cname);
 	return k;
+}
+
+/*
+ * The key's current version, kept in the KeyMemo that key_for() has just
+ * validated (same statement and epoch): a scan skips the version lookup.
+ */
+static PgckCachedVersion *
+current_version_for(PgckCachedKey *k, FmgrInfo *flinfo)
+{
+	KeyMemo    *memo = flinfo ? (KeyMemo *) flinfo->fn_extra : NULL;
+	PgckCachedVersion *v;
+
+	if (memo != NULL && memo->k == k && memo->epoch == pgck_keycache_epoch &&
+		memo->current != NULL && memo->current->id == k->current_id)
+	{
+		pgck_stats.hits++;
+		return memo->current;
+	}
+	v = pgck_keycache_version(k->current_id);
+	if (memo != NULL && memo->k == k && memo->epoch == pgck_keycache_epoch)
+		memo->current = v;
+	return v;
 }
 
 static struct varlena *
@@ -272,7 +296,7 @@ encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const t
 	for (attempts = 0;; attempts++)
 	{
 		k = key_for(key_name_text, attempts == 0 ? flinfo : NULL);
-		v = pgck_keycache_version(k->current_id);
+		v = current_version_for(k, attempts == 0 ? flinfo : NULL);
 		if (v->state != PGCK_STATE_ACTIVE)
 		{
 			if (attempts >= 3)
