@@ -157,3 +157,19 @@ CALL kms_encrypt_column('or_m1', 'email', 'or_mw');
 SELECT id, kms_decrypt(email) FROM or_m1 ORDER BY id;
 DROP TABLE or_m1;
 DROP FUNCTION or_norm();
+
+------------------------------------------------------------------ found by mutation testing
+-- the key-check value is compared in full: a change in its last byte is refused
+SELECT kms_create_key('or_kc', 'local:regress');
+SELECT kms_encrypt('checked', 'or_kc') AS kc_value \gset
+UPDATE pgcrypt_kms.key_versions SET key_check = set_byte(key_check, length(key_check) - 1, get_byte(key_check, length(key_check) - 1) # 1)
+ WHERE key_name = 'or_kc';
+SELECT kms_flush_cache();
+SELECT pg_temp.sqlstate_of(format('SELECT kms_decrypt(%L::enc_text)', :'kc_value')) AS last_check_byte_changed;
+-- a keyring change within a statement reaches the rows after it (the per-call-site memos
+-- are dropped with the cache entries): the key destroyed at row 3 decrypts no later row
+SELECT kms_create_key('or_ep', 'local:regress');
+CREATE TABLE or_ep_t AS SELECT g AS id, kms_encrypt('epoch ' || g, 'or_ep') AS v FROM generate_series(1, 6) g;
+SELECT id, CASE WHEN id = 3 THEN (SELECT kms_destroy_key('or_ep', 'or_ep'))::text ELSE kms_decrypt(v) END AS r
+  FROM or_ep_t;
+DROP TABLE or_ep_t;

@@ -344,10 +344,14 @@ for my $k ('disabled', 'deleted', 'badblob', 'wrongkey')
 		INSERT INTO vals VALUES ('$k', kms_encrypt(@{[ plain_expr($k) ]}, '$k'));});
 }
 # a changed byte in the wrapped key: InvalidCiphertextException; a version naming another key
-$node->safe_psql('postgres', q{
+# (since 0.2 Decrypt sends the key ARN stored with the version: that is what names the key)
+my ($test2) = grep { grep { $_ eq 'alias/pgck-test-2' } @{ $_->{aliases} } } @{ ctl($emu, 'list-keys')->{keys} };
+die 'no alias/pgck-test-2 in the emulator' unless $test2 && $test2->{arn};
+$node->safe_psql('postgres', qq{
 	UPDATE pgcrypt_kms.key_versions SET wrapped_dek = set_byte(wrapped_dek, 40, get_byte(wrapped_dek, 40) # 1)
 	 WHERE key_name = 'badblob';
-	UPDATE pgcrypt_kms.key_versions SET kms_key = 'aws-kms:alias/pgck-test-2' WHERE key_name = 'wrongkey';});
+	UPDATE pgcrypt_kms.key_versions SET kms_key = 'aws-kms:alias/pgck-test-2', kms_key_arn = '$test2->{arn}'
+	 WHERE key_name = 'wrongkey';});
 
 sub last_request_id
 {
