@@ -6,8 +6,10 @@
  * Pure C (no PostgreSQL dependency); tested against Project Wycheproof.
  * The hot paths keep keyed OpenSSL objects per key so that no algorithm is
  * fetched and no context is built per value:
- *	- PgckAead holds one encrypt and one decrypt EVP_CIPHER_CTX, keyed once;
- *	  each seal/open only sets a new nonce.
+ *	- PgckAead holds one encrypt and one decrypt context of the provider that
+ *	  implements AES-256-GCM, keyed once and called through the provider's
+ *	  functions (EVP contexts when the provider lacks one, or PGCK_AEAD_EVP
+ *	  is set); each seal/open only sets a new nonce and the tag.
  *	- PgckHmac holds SHA-256 states that have absorbed key^ipad and key^opad;
  *	  each MAC copies them by value instead of re-keying.
  * Objects are malloc'd by their _new function and released (and cleansed by
