@@ -383,7 +383,6 @@ pgck_keycache_init(void)
  * the statement's view is stable.
  */
 static volatile sig_atomic_t recheck_due = false;
-static bool recheck_armed = false;
 static pid_t recheck_pid = 0;
 static TimeoutId recheck_timeout;
 static TimestampTz wall_now = 0;
@@ -406,7 +405,6 @@ arm_recheck(void)
 		recheck_pid = MyProcPid;
 	}
 	enable_timeout_after(recheck_timeout, RECHECK_INTERVAL_MS);
-	recheck_armed = true;
 }
 
 TimestampTz
@@ -418,10 +416,15 @@ pgck_keycache_now(void)
 	if (recheck_due)
 	{
 		recheck_due = false;
-		recheck_armed = false;
 		wall_now = GetCurrentTimestamp();
 	}
-	if (!recheck_armed)
+
+	/*
+	 * Re-armed whenever it is not running, never from a flag of ours: error
+	 * recovery (disable_all_timeouts) cancels it silently, and a flag left
+	 * set then kept it off for the rest of the session.
+	 */
+	if (recheck_pid != MyProcPid || !get_timeout_active(recheck_timeout))
 		arm_recheck();
 	return Max(Max(stmt, xact), wall_now);
 }

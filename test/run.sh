@@ -117,6 +117,14 @@ run_units() {
         record_counts "$1$name" "$log" $rc
         [ $rc -ne 0 ] && grep -E '^not ok|^#|ERROR|runtime error' "$log" | head -20
     done
+    # aead.c calls the GCM provider's functions directly when it can and falls
+    # back to EVP otherwise: the Wycheproof vectors run on the fallback too
+    if [ -x test/unit/test_wycheproof ]; then
+        log="$PGCK_TMP/${1//\//_}test_wycheproof_evp.log"
+        PGCK_AEAD_EVP=1 run_limited "$(step_limit 300)" "$1test_wycheproof (EVP path)" test/unit/test_wycheproof "$VECTORS" >"$log" 2>&1
+        rc=$?
+        record_counts "$1test_wycheproof (EVP path, PGCK_AEAD_EVP=1)" "$log" $rc
+    fi
 }
 
 # The sanitizer stage (see the header).
