@@ -173,3 +173,38 @@ CREATE TABLE or_ep_t AS SELECT g AS id, kms_encrypt('epoch ' || g, 'or_ep') AS v
 SELECT id, CASE WHEN id = 3 THEN (SELECT kms_destroy_key('or_ep', 'or_ep'))::text ELSE kms_decrypt(v) END AS r
   FROM or_ep_t;
 DROP TABLE or_ep_t;
+-- the cache holds exactly cache_max_keys versions (least recently used evicted)
+SET pgcrypt_kms.cache_max_keys = 3;
+SELECT kms_flush_cache();
+CREATE TABLE or_lru AS SELECT g, kms_encrypt('lru ' || g, 'or_lru' || g) AS v
+  FROM generate_series(1, 5) g, LATERAL (SELECT kms_create_key('or_lru' || g, 'local:regress')) c;
+SELECT kms_flush_cache();
+SELECT count(kms_decrypt(v)) AS decrypted FROM or_lru;
+SELECT cached_versions, evictions >= 2 AS evicted FROM kms_cache_stats();
+RESET pgcrypt_kms.cache_max_keys;
+DROP TABLE or_lru;
+-- cache_ttl is in seconds: a key used a second ago is still cached at a TTL of 60
+SET pgcrypt_kms.cache_ttl = 60;
+SELECT kms_create_key('or_ttl', 'local:regress');
+SELECT kms_flush_cache();
+SELECT kms_decrypt(kms_encrypt('ttl', 'or_ttl')) AS first_use;
+SELECT unwraps AS unwraps_before FROM kms_cache_stats() \gset
+SELECT pg_sleep(1.1);
+SELECT kms_decrypt(kms_encrypt('ttl', 'or_ttl')) AS a_second_later;
+SELECT unwraps - :unwraps_before AS unwraps_after_a_second FROM kms_cache_stats();
+RESET pgcrypt_kms.cache_ttl;
+-- the keyring's own constraints: one active version per key, index_bits 8..256
+SELECT pg_temp.sqlstate_of($$INSERT INTO pgcrypt_kms.key_versions (key_name, version, kms_key, wrapped_dek, key_check)
+    SELECT key_name, 99, kms_key, wrapped_dek, key_check FROM pgcrypt_kms.key_versions WHERE key_name = 'or_ttl'$$) AS second_active_version,
+       pg_temp.sqlstate_of($$UPDATE pgcrypt_kms.keys SET index_bits = 4 WHERE key_name = 'or_bm'$$) AS index_bits_4;
+-- settings: ranges and checks, and the endpoint hidden from non-superusers
+SELECT pg_temp.sqlstate_of($$SET pgcrypt_kms.aws_region = 'US-EAST-1'$$) AS uppercase_region,
+       pg_temp.sqlstate_of($$SET pgcrypt_kms.kms_max_attempts = 11$$) AS eleven_attempts,
+       pg_temp.sqlstate_of($$SET pgcrypt_kms.kms_max_attempts = 10$$) AS ten_attempts;
+RESET pgcrypt_kms.kms_max_attempts;
+CREATE ROLE regress_or_plain;
+SET ROLE regress_or_plain;
+SELECT pg_temp.sqlstate_of($$SHOW pgcrypt_kms.aws_endpoint$$) AS show_endpoint,
+       (SELECT count(*) FROM pg_settings WHERE name = 'pgcrypt_kms.aws_endpoint') AS endpoint_in_pg_settings;
+RESET ROLE;
+DROP ROLE regress_or_plain;
