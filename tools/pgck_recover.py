@@ -317,6 +317,31 @@ def parse_qualified(s, pos):
 _ENC_TEXT_TYPE = re.compile(rb'(?:(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)\.)?enc_text(?=[ ,]|$)')
 _CREATE_TABLE = re.compile(rb"^CREATE (?:UNLOGGED )?TABLE ")
 _COPY = re.compile(rb"^COPY ")
+_TOC = re.compile(rb"^-- (?:Data for )?Name: .*; Type: ([A-Z ]+); Schema: ")
+
+
+class TocGate:
+    """pg_dump writes every object under a "-- Name: ...; Type: T; Schema: ..."
+    comment: a line is read as the start of a CREATE TABLE or a COPY block only
+    when it is the first statement under a TABLE or TABLE DATA header.  A
+    "COPY ..." or "CREATE TABLE ..." line inside a string (a table comment with
+    newlines, a function body, a default) is not one: any role that can comment
+    on its own table could otherwise make the tool skip other tables' data."""
+
+    def __init__(self):
+        self.pending = None
+
+    def feed(self, line):
+        """The TOC type this top-level line may start, or None."""
+        s = line.rstrip(b"\n")
+        m = _TOC.match(s)
+        if m:
+            self.pending = m.group(1)
+            return None
+        if s == b"" or s == b"--":
+            return None
+        t, self.pending = self.pending, None
+        return t
 
 
 def qname(parts):
@@ -392,6 +417,7 @@ def scan_schema(path):
         closed = None             # a table whose column list just ended: INHERITS may follow
         copy_target = None
         copy_cols = None
+        gate = TocGate()
         for line in f:
             line = line.rstrip(b"\n")
             if closed is not None:
@@ -428,7 +454,8 @@ def scan_schema(path):
                 if _ENC_TEXT_TYPE.match(body, pos + 1):
                     sch.enc_columns.setdefault(table, set()).add(col)
                 continue
-            if _CREATE_TABLE.match(line):
+            toc = gate.feed(line)
+            if _CREATE_TABLE.match(line) and toc == b"TABLE":
                 start = _CREATE_TABLE.match(line).end()
                 name, pos = parse_qualified(line, start)
                 if len(name) == 1:
@@ -442,7 +469,7 @@ def scan_schema(path):
                 if not rest.rstrip().endswith(b"("):
                     table = None
                 continue
-            if _COPY.match(line):
+            if _COPY.match(line) and toc == b"TABLE DATA":
                 target, cols = read_copy_header(line)
                 if target == ("pgcrypt_kms", "keys"):
                     copy_target, copy_cols = "keys", cols
@@ -859,12 +886,13 @@ def main(argv=None):
         with open(args.dump, "rb") as f:
             lineno = 0
             block = None          # (table, copy_cols, decrypt_cols, csv file)
+            gate = TocGate()
             for line in f:
                 lineno += 1
                 if block is None:
                     if out is not None:
                         out.write(line)
-                    if _COPY.match(line):
+                    if gate.feed(line) == b"TABLE DATA" and _COPY.match(line):
                         table, copy_cols = read_copy_header(line.rstrip(b"\n"))
                         if table[0] == "pgcrypt_kms":
                             continue
