@@ -858,6 +858,7 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 	TimestampTz stmt;
 	bool		too_old;
 	bool		foreign;
+	bool		lost;
 
 	/*
 	 * A standby's encryptions would be counted on the standby only, where
@@ -885,8 +886,13 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 	too_old = pgck_dek_max_age > 0 &&
 		stmt - v->created >= (int64) pgck_dek_max_age * USECS_PER_SEC;
 
-	/* created by another cluster (usage.h): never encrypt under v */
-	foreign = (n == PGCK_USAGE_FOREIGN);
+	/*
+	 * created by another cluster (usage.h), or its count was lost with a
+	 * damaged counts file (a version from before this start): never encrypt
+	 * under v
+	 */
+	lost = pgck_usage_counts_lost() && v->created < PgStartTime;
+	foreign = (n == PGCK_USAGE_FOREIGN) || lost;
 
 	if (foreign && v->rotation_tried == stmt)
 		ereport(ERROR,
@@ -924,6 +930,7 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 				ereport(LOG,
 						(errmsg("pgcrypt_kms: rotated key \"%s\" from version %d to %d (%s)",
 								name, version, newv,
+								lost ? "its count was lost with a damaged counts file" :
 								foreign ? "created by another cluster" :
 								too_old ? "pgcrypt_kms.dek_max_age" : "encryption count"),
 						 errhidestmt(true)));
@@ -937,7 +944,8 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 	if (foreign)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KEY_STATE),
-				 errmsg("key \"%s\" version %d was created by another cluster", v->key_name, v->version),
+				 errmsg(lost ? "key \"%s\" version %d has an unknown encryption count (damaged counts file)" :
+						"key \"%s\" version %d was created by another cluster", v->key_name, v->version),
 				 errhint("Rotate the key with kms_rotate_key() in a writable transaction.")));
 	if (n > 2 * rotate_after)
 		ereport(ERROR,

@@ -42,6 +42,7 @@
 #define USAGE_MAGIC		0x50474b32	/* "PGK2": records by UsageKey */
 /* a crash loses at most what was counted since the last save of each slot */
 #define USAGE_CRASH_PAD	(2 * PGCK_USAGE_SAVE_EVERY)
+#define USAGE_COUNT_CAP	(UINT64CONST(1) << 62)	/* far past every bound, far from wrapping */
 
 /* space all zero: a (dbid, id) key; otherwise dbid and id are zero */
 typedef struct UsageKey
@@ -61,6 +62,7 @@ typedef struct UsageSlot
 typedef struct UsageState
 {
 	LWLock	   *lock;
+	bool		counts_lost;	/* the counts file was damaged at startup */
 	UsageSlot	slots[USAGE_SLOTS];
 } UsageState;
 
@@ -185,9 +187,37 @@ load_one(const UsageKey *key, uint64 uses)
 {
 	UsageSlot  *s = slot_lookup(key, true);
 
-	/* assume the worst about encryptions after the last save */
+	/*
+	 * Assume the worst about encryptions after the last save; a count near
+	 * the top of the range (a hostile or damaged file) saturates instead of
+	 * wrapping to a small number.
+	 */
 	if (s != NULL)
-		pg_atomic_write_u64(&s->uses, uses + USAGE_CRASH_PAD);
+		pg_atomic_write_u64(&s->uses,
+							uses > USAGE_COUNT_CAP - USAGE_CRASH_PAD ? USAGE_COUNT_CAP : uses + USAGE_CRASH_PAD);
+}
+
+/*
+ * A damaged counts file (unknown magic, a truncated record) loses every
+ * count: never start them again from zero.  Logged, the file kept aside as
+ * .damaged, and every version created before this start must rotate before
+ * its next encryption (pgck_usage_counts_lost).
+ */
+static void
+usage_damaged(const char *why)
+{
+	usage->counts_lost = true;
+	ereport(WARNING,
+			(errmsg("pgcrypt_kms: the encryption counts file \"%s\" is damaged (%s)", USAGE_FILE, why),
+			 errdetail("Every key version created before this start rotates before its next encryption."),
+			 errhint("The file is kept as \"%s.damaged\".", USAGE_FILE)));
+	(void) rename(USAGE_FILE, USAGE_FILE ".damaged");
+}
+
+bool
+pgck_usage_counts_lost(void)
+{
+	return usage != NULL && usage->counts_lost;
 }
 
 static void
@@ -195,6 +225,9 @@ usage_load(void)
 {
 	int			fd = OpenTransientFile(USAGE_FILE, O_RDONLY | PG_BINARY);
 	uint32		magic;
+
+	ssize_t		n = 0;
+	const char *damage = NULL;
 
 	if (fd < 0)
 		return;
@@ -204,7 +237,7 @@ usage_load(void)
 	{
 		UsageRecord r;
 
-		while (read(fd, &r, sizeof(r)) == sizeof(r))
+		while ((n = read(fd, &r, sizeof(r))) == sizeof(r))
 			load_one(&r.key, r.uses);
 	}
 	else if (magic == USAGE_MAGIC_V1)
@@ -213,13 +246,19 @@ usage_load(void)
 		UsageKey	k;
 
 		/* 0.1.0's counts, by (database, version id): see slot_for_key */
-		while (read(fd, &r, sizeof(r)) == sizeof(r))
+		while ((n = read(fd, &r, sizeof(r))) == sizeof(r))
 		{
 			key_legacy(&k, r.dbid, r.id);
 			load_one(&k, r.uses);
 		}
 	}
+	else
+		damage = "unknown header";
+	if (damage == NULL && n != 0)
+		damage = "truncated record";
 	CloseTransientFile(fd);
+	if (damage != NULL)
+		usage_damaged(damage);
 }
 
 static void
@@ -247,6 +286,7 @@ usage_shmem_startup(void)
 		for (i = 0; i < USAGE_SLOTS; i++)
 		{
 			memset(&usage->slots[i].key, 0, sizeof(UsageKey));
+			usage->counts_lost = false;
 			usage->slots[i].used = 0;
 			pg_atomic_init_u64(&usage->slots[i].uses, 0);
 		}

@@ -43,6 +43,13 @@
 /* Register the shared memory hooks; only when preloaded. */
 extern void pgck_usage_init(void);
 
+/*
+ * Was the counts file damaged at this cluster's start?  Then every version
+ * created before the start has an unknown count and must be rotated before
+ * it encrypts again.
+ */
+extern bool pgck_usage_counts_lost(void);
+
 /* Is usage counted across backends (was the library preloaded)? */
 extern bool pgck_usage_shared(void);
 

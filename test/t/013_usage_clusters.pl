@@ -209,6 +209,25 @@ like($stderr, qr/WARNING:.*counts this session's encryptions only: it is not in 
 is((split /\n/, $stdout)[-1], '2', 'a session rotates at the bound on its own count');
 is(count_of($plain, 'postgres', 'np', 1), 'NULL', 'kms_keys shows no cluster-wide count without preloading');
 
+# ------------------------------------------------------------------ a damaged counts file
+# (the fifth adversarial review of 0.2: a damaged file silently reset every count to zero)
+$dst->safe_psql('postgres', q{SELECT kms_create_key('dmg', 'local:usage'); SELECT count(kms_encrypt('x', 'dmg')) FROM generate_series(1, 3)});
+$dst->stop;    # a clean stop saves the counts
+my $usage_file = $dst->data_dir . '/pgcrypt_kms_usage.dat';
+ok(-s $usage_file, 'the counts file was saved at the clean stop');
+open(my $uf, '+<', $usage_file) or die "open $usage_file: $!";
+binmode $uf;
+print $uf 'XXXX';    # the header
+close $uf;
+$dst->start;
+like(slurp_file($dst->logfile), qr/WARNING:.*the encryption counts file "pgcrypt_kms_usage.dat" is damaged \(unknown header\)/,
+	'a damaged counts file is reported at startup');
+ok(-e "$usage_file.damaged", '... and kept aside as .damaged');
+$dst->safe_psql('postgres', q{SELECT kms_encrypt('after the damage', 'dmg')});
+is(current_version($dst, 'postgres', 'dmg'), '2', 'a version whose count was lost rotates before it encrypts again');
+$dst->safe_psql('postgres', q{SELECT count(kms_encrypt('x', 'dmg')) FROM generate_series(1, 3)});
+is(current_version($dst, 'postgres', 'dmg'), '2', '... and its new version, created after the start, does not');
+
 $plain->stop;
 $dst->stop;
 $src->stop;
