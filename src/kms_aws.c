@@ -661,6 +661,29 @@ blob_to_bytea(const PgckKjBlob *blob)
  * when it reports none; a member that is not a key ARN is a malformed
  * response.
  */
+/*
+ * Does the key ARN a response reported fit the reference asked about?  A key
+ * ARN must be that ARN, a key id the ARN's last part; an alias (alias/<name>
+ * or an alias ARN) may resolve to any key.
+ */
+static bool
+arn_names_ref(const char *arn, const char *key_ref)
+{
+	const char *slash;
+	size_t		arn_len = strlen(arn);
+	size_t		ref_len = strlen(key_ref);
+
+	if (strncmp(key_ref, "alias/", 6) == 0 || strstr(key_ref, ":alias/") != NULL)
+		return true;
+	if (strncmp(key_ref, "arn:", 4) == 0)
+		return strcmp(arn, key_ref) == 0;
+	/* a key id: the ARN ends in ":key/<id>" */
+	slash = strrchr(arn, '/');
+	return slash != NULL && arn_len > ref_len &&
+		strcmp(slash + 1, key_ref) == 0 && slash - arn >= 4 &&
+		strncmp(slash - 4, ":key", 4) == 0;
+}
+
 static char *
 response_key_arn(PgckKmsOp op, const char *key_ref, const PgckHttpResponse *resp,
 				 const char *member)
@@ -674,6 +697,17 @@ response_key_arn(PgckKmsOp op, const char *key_ref, const PgckHttpResponse *resp
 	{
 		pfree(arn);
 		return NULL;
+	}
+	if (!arn_names_ref(arn, key_ref))
+	{
+		/*
+		 * A reference that names a key (key id or key ARN) must come back as
+		 * that key: recording another would pin every later Decrypt to it
+		 * (and send it to the other key's region).  Only an alias may
+		 * resolve to a key not known in advance.
+		 */
+		err.detail = "The response names another key than the one asked for.";
+		malformed_response(op, key_ref, &err, resp->request_id);
 	}
 	return arn;
 }

@@ -43,6 +43,17 @@ mk alias/pgck-ref-pending ref_pending && emuctl schedule-deletion '{"key_id":"al
 refused ref_pending 55000 "refused (key disabled or not in a usable state)"
 mk alias/pgck-ref-denied ref_denied && emuctl set-fault '{"op":"Decrypt","kind":"access_denied","count":1}' >/dev/null
 refused ref_denied 42501 "denied access to"
+# ---- a response naming another key than the one asked for is refused, never recorded
+# (the fifth adversarial review of 0.2: a forged KeyId was stored as the version's ARN)
+kid=$(emuctl create-key '{}' | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
+emuctl set-fault '{"op":"GenerateDataKey","kind":"forged_key_id","count":1}' >/dev/null
+out=$(sql -c "SELECT kms_create_key('forged', 'aws-kms:$kid')")
+echo "$out" | grep -q "ERROR:  58000"; check $? "a GenerateDataKey answer naming another key is refused with 58000 ($out)"
+n=$(sql -c "SELECT count(*) FROM pgcrypt_kms.key_versions WHERE key_name = 'forged'")
+[ "$n" = "0" ]; check $? "... and nothing was recorded ($n versions)"
+out=$(sql -c "SELECT kms_create_key('forged', 'aws-kms:$kid')" -c "SELECT kms_key_arn LIKE '%key/$kid' FROM pgcrypt_kms.key_versions WHERE key_name = 'forged'")
+echo "$out" | tail -1 | grep -q "^t$"; check $? "positive control: without the forgery the key's own ARN is recorded ($(echo "$out" | tail -1))"
+
 # ---- the exit wipe: a backend that unwrapped keys logs how many slots it wiped as it exits
 mk alias/pgck-ref-wipe ref_wipe
 before=$(wc -l <"$LOG")

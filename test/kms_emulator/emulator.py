@@ -75,7 +75,10 @@ FAULT_ERRORS = {
                       "kms:{op} because no identity-based policy allows the kms:{op} action"
                       % ACCOUNT),
 }
-FAULT_KINDS = set(FAULT_ERRORS) | {"delay", "hang", "reset"}
+FAULT_KINDS = set(FAULT_ERRORS) | {"delay", "hang", "reset", "forged_key_id"}
+# forged_key_id: answers normally, but the response's KeyId names another key
+# (a stand-in for a malicious or broken endpoint)
+FORGED_KEY_ARN = "arn:aws:kms:us-east-1:%s:key/00000000-0000-4000-8000-0000000f0e9d" % ACCOUNT
 
 
 class ResetConnection(Exception):
@@ -380,6 +383,9 @@ class Emulator:
             if fault is not None:
                 self.apply_fault(fault, op)
             result = KMS_OPERATIONS[op](Call(self.keys, region, entry), Params(body))
+            if fault is not None and fault.kind == "forged_key_id" and isinstance(result, dict) \
+                    and "KeyId" in result:
+                result["KeyId"] = FORGED_KEY_ARN
             response = json_response(200, result, JSON_11) if result is not None \
                 else Response(200, "", JSON_11)
         except KmsError as e:
