@@ -11,9 +11,12 @@
 # PGCK_MATRIX_UPGRADE=0 leaves it out.
 #
 # PGCK_MATRIX_ONLY: a PGCK_ONLY regex (see test/run.sh) for the majors other
-# than 15, which by default run the whole suite; .ci/run narrows them to
-# '^(regress|isolation|upgrade/)'.  A PGCK_ONLY in the environment applies to
-# every major.
+# than 15; by default '^(units|regress|isolation|tap/|upgrade/)' (the C unit
+# tests, pg_regress, the isolation tests, every TAP test and the pg_upgrade
+# test), PGCK_MATRIX_ONLY=. runs the whole suite there too (check scripts,
+# fuzzing, sanitizers and mutation have been run on 15 only so far).  .ci/run
+# narrows it to '^(regress|isolation|upgrade/)'.  A PGCK_ONLY in the
+# environment applies to every major.
 #
 # The last line is "N passed, N failed" over all majors; exit 1 on any failure.
 set -u -o pipefail
@@ -26,6 +29,7 @@ MAJORS=("$@")
 [ ${#MAJORS[@]} -gt 0 ] || MAJORS=(15 17 18)
 PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 LOGDIR=$(mktemp -d /tmp/pgck_matrix.XXXXXX)
+MATRIX_ONLY=${PGCK_MATRIX_ONLY:-^(units|regress|isolation|tap/|upgrade/)}
 OLDER=""    # the pg_configs of the majors above 15 tested so far: upgrade sources for the next
 PASSED=0
 FAILED=0
@@ -79,7 +83,7 @@ for major in "${MAJORS[@]}"; do
     t1=$(date +%s)
     envs=(PGCK_PG_CONFIG="$pg_config")
     if [ "$major" != 15 ]; then
-        [ -n "${PGCK_MATRIX_ONLY:-}" ] && [ -z "${PGCK_ONLY:-}" ] && envs+=(PGCK_ONLY="$PGCK_MATRIX_ONLY")
+        [ -z "${PGCK_ONLY:-}" ] && envs+=(PGCK_ONLY="$MATRIX_ONLY")
         [ "${PGCK_MATRIX_UPGRADE:-1}" = 1 ] && envs+=(PGCK_UPGRADE_FROM_PG_CONFIG="$PG15_CONFIG${OLDER:+ $OLDER}")
     fi
     env "${envs[@]}" bash "$HERE/run.sh" 2>&1 | sed -u "s/^/pg$major: /" | tee "$LOGDIR/run_$major.log"
@@ -93,7 +97,7 @@ for major in "${MAJORS[@]}"; do
         p=0; f=1; echo "not ok - pg$major: the suite ended without a summary line"
     fi
     PASSED=$((PASSED + p)); FAILED=$((FAILED + f))
-    SUMMARY+=("pg$major ($("$pg_config" --version)): $p passed, $f failed; $(grep -ohE "built in [0-9]+s|cached build|Debian's package" "$LOGDIR/build_$major.log" 2>/dev/null | head -n 1 | sed 's/^built/PostgreSQL built/') waited $((t1 - t0))s for it, suite $((t2 - t1))s$([ "$major" != 15 ] && [ -n "${PGCK_MATRIX_ONLY:-}" ] && echo " (only $PGCK_MATRIX_ONLY)")")
+    SUMMARY+=("pg$major ($("$pg_config" --version)): $p passed, $f failed; $(grep -ohE "built in [0-9]+s|cached build|Debian's package" "$LOGDIR/build_$major.log" 2>/dev/null | head -n 1 | sed 's/^built/PostgreSQL built/') waited $((t1 - t0))s for it, suite $((t2 - t1))s$([ "$major" != 15 ] && [ -z "${PGCK_ONLY:-}" ] && echo " (steps $MATRIX_ONLY)")")
     grep -E "^pg$major: SKIPPED|^pg$major:     ok [0-9]+ # skip" "$LOGDIR/run_$major.log" >>"$LOGDIR/skips.log"
 done
 
