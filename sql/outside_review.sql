@@ -208,3 +208,11 @@ SELECT pg_temp.sqlstate_of($$SHOW pgcrypt_kms.aws_endpoint$$) AS show_endpoint,
        (SELECT count(*) FROM pg_settings WHERE name = 'pgcrypt_kms.aws_endpoint') AS endpoint_in_pg_settings;
 RESET ROLE;
 DROP ROLE regress_or_plain;
+-- the local provider binds its key name (local:<name>) into what it wraps: a wrapped key
+-- moved to a key under another local name (with its key-check value) does not unwrap there
+SELECT kms_create_key('or_lw_a', 'local:regress-a'), kms_create_key('or_lw_b', 'local:regress-b');
+SELECT kms_encrypt('moved', 'or_lw_a') AS lw_value \gset
+UPDATE pgcrypt_kms.key_versions a SET wrapped_dek = b.wrapped_dek, key_check = b.key_check
+  FROM pgcrypt_kms.key_versions b WHERE a.key_name = 'or_lw_a' AND b.key_name = 'or_lw_b';
+SELECT kms_flush_cache();
+SELECT pg_temp.sqlstate_of(format('SELECT kms_decrypt(%L::enc_text)', :'lw_value')) AS moved_wrapped_key;
