@@ -46,7 +46,7 @@ if [ $rc -ne 0 ]; then grep -E '^not ok|TIMEOUT|rror' "$LOG" | head -30; tail -2
 nreg=$(sed -n 's/^REGRESS = //p' "$CLONE/Makefile" | wc -w)
 niso=$(ls "$CLONE"/test/isolation/specs/*.spec | wc -l)
 nunit=$(ls "$CLONE"/test/unit/test_*.c | wc -l)
-got_reg=$(grep -cE '^ok - regress/' "$LOG"); got_iso=$(grep -cE '^ok - isolation/' "$LOG"); got_unit=$(grep -cE '^ok - test_[a-z0-9_]+ \(' "$LOG")
+got_reg=$(grep -cE '^ok - regress/' "$LOG"); got_iso=$(grep -cE '^ok - isolation/' "$LOG"); got_unit=$(grep -cE '^ok - test_[a-z0-9_]+ \([0-9]+ passed' "$LOG")
 [ "$got_reg" -eq "$nreg" ] && [ "$got_iso" -eq "$niso" ] && [ "$got_unit" -eq "$nunit" ]
 check $? "  ... with all $nreg pg_regress, $niso isolation and $nunit unit test programs passing ($got_reg, $got_iso, $got_unit)"
 exit $fail
