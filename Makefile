@@ -18,6 +18,7 @@ OBJS = \
 	src/keycache.o \
 	src/usage.o \
 	src/kms.o \
+	src/kms_common.o \
 	src/kms_local.o \
 	src/http.o \
 	src/aws_credentials.o \

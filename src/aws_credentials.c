@@ -35,6 +35,7 @@
 #include "http.h"
 #include "kms.h"
 #include "kms_aws.h"
+#include "kms_common.h"
 #include "kms_json.h"
 #include "pgck_errcodes.h"
 
@@ -84,16 +85,6 @@ env_is_true(const char *name)
 	const char *v = pgck_aws_getenv(name);
 
 	return v != NULL && pg_strcasecmp(v, "true") == 0;
-}
-
-static void
-wipe_pfree(char *p)
-{
-	if (p != NULL)
-	{
-		explicit_bzero(p, strlen(p));
-		pfree(p);
-	}
 }
 
 static void
@@ -192,62 +183,6 @@ aws_file_path(const char *env_name, const char *default_rel)
 	return psprintf("%s/%s", home, default_rel);
 }
 
-/*
- * Read a whole small file into a palloc'd NUL-terminated buffer; the
- * caller wipes it.  NULL when it does not exist and missing_ok.
- */
-static char *
-read_secret_file(const char *path, size_t maxlen, bool missing_ok, const char *what)
-{
-	FILE	   *f;
-	char	   *buf;
-	size_t		len = 0;
-	size_t		n;
-
-	f = AllocateFile(path, PG_BINARY_R);
-	if (f == NULL)
-	{
-		if (missing_ok && (errno == ENOENT || errno == ENOTDIR))
-			return NULL;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open %s \"%s\": %m", what, path)));
-	}
-	buf = palloc(maxlen + 2);
-	while ((n = fread(buf + len, 1, maxlen + 1 - len, f)) > 0)
-	{
-		len += n;
-		if (len > maxlen)
-			break;
-	}
-	if (ferror(f) || len > maxlen)
-	{
-		bool		too_large = len > maxlen;
-
-		explicit_bzero(buf, maxlen + 2);
-		pfree(buf);
-		FreeFile(f);
-		if (too_large)
-			ereport(ERROR,
-					(errcode(PGCK_ERRCODE_KMS_FAILURE),
-					 errmsg("%s \"%s\" is too large", what, path)));
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not read %s \"%s\": %m", what, path)));
-	}
-	FreeFile(f);
-	buf[len] = '\0';
-	if (strlen(buf) != len)
-	{
-		explicit_bzero(buf, len);
-		pfree(buf);
-		ereport(ERROR,
-				(errcode(PGCK_ERRCODE_KMS_FAILURE),
-				 errmsg("%s \"%s\" contains a NUL byte", what, path)));
-	}
-	return buf;
-}
-
 /* ------------------------------------------------------------------
  * shared config and credentials files (INI)
  * ------------------------------------------------------------------ */
@@ -268,7 +203,7 @@ ini_free(PgckIniProfile *p)
 	for (i = 0; i < p->n; i++)
 	{
 		pfree(p->keys[i]);
-		wipe_pfree(p->values[i]);
+		pgck_kms_wipe_pfree(p->values[i]);
 	}
 	memset(p, 0, sizeof(*p));
 }
@@ -315,7 +250,7 @@ ini_load(const char *path, const char *profile, bool config_file, PgckIniProfile
 	memset(out, 0, sizeof(*out));
 	if (path == NULL)
 		return;
-	buf = read_secret_file(path, MAX_SHARED_FILE, true,
+	buf = pgck_kms_read_secret_file(path, MAX_SHARED_FILE, PGCK_SECRET_MISSING_OK,
 						   config_file ? "AWS config file" : "AWS shared credentials file");
 	if (buf == NULL)
 		return;
@@ -373,7 +308,7 @@ ini_load(const char *path, const char *profile, bool config_file, PgckIniProfile
 				{
 					char	   *v = pstrdup(value);
 
-					wipe_pfree(out->values[i]);
+					pgck_kms_wipe_pfree(out->values[i]);
 					out->values[i] = v;
 					break;
 				}
@@ -519,17 +454,6 @@ retryable(const PgckHttpResponse *resp, const char *error_code)
 		 strcmp(error_code, "ThrottlingException") == 0);
 }
 
-static void
-backoff_before_retry(int attempt, bool throttling, double deadline_ms)
-{
-	double		delay = pgck_aws_backoff_ms(attempt, throttling);
-
-	if (pgck_http_now_ms() + delay >= deadline_ms)
-		delay = Max(deadline_ms - pgck_http_now_ms() - 1, 0);
-	pgck_stats_kms_retry(PGCK_OP_CREDENTIALS);
-	pgck_aws_sleep_ms(delay);
-}
-
 /* application/x-www-form-urlencoded value (RFC 3986 unreserved kept) */
 static void
 append_form_value(StringInfo buf, const char *s)
@@ -634,7 +558,7 @@ fetch_web_identity(const char *role_arn, const char *token_file, const char *ses
 	PG_TRY();
 	{
 		/* re-read on every fetch: the token rotates */
-		token = read_secret_file(token_file, MAX_TOKEN_FILE, false, "web identity token file");
+		token = pgck_kms_read_secret_file(token_file, MAX_TOKEN_FILE, 0, "web identity token file");
 		trim_in_place(token);
 		if (token[0] == '\0')
 			ereport(ERROR,
@@ -674,10 +598,11 @@ fetch_web_identity(const char *role_arn, const char *token_file, const char *ses
 				pgck_kj_parse_sts_error(resp.body, resp.body_len, &aerr);
 			if (attempt < max_attempts && retryable(&resp, aerr.type))
 			{
-				backoff_before_retry(attempt, resp.status == 429 ||
-									 strncmp(aerr.type, "Throttling", 10) == 0,
-									 deadline_ms);
-				continue;
+				if (pgck_kms_wait_before_retry(PGCK_OP_CREDENTIALS, attempt,
+											   resp.status == 429 ||
+											   strncmp(aerr.type, "Throttling", 10) == 0,
+											   deadline_ms))
+					continue;
 			}
 			if (resp.result != PGCK_HTTP_DONE)
 				report_transport_failure(source, &resp);
@@ -697,7 +622,7 @@ fetch_web_identity(const char *role_arn, const char *token_file, const char *ses
 		pgck_http_response_free(&resp);
 		explicit_bzero(body.data, body.maxlen);
 		pfree(body.data);
-		wipe_pfree(token);
+		pgck_kms_wipe_pfree(token);
 	}
 	PG_END_TRY();
 }
@@ -755,7 +680,7 @@ fetch_container(double deadline_ms, PgckKjCredentials *out)
 		if (token_file != NULL)
 		{
 			/* re-read on every fetch: it rotates */
-			token = read_secret_file(token_file, MAX_TOKEN_FILE, false,
+			token = pgck_kms_read_secret_file(token_file, MAX_TOKEN_FILE, 0,
 									 "container authorization token file");
 			trim_in_place(token);
 		}
@@ -788,8 +713,9 @@ fetch_container(double deadline_ms, PgckKjCredentials *out)
 			}
 			if (attempt < CONTAINER_ATTEMPTS && retryable(&resp, NULL))
 			{
-				backoff_before_retry(attempt, resp.status == 429, deadline_ms);
-				continue;
+				if (pgck_kms_wait_before_retry(PGCK_OP_CREDENTIALS, attempt,
+											   resp.status == 429, deadline_ms))
+					continue;
 			}
 			if (resp.result != PGCK_HTTP_DONE)
 				report_transport_failure(source, &resp);
@@ -806,8 +732,8 @@ fetch_container(double deadline_ms, PgckKjCredentials *out)
 	PG_FINALLY();
 	{
 		pgck_http_response_free(&resp);
-		wipe_pfree(auth_header);
-		wipe_pfree(token);
+		pgck_kms_wipe_pfree(auth_header);
+		pgck_kms_wipe_pfree(token);
 	}
 	PG_END_TRY();
 }
@@ -875,14 +801,14 @@ imds_get_token(const char *base, double deadline_ms, const char *source)
 			trim_in_place(t);
 			if (t[0] == '\0' || !is_token_text(t))
 			{
-				wipe_pfree(t);
+				pgck_kms_wipe_pfree(t);
 				ereport(ERROR,
 						(errcode(PGCK_ERRCODE_KMS_PROTOCOL),
 						 errmsg("could not obtain AWS credentials from %s", source),
 						 errdetail("The IMDSv2 session token is malformed.")));
 			}
 			imds_token = malloc_strdup_or_error(t);
-			wipe_pfree(t);
+			pgck_kms_wipe_pfree(t);
 			/* a little before the service forgets it */
 			imds_token_expires_ms = pgck_http_now_ms() + (IMDS_TOKEN_TTL_SECS - 60) * 1000.0;
 		}
@@ -925,7 +851,7 @@ imds_get(const char *base, const char *path, double deadline_ms, const char *sou
 	}
 	PG_FINALLY();
 	{
-		wipe_pfree(header);
+		pgck_kms_wipe_pfree(header);
 	}
 	PG_END_TRY();
 	if (resp->result != PGCK_HTTP_DONE)

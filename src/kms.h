@@ -82,6 +82,16 @@ typedef struct PgckKmsProvider
 									   const char *kms_context, const bytea *wrapped,
 									   char **key_arn_out);
 
+	/*
+	 * Wrap a given plaintext data key (key_len bytes) under a master key,
+	 * for moving a key between providers (kms_rewrap_key to another
+	 * scheme), where the plaintext key necessarily passes through this
+	 * process (AWS: Encrypt).  The result is what decrypt_data_key of this
+	 * provider accepts.  NULL when the provider cannot.
+	 */
+	bytea	   *(*wrap_data_key) (const char *key_ref, const char *kms_context,
+								  const uint8 *dek, size_t key_len, char **key_arn_out);
+
 	/* Check that a master key exists and is usable; ereport if not. */
 	void		(*check_key) (const char *key_ref);
 } PgckKmsProvider;

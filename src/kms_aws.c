@@ -52,13 +52,11 @@
 #include "http.h"
 #include "kms.h"
 #include "kms_aws.h"
+#include "kms_common.h"
 #include "kms_json.h"
 #include "pgck_errcodes.h"
 #include "sigv4.h"
 
-#define MAX_BACKOFF_MS			20000.0
-#define THROTTLE_SCALE_MS		1000.0
-#define TRANSIENT_SCALE_MS		50.0
 #define KMS_MAX_RESPONSE		(256 * 1024)
 
 /* A parsed key reference. */
@@ -88,35 +86,8 @@ static const char *const op_names[PGCK_NUM_OPS] = {
 };
 
 /* ------------------------------------------------------------------
- * retry helpers (shared with aws_credentials.c)
+ * regions (shared with aws_credentials.c)
  * ------------------------------------------------------------------ */
-
-double
-pgck_aws_backoff_ms(int retry, bool throttling)
-{
-	double		scale = throttling ? THROTTLE_SCALE_MS : TRANSIENT_SCALE_MS;
-	double		cap = scale * ldexp(1.0, Min(Max(retry, 1) - 1, 30));
-
-	return pg_prng_double(&pg_global_prng_state) * Min(cap, MAX_BACKOFF_MS);
-}
-
-void
-pgck_aws_sleep_ms(double ms)
-{
-	double		end = pgck_http_now_ms() + ms;
-
-	for (;;)
-	{
-		double		left = end - pgck_http_now_ms();
-
-		CHECK_FOR_INTERRUPTS();
-		if (left <= 0)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 (long) ceil(left), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
-}
 
 bool
 pgck_aws_region_is_valid(const char *region)
@@ -302,16 +273,6 @@ wipe_sigv4(PgckSigv4Result *res)
 }
 
 static void
-wipe_pfree(char *p)
-{
-	if (p != NULL)
-	{
-		explicit_bzero(p, strlen(p));
-		pfree(p);
-	}
-}
-
-static void
 perform_signed(const PgckKmsTarget *t, PgckKmsOp op, const char *body, size_t body_len,
 			   const PgckAwsCredentials *creds, double deadline_ms, PgckHttpResponse *resp)
 {
@@ -406,8 +367,8 @@ perform_signed(const PgckKmsTarget *t, PgckKmsOp op, const char *body, size_t bo
 	PG_FINALLY();
 	{
 		wipe_sigv4(&res);
-		wipe_pfree(auth_line);
-		wipe_pfree(token_line);
+		pgck_kms_wipe_pfree(auth_line);
+		pgck_kms_wipe_pfree(token_line);
 	}
 	PG_END_TRY();
 	pfree(host_line);
@@ -550,7 +511,7 @@ kms_call(PgckKmsOp op, const char *key_ref, const PgckKmsTarget *t, const char *
 			retry = pgck_http_result_is_transient(resp->result);
 
 		if (retry && !immediate)
-			delay = pgck_aws_backoff_ms(attempt, throttled);
+			delay = pgck_kms_backoff_ms(attempt, throttled);
 		if (!retry || attempt >= max_attempts)
 			break;
 		/* a retry that could not finish in time is not made */
@@ -566,7 +527,7 @@ kms_call(PgckKmsOp op, const char *key_ref, const PgckKmsTarget *t, const char *
 			 attempt, max_attempts, delay);
 		pgck_http_response_free(resp);
 		if (delay > 0)
-			pgck_aws_sleep_ms(delay);
+			pgck_kms_sleep_ms(delay);
 	}
 
 	/* failure: report the last attempt */

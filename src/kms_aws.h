@@ -2,7 +2,8 @@
  *
  * kms_aws.h
  *		The AWS KMS provider (pgck_kms_aws_provider, declared in kms.h) and
- *		the retry helpers shared with aws_credentials.c.
+ *		the region helpers shared with aws_credentials.c (retries, sleeping
+ *		and secret files are in kms_common.h, for every provider).
  *
  * Key references (the part after "aws-kms:"): a key id (UUID or mrk-...),
  * a key ARN, "alias/<name>", or an alias ARN.  An ARN fixes the region of
@@ -23,17 +24,6 @@
 #define PGCK_KMS_AWS_H
 
 #include "kms.h"
-
-/*
- * Delay before retry number 'retry' (1 = the first retry), in ms:
- * uniform in [0, min(scale * 2^(retry-1), 20 s)], scale 1 s after
- * throttling and 50 ms after other transient errors (the SDKs' 2026
- * standard retry mode).
- */
-extern double pgck_aws_backoff_ms(int retry, bool throttling);
-
-/* Sleep ms milliseconds on the process latch, serving interrupts. */
-extern void pgck_aws_sleep_ms(double ms);
 
 /* Valid AWS region name ("us-east-1", "cn-north-1", ...). */
 extern bool pgck_aws_region_is_valid(const char *region);

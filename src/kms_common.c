@@ -1,0 +1,180 @@
+/*-------------------------------------------------------------------------
+ *
+ * kms_common.c
+ *		Retry backoff, interruptible sleep, call deadlines and secret files
+ *		for every KMS provider.  See kms_common.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
+
+#include "guc.h"
+#include "http.h"
+#include "kms_common.h"
+#include "pgck_errcodes.h"
+
+#define MAX_BACKOFF_MS			20000.0
+#define THROTTLE_SCALE_MS		1000.0
+#define TRANSIENT_SCALE_MS		50.0
+
+double
+pgck_kms_backoff_ms(int retry, bool throttling)
+{
+	double		scale = throttling ? THROTTLE_SCALE_MS : TRANSIENT_SCALE_MS;
+	double		cap = scale * ldexp(1.0, Min(Max(retry, 1) - 1, 30));
+
+	return pg_prng_double(&pg_global_prng_state) * Min(cap, MAX_BACKOFF_MS);
+}
+
+void
+pgck_kms_sleep_ms(double ms)
+{
+	double		end = pgck_http_now_ms() + ms;
+
+	for (;;)
+	{
+		double		left = end - pgck_http_now_ms();
+
+		CHECK_FOR_INTERRUPTS();
+		if (left <= 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 (long) ceil(left), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+double
+pgck_kms_call_deadline_ms(void)
+{
+	return pgck_http_now_ms() + pgck_kms_timeout;
+}
+
+bool
+pgck_kms_wait_before_retry(PgckKmsOp op, int attempt, bool throttling, double deadline_ms)
+{
+	double		delay = pgck_kms_backoff_ms(attempt, throttling);
+	double		now = pgck_http_now_ms();
+
+	if (now >= deadline_ms - 1)
+		return false;
+	if (now + delay >= deadline_ms)
+		delay = Max(deadline_ms - now - 1, 0);
+	pgck_stats_kms_retry(op);
+	pgck_kms_sleep_ms(delay);
+	return true;
+}
+
+char *
+pgck_kms_read_secret_file(const char *path, size_t maxlen, int flags, const char *what)
+{
+	int			fd;
+	struct stat st;
+	char	   *buf;
+	size_t		len = 0;
+
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+	{
+		if ((flags & PGCK_SECRET_MISSING_OK) && (errno == ENOENT || errno == ENOTDIR))
+			return NULL;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open %s \"%s\": %m", what, path)));
+	}
+	if (fstat(fd, &st) != 0)
+	{
+		int			save_errno = errno;
+
+		CloseTransientFile(fd);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat %s \"%s\": %m", what, path)));
+	}
+	/* a shared AWS file may be /dev/null (the SDKs' way to say "none") */
+	if ((flags & PGCK_SECRET_PRIVATE) && !S_ISREG(st.st_mode))
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KMS_FAILURE),
+				 errmsg("%s \"%s\" is not a regular file", what, path)));
+	}
+	if ((flags & PGCK_SECRET_PRIVATE) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_PRIVILEGE),
+				 errmsg("%s \"%s\" is accessible to other users", what, path),
+				 errdetail("Its permissions are %04o; a file holding a secret must not be readable by its group or others.",
+						   (unsigned int) (st.st_mode & 07777)),
+				 errhint("Run chmod 600 on the file; it must belong to the database server's operating system user.")));
+	}
+
+	buf = palloc(maxlen + 2);
+	for (;;)
+	{
+		ssize_t		n = read(fd, buf + len, maxlen + 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+		{
+			int			save_errno = errno;
+
+			explicit_bzero(buf, maxlen + 2);
+			pfree(buf);
+			CloseTransientFile(fd);
+			errno = save_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read %s \"%s\": %m", what, path)));
+		}
+		if (n == 0)
+			break;
+		len += n;
+		if (len > maxlen)
+			break;
+	}
+	CloseTransientFile(fd);
+	if (len > maxlen)
+	{
+		explicit_bzero(buf, maxlen + 2);
+		pfree(buf);
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KMS_FAILURE),
+				 errmsg("%s \"%s\" is too large", what, path),
+				 errdetail("The limit is %zu bytes.", maxlen)));
+	}
+	buf[len] = '\0';
+	if (strlen(buf) != len)
+	{
+		explicit_bzero(buf, len);
+		pfree(buf);
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KMS_FAILURE),
+				 errmsg("%s \"%s\" contains a NUL byte", what, path)));
+	}
+	return buf;
+}
+
+void
+pgck_kms_wipe_pfree(char *p)
+{
+	if (p != NULL)
+	{
+		explicit_bzero(p, strlen(p));
+		pfree(p);
+	}
+}
