@@ -14,8 +14,8 @@ PGCK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # (/opt/pgck/pgNN/bin/pg_config).  Everything below derives from it.
 PGCK_PG_CONFIG=${PGCK_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export PGCK_PG_CONFIG
-PGCK_PACKAGES_BUILD="make gcc libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libssl-dev libcurl4-openssl-dev libjansson-dev"
-PGCK_PACKAGES_TEST="python3 python3-cryptography python3-botocore python3-psycopg awscli openssl curl procps libipc-run-perl clang libclang-rt-14-dev"
+PGCK_PACKAGES_BUILD="make gcc libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libssl-dev libcurl4-openssl-dev libjansson-dev libp11-kit-dev"
+PGCK_PACKAGES_TEST="python3 python3-cryptography python3-botocore python3-psycopg python3-hvac python3-pykmip softhsm2 awscli openssl curl procps libipc-run-perl clang libclang-rt-14-dev"
 
 pgck_log() { printf '\n== %s\n' "$*"; }
 
