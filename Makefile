@@ -23,9 +23,12 @@ OBJS = \
 	src/http.o \
 	src/aws_credentials.o \
 	src/kms_aws.o \
+	src/kms_pkcs11.o \
 	$(PURE_OBJS)
 
 SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson
+# <p11-kit/pkcs11.h> (libp11-kit-dev): the PKCS#11 header of the pkcs11: provider
+PG_CPPFLAGS = $(shell pkg-config --cflags p11-kit-1 2>/dev/null || echo -I/usr/include/p11-kit-1)
 
 REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_reference blind_lookup lifecycle security usage tenants reencrypt_progress outside_review
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
