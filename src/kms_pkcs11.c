@@ -157,7 +157,15 @@ p11_error(CK_RV rv, const char *key_ref)
 		snprintf(code, sizeof(code), "CKR 0x%08lX", (unsigned long) rv);
 		name = code;
 	}
-	if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE)
+	/*
+	 * A blob the token will not decrypt.  SoftHSM2 2.6 reports a GCM tag
+	 * mismatch as CKR_GENERAL_ERROR from C_Decrypt (measured): after a
+	 * C_DecryptInit that succeeded on a key that passed find_key's checks,
+	 * a failing C_Decrypt of AES-GCM means the blob did not authenticate.
+	 */
+	if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+		(strcmp(last_call, "C_Decrypt") == 0 &&
+		 (rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED)))
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
 				 errmsg("wrapped data key does not unwrap with PKCS#11 key \"pkcs11:%s\"", key_ref),
@@ -642,41 +650,55 @@ step_none(CK_OBJECT_HANDLE key, P11Op *op)
 	return CKR_OK;
 }
 
-/* Parse a reference (rest after "pkcs11:"), refusing what this provider cannot honour. */
+/*
+ * Parse a reference (rest after "pkcs11:"), refusing what this provider
+ * cannot honour.  Errors show the URI's path only: a query part could hold
+ * a PIN (pin-value), which must never reach a message or the log.
+ */
 static void
 parse_ref(const char *key_ref, PgckP11Uri *u)
 {
 	char	   *uri = psprintf("pkcs11:%s", key_ref);
 	size_t		buflen = strlen(uri) + 1;
 	char	   *buf = palloc(buflen);
+	char	   *shown = pstrdup(uri);
 	const char *err;
 
+	if (strchr(shown, '?') != NULL)
+		strcpy(strchr(shown, '?'), "?...");
 	if (!pgck_p11_uri_parse(uri, u, buf, buflen, &err))
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("invalid PKCS#11 key reference \"%s\"", uri),
+				 errmsg("invalid PKCS#11 key reference \"%s\"", shown),
 				 errdetail("%s", err),
 				 errhint("Use an RFC 7512 path such as \"pkcs11:token=pg;object=master\".")));
 	if (u->pin_value || u->pin_source || u->module_name || u->module_path)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("PKCS#11 key reference \"%s\" names a module or a PIN", uri),
+				 errmsg("PKCS#11 key reference \"%s\" names a module or a PIN", shown),
 				 errdetail("The module is the setting pgcrypt_kms.pkcs11_module and the PIN is read from the file named by pgcrypt_kms.pkcs11_pin_file; a key reference never carries them.")));
 	if (u->n_vendor > 0)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("invalid PKCS#11 key reference \"%s\"", uri),
+				 errmsg("invalid PKCS#11 key reference \"%s\"", shown),
 				 errdetail("Vendor-specific attributes are not supported.")));
 	if (u->type && strcmp(u->type, "secret-key") != 0)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("invalid PKCS#11 key reference \"%s\"", uri),
+				 errmsg("invalid PKCS#11 key reference \"%s\"", shown),
 				 errdetail("A master key is a secret key: type must be secret-key when given.")));
 	if (u->object == NULL && u->id == NULL)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("invalid PKCS#11 key reference \"%s\"", uri),
+				 errmsg("invalid PKCS#11 key reference \"%s\"", shown),
 				 errdetail("The reference names no key: give object= (the key's label) or id=.")));
+	if (strchr(key_ref, '?') != NULL)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("invalid PKCS#11 key reference \"%s\"", shown),
+				 errdetail("A key reference has no query part.")));
+	pfree(shown);
+	pfree(uri);
 }
 
 /*

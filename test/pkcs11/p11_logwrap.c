@@ -10,7 +10,8 @@
  *                     the real module's C_CloseAllSessions runs on the
  *                     last slot opened before the call is forwarded: the
  *                     caller's session is really gone, as after a token
- *                     reset ("RESET" is logged)
+ *                     reset ("RESET" is logged); while "<trigger>.slow"
+ *                     exists, every call first sleeps 300 ms (a slow HSM)
  *
  * Every function that could hand out key material (C_GetAttributeValue,
  * C_WrapKey, C_CopyObject, C_SetAttributeValue, C_DigestKey, C_DeriveKey)
@@ -52,6 +53,12 @@ static void
 maybe_reset(void)
 {
 	const char *t = getenv("PGCK_P11_TRIGGER");
+	char		slow[1024];
+
+	/* "<trigger>.slow" exists: every call takes 300 ms (a slow HSM) */
+	if (t != NULL && snprintf(slow, sizeof(slow), "%s.slow", t) < (int) sizeof(slow) &&
+		access(slow, F_OK) == 0)
+		usleep(300 * 1000);
 
 	if (t != NULL && access(t, F_OK) == 0 && unlink(t) == 0)
 	{
