@@ -56,6 +56,10 @@ asp "$D/p11_helper" "$SOFTHSM" genkey pg "$PIN" master >/dev/null &&
     asp "$D/p11_helper" "$SOFTHSM" genkey pg "$PIN" loose extractable >/dev/null
 check $? "keys master, master2 (non-extractable) and loose (extractable) generated in the token"
 
+mechs=$(asp "$D/p11_helper" "$SOFTHSM" mechs pg "$PIN" -)
+echo "$mechs" | grep -q "^CKM_AES_GCM: encrypt decrypt"
+check $? "the token does CKM_AES_GCM encrypt and decrypt ($(echo "$mechs" | tr '\n' ';'))"
+
 # ---- the master key cannot leave the token (SoftHSM2's own answer)
 probe=$(asp "$D/p11_helper" "$SOFTHSM" probe pg "$PIN" master)
 echo "$probe" | grep -q "CKA_EXTRACTABLE=0 CKA_SENSITIVE=1 CKA_NEVER_EXTRACTABLE=1"

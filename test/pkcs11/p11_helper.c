@@ -9,6 +9,9 @@
  *   p11_helper MODULE probe TOKEN PIN LABEL
  *       print the key's CKA_EXTRACTABLE, CKA_SENSITIVE,
  *       CKA_NEVER_EXTRACTABLE and the result of reading its CKA_VALUE
+ *   p11_helper MODULE mechs TOKEN PIN -
+ *       print which of CKM_AES_GCM and CKM_AES_KEY_WRAP_PAD the token
+ *       supports, and for what (encrypt, decrypt, wrap, unwrap)
  *
  * The PIN is a throwaway test PIN.  Exit 0 on success.
  */
@@ -111,6 +114,27 @@ main(int argc, char **argv)
 		if ((rv = f->C_GenerateKey(s, &m, t, sizeof(t) / sizeof(t[0]), &k)) != CKR_OK)
 			die("C_GenerateKey", rv);
 		printf("generated %s\n", argv[5]);
+	}
+	else if (strcmp(argv[2], "mechs") == 0)
+	{
+		CK_MECHANISM_TYPE want[] = {CKM_AES_GCM, CKM_AES_KEY_WRAP_PAD};
+		const char *names[] = {"CKM_AES_GCM", "CKM_AES_KEY_WRAP_PAD"};
+		CK_SESSION_INFO si;
+
+		if ((rv = f->C_GetSessionInfo(s, &si)) != CKR_OK)
+			die("C_GetSessionInfo", rv);
+		for (int i = 0; i < 2; i++)
+		{
+			CK_MECHANISM_INFO mi;
+
+			rv = f->C_GetMechanismInfo(si.slotID, want[i], &mi);
+			if (rv != CKR_OK)
+				printf("%s: not supported\n", names[i]);
+			else
+				printf("%s:%s%s%s%s\n", names[i],
+					   (mi.flags & CKF_ENCRYPT) ? " encrypt" : "", (mi.flags & CKF_DECRYPT) ? " decrypt" : "",
+					   (mi.flags & CKF_WRAP) ? " wrap" : "", (mi.flags & CKF_UNWRAP) ? " unwrap" : "");
+		}
 	}
 	else if (strcmp(argv[2], "probe") == 0)
 	{
