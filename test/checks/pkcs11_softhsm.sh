@@ -116,6 +116,8 @@ out=$(sql -c "SELECT string_agg(DISTINCT kms_key, ',') FROM pgcrypt_kms.key_vers
 [ "$out" = "pkcs11:token=pg;object=master2" ]; check $? "... and the keyring names master2 ($out)"
 out=$(sql -c "SELECT string_agg(kms_decrypt(v), ',' ORDER BY 1) FROM t")
 [ "$out" = "hsm secret one,hsm secret two" ]; check $? "... and a new session decrypts both versions under master2 ($out)"
+out=$(sql -c "SELECT sum(decrypted) || '/' || sum(failed) FROM kms_verify('t', 'v')")
+[ "$out" = "2/0" ]; check $? "the decryption drill (kms_verify) over both versions under master2 ($out decrypted/failed)"
 out=$(sql -c "SELECT kms_create_key('byid', 'pkcs11:token=pg;id=%6d%61%73%74%65%72;type=secret-key')" \
     -c "SELECT kms_decrypt(kms_encrypt('by id', 'byid'))" | tail -1)
 [ "$out" = "by id" ]; check $? "a key named by id= (percent-encoded) and type=secret-key ($out)"
