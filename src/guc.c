@@ -28,6 +28,8 @@ int			pgck_kms_max_attempts = 3;
 int			pgck_dek_max_age = 0;
 int			pgck_dek_rotate_after = 0;
 char	   *pgck_local_key_file = NULL;
+char	   *pgck_pkcs11_module = NULL;
+char	   *pgck_pkcs11_pin_file = NULL;
 
 static bool
 check_endpoint(char **newval, void **extra, GucSource source)
@@ -128,6 +130,16 @@ pgck_guc_init(void)
 							   "Master key file of the development-only local: provider (created 0600 on first use).",
 							   "Never use the local provider in production: anyone who can read this file can decrypt.",
 							   &pgck_local_key_file, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.pkcs11_module",
+							   "PKCS#11 module (shared library) of the token holding pkcs11: master keys.",
+							   "Loaded into each backend that uses a pkcs11: key; only a superuser may set it.",
+							   &pgck_pkcs11_module, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.pkcs11_pin_file",
+							   "File holding the PKCS#11 token's user PIN (mode 0600, owned by the server's OS user).",
+							   "The PIN itself is never a setting.",
+							   &pgck_pkcs11_pin_file, "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgcrypt_kms");

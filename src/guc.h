@@ -23,6 +23,8 @@ extern int	pgck_kms_timeout;		/* milliseconds, whole call incl. retries */
 extern int	pgck_kms_max_attempts;
 extern int	pgck_dek_max_age;		/* seconds, 0 = off */
 extern int	pgck_dek_rotate_after;	/* test-only: encryptions, 0 = 2^31 */
+extern char *pgck_pkcs11_module;	/* "" = pkcs11: provider unusable */
+extern char *pgck_pkcs11_pin_file;	/* file holding the token user PIN */
 extern char *pgck_local_key_file;	/* "" = local provider unusable */
 
 extern void pgck_guc_init(void);

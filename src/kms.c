@@ -13,6 +13,7 @@
 static const PgckKmsProvider *const providers[] = {
 	&pgck_kms_aws_provider,
 	&pgck_kms_local_provider,
+	&pgck_kms_pkcs11_provider,
 };
 
 const PgckKmsProvider *

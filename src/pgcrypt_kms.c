@@ -26,4 +26,5 @@ _PG_init(void)
 	pgck_usage_init();
 	pgck_kms_local_init();
 	pgck_kms_aws_init();
+	pgck_kms_pkcs11_init();
 }

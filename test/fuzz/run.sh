@@ -76,6 +76,7 @@ SRCS=("$ROOT/src/base64.c" "$ROOT/src/envelope.c" "$ROOT/src/aead.c")
 for opt in kms_json sigv4; do
     [ -f "$ROOT/src/$opt.c" ] && SRCS+=("$ROOT/src/$opt.c")
 done
+[ -f "$ROOT/src/pkcs11_uri.c" ] && SRCS+=("$ROOT/src/pkcs11_uri.c")
 
 # shellcheck disable=SC2054  # the commas are inside one -fsanitize= list
 COMMON=(-g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra
