@@ -548,6 +548,48 @@ pgck_kj_build_reencrypt(const char *source_key_id, const char *dest_key_id,
 }
 
 char *
+pgck_kj_build_encrypt(const char *key_id, const char *context_json,
+					  const uint8_t *plaintext, size_t len, PgckKjError *err)
+{
+	json_t	   *root;
+	char	   *enc;
+	size_t		n;
+	int			rc;
+
+	if (plaintext == NULL || len == 0 || len > 4096)
+	{
+		SET_ERR(err, PGCK_KJ_ERR_ARGUMENT, "plaintext is empty or too large");
+		return NULL;
+	}
+	if ((root = new_request(err)) == NULL)
+		return NULL;
+	if (!set_key_id(root, "KeyId", key_id, err) ||
+		!set_context(root, "EncryptionContext", context_json, err))
+	{
+		json_decref(root);
+		return NULL;
+	}
+	enc = malloc(PGCK_BASE64_ENC_LEN(len) + 1);
+	if (enc == NULL)
+	{
+		json_decref(root);
+		SET_ERR(err, PGCK_KJ_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	n = pgck_base64_encode(plaintext, len, enc);
+	/* jansson copies it into memory its (wiping) allocator frees */
+	rc = json_object_set_new(root, "Plaintext", json_stringn(enc, n));
+	secure_free(enc, PGCK_BASE64_ENC_LEN(len) + 1);
+	if (rc != 0)
+	{
+		json_decref(root);
+		SET_ERR(err, PGCK_KJ_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	return dump_request(root, err);
+}
+
+char *
 pgck_kj_build_describe_key(const char *key_id, PgckKjError *err)
 {
 	json_t	   *root;
@@ -641,6 +683,27 @@ pgck_kj_parse_decrypt(const char *body, size_t len, size_t key_len,
 	{
 		json_decref(root);
 		explicit_bzero(dek_out, key_len);
+		return false;
+	}
+	json_decref(root);
+	SET_ERR(err, PGCK_KJ_OK, "ok");
+	return true;
+}
+
+bool
+pgck_kj_parse_encrypt(const char *body, size_t len, PgckKjBlob *wrapped, PgckKjError *err)
+{
+	json_t	   *root;
+
+	wrapped->data = NULL;
+	wrapped->len = 0;
+	if ((root = load_object(body, len, err)) == NULL)
+		return false;
+	if (!check_response_key_id(root, "KeyId", err) ||
+		!get_ciphertext(root, wrapped, err))
+	{
+		json_decref(root);
+		pgck_kj_blob_free(wrapped);
 		return false;
 	}
 	json_decref(root);

@@ -90,6 +90,14 @@ extern char *pgck_kj_build_reencrypt(const char *source_key_id, const char *dest
 									 const char *dest_context_json,
 									 const uint8_t *blob, size_t blob_len, PgckKjError *err);
 
+/*
+ * Encrypt: KeyId, Plaintext (a data key being moved from another provider),
+ * EncryptionContext.  The returned text holds the plaintext key: the caller
+ * wipes it (explicit_bzero of strlen) before free().
+ */
+extern char *pgck_kj_build_encrypt(const char *key_id, const char *context_json,
+								   const uint8_t *plaintext, size_t len, PgckKjError *err);
+
 /* DescribeKey: KeyId. */
 extern char *pgck_kj_build_describe_key(const char *key_id, PgckKjError *err);
 
@@ -122,6 +130,10 @@ extern bool pgck_kj_parse_generate_data_key(const char *body, size_t len, size_t
 /* Decrypt: Plaintext (exactly key_len bytes) into dek_out. */
 extern bool pgck_kj_parse_decrypt(const char *body, size_t len, size_t key_len,
 								  uint8_t *dek_out, PgckKjError *err);
+
+/* Encrypt: CiphertextBlob into *wrapped. */
+extern bool pgck_kj_parse_encrypt(const char *body, size_t len, PgckKjBlob *wrapped,
+								  PgckKjError *err);
 
 /* ReEncrypt: CiphertextBlob into *wrapped. */
 extern bool pgck_kj_parse_reencrypt(const char *body, size_t len, PgckKjBlob *wrapped,
