@@ -225,6 +225,32 @@ extern bool pgck_kj_parse_imds_credentials(const char *body, size_t len,
 extern bool pgck_kj_parse_sts_credentials(const char *body, size_t len,
 										  PgckKjCredentials *out, PgckKjError *err);
 
+/* STS AssumeRole XML response: .../AssumeRoleResult/Credentials/{...}, as above. */
+extern bool pgck_kj_parse_sts_assume_role(const char *body, size_t len,
+										  PgckKjCredentials *out, PgckKjError *err);
+
+/*
+ * credential_process output (JSON): "Version": 1, AccessKeyId,
+ * SecretAccessKey, optional SessionToken and Expiration (ISO 8601); no
+ * Expiration means credentials that do not expire.
+ */
+extern bool pgck_kj_parse_process_credentials(const char *body, size_t len,
+											  PgckKjCredentials *out, PgckKjError *err);
+
+/*
+ * SSO portal GetRoleCredentials: roleCredentials/{accessKeyId,
+ * secretAccessKey, sessionToken, expiration (milliseconds since 1970)}.
+ */
+extern bool pgck_kj_parse_sso_role_credentials(const char *body, size_t len,
+											   PgckKjCredentials *out, PgckKjError *err);
+
+/*
+ * An SSO token cache file (~/.aws/sso/cache/<sha1>.json): accessToken
+ * (malloc'd into *access_token, secret: the caller wipes it) and expiresAt.
+ */
+extern bool pgck_kj_parse_sso_token(const char *body, size_t len, char **access_token,
+									time_t *expires_at, PgckKjError *err);
+
 /*
  * STS XML ErrorResponse/Error/{Code,Message}.  Never fails; same output
  * rules as pgck_kj_parse_error.
