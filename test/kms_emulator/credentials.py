@@ -314,6 +314,14 @@ def handle_sso(emu, request):
 
 
 def _sso(emu, request):
+    response = _sso_answer(emu, request)
+    if response.error_type and ":" not in response.error_type:
+        # as the portal (restJson1): the error type in a header
+        response.headers.append(("x-amzn-ErrorType", response.error_type))
+    return response
+
+
+def _sso_answer(emu, request):
     if request.method != "GET":
         return text_response(405, "Method Not Allowed\n")
     query = {k: v[0] for k, v in parse_qs(request.query, keep_blank_values=True).items()}

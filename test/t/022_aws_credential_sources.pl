@@ -85,6 +85,10 @@ external_id = $EXTERNAL_ID
 role_session_name = pgck-tap-role
 duration_seconds = 3600
 
+[profile role-noext]
+role_arn = $ROLE
+source_profile = base
+
 [profile role-chain]
 role_arn = $ROLE2
 source_profile = role-static
@@ -270,9 +274,9 @@ is_deeply([ @$e{qw(RoleArn RoleSessionName ExternalId DurationSeconds signed_by)
 	[ $ROLE, 'pgck-tap-role', $EXTERNAL_ID, '3600', 'static' ],
 	'... with RoleArn, role_session_name, external_id and duration_seconds, signed by the source profile\'s keys');
 
-$r = with_profile('role-env');
+$r = with_profile('role-noext');
 is($r->{state}, '42501', 'a role whose trust policy wants an ExternalId, asked without one: 42501');
-like($r->{err}, qr/could not obtain AWS credentials from assume role \(profile "role-env"\).*\n.*DETAIL:  STS AssumeRole of \Q$ROLE\E returned HTTP 403 AccessDenied/,
+like($r->{err}, qr/could not obtain AWS credentials from assume role \(profile "role-noext"\).*\n.*DETAIL:  STS AssumeRole of \Q$ROLE\E returned HTTP 403 AccessDenied/,
 	'... STS\'s AccessDenied in errdetail');
 ctl($emu, 'set-credentials', { external_id => undef });
 
