@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * aws_credentials.c
- *		The SDK credential chain: environment, shared files and profile,
- *		web identity (STS), container endpoint, EC2 IMDSv2.  See
- *		aws_credentials.h for the order and the refresh rules.
+ *		The SDK credential chain: environment, the profile (assume role,
+ *		web identity, SSO, static keys, credential_process), container
+ *		endpoint, EC2 IMDSv2.  See aws_credentials.h for the order and the
+ *		refresh rules.
  *
  * Invariants:
  *	- The cache (cached, cached_view) owns malloc'd strings, wiped by
@@ -14,6 +15,12 @@
  *	  error unwinds (PG_FINALLY).
  *	- Error messages name the source and the file or URL, never a value
  *	  read from them.
+ *	- A credential_process child never outlives the call that started it:
+ *	  it is killed (SIGKILL) and reaped on timeout, cancel and any error,
+ *	  and runs no shell; its stderr is counted, never reported.
+ *	- The SSO access token and the AssumeRole signature are wiped like the
+ *	  other secrets; the SSO token cache must be private to the server's
+ *	  user.
  *
  *-------------------------------------------------------------------------
  */

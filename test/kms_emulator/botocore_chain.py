@@ -5,6 +5,7 @@ external_id, role_session_name, duration_seconds), a credential_process profile 
 tests' helper) and an sso_session profile with a token in ~/.aws/sso/cache/<sha1>.json.
 
     HOME=<scratch dir> /usr/bin/python3 botocore_chain.py --port PORT
+    /usr/bin/python3 botocore_chain.py --port PORT --profiles P1,P2   (the environment's files)
 
 botocore resolves each profile itself (AssumeRoleProvider, ProcessProvider, SSOProvider); only
 the endpoints are pointed at the emulator. The credentials it gets must then sign a KMS call
@@ -77,11 +78,31 @@ def kms_works(session, url):
     return creds.method, len(out["Plaintext"]) == 16
 
 
+def resolve_given_profiles(url, profiles):
+    """--profiles: resolve these profiles from the files the environment names (the very files
+    a test gave the server), print "<profile> <botocore method>" for each that signs a KMS call
+    the emulator accepts, "<profile> FAILED <error>" otherwise."""
+    bad = 0
+    for profile in profiles:
+        try:
+            method, ok = kms_works(session_for(profile, url), url)
+            print("%s %s" % (profile, method if ok else "FAILED no credentials"))
+            bad += 0 if ok else 1
+        except Exception as e:      # the test reads the line
+            print("%s FAILED %s" % (profile, type(e).__name__))
+            bad += 1
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--profiles", help="comma-separated profiles to resolve from the "
+                    "files in AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE / ~/.aws/sso")
     a = ap.parse_args()
     url = "http://127.0.0.1:%d" % a.port
+    if a.profiles:
+        return resolve_given_profiles(url, a.profiles.split(","))
     home = os.path.expanduser("~")
     cache = os.path.join(home, ".aws", "sso", "cache")
     os.makedirs(cache, exist_ok=True)

@@ -388,6 +388,26 @@ is($r->{state}, '58000', 'SSO token refused by the portal (401): 58000');
 like($r->{err}, qr/GetRoleCredentials returned HTTP 401 UnauthorizedException/, '... the portal\'s error in errdetail');
 ctl($emu, 'set-credentials', { sso_token => $SSO_TOKEN });
 
+# ================================================================== botocore reads the same files
+# botocore's own providers (AssumeRoleProvider, ProcessProvider, SSOProvider) resolve the
+# profiles the server just used, from the very same config, credentials and SSO cache files.
+{
+	local %ENV = %ENV;
+	aws_clean_env();
+	$ENV{$_} = $base{$_} for keys %base;
+	ctl($emu, 'set-credentials', { external_id => $EXTERNAL_ID });
+	my $n1 = scalar @{ assume_log() };
+	my $out = `$py $root/test/kms_emulator/botocore_chain.py --port $emu->{port} --profiles role-static,role-chain,proc,proc-quoted,sso-new,sso-legacy 2>&1`;
+	ctl($emu, 'set-credentials', { external_id => undef });
+	is($out, "role-static assume-role\nrole-chain assume-role\nproc custom-process\nproc-quoted custom-process\nsso-new sso\nsso-legacy sso\n",
+		'botocore resolves the same profiles from the same files, and its credentials sign KMS calls');
+	my @b = @{ assume_log() }[$n1 .. $n1 + 2];
+	is_deeply([ map { join ' ', map { $_ // '-' } @$_{qw(RoleArn RoleSessionName ExternalId DurationSeconds signed_by)} } @b ],
+		[ "$ROLE pgck-tap-role $EXTERNAL_ID 3600 static", "$ROLE pgck-tap-role $EXTERNAL_ID 3600 static",
+		  "$ROLE2 pgck-tap-chain - - temporary" ],
+		'... botocore\'s AssumeRole calls carry what the server\'s carried (same ExternalId, session name, duration)');
+}
+
 # ================================================================== refresh before expiry
 # credentials expiring in 700 s are inside the advisory window: every use refreshes them
 ctl($emu, 'set-credentials', { expiration_seconds => 700 });
