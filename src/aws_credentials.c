@@ -1254,9 +1254,9 @@ fetch_assume_role(const PgckKjCredentials *src, const char *profile, const char 
 
 /*
  * Split a credential_process command line into words as botocore does
- * (shlex, POSIX mode): blanks separate words; '...' is literal; in "..."
- * a backslash escapes \ " $ `; outside quotes a backslash escapes the next
- * character.  No variable, glob or command substitution: no shell runs.
+ * (Python's shlex.split, POSIX mode): blanks separate words; '...' is
+ * literal; in "..." a backslash escapes only \ and " (not $ or `, unlike a
+ * shell); outside quotes a backslash escapes the next character.  No variable, glob or command substitution: no shell runs.
  * Returns a palloc'd NULL-terminated argv; ereports 22023 on an unclosed
  * quote or an empty command.
  */
@@ -1297,7 +1297,7 @@ split_command(const char *cmd, const char *profile)
 				{
 					if (*p == '\0')
 						goto unclosed;
-					if (*p == '\\' && p[1] != '\0' && strchr("\\\"$`", p[1]) != NULL)
+					if (*p == '\\' && (p[1] == '\\' || p[1] == '"'))
 						p++;
 					appendStringInfoChar(&word, *p);
 				}

@@ -33,8 +33,8 @@
  *	      AWS_ENDPOINT_URL_SSO, else AWS_ENDPOINT_URL, else
  *	      https://portal.sso.<sso_region>.amazonaws.com;
  *	   d. static keys in the credentials file;
- *	   e. credential_process: the command, split like a POSIX shell word
- *	      list but run without a shell, with the server's environment,
+ *	   e. credential_process: the command, split into words as botocore
+ *	      does (Python's shlex) and run without a shell, with the server's environment,
  *	      stdin /dev/null and no other descriptor; its stdout is botocore's
  *	      Version 1 JSON; it must finish within pgcrypt_kms.kms_timeout and
  *	      is killed on timeout or cancel; a non-zero exit is an error naming

@@ -8,7 +8,8 @@ $PGCK_TEST_PROC_PID. Modes:
   ecs      temporary credentials fetched from the emulator's ECS endpoint
            ($PGCK_TEST_PROC_URL, token $PGCK_TEST_PROC_TOKEN), with their Expiration
   static   the emulator's static test identity, no Expiration
-  quoted   as static, only if ARGS are exactly ['two words', '$HOME;'] (no shell ran)
+  quoted   as static, only if ARGS are exactly ['two words', '\\$HOME;', 'say "hi"'] (split as
+           Python's shlex splits, which botocore uses; no shell ran)
   fail     writes a secret-looking line to stderr and exits 3
   sleep    sleeps 60 s (a hung helper)
   garbage  prints something that is not JSON
@@ -41,7 +42,7 @@ def main():
     elif mode == "static":
         print(json.dumps(STATIC))
     elif mode == "quoted":
-        if sys.argv[2:] != ["two words", "$HOME;"]:
+        if sys.argv[2:] != ["two words", "\\$HOME;", 'say "hi"']:
             sys.stderr.write("unexpected arguments %r\n" % sys.argv[2:])
             return 9
         print(json.dumps(STATIC))
