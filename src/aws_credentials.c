@@ -1020,8 +1020,12 @@ profile_free(PgckAwsProfile *p)
 	pfree(p);
 }
 
-/* A key of the profile; the credentials file wins, as botocore merges them. */
-static const char *
+/*
+ * A key of the profile; the credentials file wins, as botocore merges them.
+ * Not inlined: callers use it between setjmp and longjmp (PG_TRY), where an
+ * inlined local trips -Wclobbered.
+ */
+static pg_noinline const char *
 profile_get(const PgckAwsProfile *p, const char *key)
 {
 	const char *v = ini_get(&p->cred, key);
