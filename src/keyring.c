@@ -602,18 +602,22 @@ pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 	return found;
 }
 
-void
-pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
-					const bytea *wrapped, const bytea *check,
-					const char *what, const char *name, int32 version,
-					uint8 *dek_out)
+/*
+ * Unwrap a stored key with its provider into dek_out (locked memory of the
+ * caller) and check it against its key-check value; on a mismatch dek_out
+ * is wiped and 58000 raised.  Returns the key ARN the KMS reported
+ * (palloc'd) or NULL; *rest_out points into kms_key, after the scheme.
+ */
+static char *
+unwrap_checked(const char *kms_key, const char *kms_context, const bytea *wrapped,
+			   const bytea *check, const char *what, const char *name, int32 version,
+			   uint8 *dek_out, const char **rest_out)
 {
-	const char *rest;
-	const PgckKmsProvider *provider = pgck_kms_provider_for(kms_key, &rest);
+	const PgckKmsProvider *provider = pgck_kms_provider_for(kms_key, rest_out);
 	uint8		got[PGCK_KEY_CHECK_LEN];
 	char	   *arn = NULL;
 
-	provider->decrypt_data_key(rest, kms_context, wrapped, dek_out, PGCK_DEK_LEN, &arn);
+	provider->decrypt_data_key(*rest_out, kms_context, wrapped, dek_out, PGCK_DEK_LEN, &arn);
 	if (!pgck_key_check(dek_out, got) || check == NULL ||
 		VARSIZE_ANY_EXHDR(check) != PGCK_KEY_CHECK_LEN ||
 		!pgck_equal_ct(got, (const uint8 *) VARDATA_ANY(check), PGCK_KEY_CHECK_LEN))
@@ -625,6 +629,19 @@ pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
 						what, name, version),
 				 errdetail("The unwrapped key does not match its key-check value; it was not used.")));
 	}
+	return arn;
+}
+
+void
+pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
+					const bytea *wrapped, const bytea *check,
+					const char *what, const char *name, int32 version,
+					uint8 *dek_out)
+{
+	const char *rest;
+	char	   *arn = unwrap_checked(kms_key, kms_context, wrapped, check, what, name,
+									 version, dek_out, &rest);
+
 	/* called by another reference than the key's ARN: learn the ARN */
 	if (arn != NULL && strcmp(arn, rest) != 0)
 		record_arn(name, wrapped, arn);
@@ -1259,12 +1276,66 @@ pgck_kms_set_key_state(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Re-wrap one stored key (a DEK version or an index key) under new_key.
+ * Within one provider: its reencrypt_data_key (AWS: ReEncrypt), so no
+ * plaintext key passes through this process.  To another provider: unwrap
+ * with the old one into a locked slot, check the key-check value (a key
+ * that is not the stored one is never wrapped anew), wrap with the new
+ * provider's wrap_data_key, wipe the slot.  *arn_out: the new master key's
+ * ARN (palloc'd) or NULL.
+ */
+static bytea *
+rewrap_one(const char *old_ref, const char *new_key, const char *kms_context,
+		   const bytea *wrapped, const bytea *check, const char *what,
+		   const char *name, int32 version, char **arn_out)
+{
+	const char *old_rest;
+	const char *new_rest;
+	const PgckKmsProvider *old_provider = pgck_kms_provider_for(old_ref, &old_rest);
+	const PgckKmsProvider *new_provider = pgck_kms_provider_for(new_key, &new_rest);
+	uint8	   *dek;
+	bytea	   *volatile result = NULL;
+
+	*arn_out = NULL;
+	if (old_provider == new_provider)
+	{
+		if (new_provider->reencrypt_data_key == NULL)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+					 errmsg("the %s provider cannot re-wrap keys", new_provider->scheme)));
+		return new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, wrapped,
+												arn_out);
+	}
+	if (new_provider->wrap_data_key == NULL)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("cannot move key \"%s\" from %s to %s", name,
+						old_provider->scheme, new_provider->scheme),
+				 errdetail("The %s provider cannot wrap a data key it did not make.",
+						   new_provider->scheme)));
+	dek = pgck_locked_alloc();
+	PG_TRY();
+	{
+		(void) unwrap_checked(old_ref, kms_context, wrapped, check, what, name, version, dek,
+							  &old_rest);
+		result = new_provider->wrap_data_key(new_rest, kms_context, dek, PGCK_DEK_LEN, arn_out);
+	}
+	PG_FINALLY();
+	{
+		pgck_locked_free(dek);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
  * kms_rewrap_key(name, new_kms_key) → number of wrapped keys re-wrapped
  *
  * Re-wraps every stored DEK version and the index keys of a key under another
- * master key of the same provider (AWS: ReEncrypt, so no plaintext key passes
- * through this process); no table row is touched.  Afterwards access to the
- * old master key can be removed.
+ * master key; no table row is touched.  Afterwards access to the old master
+ * key can be removed.  Within one provider no plaintext key passes through
+ * this process (AWS: ReEncrypt); a move to another provider unwraps and
+ * wraps here (see rewrap_one).
  */
 PG_FUNCTION_INFO_V1(pgck_kms_rewrap_key);
 Datum
@@ -1273,14 +1344,11 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *new_key = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	const char *new_rest;
-	const PgckKmsProvider *new_provider = pgck_kms_provider_for(new_key, &new_rest);
 	OwnerScope	scope;
 	volatile int32 count = 0;
 
-	if (new_provider->reencrypt_data_key == NULL)
-		ereport(ERROR,
-				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("the %s provider cannot re-wrap keys", new_provider->scheme)));
+	/* a malformed new reference is refused before anything is read */
+	(void) pgck_kms_provider_for(new_key, &new_rest);
 	owner_scope_enter(&scope);
 	PG_TRY();
 	{
@@ -1295,11 +1363,16 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 		char	   *prev_arn;
 		bytea	   *index_wrapped;
 		bytea	   *prev_wrapped;
+		bytea	   *index_check;
+		bytea	   *prev_check;
+		int32		index_version;
 		uint64		nversions;
 		uint64		i;
 		int32	   *ids;
+		int32	   *vnums;
 		char	  **refs;
 		bytea	  **blobs;
+		bytea	  **checks;
 		HeapTuple	tup;
 		TupleDesc	desc;
 
@@ -1307,11 +1380,13 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 		values[0] = CStringGetTextDatum(name);
 		execute_admin(has_arns ?
 					  "SELECT kms_context::pg_catalog.text, index_kms_key, index_key_wrapped, prev_index_key_wrapped,"
-					  "       index_kms_key_arn, prev_index_kms_key_arn"
+					  "       index_kms_key_arn, prev_index_kms_key_arn,"
+					  "       index_key_check, prev_index_key_check, index_key_version"
 					  "  FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1"
 					  "   AND destroyed IS NULL FOR UPDATE" :
 					  "SELECT kms_context::pg_catalog.text, index_kms_key, index_key_wrapped, prev_index_key_wrapped,"
-					  "       NULL::pg_catalog.text, NULL::pg_catalog.text"
+					  "       NULL::pg_catalog.text, NULL::pg_catalog.text,"
+					  "       index_key_check, prev_index_key_check, index_key_version"
 					  "  FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1"
 					  "   AND destroyed IS NULL FOR UPDATE",
 					  1, types, values, NULL);
@@ -1328,18 +1403,23 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 		prev_wrapped = col_bytea(tup, desc, 4, caller);
 		index_arn = col_text(tup, desc, 5, caller);
 		prev_arn = col_text(tup, desc, 6, caller);
+		index_check = col_bytea(tup, desc, 7, caller);
+		prev_check = col_bytea(tup, desc, 8, caller);
+		index_version = index_wrapped != NULL ? col_int(tup, desc, 9) : 0;
 
 		/* each wrapped key is named by the ARN it was wrapped under, when known */
 		execute_admin(has_arns ?
-					  "SELECT id, kms_key, wrapped_dek, kms_key_arn FROM " KEYRING_SCHEMA ".key_versions"
+					  "SELECT id, kms_key, wrapped_dek, kms_key_arn, key_check, version FROM " KEYRING_SCHEMA ".key_versions"
 					  " WHERE key_name OPERATOR(pg_catalog.=) $1 ORDER BY version FOR UPDATE" :
-					  "SELECT id, kms_key, wrapped_dek, NULL::pg_catalog.text FROM " KEYRING_SCHEMA ".key_versions"
+					  "SELECT id, kms_key, wrapped_dek, NULL::pg_catalog.text, key_check, version FROM " KEYRING_SCHEMA ".key_versions"
 					  " WHERE key_name OPERATOR(pg_catalog.=) $1 ORDER BY version FOR UPDATE",
 					  1, types, values, NULL);
 		nversions = SPI_processed;
 		ids = palloc(sizeof(int32) * (nversions + 1));
 		refs = palloc(sizeof(char *) * (nversions + 1));
 		blobs = palloc(sizeof(bytea *) * (nversions + 1));
+		checks = palloc(sizeof(bytea *) * (nversions + 1));
+		vnums = palloc(sizeof(int32) * (nversions + 1));
 		for (i = 0; i < nversions; i++)
 		{
 			HeapTuple	vtup = SPI_tuptable->vals[i];
@@ -1349,24 +1429,18 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 			ids[i] = col_int(vtup, vdesc, 1);
 			blobs[i] = col_bytea(vtup, vdesc, 3, caller);
 			refs[i] = call_ref(stored, col_text(vtup, vdesc, 4, caller), caller);
+			checks[i] = col_bytea(vtup, vdesc, 5, caller);
+			vnums[i] = col_int(vtup, vdesc, 6);
 		}
 
-		/* every data key version, one ReEncrypt each */
+		/* every data key version, one ReEncrypt (or unwrap and wrap) each */
 		for (i = 0; i < nversions; i++)
 		{
-			const char *old_rest;
-			const PgckKmsProvider *old_provider = pgck_kms_provider_for(refs[i], &old_rest);
 			bytea	   *rewrapped;
 			char	   *new_arn = NULL;
 
-			if (old_provider != new_provider)
-				ereport(ERROR,
-						(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-						 errmsg("cannot re-wrap key \"%s\" from %s to %s", name,
-								old_provider->scheme, new_provider->scheme),
-						 errdetail("Re-wrapping stays within one KMS so that no plaintext key leaves it.")));
-			rewrapped = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, blobs[i],
-														 &new_arn);
+			rewrapped = rewrap_one(refs[i], new_key, kms_context, blobs[i], checks[i],
+								   "data key", name, vnums[i], &new_arn);
 			values[1] = CStringGetTextDatum(new_key);
 			values[2] = PointerGetDatum(rewrapped);
 			values[3] = Int32GetDatum(ids[i]);
@@ -1387,8 +1461,6 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 		/* the index keys (current, and previous during an index key rotation) */
 		if (index_wrapped != NULL)
 		{
-			const char *old_rest;
-			const PgckKmsProvider *old_provider;
 			bytea	   *new_index = NULL;
 			bytea	   *new_prev = NULL;
 			char	   *new_index_arn = NULL;
@@ -1397,20 +1469,15 @@ pgck_kms_rewrap_key(PG_FUNCTION_ARGS)
 			Datum		ivalues[6];
 			char		inulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
-			old_provider = pgck_kms_provider_for(call_ref(index_kms_key, index_arn, caller), &old_rest);
-			if (old_provider != new_provider)
-				ereport(ERROR,
-						(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-						 errmsg("cannot re-wrap the index key of \"%s\" from %s to %s", name,
-								old_provider->scheme, new_provider->scheme)));
-			new_index = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, index_wrapped,
-														 &new_index_arn);
+			new_index = rewrap_one(call_ref(index_kms_key, index_arn, caller), new_key, kms_context,
+								   index_wrapped, index_check, "blind-index key", name,
+								   index_version, &new_index_arn);
 			count++;
 			if (prev_wrapped != NULL)
 			{
-				(void) pgck_kms_provider_for(call_ref(index_kms_key, prev_arn, caller), &old_rest);
-				new_prev = new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, prev_wrapped,
-															&new_prev_arn);
+				new_prev = rewrap_one(call_ref(index_kms_key, prev_arn, caller), new_key, kms_context,
+									  prev_wrapped, prev_check, "blind-index key", name,
+									  index_version - 1, &new_prev_arn);
 				count++;
 			}
 			ivalues[0] = CStringGetTextDatum(name);

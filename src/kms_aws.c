@@ -802,6 +802,57 @@ do_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
 	return result;
 }
 
+/*
+ * Encrypt a given data key (moved here from another provider).  The request
+ * body holds the plaintext key: both its copies are wiped, on error too.
+ */
+static bytea *
+do_wrap_data_key(const char *key_ref, const char *kms_context, const uint8 *dek,
+				 size_t key_len, char **key_arn_out)
+{
+	PgckAwsKeyRef ref;
+	PgckKmsTarget t;
+	PgckKjError err;
+	PgckKjBlob	blob;
+	PgckHttpResponse resp;
+	char	   *volatile built;
+	char	   *volatile body = NULL;
+	bytea	   *volatile result = NULL;
+
+	parse_key_ref(key_ref, &ref);
+	resolve_target(region_for(&ref), &t);
+	built = pgck_kj_build_encrypt(ref.key_id, kms_context, dek, key_len, &err);
+	if (built == NULL)
+		(void) take_body(NULL, &err, PGCK_OP_ENCRYPT, key_ref);
+	memset(&resp, 0, sizeof(resp));
+	PG_TRY();
+	{
+		body = palloc(strlen(built) + 1);
+		strcpy(body, built);
+		explicit_bzero(built, strlen(built));
+		free(built);
+		built = NULL;
+		kms_call(PGCK_OP_ENCRYPT, key_ref, &t, body, strlen(body), &resp);
+		if (!pgck_kj_parse_encrypt(resp.body, resp.body_len, &blob, &err))
+			malformed_response(PGCK_OP_ENCRYPT, key_ref, &err, resp.request_id);
+		result = blob_to_bytea(&blob);
+		pgck_kj_blob_free(&blob);
+		*key_arn_out = response_key_arn(PGCK_OP_ENCRYPT, key_ref, &resp, "KeyId");
+	}
+	PG_FINALLY();
+	{
+		if (built != NULL)
+		{
+			explicit_bzero(built, strlen(built));
+			free(built);
+		}
+		pgck_kms_wipe_pfree(body);
+		pgck_http_response_free(&resp);
+	}
+	PG_END_TRY();
+	return result;
+}
+
 static void
 do_check_key(const char *key_ref)
 {
@@ -924,6 +975,28 @@ aws_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
 	return result;
 }
 
+static bytea *
+aws_wrap_data_key(const char *key_ref, const char *kms_context, const uint8 *dek,
+				  size_t key_len, char **key_arn_out)
+{
+	double		start = pgck_http_now_ms();
+	volatile bool ok = false;
+	bytea	   *volatile result = NULL;
+
+	PG_TRY();
+	{
+		*key_arn_out = NULL;
+		result = do_wrap_data_key(key_ref, kms_context, dek, key_len, key_arn_out);
+		ok = true;
+	}
+	PG_FINALLY();
+	{
+		pgck_stats_kms_call(PGCK_OP_ENCRYPT, pgck_http_now_ms() - start, ok);
+	}
+	PG_END_TRY();
+	return result;
+}
+
 static void
 aws_check_key(const char *key_ref)
 {
@@ -947,6 +1020,7 @@ const PgckKmsProvider pgck_kms_aws_provider = {
 	.generate_data_key = aws_generate_data_key,
 	.decrypt_data_key = aws_decrypt_data_key,
 	.reencrypt_data_key = aws_reencrypt_data_key,
+	.wrap_data_key = aws_wrap_data_key,
 	.check_key = aws_check_key,
 };
 

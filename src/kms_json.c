@@ -548,6 +548,48 @@ pgck_kj_build_reencrypt(const char *source_key_id, const char *dest_key_id,
 }
 
 char *
+pgck_kj_build_encrypt(const char *key_id, const char *context_json,
+					  const uint8_t *plaintext, size_t len, PgckKjError *err)
+{
+	json_t	   *root;
+	char	   *enc;
+	size_t		n;
+	int			rc;
+
+	if (plaintext == NULL || len == 0 || len > 4096)
+	{
+		SET_ERR(err, PGCK_KJ_ERR_ARGUMENT, "plaintext is empty or too large");
+		return NULL;
+	}
+	if ((root = new_request(err)) == NULL)
+		return NULL;
+	if (!set_key_id(root, "KeyId", key_id, err) ||
+		!set_context(root, "EncryptionContext", context_json, err))
+	{
+		json_decref(root);
+		return NULL;
+	}
+	enc = malloc(PGCK_BASE64_ENC_LEN(len) + 1);
+	if (enc == NULL)
+	{
+		json_decref(root);
+		SET_ERR(err, PGCK_KJ_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	n = pgck_base64_encode(plaintext, len, enc);
+	/* jansson copies it into memory its (wiping) allocator frees */
+	rc = json_object_set_new(root, "Plaintext", json_stringn(enc, n));
+	secure_free(enc, PGCK_BASE64_ENC_LEN(len) + 1);
+	if (rc != 0)
+	{
+		json_decref(root);
+		SET_ERR(err, PGCK_KJ_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	return dump_request(root, err);
+}
+
+char *
 pgck_kj_build_describe_key(const char *key_id, PgckKjError *err)
 {
 	json_t	   *root;
@@ -641,6 +683,27 @@ pgck_kj_parse_decrypt(const char *body, size_t len, size_t key_len,
 	{
 		json_decref(root);
 		explicit_bzero(dek_out, key_len);
+		return false;
+	}
+	json_decref(root);
+	SET_ERR(err, PGCK_KJ_OK, "ok");
+	return true;
+}
+
+bool
+pgck_kj_parse_encrypt(const char *body, size_t len, PgckKjBlob *wrapped, PgckKjError *err)
+{
+	json_t	   *root;
+
+	wrapped->data = NULL;
+	wrapped->len = 0;
+	if ((root = load_object(body, len, err)) == NULL)
+		return false;
+	if (!check_response_key_id(root, "KeyId", err) ||
+		!get_ciphertext(root, wrapped, err))
+	{
+		json_decref(root);
+		pgck_kj_blob_free(wrapped);
 		return false;
 	}
 	json_decref(root);
@@ -1125,6 +1188,137 @@ pgck_kj_parse_imds_credentials(const char *body, size_t len,
 	return parse_json_credentials(body, len, true, out, err);
 }
 
+bool
+pgck_kj_parse_process_credentials(const char *body, size_t len,
+								  PgckKjCredentials *out, PgckKjError *err)
+{
+	json_t	   *root;
+	json_t	   *v;
+
+	memset(out, 0, sizeof(*out));
+	if ((root = load_object(body, len, err)) == NULL)
+		return false;
+	v = json_object_get(root, "Version");
+	if (v == NULL || !json_is_integer(v) || json_integer_value(v) != 1)
+	{
+		json_decref(root);
+		SET_ERR(err, PGCK_KJ_ERR_VALUE, "credential_process output has no \"Version\": 1");
+		return false;
+	}
+	if (!take_cred_string(root, "AccessKeyId", PGCK_KJ_MAX_CRED_FIELD, &out->access_key_id, err,
+						  "credentials have no AccessKeyId",
+						  "credentials AccessKeyId is invalid") ||
+		!take_cred_string(root, "SecretAccessKey", PGCK_KJ_MAX_CRED_FIELD,
+						  &out->secret_access_key, err,
+						  "credentials have no SecretAccessKey",
+						  "credentials SecretAccessKey is invalid"))
+		goto fail;
+	if (json_object_get(root, "SessionToken") != NULL &&
+		!take_cred_string(root, "SessionToken", PGCK_KJ_MAX_SESSION_TOKEN, &out->session_token,
+						  err, "credentials have no SessionToken",
+						  "credentials SessionToken is invalid"))
+		goto fail;
+	v = json_object_get(root, "Expiration");
+	if (v != NULL)
+	{
+		if (!json_is_string(v) || json_string_length(v) > 64 ||
+			!pgck_kj_parse_iso8601(json_string_value(v), &out->expiration))
+		{
+			SET_ERR(err, PGCK_KJ_ERR_VALUE, "credentials Expiration is not an ISO 8601 time");
+			goto fail;
+		}
+	}
+	json_decref(root);
+	SET_ERR(err, PGCK_KJ_OK, "ok");
+	return true;
+
+fail:
+	json_decref(root);
+	pgck_kj_credentials_free(out);
+	return false;
+}
+
+bool
+pgck_kj_parse_sso_role_credentials(const char *body, size_t len,
+								   PgckKjCredentials *out, PgckKjError *err)
+{
+	json_t	   *root;
+	json_t	   *rc;
+	json_t	   *v;
+
+	memset(out, 0, sizeof(*out));
+	if ((root = load_object(body, len, err)) == NULL)
+		return false;
+	rc = json_object_get(root, "roleCredentials");
+	if (rc == NULL || !json_is_object(rc))
+	{
+		json_decref(root);
+		SET_ERR(err, PGCK_KJ_ERR_MISSING, "response has no roleCredentials object");
+		return false;
+	}
+	if (!take_cred_string(rc, "accessKeyId", PGCK_KJ_MAX_CRED_FIELD, &out->access_key_id, err,
+						  "credentials have no accessKeyId",
+						  "credentials accessKeyId is invalid") ||
+		!take_cred_string(rc, "secretAccessKey", PGCK_KJ_MAX_CRED_FIELD,
+						  &out->secret_access_key, err,
+						  "credentials have no secretAccessKey",
+						  "credentials secretAccessKey is invalid") ||
+		!take_cred_string(rc, "sessionToken", PGCK_KJ_MAX_SESSION_TOKEN, &out->session_token,
+						  err, "credentials have no sessionToken",
+						  "credentials sessionToken is invalid"))
+		goto fail;
+	v = json_object_get(rc, "expiration");
+	/* milliseconds since the epoch, after 2000 and before 10000 */
+	if (v == NULL || !json_is_integer(v) || json_integer_value(v) < 946684800000LL ||
+		json_integer_value(v) > 253402300799000LL)
+	{
+		SET_ERR(err, PGCK_KJ_ERR_VALUE, "credentials expiration is not a time in milliseconds");
+		goto fail;
+	}
+	out->expiration = (time_t) (json_integer_value(v) / 1000);
+	json_decref(root);
+	SET_ERR(err, PGCK_KJ_OK, "ok");
+	return true;
+
+fail:
+	json_decref(root);
+	pgck_kj_credentials_free(out);
+	return false;
+}
+
+bool
+pgck_kj_parse_sso_token(const char *body, size_t len, char **access_token,
+						time_t *expires_at, PgckKjError *err)
+{
+	json_t	   *root;
+	json_t	   *v;
+
+	*access_token = NULL;
+	*expires_at = 0;
+	if ((root = load_object(body, len, err)) == NULL)
+		return false;
+	if (!take_cred_string(root, "accessToken", PGCK_KJ_MAX_SESSION_TOKEN, access_token, err,
+						  "the SSO token cache has no accessToken",
+						  "the SSO token cache's accessToken is invalid"))
+	{
+		json_decref(root);
+		return false;
+	}
+	v = json_object_get(root, "expiresAt");
+	if (v == NULL || !json_is_string(v) || json_string_length(v) > 64 ||
+		!pgck_kj_parse_iso8601(json_string_value(v), expires_at))
+	{
+		json_decref(root);
+		secure_free(*access_token, strlen(*access_token));
+		*access_token = NULL;
+		SET_ERR(err, PGCK_KJ_ERR_VALUE, "the SSO token cache's expiresAt is not an ISO 8601 time");
+		return false;
+	}
+	json_decref(root);
+	SET_ERR(err, PGCK_KJ_OK, "ok");
+	return true;
+}
+
 /* ------------------------------------------------------------------
  * Minimal strict XML extraction (STS)
  * ------------------------------------------------------------------ */
@@ -1329,9 +1523,27 @@ xml_take(PgckXmlSpan span, const char *name, size_t maxlen, char **dst,
 	return true;
 }
 
+static bool parse_sts_result(const char *body, size_t len, const char *response_name,
+							 const char *result_name, PgckKjCredentials *out, PgckKjError *err);
+
 bool
 pgck_kj_parse_sts_credentials(const char *body, size_t len,
 							  PgckKjCredentials *out, PgckKjError *err)
+{
+	return parse_sts_result(body, len, "AssumeRoleWithWebIdentityResponse",
+							"AssumeRoleWithWebIdentityResult", out, err);
+}
+
+bool
+pgck_kj_parse_sts_assume_role(const char *body, size_t len,
+							  PgckKjCredentials *out, PgckKjError *err)
+{
+	return parse_sts_result(body, len, "AssumeRoleResponse", "AssumeRoleResult", out, err);
+}
+
+static bool
+parse_sts_result(const char *body, size_t len, const char *response_name,
+				 const char *result_name, PgckKjCredentials *out, PgckKjError *err)
 {
 	PgckXmlSpan	all;
 	PgckXmlSpan	resp;
@@ -1345,12 +1557,12 @@ pgck_kj_parse_sts_credentials(const char *body, size_t len,
 		return false;
 	all.start = body;
 	all.end = body + len;
-	if (xml_find(all, "AssumeRoleWithWebIdentityResponse", &resp) != 1 ||
-		xml_find(resp, "AssumeRoleWithWebIdentityResult", &result) != 1 ||
+	if (xml_find(all, response_name, &resp) != 1 ||
+		xml_find(resp, result_name, &result) != 1 ||
 		xml_find(result, "Credentials", &creds) != 1)
 	{
 		SET_ERR(err, PGCK_KJ_ERR_SYNTAX,
-				"response is not an AssumeRoleWithWebIdentity result with Credentials");
+				"response is not an STS result with Credentials");
 		return false;
 	}
 	if (!xml_take(creds, "AccessKeyId", PGCK_KJ_MAX_CRED_FIELD, &out->access_key_id, err,

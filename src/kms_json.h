@@ -90,6 +90,14 @@ extern char *pgck_kj_build_reencrypt(const char *source_key_id, const char *dest
 									 const char *dest_context_json,
 									 const uint8_t *blob, size_t blob_len, PgckKjError *err);
 
+/*
+ * Encrypt: KeyId, Plaintext (a data key being moved from another provider),
+ * EncryptionContext.  The returned text holds the plaintext key: the caller
+ * wipes it (explicit_bzero of strlen) before free().
+ */
+extern char *pgck_kj_build_encrypt(const char *key_id, const char *context_json,
+								   const uint8_t *plaintext, size_t len, PgckKjError *err);
+
 /* DescribeKey: KeyId. */
 extern char *pgck_kj_build_describe_key(const char *key_id, PgckKjError *err);
 
@@ -122,6 +130,10 @@ extern bool pgck_kj_parse_generate_data_key(const char *body, size_t len, size_t
 /* Decrypt: Plaintext (exactly key_len bytes) into dek_out. */
 extern bool pgck_kj_parse_decrypt(const char *body, size_t len, size_t key_len,
 								  uint8_t *dek_out, PgckKjError *err);
+
+/* Encrypt: CiphertextBlob into *wrapped. */
+extern bool pgck_kj_parse_encrypt(const char *body, size_t len, PgckKjBlob *wrapped,
+								  PgckKjError *err);
 
 /* ReEncrypt: CiphertextBlob into *wrapped. */
 extern bool pgck_kj_parse_reencrypt(const char *body, size_t len, PgckKjBlob *wrapped,
@@ -212,6 +224,32 @@ extern bool pgck_kj_parse_imds_credentials(const char *body, size_t len,
  */
 extern bool pgck_kj_parse_sts_credentials(const char *body, size_t len,
 										  PgckKjCredentials *out, PgckKjError *err);
+
+/* STS AssumeRole XML response: .../AssumeRoleResult/Credentials/{...}, as above. */
+extern bool pgck_kj_parse_sts_assume_role(const char *body, size_t len,
+										  PgckKjCredentials *out, PgckKjError *err);
+
+/*
+ * credential_process output (JSON): "Version": 1, AccessKeyId,
+ * SecretAccessKey, optional SessionToken and Expiration (ISO 8601); no
+ * Expiration means credentials that do not expire.
+ */
+extern bool pgck_kj_parse_process_credentials(const char *body, size_t len,
+											  PgckKjCredentials *out, PgckKjError *err);
+
+/*
+ * SSO portal GetRoleCredentials: roleCredentials/{accessKeyId,
+ * secretAccessKey, sessionToken, expiration (milliseconds since 1970)}.
+ */
+extern bool pgck_kj_parse_sso_role_credentials(const char *body, size_t len,
+											   PgckKjCredentials *out, PgckKjError *err);
+
+/*
+ * An SSO token cache file (~/.aws/sso/cache/<sha1>.json): accessToken
+ * (malloc'd into *access_token, secret: the caller wipes it) and expiresAt.
+ */
+extern bool pgck_kj_parse_sso_token(const char *body, size_t len, char **access_token,
+									time_t *expires_at, PgckKjError *err);
 
 /*
  * STS XML ErrorResponse/Error/{Code,Message}.  Never fails; same output

@@ -309,6 +309,24 @@ local_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
 	return out;
 }
 
+/* Wrap a data key moved here from another provider. */
+static bytea *
+local_wrap_data_key(const char *key_ref, const char *kms_context, const uint8 *dek,
+					size_t key_len, char **key_arn_out)
+{
+	instr_time	start,
+				end;
+	bytea	   *out;
+
+	*key_arn_out = NULL;
+	INSTR_TIME_SET_CURRENT(start);
+	out = local_wrap(key_ref, kms_context, dek, key_len);
+	INSTR_TIME_SET_CURRENT(end);
+	INSTR_TIME_SUBTRACT(end, start);
+	pgck_stats_kms_call(PGCK_OP_ENCRYPT, INSTR_TIME_GET_MILLISEC(end), true);
+	return out;
+}
+
 static void
 local_check_key(const char *key_ref)
 {
@@ -322,6 +340,7 @@ const PgckKmsProvider pgck_kms_local_provider = {
 	.generate_data_key = local_generate_data_key,
 	.decrypt_data_key = local_decrypt_data_key,
 	.reencrypt_data_key = local_reencrypt_data_key,
+	.wrap_data_key = local_wrap_data_key,
 	.check_key = local_check_key,
 };
 

@@ -10,7 +10,7 @@
 # forwards it to SoftHSM2's libsofthsm2.so, so the log proves what the provider asked the token.
 #
 # Checks: create/encrypt/decrypt/blind index/rotate on pkcs11:token=pg;object=master and by
-# id=; kms_rewrap_key to master2; wrong PIN 42501 (one C_Login, never retried, never logged);
+# id=; kms_rewrap_key to master2; a key moved local → pkcs11 → local (issue 16 item 5); wrong PIN 42501 (one C_Login, never retried, never logged);
 # group-readable PIN file 42501; extractable key 55000; unknown object/token 42704; a URI
 # with a PIN 22023; a tampered wrapped key and a wrapped key moved to another context 58000
 # "does not unwrap"; a token reset (the module really closes the backend's sessions) then a
@@ -121,6 +121,20 @@ out=$(sql -c "SELECT sum(decrypted) || '/' || sum(failed) FROM kms_verify('t', '
 out=$(sql -c "SELECT kms_create_key('byid', 'pkcs11:token=pg;id=%6d%61%73%74%65%72;type=secret-key')" \
     -c "SELECT kms_decrypt(kms_encrypt('by id', 'byid'))" | tail -1)
 [ "$out" = "by id" ]; check $? "a key named by id= (percent-encoded) and type=secret-key ($out)"
+
+# ---- moving a key between providers (issue 16 item 5): local → pkcs11 → local
+L="SET pgcrypt_kms.local_key_file = '$D/local_master.key'"
+out=$(sql -c "$L" -c "SELECT kms_create_key('mvp', 'local:mvp', blind_index => 'exact')" \
+    -c "CREATE TABLE mvp AS SELECT kms_encrypt('moved ' || g, 'mvp') AS v, g FROM generate_series(1, 5) g" \
+    -c "SELECT kms_rotate_key('mvp')" -c "INSERT INTO mvp SELECT kms_encrypt('moved ' || g, 'mvp'), g FROM generate_series(6, 10) g" \
+    -c "SELECT kms_rewrap_key('mvp', 'pkcs11:token=pg;object=master')" | tail -1)
+[ "$out" = "3" ]; check $? "local → pkcs11: 2 DEK versions and the index key moved ($out)"
+out=$(sql -c "SET pgcrypt_kms.local_key_file = '/nonexistent/pgck-no.key'" \
+    -c "SELECT count(*) FROM mvp WHERE kms_decrypt(v) = 'moved ' || g AND kms_blind_index(v) = kms_blind_index('moved ' || g, 'mvp')" | tail -1)
+[ "$out" = "10" ]; check $? "... without the local master key all 10 values decrypt and match their probes under pkcs11 ($out)"
+out=$(sql -c "$L" -c "SELECT kms_rewrap_key('mvp', 'local:mvp-back')" | tail -1)
+out2=$(sql -c "$L" -c "SELECT count(*) FROM mvp WHERE kms_decrypt(v) = 'moved ' || g AND kms_blind_index(v) = kms_blind_index('moved ' || g, 'mvp')" | tail -1)
+[ "$out" = "3" ] && [ "$out2" = "10" ]; check $? "pkcs11 → local: 3 moved back, all 10 decrypt and match ($out, $out2)"
 
 # ---- refusals
 out=$(sql -c "SELECT kms_create_key('loose', 'pkcs11:token=pg;object=loose')")

@@ -139,6 +139,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_credentials(pgck_kj_parse_container_credentials(body, size, &c, &err), &c);
 	check_credentials(pgck_kj_parse_imds_credentials(body, size, &c, &err), &c);
 	check_credentials(pgck_kj_parse_sts_credentials(body, size, &c, &err), &c);
+	check_credentials(pgck_kj_parse_sts_assume_role(body, size, &c, &err), &c);
+	check_credentials(pgck_kj_parse_sso_role_credentials(body, size, &c, &err), &c);
+	if (pgck_kj_parse_process_credentials(body, size, &c, &err))
+	{
+		/* long-term credentials: no token, no expiration */
+		check_token(c.access_key_id);
+		check_token(c.secret_access_key);
+		if (c.session_token != NULL)
+			check_token(c.session_token);
+		pgck_kj_credentials_free(&c);
+	}
+	FUZZ_CHECK(c.access_key_id == NULL && c.secret_access_key == NULL && c.session_token == NULL);
+	{
+		char	   *tok;
+
+		if (pgck_kj_parse_sso_token(body, size, &tok, &t, &err))
+		{
+			check_token(tok);
+			FUZZ_CHECK(t > 0);
+			free(tok);
+		}
+		else
+			FUZZ_CHECK(tok == NULL);
+	}
+	if (pgck_kj_parse_encrypt(body, size, &w, &err))
+	{
+		FUZZ_CHECK(w.len >= 1 && w.len <= PGCK_KJ_MAX_CIPHERTEXT);
+		pgck_kj_blob_free(&w);
+	}
 
 	/* the input as NUL-terminated text: header value, timestamp, context */
 	text = malloc(size + 1);

@@ -123,7 +123,11 @@ def ctl_set_credentials(emu, args):
         if seconds is not None and (not isinstance(seconds, int) or isinstance(seconds, bool)):
             raise ValueError("expiration_seconds must be an integer or null")
         creds.expiration_override = seconds
-    for name in ("web_identity_token", "ecs_token"):
+    if "external_id" in args:
+        if args["external_id"] is not None and not isinstance(args["external_id"], str):
+            raise ValueError("external_id must be a string or null")
+        creds.external_id = args["external_id"]
+    for name in ("web_identity_token", "ecs_token", "sso_token"):
         if name in args:
             if not isinstance(args[name], str) or not args[name]:
                 raise ValueError("%s must be a non-empty string" % name)
@@ -134,6 +138,10 @@ def ctl_set_credentials(emu, args):
 
 def ctl_credentials(emu, args):
     return {"credentials": emu.credentials.listing()}
+
+
+def ctl_assume_role_log(emu, args):
+    return {"assume_role": list(emu.credentials.assume_role_log)}
 
 
 def ctl_credential_fetches(emu, args):
@@ -167,4 +175,5 @@ COMMANDS = {
     "set-credentials": ctl_set_credentials,
     "credentials": ctl_credentials,
     "credential-fetches": ctl_credential_fetches,
+    "assume-role-log": ctl_assume_role_log,
 }

@@ -1,4 +1,6 @@
-"""Test identities and the credential endpoints: STS web identity, ECS container, EC2 IMDSv2.
+"""Test identities and the credential endpoints: STS (AssumeRoleWithWebIdentity, and AssumeRole
+signed with SigV4 by any identity the emulator knows), the IAM Identity Center (SSO) portal's
+GetRoleCredentials, ECS container, EC2 IMDSv2.
 
 The static identity never expires. Each fetch from an endpoint issues a fresh temporary
 credential (AKID "ASIA…", secret, session token, Expiration = now + expiration_seconds, 1 h
@@ -28,7 +30,8 @@ ECS_AUTH_TOKEN = "pgck-test-ecs-token"
 IMDS_ROLE = "pgck-test-role"
 ROLE_ARN = "arn:aws:iam::%s:role/%s" % (ACCOUNT, IMDS_ROLE)
 DEFAULT_EXPIRATION = 3600
-ENDPOINTS = ("sts", "ecs", "imds")   # fault "op" names of the credential endpoints
+SSO_ACCESS_TOKEN = "pgck-test-sso-access-token"
+ENDPOINTS = ("sts", "ecs", "imds", "sso")   # fault "op" names of the credential endpoints
 
 # What an error fault on an endpoint answers: STS (status, Code); ECS and IMDS, a status.
 STS_FAULTS = {"throttle": (400, "Throttling"), "internal": (500, "InternalFailure"),
@@ -60,6 +63,9 @@ class Credentials:
         self.expiration_override = None
         self.web_identity_token = WEB_IDENTITY_TOKEN
         self.ecs_token = ECS_AUTH_TOKEN
+        self.sso_token = SSO_ACCESS_TOKEN
+        self.external_id = None      # when set, AssumeRole must send this ExternalId
+        self.assume_role_log = []    # what each AssumeRole asked for (no secret)
 
     def issue(self, source, duration=None):
         seconds = self.expiration_override
@@ -163,6 +169,25 @@ _STS_ANSWER = """<AssumeRoleWithWebIdentityResponse xmlns="%(xmlns)s">
 </AssumeRoleWithWebIdentityResponse>
 """
 
+_ASSUME_ROLE_ANSWER = """<AssumeRoleResponse xmlns="%(xmlns)s">
+  <AssumeRoleResult>
+    <AssumedRoleUser>
+      <AssumedRoleId>AROAPGCKTEST00000000:%(session)s</AssumedRoleId>
+      <Arn>arn:aws:sts::%(account)s:assumed-role/%(role)s/%(session)s</Arn>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>%(akid)s</AccessKeyId>
+      <SecretAccessKey>%(secret)s</SecretAccessKey>
+      <SessionToken>%(token)s</SessionToken>
+      <Expiration>%(expiration)s</Expiration>
+    </Credentials>
+  </AssumeRoleResult>
+  <ResponseMetadata>
+    <RequestId>%(request_id)s</RequestId>
+  </ResponseMetadata>
+</AssumeRoleResponse>
+"""
+
 _STS_ERROR = """<ErrorResponse xmlns="%(xmlns)s">
   <Error>
     <Type>%(type)s</Type>
@@ -196,6 +221,8 @@ def _sts(emu, request, request_id):
     if kind is not None:
         status, code = STS_FAULTS[kind]
         return _sts_error(code, "fault injected by the emulator", request_id, status), op
+    if form.get("Action") == "AssumeRole":
+        return _assume_role(emu, request, form, request_id), op
     if form.get("Action") != "AssumeRoleWithWebIdentity":
         return _sts_error("InvalidAction", "Could not find operation %s for version %s" %
                           (form.get("Action"), form.get("Version")), request_id), op
@@ -224,6 +251,100 @@ def _sts(emu, request, request_id):
         "token": cred.token, "secret": cred.secret_key, "akid": cred.access_key,
         "expiration": iso8601(cred.expiration), "request_id": request_id}
     return Response(200, body, "text/xml"), op
+
+
+def _assume_role(emu, request, form, request_id):
+    """AssumeRole: SigV4-signed (service sts) by the static identity or a temporary credential."""
+    try:
+        emu.authenticate(request, "sts")
+    except KmsError as e:
+        code = {"UnrecognizedClientException": "InvalidClientTokenId",
+                "InvalidSignatureException": "SignatureDoesNotMatch",
+                "MissingAuthenticationTokenException": "MissingAuthenticationToken",
+                "ExpiredTokenException": "ExpiredToken"}.get(
+                    e.error_type, e.error_type)
+        return _sts_error(code, e.message, request_id, 403)
+    missing = [n for n in ("RoleArn", "RoleSessionName") if not form.get(n)]
+    if missing:
+        return _sts_error("ValidationError", "1 validation error detected: Value null at '%s' "
+                          "failed to satisfy constraint: Member must not be null" %
+                          (missing[0][0].lower() + missing[0][1:]), request_id)
+    role_arn, session = form["RoleArn"], form["RoleSessionName"]
+    if not role_arn.startswith("arn:aws:iam::") or ":role/" not in role_arn:
+        return _sts_error("ValidationError", "Request ARN is invalid", request_id)
+    if not 2 <= len(session) <= 64:
+        return _sts_error("ValidationError", "RoleSessionName must have 2 to 64 characters",
+                          request_id)
+    duration = form.get("DurationSeconds")
+    if duration is not None and not (duration.isdigit() and 900 <= int(duration) <= 43200):
+        return _sts_error("ValidationError", "DurationSeconds must be between 900 and 43200",
+                          request_id)
+    if form.get("SerialNumber") or form.get("TokenCode"):
+        if not (form.get("SerialNumber") and form.get("TokenCode")):
+            return _sts_error("ValidationError", "SerialNumber and TokenCode go together",
+                              request_id)
+    creds = emu.credentials
+    creds.assume_role_log.append({
+        "RoleArn": role_arn, "RoleSessionName": session,
+        "ExternalId": form.get("ExternalId"), "DurationSeconds": duration,
+        "SerialNumber": form.get("SerialNumber"),
+        "signed_by": request.header("X-Amz-Security-Token") and "temporary" or "static"})
+    if creds.external_id is not None and not hmac.compare_digest(
+            (form.get("ExternalId") or "").encode(), creds.external_id.encode()):
+        return _sts_error("AccessDenied", "User: arn:aws:iam::%s:user/pgck-test is not "
+                          "authorized to perform: sts:AssumeRole on resource: %s"
+                          % (ACCOUNT, role_arn), request_id, 403)
+    emu.stats.fetch("assume_role")
+    cred = creds.issue("assume_role", int(duration) if duration else None)
+    body = _ASSUME_ROLE_ANSWER % {
+        "xmlns": _STS_XMLNS, "account": ACCOUNT,
+        "role": xml_escape(role_arn.split(":role/", 1)[1]), "session": xml_escape(session),
+        "token": cred.token, "secret": cred.secret_key, "akid": cred.access_key,
+        "expiration": iso8601(cred.expiration), "request_id": request_id}
+    return Response(200, body, "text/xml")
+
+
+# ---------------------------------------------------------------------- SSO portal
+def handle_sso(emu, request):
+    """GET /federation/credentials?role_name=&account_id= with x-amz-sso_bearer_token."""
+    request_id = str(uuid.uuid4())
+    response = _sso(emu, request)
+    response.request_id = request_id
+    return response, "sso:GetRoleCredentials"
+
+
+def _sso(emu, request):
+    response = _sso_answer(emu, request)
+    if response.error_type and ":" not in response.error_type:
+        # as the portal (restJson1): the error type in a header
+        response.headers.append(("x-amzn-ErrorType", response.error_type))
+    return response
+
+
+def _sso_answer(emu, request):
+    if request.method != "GET":
+        return text_response(405, "Method Not Allowed\n")
+    query = {k: v[0] for k, v in parse_qs(request.query, keep_blank_values=True).items()}
+    missing = [n for n in ("role_name", "account_id") if not query.get(n)]
+    if missing:
+        return json_response(400, {"message": "%s is required" % missing[0]},
+                             error_type="InvalidRequestException")
+    if not hmac.compare_digest((request.header("x-amz-sso_bearer_token") or "").encode(),
+                               emu.credentials.sso_token.encode()):
+        return json_response(401, {"message": "Session token not found or invalid"},
+                             error_type="UnauthorizedException")
+    if not (query["account_id"].isdigit() and len(query["account_id"]) == 12):
+        return json_response(403, {"message": "No access"}, error_type="ForbiddenException")
+    kind = emu.credential_fault("sso")
+    if kind is not None:
+        status = METADATA_FAULT_STATUS[kind]
+        return json_response(status, {"message": "fault injected by the emulator"},
+                             error_type="sso:%s" % kind)
+    emu.stats.fetch("sso")
+    cred = emu.credentials.issue("sso")
+    return json_response(200, {"roleCredentials": {
+        "accessKeyId": cred.access_key, "secretAccessKey": cred.secret_key,
+        "sessionToken": cred.token, "expiration": int(cred.expiration) * 1000}})
 
 
 # ---------------------------------------------------------------------- ECS

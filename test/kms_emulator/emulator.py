@@ -7,6 +7,8 @@
 Served on the one port (README.md beside this file has the details):
   POST /  X-Amz-Target: TrentService.<Op>      KMS JSON 1.1, SigV4-verified (kms_ops.py)
   POST /  form Action=AssumeRoleWithWebIdentity  STS web identity, unsigned (credentials.py)
+  POST /  form Action=AssumeRole               STS AssumeRole, SigV4-verified (service sts)
+  GET  /federation/credentials                  SSO portal GetRoleCredentials (bearer token)
   GET  /ecs/...                                 ECS container credentials (credentials.py)
   PUT  /latest/api/token, GET /latest/meta-data/...  EC2 IMDSv2 (credentials.py)
   /_emulator/<command>                          control API, plain JSON, no auth (control.py)
@@ -503,6 +505,8 @@ class Handler(BaseHTTPRequestHandler):
             return credentials.handle_ecs(emu, request)
         if path.startswith("/latest/"):
             return credentials.handle_imds(emu, request)
+        if path == "/federation/credentials":
+            return credentials.handle_sso(emu, request)
         content_type = (request.header("Content-Type") or "").lower()
         if request.method == "POST" and path == "/" and request.header("X-Amz-Target") is None \
                 and content_type.startswith("application/x-www-form-urlencoded"):

@@ -229,8 +229,8 @@ for my $p (sort keys %profiles)
 		'... ' . ($p eq 'pgck-webid' ? 'one STS AssumeRoleWithWebIdentity' : 'no STS call'));
 }
 $r = try_decrypt(q{SET pgcrypt_kms.aws_profile = 'pgck-sso';});
-is($r->{state}, '22023', 'a profile with an unsupported source (SSO): 22023');
-like($r->{err}, qr/uses a credential source pgcrypt_kms does not support/, '... says so');
+is($r->{state}, '22023', 'an SSO profile without sso_account_id and sso_role_name: 22023 (SSO itself: 022)');
+like($r->{err}, qr/AWS profile "pgck-sso" has an incomplete SSO configuration/, '... says so');
 $r = try_decrypt(q{SET pgcrypt_kms.aws_profile = 'pgck-nosuch';});
 is($r->{state}, '22023', 'an unknown profile: 22023');
 like($r->{err}, qr/AWS profile "pgck-nosuch" was not found/, '... named');
@@ -300,6 +300,17 @@ like($r->{err}, qr/could not obtain AWS credentials from the container credentia
 restart_with(AWS_CONTAINER_CREDENTIALS_FULL_URI => 'http://pgck-ecs.example.com/creds');
 $r = try_decrypt();
 is($r->{state}, '22023', 'ECS full URI over plain http to a non-loopback host: 22023');
+
+# A credential endpoint's 403 is final: asked exactly once (only 429, 5xx and transport
+# errors are retried).
+restart_with(AWS_CONTAINER_CREDENTIALS_FULL_URI => $ecs_full, AWS_CONTAINER_AUTHORIZATION_TOKEN => $ECS_TOKEN);
+ctl($emu, 'set-fault', { op => 'ecs', kind => 'access_denied', count => -1 });
+ctl($emu, 'reset-stats');
+$r = try_decrypt();
+ctl($emu, 'clear-faults');
+is($r->{state}, '58000', 'ECS answering 403: 58000');
+like($r->{err}, qr/DETAIL:  The endpoint returned HTTP 403/, '... the 403 in errdetail');
+is(ctl($emu, 'stats')->{faults}{access_denied} // 0, 1, '... asked exactly once: a 403 is not retried');
 
 # The relative URI resolves against the ECS agent's fixed address, 169.254.170.2: the
 # request goes there, and the relative URI wins over a full URI.

@@ -804,6 +804,101 @@ test_allocator(void)
 		  strcmp(pgck_kj_status_name(PGCK_KJ_OK), "ok") == 0, "status names");
 }
 
+static void
+test_new_sources(void)
+{
+	PgckKjCredentials c;
+	PgckKjError err;
+	PgckKjBlob	blob;
+	const char *b;
+	char	   *t;
+	char	   *body;
+	time_t		when;
+	bool		ok;
+	const uint8_t key[4] = {0xde, 0xad, 0xbe, 0xef};
+
+	/* Encrypt: the plaintext goes in base64, the context as EncryptionContext */
+	body = pgck_kj_build_encrypt("alias/k", "{\"tenant\":\"7\"}", key, sizeof(key), &err);
+	check(body != NULL && strcmp(body, "{\"EncryptionContext\":{\"tenant\":\"7\"},\"KeyId\":\"alias/k\",\"Plaintext\":\"3q2+7w==\"}") == 0,
+		  "Encrypt request body: KeyId, Plaintext in base64, EncryptionContext");
+	free(body);
+	body = pgck_kj_build_encrypt("alias/k", NULL, key, 0, &err);
+	check(body == NULL && err.status == PGCK_KJ_ERR_ARGUMENT, "Encrypt of nothing refused");
+	b = "{\"CiphertextBlob\":\"AQID\",\"KeyId\":\"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\",\"EncryptionAlgorithm\":\"SYMMETRIC_DEFAULT\"}";
+	ok = pgck_kj_parse_encrypt(b, strlen(b), &blob, &err);
+	check(ok && blob.len == 3 && blob.data[0] == 1 && blob.data[2] == 3, "Encrypt response parsed");
+	pgck_kj_blob_free(&blob);
+	b = "{\"KeyId\":\"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\"}";
+	ok = pgck_kj_parse_encrypt(b, strlen(b), &blob, &err);
+	check(!ok && blob.data == NULL, "Encrypt response without CiphertextBlob rejected");
+
+	/* credential_process, Version 1 */
+	b = "{\"Version\":1,\"AccessKeyId\":\"ASIA1\",\"SecretAccessKey\":\"s/+=\",\"SessionToken\":\"tok\",\"Expiration\":\"2017-05-17T15:09:54Z\"}";
+	ok = pgck_kj_parse_process_credentials(b, strlen(b), &c, &err);
+	check(ok && strcmp(c.session_token, "tok") == 0 && c.expiration == 1495033794,
+		  "credential_process temporary credentials parsed");
+	pgck_kj_credentials_free(&c);
+	b = "{\"Version\":1,\"AccessKeyId\":\"AKID\",\"SecretAccessKey\":\"s\"}";
+	ok = pgck_kj_parse_process_credentials(b, strlen(b), &c, &err);
+	check(ok && c.session_token == NULL && c.expiration == 0,
+		  "credential_process long-term credentials: no token, no expiration");
+	pgck_kj_credentials_free(&c);
+	b = "{\"Version\":2,\"AccessKeyId\":\"AKID\",\"SecretAccessKey\":\"s\"}";
+	ok = pgck_kj_parse_process_credentials(b, strlen(b), &c, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_VALUE, "credential_process Version 2 rejected");
+	b = "{\"AccessKeyId\":\"AKID\",\"SecretAccessKey\":\"s\"}";
+	ok = pgck_kj_parse_process_credentials(b, strlen(b), &c, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_VALUE, "credential_process without Version rejected");
+	b = "{\"Version\":1,\"AccessKeyId\":\"AKID\",\"SecretAccessKey\":\"s\",\"Expiration\":\"soon\"}";
+	ok = pgck_kj_parse_process_credentials(b, strlen(b), &c, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_VALUE && c.access_key_id == NULL,
+		  "credential_process bad Expiration rejected, nothing left allocated");
+	b = "{\"Version\":1,\"SecretAccessKey\":\"s\"}";
+	ok = pgck_kj_parse_process_credentials(b, strlen(b), &c, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_MISSING, "credential_process without AccessKeyId rejected");
+
+	/* SSO portal GetRoleCredentials */
+	b = "{\"roleCredentials\":{\"accessKeyId\":\"ASIA2\",\"secretAccessKey\":\"s\",\"sessionToken\":\"t\",\"expiration\":1495033794000}}";
+	ok = pgck_kj_parse_sso_role_credentials(b, strlen(b), &c, &err);
+	check(ok && strcmp(c.access_key_id, "ASIA2") == 0 && c.expiration == 1495033794,
+		  "SSO role credentials parsed (expiration in milliseconds)");
+	pgck_kj_credentials_free(&c);
+	b = "{\"roleCredentials\":{\"accessKeyId\":\"ASIA2\",\"secretAccessKey\":\"s\",\"sessionToken\":\"t\",\"expiration\":1495033794}}";
+	ok = pgck_kj_parse_sso_role_credentials(b, strlen(b), &c, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_VALUE, "SSO expiration in seconds (1970) rejected");
+	b = "{\"roleCredentials\":{\"accessKeyId\":\"ASIA2\",\"secretAccessKey\":\"s\",\"expiration\":1495033794000}}";
+	ok = pgck_kj_parse_sso_role_credentials(b, strlen(b), &c, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_MISSING && c.access_key_id == NULL,
+		  "SSO credentials without sessionToken rejected");
+	b = "{\"accessKeyId\":\"ASIA2\"}";
+	ok = pgck_kj_parse_sso_role_credentials(b, strlen(b), &c, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_MISSING, "SSO answer without roleCredentials rejected");
+
+	/* SSO token cache */
+	b = "{\"startUrl\":\"https://x.awsapps.com/start\",\"accessToken\":\"aoa-tok\",\"expiresAt\":\"2017-05-17T15:09:54Z\",\"region\":\"us-east-1\"}";
+	ok = pgck_kj_parse_sso_token(b, strlen(b), &t, &when, &err);
+	check(ok && strcmp(t, "aoa-tok") == 0 && when == 1495033794, "SSO token cache parsed");
+	free(t);
+	b = "{\"accessToken\":\"aoa-tok\",\"expiresAt\":\"tomorrow\"}";
+	ok = pgck_kj_parse_sso_token(b, strlen(b), &t, &when, &err);
+	check(!ok && t == NULL && err.status == PGCK_KJ_ERR_VALUE, "SSO token cache with a bad expiresAt rejected");
+	b = "{\"expiresAt\":\"2017-05-17T15:09:54Z\"}";
+	ok = pgck_kj_parse_sso_token(b, strlen(b), &t, &when, &err);
+	check(!ok && t == NULL && err.status == PGCK_KJ_ERR_MISSING, "SSO token cache without accessToken rejected");
+
+	/* STS AssumeRole */
+	b = "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>"
+		"<Credentials><AccessKeyId>ASIA3</AccessKeyId><SecretAccessKey>s&amp;x</SecretAccessKey>"
+		"<SessionToken>tok</SessionToken><Expiration>2017-05-17T15:09:54Z</Expiration></Credentials>"
+		"</AssumeRoleResult></AssumeRoleResponse>";
+	ok = pgck_kj_parse_sts_assume_role(b, strlen(b), &c, &err);
+	check(ok && strcmp(c.secret_access_key, "s&x") == 0 && c.expiration == 1495033794,
+		  "STS AssumeRole response parsed");
+	pgck_kj_credentials_free(&c);
+	ok = pgck_kj_parse_sts_credentials(b, strlen(b), &c, &err);
+	check(!ok && err.status == PGCK_KJ_ERR_SYNTAX, "an AssumeRole response is not a web identity one");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -819,6 +914,7 @@ main(int argc, char **argv)
 	test_iso8601();
 	test_json_credentials();
 	test_sts();
+	test_new_sources();
 	test_allocator();
 
 	printf("%d passed, %d failed\n", n_pass, n_fail);
