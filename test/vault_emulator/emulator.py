@@ -31,7 +31,7 @@ Control API (no auth; loopback only), JSON bodies:
   POST /_emu/approle     {mount, namespace, role_id, secret_id, policies, ttl, max_ttl, renewable}
   POST /_emu/kubernetes  {mount, namespace, role, jwt, policies, ttl, max_ttl, renewable}
   POST /_emu/mount       {path, namespace}          a Transit mount
-  POST /_emu/revoke-all  {}                         every token but the root token
+  POST /_emu/revoke-all  {}                         every token a login issued
   POST /_emu/fault       {path, kind, count, delay} path: a regex on "<namespace>|<path>";
                          kind: 500, 503, 429, 403, slow (delay s, then answer); count -1 = always
   POST /_emu/clear-faults, POST /_emu/reset-stats, GET /_emu/stats
@@ -209,7 +209,7 @@ def issue_token(ns, spec, meta):
     STATE["tokens"][t] = {"namespace": ns, "policies": list(spec.get("policies", [])), "ttl": ttl,
                           "max_ttl": int(spec.get("max_ttl", 0)),
                           "renewable": bool(spec.get("renewable", True)) and ttl > 0,
-                          "issued": now, "expires": now + ttl if ttl else None}
+                          "issued": now, "expires": now + ttl if ttl else None, "login": True}
     tok = STATE["tokens"][t]
     return {"client_token": t, "accessor": secrets.token_urlsafe(12), "policies":
             ["default"] + tok["policies"], "token_policies": ["default"] + tok["policies"],
@@ -446,7 +446,7 @@ def handle_control(method, path, body):
         elif path == "mount":
             STATE["mounts"].add((body.get("namespace", ""), body["path"]))
         elif path == "revoke-all":
-            for t in [t for t, v in STATE["tokens"].items() if not v.get("root")]:
+            for t in [t for t, v in STATE["tokens"].items() if v.get("login")]:
                 del STATE["tokens"][t]
         elif path == "reset":
             reset_state()
