@@ -840,7 +840,7 @@ renew(double deadline_ms)
 		pgck_kms_wipe_pfree(token);
 	}
 	PG_END_TRY();
-	pgck_stats_kms_call(PGCK_OP_CREDENTIALS, 0, ok);
+	pgck_stats_kms_call(PGCK_OP_CREDENTIALS, resp.elapsed_ms, ok);
 	elog(DEBUG1, "pgcrypt_kms: Vault token renewal %s", ok ? "succeeded" : "refused");
 	return ok;
 }
