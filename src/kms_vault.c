@@ -68,7 +68,6 @@
  */
 #include "postgres.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 
 #include "miscadmin.h"
@@ -84,11 +83,12 @@
 #include "kms_common.h"
 #include "kms_json.h"
 #include "pgck_errcodes.h"
+#include "vault_json.h"
 
 #define VAULT_MAX_RESPONSE		(256 * 1024)
 #define VAULT_MAX_TOKEN			8192
 #define VAULT_MAX_SECRET_FILE	(64 * 1024)
-#define VAULT_MAX_CIPHERTEXT	8192
+#define VAULT_MAX_CIPHERTEXT	PGCK_VJ_MAX_CIPHERTEXT
 #define VAULT_MAX_ERRORS		512
 #define VAULT_MAX_PLAINTEXT_B64	PGCK_BASE64_ENC_LEN(64)
 
@@ -118,40 +118,19 @@ static bool exit_registered = false;
  * references
  * ------------------------------------------------------------------ */
 
-static bool
-name_char(char c)
-{
-	return isalnum((unsigned char) c) || c == '_' || c == '-' || c == '.';
-}
-
 static void
 parse_key_ref(const char *ref, VaultKeyRef *out)
 {
-	const char *slash = strrchr(ref, '/');
-	const char *p;
-	bool		ok = slash != NULL && slash != ref && slash[1] != '\0' &&
-		strlen(ref) <= 512 && ref[0] != '/';
+	size_t		mount_len;
 
-	for (p = ref; ok && *p; p++)
-	{
-		if (*p == '/')
-			ok = p[1] != '/' && p[1] != '\0' && strncmp(p + 1, "../", 3) != 0 &&
-				strncmp(p + 1, "./", 2) != 0;
-		else
-			ok = name_char(*p);
-	}
-	/* a key name starts and ends with a word character (Vault's GenericNameRegex) */
-	if (ok)
-		ok = slash[1] != '.' && slash[1] != '-' && ref[strlen(ref) - 1] != '.' &&
-			ref[strlen(ref) - 1] != '-';
-	if (!ok)
+	if (!pgck_vj_check_ref(ref, &mount_len))
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("invalid Vault Transit key reference \"vault-transit:%s\"", ref),
 				 errhint("Use \"vault-transit:<mount>/<key>\", as in \"vault-transit:transit/app\"; mount and key hold letters, digits and \"_-.\".")));
 	out->ref = ref;
-	out->mount = pnstrdup(ref, slash - ref);
-	out->key = pstrdup(slash + 1);
+	out->mount = pnstrdup(ref, mount_len);
+	out->key = pstrdup(ref + mount_len + 1);
 }
 
 /* ------------------------------------------------------------------
@@ -206,126 +185,6 @@ auth_name(void)
 /* ------------------------------------------------------------------
  * responses
  * ------------------------------------------------------------------ */
-
-typedef struct VaultField
-{
-	const char *name;
-	char		type;			/* 's' string, 'i' integer, 'b' boolean */
-	bool		required;
-	char	   *str;			/* 's': out buffer of strsize bytes */
-	size_t		strsize;
-	int64	   *num;
-	bool	   *flag;
-	bool		found;
-} VaultField;
-
-/*
- * Fill fields from body.<section>; NULL on success, else a static English
- * description.  No palloc, no ereport: jansson's memory is released here.
- */
-static const char *
-parse_fields(const PgckHttpResponse *resp, const char *section, VaultField *f, int n)
-{
-	json_t	   *root;
-	json_t	   *obj;
-	json_error_t jerr;
-	const char *problem = NULL;
-	int			i;
-
-	if (resp->body == NULL || resp->body_len == 0)
-		return "The response has no body.";
-	pgck_kj_install_wiping_allocator();
-	root = json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL)
-		return "The response is not JSON.";
-	obj = json_object_get(root, section);
-	if (!json_is_object(obj))
-		problem = section[0] == 'a' ? "The response has no \"auth\" object." :
-			"The response has no \"data\" object.";
-	for (i = 0; problem == NULL && i < n; i++)
-	{
-		json_t	   *v = json_object_get(obj, f[i].name);
-
-		f[i].found = false;
-		if (v == NULL || json_is_null(v))
-		{
-			if (f[i].required)
-				problem = "A required member is missing from the response.";
-			continue;
-		}
-		switch (f[i].type)
-		{
-			case 's':
-				if (!json_is_string(v))
-					problem = "A member of the response has the wrong type.";
-				else if (json_string_length(v) + 1 > f[i].strsize ||
-						 strlen(json_string_value(v)) != json_string_length(v))
-					problem = "A member of the response is too long or holds a NUL.";
-				else
-					memcpy(f[i].str, json_string_value(v), json_string_length(v) + 1);
-				break;
-			case 'i':
-				if (!json_is_integer(v))
-					problem = "A member of the response has the wrong type.";
-				else
-					*f[i].num = json_integer_value(v);
-				break;
-			default:
-				if (!json_is_boolean(v))
-					problem = "A member of the response has the wrong type.";
-				else
-					*f[i].flag = json_is_true(v);
-				break;
-		}
-		f[i].found = problem == NULL;
-	}
-	json_decref(root);
-	return problem;
-}
-
-/*
- * Vault's "errors" array joined with "; " into out (VAULT_MAX_ERRORS + 1),
- * printable ASCII only (others become '?', a newline a space).
- */
-static void
-parse_errors(const PgckHttpResponse *resp, char *out)
-{
-	json_t	   *root = NULL;
-	json_t	   *errs;
-	json_error_t jerr;
-	size_t		i;
-	size_t		len = 0;
-	char	   *p;
-
-	out[0] = '\0';
-	if (resp->body != NULL && resp->body_len > 0)
-	{
-		pgck_kj_install_wiping_allocator();
-		root = json_loadb(resp->body, resp->body_len, 0, &jerr);
-	}
-	errs = json_object_get(root, "errors");
-	if (json_is_array(errs))
-	{
-		for (i = 0; i < json_array_size(errs); i++)
-		{
-			const char *s = json_string_value(json_array_get(errs, i));
-
-			if (s == NULL)
-				continue;
-			len = strlen(out);
-			snprintf(out + len, VAULT_MAX_ERRORS + 1 - len, "%s%s", len ? "; " : "", s);
-		}
-	}
-	if (root != NULL)
-		json_decref(root);
-	for (p = out; *p; p++)
-	{
-		if (*p == '\n' || *p == '\t')
-			*p = ' ';
-		else if (*p < 0x20 || *p > 0x7e)
-			*p = '?';
-	}
-}
 
 static bool
 errors_say(const char *errors, const char *what)
@@ -507,7 +366,7 @@ vault_request(PgckKmsOp op, const char *what, PgckHttpMethod method, const char 
 		errors[0] = '\0';
 		if (result == PGCK_HTTP_DONE)
 		{
-			parse_errors(resp, errors);
+			pgck_vj_parse_errors(resp->body, resp->body_len, errors, sizeof(errors));
 			if (status == 403 && with_session && !relogged &&
 				(errors_say(errors, "invalid token") ||
 				 (session.lease_ms > 0 &&
@@ -636,7 +495,7 @@ token_source_changed(void)
 
 /* Take a token into the session (malloc'd copy). */
 static void
-session_set(const char *token, int64 lease_s, bool renewable)
+session_set(const char *token, int64_t lease_s, bool renewable)
 {
 	char	   *config = session_config();
 
@@ -667,15 +526,15 @@ static void
 take_auth(const PgckHttpResponse *resp, const char *what, bool keep_login_lease)
 {
 	char	   *token = palloc0(VAULT_MAX_TOKEN + 1);
-	int64		lease = 0;
+	int64_t		lease = 0;
 	bool		renewable = false;
 	double		login_lease = session.login_lease_ms;
-	VaultField	f[3] = {
+	PgckVjField	f[3] = {
 		{.name = "client_token", .type = 's', .required = true, .str = token, .strsize = VAULT_MAX_TOKEN + 1},
 		{.name = "lease_duration", .type = 'i', .num = &lease},
 		{.name = "renewable", .type = 'b', .flag = &renewable},
 	};
-	const char *problem = parse_fields(resp, "auth", f, lengthof(f));
+	const char *problem = pgck_vj_parse_fields(resp->body, resp->body_len, "auth", f, lengthof(f));
 
 	if (problem == NULL && token[0] == '\0')
 		problem = "The response has an empty client_token.";
@@ -735,9 +594,9 @@ token_login(double deadline_ms)
 {
 	char	   *token = token_from_source();
 	PgckHttpResponse resp;
-	int64		ttl = 0;
+	int64_t		ttl = 0;
 	bool		renewable = false;
-	VaultField	f[2] = {
+	PgckVjField	f[2] = {
 		{.name = "ttl", .type = 'i', .num = &ttl},
 		{.name = "renewable", .type = 'b', .flag = &renewable},
 	};
@@ -749,7 +608,7 @@ token_login(double deadline_ms)
 
 		vault_request(PGCK_OP_CREDENTIALS, "auth/token/lookup-self", PGCK_HTTP_GET,
 					  "auth/token/lookup-self", NULL, 0, token, false, deadline_ms, &resp);
-		problem = parse_fields(&resp, "data", f, lengthof(f));
+		problem = pgck_vj_parse_fields(resp.body, resp.body_len, "data", f, lengthof(f));
 		if (problem != NULL)
 			malformed_response(PGCK_OP_CREDENTIALS, "auth/token/lookup-self", problem);
 		session_set(token, ttl, renewable);
@@ -892,60 +751,20 @@ ensure_token(double deadline_ms)
 static char *
 context_b64(const char *kms_context, const char *what)
 {
-	json_t	   *root;
-	json_error_t jerr;
-	char	   *canon;
+	const char *problem;
+	char	   *b64 = pgck_vj_context_b64(kms_context, &problem);
 	char	   *out;
-	size_t		n;
 
-	if (kms_context == NULL || kms_context[0] == '\0')
-		return NULL;
-	pgck_kj_install_wiping_allocator();
-	root = json_loads(kms_context, JSON_REJECT_DUPLICATES, &jerr);
-	if (!json_is_object(root))
-	{
-		if (root)
-			json_decref(root);
+	if (b64 == NULL && problem != NULL)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-				 errmsg("kms_context of Vault Transit key \"%s\" is not a JSON object", what)));
-	}
-	if (json_object_size(root) == 0)
-	{
-		json_decref(root);
+				 errmsg("invalid kms_context of Vault Transit key \"vault-transit:%s\"", what),
+				 errdetail("%s", problem)));
+	if (b64 == NULL)
 		return NULL;
-	}
-	canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(root);
-	if (canon == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	n = strlen(canon);
-	out = palloc(PGCK_BASE64_ENC_LEN(n) + 1);
-	out[pgck_base64_encode((const uint8_t *) canon, n, out)] = '\0';
-	free(canon);
+	out = pstrdup(b64);
+	free(b64);
 	return out;
-}
-
-/* Is s a Transit ciphertext: "vault:v<N>:<base64>"? */
-static bool
-is_ciphertext(const char *s, size_t len)
-{
-	size_t		i = 7;
-
-	if (len < 10 || len > VAULT_MAX_CIPHERTEXT || strncmp(s, "vault:v", 7) != 0)
-		return false;
-	while (i < len && isdigit((unsigned char) s[i]))
-		i++;
-	if (i == 7 || i >= len || s[i] != ':')
-		return false;
-	for (i++; i < len; i++)
-	{
-		if (!isalnum((unsigned char) s[i]) && s[i] != '+' && s[i] != '/' && s[i] != '=')
-			return false;
-	}
-	return true;
 }
 
 /* A stored blob as a ciphertext string (palloc'd), checked. */
@@ -954,7 +773,7 @@ blob_ciphertext(const bytea *wrapped, const VaultKeyRef *ref)
 {
 	size_t		len = VARSIZE_ANY_EXHDR(wrapped);
 
-	if (!is_ciphertext(VARDATA_ANY(wrapped), len))
+	if (!pgck_vj_is_ciphertext(VARDATA_ANY(wrapped), len))
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
 				 errmsg("wrapped key for Vault Transit key \"vault-transit:%s\" is not a Transit ciphertext",
@@ -1005,12 +824,12 @@ static char *
 response_ciphertext(PgckKmsOp op, const char *what, const PgckHttpResponse *resp)
 {
 	char	   *ct = palloc0(VAULT_MAX_CIPHERTEXT + 1);
-	VaultField	f[1] = {
+	PgckVjField	f[1] = {
 		{.name = "ciphertext", .type = 's', .required = true, .str = ct, .strsize = VAULT_MAX_CIPHERTEXT + 1},
 	};
-	const char *problem = parse_fields(resp, "data", f, lengthof(f));
+	const char *problem = pgck_vj_parse_fields(resp->body, resp->body_len, "data", f, lengthof(f));
 
-	if (problem == NULL && !is_ciphertext(ct, strlen(ct)))
+	if (problem == NULL && !pgck_vj_is_ciphertext(ct, strlen(ct)))
 		problem = "The ciphertext is not of the form vault:v<N>:<base64>.";
 	if (problem != NULL)
 		malformed_response(op, what, problem);
@@ -1023,23 +842,15 @@ response_plaintext(PgckKmsOp op, const char *what, const PgckHttpResponse *resp,
 				   uint8 *dek_out, size_t key_len)
 {
 	char	   *b64 = palloc0(VAULT_MAX_PLAINTEXT_B64 + 1);
-	uint8	   *raw = palloc(PGCK_BASE64_DEC_MAX(VAULT_MAX_PLAINTEXT_B64));
-	size_t		got = 0;
-	VaultField	f[1] = {
+	PgckVjField f[1] = {
 		{.name = "plaintext", .type = 's', .required = true, .str = b64, .strsize = VAULT_MAX_PLAINTEXT_B64 + 1},
 	};
-	const char *problem = parse_fields(resp, "data", f, lengthof(f));
+	const char *problem = pgck_vj_parse_fields(resp->body, resp->body_len, "data", f, lengthof(f));
 
-	if (problem == NULL && !pgck_base64_decode(b64, strlen(b64), raw, &got))
-		problem = "The plaintext is not canonical base64.";
-	if (problem == NULL && got != key_len)
-		problem = "The plaintext key has another length than asked for.";
-	if (problem == NULL)
-		memcpy(dek_out, raw, key_len);
+	if (problem == NULL && !pgck_vj_decode_key(b64, dek_out, key_len))
+		problem = "The plaintext key is not canonical base64 of the length asked for.";
 	explicit_bzero(b64, VAULT_MAX_PLAINTEXT_B64 + 1);
-	explicit_bzero(raw, PGCK_BASE64_DEC_MAX(VAULT_MAX_PLAINTEXT_B64));
 	pfree(b64);
-	pfree(raw);
 	if (problem != NULL)
 		malformed_response(op, what, problem);
 }
@@ -1217,7 +1028,7 @@ do_check_key(const char *key_ref)
 	char		type[64];
 	bool		supports_encryption = false;
 	bool		derived = false;
-	VaultField	f[3] = {
+	PgckVjField	f[3] = {
 		{.name = "type", .type = 's', .required = true, .str = type, .strsize = sizeof(type)},
 		{.name = "supports_encryption", .type = 'b', .flag = &supports_encryption},
 		{.name = "derived", .type = 'b', .flag = &derived},
@@ -1235,7 +1046,7 @@ do_check_key(const char *key_ref)
 
 		vault_request(PGCK_OP_DESCRIBE_KEY, uri, PGCK_HTTP_GET, path, NULL, 0, NULL, true,
 					  pgck_kms_call_deadline_ms(), &resp);
-		problem = parse_fields(&resp, "data", f, lengthof(f));
+		problem = pgck_vj_parse_fields(resp.body, resp.body_len, "data", f, lengthof(f));
 		if (problem != NULL)
 			malformed_response(PGCK_OP_DESCRIBE_KEY, uri, problem);
 	}
