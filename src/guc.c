@@ -30,6 +30,23 @@ int			pgck_dek_rotate_after = 0;
 char	   *pgck_local_key_file = NULL;
 char	   *pgck_pkcs11_module = NULL;
 char	   *pgck_pkcs11_pin_file = NULL;
+char	   *pgck_vault_addr = NULL;
+char	   *pgck_vault_namespace = NULL;
+int			pgck_vault_auth = PGCK_VAULT_AUTH_TOKEN;
+char	   *pgck_vault_token_file = NULL;
+char	   *pgck_vault_approle_role_id = NULL;
+char	   *pgck_vault_approle_secret_id_file = NULL;
+char	   *pgck_vault_approle_mount = NULL;
+char	   *pgck_vault_kubernetes_role = NULL;
+char	   *pgck_vault_kubernetes_token_file = NULL;
+char	   *pgck_vault_kubernetes_mount = NULL;
+
+static const struct config_enum_entry vault_auth_options[] = {
+	{"token", PGCK_VAULT_AUTH_TOKEN, false},
+	{"approle", PGCK_VAULT_AUTH_APPROLE, false},
+	{"kubernetes", PGCK_VAULT_AUTH_KUBERNETES, false},
+	{NULL, 0, false}
+};
 
 static bool
 check_endpoint(char **newval, void **extra, GucSource source)
@@ -74,6 +91,41 @@ check_absolute_path(char **newval, void **extra, GucSource source)
 		return true;
 	GUC_check_errdetail("The path must be absolute.");
 	return false;
+}
+
+/* A Vault path (mount, namespace): segments of [A-Za-z0-9_.-], no "." or "..". */
+static bool
+check_vault_path(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+	const char *seg = v;
+	const char *p;
+
+	if (v == NULL || v[0] == '\0')
+		return true;
+	for (p = v;; p++)
+	{
+		if (*p == '/' || *p == '\0')
+		{
+			size_t		n = p - seg;
+
+			if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+			{
+				GUC_check_errdetail("A Vault path has non-empty segments separated by single slashes, none of them \".\" or \"..\", and no leading or trailing slash.");
+				return false;
+			}
+			if (*p == '\0')
+				break;
+			seg = p + 1;
+		}
+		else if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				   (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
+		{
+			GUC_check_errdetail("A Vault path holds only letters, digits, \"_-.\" and \"/\".");
+			return false;
+		}
+	}
+	return true;
 }
 
 void
@@ -141,6 +193,51 @@ pgck_guc_init(void)
 							   "The PIN itself is never a setting.",
 							   &pgck_pkcs11_pin_file, "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+
+	DefineCustomStringVariable("pgcrypt_kms.vault_addr",
+							   "URL of the Vault or OpenBao server of vault-transit: keys, as in https://vault.example.com:8200.",
+							   "Plain http:// is accepted only for loopback addresses.",
+							   &pgck_vault_addr, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_endpoint, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.vault_namespace",
+							   "Vault Enterprise / OpenBao namespace of vault-transit: keys, sent as X-Vault-Namespace (empty: none).",
+							   NULL, &pgck_vault_namespace, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_vault_path, NULL, NULL);
+	DefineCustomEnumVariable("pgcrypt_kms.vault_auth",
+							 "How the server logs in to Vault: token, approle or kubernetes.",
+							 NULL, &pgck_vault_auth, PGCK_VAULT_AUTH_TOKEN, vault_auth_options,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.vault_token_file",
+							   "File holding the Vault token of vault_auth = token (empty: VAULT_TOKEN in the server's environment).",
+							   "The file must not be accessible to group or others.",
+							   &pgck_vault_token_file, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.vault_approle_role_id",
+							   "AppRole role id of vault_auth = approle.",
+							   NULL, &pgck_vault_approle_role_id, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.vault_approle_secret_id_file",
+							   "File holding the AppRole secret id of vault_auth = approle.",
+							   "The file must not be accessible to group or others.",
+							   &pgck_vault_approle_secret_id_file, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.vault_approle_mount",
+							   "Mount path of the AppRole auth method.",
+							   NULL, &pgck_vault_approle_mount, "approle",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_vault_path, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.vault_kubernetes_role",
+							   "Vault role of vault_auth = kubernetes.",
+							   NULL, &pgck_vault_kubernetes_role, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.vault_kubernetes_token_file",
+							   "Service account token (JWT) file of vault_auth = kubernetes.",
+							   NULL, &pgck_vault_kubernetes_token_file,
+							   "/var/run/secrets/kubernetes.io/serviceaccount/token",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.vault_kubernetes_mount",
+							   "Mount path of the Kubernetes auth method.",
+							   NULL, &pgck_vault_kubernetes_mount, "kubernetes",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_vault_path, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgcrypt_kms");
 }

@@ -27,6 +27,24 @@ extern char *pgck_pkcs11_module;	/* "" = pkcs11: provider unusable */
 extern char *pgck_pkcs11_pin_file;	/* file holding the token user PIN */
 extern char *pgck_local_key_file;	/* "" = local provider unusable */
 
+/* Vault / OpenBao Transit (kms_vault.c) */
+typedef enum PgckVaultAuth
+{
+	PGCK_VAULT_AUTH_TOKEN,
+	PGCK_VAULT_AUTH_APPROLE,
+	PGCK_VAULT_AUTH_KUBERNETES
+} PgckVaultAuth;
+extern char *pgck_vault_addr;		/* "" = Vault provider unusable */
+extern char *pgck_vault_namespace;	/* "" = no X-Vault-Namespace */
+extern int	pgck_vault_auth;		/* PgckVaultAuth */
+extern char *pgck_vault_token_file;	/* "" = VAULT_TOKEN */
+extern char *pgck_vault_approle_role_id;
+extern char *pgck_vault_approle_secret_id_file;
+extern char *pgck_vault_approle_mount;
+extern char *pgck_vault_kubernetes_role;
+extern char *pgck_vault_kubernetes_token_file;
+extern char *pgck_vault_kubernetes_mount;
+
 extern void pgck_guc_init(void);
 
 #endif							/* PGCK_GUC_H */

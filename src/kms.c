@@ -14,6 +14,7 @@ static const PgckKmsProvider *const providers[] = {
 	&pgck_kms_aws_provider,
 	&pgck_kms_local_provider,
 	&pgck_kms_pkcs11_provider,
+	&pgck_kms_vault_provider,
 };
 
 const PgckKmsProvider *
@@ -39,6 +40,6 @@ pgck_kms_provider_for(const char *uri, const char **rest)
 	ereport(ERROR,
 			(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 			 errmsg("invalid KMS key reference \"%s\"", uri),
-			 errhint("Use \"aws-kms:<key id, key ARN, alias/name or alias ARN>\", or \"local:<name>\" for development.")));
+			 errhint("Use \"aws-kms:<key id, key ARN, alias/name or alias ARN>\", \"vault-transit:<mount>/<key>\", or \"local:<name>\" for development.")));
 	return NULL;				/* keep compiler quiet */
 }

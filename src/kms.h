@@ -105,6 +105,7 @@ extern const PgckKmsProvider *pgck_kms_provider_for(const char *uri, const char 
 extern const PgckKmsProvider pgck_kms_local_provider;
 extern const PgckKmsProvider pgck_kms_aws_provider;
 extern const PgckKmsProvider pgck_kms_pkcs11_provider;
+extern const PgckKmsProvider pgck_kms_vault_provider;
 
 /* Counters shown by kms_cache_stats(); see keycache.c */
 extern void pgck_stats_kms_call(PgckKmsOp op, double elapsed_ms, bool ok);

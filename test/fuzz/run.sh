@@ -77,6 +77,7 @@ for opt in kms_json sigv4; do
     [ -f "$ROOT/src/$opt.c" ] && SRCS+=("$ROOT/src/$opt.c")
 done
 [ -f "$ROOT/src/pkcs11_uri.c" ] && SRCS+=("$ROOT/src/pkcs11_uri.c")
+[ -f "$ROOT/src/vault_json.c" ] && SRCS+=("$ROOT/src/vault_json.c")
 
 # shellcheck disable=SC2054  # the commas are inside one -fsanitize= list
 COMMON=(-g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra
