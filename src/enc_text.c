@@ -206,6 +206,72 @@ refuse_null_argument(const char *what, const char *function)
 }
 
 /*
+ * Per backend: the last key entry a name resolved to and the last version
+ * entry an id did, kept across statements while pgck_keycache_epoch is
+ * unchanged, and re-validated on each new statement by
+ * pgck_keycache_{key,version}_usable() (the checks of the cache's own hit
+ * path, invalidations taken in first).  A single-row statement (a point
+ * lookup) then skips the name conversion and both hash lookups: its call
+ * sites' fn_extra memos below are new in every statement.
+ */
+static struct
+{
+	uint64		epoch;
+	PgckCachedKey *k;
+	int			name_len;
+	char		name[PGCK_KEY_NAME_MAX + 1];
+}			last_key;
+
+static struct
+{
+	uint64		epoch;
+	PgckCachedVersion *v;
+	uint32		id;
+}			last_version;
+
+static PgckCachedKey *
+cached_key(const text *name, int len)
+{
+	char	   *cname;
+	PgckCachedKey *k;
+
+	/* the epoch first (the pointer is alive), then again after usable() */
+	if (last_key.k != NULL && last_key.epoch == pgck_keycache_epoch &&
+		last_key.name_len == len && memcmp(last_key.name, VARDATA_ANY(name), len) == 0 &&
+		pgck_keycache_key_usable(last_key.k) && last_key.epoch == pgck_keycache_epoch)
+		return last_key.k;
+	last_key.k = NULL;
+	cname = text_to_cstring(name);
+	k = pgck_keycache_key(cname);
+	pfree(cname);
+	if (len <= PGCK_KEY_NAME_MAX)
+	{
+		last_key.epoch = pgck_keycache_epoch;
+		last_key.k = k;
+		last_key.name_len = len;
+		memcpy(last_key.name, VARDATA_ANY(name), len);
+	}
+	return k;
+}
+
+static PgckCachedVersion *
+cached_version(uint32 id)
+{
+	PgckCachedVersion *v;
+
+	if (last_version.v != NULL && last_version.epoch == pgck_keycache_epoch &&
+		last_version.id == id &&
+		pgck_keycache_version_usable(last_version.v) && last_version.epoch == pgck_keycache_epoch)
+		return last_version.v;
+	last_version.v = NULL;
+	v = pgck_keycache_version(id);
+	last_version.epoch = pgck_keycache_epoch;
+	last_version.id = id;
+	last_version.v = v;
+	return v;
+}
+
+/*
  * Per call site (fn_extra): the key entry a key name resolved to, valid while
  * the statement and pgck_keycache_epoch are unchanged.  Saves converting and
  * hashing the name for every row of a scan.
@@ -227,7 +293,6 @@ key_for(const text *name, FmgrInfo *flinfo)
 	int			len = VARSIZE_ANY_EXHDR(name);
 	TimestampTz stmt = pgck_keycache_now();
 	PgckCachedKey *k;
-	char	   *cname;
 
 	if (memo != NULL && memo->statement == stmt && memo->epoch == pgck_keycache_epoch &&
 		memo->name_len == len && memcmp(memo->name, VARDATA_ANY(name), len) == 0)
@@ -235,8 +300,7 @@ key_for(const text *name, FmgrInfo *flinfo)
 		pgck_stats.hits++;
 		return memo->k;
 	}
-	cname = text_to_cstring(name);
-	k = pgck_keycache_key(cname);
+	k = cached_key(name, len);
 	if (flinfo != NULL && len <= PGCK_KEY_NAME_MAX)
 	{
 		if (memo == NULL)
@@ -248,7 +312,6 @@ key_for(const text *name, FmgrInfo *flinfo)
 		memo->name_len = len;
 		memcpy(memo->name, VARDATA_ANY(name), len);
 	}
-	pfree(cname);
 	return k;
 }
 
@@ -268,7 +331,7 @@ current_version_for(PgckCachedKey *k, FmgrInfo *flinfo)
 		pgck_stats.hits++;
 		return memo->current;
 	}
-	v = pgck_keycache_version(k->current_id);
+	v = cached_version(k->current_id);
 	if (memo != NULL && memo->k == k && memo->epoch == pgck_keycache_epoch)
 		memo->current = v;
 	return v;
@@ -372,7 +435,7 @@ version_for(uint32 id, FmgrInfo *flinfo)
 		pgck_stats.hits++;
 		return memo->v;
 	}
-	v = pgck_keycache_version(id);
+	v = cached_version(id);
 	if (flinfo != NULL)
 	{
 		if (memo == NULL)

@@ -649,6 +649,18 @@ pgck_keycache_version(uint32 id)
 	return v;
 }
 
+bool
+pgck_keycache_version_usable(PgckCachedVersion *v)
+{
+	TimestampTz now = statement_now();
+
+	if (v->validated_gen != cache_gen || expired(v->unwrapped_at, now))
+		return false;
+	pgck_stats.hits++;
+	dlist_move_head(&version_lru, &v->lru);
+	return true;
+}
+
 /*
  * Unwrap an index key into a locked slot and build its HMAC; the caller owns
  * the slot.  On error nothing is left allocated.
@@ -779,6 +791,18 @@ pgck_keycache_key(const char *name)
 		pgck_stats.hits++;
 	k->validated_gen = row_gen;
 	return k;
+}
+
+bool
+pgck_keycache_key_usable(PgckCachedKey *k)
+{
+	TimestampTz now = statement_now();
+
+	if (k->validated_gen != cache_gen ||
+		(k->transform != PGCK_BIDX_NONE && expired(k->unwrapped_at, now)))
+		return false;
+	pgck_stats.hits++;
+	return true;
 }
 
 /*

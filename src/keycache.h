@@ -118,6 +118,17 @@ extern PgckCachedKey *pgck_keycache_key(const char *name);
 extern PgckCachedVersion *pgck_keycache_version(uint32 id);
 
 /*
+ * The hit path of pgck_keycache_key / pgck_keycache_version for an entry the
+ * caller got from them in an earlier statement, without the hash lookup: the
+ * same checks (invalidations taken in once per statement, keyring row still
+ * validated, TTL not passed).  False: look the entry up again.  Only for a
+ * pointer kept while pgck_keycache_epoch stayed unchanged, and the caller
+ * re-checks the epoch after the call (taking in invalidations can bump it).
+ */
+extern bool pgck_keycache_key_usable(PgckCachedKey *k);
+extern bool pgck_keycache_version_usable(PgckCachedVersion *v);
+
+/*
  * Put a data key that was just generated (kms_create_key, kms_rotate_key)
  * into the cache, saving an unwrap.  dek is copied.
  */
