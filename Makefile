@@ -7,7 +7,7 @@ DATA = $(wildcard sql/pgcrypt_kms--*.sql)
 PGFILEDESC = "pgcrypt_kms - encrypted columns with KMS-wrapped keys"
 
 # Pure modules: no PostgreSQL headers; shared with the unit tests and fuzzers.
-PURE_OBJS = src/base64.o src/envelope.o src/aead.o src/sigv4.o src/kms_json.o src/blind_tag.o src/pkcs11_uri.o
+PURE_OBJS = src/base64.o src/envelope.o src/aead.o src/sigv4.o src/kms_json.o src/blind_tag.o src/pkcs11_uri.o src/kmip_ttlv.o
 
 OBJS = \
 	src/pgcrypt_kms.o \
@@ -49,7 +49,7 @@ VECTORS ?= test/vectors
 UNIT_CC ?= cc
 UNIT_CFLAGS = -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc $(PGCK_CFLAGS)
 UNIT_LIBS = -lcrypto -ljansson $(PGCK_LDFLAGS)
-UNIT_TESTS = test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/unit/test_pkcs11_uri
+UNIT_TESTS = test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/unit/test_pkcs11_uri test/unit/test_kmip_ttlv
 PURE_SRCS = $(PURE_OBJS:.o=.c)
 
 test/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/*.h) test/unit/unit.h
@@ -79,7 +79,7 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	bash test/fuzz/run.sh $(FUZZ_SECONDS)
 
-EXTRA_CLEAN = test/results test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/fuzz/bin test/unit/test_pkcs11_uri
+EXTRA_CLEAN = test/results test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/fuzz/bin test/unit/test_pkcs11_uri test/unit/test_kmip_ttlv
 
 # ---------------------------------------------------------------- PGXN
 # pgcrypt_kms-<default_version>.zip of the committed tree (git archive, so
