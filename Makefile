@@ -24,6 +24,7 @@ OBJS = \
 	src/aws_credentials.o \
 	src/kms_aws.o \
 	src/kms_pkcs11.o \
+	src/kms_kmip.o \
 	$(PURE_OBJS)
 
 SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson

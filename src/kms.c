@@ -14,6 +14,7 @@ static const PgckKmsProvider *const providers[] = {
 	&pgck_kms_aws_provider,
 	&pgck_kms_local_provider,
 	&pgck_kms_pkcs11_provider,
+	&pgck_kms_kmip_provider,
 };
 
 const PgckKmsProvider *
