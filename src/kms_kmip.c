@@ -301,8 +301,14 @@ ssl_wait(int r, double deadline_ms, TransportError *te, const char *during)
 		}
 		return true;
 	}
-	if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+	/* a peer that closed or reset the connection: worth a new one */
+	if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) ||
+		(err == SSL_ERROR_SSL &&
+		 ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING))
+	{
+		ERR_clear_error();
 		transport_fail(te, true, "the server closed the connection %s", during);
+	}
 	else
 		transport_fail(te, false, "TLS failure %s: %s", during, ssl_reason());
 	return false;

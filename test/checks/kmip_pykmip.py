@@ -95,7 +95,7 @@ def main():
             ctlen = int.from_bytes(blob[off:off + 2], "big")
             ct = blob[off + 2:]
             assert len(ct) == ctlen, "blob length"
-            pt, _ = c.decrypt(ct, uid.decode(), cryptographic_parameters={
+            pt = c.decrypt(ct, uid.decode(), cryptographic_parameters={
                 "block_cipher_mode": enums.BlockCipherMode.CBC,
                 "padding_method": enums.PaddingMethod.PKCS5,
                 "cryptographic_algorithm": enums.CryptographicAlgorithm.AES},

@@ -53,10 +53,9 @@ as_pg() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-server_stop() {
+server_stop() {  # the server's process group (setsid made it its leader)
     if [ -f "$K/pid" ]; then
-        kill "$(cat "$K/pid")" 2>/dev/null
-        for _ in $(seq 1 50); do kill -0 "$(cat "$K/pid")" 2>/dev/null || break; sleep 0.1; done
+        as_pg /bin/kill -s KILL -- "-$(cat "$K/pid")" 2>/dev/null
         rm -f "$K/pid"
     fi
 }
@@ -115,7 +114,9 @@ exit 1
 SH
 cat >"$K/restart.sh" <<SH
 #!/bin/sh
-kill \$(cat "$K/pid"); while kill -0 \$(cat "$K/pid") 2>/dev/null; do sleep 0.1; done
+# the server dies (its whole process group) and comes back on the same port
+/bin/kill -s KILL -- -\$(cat "$K/pid")
+for i in \$(seq 1 100); do kill -0 \$(cat "$K/pid") 2>/dev/null || break; sleep 0.1; done
 exec "$K/start.sh"
 SH
 chmod 755 "$K/start.sh" "$K/restart.sh"
@@ -188,7 +189,7 @@ tamper() {  # tamper OFFSET-FROM-END: flip one byte of version 1's blob and try 
 }
 r=$(tamper 1); echo "$r" | grep -q "ERROR:  58000.*could not unwrap"; ok $? "a changed last ciphertext byte is refused: $(echo "$r" | grep ERROR)"
 r=$(tamper 40); echo "$r" | grep -q "ERROR:  58000.*could not unwrap"; ok $? "a changed middle ciphertext byte is refused: $(echo "$r" | grep ERROR)"
-r=$(tamper 66); echo "$r" | grep -q "ERROR:  58000.*could not unwrap"; ok $? "a changed IV byte is refused: $(echo "$r" | grep ERROR)"
+r=$(tamper 70); echo "$r" | grep -q "ERROR:  58000.*could not unwrap"; ok $? "a changed IV byte is refused: $(echo "$r" | grep ERROR)"
 r=$(sql "SELECT kms_flush_cache(); SELECT kms_decrypt(v) FROM t WHERE id = 1")
 echo "$r" | tail -1 | grep -qx "secret 1"; ok $? "restored, it decrypts again"
 
@@ -300,7 +301,7 @@ ok $? "no Get was ever issued: the master key never left the server"
 B64=$($PY -c "import base64,sys; print(base64.b64encode(bytes.fromhex(sys.argv[1])).decode())" "$DEK")
 LOGS="$K/server.log $K/serve.out"
 [ -n "${PGCK_TMP:-}" ] && [ -f "$PGCK_TMP/server.log" ] && LOGS="$LOGS $PGCK_TMP/server.log"
-! grep -qiF -e "$DEK" -e "$B64" $LOGS
+[ -n "$DEK" ] && [ -n "$B64" ] && ! grep -qiF -e "$DEK" -e "$B64" $LOGS
 ok $? "the data key (hex or base64) appears in no log ($LOGS)"
 
 echo "# $PASS passed, $FAIL failed"
