@@ -340,6 +340,8 @@ test_malformed(void)
 	n = unhex("42007B0100000010", buf, sizeof(buf));
 	unit_check(pgck_ttlv_message_len(buf, 1024) == 24, "message length from the header");
 	unit_check(pgck_ttlv_message_len(buf, 16) == 0, "message over the limit refused");
+	unit_check(pgck_ttlv_message_len(buf, 24) == 24, "message exactly at the limit accepted");
+	unit_check(pgck_ttlv_message_len(buf, 23) == 0, "message one byte over the limit refused");
 	n = unhex("42007B0200000010", buf, sizeof(buf));
 	unit_check(pgck_ttlv_message_len(buf, 1024) == 0, "message that is not a structure refused");
 
