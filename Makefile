@@ -9,6 +9,7 @@ PGFILEDESC = "pgcrypt_kms - encrypted columns with KMS-wrapped keys"
 # Pure modules: no PostgreSQL headers; shared with the unit tests and fuzzers.
 PURE_OBJS = src/base64.o src/envelope.o src/aead.o src/sigv4.o src/kms_json.o src/blind_tag.o src/pkcs11_uri.o
 PURE_OBJS += src/vault_json.o
+PURE_OBJS += src/kmip_ttlv.o
 
 OBJS = \
 	src/pgcrypt_kms.o \
@@ -26,6 +27,7 @@ OBJS = \
 	src/kms_aws.o \
 	src/kms_pkcs11.o \
 	src/kms_vault.o \
+	src/kms_kmip.o \
 	$(PURE_OBJS)
 
 SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson
@@ -53,6 +55,7 @@ UNIT_CFLAGS = -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc $(PGCK_C
 UNIT_LIBS = -lcrypto -ljansson $(PGCK_LDFLAGS)
 UNIT_TESTS = test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/unit/test_pkcs11_uri
 UNIT_TESTS += test/unit/test_vault_json
+UNIT_TESTS += test/unit/test_kmip_ttlv
 PURE_SRCS = $(PURE_OBJS:.o=.c)
 
 test/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/*.h) test/unit/unit.h
@@ -84,6 +87,7 @@ fuzz:
 
 EXTRA_CLEAN = test/results test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/fuzz/bin test/unit/test_pkcs11_uri
 EXTRA_CLEAN += test/unit/test_vault_json
+EXTRA_CLEAN += test/unit/test_kmip_ttlv
 
 # ---------------------------------------------------------------- PGXN
 # pgcrypt_kms-<default_version>.zip of the committed tree (git archive, so

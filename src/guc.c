@@ -47,6 +47,11 @@ static const struct config_enum_entry vault_auth_options[] = {
 	{"kubernetes", PGCK_VAULT_AUTH_KUBERNETES, false},
 	{NULL, 0, false}
 };
+char	   *pgck_kmip_host = NULL;
+int			pgck_kmip_port = 5696;
+char	   *pgck_kmip_client_cert = NULL;
+char	   *pgck_kmip_client_key = NULL;
+char	   *pgck_kmip_ca_file = NULL;
 
 static bool
 check_endpoint(char **newval, void **extra, GucSource source)
@@ -192,6 +197,26 @@ pgck_guc_init(void)
 							   "File holding the PKCS#11 token's user PIN (mode 0600, owned by the server's OS user).",
 							   "The PIN itself is never a setting.",
 							   &pgck_pkcs11_pin_file, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.kmip_host",
+							   "Host name or IP address of the KMIP server of kmip: keys; its certificate must name it.",
+							   NULL, &pgck_kmip_host, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.kmip_port",
+							"TCP port of the KMIP server.",
+							NULL, &pgck_kmip_port, 5696, 1, 65535,
+							PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.kmip_client_cert",
+							   "PEM file of the client certificate (and chain) presented to the KMIP server.",
+							   NULL, &pgck_kmip_client_cert, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.kmip_client_key",
+							   "PEM file of the KMIP client's private key; refused if group or others can access it.",
+							   NULL, &pgck_kmip_client_key, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
+	DefineCustomStringVariable("pgcrypt_kms.kmip_ca_file",
+							   "PEM file of the CA certificates that verify the KMIP server; empty: pgcrypt_kms.ca_file, else the system store.",
+							   NULL, &pgck_kmip_ca_file, "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_absolute_path, NULL, NULL);
 
 	DefineCustomStringVariable("pgcrypt_kms.vault_addr",

@@ -26,6 +26,11 @@ extern int	pgck_dek_rotate_after;	/* test-only: encryptions, 0 = 2^31 */
 extern char *pgck_pkcs11_module;	/* "" = pkcs11: provider unusable */
 extern char *pgck_pkcs11_pin_file;	/* file holding the token user PIN */
 extern char *pgck_local_key_file;	/* "" = local provider unusable */
+extern char *pgck_kmip_host;		/* "" = kmip: provider unusable */
+extern int	pgck_kmip_port;
+extern char *pgck_kmip_client_cert;	/* PEM file paths */
+extern char *pgck_kmip_client_key;
+extern char *pgck_kmip_ca_file;		/* "" = pgcrypt_kms.ca_file, else system store */
 
 /* Vault / OpenBao Transit (kms_vault.c) */
 typedef enum PgckVaultAuth

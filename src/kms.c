@@ -15,6 +15,7 @@ static const PgckKmsProvider *const providers[] = {
 	&pgck_kms_local_provider,
 	&pgck_kms_pkcs11_provider,
 	&pgck_kms_vault_provider,
+	&pgck_kms_kmip_provider,
 };
 
 const PgckKmsProvider *
@@ -40,6 +41,6 @@ pgck_kms_provider_for(const char *uri, const char **rest)
 	ereport(ERROR,
 			(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 			 errmsg("invalid KMS key reference \"%s\"", uri),
-			 errhint("Use \"aws-kms:<key id, key ARN, alias/name or alias ARN>\", \"vault-transit:<mount>/<key>\", or \"local:<name>\" for development.")));
+			 errhint("Use \"aws-kms:<key id, key ARN, alias/name or alias ARN>\", \"vault-transit:<mount>/<key>\", \"kmip:<unique identifier or name=...>\", \"pkcs11:<RFC 7512 URI>\", or \"local:<name>\" for development.")));
 	return NULL;				/* keep compiler quiet */
 }

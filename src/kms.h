@@ -106,6 +106,7 @@ extern const PgckKmsProvider pgck_kms_local_provider;
 extern const PgckKmsProvider pgck_kms_aws_provider;
 extern const PgckKmsProvider pgck_kms_pkcs11_provider;
 extern const PgckKmsProvider pgck_kms_vault_provider;
+extern const PgckKmsProvider pgck_kms_kmip_provider;
 
 /* Counters shown by kms_cache_stats(); see keycache.c */
 extern void pgck_stats_kms_call(PgckKmsOp op, double elapsed_ms, bool ok);
@@ -114,5 +115,6 @@ extern void pgck_stats_kms_retry(PgckKmsOp op);
 extern void pgck_kms_local_init(void);
 extern void pgck_kms_aws_init(void);
 extern void pgck_kms_pkcs11_init(void);
+extern void pgck_kms_kmip_init(void);
 
 #endif							/* PGCK_KMS_H */

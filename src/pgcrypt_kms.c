@@ -27,4 +27,5 @@ _PG_init(void)
 	pgck_kms_local_init();
 	pgck_kms_aws_init();
 	pgck_kms_pkcs11_init();
+	pgck_kms_kmip_init();
 }
