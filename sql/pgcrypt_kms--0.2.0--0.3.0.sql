@@ -111,14 +111,18 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_drop_index(text, text) TO pgcrypt_kms_
 -- kms_create_key(..., order_index => true): the key and its order index in one
 -- call.  SECURITY INVOKER: the key is created with the caller's rights.
 CREATE FUNCTION @extschema@.kms_create_key(name text, kms_key text, order_index bool,
-        blind_index text DEFAULT 'exact', index_bits int4 DEFAULT 256, kms_context jsonb DEFAULT '{}')
+        blind_index text DEFAULT NULL, index_bits int4 DEFAULT 256, kms_context jsonb DEFAULT '{}')
     RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF order_index IS NULL THEN
         RAISE EXCEPTION 'order_index of kms_create_key must not be null' USING ERRCODE = '22004';
     END IF;
-    PERFORM @extschema@.kms_create_key(name, kms_key, blind_index, index_bits, kms_context);
+    -- the order key is derived from the index key: with an order index the blind
+    -- index defaults to exact; without one nothing is switched on
+    PERFORM @extschema@.kms_create_key(name, kms_key,
+                                       coalesce(blind_index, CASE WHEN order_index THEN 'exact' ELSE 'none' END),
+                                       index_bits, kms_context);
     IF order_index THEN
         PERFORM @extschema@.kms_add_index(name, 'order', 'order');
     END IF;
