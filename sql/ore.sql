@@ -19,6 +19,10 @@ SELECT kms_create_key('ore_amt', 'local:regress', order_index => true, blind_ind
 SELECT kms_create_key('ore_plain', 'local:regress');                      -- no index at all
 SELECT kms_create_key('ore_mail', 'local:regress', blind_index => 'email');
 SELECT key_name, index_name, transform, index_bits FROM kms_key_indexes WHERE key_name LIKE 'ore\_%' ORDER BY 1, 2;
+-- order_index => false switches nothing on (no blind index, no order index)
+SELECT kms_create_key('ore_off', 'local:regress', order_index => false);
+SELECT DISTINCT blind_index, (SELECT count(*) FROM kms_key_indexes i WHERE i.key_name = 'ore_off') AS indexes
+  FROM kms_keys WHERE key_name = 'ore_off';
 
 -- every option is off unless asked: a key without an order index carries no term
 SELECT kms_ore(kms_encrypt(42::int8, 'ore_plain')) IS NULL AS no_term_without_order_index,
