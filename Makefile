@@ -10,12 +10,14 @@ PGFILEDESC = "pgcrypt_kms - encrypted columns with KMS-wrapped keys"
 PURE_OBJS = src/base64.o src/envelope.o src/aead.o src/sigv4.o src/kms_json.o src/blind_tag.o src/pkcs11_uri.o
 PURE_OBJS += src/vault_json.o
 PURE_OBJS += src/kmip_ttlv.o
+PURE_OBJS += src/ore.o
 
 OBJS = \
 	src/pgcrypt_kms.o \
 	src/guc.o \
 	src/enc_text.o \
 	src/blind_index.o \
+	src/enc_typed.o \
 	src/keyring.o \
 	src/keycache.o \
 	src/usage.o \
@@ -34,7 +36,7 @@ SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson
 # <p11-kit/pkcs11.h> (libp11-kit-dev): the PKCS#11 header of the pkcs11: provider
 PG_CPPFLAGS = $(shell pkg-config --cflags p11-kit-1 2>/dev/null || echo -I/usr/include/p11-kit-1)
 
-REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_reference blind_lookup lifecycle security usage tenants reencrypt_progress outside_review
+REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_reference blind_lookup lifecycle security usage tenants reencrypt_progress outside_review ore
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CONFIG ?= pg_config
@@ -56,9 +58,10 @@ UNIT_LIBS = -lcrypto -ljansson $(PGCK_LDFLAGS)
 UNIT_TESTS = test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/unit/test_pkcs11_uri
 UNIT_TESTS += test/unit/test_vault_json
 UNIT_TESTS += test/unit/test_kmip_ttlv
+UNIT_TESTS += test/unit/test_ore test/unit/test_envelope_ext
 PURE_SRCS = $(PURE_OBJS:.o=.c)
 
-test/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/*.h) test/unit/unit.h
+test/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/*.h) $(wildcard test/unit/*.h)
 	$(UNIT_CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) $(UNIT_LIBS)
 
 .PHONY: unit unit-run check-all sanitize fuzz valgrind
@@ -88,6 +91,7 @@ fuzz:
 EXTRA_CLEAN = test/results test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/fuzz/bin test/unit/test_pkcs11_uri
 EXTRA_CLEAN += test/unit/test_vault_json
 EXTRA_CLEAN += test/unit/test_kmip_ttlv
+EXTRA_CLEAN += test/unit/test_ore test/unit/test_envelope_ext
 
 # ---------------------------------------------------------------- PGXN
 # pgcrypt_kms-<default_version>.zip of the committed tree (git archive, so

@@ -59,6 +59,65 @@ pgck_normalize_digits(const char *s, size_t len, char *out)
 }
 
 size_t
+pgck_normalize_domain(const char *s, size_t len, char *out)
+{
+	size_t		n = pgck_normalize_email(s, len, out);
+	size_t		at = n;
+
+	while (at > 0 && out[at - 1] != '@')
+		at--;
+	if (at > 0)
+	{
+		memmove(out, out + at, n - at);
+		n -= at;
+	}
+	return n;
+}
+
+static inline bool
+utf8_continuation(char c)
+{
+	return ((unsigned char) c & 0xC0) == 0x80;
+}
+
+size_t
+pgck_transform_prefix(const char *s, size_t len, int n, char *out)
+{
+	size_t		end = 0;
+	int			chars = 0;
+
+	/* advance over n character starts; stop before the (n+1)th */
+	while (end < len)
+	{
+		if (!utf8_continuation(s[end]))
+		{
+			if (chars == n)
+				break;
+			chars++;
+		}
+		end++;
+	}
+	memcpy(out, s, end);
+	return end;
+}
+
+size_t
+pgck_transform_suffix(const char *s, size_t len, int n, char *out)
+{
+	size_t		start = len;
+	int			chars = 0;
+
+	while (start > 0 && chars < n)
+	{
+		start--;
+		if (!utf8_continuation(s[start]))
+			chars++;
+	}
+	memcpy(out, s + start, len - start);
+	return len - start;
+}
+
+size_t
 pgck_blind_tag_truncate(const uint8_t *mac, int index_bits, uint8_t *out)
 {
 	size_t		tag_len;

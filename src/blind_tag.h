@@ -34,6 +34,18 @@ extern size_t pgck_normalize_email(const char *s, size_t len, char *out);
 extern size_t pgck_normalize_digits(const char *s, size_t len, char *out);
 
 /*
+ * Transforms of named blind indexes (0.3.0), same contract:
+ *	domain		as email, then what follows the last '@' (all of it without
+ *				one, so the probe "example.com" matches "a@Example.com")
+ *	prefix(n)	the first n characters, suffix(n) the last n (all of s when
+ *				shorter); characters are UTF-8 sequences: continuation bytes
+ *				0x80-0xBF do not start one
+ */
+extern size_t pgck_normalize_domain(const char *s, size_t len, char *out);
+extern size_t pgck_transform_prefix(const char *s, size_t len, int n, char *out);
+extern size_t pgck_transform_suffix(const char *s, size_t len, int n, char *out);
+
+/*
  * Truncate mac[PGCK_BLIND_MAC_LEN] to its first index_bits bits (1..256,
  * most significant bit of each byte first) into out, which must hold
  * PGCK_BLIND_MAC_LEN bytes.  Returns the tag length, index_bits rounded up

@@ -33,6 +33,7 @@
 
 #include "aead.h"
 #include "blind_index.h"
+#include "enc_typed.h"
 #include "envelope.h"
 #include "keycache.h"
 #include "pgck_errcodes.h"
@@ -339,8 +340,10 @@ current_version_for(PgckCachedKey *k, FmgrInfo *flinfo)
 
 static struct varlena *
 encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const text *context,
-			  FmgrInfo *flinfo)
+			  FmgrInfo *flinfo, uint8 plain_type)
 {
+	uint8		ext[PGCK_EXT_MAX_LEN + 2];
+	size_t		ext_size;
 	PgckCachedKey *k;
 	PgckCachedVersion *v;
 	uint8		tag[PGCK_BLIND_TAG_MAX];
@@ -379,8 +382,10 @@ encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const t
 
 	if (k->transform != PGCK_BIDX_NONE)
 		tag_len = pgck_blind_index_tag(k, k->hmac, (const char *) pt, pt_len, tag);
+	/* 0.3.0: plaintext type, ORE term, named tags (enc_typed.c) */
+	ext_size = pgck_value_ext(k, plain_type, pt, pt_len, ext);
 
-	size = pgck_envelope_size(pt_len, tag_len);
+	size = pgck_envelope_size_ext(pt_len, tag_len, ext_size);
 	if (!envelope_fits(size))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -396,8 +401,8 @@ encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const t
 	result = palloc(VARHDRSZ + size);
 	SET_VARSIZE(result, VARHDRSZ + size);
 	out = (uint8 *) VARDATA(result);
-	hdr_len = pgck_envelope_write_header(out, context ? PGCK_FLAG_CONTEXT : 0,
-										 v->id, nonce, tag, tag_len);
+	hdr_len = pgck_envelope_write_header_ext(out, context ? PGCK_FLAG_CONTEXT : 0,
+											 v->id, nonce, tag, tag_len, ext, ext_size);
 	if (!pgck_aead_seal(v->aead, nonce, out, hdr_len,
 						context ? (const uint8 *) VARDATA_ANY(context) : NULL,
 						context ? VARSIZE_ANY_EXHDR(context) : 0,
@@ -455,7 +460,7 @@ version_for(uint32 id, FmgrInfo *flinfo)
  */
 static text *
 decrypt_value(struct varlena *value, const text *context, char **key_name_out,
-			  FmgrInfo *flinfo)
+			  FmgrInfo *flinfo, int want_type)
 {
 	PgckEnvelope env;
 	PgckCachedVersion *v;
@@ -463,6 +468,14 @@ decrypt_value(struct varlena *value, const text *context, char **key_name_out,
 
 	parse_stored(value, &env);
 	v = version_for(env.key_version_id, flinfo);
+	if (want_type != PGCK_PT_ANY && env.plain_type != want_type)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("a value under key \"%s\" version %d holds %s, not %s",
+						v->key_name, v->version, pgck_plain_type_name(env.plain_type),
+						pgck_plain_type_name((uint8) want_type)),
+				 errhint("Decrypt it with kms_decrypt%s%s().", env.plain_type == PGCK_PT_TEXT ? "" : "_",
+						 env.plain_type == PGCK_PT_TEXT ? "" : pgck_plain_type_name(env.plain_type))));
 	if (v->state == PGCK_STATE_RETIRED)
 	{
 		pgck_note_decrypt_failure(v->key_name, v->version, PGCK_ERRCODE_KEY_STATE);
@@ -562,7 +575,8 @@ pgck_kms_encrypt(PG_FUNCTION_ARGS)
 		context = PG_GETARG_TEXT_PP(2);
 
 	PG_RETURN_POINTER(encrypt_value((const uint8 *) VARDATA_ANY(plain),
-									VARSIZE_ANY_EXHDR(plain), key_name, context, fcinfo->flinfo));
+									VARSIZE_ANY_EXHDR(plain), key_name, context, fcinfo->flinfo,
+									PGCK_PT_TEXT));
 }
 
 PG_FUNCTION_INFO_V1(pgck_kms_decrypt);
@@ -580,7 +594,8 @@ pgck_kms_decrypt(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > 1)
 		context = PG_GETARG_TEXT_PP(1);
 
-	PG_RETURN_TEXT_P(checked_encoding(decrypt_value(value, context, NULL, fcinfo->flinfo), value));
+	PG_RETURN_TEXT_P(checked_encoding(decrypt_value(value, context, NULL, fcinfo->flinfo,
+													PGCK_PT_TEXT), value));
 }
 
 /*
@@ -597,6 +612,7 @@ pgck_kms_reencrypt(PG_FUNCTION_ARGS)
 	char	   *key_name;
 	text	   *plain;
 	struct varlena *volatile result = NULL;
+	PgckEnvelope env;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -605,12 +621,13 @@ pgck_kms_reencrypt(PG_FUNCTION_ARGS)
 	value = PG_GETARG_VARLENA_PP(0);
 	if (PG_NARGS() > 1)
 		context = PG_GETARG_TEXT_PP(1);
-	plain = decrypt_value(value, context, &key_name, NULL);
+	parse_stored(value, &env);	/* the plaintext type is kept */
+	plain = decrypt_value(value, context, &key_name, NULL, PGCK_PT_ANY);
 
 	PG_TRY();
 	{
 		result = encrypt_value((const uint8 *) VARDATA(plain), VARSIZE(plain) - VARHDRSZ,
-							   cstring_to_text(key_name), context, NULL);
+							   cstring_to_text(key_name), context, NULL, env.plain_type);
 	}
 	PG_FINALLY();
 	{
@@ -619,6 +636,20 @@ pgck_kms_reencrypt(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	PG_RETURN_POINTER(result);
+}
+
+/* Typed values (enc_typed.c) share the envelope code through these two. */
+struct varlena *
+pgck_encrypt_value(const uint8 *pt, size_t pt_len, uint8 plain_type, const text *key_name,
+				   const text *context, FmgrInfo *flinfo)
+{
+	return encrypt_value(pt, pt_len, key_name, context, flinfo, plain_type);
+}
+
+text *
+pgck_decrypt_value(struct varlena *value, const text *context, int want_type, FmgrInfo *flinfo)
+{
+	return decrypt_value(value, context, NULL, flinfo, want_type);
 }
 
 /* ---------------------------------------------------------------- blind index */
@@ -727,7 +758,8 @@ pgck_kms_blind_index_match(PG_FUNCTION_ARGS)
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("key \"%s\" has no blind index", key_name)));
 	/* STRICT: the four-argument form re-checks a value encrypted with a context */
-	plain = decrypt_value(value, PG_NARGS() > 3 ? PG_GETARG_TEXT_PP(3) : NULL, &value_key, NULL);
+	plain = decrypt_value(value, PG_NARGS() > 3 ? PG_GETARG_TEXT_PP(3) : NULL, &value_key, NULL,
+						  PGCK_PT_TEXT);
 	same = strcmp(value_key, key_name) == 0 &&
 		pgck_blind_index_same(transform, VARDATA(plain), VARSIZE(plain) - VARHDRSZ,
 							  VARDATA_ANY(probe), VARSIZE_ANY_EXHDR(probe));

@@ -5,7 +5,16 @@
  *		the parser is unit-tested and fuzzed on its own.
  *
  *	 version(1) | algorithm(1) | flags(1) | key version id(4, big-endian)
- *	 | nonce(12) | [tag length(1) | blind-index tag] | ciphertext | GCM tag(16)
+ *	 | nonce(12) | [tag length(1) | blind-index tag]
+ *	 | [extension length(2, big-endian) | fields] | ciphertext | GCM tag(16)
+ *
+ * Extension fields (flag 0x04, since 0.3.0; FORMAT.md 2.6), each
+ * type(1) | length(1, >= 1) | data, in this order:
+ *	 0x01 plaintext type, once at most (absent: text)
+ *	 0x02 order-revealing term (ore.h), once at most
+ *	 0x03 named blind-index tag: name length(1) | name | tag; any number,
+ *		  names strictly increasing (bytewise, shorter first on a tie)
+ * They are part of the header, so of the AAD: authenticated like the tag.
  *
  *	 AAD = every byte before the ciphertext || context (when given)
  *
@@ -28,7 +37,24 @@
 /* flags */
 #define PGCK_FLAG_BLIND_TAG		0x01	/* a blind-index tag follows the nonce */
 #define PGCK_FLAG_CONTEXT		0x02	/* a context was bound as AAD */
-#define PGCK_FLAG_MASK			0x03
+#define PGCK_FLAG_EXT			0x04	/* extension fields follow (0.3.0) */
+#define PGCK_FLAG_MASK			0x07
+
+/* extension field types */
+#define PGCK_EXT_PLAIN_TYPE		0x01
+#define PGCK_EXT_ORE_TERM		0x02
+#define PGCK_EXT_NAMED_TAG		0x03
+#define PGCK_EXT_MAX_LEN		4096	/* bytes of fields, length prefix excluded */
+#define PGCK_INDEX_NAME_MAX		63
+
+/* plaintext types (field 0x01); text values carry no type field */
+#define PGCK_PT_TEXT			0
+#define PGCK_PT_BYTEA			1
+#define PGCK_PT_INT8			2
+#define PGCK_PT_NUMERIC			3
+#define PGCK_PT_DATE			4
+#define PGCK_PT_TIMESTAMPTZ		5
+#define PGCK_PT_MAX				5
 
 #define PGCK_NONCE_LEN			12
 #define PGCK_GCM_TAG_LEN		16
@@ -48,7 +74,8 @@ typedef enum PgckEnvelopeStatus
 	PGCK_ENV_UNKNOWN_ALGORITHM,
 	PGCK_ENV_UNKNOWN_FLAGS,
 	PGCK_ENV_BAD_TAG_LENGTH,
-	PGCK_ENV_BAD_KEY_VERSION
+	PGCK_ENV_BAD_KEY_VERSION,
+	PGCK_ENV_BAD_EXTENSION
 } PgckEnvelopeStatus;
 
 /* A parsed value; every pointer points into the buffer that was parsed. */
@@ -65,7 +92,22 @@ typedef struct PgckEnvelope
 	size_t		ciphertext_len;
 	const uint8_t *gcm_tag;		/* PGCK_GCM_TAG_LEN bytes */
 	size_t		header_len;		/* bytes authenticated as AAD */
+	/* extension fields (all zero / NULL without flag 0x04) */
+	uint8_t		plain_type;		/* PGCK_PT_*, PGCK_PT_TEXT when absent */
+	const uint8_t *ore_term;	/* NULL when absent */
+	size_t		ore_term_len;
+	const uint8_t *named_tags;	/* the first named-tag field, NULL when none */
+	const uint8_t *ext_end;		/* end of the extension fields */
 } PgckEnvelope;
+
+/* A named blind-index tag, for writing and for pgck_envelope_named_tag(). */
+typedef struct PgckNamedTag
+{
+	const char *name;
+	size_t		name_len;		/* 1 .. PGCK_INDEX_NAME_MAX */
+	const uint8_t *tag;
+	size_t		tag_len;		/* 1 .. PGCK_BLIND_TAG_MAX */
+} PgckNamedTag;
 
 /*
  * Parse buf[0..len).  On PGCK_ENV_OK *out describes the value; for
@@ -91,6 +133,36 @@ extern size_t pgck_envelope_write_header(uint8_t *buf, uint8_t flags,
 										 const uint8_t *nonce,
 										 const uint8_t *blind_tag,
 										 size_t blind_tag_len);
+
+/*
+ * The extension of a value: a type field when plain_type is not text, the
+ * ORE term when ore_len > 0, the named tags (sorted here by name; names must
+ * be distinct).  Writes into out (NULL: only measure) and returns its size,
+ * length prefix included; 0 when there is nothing to write.
+ */
+extern size_t pgck_envelope_write_ext(uint8_t *out, uint8_t plain_type,
+									  const uint8_t *ore, size_t ore_len,
+									  PgckNamedTag *tags, int ntags);
+
+/* pgck_envelope_size() plus ext_size bytes of extension. */
+extern size_t pgck_envelope_size_ext(size_t plaintext_len, size_t blind_tag_len,
+									 size_t ext_size);
+
+/*
+ * pgck_envelope_write_header() followed by the ext_size bytes at ext (as
+ * pgck_envelope_write_ext() made them); sets flag 0x04 exactly when
+ * ext_size > 0.  Returns the header length.
+ */
+extern size_t pgck_envelope_write_header_ext(uint8_t *buf, uint8_t flags,
+											 uint32_t key_version_id,
+											 const uint8_t *nonce,
+											 const uint8_t *blind_tag,
+											 size_t blind_tag_len,
+											 const uint8_t *ext, size_t ext_size);
+
+/* The named tag called name in a parsed value: true and *out set, or false. */
+extern bool pgck_envelope_named_tag(const PgckEnvelope *env, const char *name,
+									size_t name_len, PgckNamedTag *out);
 
 /*
  * Text form.  pgck_envelope_text_len() is the length of the text (without

@@ -43,6 +43,7 @@ are then removed unless --keep-going), 2 on a usage error or an unreadable dump.
 """
 
 import argparse
+import datetime
 import hashlib
 import hmac
 import json
@@ -63,7 +64,9 @@ FORMAT_VERSION = 1
 ALG_AES256_GCM = 1
 FLAG_BLIND_TAG = 0x01
 FLAG_CONTEXT = 0x02
-FLAG_MASK = 0x03
+FLAG_EXT = 0x04          # extension fields (0.3.0, FORMAT.md §2.6)
+FLAG_MASK = 0x07
+PLAIN_TYPES = {1: "bytea", 2: "int8", 3: "numeric", 4: "date", 5: "timestamptz"}
 NONCE_LEN = 12
 GCM_TAG_LEN = 16
 FIXED_HEADER_LEN = 19
@@ -124,7 +127,7 @@ def b64decode_canonical(s):
 class Envelope:
     """A parsed enc_text value (FORMAT.md §2.2)."""
 
-    __slots__ = ("raw", "flags", "version_id", "nonce", "blind_tag", "header", "sealed")
+    __slots__ = ("raw", "flags", "version_id", "nonce", "blind_tag", "header", "sealed", "plain_type")
 
     def __init__(self, raw):
         if len(raw) < 1:
@@ -154,9 +157,53 @@ class Envelope:
                 raise RecoverError("the value is shorter than its header says")
             self.blind_tag = raw[pos + 1:pos + 1 + tlen]
             pos += 1 + tlen
+        self.plain_type = None           # text
+        if self.flags & FLAG_EXT:
+            if len(raw) - pos < 2 + GCM_TAG_LEN:
+                raise RecoverError("the value is shorter than its header says")
+            flen = int.from_bytes(raw[pos:pos + 2], "big")
+            if flen < 3 or flen > 4096 or len(raw) - pos - 2 < flen + GCM_TAG_LEN:
+                raise RecoverError("the value's extension fields are malformed")
+            p, end = pos + 2, pos + 2 + flen
+            while p < end:
+                if end - p < 2 or raw[p + 1] < 1 or end - p - 2 < raw[p + 1] or raw[p] not in (1, 2, 3):
+                    raise RecoverError("the value's extension fields are malformed")
+                if raw[p] == 1:
+                    if raw[p + 1] != 1 or raw[p + 2] not in PLAIN_TYPES:
+                        raise RecoverError("the value's plaintext type is malformed")
+                    self.plain_type = PLAIN_TYPES[raw[p + 2]]
+                p += 2 + raw[p + 1]
+            pos = end
         self.raw = raw
         self.header = raw[:pos]          # authenticated as the first part of the AAD
         self.sealed = raw[pos:]          # ciphertext || GCM tag
+
+    def as_text(self, plain):
+        """A typed plaintext (FORMAT.md §2.6) as PostgreSQL's text output would write it
+        (DateStyle ISO, TimeZone UTC); text values unchanged."""
+        t = self.plain_type
+        if t is None or t == "numeric":
+            return plain
+        if t == "bytea":
+            return b"\\x" + plain.hex().encode()
+        if t == "date":
+            v = int.from_bytes(plain, "big", signed=True)
+            if v in (-2**31, 2**31 - 1):
+                return b"-infinity" if v < 0 else b"infinity"
+            try:
+                return (datetime.date(2000, 1, 1) + datetime.timedelta(days=v)).isoformat().encode()
+            except OverflowError:
+                raise RecoverError("a date value outside the years 1-9999 (day %d after 2000-01-01)" % v) from None
+        v = int.from_bytes(plain, "big", signed=True)
+        if t == "int8":
+            return str(v).encode()
+        if v in (-2**63, 2**63 - 1):
+            return b"-infinity" if v < 0 else b"infinity"
+        try:
+            ts = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(microseconds=v)
+        except OverflowError:
+            raise RecoverError("a timestamptz value outside the years 1-9999") from None
+        return ts.isoformat(sep=" ").replace("+00:00", "+00").encode()
 
     @classmethod
     def from_text(cls, text):
@@ -942,7 +989,7 @@ def main(argv=None):
                             plain = env.open(dek, ctx)
                         except RecoverError as e:
                             raise RecoverError("%s: %s" % (keyring.describe(env.version_id), e)) from None
-                        if args.verify_tags and env.blind_tag is not None:
+                        if args.verify_tags and env.blind_tag is not None and env.plain_type is None:
                             vrow = sch.versions[env.version_id]
                             krow = sch.keys[_text(vrow, "key_name")]
                             label = "unmatched"
@@ -960,7 +1007,7 @@ def main(argv=None):
                             raise _Abort() from None
                         continue
                     st[0] += 1
-                    fields[i] = plain
+                    fields[i] = env.as_text(plain)
                     changed = True
                 if out is not None:
                     if changed:

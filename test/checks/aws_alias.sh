@@ -146,8 +146,8 @@ sql -c "CREATE EXTENSION pgcrypt_kms VERSION '0.1.0'" \
 check $? "0.1.0 installed; keys, values and a rotation made under it"
 sql -c "ALTER EXTENSION pgcrypt_kms UPDATE" >/dev/null
 check $? "ALTER EXTENSION pgcrypt_kms UPDATE"
-[ "$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'pgcrypt_kms'")" = "0.2.0" ]
-check $? "the extension is at 0.2.0"
+[ "$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'pgcrypt_kms'")" = "0.3.0" ]
+check $? "the extension is at 0.3.0"
 got=$(sql -c "SELECT count(*) FILTER (WHERE kms_key_arn IS NULL) || '/' || count(*) FROM kms_keys")
 [ "$got" = "4/4" ]; check $? "after the update the old versions have no ARN yet (got $got NULL)"
 

@@ -133,7 +133,7 @@ def readme_functions(path):
             if not in_section or not line.startswith("| `"):
                 continue
             cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
-            m = re.match(r"`(?:CALL\s+)?([a-z_]+)\(([^)]*)\)", cells[0])
+            m = re.match(r"`(?:CALL\s+)?([a-z_0-9]+)\(([^)]*)\)", cells[0])
             if not m or len(cells) < 3:
                 continue
             first = m.group(2).replace("[", " ").split(",")[0].split()
@@ -233,6 +233,8 @@ SELECT kms_create_key('s1', 'local:surface', blind_index => 'email');
 SELECT kms_create_key('s2', 'local:surface');
 SELECT kms_create_key('s3', 'local:surface3', blind_index => 'exact', index_bits => 64);
 SELECT kms_rotate_index_key('s3');
+SELECT kms_add_index('s1', 'domain', 'domain');
+SELECT kms_add_index('s3', 'order', 'order');
 CREATE TABLE {T} (id int PRIMARY KEY, email_enc enc_text, note_plain text NOT NULL);
 INSERT INTO {T} VALUES (1, kms_encrypt('alice@example.com', 's1'), 'note one'),
                        (2, kms_encrypt('bob@example.com', 's1'), 'note two');
@@ -295,6 +297,12 @@ class Context:
         rows = a.execute("SELECT id, email_enc::text FROM %s WHERE email_enc IS NOT NULL ORDER BY id" % FIXTURE).fetchall()
         self.enc = dict(rows)
         self.enc_ctx = a.execute("SELECT kms_encrypt('frank@example.com', 's1', 'ctx-one')::text").fetchone()[0]
+        # typed values (0.3), for kms_decrypt_<type>: (without, with context 'ctx-one')
+        self.enc_typed = {}
+        for t, v in (("int8", "42"), ("numeric", "1.5"), ("date", "2000-01-01"),
+                     ("timestamptz", "2000-01-01 00:00:00+00"), ("bytea", "\\x00")):
+            self.enc_typed[t] = a.execute("SELECT kms_encrypt(%%s::%s, 's1')::text, kms_encrypt(%%s::%s, 's1', 'ctx-one')::text"
+                                          % (t, t), (v, v)).fetchone()
         self.version_ids = [r[0] for r in a.execute("SELECT version_id FROM kms_keys ORDER BY version_id")]
 
     def own_tables(self, table):
@@ -396,7 +404,7 @@ def load_routines(ctx):
 def type_oids(ctx):
     return dict(ctx.q("SELECT format_type(oid, NULL), oid::int FROM pg_type WHERE typname IN "
                       "('text','name','regclass','int4','int8','int2','bool','jsonb','json','cstring',"
-                      "'enc_text','bytea','float8','oid','varchar')"))
+                      "'enc_text','bytea','float8','oid','varchar','numeric','date','timestamptz','kms_ore_term')"))
 
 
 # ---- candidates for a valid baseline (by parameter name, then by type)
@@ -409,8 +417,13 @@ def candidates(ctx, r, i):
     has_default = i >= len(r.argtypes) - r.ndefaults
     c = []
     if t in ("text", "varchar", "cstring"):
-        if t == "cstring":
+        if t == "cstring" and r.name == "kms_ore_term_in":
+            c = [V("ore:010101" + "00" * 16, "a valid kms_ore_term literal")]
+        elif t == "cstring":
             c = [V(ctx.enc[1], "a valid enc_text literal")]
+        elif is_key_name(n) and r.name == "kms_create_key":
+            # a new name first: the 0.3 overload's candidate combinations outnumber the search cap
+            c = [V(k, repr(k)) for k in ("s_new", "s1", "s2", "s3")]
         elif is_key_name(n):
             c = [V(k, repr(k)) for k in ("s1", "s2", "s3", "s_new")]
         elif "kms_key" in n:
@@ -425,6 +438,10 @@ def candidates(ctx, r, i):
             c = [V("email", "'email'"), V("none", "'none'")]
         elif n == "mode":
             c = [V("encrypt", "'encrypt'"), V("decrypt", "'decrypt'")]
+        elif n == "index_name":
+            c = [V("domain", "'domain'"), V("order", "'order'"), V("last4", "'last4'")]
+        elif n == "transform":
+            c = [V("domain", "'domain'"), V("order", "'order'"), V("suffix(4)", "'suffix(4)'")]
         else:
             c = [V("s1", "'s1'"), V("alice@example.com", "'alice@example.com'")]
     elif t == "name":
@@ -449,8 +466,21 @@ def candidates(ctx, r, i):
     elif t == "enc_text":
         c = [V(ctx.enc[1], "s1 v1 value"), V(ctx.enc_ctx, "s1 value with context 'ctx-one'"),
              V(ctx.enc[3], "s1 v2 value"), V(ctx.enc[4], "s2 value")]
+        typed = r.name[len("kms_decrypt_"):] if r.name.startswith("kms_decrypt_") else None
+        if typed in ctx.enc_typed:
+            c = [V(ctx.enc_typed[typed][0], "s1 %s value" % typed),
+                 V(ctx.enc_typed[typed][1], "s1 %s value with context 'ctx-one'" % typed)] + c
     elif t == "bytea":
         c = [V("\\x00", "'\\x00'")]
+    elif t == "numeric":
+        c = [V("1.5", "1.5"), V("-12.340", "-12.340")]
+    elif t == "date":
+        c = [V("2000-01-01", "'2000-01-01'"), V("infinity", "'infinity'")]
+    elif t == "timestamp with time zone":
+        c = [V("2000-01-01 00:00:00+00", "'2000-01-01 00:00:00+00'")]
+    elif t == "kms_ore_term":
+        # a well-formed int8 term (every trit 0), made without a key
+        c = [V("ore:010101" + "00" * 16, "an int8 ORE term")]
     if has_default:
         c.append(NULL)
     return c

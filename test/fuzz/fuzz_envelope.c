@@ -84,6 +84,8 @@ check_binary(const uint8_t *buf, size_t len)
 	const char *msg = pgck_envelope_status_message(st);
 	uint8_t    *pt;
 	uint8_t    *hdr;
+	size_t		base_len;
+	size_t		ext_size = 0;
 	uint8_t		tag[PGCK_GCM_TAG_LEN];
 	int			opened;
 
@@ -99,30 +101,42 @@ check_binary(const uint8_t *buf, size_t len)
 	FUZZ_CHECK((e.flags & ~PGCK_FLAG_MASK) == 0);
 	FUZZ_CHECK(e.key_version_id >= 1 && e.key_version_id <= INT32_MAX);
 	FUZZ_CHECK(e.nonce == buf + 7);
+	base_len = PGCK_FIXED_HEADER_LEN;
 	if (e.flags & PGCK_FLAG_BLIND_TAG)
 	{
 		FUZZ_CHECK(e.blind_tag == buf + PGCK_FIXED_HEADER_LEN + 1);
 		FUZZ_CHECK(e.blind_tag_len >= 1 && e.blind_tag_len <= PGCK_BLIND_TAG_MAX);
 		FUZZ_CHECK(buf[PGCK_FIXED_HEADER_LEN] == e.blind_tag_len);
-		FUZZ_CHECK(e.header_len == PGCK_FIXED_HEADER_LEN + 1 + e.blind_tag_len);
+		base_len = PGCK_FIXED_HEADER_LEN + 1 + e.blind_tag_len;
 	}
 	else
-	{
 		FUZZ_CHECK(e.blind_tag == NULL && e.blind_tag_len == 0);
-		FUZZ_CHECK(e.header_len == PGCK_FIXED_HEADER_LEN);
+	/* extension fields (0.3.0): between the tag and the ciphertext */
+	if (e.flags & PGCK_FLAG_EXT)
+	{
+		FUZZ_CHECK(e.ext_end != NULL && e.ext_end > buf + base_len + 2);
+		ext_size = (size_t) (e.ext_end - (buf + base_len));
+		FUZZ_CHECK(ext_size - 2 == (((size_t) buf[base_len] << 8) | buf[base_len + 1]));
+		FUZZ_CHECK(e.plain_type <= PGCK_PT_MAX);
+		if (e.ore_term != NULL)
+			FUZZ_CHECK(e.ore_term > buf + base_len && e.ore_term + e.ore_term_len <= e.ext_end);
 	}
+	else
+		FUZZ_CHECK(e.ext_end == NULL && e.plain_type == 0 && e.ore_term == NULL && e.named_tags == NULL);
+	FUZZ_CHECK(e.header_len == base_len + ext_size);
 	FUZZ_CHECK(e.header_len <= len);
 	FUZZ_CHECK(e.ciphertext == buf + e.header_len);
 	FUZZ_CHECK(e.ciphertext_len <= len - e.header_len);
 	FUZZ_CHECK(e.header_len + e.ciphertext_len + PGCK_GCM_TAG_LEN == len);
 	FUZZ_CHECK(e.gcm_tag == buf + len - PGCK_GCM_TAG_LEN);
-	FUZZ_CHECK(pgck_envelope_size(e.ciphertext_len, e.blind_tag_len) == len);
+	FUZZ_CHECK(pgck_envelope_size_ext(e.ciphertext_len, e.blind_tag_len, ext_size) == len);
 
 	/* the writer reproduces the header from the parsed fields */
 	hdr = malloc(len);
 	FUZZ_CHECK(hdr != NULL);
-	FUZZ_CHECK(pgck_envelope_write_header(hdr, e.flags, e.key_version_id, e.nonce,
-										  e.blind_tag, e.blind_tag_len) == e.header_len);
+	FUZZ_CHECK(pgck_envelope_write_header_ext(hdr, e.flags, e.key_version_id, e.nonce,
+											  e.blind_tag, e.blind_tag_len,
+											  buf + base_len, ext_size) == e.header_len);
 	FUZZ_CHECK(memcmp(hdr, buf, e.header_len) == 0);
 	free(hdr);
 

@@ -73,7 +73,7 @@ EXPECTED_LATER=" kms_json "
 
 # Pure modules linked into every target; optional ones when present.
 SRCS=("$ROOT/src/base64.c" "$ROOT/src/envelope.c" "$ROOT/src/aead.c")
-for opt in kms_json sigv4 kmip_ttlv; do
+for opt in kms_json sigv4 kmip_ttlv ore; do
     [ -f "$ROOT/src/$opt.c" ] && SRCS+=("$ROOT/src/$opt.c")
 done
 [ -f "$ROOT/src/pkcs11_uri.c" ] && SRCS+=("$ROOT/src/pkcs11_uri.c")

@@ -267,6 +267,46 @@ test_truncation(void)
 			   bad_random, first_bad);
 }
 
+/* domain, prefix(n), suffix(n) (0.3.0): fixed cases, UTF-8 counted by character */
+static int
+same_as(size_t (*f) (const char *, size_t, char *), const char *in, const char *want)
+{
+	char		out[256];
+	size_t		n = f(in, strlen(in), out);
+
+	return n == strlen(want) && memcmp(out, want, n) == 0;
+}
+
+static int
+affix_is(int prefix, const char *in, int n, const char *want)
+{
+	char		out[256];
+	size_t		len = prefix ? pgck_transform_prefix(in, strlen(in), n, out)
+		: pgck_transform_suffix(in, strlen(in), n, out);
+
+	return len == strlen(want) && memcmp(out, want, len) == 0;
+}
+
+static void
+test_named_transforms(void)
+{
+	unit_check(same_as(pgck_normalize_domain, " Ann@EXAMPLE.com ", "example.com") &&
+			   same_as(pgck_normalize_domain, "example.com", "example.com") &&
+			   same_as(pgck_normalize_domain, "a@b@Sub.Example.ORG", "sub.example.org") &&
+			   same_as(pgck_normalize_domain, "trailing@", "") &&
+			   same_as(pgck_normalize_domain, "", ""),
+			   "domain: what follows the last @, trimmed and folded; all of it without an @");
+	unit_check(affix_is(1, "4242 4242", 4, "4242") && affix_is(0, "4111 1111 1111 4242", 4, "4242") &&
+			   affix_is(1, "ab", 4, "ab") && affix_is(0, "ab", 4, "ab") && affix_is(1, "", 3, "") &&
+			   affix_is(1, "abc", 3, "abc") && affix_is(0, "abcd", 1, "d"),
+			   "prefix(n)/suffix(n) of ASCII, shorter values whole");
+	unit_check(affix_is(1, "\xc3\xa9t\xc3\xa9", 2, "\xc3\xa9t") &&
+			   affix_is(0, "caf\xc3\xa9", 2, "f\xc3\xa9") &&
+			   affix_is(0, "\xe2\x82\xac\xe2\x82\xac", 1, "\xe2\x82\xac") &&
+			   affix_is(1, "\xf0\x9f\x98\x80x", 1, "\xf0\x9f\x98\x80"),
+			   "prefix(n)/suffix(n) count UTF-8 characters, never splitting one");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -275,5 +315,6 @@ main(int argc, char **argv)
 	test_every_byte();
 	test_random_strings();
 	test_truncation();
+	test_named_transforms();
 	return unit_finish();
 }

@@ -1,0 +1,183 @@
+-- typed values, order-revealing terms and named blind indexes (issue 14):
+-- round trips per type, type refusals, range and ORDER BY by index scan with
+-- EXPLAIN, the term and the tags inside the AAD, old values still decrypting
+\set VERBOSITY default
+CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END $$;
+-- flip one byte of a value's binary form at offset off (0-based)
+CREATE FUNCTION pg_temp.flip(v enc_text, off int) RETURNS enc_text LANGUAGE sql AS $$
+    SELECT ('pgck:' || pg_catalog.translate(pg_catalog.encode(pg_catalog.set_byte(b, off, pg_catalog.get_byte(b, off) # 1), 'base64'), E'\n', ''))::enc_text
+      FROM (SELECT pg_catalog.decode(pg_catalog.substr(v::text, 6), 'base64') AS b) s $$;
+
+SELECT kms_create_key('ore_dob', 'local:regress', order_index => true);
+SELECT kms_create_key('ore_amt', 'local:regress', order_index => true, blind_index => 'exact', index_bits => 64);
+SELECT kms_create_key('ore_plain', 'local:regress');                      -- no index at all
+SELECT kms_create_key('ore_mail', 'local:regress', blind_index => 'email');
+SELECT key_name, index_name, transform, index_bits FROM kms_key_indexes WHERE key_name LIKE 'ore\_%' ORDER BY 1, 2;
+-- order_index => false switches nothing on (no blind index, no order index)
+SELECT kms_create_key('ore_off', 'local:regress', order_index => false);
+SELECT DISTINCT blind_index, (SELECT count(*) FROM kms_key_indexes i WHERE i.key_name = 'ore_off') AS indexes
+  FROM kms_keys WHERE key_name = 'ore_off';
+
+-- every option is off unless asked: a key without an order index carries no term
+SELECT kms_ore(kms_encrypt(42::int8, 'ore_plain')) IS NULL AS no_term_without_order_index,
+       kms_ore(kms_encrypt(42::int8, 'ore_mail')) IS NULL AS no_term_with_blind_index_only,
+       kms_ore(kms_encrypt(42::int8, 'ore_amt')) IS NOT NULL AS term_with_order_index,
+       kms_ore(kms_encrypt('text', 'ore_amt')) IS NULL AS no_term_for_text;
+SELECT pg_temp.sqlstate_of($$SELECT kms_ore(1::int8, 'ore_plain')$$) AS probe_without_order_index,
+       pg_temp.sqlstate_of($$SELECT kms_add_index('ore_plain', 'order', 'order')$$) AS order_needs_index_key,
+       pg_temp.sqlstate_of($$SELECT kms_add_index('ore_amt', 'order', 'order')$$) AS duplicate_index,
+       pg_temp.sqlstate_of($$SELECT kms_add_index('ore_mail', 'x', 'upper')$$) AS unknown_transform,
+       pg_temp.sqlstate_of($$SELECT kms_add_index('ore_mail', 'x', 'prefix(0)')$$) AS prefix_zero,
+       pg_temp.sqlstate_of($$SELECT kms_add_index('ore_mail', 'Bad Name', 'domain')$$) AS bad_name,
+       pg_temp.sqlstate_of($$SELECT kms_add_index('ore_nokey', 'x', 'domain')$$) AS unknown_key;
+
+-- typed round trips, each type recorded and refused as another
+CREATE TEMP TABLE typed AS
+SELECT kms_encrypt('-9223372036854775808'::int8, 'ore_amt') AS i_min,
+       kms_encrypt(9223372036854775807::int8, 'ore_amt') AS i_max,
+       kms_encrypt(-12345678901234567890.123456789::numeric, 'ore_amt') AS n,
+       kms_encrypt(1.50::numeric, 'ore_amt') AS n_scale,
+       kms_encrypt('NaN'::numeric, 'ore_amt') AS n_nan,
+       kms_encrypt('-infinity'::date, 'ore_dob') AS d_ninf,
+       kms_encrypt('1984-02-29'::date, 'ore_dob') AS d,
+       kms_encrypt('infinity'::timestamptz, 'ore_dob') AS ts_inf,
+       kms_encrypt('2001-09-09 01:46:40.123456+00'::timestamptz, 'ore_dob', 'ctx') AS ts_ctx,
+       kms_encrypt('\x00ff10'::bytea, 'ore_plain') AS b,
+       kms_encrypt('plain text', 'ore_amt') AS t;
+SELECT kms_decrypt_int8(i_min) AS i_min, kms_decrypt_int8(i_max) AS i_max, kms_decrypt_numeric(n) AS n,
+       kms_decrypt_numeric(n_scale) AS n_scale, kms_decrypt_numeric(n_nan) AS n_nan,
+       kms_decrypt_date(d_ninf) AS d_ninf, kms_decrypt_date(d) AS d,
+       kms_decrypt_timestamptz(ts_inf) AS ts_inf, kms_decrypt_timestamptz(ts_ctx, 'ctx') = '2001-09-09 01:46:40.123456+00' AS ts_ctx,
+       kms_decrypt_bytea(b) AS b, kms_decrypt(t) AS t
+  FROM typed;
+SELECT kms_plaintext_type(i_min), kms_plaintext_type(n), kms_plaintext_type(d), kms_plaintext_type(ts_inf),
+       kms_plaintext_type(b), kms_plaintext_type(t) FROM typed;
+SELECT pg_temp.sqlstate_of($$SELECT kms_decrypt(i_min) FROM typed$$) AS int8_as_text,
+       pg_temp.sqlstate_of($$SELECT kms_decrypt_date(i_min) FROM typed$$) AS int8_as_date,
+       pg_temp.sqlstate_of($$SELECT kms_decrypt_timestamptz(i_min) FROM typed$$) AS int8_as_timestamptz,
+       pg_temp.sqlstate_of($$SELECT kms_decrypt_int8(t) FROM typed$$) AS text_as_int8,
+       pg_temp.sqlstate_of($$SELECT kms_decrypt_bytea(t) FROM typed$$) AS text_as_bytea,
+       pg_temp.sqlstate_of($$SELECT kms_decrypt_timestamptz(ts_ctx) FROM typed$$) AS missing_context,
+       pg_temp.sqlstate_of($$SELECT kms_decrypt_int8(i_min, NULL) FROM typed$$) AS null_context;
+\set VERBOSITY terse
+SELECT kms_decrypt(i_min) FROM typed;
+\set VERBOSITY default
+-- NULL in, NULL out; a NULL key is refused
+SELECT kms_encrypt(NULL::int8, 'ore_amt') IS NULL AS null_value, kms_decrypt_int8(NULL) IS NULL AS null_decrypt,
+       pg_temp.sqlstate_of($$SELECT kms_encrypt(1::int8, NULL)$$) AS null_key;
+-- numerics outside the ORE encoding are refused under an order index, accepted without one
+SELECT pg_temp.sqlstate_of($$SELECT kms_encrypt(1.00000000000000000000000000000000000001::numeric, 'ore_amt')$$) AS too_precise,
+       pg_temp.sqlstate_of($$SELECT kms_encrypt(1e130::numeric, 'ore_amt')$$) AS too_large,
+       pg_temp.sqlstate_of($$SELECT kms_ore(1e-140::numeric, 'ore_amt')$$) AS probe_too_small,
+       kms_decrypt_numeric(kms_encrypt(1e130::numeric, 'ore_plain')) = 1e130 AS fine_without_order_index;
+-- terms of different types do not compare
+SELECT pg_temp.sqlstate_of($$SELECT kms_ore(1::int8, 'ore_amt') < kms_ore(1.5, 'ore_amt')$$) AS int8_vs_numeric,
+       kms_ore(1, 'ore_amt') = kms_ore(1::int8, 'ore_amt') AS int4_probes_int8;
+-- a term is 3 + ceil(bits / 4) bytes: int8 19, date 11, numeric 38
+SELECT octet_length(kms_ore_term_send(kms_ore(1::int8, 'ore_amt'))) AS int8_term,
+       octet_length(kms_ore_term_send(kms_ore(current_date, 'ore_dob'))) AS date_term,
+       octet_length(kms_ore_term_send(kms_ore(1.5, 'ore_amt'))) AS numeric_term;
+-- literals: a term's text form round-trips; malformed ones are refused
+SELECT (kms_ore(7::int8, 'ore_amt')::text::kms_ore_term) = kms_ore(7::int8, 'ore_amt') AS text_round_trip,
+       pg_temp.sqlstate_of($$SELECT 'ore:01'::kms_ore_term$$) AS short_term,
+       pg_temp.sqlstate_of($$SELECT 'xyz'::kms_ore_term$$) AS not_a_term;
+
+-- the term and the tags are authenticated: a flipped bit in the extension fails decryption
+SELECT pg_temp.sqlstate_of(format($$SELECT kms_decrypt_int8(%L::enc_text)$$, pg_temp.flip(i_max, 19 + 1 + 8 + 2 + 3 + 2 + 5)))
+       AS term_bit_flipped,
+       pg_temp.sqlstate_of(format($$SELECT kms_decrypt_int8(%L::enc_text)$$, pg_temp.flip(i_max, 19 + 1 + 8 + 2 + 2)))
+       AS type_byte_flipped,
+       -- int8 (2) flipped to numeric (3), decrypted as numeric: the AEAD refuses it
+       pg_temp.sqlstate_of(format($$SELECT kms_decrypt_numeric(%L::enc_text)$$, pg_temp.flip(i_max, 19 + 1 + 8 + 2 + 2)))
+       AS type_byte_forged
+  FROM typed;
+
+-- range and ORDER BY through an expression index
+CREATE TABLE people_ore (id int PRIMARY KEY, dob enc_text, amount enc_text, plain_dob date, plain_amount numeric);
+INSERT INTO people_ore
+SELECT g, kms_encrypt(d, 'ore_dob'), kms_encrypt(a, 'ore_amt'), d, a
+  FROM (SELECT g, date '1950-01-01' + (g * 7919) % 25000 AS d,
+               round(((g * 104729) % 2000001 - 1000000) / 100.0, 2) AS a
+          FROM generate_series(1, 20000) g) s;
+INSERT INTO people_ore VALUES (0, NULL, NULL, NULL, NULL);
+CREATE INDEX people_ore_dob ON people_ore (kms_ore(dob));
+CREATE INDEX people_ore_amount ON people_ore (kms_ore(amount));
+ANALYZE people_ore;
+EXPLAIN (COSTS OFF) SELECT id FROM people_ore
+ WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob') AND kms_ore('1989-12-31'::date, 'ore_dob');
+SELECT count(*) AS found,
+       count(*) FILTER (WHERE plain_dob BETWEEN '1980-01-01' AND '1989-12-31') AS correct,
+       (SELECT count(*) FROM people_ore WHERE plain_dob BETWEEN '1980-01-01' AND '1989-12-31') AS expected
+  FROM people_ore
+ WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob') AND kms_ore('1989-12-31'::date, 'ore_dob');
+EXPLAIN (COSTS OFF) SELECT id FROM people_ore ORDER BY kms_ore(amount) LIMIT 100;
+-- ORDER BY the term is ORDER BY the plaintext (ties broken by id on both sides; NULLs last)
+SELECT (SELECT array_agg(id) FROM (SELECT id FROM people_ore ORDER BY kms_ore(amount), id) s)
+     = (SELECT array_agg(id) FROM (SELECT id FROM people_ore ORDER BY plain_amount, id) s) AS amount_order_equal,
+       (SELECT array_agg(id) FROM (SELECT id FROM people_ore ORDER BY kms_ore(dob) DESC, id) s)
+     = (SELECT array_agg(id) FROM (SELECT id FROM people_ore ORDER BY plain_dob DESC, id) s) AS dob_desc_order_equal;
+SELECT id, kms_decrypt_numeric(amount) FROM people_ore ORDER BY kms_ore(amount) LIMIT 3;
+SELECT count(*) AS negative_amounts, (SELECT count(*) FROM people_ore WHERE plain_amount < 0) AS expected
+  FROM people_ore WHERE kms_ore(amount) < kms_ore(0::numeric, 'ore_amt');
+
+-- index key rotation: re-tag, REINDEX, and range queries are whole again
+SELECT kms_rotate_index_key('ore_dob') AS index_key_version;
+SELECT count(*) AS found_before_retag FROM people_ore
+ WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob') AND kms_ore('1989-12-31'::date, 'ore_dob');
+UPDATE people_ore SET dob = kms_reencrypt(dob);
+REINDEX INDEX people_ore_dob;
+SELECT kms_finish_index_rotation('ore_dob');
+SELECT count(*) AS found_after_retag,
+       count(*) FILTER (WHERE plain_dob BETWEEN '1980-01-01' AND '1989-12-31') AS correct
+  FROM people_ore
+ WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob') AND kms_ore('1989-12-31'::date, 'ore_dob');
+SELECT kms_plaintext_type(dob) AS type_kept_by_reencrypt FROM people_ore WHERE id = 1;
+
+-- named blind indexes: domain, suffix(4), prefix(3), each its own expression index
+SELECT kms_add_index('ore_mail', 'domain', 'domain', index_bits => 32);
+SELECT kms_add_index('ore_mail', 'last4', 'suffix(4)');
+SELECT kms_add_index('ore_mail', 'first3', 'prefix(3)');
+CREATE TABLE users_ore (id int PRIMARY KEY, email enc_text, plain text);
+INSERT INTO users_ore
+SELECT g, kms_encrypt(e, 'ore_mail'), e
+  FROM (SELECT g, CASE g % 4 WHEN 0 THEN 'user' || g || '@Example.com' WHEN 1 THEN 'u' || g || '@other.org'
+                             WHEN 2 THEN ' Ann' || g || '@EXAMPLE.COM ' ELSE 'x' || g || '@example.co' END AS e
+          FROM generate_series(1, 20000) g) s;
+CREATE INDEX users_ore_domain ON users_ore (kms_blind_tag(email, 'domain'));
+CREATE INDEX users_ore_last4 ON users_ore (kms_blind_tag(email, 'last4'));
+ANALYZE users_ore;
+EXPLAIN (COSTS OFF) SELECT id FROM users_ore WHERE kms_blind_tag(email, 'domain') = kms_blind_tag('example.com', 'ore_mail', 'domain');
+SELECT count(*) AS found,
+       count(*) FILTER (WHERE lower(trim(plain)) LIKE '%@example.com') AS correct,
+       (SELECT count(*) FROM users_ore WHERE lower(trim(plain)) LIKE '%@example.com') AS expected
+  FROM users_ore WHERE kms_blind_tag(email, 'domain') = kms_blind_tag('example.com', 'ore_mail', 'domain');
+SELECT count(*) AS found_last4, count(*) FILTER (WHERE right(plain, 4) = '.org') AS correct
+  FROM users_ore WHERE kms_blind_tag(email, 'last4') = kms_blind_tag('.org', 'ore_mail', 'last4');
+SELECT kms_blind_tag(email, 'first3') = kms_blind_tag('use', 'ore_mail', 'first3') AS prefix_matches
+  FROM users_ore WHERE id = 4;
+-- each index has its own key: equal transformed bytes give unrelated tags
+SELECT kms_blind_tag('abcd', 'ore_mail', 'last4') <> kms_blind_tag('abcd', 'ore_mail', 'first3')
+   AND kms_blind_tag('abcd', 'ore_mail', 'last4') <> kms_blind_index('abcd', 'ore_mail') AS tags_unlinkable,
+       octet_length(kms_blind_tag('a@b.c', 'ore_mail', 'domain')) AS domain_tag_bytes;
+SELECT pg_temp.sqlstate_of($$SELECT kms_blind_tag('x', 'ore_mail', 'nosuch')$$) AS unknown_index,
+       kms_blind_tag(email, 'nosuch') IS NULL AS absent_tag_is_null FROM users_ore WHERE id = 1;
+-- the tags are authenticated: flip a byte inside the named tags
+SELECT pg_temp.sqlstate_of(format($$SELECT kms_decrypt(%L::enc_text)$$,
+       pg_temp.flip(email, octet_length(pg_catalog.decode(pg_catalog.substr(email::text, 6), 'base64')) - 16 - octet_length(plain) - 2)))
+       AS tag_byte_flipped
+  FROM users_ore WHERE id = 5;
+-- dropping an index stops new values carrying it; old values keep theirs
+SELECT kms_drop_index('ore_mail', 'first3');
+SELECT kms_blind_tag(kms_encrypt('new@example.com', 'ore_mail'), 'first3') IS NULL AS new_value_without_dropped,
+       kms_blind_tag(email, 'first3') IS NOT NULL AS old_value_keeps FROM users_ore WHERE id = 1;
+
+-- values written before 0.3.0's fields still decrypt (flag 0x04 clear): an enc_text written without extension
+SELECT kms_decrypt(kms_encrypt('old style', 'ore_plain')) AS without_fields,
+       kms_plaintext_type(kms_encrypt('old style', 'ore_plain')) AS type;
+DROP TABLE people_ore, users_ore;
