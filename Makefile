@@ -23,6 +23,7 @@ OBJS = \
 	src/http.o \
 	src/aws_credentials.o \
 	src/kms_aws.o \
+	src/citus.o \
 	$(PURE_OBJS)
 
 SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson
