@@ -399,6 +399,13 @@ BEGIN
     IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
     END IF;
+    -- Citus (issue 17): a distributed or reference table, placement by placement
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) tbl) THEN
+            CALL @extschema@.kms_citus_reencrypt_table(tbl, col, batch, context);
+            RETURN;
+        END IF;
+    END IF;
     LOOP
         SELECT pg_catalog.array_agg(version_id) INTO current_ids
           FROM @extschema@.kms_keys WHERE current;
@@ -446,6 +453,7 @@ GRANT EXECUTE ON PROCEDURE @extschema@.kms_reencrypt_table(regclass, name, int4,
 CREATE FUNCTION pgcrypt_kms.citus_node_role() RETURNS text
     AS 'MODULE_PATHNAME', 'pgck_citus_node_role' LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION pgcrypt_kms.citus_node_role() IS 'none, coordinator or worker: this node''s part in a Citus cluster';
+REVOKE ALL ON FUNCTION pgcrypt_kms.citus_node_role() FROM PUBLIC;
 CREATE FUNCTION pgcrypt_kms.citus_send(command text) RETURNS void
     AS 'MODULE_PATHNAME', 'pgck_citus_send' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION pgcrypt_kms.citus_send(text) IS 'run a keyring statement on every Citus worker in this transaction (two-phase commit)';
@@ -597,7 +605,8 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     failures text;
 BEGIN
-    IF pgcrypt_kms.citus_node_role() OPERATOR(pg_catalog.=) 'none' THEN
+    -- (the caller may not use schema pgcrypt_kms: no citus_node_role() here)
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
         RAISE EXCEPTION 'Citus is not in use in this database' USING ERRCODE = '55000';
     END IF;
     IF tbl IS NULL OR col IS NULL OR batch IS NULL THEN
@@ -634,7 +643,8 @@ DECLARE
     failures text[];
     results text[];
 BEGIN
-    IF pgcrypt_kms.citus_node_role() OPERATOR(pg_catalog.=) 'none' THEN
+    -- (the caller may not use schema pgcrypt_kms: no citus_node_role() here)
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
         RAISE EXCEPTION 'Citus is not in use in this database' USING ERRCODE = '55000';
     END IF;
     IF tbl IS NULL OR col IS NULL THEN

@@ -125,6 +125,16 @@ isnt($r->{ret}, 0, 'kms_rotate_key with a worker down fails');
 is(ring($coord), $ring0, '... and changes nothing on the coordinator');
 is(ring($workers[0]), $ring0, '... nor on the worker that was up');
 
+for my $step ([q{SELECT kms_rotate_index_key('pii')}, 'kms_rotate_index_key'],
+	[q{SELECT kms_finish_index_rotation('pii')}, 'kms_finish_index_rotation'],
+	[q{SELECT kms_rewrap_key('t2', 'aws-kms:alias/pgck-test')}, 'kms_rewrap_key'])
+{
+	$r = run_sql($coord, $step->[0]);
+	is($r->{ret}, 0, "$step->[1] on the coordinator") or diag $r->{err};
+	isnt(rings_equal($step->[1]), $ring0, "$step->[1] changed the keyring");
+	$ring0 = ring($coord);
+}
+
 # ================================================================== data
 my $N = 240;
 $coord->safe_psql('postgres', qq{
@@ -276,16 +286,23 @@ is($r->{out}, $checksum_plain->(), 'after both UPDATE forms every value matches 
 
 # ================================================================== 4. operations
 # re-encryption onto the current version, per shard, then the drill
-$r = run_sql($coord, q{CALL kms_reencrypt_table('users', 'email')});
-isnt($r->{ret}, 0, 'kms_reencrypt_table on a distributed table fails (documented: use kms_citus_reencrypt_table)');
-$r = run_sql($coord, q{CALL kms_citus_reencrypt_table('users', 'email', batch => 50)});
-is($r->{ret}, 0, 'kms_citus_reencrypt_table: every placement re-encrypted by its worker') or diag $r->{err};
+$r = run_sql($coord, q{SELECT count(*) FROM users WHERE kms_version_id(email) IN (SELECT id FROM pgcrypt_kms.key_versions WHERE state <> 'active')});
+ok($r->{out} > 0, "values on old versions before the re-encryption ($r->{out})");
+# as the table's owner, an application role with the encrypt and decrypt roles (no superuser)
+$coord->safe_psql('postgres', q{CREATE ROLE app LOGIN; GRANT pgcrypt_kms_encrypt, pgcrypt_kms_decrypt TO app;
+	ALTER TABLE users OWNER TO app;});
+$r = run_sql($coord, q{SET ROLE app; CALL kms_reencrypt_table('users', 'email', batch => 50)});
+is($r->{ret}, 0, 'kms_reencrypt_table of a distributed table, by its owner: every placement re-encrypted by its worker') or diag $r->{err};
 $r = run_sql($coord, q{
 	SELECT count(*) FROM users WHERE kms_version_id(email) IN (SELECT id FROM pgcrypt_kms.key_versions WHERE state <> 'active')});
 is($r->{out}, '0', 'no value is left on an old version');
-$r = run_sql($coord, q{SELECT key_name || ':' || decrypted || ':' || failed FROM kms_citus_verify('users', 'email') ORDER BY 1});
+$r = run_sql($coord, q{SET ROLE app; SELECT key_name || ':' || decrypted || ':' || failed FROM kms_citus_verify('users', 'email') ORDER BY 1});
 is($r->{out}, join("\n", 't1:' . ($N / 2) . ':0', 't2:' . ($N / 2) . ':0'),
 	'kms_citus_verify: per key version, every value decrypts on its shard, none fails') or diag $r->{out} . $r->{err};
+# (back to the superuser: a shard move creates tables in public, where app may not)
+$coord->safe_psql('postgres', q{ALTER TABLE users OWNER TO CURRENT_USER});
+$r = run_sql($coord, q{SELECT string_agg(key_name || ':' || decrypted || ':' || failed, ',' ORDER BY key_name) FROM kms_verify('users', 'email')});
+is($r->{out}, 't1:' . ($N / 2) . ':0,t2:' . ($N / 2) . ':0', 'kms_verify of a distributed table on the coordinator (values pulled to it)') or diag $r->{out} . $r->{err};
 $r = $checksum_enc->($coord);
 is($r->{out}, $checksum_plain->(), 'after the per-shard re-encryption every value matches the shadow') or diag $r->{err};
 
@@ -298,6 +315,8 @@ $coord->safe_psql('postgres', q{
 });
 $r = run_sql($coord, q{CALL kms_citus_reencrypt_table('countries', 'secret', batch => 1)});
 is($r->{ret}, 0, 'kms_citus_reencrypt_table on a reference table') or diag $r->{err};
+$r = run_sql($coord, q{SELECT decrypted || '/' || failed FROM kms_verify('countries', 'secret')});
+is($r->{out}, '2/0', 'kms_verify of a reference table on the coordinator') or diag $r->{err};
 my $copies = $coord->safe_psql('postgres', q{SELECT count(*) FROM citus_shards WHERE table_name = 'countries'::regclass});
 $r = run_sql($coord, q{SELECT sum(decrypted) || '/' || sum(failed) || '/' || count(DISTINCT version_id) FROM kms_citus_verify('countries', 'secret')});
 is($r->{out}, (2 * $copies) . '/0/1', "kms_citus_verify on a reference table: both values on one version in each of its $copies copies") or diag $r->{err};
