@@ -410,6 +410,11 @@ is($r->{out}, 't', 'the worker encrypts again, under the new version') or diag $
 if ($ENV{PGCK_CITUS_BENCH})
 {
 	my $rows = $ENV{PGCK_CITUS_BENCH_ROWS} // 50000;
+	for my $n ($coord, @workers)
+	{
+		$n->append_conf('postgresql.conf', 'pgcrypt_kms.dek_rotate_after = 0');
+		$n->reload;
+	}
 	$coord->safe_psql('postgres', qq{
 		CREATE TABLE bench_plain (id bigint PRIMARY KEY, email text);
 		INSERT INTO bench_plain SELECT g, 'bench' || g || '\@example.com' FROM generate_series(1, $rows) g;
