@@ -455,7 +455,7 @@ if ($ENV{PGCK_CITUS_BENCH})
 	my $sl = $ms->(sprintf($scan, 'bench_local'));
 	ctl($emu, 'reset-stats');
 	my $sd = $ms->(sprintf($scan, 'bench_dist'));
-	my $unwraps = (ctl($emu, 'stats')->{calls}{Decrypt} // 0) / 7;
+	my $unwraps = (ctl($emu, 'stats')->{calls}{Decrypt} // 0) / 6;
 	diag("bench: KMS Decrypt calls per distributed decrypt scan (worker backends unwrapping the key): $unwraps");
 	my ($ll, $ld) = ($ms->(sprintf($lookups, 'bench_tag_local')), $ms->(sprintf($lookups, 'bench_tag_dist')));
 	my ($pl, $pd) = ($ms->(sprintf($scan_plain, 'bench_local')), $ms->(sprintf($scan_plain, 'bench_dist')));
