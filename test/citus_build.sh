@@ -6,8 +6,8 @@
 # Progress goes to stderr.
 #
 # PostgreSQL 15 takes Citus 13.2.2 (with citus-13.2.2-pg15.20.patch: 15.20
-# exports have_createdb_privilege(), which 13.2.2 also defines); 16 and 17
-# take 13.2.2 as well, 18 takes 14.0.1.
+# exports have_createdb_privilege(), which 13.2.2 also defines); other
+# majors are skipped for now (14.0.1 for 17 and 18 is not yet tried).
 #
 # The source tarball citus-VERSION.tar.xz is looked for in
 #   1. $PGCK_THIRD_PARTY
@@ -31,9 +31,10 @@ BASE=${PGCK_PG_PREFIX_BASE:-/opt/pgck}
 PGVER=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9.]+).*/\1/')
 MAJOR=${PGVER%%.*}
 case $MAJOR in
-    15|16|17) VERSION=13.2.2 ;;
-    18) VERSION=14.0.1 ;;
-    *) echo "skip: no Citus release known to this script supports PostgreSQL $MAJOR"; exit 2 ;;
+    15) VERSION=13.2.2 ;;
+    # 14.0.1 (in ../shared/third_party) is the release for 17 and 18; the
+    # extension's Citus code has not been tried against it yet
+    *) echo "skip: Citus on PostgreSQL $MAJOR (14.0.1) is not yet tested; tap/030_citus runs on 15 (Citus 13.2.2)"; exit 2 ;;
 esac
 PREFIX=$BASE/citus-$VERSION-pg$MAJOR
 STAMP=$PREFIX/.pgck-build-stamp
