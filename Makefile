@@ -30,6 +30,7 @@ OBJS = \
 	src/kms_pkcs11.o \
 	src/kms_vault.o \
 	src/kms_kmip.o \
+	src/citus.o \
 	$(PURE_OBJS)
 
 SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson

@@ -326,3 +326,318 @@ REVOKE ALL ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_tag(text, text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 -- ================================================================ end of issue 14
+
+------------------------------------------------------------------ Citus (issue 17)
+-- One keyring for a Citus cluster: every node keeps the keyring tables as
+-- local tables (a shard query reads its own node's copy); the coordinator
+-- is the only writer, and its row triggers send each change, with its
+-- version id, to every worker inside the same distributed transaction
+-- (Citus's two-phase commit).  On a worker, a change that does not come
+-- from the coordinator is refused.  Without Citus these triggers do nothing.
+CREATE FUNCTION pgcrypt_kms.citus_node_role() RETURNS text
+    AS 'MODULE_PATHNAME', 'pgck_citus_node_role' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION pgcrypt_kms.citus_node_role() IS 'none, coordinator or worker: this node''s part in a Citus cluster';
+REVOKE ALL ON FUNCTION pgcrypt_kms.citus_node_role() FROM PUBLIC;
+CREATE FUNCTION pgcrypt_kms.citus_send(command text) RETURNS void
+    AS 'MODULE_PATHNAME', 'pgck_citus_send' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION pgcrypt_kms.citus_send(text) IS 'run a keyring statement on every Citus worker in this transaction (two-phase commit)';
+REVOKE ALL ON FUNCTION pgcrypt_kms.citus_send(text) FROM PUBLIC;
+
+CREATE FUNCTION pgcrypt_kms.citus_keyring_guard() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pgcrypt_kms.citus_node_role() OPERATOR(pg_catalog.=) 'worker'
+       AND pg_catalog.current_setting('pgcrypt_kms_citus.applying', true) IS DISTINCT FROM 'on' THEN
+        RAISE EXCEPTION 'key administration is refused on a Citus worker'
+            USING ERRCODE = '55000',
+                  DETAIL = 'A worker''s keyring is a copy of the coordinator''s, changed only by the coordinator.',
+                  HINT = 'Run key administration on the coordinator; it reaches every worker in the same transaction.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION pgcrypt_kms.citus_keyring_guard() FROM PUBLIC;
+CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_guard();
+CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_guard();
+
+-- A change travels as one statement (Citus sends it with the extended
+-- protocol: one command each): a call of citus_apply on the worker, with
+-- the row's new image as jsonb, inserted whole (its id included: version ids
+-- are the coordinator's).  An UPDATE is a DELETE and an INSERT of the row, in
+-- the coordinator's order, so every unique index holds on the workers as it
+-- did there.
+CREATE FUNCTION pgcrypt_kms.citus_apply(tbl text, old_key text, new_row jsonb, truncate bool DEFAULT false)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('pgcrypt_kms_citus.applying', 'on', true);
+    IF tbl OPERATOR(pg_catalog.=) 'keys' THEN
+        IF truncate THEN
+            TRUNCATE pgcrypt_kms.keys;
+        END IF;
+        IF old_key IS NOT NULL THEN
+            DELETE FROM pgcrypt_kms.keys WHERE key_name OPERATOR(pg_catalog.=) old_key;
+        END IF;
+        IF new_row IS NOT NULL THEN
+            INSERT INTO pgcrypt_kms.keys SELECT * FROM pg_catalog.jsonb_populate_record(NULL::pgcrypt_kms.keys, new_row);
+        END IF;
+    ELSIF tbl OPERATOR(pg_catalog.=) 'key_versions' THEN
+        IF truncate THEN
+            TRUNCATE pgcrypt_kms.key_versions;
+        END IF;
+        IF old_key IS NOT NULL THEN
+            DELETE FROM pgcrypt_kms.key_versions WHERE id OPERATOR(pg_catalog.=) old_key::int4;
+        END IF;
+        IF new_row IS NOT NULL THEN
+            INSERT INTO pgcrypt_kms.key_versions SELECT * FROM pg_catalog.jsonb_populate_record(NULL::pgcrypt_kms.key_versions, new_row);
+        END IF;
+    ELSE
+        RAISE EXCEPTION 'unknown keyring table' USING ERRCODE = '22023';
+    END IF;
+    PERFORM pg_catalog.set_config('pgcrypt_kms_citus.applying', 'off', true);
+END
+$$;
+REVOKE ALL ON FUNCTION pgcrypt_kms.citus_apply(text, text, jsonb, bool) FROM PUBLIC;
+
+-- the whole keyring at once (kms_citus_sync)
+CREATE FUNCTION pgcrypt_kms.citus_apply_all(keys jsonb, versions jsonb)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('pgcrypt_kms_citus.applying', 'on', true);
+    DELETE FROM pgcrypt_kms.key_versions;
+    DELETE FROM pgcrypt_kms.keys;
+    INSERT INTO pgcrypt_kms.keys SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::pgcrypt_kms.keys, keys);
+    INSERT INTO pgcrypt_kms.key_versions SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::pgcrypt_kms.key_versions, versions);
+    PERFORM pg_catalog.set_config('pgcrypt_kms_citus.applying', 'off', true);
+END
+$$;
+REVOKE ALL ON FUNCTION pgcrypt_kms.citus_apply_all(jsonb, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION pgcrypt_kms.citus_keyring_propagate() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    old_key text;
+    new_row jsonb;
+BEGIN
+    IF pgcrypt_kms.citus_node_role() OPERATOR(pg_catalog.<>) 'coordinator' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        PERFORM pgcrypt_kms.citus_send(pg_catalog.format('SELECT pgcrypt_kms.citus_apply(%L, NULL, NULL, true)', TG_TABLE_NAME));
+        RETURN NULL;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
+        IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'keys' THEN
+            old_key := OLD.key_name;
+        ELSE
+            old_key := OLD.id::text;
+        END IF;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
+        new_row := pg_catalog.to_jsonb(NEW);
+    END IF;
+    PERFORM pgcrypt_kms.citus_send(pg_catalog.format('SELECT pgcrypt_kms.citus_apply(%L, %L, %L)',
+                                                     TG_TABLE_NAME, old_key, new_row));
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION pgcrypt_kms.citus_keyring_propagate() FROM PUBLIC;
+CREATE TRIGGER citus_propagate AFTER INSERT OR UPDATE OR DELETE ON pgcrypt_kms.keys
+    FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.citus_keyring_propagate();
+CREATE TRIGGER citus_propagate_truncate AFTER TRUNCATE ON pgcrypt_kms.keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_propagate();
+CREATE TRIGGER citus_propagate AFTER INSERT OR UPDATE OR DELETE ON pgcrypt_kms.key_versions
+    FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.citus_keyring_propagate();
+CREATE TRIGGER citus_propagate_truncate AFTER TRUNCATE ON pgcrypt_kms.key_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_propagate();
+
+-- A worker added after keys exist gets the whole keyring (run after
+-- citus_add_node; harmless to run again: every worker's copy is replaced).
+CREATE FUNCTION @extschema@.kms_citus_sync() RETURNS int4 LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n int4;
+BEGIN
+    IF pgcrypt_kms.citus_node_role() OPERATOR(pg_catalog.<>) 'coordinator' THEN
+        RAISE EXCEPTION 'kms_citus_sync() runs on a Citus coordinator'
+            USING ERRCODE = '55000';
+    END IF;
+    -- no key administration between the copy and its commit
+    LOCK TABLE pgcrypt_kms.keys, pgcrypt_kms.key_versions IN EXCLUSIVE MODE;
+    SELECT pg_catalog.count(*) INTO n FROM pgcrypt_kms.key_versions;
+    PERFORM pgcrypt_kms.citus_send(pg_catalog.format('SELECT pgcrypt_kms.citus_apply_all(%L, %L)',
+        (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(k)), '[]') FROM pgcrypt_kms.keys k),
+        (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(v)), '[]') FROM pgcrypt_kms.key_versions v)));
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.kms_citus_sync() IS 'Citus: copy the coordinator''s whole keyring to every worker (after citus_add_node); returns the number of key versions';
+REVOKE ALL ON FUNCTION @extschema@.kms_citus_sync() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_citus_sync() TO pgcrypt_kms_admin;
+
+-- Re-encryption and the decryption drill of a Citus table, placement by
+-- placement: each worker runs kms_reencrypt_table / kms_verify on its own
+-- shard tables with its own keyring and KMS access (a distributed UPDATE may
+-- not call kms_reencrypt, and FOR UPDATE does not cross shards).  Each
+-- placement commits on its own, as kms_reencrypt_table's batches do; run it
+-- again to finish after an interruption.  A reference table's copies are
+-- each re-encrypted (and verified) on their own node.
+CREATE PROCEDURE @extschema@.kms_citus_reencrypt_table(tbl regclass, col name,
+        batch int4 DEFAULT 10000, context text DEFAULT NULL)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    failures text;
+BEGIN
+    -- (the caller may not use schema pgcrypt_kms: no citus_node_role() here)
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'Citus is not in use in this database' USING ERRCODE = '55000';
+    END IF;
+    IF tbl IS NULL OR col IS NULL OR batch IS NULL THEN
+        RAISE EXCEPTION 'the table, column and batch must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) tbl) THEN
+        RAISE EXCEPTION '% is not a Citus table', tbl USING ERRCODE = '22023',
+            HINT = 'Use kms_reencrypt_table for a local table.';
+    END IF;
+    SELECT pg_catalog.string_agg(r.nodename OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) r.nodeport
+                                 OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) r.result, '; ')
+      INTO failures
+      FROM pg_catalog.run_command_on_placements(tbl,
+               pg_catalog.format('CALL @extschema@.kms_reencrypt_table(%%L, %L, %s, %L)',
+                                 col, batch, context)) r
+     WHERE NOT r.success;
+    IF failures IS NOT NULL THEN
+        RAISE EXCEPTION 'the re-encryption of %.% failed on some placements', tbl, col
+            USING ERRCODE = '55000', DETAIL = failures,
+                  HINT = 'The other placements are done; call the procedure again once the cause is fixed.';
+    END IF;
+END
+$$;
+COMMENT ON PROCEDURE @extschema@.kms_citus_reencrypt_table(regclass, name, int4, text) IS 'Citus: kms_reencrypt_table on every placement of a distributed or reference table, run by the worker that holds it';
+REVOKE ALL ON PROCEDURE @extschema@.kms_citus_reencrypt_table(regclass, name, int4, text) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE @extschema@.kms_citus_reencrypt_table(regclass, name, int4, text) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt;
+
+CREATE FUNCTION @extschema@.kms_citus_verify(tbl regclass, col name, context text DEFAULT NULL,
+        OUT key_name text, OUT version int4, OUT version_id int4,
+        OUT decrypted int8, OUT failed int8, OUT error text)
+    RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    failures text[];
+    results text[];
+BEGIN
+    -- (the caller may not use schema pgcrypt_kms: no citus_node_role() here)
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'Citus is not in use in this database' USING ERRCODE = '55000';
+    END IF;
+    IF tbl IS NULL OR col IS NULL THEN
+        RAISE EXCEPTION 'the table and column must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) tbl) THEN
+        RAISE EXCEPTION '% is not a Citus table', tbl USING ERRCODE = '22023',
+            HINT = 'Use kms_verify for a local table.';
+    END IF;
+    SELECT pg_catalog.array_agg(r.nodename OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) r.nodeport
+                                OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) r.result) FILTER (WHERE NOT r.success),
+           pg_catalog.array_agg(r.result) FILTER (WHERE r.success)
+      INTO failures, results
+      FROM pg_catalog.run_command_on_placements(tbl,
+               pg_catalog.format('SELECT COALESCE(pg_catalog.json_agg(v), ''[]'') FROM @extschema@.kms_verify(%%L, %L, %L) v',
+                                 col, context)) r;
+    IF failures IS NOT NULL THEN
+        RAISE EXCEPTION 'kms_verify of %.% failed on some placements', tbl, col
+            USING ERRCODE = '55000', DETAIL = pg_catalog.array_to_string(failures, '; ');
+    END IF;
+    RETURN QUERY
+      SELECT e.key_name, e.version, e.version_id, pg_catalog.sum(e.decrypted)::int8, pg_catalog.sum(e.failed)::int8,
+             pg_catalog.min(e.error)
+        FROM pg_catalog.unnest(results) AS r(result),
+             pg_catalog.json_to_recordset(r.result::json)
+               AS e(key_name text, version int4, version_id int4, decrypted int8, failed int8, error text)
+       GROUP BY 1, 2, 3 ORDER BY 1, 2;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.kms_citus_verify(regclass, name, text) IS 'Citus: kms_verify on every placement of a distributed or reference table, summed per key version (a reference table counts once per copy)';
+REVOKE ALL ON FUNCTION @extschema@.kms_citus_verify(regclass, name, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_citus_verify(regclass, name, text) TO pgcrypt_kms_decrypt;
+
+-- kms_reencrypt_table on a Citus table works placement by placement (the
+-- branch at the top of the loop); otherwise unchanged from 0.2.0.
+CREATE OR REPLACE PROCEDURE @extschema@.kms_reencrypt_table(tbl regclass, col name,
+        batch int4 DEFAULT 10000, context text DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    current_ids int4[];
+    n bigint;
+    moved bigint;
+    total bigint := 0;
+    ctx_expr text := CASE WHEN context IS NULL THEN '' ELSE ', ' OPERATOR(pg_catalog.||) context END;
+BEGIN
+    IF tbl IS NULL OR col IS NULL THEN
+        RAISE EXCEPTION 'the table and column must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::pg_catalog.oid USING ERRCODE = '42P01';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+                      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = '42703';
+    END IF;
+    -- The UPDATEs below run the table owner's code with the caller's
+    -- privileges: triggers (also on partitions and inheritance children),
+    -- rules, index expressions and predicates, CHECK constraints, generated
+    -- columns, row security policies.  As for REINDEX and VACUUM, only the
+    -- table's owner (or a member of its role) may run it: an owner's code
+    -- must never run as the admin (or superuser) doing maintenance for them.
+    IF NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c
+                                    WHERE c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid), 'MEMBER') THEN
+        RAISE EXCEPTION 'must be the owner of table % (or a member of its role) to re-encrypt it', tbl
+            USING ERRCODE = '42501',
+                  DETAIL = 'The table''s triggers, rules, index expressions, constraints and policies would run with your privileges.',
+                  HINT = 'Run kms_reencrypt_table as the table''s owner (SET ROLE to it), with the pgcrypt_kms_encrypt role.';
+    END IF;
+    IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    -- Citus (issue 17): a distributed or reference table, placement by placement
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) tbl) THEN
+            CALL @extschema@.kms_citus_reencrypt_table(tbl, col, batch, context);
+            RETURN;
+        END IF;
+    END IF;
+    LOOP
+        SELECT pg_catalog.array_agg(version_id) INTO current_ids
+          FROM @extschema@.kms_keys WHERE current;
+        EXECUTE pg_catalog.format(
+            'WITH sel AS MATERIALIZED ('
+            '  SELECT ctid AS tid, @extschema@.kms_version_id(%I) AS old_id FROM %s WHERE %I IS NOT NULL'
+            '     AND NOT (@extschema@.kms_version_id(%I) OPERATOR(pg_catalog.=) ANY ($1))'
+            '   LIMIT $2 FOR UPDATE),'
+            ' upd AS ('
+            '  UPDATE %s SET %I = @extschema@.kms_reencrypt(%I%s)'
+            '   WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT tid FROM sel))'
+            '  RETURNING @extschema@.kms_version_id(%I) AS new_id)'
+            ' SELECT pg_catalog.count(*),'
+            '        pg_catalog.count(*) FILTER (WHERE new_id IS NULL OR NOT (new_id OPERATOR(pg_catalog.=) ANY'
+            '                                    (ARRAY(SELECT old_id FROM sel))))'
+            '   FROM upd',
+            col, tbl, col, col, tbl, col, col, ctx_expr, col)
+          INTO n, moved
+          USING COALESCE(current_ids, '{}'), batch;
+        EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+        IF moved OPERATOR(pg_catalog.=) 0 THEN
+            RAISE EXCEPTION 'could not move the values of %.% onto their keys'' current versions', tbl, col
+                USING ERRCODE = '55000',
+                      DETAIL = pg_catalog.format('A batch re-encrypted %s values and every one of them is still on the key version it had; %s values were re-encrypted before it.',
+                                                 n, total),
+                      HINT = 'A trigger or rule on the table may be writing the old values back: disable it during the re-encryption and call the procedure again.';
+        END IF;
+        total := total OPERATOR(pg_catalog.+) n;
+        RAISE NOTICE 'kms_reencrypt_table: % rows of %.% re-encrypted so far', total, tbl, col;
+        COMMIT;
+    END LOOP;
+END
+$$;

@@ -30,6 +30,7 @@
 #include "utils/timestamp.h"
 
 #include "access/xlog.h"
+#include "citus.h"
 #include "guc.h"
 #include "keycache.h"
 #include "usage.h"
@@ -876,8 +877,9 @@ pgck_keycache_forget_key(const char *name)
 bool
 pgck_keycache_count_encryption(PgckCachedVersion *v)
 {
-	uint64		rotate_after = pgck_dek_rotate_after > 0 ?
-		(uint64) pgck_dek_rotate_after : DEFAULT_ROTATE_AFTER;
+	/* on Citus, each node counts its own share of the bound (citus.h) */
+	uint64		rotate_after = pgck_citus_share(pgck_dek_rotate_after > 0 ?
+												(uint64) pgck_dek_rotate_after : DEFAULT_ROTATE_AFTER);
 	uint64		n;
 	TimestampTz stmt;
 	bool		too_old;
@@ -929,7 +931,9 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 	{
 		/* once per statement: a rolled-back rotation is tried again later */
 		v->rotation_tried = stmt;
-		if (!RecoveryInProgress() && !XactReadOnly && !IsInParallelMode())
+		/* a Citus worker's keyring changes only from the coordinator */
+		if (!RecoveryInProgress() && !XactReadOnly && !IsInParallelMode() &&
+			!pgck_citus_is_worker())
 		{
 			char		name[PGCK_KEY_NAME_MAX + 1];
 			int32		version = v->version;

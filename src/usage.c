@@ -32,6 +32,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+#include "citus.h"
 #include "keyring.h"
 #include "pgck_errcodes.h"
 #include "usage.h"
@@ -336,7 +337,8 @@ cluster_timeline(void)
 static bool
 written_here(const PgckVersionWriter *w)
 {
-	return !w->known ||
+	/* a Citus worker's keyring is the coordinator's copy (citus.h) */
+	return !w->known || pgck_citus_is_worker() ||
 		(w->system_id == GetSystemIdentifier() && w->timeline == cluster_timeline());
 }
 

@@ -1,0 +1,136 @@
+/*-------------------------------------------------------------------------
+ *
+ * citus.c
+ *		One keyring for a Citus cluster (issue 17); see citus.h and the
+ *		README's Citus section.
+ *
+ * The keyring tables stay ordinary local tables on every node, so a shard
+ * query on a worker reads its own copy with no nested distributed query.
+ * The coordinator is the only writer: row triggers on the keyring tables
+ * (sql/, "Citus") send every row change, with its version id, to every
+ * worker through pgck_citus_send(), which hands the command to Citus's
+ * SendCommandToWorkersWithMetadata(): it runs on the workers' connections
+ * of the coordinated transaction and commits with it by two-phase commit,
+ * so a change is on every node or on none.  On a worker a statement
+ * trigger refuses any keyring change that does not come that way.
+ *
+ * Citus's functions are looked up in its already loaded library with
+ * load_external_function(); nothing here links against Citus, and nothing
+ * is looked up unless the citus extension exists in this database (which
+ * requires Citus in shared_preload_libraries).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "citus.h"
+#include "pgck_errcodes.h"
+
+typedef int32 (*GetLocalGroupIdFn) (void);
+typedef void (*SendCommandFn) (const char *command);
+
+static GetLocalGroupIdFn citus_get_local_group_id = NULL;
+static SendCommandFn citus_send_to_workers = NULL;
+
+#if PG_VERSION_NUM >= 170000
+#define CURRENT_LXID (MyProc->vxid.lxid)
+#else
+#define CURRENT_LXID (MyProc->lxid)
+#endif
+
+/* whether the citus extension exists, cached per transaction */
+static LocalTransactionId citus_checked_lxid = InvalidLocalTransactionId;
+static bool citus_present = false;
+
+static bool
+citus_loaded_here(void)
+{
+	if (MyProc == NULL || !IsTransactionState())
+		return false;
+	if (citus_checked_lxid == CURRENT_LXID)
+		return citus_present;
+	/* citus.version exists only once Citus's library has been loaded */
+	citus_present = GetConfigOption("citus.version", true, false) != NULL &&
+		OidIsValid(get_extension_oid("citus", true));
+	citus_checked_lxid = CURRENT_LXID;
+	if (citus_present && citus_get_local_group_id == NULL)
+		citus_get_local_group_id = (GetLocalGroupIdFn)
+			load_external_function("$libdir/citus", "GetLocalGroupId", true, NULL);
+	return citus_present;
+}
+
+PgckCitusRole
+pgck_citus_role(void)
+{
+	if (!citus_loaded_here())
+		return PGCK_CITUS_NONE;
+	/* group 0 is the coordinator (and a node not yet added to a cluster) */
+	return citus_get_local_group_id() == 0 ? PGCK_CITUS_COORDINATOR : PGCK_CITUS_WORKER;
+}
+
+bool
+pgck_citus_is_worker(void)
+{
+	return pgck_citus_role() == PGCK_CITUS_WORKER;
+}
+
+uint64
+pgck_citus_share(uint64 bound)
+{
+	if (!citus_loaded_here())
+		return bound;
+	return Max(bound / PGCK_CITUS_MAX_NODES, 1);
+}
+
+/* pgcrypt_kms.citus_node_role() → 'none' | 'coordinator' | 'worker' */
+PG_FUNCTION_INFO_V1(pgck_citus_node_role);
+Datum
+pgck_citus_node_role(PG_FUNCTION_ARGS)
+{
+	switch (pgck_citus_role())
+	{
+		case PGCK_CITUS_COORDINATOR:
+			PG_RETURN_TEXT_P(cstring_to_text("coordinator"));
+		case PGCK_CITUS_WORKER:
+			PG_RETURN_TEXT_P(cstring_to_text("worker"));
+		case PGCK_CITUS_NONE:
+			break;
+	}
+	PG_RETURN_TEXT_P(cstring_to_text("none"));
+}
+
+/*
+ * pgcrypt_kms.citus_send(command): run command on every worker, as the
+ * current user, in this transaction (two-phase commit).  Only on a
+ * coordinator; EXECUTE is revoked from PUBLIC (the keyring triggers and
+ * kms_citus_sync() call it as the keyring's owner).
+ */
+PG_FUNCTION_INFO_V1(pgck_citus_send);
+Datum
+pgck_citus_send(PG_FUNCTION_ARGS)
+{
+	char	   *command;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the command must not be NULL")));
+	if (pgck_citus_role() != PGCK_CITUS_COORDINATOR)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg("keyring changes are sent to workers only from a Citus coordinator")));
+	if (citus_send_to_workers == NULL)
+		citus_send_to_workers = (SendCommandFn)
+			load_external_function("$libdir/citus", "SendCommandToWorkersWithMetadata", true, NULL);
+	command = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	citus_send_to_workers(command);
+	PG_RETURN_VOID();
+}
