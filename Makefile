@@ -20,6 +20,7 @@ OBJS = \
 	src/enc_typed.o \
 	src/keyring.o \
 	src/keycache.o \
+	src/keymem.o \
 	src/usage.o \
 	src/kms.o \
 	src/kms_common.o \

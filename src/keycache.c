@@ -12,11 +12,10 @@
  */
 #include "postgres.h"
 
-#include <sys/mman.h>
-
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "storage/ipc.h"
@@ -26,12 +25,14 @@
 #include "utils/jsonb.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "access/xlog.h"
 #include "guc.h"
 #include "keycache.h"
+#include "keymem.h"
 #include "usage.h"
 #include "pgck_errcodes.h"
 
@@ -48,8 +49,6 @@ static uint64 cache_gen = 1;
 
 /* bumped whenever a cached version may have gone or gone stale; see keycache.h */
 uint64		pgck_keycache_epoch = 1;
-static Oid	keys_relid = InvalidOid;
-static Oid	versions_relid = InvalidOid;
 static TimestampTz last_statement = 0;
 
 static void note_kms_refusal(const char *key_name, int32 version, int sqlerrcode);
@@ -58,115 +57,6 @@ static const char *const op_names[PGCK_NUM_OPS] = {
 	"GenerateDataKey", "Decrypt", "ReEncrypt", "Encrypt", "DescribeKey",
 	"GenerateRandom", "Credentials"
 };
-
-/* ---------------------------------------------------------------- locked arena */
-
-#define SLOT_SIZE		32
-#define CHUNK_SIZE		(64 * 1024)
-#define CHUNK_SLOTS		(CHUNK_SIZE / SLOT_SIZE)
-
-typedef struct LockedChunk
-{
-	uint8	   *base;
-	int			nused;
-	bool		used[CHUNK_SLOTS];
-	struct LockedChunk *next;
-} LockedChunk;
-
-static LockedChunk *chunks = NULL;
-static bool lock_warned = false;
-static pid_t exit_wipe_pid = 0;	/* process that registered keycache_exit */
-
-static void keycache_exit(int code, Datum arg);
-
-static LockedChunk *
-locked_chunk_new(void)
-{
-	LockedChunk *c;
-	void	   *p;
-
-	/*
-	 * Registered per process, here, not in _PG_init: a library preloaded in
-	 * the postmaster would register it there, and every forked backend
-	 * forgets the postmaster's on_proc_exit list.
-	 */
-	if (exit_wipe_pid != MyProcPid)
-	{
-		on_proc_exit(keycache_exit, (Datum) 0);
-		exit_wipe_pid = MyProcPid;
-	}
-	p = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("could not map memory for the key cache: %m")));
-	/* keys never reach a core dump or a forked child (COPY ... TO PROGRAM) */
-	(void) madvise(p, CHUNK_SIZE, MADV_DONTDUMP);
-	(void) madvise(p, CHUNK_SIZE, MADV_DONTFORK);
-	if (mlock(p, CHUNK_SIZE) != 0 && !lock_warned)
-	{
-		lock_warned = true;
-		ereport(WARNING,
-				(errmsg("could not lock key cache memory: %m"),
-				 errdetail("Unwrapped keys could be written to swap."),
-				 errhint("Raise the memory lock limit of the PostgreSQL server (LimitMEMLOCK or ulimit -l) to at least %d kB per backend.",
-						 CHUNK_SIZE / 1024)));
-	}
-	c = MemoryContextAllocZero(cache_context, sizeof(LockedChunk));
-	c->base = p;
-	c->next = chunks;
-	chunks = c;
-	return c;
-}
-
-uint8 *
-pgck_locked_alloc(void)
-{
-	LockedChunk *c;
-	int			i;
-
-	for (c = chunks; c != NULL; c = c->next)
-		if (c->nused < CHUNK_SLOTS)
-			break;
-	if (c == NULL)
-		c = locked_chunk_new();
-	for (i = 0; i < CHUNK_SLOTS; i++)
-	{
-		if (!c->used[i])
-		{
-			c->used[i] = true;
-			c->nused++;
-			return c->base + i * SLOT_SIZE;
-		}
-	}
-	elog(ERROR, "key cache arena chunk has no free slot");
-	return NULL;				/* keep compiler quiet */
-}
-
-void
-pgck_locked_free(uint8 *slot)
-{
-	LockedChunk *c;
-
-	if (slot == NULL)
-		return;
-	for (c = chunks; c != NULL; c = c->next)
-	{
-		if (slot >= c->base && slot < c->base + CHUNK_SIZE)
-		{
-			int			i = (slot - c->base) / SLOT_SIZE;
-
-			pgck_wipe(slot, SLOT_SIZE);
-			if (c->used[i])
-			{
-				c->used[i] = false;
-				c->nused--;
-			}
-			return;
-		}
-	}
-	elog(ERROR, "key slot does not belong to the key cache arena");
-}
 
 /* ---------------------------------------------------------------- entries */
 
@@ -230,26 +120,14 @@ cache_flush_all(void)
 	}
 }
 
+/*
+ * At process exit, before key memory wipes its arena: free the keyed OpenSSL
+ * contexts (OpenSSL cleanses them) along with the entries.
+ */
 static void
-keycache_exit(int code, Datum arg)
+keycache_release(void)
 {
-	LockedChunk *c;
-	int			nchunks = 0;
-	int			nslots = 0;
-
-	if (exit_wipe_pid != MyProcPid)
-		return;
-	for (c = chunks; c != NULL; c = c->next)
-		nslots += c->nused;
 	cache_flush_all();
-	for (c = chunks; c != NULL; c = c->next)
-	{
-		pgck_wipe(c->base, CHUNK_SIZE);
-		nchunks++;
-	}
-	/* no key material: how much was wiped, for tests and audits */
-	elog(DEBUG1, "pgcrypt_kms: wiped %d key slots in %d locked chunks at backend exit",
-		 nslots, nchunks);
 }
 
 /*
@@ -273,8 +151,7 @@ invalidate_all(void)
 static void
 keycache_relcache_cb(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid ||
-		(OidIsValid(relid) && (relid == keys_relid || relid == versions_relid)))
+	if (relid == InvalidOid || pgck_keyring_is_keyring_rel(relid))
 		invalidate_all();
 }
 
@@ -290,8 +167,8 @@ keycache_relcache_cb(Datum arg, Oid relid)
  */
 static bool keyring_touched_in_xact = false;
 
-void
-pgck_keycache_note_keyring_write(void)
+static void
+note_keyring_write(void)
 {
 	keyring_touched_in_xact = true;
 	invalidate_all();
@@ -327,13 +204,6 @@ keycache_subxact_cb(SubXactEvent event, SubTransactionId mySubid,
 }
 
 void
-pgck_keycache_set_keyring_oids(Oid keys_oid, Oid versions_oid)
-{
-	keys_relid = keys_oid;
-	versions_relid = versions_oid;
-}
-
-void
 pgck_keycache_init(void)
 {
 	HASHCTL		ctl;
@@ -357,7 +227,7 @@ pgck_keycache_init(void)
 	CacheRegisterRelcacheCallback(keycache_relcache_cb, (Datum) 0);
 	RegisterXactCallback(keycache_xact_cb, NULL);
 	RegisterSubXactCallback(keycache_subxact_cb, NULL);
-	/* keycache_exit is registered by the first key allocation of each process */
+	pgck_keymem_on_release(keycache_release);
 	if (!pgck_crypto_init())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -553,8 +423,12 @@ fetch_key_stable(const char *name, PgckKeyRow *row, bool *found)
 	}
 }
 
-void
-pgck_keycache_install(uint32 id, const char *key_name, int32 version, const uint8 *dek)
+/*
+ * Put a data key that was just generated (kms_create_key, kms_rotate_key)
+ * into the cache, saving an unwrap.  dek is copied.
+ */
+static void
+keycache_install(uint32 id, const char *key_name, int32 version, const uint8 *dek)
 {
 	keyring_touched_in_xact = true;
 	(void) version_insert(id, key_name, version, PGCK_STATE_ACTIVE, GetCurrentTimestamp(), dek);
@@ -809,8 +683,8 @@ pgck_keycache_key_usable(PgckCachedKey *k)
  * Put a key just created (with its blind-index key, if any) into the cache,
  * saving the unwrap of the index key on first use.  ikey is copied.
  */
-void
-pgck_keycache_install_key(const char *name, uint32 current_id, PgckTransform transform,
+static void
+keycache_install_key(const char *name, uint32 current_id, PgckTransform transform,
 						  int index_bits, const uint8 *ikey)
 {
 	char		keybuf[PGCK_KEY_NAME_MAX + 1];
@@ -867,6 +741,112 @@ pgck_keycache_forget_key(const char *name)
 	k = hash_search(key_cache, keybuf, HASH_FIND, NULL);
 	if (k != NULL)
 		k->validated_gen = 0;
+}
+
+/* ---------------------------------------------------------------- key administration */
+
+/*
+ * Rotate through the keyring and install the new version, saving its first
+ * unwrap; see pgck_keyring_rotate for the arguments.
+ */
+static int32
+keycache_rotate(const char *name, uint32 expected_current, bool nowait)
+{
+	uint8	   *dek = pgck_locked_alloc();
+	volatile int32 version = 0;
+
+	PG_TRY();
+	{
+		uint32		id;
+
+		version = pgck_keyring_rotate(name, expected_current, nowait, dek, &id);
+		if (id != 0)
+			keycache_install(id, name, version, dek);
+	}
+	PG_FINALLY();
+	{
+		pgck_locked_free(dek);
+	}
+	PG_END_TRY();
+	return version;
+}
+
+/*
+ * kms_create_key(name, kms_key, blind_index, index_bits, kms_context): the
+ * keyring creates the key; its first data key and index key are installed
+ * here.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_create_key);
+Datum
+pgck_kms_create_key(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	char	   *kms_key;
+	char	   *transform_name;
+	uint8	   *dek;
+	uint8	   *ikey;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("arguments of kms_create_key must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	kms_key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	transform_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	dek = pgck_locked_alloc();
+	ikey = pgck_locked_alloc();
+	PG_TRY();
+	{
+		PgckTransform transform;
+		uint32		id;
+
+		id = pgck_keyring_create_key(name, kms_key, transform_name, PG_GETARG_INT32(3),
+									 PG_GETARG_JSONB_P(4), dek, ikey, &transform);
+		keycache_install(id, name, 1, dek);
+		keycache_install_key(name, id, transform, PG_GETARG_INT32(3),
+							 transform != PGCK_BIDX_NONE ? ikey : NULL);
+	}
+	PG_FINALLY();
+	{
+		pgck_locked_free(dek);
+		pgck_locked_free(ikey);
+	}
+	PG_END_TRY();
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * kms_rotate_key(name) → new version number
+ *
+ * A new data key version becomes the active one; the previous active version
+ * becomes decrypt-only.  Concurrent rotations of one key serialize on the
+ * key's row.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_rotate_key);
+Datum
+pgck_kms_rotate_key(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(keycache_rotate(text_to_cstring(PG_GETARG_TEXT_PP(0)), 0, false));
+}
+
+/*
+ * Statement trigger on the keyring tables: every change, by our functions,
+ * by hand or by a restore, invalidates every backend's key cache at commit
+ * (and this backend's at once, and again on abort).
+ */
+PG_FUNCTION_INFO_V1(pgck_keyring_changed);
+Datum
+pgck_keyring_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "pgck_keyring_changed: not called by trigger manager");
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	note_keyring_write();
+	PG_RETURN_POINTER(NULL);
 }
 
 /* ---------------------------------------------------------------- usage bound */
@@ -945,7 +925,7 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 			 * per cluster).
 			 */
 			strlcpy(name, v->key_name, sizeof(name));
-			newv = pgck_keyring_rotate(name, v->id, !foreign);	/* may evict v */
+			newv = keycache_rotate(name, v->id, !foreign);	/* may evict v */
 			if (newv == PGCK_ROTATE_BUSY)
 				return false;
 			/* if another session rotated first, take in its invalidation */
