@@ -21,6 +21,7 @@ OBJS = \
 	src/keyring.o \
 	src/keycache.o \
 	src/keymem.o \
+	src/keycache_shared.o \
 	src/usage.o \
 	src/kms.o \
 	src/kms_common.o \

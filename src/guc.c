@@ -52,6 +52,7 @@ int			pgck_kmip_port = 5696;
 char	   *pgck_kmip_client_cert = NULL;
 char	   *pgck_kmip_client_key = NULL;
 char	   *pgck_kmip_ca_file = NULL;
+int			pgck_shared_cache_size = 0;
 
 static bool
 check_endpoint(char **newval, void **extra, GucSource source)
@@ -162,6 +163,11 @@ pgck_guc_init(void)
 							"Most key versions a backend keeps unwrapped; the least recently used is evicted and wiped.",
 							NULL, &pgck_cache_max_keys, 1000, 1, 1000000,
 							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.shared_cache_size",
+							"Entries of the shared key cache (with shared_preload_libraries); 0 turns it off.",
+							"Each key version is then unwrapped once per cluster per cache_ttl; the cache is locked memory mapped by the postmaster.",
+							&pgck_shared_cache_size, 0, 0, 1000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgcrypt_kms.kms_connect_timeout",
 							"Time allowed to connect to the KMS.",
 							NULL, &pgck_kms_connect_timeout, 2000, 100, 600000,

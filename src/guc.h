@@ -31,6 +31,7 @@ extern int	pgck_kmip_port;
 extern char *pgck_kmip_client_cert;	/* PEM file paths */
 extern char *pgck_kmip_client_key;
 extern char *pgck_kmip_ca_file;		/* "" = pgcrypt_kms.ca_file, else system store */
+extern int	pgck_shared_cache_size;	/* entries, 0 = no shared key cache */
 
 /* Vault / OpenBao Transit (kms_vault.c) */
 typedef enum PgckVaultAuth

@@ -13,12 +13,14 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "storage/ipc.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -32,6 +34,7 @@
 #include "access/xlog.h"
 #include "guc.h"
 #include "keycache.h"
+#include "keycache_shared.h"
 #include "keymem.h"
 #include "usage.h"
 #include "pgck_errcodes.h"
@@ -50,6 +53,7 @@ static uint64 cache_gen = 1;
 /* bumped whenever a cached version may have gone or gone stale; see keycache.h */
 uint64		pgck_keycache_epoch = 1;
 static TimestampTz last_statement = 0;
+static uint64 flushes_seen = 0;
 
 static void note_kms_refusal(const char *key_name, int32 version, int sqlerrcode);
 
@@ -186,8 +190,19 @@ keycache_xact_cb(XactEvent event, void *arg)
 			keyring_touched_in_xact = false;
 			break;
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
+
+			/*
+			 * Its keyring changes are visible now: what other backends
+			 * publish from here on shows them, and the shared entries of
+			 * this database from before (a destroyed key's included) are
+			 * wiped.  A prepared transaction is treated so at PREPARE.
+			 */
+			if (keyring_touched_in_xact)
+				pgck_shcache_keyring_committed();
+			keyring_touched_in_xact = false;
+			break;
+		case XACT_EVENT_PARALLEL_COMMIT:
 			keyring_touched_in_xact = false;
 			break;
 		default:
@@ -311,8 +326,16 @@ statement_now(void)
 
 	if (now != last_statement)
 	{
+		uint64		flushes = pgck_shcache_flush_count();
+
 		AcceptInvalidationMessages();
 		last_statement = now;
+		/* an admin flushed the cluster's caches (kms_flush_cache) */
+		if (flushes != flushes_seen)
+		{
+			cache_flush_all();
+			flushes_seen = flushes;
+		}
 	}
 	return now;
 }
@@ -339,7 +362,7 @@ evict_to_bound(void)
 /* Build the cache entry for id from a raw key; the key is copied. */
 static PgckCachedVersion *
 version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState state,
-			   TimestampTz created, const uint8 *dek)
+			   TimestampTz created, const uint8 *dek, TimestampTz unwrapped_at)
 {
 	PgckCachedVersion *volatile v = NULL;
 	bool		found = false;
@@ -379,7 +402,7 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 	strlcpy(v->key_name, key_name, sizeof(v->key_name));
 	v->dek = slot;
 	v->aead = aead;
-	v->unwrapped_at = GetCurrentTimestamp();
+	v->unwrapped_at = unwrapped_at;
 	v->created = created;
 	v->usage = NULL;
 	v->usage_tli = 0;
@@ -398,11 +421,13 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
  * so fetch again.  Returns the generation the rows are valid for.
  */
 static uint64
-fetch_version_stable(uint32 id, PgckVersionRow *row, bool *found)
+fetch_version_stable(uint32 id, PgckVersionRow *row, bool *found, uint64 *shgen)
 {
 	for (;;)
 	{
 		uint64		gen = cache_gen;
+
+		*shgen = pgck_shcache_generation();	/* before the rows: see keycache_shared.h */
 
 		*found = pgck_keyring_fetch_version(id, row);
 		if (gen == cache_gen)
@@ -411,16 +436,66 @@ fetch_version_stable(uint32 id, PgckVersionRow *row, bool *found)
 }
 
 static uint64
-fetch_key_stable(const char *name, PgckKeyRow *row, bool *found)
+fetch_key_stable(const char *name, PgckKeyRow *row, bool *found, uint64 *shgen)
 {
 	for (;;)
 	{
 		uint64		gen = cache_gen;
 
+		*shgen = pgck_shcache_generation();
+
 		*found = pgck_keyring_fetch_key(name, row);
 		if (gen == cache_gen)
 			return gen;
 	}
+}
+
+/*
+ * Unwrap a key (pgck_keyring_unwrap's arguments), through the shared cache
+ * when there is one and this transaction has not written the keyring (what
+ * it reads may be its own uncommitted rows: those stay in this backend, and
+ * an abort invalidates them).  shgen is the shared generation read before
+ * the row was.  *unwrapped_at is when the KMS last unwrapped the key (for a
+ * shared hit, maybe another backend's unwrap): the TTL runs from there, so
+ * revocation reaches every backend within cache_ttl.  A parallel worker
+ * takes what is shared but publishes nothing (its leader may have written
+ * the keyring).
+ */
+static void
+cached_unwrap(const char *kms_key, const char *kms_context, const bytea *wrapped,
+			  const bytea *check, const char *what, const char *name, int32 version,
+			  uint64 shgen, uint8 *key_out, TimestampTz *unwrapped_at)
+{
+	uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
+	bool		claimed = false;
+
+	if (shgen != 0 && !keyring_touched_in_xact && check != NULL &&
+		VARSIZE_ANY_EXHDR(check) == PGCK_KEY_CHECK_LEN)
+	{
+		pgck_shcache_digest(kms_key, kms_context, wrapped, digest);
+		if (pgck_shcache_get(digest, shgen, (const uint8 *) VARDATA_ANY(check),
+							 !IsParallelWorker(), key_out, unwrapped_at, &claimed))
+		{
+			pgck_stats.shared_hits++;
+			return;
+		}
+	}
+	*unwrapped_at = GetCurrentTimestamp();
+	PG_TRY();
+	{
+		pgck_keyring_unwrap(kms_key, kms_context, wrapped, check, what, name, version, key_out);
+	}
+	PG_CATCH();
+	{
+		if (claimed)
+			pgck_shcache_abandon(digest, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pgck_stats.unwraps++;
+	if (claimed)
+		pgck_shcache_publish(digest, shgen, key_out, (const uint8 *) VARDATA_ANY(check),
+							 *unwrapped_at);
 }
 
 /*
@@ -431,7 +506,8 @@ static void
 keycache_install(uint32 id, const char *key_name, int32 version, const uint8 *dek)
 {
 	keyring_touched_in_xact = true;
-	(void) version_insert(id, key_name, version, PGCK_STATE_ACTIVE, GetCurrentTimestamp(), dek);
+	(void) version_insert(id, key_name, version, PGCK_STATE_ACTIVE, GetCurrentTimestamp(), dek,
+						 GetCurrentTimestamp());
 }
 
 PgckCachedVersion *
@@ -442,6 +518,7 @@ pgck_keycache_version(uint32 id)
 	PgckVersionRow row;
 	uint8	   *dek;
 	uint64		row_gen;
+	uint64		shgen;
 	bool		found;
 
 	v = hash_search(version_cache, &id, HASH_FIND, NULL);
@@ -462,7 +539,7 @@ pgck_keycache_version(uint32 id)
 		v = NULL;
 	}
 
-	row_gen = fetch_version_stable(id, &row, &found);
+	row_gen = fetch_version_stable(id, &row, &found, &shgen);
 	if (!found)
 	{
 		if (v != NULL)
@@ -506,10 +583,12 @@ pgck_keycache_version(uint32 id)
 	dek = pgck_locked_alloc();
 	PG_TRY();
 	{
-		pgck_keyring_unwrap(row.kms_key, row.kms_context, row.wrapped_dek, row.key_check,
-							"data key", row.key_name, row.version, dek);
-		pgck_stats.unwraps++;
-		v = version_insert(id, row.key_name, row.version, row.state, row.created, dek);
+		TimestampTz unwrapped_at;
+
+		cached_unwrap(row.kms_key, row.kms_context, row.wrapped_dek, row.key_check,
+					  "data key", row.key_name, row.version, shgen, dek, &unwrapped_at);
+		v = version_insert(id, row.key_name, row.version, row.state, row.created, dek,
+						   unwrapped_at);
 		v->validated_gen = row_gen;
 	}
 	PG_CATCH();
@@ -541,15 +620,14 @@ pgck_keycache_version_usable(PgckCachedVersion *v)
  */
 static uint8 *
 unwrap_index_key(PgckKeyRow *row, const char *kms_key, bytea *wrapped, bytea *check,
-				 PgckHmac **hmac_out)
+				 uint64 shgen, PgckHmac **hmac_out, TimestampTz *unwrapped_at)
 {
 	uint8	   *ikey = pgck_locked_alloc();
 
 	PG_TRY();
 	{
-		pgck_keyring_unwrap(kms_key, row->kms_context, wrapped, check,
-							"blind-index key", row->key_name, row->index_key_version, ikey);
-		pgck_stats.unwraps++;
+		cached_unwrap(kms_key, row->kms_context, wrapped, check, "blind-index key",
+					  row->key_name, row->index_key_version, shgen, ikey, unwrapped_at);
 		*hmac_out = pgck_hmac_new(ikey, PGCK_DEK_LEN);
 		if (*hmac_out == NULL)
 			ereport(ERROR,
@@ -588,6 +666,7 @@ pgck_keycache_key(const char *name)
 	PgckKeyRow	row;
 	bool		found;
 	uint64		row_gen;
+	uint64		shgen;
 	char		keybuf[PGCK_KEY_NAME_MAX + 1];
 
 	if (strlen(name) > PGCK_KEY_NAME_MAX)
@@ -603,7 +682,7 @@ pgck_keycache_key(const char *name)
 		return k;
 	}
 
-	row_gen = fetch_key_stable(name, &row, &found);
+	row_gen = fetch_key_stable(name, &row, &found, &shgen);
 	if (!found)
 	{
 		if (k != NULL)
@@ -644,22 +723,26 @@ pgck_keycache_key(const char *name)
 			 (k->hmac_prev != NULL) != (row.prev_index_key_wrapped != NULL) ||
 			 expired(k->unwrapped_at, now))
 	{
+		TimestampTz unwrapped_at;
+
 		key_release_index_key(k);
 		pgck_stats.misses++;
 		k->index_key = unwrap_index_key(&row, row.index_kms_key, row.index_key_wrapped,
-										row.index_key_check, &k->hmac);
+										row.index_key_check, shgen, &k->hmac, &unwrapped_at);
 		memcpy(k->index_check, VARDATA_ANY(row.index_key_check), PGCK_KEY_CHECK_LEN);
+		k->unwrapped_at = unwrapped_at;
 		if (row.prev_index_key_wrapped != NULL)
 		{
 			uint8	   *prev = unwrap_index_key(&row,
 											   row.prev_index_kms_key ? row.prev_index_kms_key : row.index_kms_key,
 											   row.prev_index_key_wrapped,
-											   row.prev_index_key_check, &k->hmac_prev);
+											   row.prev_index_key_check, shgen, &k->hmac_prev,
+											   &unwrapped_at);
 
 			pgck_locked_free(prev);
+			k->unwrapped_at = Min(k->unwrapped_at, unwrapped_at);
 		}
 		k->index_key_version = row.index_key_version;
-		k->unwrapped_at = GetCurrentTimestamp();
 	}
 	else
 		pgck_stats.hits++;
@@ -1033,6 +1116,7 @@ pgck_stats_kms_call(PgckKmsOp op, double elapsed_ms, bool ok)
 	if (op < 0 || op >= PGCK_NUM_OPS)
 		return;
 	pgck_stats.calls[op]++;
+	pgck_shcache_note_kms_call(op, elapsed_ms, ok);
 	if (!ok)
 		pgck_stats.errors[op]++;
 	pgck_stats.ms_total[op] += elapsed_ms;
@@ -1047,12 +1131,30 @@ pgck_stats_kms_retry(PgckKmsOp op)
 		pgck_stats.retries[op]++;
 }
 
+const char *
+pgck_kms_op_name(int op)
+{
+	return op >= 0 && op < PGCK_NUM_OPS ? op_names[op] : "unknown";
+}
+
 /* ---------------------------------------------------------------- SQL functions */
 
 PG_FUNCTION_INFO_V1(pgck_kms_flush_cache);
 Datum
 pgck_kms_flush_cache(PG_FUNCTION_ARGS)
 {
+	Oid			admin = get_role_oid("pgcrypt_kms_admin", true);
+
+	/*
+	 * An administrator flushes the cluster: the shared cache now, every
+	 * backend's own cache at its next statement.  Anyone else (and a
+	 * cluster without the shared cache) flushes this backend.
+	 */
+	if (pgck_shcache_enabled() && OidIsValid(admin) && has_privs_of_role(GetUserId(), admin))
+	{
+		pgck_shcache_flush();
+		flushes_seen = pgck_shcache_flush_count();
+	}
 	cache_flush_all();
 	PG_RETURN_VOID();
 }

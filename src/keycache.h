@@ -78,6 +78,7 @@ typedef struct PgckCacheStats
 	int64		decrypt_failures;
 	int64		access_denials;
 	int64		kms_refusals;	/* every refused unwrap, denials included */
+	int64		shared_hits;	/* keys taken from the shared cache, not unwrapped */
 	int64		calls[PGCK_NUM_OPS];
 	int64		errors[PGCK_NUM_OPS];
 	int64		retries[PGCK_NUM_OPS];
@@ -141,6 +142,9 @@ extern void pgck_keycache_forget_key(const char *name);
  * again, v may be gone and is no longer the active version.
  */
 extern bool pgck_keycache_count_encryption(PgckCachedVersion *v);
+
+/* The name of a KMS operation (PgckKmsOp), as kms_cache_stats() shows it. */
+extern const char *pgck_kms_op_name(int op);
 
 /* Count and log (once per statement) a value that failed to decrypt. */
 extern void pgck_note_decrypt_failure(const char *key_name, int32 version, int sqlerrcode);

@@ -161,3 +161,36 @@ keymem_exit(int code, Datum arg)
 	elog(DEBUG1, "pgcrypt_kms: wiped %d key slots in %d locked chunks at backend exit",
 		 nslots, nchunks);
 }
+
+void *
+pgck_keymem_map_shared(Size size)
+{
+	void	   *p;
+
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+	{
+		ereport(WARNING,
+				(errmsg("could not map %zu bytes for the shared key cache: %m", size)));
+		return NULL;
+	}
+	/* inherited by every child: no forked process dumps it either */
+	if (madvise(p, size, MADV_DONTDUMP) != 0)
+	{
+		ereport(WARNING,
+				(errmsg("could not exclude the shared key cache from core dumps: %m")));
+		(void) munmap(p, size);
+		return NULL;
+	}
+	if (mlock(p, size) != 0)
+	{
+		ereport(WARNING,
+				(errmsg("could not lock %zu kB of memory for the shared key cache: %m", size / 1024),
+				 errdetail("Unwrapped keys are never put in memory that could be written to swap; the shared key cache is off."),
+				 errhint("Raise the memory lock limit of the PostgreSQL server (LimitMEMLOCK or ulimit -l), or lower pgcrypt_kms.shared_cache_size.")));
+		(void) munmap(p, size);
+		return NULL;
+	}
+	memset(p, 0, size);
+	return p;
+}

@@ -33,4 +33,13 @@ extern void pgck_locked_free(uint8 *slot);
  */
 extern void pgck_keymem_on_release(void (*fn) (void));
 
+/*
+ * A region of size bytes shared with every process the caller forks later
+ * (MAP_SHARED | MAP_ANONYMOUS), excluded from core dumps and locked; for the
+ * postmaster, before it forks.  Returns NULL (and logs why at WARNING) if it
+ * cannot be mapped or locked: keys never go to memory that may be swapped.
+ * The caller wipes it with pgck_wipe when it is done.
+ */
+extern void *pgck_keymem_map_shared(Size size);
+
 #endif							/* PGCK_KEYMEM_H */
