@@ -495,7 +495,7 @@ cached_unwrap(const char *kms_key, const char *kms_context, const bytea *wrapped
 	pgck_stats.unwraps++;
 	if (claimed)
 		pgck_shcache_publish(digest, shgen, key_out, (const uint8 *) VARDATA_ANY(check),
-							 *unwrapped_at);
+							 *unwrapped_at, kms_key, kms_context, wrapped, name, version);
 }
 
 /*

@@ -19,6 +19,12 @@
 #include <openssl/evp.h>
 
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
 #include "pgstat.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
@@ -39,6 +45,7 @@
 #include "guc.h"
 #include "keycache_shared.h"
 #include "keymem.h"
+#include "pgck_errcodes.h"
 
 #define ST_FREE		0
 #define ST_LOADING	1
@@ -60,6 +67,9 @@ typedef struct ShEntry
 	pg_atomic_uint64 last_used;
 	TimestampTz unwrapped_at;
 	TimestampTz load_started;
+	TimestampTz last_hit;		/* published or served: "in use" for refresh-ahead */
+	bool		refreshing;		/* the refresher is unwrapping it again */
+	bool		refresh_failed; /* then it is left to expire, not retried */
 	uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
 	uint8		check[PGCK_KEY_CHECK_LEN];
 	uint8		key[PGCK_KEYMEM_SLOT];
@@ -92,8 +102,28 @@ typedef struct ShHeader
 	ShEntry		entries[FLEXIBLE_ARRAY_MEMBER];
 } ShHeader;
 
+/*
+ * What the refresher needs to unwrap an entry again, in the main shared
+ * memory segment (no secret: the keyring holds the same), one per entry.
+ */
+#define MAT_KMS_KEY_MAX		256
+#define MAT_CONTEXT_MAX		1024
+#define MAT_WRAPPED_MAX		1024
+
+typedef struct ShMaterial
+{
+	bool		usable;			/* fits and belongs to the entry's current key */
+	int32		version;
+	int			wrapped_len;
+	char		key_name[PGCK_KEY_NAME_MAX + 1];	/* for log lines */
+	char		kms_key[MAT_KMS_KEY_MAX];
+	char		context[MAT_CONTEXT_MAX];
+	uint8		wrapped[MAT_WRAPPED_MAX];
+} ShMaterial;
+
 static ShHeader *sh = NULL;
 static Size sh_size = 0;
+static ShMaterial *mat = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -106,6 +136,7 @@ shcache_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestNamedLWLockTranche("pgcrypt_kms shared cache", 1);
+	RequestAddinShmemSpace(mul_size(pgck_shared_cache_size, sizeof(ShMaterial)));
 }
 
 static void
@@ -126,12 +157,18 @@ static void
 shcache_shmem_startup(void)
 {
 	int			i;
+	bool		found;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	if (IsUnderPostmaster)
 		return;					/* the postmaster set it up before forking */
 	wipe_region();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	mat = ShmemInitStruct("pgcrypt_kms shared cache material",
+						  mul_size(sh->nentries, sizeof(ShMaterial)), &found);
+	memset(mat, 0, mul_size(sh->nentries, sizeof(ShMaterial)));
+	LWLockRelease(AddinShmemInitLock);
 	sh->lock = &(GetNamedLWLockTranche("pgcrypt_kms shared cache"))->lock;
 	ConditionVariableInit(&sh->cv);
 	pg_atomic_init_u64(&sh->clock, 1);
@@ -163,6 +200,19 @@ pgck_shcache_init(void)
 	shmem_request_hook = shcache_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = shcache_shmem_startup;
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+		worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+		worker.bgw_restart_time = 10;
+		strlcpy(worker.bgw_library_name, "pgcrypt_kms", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, "pgck_shcache_refresher_main", BGW_MAXLEN);
+		strlcpy(worker.bgw_name, "pgcrypt_kms key refresher", BGW_MAXLEN);
+		strlcpy(worker.bgw_type, "pgcrypt_kms key refresher", BGW_MAXLEN);
+		RegisterBackgroundWorker(&worker);
+	}
 	ereport(LOG,
 			(errmsg("pgcrypt_kms: shared key cache of %d entries (%zu kB, locked, excluded from core dumps)",
 					sh->nentries, sh_size / 1024)));
@@ -239,7 +289,11 @@ entry_wipe(ShEntry *e)
 	e->loader_pid = 0;
 	e->dbid = InvalidOid;
 	e->gen = 0;
+	e->refreshing = false;
+	e->refresh_failed = false;
 	pg_atomic_write_u64(&e->last_used, 0);
+	if (mat != NULL)
+		mat[e - sh->entries].usable = false;
 }
 
 static bool
@@ -277,7 +331,7 @@ find_and_sweep(const uint8 *digest, TimestampTz now)
 			entry_wipe(e);
 			continue;
 		}
-		if (e->state != ST_FREE && found == NULL &&
+		if (e->state != ST_FREE && found == NULL && digest != NULL &&
 			memcmp(e->digest, digest, PGCK_SHCACHE_DIGEST_LEN) == 0)
 			found = e;
 	}
@@ -334,6 +388,7 @@ pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 			{
 				memcpy(key_out, e->key, PGCK_KEYMEM_SLOT);
 				*unwrapped_at = e->unwrapped_at;
+				e->last_hit = now;
 				pg_atomic_write_u64(&e->last_used, pg_atomic_fetch_add_u64(&sh->clock, 1));
 				hit = true;
 			}
@@ -383,6 +438,24 @@ pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 	return hit;
 }
 
+static void
+material_store(ShMaterial *m, const char *kms_key, const char *kms_context,
+			   const bytea *wrapped, const char *key_name, int32 version)
+{
+	const char *ctx = kms_context ? kms_context : "";
+
+	m->usable = strlen(kms_key) < MAT_KMS_KEY_MAX && strlen(ctx) < MAT_CONTEXT_MAX &&
+		VARSIZE_ANY_EXHDR(wrapped) <= MAT_WRAPPED_MAX;
+	if (!m->usable)
+		return;					/* not refreshed ahead: unwrapped again on use after expiry */
+	strlcpy(m->kms_key, kms_key, sizeof(m->kms_key));
+	strlcpy(m->context, ctx, sizeof(m->context));
+	strlcpy(m->key_name, key_name, sizeof(m->key_name));
+	m->version = version;
+	m->wrapped_len = VARSIZE_ANY_EXHDR(wrapped);
+	memcpy(m->wrapped, VARDATA_ANY(wrapped), m->wrapped_len);
+}
+
 static ShEntry *
 my_loading_entry(const uint8 *digest)
 {
@@ -401,7 +474,9 @@ my_loading_entry(const uint8 *digest)
 
 void
 pgck_shcache_publish(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
-					 const uint8 *key, const uint8 *check, TimestampTz unwrapped_at)
+					 const uint8 *key, const uint8 *check, TimestampTz unwrapped_at,
+					 const char *kms_key, const char *kms_context, const bytea *wrapped,
+					 const char *key_name, int32 version)
 {
 	ShEntry    *e;
 
@@ -416,10 +491,14 @@ pgck_shcache_publish(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 			memcpy(e->key, key, PGCK_KEYMEM_SLOT);
 			memcpy(e->check, check, PGCK_KEY_CHECK_LEN);
 			e->unwrapped_at = unwrapped_at;
+			e->last_hit = unwrapped_at;
+			e->refreshing = false;
+			e->refresh_failed = false;
 			e->gen = gen;
 			pg_atomic_write_u64(&e->last_used, pg_atomic_fetch_add_u64(&sh->clock, 1));
 			e->state = ST_VALID;
 			COUNT(unwraps);
+			material_store(&mat[e - sh->entries], kms_key, kms_context, wrapped, key_name, version);
 		}
 		else
 		{
@@ -615,4 +694,184 @@ pgck_kms_shared_cache_stats(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&ops, '}');
 	values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum(ops.data));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/* ---------------------------------------------------------------- refresh-ahead */
+
+/*
+ * The refresher: a background worker (no database) that, once a second,
+ * wipes expired entries and unwraps again, through the key's provider, every
+ * entry in use (published or served since its last unwrap) whose TTL ends
+ * within the refresh margin (a fifth of cache_ttl, at least 2 s, at most
+ * half).  So a steady workload never finds its keys expired.  A refresh
+ * that fails (KMS access revoked, the KMS down) leaves the entry to expire
+ * at its TTL: it is logged (once per entry and failure) and counted, and
+ * revocation still reaches the cluster within cache_ttl.  Its cache_ttl and
+ * KMS settings are the server's (postgresql.conf), not a database's or a
+ * role's.
+ */
+typedef struct RefreshJob
+{
+	int			index;
+	uint64		gen;
+	uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
+	uint8		check[PGCK_KEY_CHECK_LEN];
+	ShMaterial	m;
+} RefreshJob;
+
+#define REFRESH_BATCH 64
+
+static int64
+refresh_margin_us(void)
+{
+	int64		ttl = (int64) pgck_cache_ttl * USECS_PER_SEC;
+
+	return Min(Max(ttl / 5, 2 * USECS_PER_SEC), ttl / 2);
+}
+
+/* Sweep, and pick up to REFRESH_BATCH entries due for a refresh (marked refreshing). */
+static int
+refresh_collect(RefreshJob *jobs, TimestampTz now)
+{
+	int			n = 0;
+	int			i;
+	int64		ttl = (int64) pgck_cache_ttl * USECS_PER_SEC;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	(void) find_and_sweep(NULL, now);
+	for (i = 0; i < sh->nentries && n < REFRESH_BATCH; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if (e->state != ST_VALID || e->refreshing || e->refresh_failed || !mat[i].usable ||
+			e->last_hit < e->unwrapped_at ||
+			now - e->unwrapped_at < ttl - refresh_margin_us())
+			continue;
+		e->refreshing = true;
+		jobs[n].index = i;
+		jobs[n].gen = e->gen;
+		memcpy(jobs[n].digest, e->digest, sizeof(e->digest));
+		memcpy(jobs[n].check, e->check, sizeof(e->check));
+		memcpy(&jobs[n].m, &mat[i], sizeof(ShMaterial));
+		n++;
+	}
+	LWLockRelease(sh->lock);
+	return n;
+}
+
+/* The same entry, still holding the same key of the same generation? */
+static ShEntry *
+refresh_target(RefreshJob *job)
+{
+	ShEntry    *e = &sh->entries[job->index];
+
+	if (e->state == ST_VALID && e->gen == job->gen &&
+		memcmp(e->digest, job->digest, sizeof(e->digest)) == 0)
+		return e;
+	return NULL;
+}
+
+static void
+refresh_one(RefreshJob *job, uint8 *key)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz started = GetCurrentTimestamp();
+	volatile bool ok = false;
+	ShEntry    *e;
+
+	PG_TRY();
+	{
+		const char *rest;
+		const PgckKmsProvider *provider = pgck_kms_provider_for(job->m.kms_key, &rest);
+		bytea	   *wrapped = palloc(VARHDRSZ + job->m.wrapped_len);
+		char	   *arn = NULL;
+		uint8		got[PGCK_KEY_CHECK_LEN];
+
+		SET_VARSIZE(wrapped, VARHDRSZ + job->m.wrapped_len);
+		memcpy(VARDATA(wrapped), job->m.wrapped, job->m.wrapped_len);
+		provider->decrypt_data_key(rest, job->m.context, wrapped, key, PGCK_KEYMEM_SLOT, &arn);
+		if (!pgck_key_check(key, got) || !pgck_equal_ct(got, job->check, PGCK_KEY_CHECK_LEN))
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KMS_FAILURE),
+					 errmsg("the KMS returned another key than the cached one")));
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *err;
+
+		MemoryContextSwitchTo(cxt);
+		err = CopyErrorData();
+		FlushErrorState();
+		ereport(LOG,
+				(errmsg("pgcrypt_kms: refresh-ahead of key \"%s\" version %d failed (SQLSTATE %s): %s",
+						job->m.key_name, job->m.version, unpack_sql_state(err->sqlerrcode),
+						err->message),
+				 errdetail("The shared entry expires at its TTL; the next use unwraps it again.")));
+		FreeErrorData(err);
+	}
+	PG_END_TRY();
+	pgck_wipe(key, PGCK_KEYMEM_SLOT);
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	e = refresh_target(job);
+	if (e != NULL)
+	{
+		if (ok)
+		{
+			/* the same key (key-check value): only its unwrap time moves */
+			e->unwrapped_at = started;
+			COUNT(refreshes);
+		}
+		else
+			e->refresh_failed = true;
+		e->refreshing = false;
+	}
+	LWLockRelease(sh->lock);
+	if (!ok)
+		COUNT(refresh_failures);
+}
+
+PGDLLEXPORT void pgck_shcache_refresher_main(Datum arg);
+
+void
+pgck_shcache_refresher_main(Datum arg)
+{
+	MemoryContext loop_cxt;
+	RefreshJob *jobs;
+	uint8	   *key;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	if (!pgck_shcache_enabled())
+		proc_exit(0);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgcrypt_kms refresher",
+									 ALLOCSET_DEFAULT_SIZES);
+	jobs = MemoryContextAlloc(TopMemoryContext, sizeof(RefreshJob) * REFRESH_BATCH);
+	key = pgck_locked_alloc();
+	for (;;)
+	{
+		int			n;
+		int			i;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextSwitchTo(loop_cxt);
+		n = refresh_collect(jobs, GetCurrentTimestamp());
+		for (i = 0; i < n; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			refresh_one(&jobs[i], key);
+		}
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(loop_cxt);
+	}
 }

@@ -87,10 +87,16 @@ extern bool pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64
 							 const uint8 *check, bool may_claim, uint8 *key_out,
 							 TimestampTz *unwrapped_at, bool *claimed);
 
-/* Fill the claimed entry (copies key); dropped if gen is no longer current. */
+/*
+ * Fill the claimed entry (copies key); dropped if gen is no longer current.
+ * The wrapped key and its KMS reference and context are kept for the
+ * refresher; key_name and version only label its log lines.
+ */
 extern void pgck_shcache_publish(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 								 const uint8 *key, const uint8 *check,
-								 TimestampTz unwrapped_at);
+								 TimestampTz unwrapped_at, const char *kms_key,
+								 const char *kms_context, const bytea *wrapped,
+								 const char *key_name, int32 version);
 
 /* Give up a claimed entry (the unwrap failed); waiters unwrap themselves. */
 extern void pgck_shcache_abandon(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], bool failed);

@@ -194,6 +194,7 @@ with connect() as c:
 # ---------------------------------------------------------------- LRU eviction
 ENTRIES = int(os.environ['PGCK_ENTRIES'])
 names = [f'ev{i}' for i in range(ENTRIES + 4)]
+make_key(setup, 'hg', kms='aws-kms:alias/pgck-test', rows=1)
 for n in names:
     make_key(setup, n, rows=1)
 with connect() as c:
@@ -205,6 +206,22 @@ check(deks[names[-1]] in data and deks[names[-2]] in data,
       "after more keys than entries, the most recently used are in the region")
 check(deks[names[0]] not in data and deks[names[1]] not in data,
       "and the least recently used were evicted and wiped")
+
+# an eviction wipes at once, also while the slot waits for the KMS to unwrap its next key
+victim = deks[names[4]]             # the least recently used now
+check(victim in data, "the next victim is in the region")
+emuctl('set-fault', '{"op":"Decrypt","kind":"hang","count":1}')
+hung = threading.Thread(target=lambda: sqlstate_of(connect(), "SELECT count(kms_decrypt(v)) FROM t_hg"))
+hung.start()
+gone = False
+for _ in range(100):
+    if victim not in region_bytes():
+        gone = True
+        break
+    time.sleep(0.1)
+check(gone, "an entry evicted for a key still being unwrapped was wiped before the KMS answered")
+emuctl('clear-faults')
+hung.join()
 
 # ---------------------------------------------------------------- a committed destroy wipes
 make_key(setup, 'ds')
@@ -233,6 +250,46 @@ with connect(autocommit=False) as c:
     check(dek_new not in region_bytes(), "but does not publish it while uncommitted")
     c.rollback()
 check(dek_new not in region_bytes(), "nor after its rollback")
+
+# ---------------------------------------------------------------- refresh-ahead
+def shared(field):
+    return one(setup, f"SELECT {field} FROM kms_shared_cache_stats()")
+
+
+setup.execute("ALTER SYSTEM SET pgcrypt_kms.cache_ttl = 4")
+setup.execute("SELECT pg_reload_conf()")
+time.sleep(1.5)
+make_key(setup, 'rf', kms='aws-kms:alias/pgck-test', rows=3)
+with connect() as c:
+    decrypt_all(c, 'rf')            # published now
+refreshes0 = shared('refreshes')
+calls, answers = [], []
+start = time.time()
+while time.time() - start < 13:     # three TTLs and more
+    with connect() as c:
+        answers.append(decrypt_all(c, 'rf'))
+        calls.append(one(c, "SELECT kms_calls FROM kms_cache_stats()"))
+    time.sleep(0.5)
+check(answers and all(a == 3 for a in answers) and all(k == 0 for k in calls),
+      f"for three TTLs, none of {len(calls)} fresh backends called the KMS for a key in use (calls {sorted(set(calls))})")
+refreshed = shared('refreshes') - refreshes0
+check(refreshed >= 2, f"the refresher unwrapped it again before each expiry ({refreshed} refreshes)")
+
+# a refresh that fails leaves the entry to expire at its TTL, logged and counted
+failures0 = shared('refresh_failures')
+emuctl('disable-key', '{"key_id":"alias/pgck-test"}')
+refused, start = None, time.time()
+while time.time() - start < 12 and refused is None:
+    with connect() as c:
+        refused = sqlstate_of(c, "SELECT count(*) FROM t_rf WHERE kms_decrypt(v) IS NOT NULL")
+    time.sleep(0.5)
+check(refused is not None, f"once the KMS refuses the key, a fresh backend is refused within the TTL (SQLSTATE {refused})")
+check(shared('refresh_failures') > failures0, "the failed refresh was counted (refresh_failures)")
+log = open(os.environ['PGCK_SERVER_LOG'], errors='replace').read()
+check('pgcrypt_kms: refresh-ahead of key "rf" version 1 failed' in log, "and logged")
+emuctl('enable-key', '{"key_id":"alias/pgck-test"}')
+setup.execute("ALTER SYSTEM RESET pgcrypt_kms.cache_ttl")
+setup.execute("SELECT pg_reload_conf()")
 
 print(f"# shared cache: {one(setup, 'SELECT row_to_json(s) FROM kms_shared_cache_stats() s')}")
 sys.exit(failed)

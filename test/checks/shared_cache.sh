@@ -62,7 +62,7 @@ runuser -u postgres -- "$PGBIN/psql" -X -q -h "$W" -p "$PORT" -d postgres -c "CR
 runuser -u postgres -- "$PGBIN/psql" -X -q -h "$W" -p "$PORT" -d pgck_shared -c "CREATE EXTENSION pgcrypt_kms" || exit 1
 
 env PGHOST="$W" PGPORT="$PORT" PGBIN="$PGBIN" EMU_PORT="$EMU_PORT" \
-    PGCK_PGDATA="$W/data" PGCK_ENTRIES="$ENTRIES" PGCK_LOCAL_KEY="$W/local_master.key" \
+    PGCK_PGDATA="$W/data" PGCK_ENTRIES="$ENTRIES" PGCK_LOCAL_KEY="$W/local_master.key" PGCK_SERVER_LOG="$W/server.log" \
     $PY test/checks/shared_cache.py
 check $? "shared cache behaviour (above)"
 
