@@ -346,3 +346,13 @@ REVOKE ALL ON FUNCTION @extschema@.kms_shared_cache_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_shared_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 
 COMMENT ON FUNCTION @extschema@.kms_flush_cache() IS 'wipe every unwrapped key cached by this backend; for pgcrypt_kms_admin, also the shared key cache and, at their next statement, every backend''s';
+
+-- Unwrap ahead of a scan the key versions a column's values name: concurrently
+-- into the shared key cache (pgcrypt_kms.unwrap_concurrency), else into this
+-- backend's cache.  Reads the table as the caller.  PARALLEL UNSAFE: it may
+-- start background workers and waits for them.
+CREATE FUNCTION @extschema@.kms_warm_cache(tbl regclass, col name) RETURNS int4
+    AS 'MODULE_PATHNAME', 'pgck_kms_warm_cache' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_warm_cache(regclass, name) IS 'unwrap ahead of use the key versions an enc_text column names (concurrently, with the shared key cache); returns how many it unwrapped';
+REVOKE ALL ON FUNCTION @extschema@.kms_warm_cache(regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_warm_cache(regclass, name) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;

@@ -53,6 +53,7 @@ char	   *pgck_kmip_client_cert = NULL;
 char	   *pgck_kmip_client_key = NULL;
 char	   *pgck_kmip_ca_file = NULL;
 int			pgck_shared_cache_size = 0;
+int			pgck_unwrap_concurrency = 8;
 
 static bool
 check_endpoint(char **newval, void **extra, GucSource source)
@@ -168,6 +169,11 @@ pgck_guc_init(void)
 							"Each key version is then unwrapped once per cluster per cache_ttl; the cache is locked memory mapped by the postmaster.",
 							&pgck_shared_cache_size, 0, 0, 1000000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.unwrap_concurrency",
+							"Most KMS unwraps kms_warm_cache() has in flight at once (worker processes plus the caller).",
+							"Workers come from max_worker_processes; with none free the caller unwraps alone.",
+							&pgck_unwrap_concurrency, 8, 1, 256,
+							PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgcrypt_kms.kms_connect_timeout",
 							"Time allowed to connect to the KMS.",
 							NULL, &pgck_kms_connect_timeout, 2000, 100, 600000,

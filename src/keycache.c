@@ -826,6 +826,53 @@ pgck_keycache_forget_key(const char *name)
 		k->validated_gen = 0;
 }
 
+/* ---------------------------------------------------------------- warm-up */
+
+int
+pgck_keycache_warm(const uint32 *ids, int n)
+{
+	int			done = 0;
+	int			i;
+	bool		shared = pgck_shcache_enabled() && !keyring_touched_in_xact;
+
+	(void) statement_now();
+	for (i = 0; i < n; i++)
+	{
+		PgckCachedVersion *v;
+		PgckVersionRow row;
+		bool		found;
+		uint64		shgen;
+		uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
+
+		CHECK_FOR_INTERRUPTS();
+		v = hash_search(version_cache, &ids[i], HASH_FIND, NULL);
+		if (v != NULL && v->validated_gen == cache_gen &&
+			!expired(v->unwrapped_at, pgck_keycache_now()))
+			continue;			/* cached here */
+		(void) fetch_version_stable(ids[i], &row, &found, &shgen);
+		if (!found || row.state == PGCK_STATE_DESTROYED || row.state == PGCK_STATE_RETIRED ||
+			row.key_check == NULL || VARSIZE_ANY_EXHDR(row.key_check) != PGCK_KEY_CHECK_LEN)
+			continue;
+		if (!shared)
+		{
+			uint64		before = pgck_stats.unwraps + pgck_stats.shared_hits;
+
+			(void) pgck_keycache_version(ids[i]);
+			if (pgck_stats.unwraps + pgck_stats.shared_hits != before)
+				done++;
+			continue;
+		}
+		pgck_shcache_digest(row.kms_key, row.kms_context, row.wrapped_dek, digest);
+		if (pgck_shcache_enqueue(digest, shgen, (const uint8 *) VARDATA_ANY(row.key_check),
+								 row.kms_key, row.kms_context, row.wrapped_dek,
+								 row.key_name, row.version))
+			done++;
+	}
+	if (shared)
+		pgck_shcache_drain(done);
+	return done;
+}
+
 /* ---------------------------------------------------------------- key administration */
 
 /*

@@ -50,6 +50,7 @@
 #define ST_FREE		0
 #define ST_LOADING	1
 #define ST_VALID	2
+#define ST_QUEUED	3			/* claimed for the unwrap workers (kms_warm_cache) */
 
 /* per-database generations; databases that share a slot share its bumps */
 #define DB_GEN_SLOTS 64
@@ -62,6 +63,7 @@ typedef struct ShEntry
 {
 	int			state;
 	int			loader_pid;
+	int			queued_by;		/* backend that queued it (ST_QUEUED, then ST_LOADING) */
 	Oid			dbid;
 	uint64		gen;
 	pg_atomic_uint64 last_used;
@@ -287,6 +289,7 @@ entry_wipe(ShEntry *e)
 	memset(e->digest, 0, sizeof(e->digest));
 	e->state = ST_FREE;
 	e->loader_pid = 0;
+	e->queued_by = 0;
 	e->dbid = InvalidOid;
 	e->gen = 0;
 	e->refreshing = false;
@@ -874,4 +877,234 @@ pgck_shcache_refresher_main(Datum arg)
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(loop_cxt);
 	}
+}
+
+/* ---------------------------------------------------------------- many unwraps at once */
+
+/*
+ * kms_warm_cache(): the calling backend queues every key it wants shared
+ * (entries in state QUEUED, with their material), then starts up to
+ * pgcrypt_kms.unwrap_concurrency - 1 unwrap workers (dynamic background
+ * workers, no database) and works the queue itself as well, so that many
+ * KMS calls are in flight at once (each process has one) and the number in
+ * flight stays bounded.  If no worker can be started (max_worker_processes)
+ * the backend works alone.  Each unwrap is checked against the key-check
+ * value read from the keyring and published only under the generation read
+ * before the rows were.
+ */
+bool
+pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
+					 const uint8 *check, const char *kms_key, const char *kms_context,
+					 const bytea *wrapped, const char *key_name, int32 version)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	ShEntry    *e;
+	bool		queued = false;
+
+	if (!pgck_shcache_enabled())
+		return false;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	e = find_and_sweep(digest, now);
+	if (e == NULL && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)) &&
+		(e = entry_alloc()) != NULL)
+	{
+		material_store(&mat[e - sh->entries], kms_key, kms_context, wrapped, key_name, version);
+		if (mat[e - sh->entries].usable)
+		{
+			e->state = ST_QUEUED;
+			e->dbid = MyDatabaseId;
+			e->gen = gen;
+			e->queued_by = MyProcPid;
+			e->loader_pid = 0;
+			e->load_started = now;
+			memcpy(e->digest, digest, PGCK_SHCACHE_DIGEST_LEN);
+			memcpy(e->check, check, PGCK_KEY_CHECK_LEN);
+			queued = true;
+		}
+		else
+			entry_wipe(e);
+	}
+	LWLockRelease(sh->lock);
+	return queued;
+}
+
+/* Take one queued entry and unwrap it; false when the queue is empty. */
+static bool
+work_one(uint8 *key)
+{
+	RefreshJob	job;
+	ShEntry    *volatile e = NULL;
+	int			i;
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = false;
+	TimestampTz started = GetCurrentTimestamp();
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sh->nentries; i++)
+	{
+		if (sh->entries[i].state == ST_QUEUED)
+		{
+			e = &sh->entries[i];
+			e->state = ST_LOADING;
+			e->loader_pid = MyProcPid;
+			e->load_started = started;
+			job.index = i;
+			job.gen = e->gen;
+			memcpy(job.digest, e->digest, sizeof(e->digest));
+			memcpy(job.check, e->check, sizeof(e->check));
+			memcpy(&job.m, &mat[i], sizeof(ShMaterial));
+			break;
+		}
+	}
+	LWLockRelease(sh->lock);
+	if (e == NULL)
+		return false;
+
+	PG_TRY();
+	{
+		const char *rest;
+		const PgckKmsProvider *provider = pgck_kms_provider_for(job.m.kms_key, &rest);
+		bytea	   *wrapped = palloc(VARHDRSZ + job.m.wrapped_len);
+		char	   *arn = NULL;
+		uint8		got[PGCK_KEY_CHECK_LEN];
+
+		SET_VARSIZE(wrapped, VARHDRSZ + job.m.wrapped_len);
+		memcpy(VARDATA(wrapped), job.m.wrapped, job.m.wrapped_len);
+		provider->decrypt_data_key(rest, job.m.context, wrapped, key, PGCK_KEYMEM_SLOT, &arn);
+		if (!pgck_key_check(key, got) || !pgck_equal_ct(got, job.check, PGCK_KEY_CHECK_LEN))
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KMS_FAILURE),
+					 errmsg("the KMS returned a data key for key \"%s\" version %d that is not the stored one",
+							job.m.key_name, job.m.version)));
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *err;
+
+		MemoryContextSwitchTo(cxt);
+		err = CopyErrorData();
+		pgck_wipe(key, PGCK_KEYMEM_SLOT);
+		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		if (e->state == ST_LOADING && e->loader_pid == MyProcPid &&
+			memcmp(e->digest, job.digest, sizeof(job.digest)) == 0)
+			entry_wipe(e);
+		LWLockRelease(sh->lock);
+		ConditionVariableBroadcast(&sh->cv);
+		COUNT(failures);
+		if (err->sqlerrcode == ERRCODE_QUERY_CANCELED || err->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(LOG,
+				(errmsg("pgcrypt_kms: could not unwrap key \"%s\" version %d for the shared cache (SQLSTATE %s): %s",
+						job.m.key_name, job.m.version, unpack_sql_state(err->sqlerrcode),
+						err->message)));
+		FreeErrorData(err);
+	}
+	PG_END_TRY();
+	if (!ok)
+		return true;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	if (e->state == ST_LOADING && e->loader_pid == MyProcPid &&
+		memcmp(e->digest, job.digest, sizeof(job.digest)) == 0)
+	{
+		if (job.gen == pg_atomic_read_u64(db_gen_slot(e->dbid)))
+		{
+			memcpy(e->key, key, PGCK_KEYMEM_SLOT);
+			e->unwrapped_at = started;
+			e->last_hit = started;
+			e->refreshing = false;
+			e->refresh_failed = false;
+			pg_atomic_write_u64(&e->last_used, pg_atomic_fetch_add_u64(&sh->clock, 1));
+			e->state = ST_VALID;
+			COUNT(unwraps);
+		}
+		else
+		{
+			entry_wipe(e);
+			COUNT(stale);
+		}
+	}
+	LWLockRelease(sh->lock);
+	pgck_wipe(key, PGCK_KEYMEM_SLOT);
+	ConditionVariableBroadcast(&sh->cv);
+	return true;
+}
+
+PGDLLEXPORT void pgck_shcache_unwrap_worker_main(Datum arg);
+
+void
+pgck_shcache_unwrap_worker_main(Datum arg)
+{
+	uint8	   *key;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	if (!pgck_shcache_enabled())
+		proc_exit(0);
+	key = pgck_locked_alloc();
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!work_one(key))
+			break;
+	}
+	proc_exit(0);
+}
+
+/* Are entries this backend queued still waiting or being unwrapped? */
+static bool
+my_queue_pending(void)
+{
+	int			i;
+	bool		pending = false;
+
+	LWLockAcquire(sh->lock, LW_SHARED);
+	for (i = 0; i < sh->nentries && !pending; i++)
+		pending = (sh->entries[i].state == ST_QUEUED || sh->entries[i].state == ST_LOADING) &&
+			sh->entries[i].queued_by == MyProcPid;
+	LWLockRelease(sh->lock);
+	return pending;
+}
+
+void
+pgck_shcache_drain(int nqueued)
+{
+	int			nworkers = Min(nqueued, pgck_unwrap_concurrency) - 1;
+	int			i;
+	uint8	   *key;
+
+	if (!pgck_shcache_enabled() || nqueued == 0)
+		return;
+	for (i = 0; i < nworkers; i++)
+	{
+		BackgroundWorker worker;
+		BackgroundWorkerHandle *handle;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+		worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+		worker.bgw_restart_time = BGW_NEVER_RESTART;
+		strlcpy(worker.bgw_library_name, "pgcrypt_kms", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, "pgck_shcache_unwrap_worker_main", BGW_MAXLEN);
+		strlcpy(worker.bgw_name, "pgcrypt_kms unwrap worker", BGW_MAXLEN);
+		strlcpy(worker.bgw_type, "pgcrypt_kms unwrap worker", BGW_MAXLEN);
+		if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+			break;				/* no slot: fewer in flight */
+	}
+	key = pgck_locked_alloc();
+	PG_TRY();
+	{
+		while (work_one(key))
+			CHECK_FOR_INTERRUPTS();
+		while (my_queue_pending())
+			(void) ConditionVariableTimedSleep(&sh->cv, WAIT_POLL_MS, PG_WAIT_EXTENSION);
+		ConditionVariableCancelSleep();
+	}
+	PG_FINALLY();
+	{
+		pgck_locked_free(key);
+	}
+	PG_END_TRY();
 }

@@ -251,6 +251,46 @@ with connect(autocommit=False) as c:
     c.rollback()
 check(dek_new not in region_bytes(), "nor after its rollback")
 
+# ---------------------------------------------------------------- many unwraps at once: kms_warm_cache
+TENANTS = 12
+setup.execute("CREATE TABLE t_tenants (id int, v enc_text)")
+for i in range(TENANTS):
+    setup.execute("SELECT kms_create_key(%s, 'aws-kms:alias/pgck-test-2')", (f'tn{i}',))
+    setup.execute("INSERT INTO t_tenants SELECT g, kms_encrypt('v' || g, %s) FROM generate_series(%s::int, %s::int) g",
+                  (f'tn{i}', i * 10, i * 10 + 9))
+emuctl('reset-stats')
+emuctl('set-fault', '{"op":"Decrypt","kind":"hang","count":4}')
+warmed = []
+
+
+def warm():
+    with connect() as c:
+        c.execute("SET pgcrypt_kms.unwrap_concurrency = 4")
+        warmed.append(one(c, "SELECT kms_warm_cache('t_tenants', 'v')"))
+
+
+w = threading.Thread(target=warm)
+w.start()
+in_flight = 0
+for _ in range(80):
+    in_flight = emuctl('stats')['calls'].get('Decrypt', 0)
+    if in_flight >= 4:
+        break
+    time.sleep(0.1)
+time.sleep(1)
+in_flight_later = emuctl('stats')['calls'].get('Decrypt', 0)
+check(in_flight == 4 and in_flight_later == 4,
+      f"kms_warm_cache had unwrap_concurrency = 4 KMS calls in flight at once, and no more ({in_flight}, then {in_flight_later})")
+emuctl('clear-faults')
+w.join()
+check(warmed == [TENANTS], f"kms_warm_cache unwrapped the column's {TENANTS} key versions (returned {warmed})")
+check(emuctl('stats')['calls'].get('Decrypt', 0) == TENANTS, "one Decrypt call per key version")
+with connect() as c:
+    n = one(c, "SELECT count(*) FROM t_tenants WHERE kms_decrypt(v) = 'v' || id")
+    calls = one(c, "SELECT kms_calls FROM kms_cache_stats()")
+    check(n == TENANTS * 10 and calls == 0,
+          f"then a fresh backend's first scan over the {TENANTS} tenant keys decrypted {n} values with {calls} KMS calls")
+
 # ---------------------------------------------------------------- refresh-ahead
 def shared(field):
     return one(setup, f"SELECT {field} FROM kms_shared_cache_stats()")

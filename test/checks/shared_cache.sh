@@ -44,6 +44,7 @@ port = $PORT
 unix_socket_directories = '$W'
 fsync = off
 max_connections = 90
+max_worker_processes = 16
 log_line_prefix = '%m [%p] %q%u@%d '
 shared_preload_libraries = 'pgcrypt_kms'
 pgcrypt_kms.shared_cache_size = $ENTRIES
