@@ -54,6 +54,7 @@ char	   *pgck_kmip_client_key = NULL;
 char	   *pgck_kmip_ca_file = NULL;
 int			pgck_shared_cache_size = 0;
 int			pgck_unwrap_concurrency = 8;
+int			pgck_prefetch_after = 3;
 
 static bool
 check_endpoint(char **newval, void **extra, GucSource source)
@@ -173,6 +174,11 @@ pgck_guc_init(void)
 							"Most KMS unwraps kms_warm_cache() has in flight at once (worker processes plus the caller).",
 							"Workers come from max_worker_processes; with none free the caller unwraps alone.",
 							&pgck_unwrap_concurrency, 8, 1, 256,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.prefetch_after",
+							"Key versions one statement must unwrap before the backend prefetches the whole keyring into the shared key cache; 0 = never.",
+							"The prefetch unwraps concurrently (unwrap_concurrency) every active and decrypt-only version that fits in the shared cache's free entries.",
+							&pgck_prefetch_after, 3, 0, 1000000,
 							PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgcrypt_kms.kms_connect_timeout",
 							"Time allowed to connect to the KMS.",

@@ -56,6 +56,7 @@ static TimestampTz last_statement = 0;
 static uint64 flushes_seen = 0;
 
 static void note_kms_refusal(const char *key_name, int32 version, int sqlerrcode);
+static void maybe_prefetch(TimestampTz now);
 
 static const char *const op_names[PGCK_NUM_OPS] = {
 	"GenerateDataKey", "Decrypt", "ReEncrypt", "Encrypt", "DescribeKey",
@@ -479,6 +480,18 @@ cached_unwrap(const char *kms_key, const char *kms_context, const bytea *wrapped
 			pgck_stats.shared_hits++;
 			return;
 		}
+		/* the KMS is needed: one more cold key in this statement */
+		PG_TRY();
+		{
+			maybe_prefetch(pgck_keycache_now());
+		}
+		PG_CATCH();
+		{
+			if (claimed)
+				pgck_shcache_abandon(digest, false);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 	}
 	*unwrapped_at = GetCurrentTimestamp();
 	PG_TRY();
@@ -828,8 +841,8 @@ pgck_keycache_forget_key(const char *name)
 
 /* ---------------------------------------------------------------- warm-up */
 
-int
-pgck_keycache_warm(const uint32 *ids, int n)
+static int
+keycache_warm(const uint32 *ids, int n, bool may_evict)
 {
 	int			done = 0;
 	int			i;
@@ -865,12 +878,49 @@ pgck_keycache_warm(const uint32 *ids, int n)
 		pgck_shcache_digest(row.kms_key, row.kms_context, row.wrapped_dek, digest);
 		if (pgck_shcache_enqueue(digest, shgen, (const uint8 *) VARDATA_ANY(row.key_check),
 								 row.kms_key, row.kms_context, row.wrapped_dek,
-								 row.key_name, row.version))
+								 row.key_name, row.version, may_evict))
 			done++;
 	}
 	if (shared)
 		pgck_shcache_drain(done);
 	return done;
+}
+
+int
+pgck_keycache_warm(const uint32 *ids, int n)
+{
+	return keycache_warm(ids, n, true);
+}
+
+/*
+ * A cold multi-key scan: when one statement of this backend has needed the
+ * KMS for pgcrypt_kms.prefetch_after key versions the shared cache did not
+ * hold, every usable version of this database's keyring that fits in the
+ * shared cache's free entries (a prefetch never evicts) is unwrapped
+ * concurrently, once per statement, so the rest of the scan finds its keys
+ * shared instead of asking the KMS for them one after another.
+ */
+static void
+maybe_prefetch(TimestampTz now)
+{
+	static TimestampTz stmt = 0;
+	static int	cold = 0;
+	uint32	   *ids;
+	int			n;
+
+	if (pgck_prefetch_after <= 0 || !pgck_shcache_enabled() || keyring_touched_in_xact ||
+		IsInParallelMode())
+		return;
+	if (now != stmt)
+	{
+		stmt = now;
+		cold = 0;
+	}
+	if (++cold != pgck_prefetch_after)
+		return;
+	n = pgck_keyring_usable_version_ids(&ids);
+	if (n > 0)
+		(void) keycache_warm(ids, n, false);
 }
 
 /* ---------------------------------------------------------------- key administration */

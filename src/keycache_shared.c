@@ -341,6 +341,18 @@ find_and_sweep(const uint8 *digest, TimestampTz now)
 	return found;
 }
 
+/* A free entry, or NULL. */
+static ShEntry *
+entry_free(void)
+{
+	int			i;
+
+	for (i = 0; i < sh->nentries; i++)
+		if (sh->entries[i].state == ST_FREE)
+			return &sh->entries[i];
+	return NULL;
+}
+
 /* A free entry, evicting (and wiping) the least recently used valid one. */
 static ShEntry *
 entry_alloc(void)
@@ -705,8 +717,8 @@ pgck_kms_shared_cache_stats(PG_FUNCTION_ARGS)
  * The refresher: a background worker (no database) that, once a second,
  * wipes expired entries and unwraps again, through the key's provider, every
  * entry in use (published or served since its last unwrap) whose TTL ends
- * within the refresh margin (a fifth of cache_ttl, at least 2 s, at most
- * half).  So a steady workload never finds its keys expired.  A refresh
+ * within the refresh margin (a third of cache_ttl, at least 2 s and at most
+ * 5 min, never more than half).  So a steady workload never finds its keys expired.  A refresh
  * that fails (KMS access revoked, the KMS down) leaves the entry to expire
  * at its TTL: it is logged (once per entry and failure) and counted, and
  * revocation still reaches the cluster within cache_ttl.  Its cache_ttl and
@@ -729,7 +741,7 @@ refresh_margin_us(void)
 {
 	int64		ttl = (int64) pgck_cache_ttl * USECS_PER_SEC;
 
-	return Min(Max(ttl / 5, 2 * USECS_PER_SEC), ttl / 2);
+	return Min(Min(Max(ttl / 3, 2 * USECS_PER_SEC), 300 * USECS_PER_SEC), ttl / 2);
 }
 
 /* Sweep, and pick up to REFRESH_BATCH entries due for a refresh (marked refreshing). */
@@ -895,7 +907,8 @@ pgck_shcache_refresher_main(Datum arg)
 bool
 pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 					 const uint8 *check, const char *kms_key, const char *kms_context,
-					 const bytea *wrapped, const char *key_name, int32 version)
+					 const bytea *wrapped, const char *key_name, int32 version,
+					 bool may_evict)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	ShEntry    *e;
@@ -906,7 +919,7 @@ pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	e = find_and_sweep(digest, now);
 	if (e == NULL && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)) &&
-		(e = entry_alloc()) != NULL)
+		(e = (may_evict ? entry_alloc() : entry_free())) != NULL)
 	{
 		material_store(&mat[e - sh->entries], kms_key, kms_context, wrapped, key_name, version);
 		if (mat[e - sh->entries].usable)

@@ -115,13 +115,14 @@ extern void pgck_shcache_note_kms_call(int op, double elapsed_ms, bool ok);
 
 /*
  * Queue a key for the unwrap workers (kms_warm_cache); false if it is shared
- * or being unwrapped already, gen is stale, or there is no room.  The
+ * or being unwrapped already, gen is stale, or there is no room (without
+ * may_evict, only a free entry is room: a prefetch never evicts).  The
  * arguments are pgck_shcache_publish's; check is the keyring's key-check.
  */
 extern bool pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 								 const uint8 *check, const char *kms_key,
 								 const char *kms_context, const bytea *wrapped,
-								 const char *key_name, int32 version);
+								 const char *key_name, int32 version, bool may_evict);
 
 /*
  * Unwrap what this backend queued, up to pgcrypt_kms.unwrap_concurrency at
