@@ -210,16 +210,17 @@ check(deks[names[0]] not in data and deks[names[1]] not in data,
 # an eviction wipes at once, also while the slot waits for the KMS to unwrap its next key
 victim = deks[names[4]]             # the least recently used now
 check(victim in data, "the next victim is in the region")
+emuctl('reset-stats')
 emuctl('set-fault', '{"op":"Decrypt","kind":"hang","count":1}')
 hung = threading.Thread(target=lambda: sqlstate_of(connect(), "SELECT count(kms_decrypt(v)) FROM t_hg"))
 hung.start()
-gone = False
-for _ in range(100):
-    if victim not in region_bytes():
-        gone = True
+for _ in range(100):                # until the unwrap that evicted it hangs in the KMS
+    if emuctl('stats')['calls'].get('Decrypt', 0) >= 1:
         break
     time.sleep(0.1)
-check(gone, "an entry evicted for a key still being unwrapped was wiped before the KMS answered")
+gone = victim not in region_bytes()
+check(gone and hung.is_alive() and emuctl('faults')['faults'] == [],
+      "an entry evicted for a key still being unwrapped was wiped before the KMS answered")
 emuctl('clear-faults')
 hung.join()
 
