@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "guc.h"
@@ -165,11 +166,13 @@ pgck_guc_init(void)
 							"Most key versions a backend keeps unwrapped; the least recently used is evicted and wiped.",
 							NULL, &pgck_cache_max_keys, 1000, 1, 1000000,
 							PGC_SUSET, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("pgcrypt_kms.shared_cache_size",
-							"Entries of the shared key cache (with shared_preload_libraries); 0 turns it off.",
-							"Each key version is then unwrapped once per cluster per cache_ttl; the cache is locked memory mapped by the postmaster.",
-							&pgck_shared_cache_size, 0, 0, 1000000,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	/* a PGC_POSTMASTER setting can only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("pgcrypt_kms.shared_cache_size",
+								"Entries of the shared key cache (with shared_preload_libraries); 0 turns it off.",
+								"Each key version is then unwrapped once per cluster per cache_ttl; the cache is locked memory mapped by the postmaster.",
+								&pgck_shared_cache_size, 0, 0, 1000000,
+								PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgcrypt_kms.unwrap_concurrency",
 							"Most KMS unwraps kms_warm_cache() has in flight at once (worker processes plus the caller).",
 							"Workers come from max_worker_processes; with none free the caller unwraps alone.",
