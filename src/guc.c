@@ -53,6 +53,7 @@ int			pgck_kmip_port = 5696;
 char	   *pgck_kmip_client_cert = NULL;
 char	   *pgck_kmip_client_key = NULL;
 char	   *pgck_kmip_ca_file = NULL;
+
 int			pgck_shared_cache_size = 0;
 int			pgck_unwrap_concurrency = 8;
 int			pgck_prefetch_after = 3;
