@@ -326,8 +326,6 @@ REVOKE ALL ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_tag(text, text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 -- ================================================================ end of issue 14
-/* pgcrypt_kms 0.2.0 → 0.3.0 (ALTER EXTENSION pgcrypt_kms UPDATE; CREATE EXTENSION runs 0.1.0, 0.2.0 and then this) */
-\echo Use "ALTER EXTENSION pgcrypt_kms UPDATE" to load this file. \quit
 
 -- ---------------------------------------------------------------- the shared key cache (issue 13)
 -- Cluster-wide counters of the shared key cache (pgcrypt_kms.shared_cache_size)
