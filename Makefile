@@ -20,6 +20,8 @@ OBJS = \
 	src/enc_typed.o \
 	src/keyring.o \
 	src/keycache.o \
+	src/keymem.o \
+	src/keycache_shared.o \
 	src/usage.o \
 	src/kms.o \
 	src/kms_common.o \

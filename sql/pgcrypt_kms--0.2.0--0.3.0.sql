@@ -641,3 +641,31 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- ---------------------------------------------------------------- the shared key cache (issue 13)
+-- Cluster-wide counters of the shared key cache (pgcrypt_kms.shared_cache_size)
+-- and of every KMS call, with latency percentiles by operation.  Counts only,
+-- never key material; enabled is false (and the counters NULL) without the
+-- shared cache.  VOLATILE (counters move), PARALLEL SAFE (shared memory only).
+CREATE FUNCTION @extschema@.kms_shared_cache_stats(
+        OUT enabled bool, OUT entries int4, OUT cached int4,
+        OUT hits int8, OUT misses int8, OUT unwraps int8, OUT waits int8,
+        OUT refreshes int8, OUT refresh_failures int8, OUT failures int8,
+        OUT evictions int8, OUT expirations int8, OUT invalidated int8,
+        OUT kms_by_operation jsonb)
+    AS 'MODULE_PATHNAME', 'pgck_kms_shared_cache_stats' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_shared_cache_stats() IS 'the cluster''s shared key cache and KMS call counters, latency percentiles by operation';
+REVOKE ALL ON FUNCTION @extschema@.kms_shared_cache_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_shared_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+
+COMMENT ON FUNCTION @extschema@.kms_flush_cache() IS 'wipe every unwrapped key cached by this backend; for pgcrypt_kms_admin, also the shared key cache and, at their next statement, every backend''s';
+
+-- Unwrap ahead of a scan the key versions a column's values name: concurrently
+-- into the shared key cache (pgcrypt_kms.unwrap_concurrency), else into this
+-- backend's cache.  Reads the table as the caller.  PARALLEL UNSAFE: it may
+-- start background workers and waits for them.
+CREATE FUNCTION @extschema@.kms_warm_cache(tbl regclass, col name) RETURNS int4
+    AS 'MODULE_PATHNAME', 'pgck_kms_warm_cache' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_warm_cache(regclass, name) IS 'unwrap ahead of use the key versions an enc_text column names (concurrently, with the shared key cache); returns how many it unwrapped';
+REVOKE ALL ON FUNCTION @extschema@.kms_warm_cache(regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_warm_cache(regclass, name) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;

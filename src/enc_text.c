@@ -1009,3 +1009,47 @@ pgck_kms_verify(PG_FUNCTION_ARGS)
 	}
 	return (Datum) 0;
 }
+
+/*
+ * kms_warm_cache(tbl, col) → int: unwrap, before a scan needs them, the key
+ * versions the values of an enc_text column name (distinct, as the caller
+ * reads the table).  With the shared key cache the unwraps run concurrently
+ * (pgcrypt_kms.unwrap_concurrency) into the shared cache; without it they
+ * fill this backend's cache one after another.  Returns how many versions it
+ * unwrapped; versions already cached, destroyed or retired are skipped.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_warm_cache);
+Datum
+pgck_kms_warm_cache(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *col = NameStr(*PG_GETARG_NAME(1));
+	Oid			ext_schema = get_func_namespace(fcinfo->flinfo->fn_oid);
+	char	   *relname = verify_target(relid, col, ext_schema);
+	MemoryContext cxt = CurrentMemoryContext;
+	uint32	   *ids;
+	int			n = 0;
+	uint64		i;
+	int			ret;
+	char	   *sql;
+
+	/* the ids, from the envelopes' headers: no key needed to read them */
+	sql = psprintf("SELECT DISTINCT %s.kms_version_id(%s) FROM %s WHERE %s IS NOT NULL",
+				   quote_identifier(get_namespace_name(ext_schema)), quote_identifier(col),
+				   relname, quote_identifier(col));
+	SPI_connect();
+	ret = SPI_execute(sql, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "kms_warm_cache query failed: %s", SPI_result_code_string(ret));
+	ids = MemoryContextAlloc(cxt, sizeof(uint32) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			ids[n++] = (uint32) DatumGetInt32(d);
+	}
+	SPI_finish();
+	PG_RETURN_INT32(pgck_keycache_warm(ids, n));
+}

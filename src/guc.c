@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "guc.h"
@@ -52,6 +53,10 @@ int			pgck_kmip_port = 5696;
 char	   *pgck_kmip_client_cert = NULL;
 char	   *pgck_kmip_client_key = NULL;
 char	   *pgck_kmip_ca_file = NULL;
+
+int			pgck_shared_cache_size = 0;
+int			pgck_unwrap_concurrency = 8;
+int			pgck_prefetch_after = 3;
 
 static bool
 check_endpoint(char **newval, void **extra, GucSource source)
@@ -161,6 +166,23 @@ pgck_guc_init(void)
 	DefineCustomIntVariable("pgcrypt_kms.cache_max_keys",
 							"Most key versions a backend keeps unwrapped; the least recently used is evicted and wiped.",
 							NULL, &pgck_cache_max_keys, 1000, 1, 1000000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	/* a PGC_POSTMASTER setting can only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("pgcrypt_kms.shared_cache_size",
+								"Entries of the shared key cache (with shared_preload_libraries); 0 turns it off.",
+								"Each key version is then unwrapped once per cluster per cache_ttl; the cache is locked memory mapped by the postmaster.",
+								&pgck_shared_cache_size, 0, 0, 1000000,
+								PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.unwrap_concurrency",
+							"Most KMS unwraps kms_warm_cache() has in flight at once (worker processes plus the caller).",
+							"Workers come from max_worker_processes; with none free the caller unwraps alone.",
+							&pgck_unwrap_concurrency, 8, 1, 256,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgcrypt_kms.prefetch_after",
+							"Key versions one statement must unwrap before the backend prefetches the whole keyring into the shared key cache; 0 = never.",
+							"The prefetch unwraps concurrently (unwrap_concurrency) every active and decrypt-only version that fits in the shared cache's free entries.",
+							&pgck_prefetch_after, 3, 0, 1000000,
 							PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgcrypt_kms.kms_connect_timeout",
 							"Time allowed to connect to the KMS.",

@@ -12,20 +12,22 @@
  */
 #include "postgres.h"
 
-#include <sys/mman.h>
-
 #include "access/htup_details.h"
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "storage/ipc.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
@@ -33,6 +35,8 @@
 #include "citus.h"
 #include "guc.h"
 #include "keycache.h"
+#include "keycache_shared.h"
+#include "keymem.h"
 #include "usage.h"
 #include "pgck_errcodes.h"
 
@@ -49,125 +53,16 @@ static uint64 cache_gen = 1;
 
 /* bumped whenever a cached version may have gone or gone stale; see keycache.h */
 uint64		pgck_keycache_epoch = 1;
-static Oid	keys_relid = InvalidOid;
-static Oid	versions_relid = InvalidOid;
 static TimestampTz last_statement = 0;
+static uint64 flushes_seen = 0;
 
 static void note_kms_refusal(const char *key_name, int32 version, int sqlerrcode);
+static void maybe_prefetch(TimestampTz now);
 
 static const char *const op_names[PGCK_NUM_OPS] = {
 	"GenerateDataKey", "Decrypt", "ReEncrypt", "Encrypt", "DescribeKey",
 	"GenerateRandom", "Credentials"
 };
-
-/* ---------------------------------------------------------------- locked arena */
-
-#define SLOT_SIZE		32
-#define CHUNK_SIZE		(64 * 1024)
-#define CHUNK_SLOTS		(CHUNK_SIZE / SLOT_SIZE)
-
-typedef struct LockedChunk
-{
-	uint8	   *base;
-	int			nused;
-	bool		used[CHUNK_SLOTS];
-	struct LockedChunk *next;
-} LockedChunk;
-
-static LockedChunk *chunks = NULL;
-static bool lock_warned = false;
-static pid_t exit_wipe_pid = 0;	/* process that registered keycache_exit */
-
-static void keycache_exit(int code, Datum arg);
-
-static LockedChunk *
-locked_chunk_new(void)
-{
-	LockedChunk *c;
-	void	   *p;
-
-	/*
-	 * Registered per process, here, not in _PG_init: a library preloaded in
-	 * the postmaster would register it there, and every forked backend
-	 * forgets the postmaster's on_proc_exit list.
-	 */
-	if (exit_wipe_pid != MyProcPid)
-	{
-		on_proc_exit(keycache_exit, (Datum) 0);
-		exit_wipe_pid = MyProcPid;
-	}
-	p = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("could not map memory for the key cache: %m")));
-	/* keys never reach a core dump or a forked child (COPY ... TO PROGRAM) */
-	(void) madvise(p, CHUNK_SIZE, MADV_DONTDUMP);
-	(void) madvise(p, CHUNK_SIZE, MADV_DONTFORK);
-	if (mlock(p, CHUNK_SIZE) != 0 && !lock_warned)
-	{
-		lock_warned = true;
-		ereport(WARNING,
-				(errmsg("could not lock key cache memory: %m"),
-				 errdetail("Unwrapped keys could be written to swap."),
-				 errhint("Raise the memory lock limit of the PostgreSQL server (LimitMEMLOCK or ulimit -l) to at least %d kB per backend.",
-						 CHUNK_SIZE / 1024)));
-	}
-	c = MemoryContextAllocZero(cache_context, sizeof(LockedChunk));
-	c->base = p;
-	c->next = chunks;
-	chunks = c;
-	return c;
-}
-
-uint8 *
-pgck_locked_alloc(void)
-{
-	LockedChunk *c;
-	int			i;
-
-	for (c = chunks; c != NULL; c = c->next)
-		if (c->nused < CHUNK_SLOTS)
-			break;
-	if (c == NULL)
-		c = locked_chunk_new();
-	for (i = 0; i < CHUNK_SLOTS; i++)
-	{
-		if (!c->used[i])
-		{
-			c->used[i] = true;
-			c->nused++;
-			return c->base + i * SLOT_SIZE;
-		}
-	}
-	elog(ERROR, "key cache arena chunk has no free slot");
-	return NULL;				/* keep compiler quiet */
-}
-
-void
-pgck_locked_free(uint8 *slot)
-{
-	LockedChunk *c;
-
-	if (slot == NULL)
-		return;
-	for (c = chunks; c != NULL; c = c->next)
-	{
-		if (slot >= c->base && slot < c->base + CHUNK_SIZE)
-		{
-			int			i = (slot - c->base) / SLOT_SIZE;
-
-			pgck_wipe(slot, SLOT_SIZE);
-			if (c->used[i])
-			{
-				c->used[i] = false;
-				c->nused--;
-			}
-			return;
-		}
-	}
-	elog(ERROR, "key slot does not belong to the key cache arena");
-}
 
 /* ---------------------------------------------------------------- entries */
 
@@ -231,26 +126,14 @@ cache_flush_all(void)
 	}
 }
 
+/*
+ * At process exit, before key memory wipes its arena: free the keyed OpenSSL
+ * contexts (OpenSSL cleanses them) along with the entries.
+ */
 static void
-keycache_exit(int code, Datum arg)
+keycache_release(void)
 {
-	LockedChunk *c;
-	int			nchunks = 0;
-	int			nslots = 0;
-
-	if (exit_wipe_pid != MyProcPid)
-		return;
-	for (c = chunks; c != NULL; c = c->next)
-		nslots += c->nused;
 	cache_flush_all();
-	for (c = chunks; c != NULL; c = c->next)
-	{
-		pgck_wipe(c->base, CHUNK_SIZE);
-		nchunks++;
-	}
-	/* no key material: how much was wiped, for tests and audits */
-	elog(DEBUG1, "pgcrypt_kms: wiped %d key slots in %d locked chunks at backend exit",
-		 nslots, nchunks);
 }
 
 /*
@@ -274,8 +157,7 @@ invalidate_all(void)
 static void
 keycache_relcache_cb(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid ||
-		(OidIsValid(relid) && (relid == keys_relid || relid == versions_relid)))
+	if (relid == InvalidOid || pgck_keyring_is_keyring_rel(relid))
 		invalidate_all();
 }
 
@@ -291,8 +173,8 @@ keycache_relcache_cb(Datum arg, Oid relid)
  */
 static bool keyring_touched_in_xact = false;
 
-void
-pgck_keycache_note_keyring_write(void)
+static void
+note_keyring_write(void)
 {
 	keyring_touched_in_xact = true;
 	invalidate_all();
@@ -310,8 +192,19 @@ keycache_xact_cb(XactEvent event, void *arg)
 			keyring_touched_in_xact = false;
 			break;
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
+
+			/*
+			 * Its keyring changes are visible now: what other backends
+			 * publish from here on shows them, and the shared entries of
+			 * this database from before (a destroyed key's included) are
+			 * wiped.  A prepared transaction is treated so at PREPARE.
+			 */
+			if (keyring_touched_in_xact)
+				pgck_shcache_keyring_committed();
+			keyring_touched_in_xact = false;
+			break;
+		case XACT_EVENT_PARALLEL_COMMIT:
 			keyring_touched_in_xact = false;
 			break;
 		default:
@@ -325,13 +218,6 @@ keycache_subxact_cb(SubXactEvent event, SubTransactionId mySubid,
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB && keyring_touched_in_xact)
 		invalidate_all();
-}
-
-void
-pgck_keycache_set_keyring_oids(Oid keys_oid, Oid versions_oid)
-{
-	keys_relid = keys_oid;
-	versions_relid = versions_oid;
 }
 
 void
@@ -358,7 +244,7 @@ pgck_keycache_init(void)
 	CacheRegisterRelcacheCallback(keycache_relcache_cb, (Datum) 0);
 	RegisterXactCallback(keycache_xact_cb, NULL);
 	RegisterSubXactCallback(keycache_subxact_cb, NULL);
-	/* keycache_exit is registered by the first key allocation of each process */
+	pgck_keymem_on_release(keycache_release);
 	if (!pgck_crypto_init())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -442,8 +328,16 @@ statement_now(void)
 
 	if (now != last_statement)
 	{
+		uint64		flushes = pgck_shcache_flush_count();
+
 		AcceptInvalidationMessages();
 		last_statement = now;
+		/* an admin flushed the cluster's caches (kms_flush_cache) */
+		if (flushes != flushes_seen)
+		{
+			cache_flush_all();
+			flushes_seen = flushes;
+		}
 	}
 	return now;
 }
@@ -470,7 +364,7 @@ evict_to_bound(void)
 /* Build the cache entry for id from a raw key; the key is copied. */
 static PgckCachedVersion *
 version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState state,
-			   TimestampTz created, const uint8 *dek)
+			   TimestampTz created, const uint8 *dek, TimestampTz unwrapped_at)
 {
 	PgckCachedVersion *volatile v = NULL;
 	bool		found = false;
@@ -510,7 +404,7 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 	strlcpy(v->key_name, key_name, sizeof(v->key_name));
 	v->dek = slot;
 	v->aead = aead;
-	v->unwrapped_at = GetCurrentTimestamp();
+	v->unwrapped_at = unwrapped_at;
 	v->created = created;
 	v->usage = NULL;
 	v->usage_tli = 0;
@@ -529,11 +423,13 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
  * so fetch again.  Returns the generation the rows are valid for.
  */
 static uint64
-fetch_version_stable(uint32 id, PgckVersionRow *row, bool *found)
+fetch_version_stable(uint32 id, PgckVersionRow *row, bool *found, uint64 *shgen)
 {
 	for (;;)
 	{
 		uint64		gen = cache_gen;
+
+		*shgen = pgck_shcache_generation();	/* before the rows: see keycache_shared.h */
 
 		*found = pgck_keyring_fetch_version(id, row);
 		if (gen == cache_gen)
@@ -542,11 +438,13 @@ fetch_version_stable(uint32 id, PgckVersionRow *row, bool *found)
 }
 
 static uint64
-fetch_key_stable(const char *name, PgckKeyRow *row, bool *found)
+fetch_key_stable(const char *name, PgckKeyRow *row, bool *found, uint64 *shgen)
 {
 	for (;;)
 	{
 		uint64		gen = cache_gen;
+
+		*shgen = pgck_shcache_generation();
 
 		*found = pgck_keyring_fetch_key(name, row);
 		if (gen == cache_gen)
@@ -554,11 +452,76 @@ fetch_key_stable(const char *name, PgckKeyRow *row, bool *found)
 	}
 }
 
-void
-pgck_keycache_install(uint32 id, const char *key_name, int32 version, const uint8 *dek)
+/*
+ * Unwrap a key (pgck_keyring_unwrap's arguments), through the shared cache
+ * when there is one and this transaction has not written the keyring (what
+ * it reads may be its own uncommitted rows: those stay in this backend, and
+ * an abort invalidates them).  shgen is the shared generation read before
+ * the row was.  *unwrapped_at is when the KMS last unwrapped the key (for a
+ * shared hit, maybe another backend's unwrap): the TTL runs from there, so
+ * revocation reaches every backend within cache_ttl.  A parallel worker
+ * takes what is shared but publishes nothing (its leader may have written
+ * the keyring).
+ */
+static void
+cached_unwrap(const char *kms_key, const char *kms_context, const bytea *wrapped,
+			  const bytea *check, const char *what, const char *name, int32 version,
+			  uint64 shgen, uint8 *key_out, TimestampTz *unwrapped_at)
+{
+	uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
+	bool		claimed = false;
+
+	if (shgen != 0 && !keyring_touched_in_xact && check != NULL &&
+		VARSIZE_ANY_EXHDR(check) == PGCK_KEY_CHECK_LEN)
+	{
+		pgck_shcache_digest(kms_key, kms_context, wrapped, digest);
+		if (pgck_shcache_get(digest, shgen, (const uint8 *) VARDATA_ANY(check),
+							 !IsParallelWorker(), key_out, unwrapped_at, &claimed))
+		{
+			pgck_stats.shared_hits++;
+			return;
+		}
+		/* the KMS is needed: one more cold key in this statement */
+		PG_TRY();
+		{
+			maybe_prefetch(pgck_keycache_now());
+		}
+		PG_CATCH();
+		{
+			if (claimed)
+				pgck_shcache_abandon(digest, false);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	*unwrapped_at = GetCurrentTimestamp();
+	PG_TRY();
+	{
+		pgck_keyring_unwrap(kms_key, kms_context, wrapped, check, what, name, version, key_out);
+	}
+	PG_CATCH();
+	{
+		if (claimed)
+			pgck_shcache_abandon(digest, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pgck_stats.unwraps++;
+	if (claimed)
+		pgck_shcache_publish(digest, shgen, key_out, (const uint8 *) VARDATA_ANY(check),
+							 *unwrapped_at, kms_key, kms_context, wrapped, name, version);
+}
+
+/*
+ * Put a data key that was just generated (kms_create_key, kms_rotate_key)
+ * into the cache, saving an unwrap.  dek is copied.
+ */
+static void
+keycache_install(uint32 id, const char *key_name, int32 version, const uint8 *dek)
 {
 	keyring_touched_in_xact = true;
-	(void) version_insert(id, key_name, version, PGCK_STATE_ACTIVE, GetCurrentTimestamp(), dek);
+	(void) version_insert(id, key_name, version, PGCK_STATE_ACTIVE, GetCurrentTimestamp(), dek,
+						 GetCurrentTimestamp());
 }
 
 PgckCachedVersion *
@@ -569,6 +532,7 @@ pgck_keycache_version(uint32 id)
 	PgckVersionRow row;
 	uint8	   *dek;
 	uint64		row_gen;
+	uint64		shgen;
 	bool		found;
 
 	v = hash_search(version_cache, &id, HASH_FIND, NULL);
@@ -589,7 +553,7 @@ pgck_keycache_version(uint32 id)
 		v = NULL;
 	}
 
-	row_gen = fetch_version_stable(id, &row, &found);
+	row_gen = fetch_version_stable(id, &row, &found, &shgen);
 	if (!found)
 	{
 		if (v != NULL)
@@ -633,10 +597,12 @@ pgck_keycache_version(uint32 id)
 	dek = pgck_locked_alloc();
 	PG_TRY();
 	{
-		pgck_keyring_unwrap(row.kms_key, row.kms_context, row.wrapped_dek, row.key_check,
-							"data key", row.key_name, row.version, dek);
-		pgck_stats.unwraps++;
-		v = version_insert(id, row.key_name, row.version, row.state, row.created, dek);
+		TimestampTz unwrapped_at;
+
+		cached_unwrap(row.kms_key, row.kms_context, row.wrapped_dek, row.key_check,
+					  "data key", row.key_name, row.version, shgen, dek, &unwrapped_at);
+		v = version_insert(id, row.key_name, row.version, row.state, row.created, dek,
+						   unwrapped_at);
 		v->validated_gen = row_gen;
 	}
 	PG_CATCH();
@@ -668,15 +634,14 @@ pgck_keycache_version_usable(PgckCachedVersion *v)
  */
 static uint8 *
 unwrap_index_key(PgckKeyRow *row, const char *kms_key, bytea *wrapped, bytea *check,
-				 PgckHmac **hmac_out)
+				 uint64 shgen, PgckHmac **hmac_out, TimestampTz *unwrapped_at)
 {
 	uint8	   *ikey = pgck_locked_alloc();
 
 	PG_TRY();
 	{
-		pgck_keyring_unwrap(kms_key, row->kms_context, wrapped, check,
-							"blind-index key", row->key_name, row->index_key_version, ikey);
-		pgck_stats.unwraps++;
+		cached_unwrap(kms_key, row->kms_context, wrapped, check, "blind-index key",
+					  row->key_name, row->index_key_version, shgen, ikey, unwrapped_at);
 		*hmac_out = pgck_hmac_new(ikey, PGCK_DEK_LEN);
 		if (*hmac_out == NULL)
 			ereport(ERROR,
@@ -715,6 +680,7 @@ pgck_keycache_key(const char *name)
 	PgckKeyRow	row;
 	bool		found;
 	uint64		row_gen;
+	uint64		shgen;
 	char		keybuf[PGCK_KEY_NAME_MAX + 1];
 
 	if (strlen(name) > PGCK_KEY_NAME_MAX)
@@ -730,7 +696,7 @@ pgck_keycache_key(const char *name)
 		return k;
 	}
 
-	row_gen = fetch_key_stable(name, &row, &found);
+	row_gen = fetch_key_stable(name, &row, &found, &shgen);
 	if (!found)
 	{
 		if (k != NULL)
@@ -771,22 +737,26 @@ pgck_keycache_key(const char *name)
 			 (k->hmac_prev != NULL) != (row.prev_index_key_wrapped != NULL) ||
 			 expired(k->unwrapped_at, now))
 	{
+		TimestampTz unwrapped_at;
+
 		key_release_index_key(k);
 		pgck_stats.misses++;
 		k->index_key = unwrap_index_key(&row, row.index_kms_key, row.index_key_wrapped,
-										row.index_key_check, &k->hmac);
+										row.index_key_check, shgen, &k->hmac, &unwrapped_at);
 		memcpy(k->index_check, VARDATA_ANY(row.index_key_check), PGCK_KEY_CHECK_LEN);
+		k->unwrapped_at = unwrapped_at;
 		if (row.prev_index_key_wrapped != NULL)
 		{
 			uint8	   *prev = unwrap_index_key(&row,
 											   row.prev_index_kms_key ? row.prev_index_kms_key : row.index_kms_key,
 											   row.prev_index_key_wrapped,
-											   row.prev_index_key_check, &k->hmac_prev);
+											   row.prev_index_key_check, shgen, &k->hmac_prev,
+											   &unwrapped_at);
 
 			pgck_locked_free(prev);
+			k->unwrapped_at = Min(k->unwrapped_at, unwrapped_at);
 		}
 		k->index_key_version = row.index_key_version;
-		k->unwrapped_at = GetCurrentTimestamp();
 	}
 	else
 		pgck_stats.hits++;
@@ -810,8 +780,8 @@ pgck_keycache_key_usable(PgckCachedKey *k)
  * Put a key just created (with its blind-index key, if any) into the cache,
  * saving the unwrap of the index key on first use.  ikey is copied.
  */
-void
-pgck_keycache_install_key(const char *name, uint32 current_id, PgckTransform transform,
+static void
+keycache_install_key(const char *name, uint32 current_id, PgckTransform transform,
 						  int index_bits, const uint8 *ikey)
 {
 	char		keybuf[PGCK_KEY_NAME_MAX + 1];
@@ -868,6 +838,196 @@ pgck_keycache_forget_key(const char *name)
 	k = hash_search(key_cache, keybuf, HASH_FIND, NULL);
 	if (k != NULL)
 		k->validated_gen = 0;
+}
+
+/* ---------------------------------------------------------------- warm-up */
+
+static int
+keycache_warm(const uint32 *ids, int n, bool may_evict)
+{
+	int			done = 0;
+	int			i;
+	bool		shared = pgck_shcache_enabled() && !keyring_touched_in_xact;
+
+	(void) statement_now();
+	for (i = 0; i < n; i++)
+	{
+		PgckCachedVersion *v;
+		PgckVersionRow row;
+		bool		found;
+		uint64		shgen;
+		uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
+
+		CHECK_FOR_INTERRUPTS();
+		v = hash_search(version_cache, &ids[i], HASH_FIND, NULL);
+		if (v != NULL && v->validated_gen == cache_gen &&
+			!expired(v->unwrapped_at, pgck_keycache_now()))
+			continue;			/* cached here */
+		(void) fetch_version_stable(ids[i], &row, &found, &shgen);
+		if (!found || row.state == PGCK_STATE_DESTROYED || row.state == PGCK_STATE_RETIRED ||
+			row.key_check == NULL || VARSIZE_ANY_EXHDR(row.key_check) != PGCK_KEY_CHECK_LEN)
+			continue;
+		if (!shared)
+		{
+			uint64		before = pgck_stats.unwraps + pgck_stats.shared_hits;
+
+			(void) pgck_keycache_version(ids[i]);
+			if (pgck_stats.unwraps + pgck_stats.shared_hits != before)
+				done++;
+			continue;
+		}
+		pgck_shcache_digest(row.kms_key, row.kms_context, row.wrapped_dek, digest);
+		if (pgck_shcache_enqueue(digest, shgen, (const uint8 *) VARDATA_ANY(row.key_check),
+								 row.kms_key, row.kms_context, row.wrapped_dek,
+								 row.key_name, row.version, may_evict))
+			done++;
+	}
+	if (shared)
+		pgck_shcache_drain(done);
+	return done;
+}
+
+int
+pgck_keycache_warm(const uint32 *ids, int n)
+{
+	return keycache_warm(ids, n, true);
+}
+
+/*
+ * A cold multi-key scan: when one statement of this backend has needed the
+ * KMS for pgcrypt_kms.prefetch_after key versions the shared cache did not
+ * hold, every usable version of this database's keyring that fits in the
+ * shared cache's free entries (a prefetch never evicts) is unwrapped
+ * concurrently, once per statement, so the rest of the scan finds its keys
+ * shared instead of asking the KMS for them one after another.
+ */
+static void
+maybe_prefetch(TimestampTz now)
+{
+	static TimestampTz stmt = 0;
+	static int	cold = 0;
+	uint32	   *ids;
+	int			n;
+
+	if (pgck_prefetch_after <= 0 || !pgck_shcache_enabled() || keyring_touched_in_xact ||
+		IsInParallelMode())
+		return;
+	if (now != stmt)
+	{
+		stmt = now;
+		cold = 0;
+	}
+	if (++cold != pgck_prefetch_after)
+		return;
+	n = pgck_keyring_usable_version_ids(&ids);
+	if (n > 0)
+		(void) keycache_warm(ids, n, false);
+}
+
+/* ---------------------------------------------------------------- key administration */
+
+/*
+ * Rotate through the keyring and install the new version, saving its first
+ * unwrap; see pgck_keyring_rotate for the arguments.
+ */
+static int32
+keycache_rotate(const char *name, uint32 expected_current, bool nowait)
+{
+	uint8	   *dek = pgck_locked_alloc();
+	volatile int32 version = 0;
+
+	PG_TRY();
+	{
+		uint32		id;
+
+		version = pgck_keyring_rotate(name, expected_current, nowait, dek, &id);
+		if (id != 0)
+			keycache_install(id, name, version, dek);
+	}
+	PG_FINALLY();
+	{
+		pgck_locked_free(dek);
+	}
+	PG_END_TRY();
+	return version;
+}
+
+/*
+ * kms_create_key(name, kms_key, blind_index, index_bits, kms_context): the
+ * keyring creates the key; its first data key and index key are installed
+ * here.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_create_key);
+Datum
+pgck_kms_create_key(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	char	   *kms_key;
+	char	   *transform_name;
+	uint8	   *dek;
+	uint8	   *ikey;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("arguments of kms_create_key must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	kms_key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	transform_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	dek = pgck_locked_alloc();
+	ikey = pgck_locked_alloc();
+	PG_TRY();
+	{
+		PgckTransform transform;
+		uint32		id;
+
+		id = pgck_keyring_create_key(name, kms_key, transform_name, PG_GETARG_INT32(3),
+									 PG_GETARG_JSONB_P(4), dek, ikey, &transform);
+		keycache_install(id, name, 1, dek);
+		keycache_install_key(name, id, transform, PG_GETARG_INT32(3),
+							 transform != PGCK_BIDX_NONE ? ikey : NULL);
+	}
+	PG_FINALLY();
+	{
+		pgck_locked_free(dek);
+		pgck_locked_free(ikey);
+	}
+	PG_END_TRY();
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * kms_rotate_key(name) → new version number
+ *
+ * A new data key version becomes the active one; the previous active version
+ * becomes decrypt-only.  Concurrent rotations of one key serialize on the
+ * key's row.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_rotate_key);
+Datum
+pgck_kms_rotate_key(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(keycache_rotate(text_to_cstring(PG_GETARG_TEXT_PP(0)), 0, false));
+}
+
+/*
+ * Statement trigger on the keyring tables: every change, by our functions,
+ * by hand or by a restore, invalidates every backend's key cache at commit
+ * (and this backend's at once, and again on abort).
+ */
+PG_FUNCTION_INFO_V1(pgck_keyring_changed);
+Datum
+pgck_keyring_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "pgck_keyring_changed: not called by trigger manager");
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	note_keyring_write();
+	PG_RETURN_POINTER(NULL);
 }
 
 /* ---------------------------------------------------------------- usage bound */
@@ -949,7 +1109,7 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 			 * per cluster).
 			 */
 			strlcpy(name, v->key_name, sizeof(name));
-			newv = pgck_keyring_rotate(name, v->id, !foreign);	/* may evict v */
+			newv = keycache_rotate(name, v->id, !foreign);	/* may evict v */
 			if (newv == PGCK_ROTATE_BUSY)
 				return false;
 			/* if another session rotated first, take in its invalidation */
@@ -1057,6 +1217,7 @@ pgck_stats_kms_call(PgckKmsOp op, double elapsed_ms, bool ok)
 	if (op < 0 || op >= PGCK_NUM_OPS)
 		return;
 	pgck_stats.calls[op]++;
+	pgck_shcache_note_kms_call(op, elapsed_ms, ok);
 	if (!ok)
 		pgck_stats.errors[op]++;
 	pgck_stats.ms_total[op] += elapsed_ms;
@@ -1071,12 +1232,30 @@ pgck_stats_kms_retry(PgckKmsOp op)
 		pgck_stats.retries[op]++;
 }
 
+const char *
+pgck_kms_op_name(int op)
+{
+	return op >= 0 && op < PGCK_NUM_OPS ? op_names[op] : "unknown";
+}
+
 /* ---------------------------------------------------------------- SQL functions */
 
 PG_FUNCTION_INFO_V1(pgck_kms_flush_cache);
 Datum
 pgck_kms_flush_cache(PG_FUNCTION_ARGS)
 {
+	Oid			admin = get_role_oid("pgcrypt_kms_admin", true);
+
+	/*
+	 * An administrator flushes the cluster: the shared cache now, every
+	 * backend's own cache at its next statement.  Anyone else (and a
+	 * cluster without the shared cache) flushes this backend.
+	 */
+	if (pgck_shcache_enabled() && OidIsValid(admin) && has_privs_of_role(GetUserId(), admin))
+	{
+		pgck_shcache_flush();
+		flushes_seen = pgck_shcache_flush_count();
+	}
 	cache_flush_all();
 	PG_RETURN_VOID();
 }

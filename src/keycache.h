@@ -3,10 +3,11 @@
  * keycache.h
  *		This backend's cache of unwrapped keys.
  *
- * Raw key bytes live only in 32-byte slots of an mmap'd arena that is
- * mlock'd, excluded from core dumps (MADV_DONTDUMP) and from forked children
- * (MADV_DONTFORK), and wiped on eviction, expiry, kms_flush_cache() and at
- * backend exit.  Keyed OpenSSL objects (PgckAead, PgckHmac) are built once
+ * Raw key bytes live only in locked key memory (keymem.h), wiped on
+ * eviction, expiry, kms_flush_cache() and at backend exit.  The cache asks
+ * the keyring (keyring.h) for rows and unwraps; the keyring never calls into
+ * the cache: what kms_create_key() and rotations generate, the keyring
+ * returns and the cache installs.  Keyed OpenSSL objects (PgckAead, PgckHmac) are built once
  * per cached key.
  *
  * Entries expire pgcrypt_kms.cache_ttl after they were unwrapped (checked
@@ -77,6 +78,7 @@ typedef struct PgckCacheStats
 	int64		decrypt_failures;
 	int64		access_denials;
 	int64		kms_refusals;	/* every refused unwrap, denials included */
+	int64		shared_hits;	/* keys taken from the shared cache, not unwrapped */
 	int64		calls[PGCK_NUM_OPS];
 	int64		errors[PGCK_NUM_OPS];
 	int64		retries[PGCK_NUM_OPS];
@@ -105,12 +107,6 @@ extern void pgck_keycache_init(void);
  */
 extern TimestampTz pgck_keycache_now(void);
 
-/*
- * This backend wrote the keyring in the current transaction (statement
- * trigger): every entry re-checks its row now, and again after any abort.
- */
-extern void pgck_keycache_note_keyring_write(void);
-
 /* The key's cache entry, with its current version id and blind-index MAC. */
 extern PgckCachedKey *pgck_keycache_key(const char *name);
 
@@ -138,11 +134,6 @@ extern void pgck_keycache_install(uint32 id, const char *key_name, int32 version
 /* Make the next pgck_keycache_key(name) re-read its keyring row. */
 extern void pgck_keycache_forget_key(const char *name);
 
-/* Put a just-created key's blind-index key into the cache; ikey is copied. */
-extern void pgck_keycache_install_key(const char *name, uint32 current_id,
-									  PgckTransform transform, int index_bits,
-									  const uint8 *ikey);
-
 /*
  * Count an encryption under v (across backends when preloaded); rotate the
  * key when v reached pgcrypt_kms.dek_rotate_after encryptions or
@@ -152,14 +143,17 @@ extern void pgck_keycache_install_key(const char *name, uint32 current_id,
  */
 extern bool pgck_keycache_count_encryption(PgckCachedVersion *v);
 
-/* Remember the keyring relations so the invalidation callback can match them. */
-extern void pgck_keycache_set_keyring_oids(Oid keys_oid, Oid versions_oid);
+/*
+ * Unwrap the usable ones of n key version ids ahead of use (kms_warm_cache):
+ * concurrently into the shared cache when there is one, else into this
+ * backend's cache.  Returns how many it unwrapped.
+ */
+extern int	pgck_keycache_warm(const uint32 *ids, int n);
+
+/* The name of a KMS operation (PgckKmsOp), as kms_cache_stats() shows it. */
+extern const char *pgck_kms_op_name(int op);
 
 /* Count and log (once per statement) a value that failed to decrypt. */
 extern void pgck_note_decrypt_failure(const char *key_name, int32 version, int sqlerrcode);
-
-/* Locked 32-byte slots for raw keys. */
-extern uint8 *pgck_locked_alloc(void);
-extern void pgck_locked_free(uint8 *slot);
 
 #endif							/* PGCK_KEYCACHE_H */

@@ -9,10 +9,10 @@
  * and names every object and operator with its schema, so neither the
  * caller's privileges nor its search_path can change what is read.
  *
- * The tables carry statement triggers (pgck_keyring_changed) that send a
- * relcache invalidation for key_versions; the key cache listens for it.  A
- * key created or rotated in a transaction that aborts is thereby dropped
- * from this backend's cache as well.
+ * The tables carry statement triggers (pgck_keyring_changed, in keycache.c)
+ * that send a relcache invalidation for key_versions; the key cache listens
+ * for it.  This file never calls into the cache: keys it generates go back
+ * to the caller, which installs them (keycache.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -40,8 +40,8 @@
 #include "utils/syscache.h"
 
 #include "aead.h"
-#include "keycache.h"
 #include "keyring.h"
+#include "keymem.h"
 #include "kms.h"
 #include "pgck_errcodes.h"
 
@@ -51,6 +51,10 @@ static SPIPlanPtr plan_key = NULL;
 static SPIPlanPtr plan_version = NULL;
 static SPIPlanPtr plan_key_arns = NULL;
 static SPIPlanPtr plan_version_arns = NULL;
+
+/* the keyring tables as last looked up; see pgck_keyring_is_keyring_rel */
+static Oid	keys_relid = InvalidOid;
+static Oid	versions_relid = InvalidOid;
 
 static const char *const state_names[] = {"active", "decrypt-only", "retired", "destroyed"};
 static const char *const transform_names[] = {"none", "exact", "lower", "email", "digits"};
@@ -96,8 +100,8 @@ state_parse(const char *s)
 }
 
 /*
- * The owner of the keyring tables; also tells the key cache their OIDs.
- * ereports if the extension's tables are missing.
+ * The owner of the keyring tables; also remembers their OIDs.  ereports if
+ * the extension's tables are missing.
  */
 static Oid
 keyring_owner(void)
@@ -118,7 +122,8 @@ keyring_owner(void)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("the pgcrypt_kms keyring tables do not exist in this database"),
 				 errhint("Run CREATE EXTENSION pgcrypt_kms.")));
-	pgck_keycache_set_keyring_oids(keys_oid, versions_oid);
+	keys_relid = keys_oid;
+	versions_relid = versions_oid;
 
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(versions_oid));
 	if (!HeapTupleIsValid(tup))
@@ -134,6 +139,12 @@ typedef struct OwnerScope
 	int			save_sec;
 	int			save_nestlevel;
 } OwnerScope;
+
+bool
+pgck_keyring_is_keyring_rel(Oid relid)
+{
+	return OidIsValid(relid) && (relid == keys_relid || relid == versions_relid);
+}
 
 /*
  * Run as the keyring's owner, as a SECURITY DEFINER function with
@@ -528,6 +539,46 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 	return found;
 }
 
+int
+pgck_keyring_usable_version_ids(uint32 **ids_out)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	OwnerScope	scope;
+	volatile int n = 0;
+
+	*ids_out = NULL;
+	if (IsInParallelMode())
+		return 0;				/* GetLatestSnapshot is not allowed there */
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		SPIPlanPtr	plan;
+		int			ret;
+		uint64		i;
+
+		SPI_connect();
+		plan = SPI_prepare("SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
+						   " WHERE v.state OPERATOR(pg_catalog.=) 'active'"
+						   "    OR v.state OPERATOR(pg_catalog.=) 'decrypt-only'", 0, NULL);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		ret = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								   true, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
+		*ids_out = MemoryContextAlloc(caller, sizeof(uint32) * Max(SPI_processed, 1));
+		for (i = 0; i < SPI_processed; i++)
+			(*ids_out)[n++] = (uint32) col_int(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+	return n;
+}
+
 bool
 pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 {
@@ -836,35 +887,25 @@ insert_new_key(const char *name, const char *kms_key, Datum kms_context_jsonb,
 }
 
 /*
- * kms_create_key(name, kms_key, blind_index, index_bits, kms_context)
+ * kms_create_key(name, kms_key, blind_index, index_bits, kms_context), minus
+ * the cache: see keyring.h.
  *
  * Gets the first data key and, with a blind index, a separate index key from
  * the KMS, and stores both only as the KMS wrapped them.
  */
-PG_FUNCTION_INFO_V1(pgck_kms_create_key);
-Datum
-pgck_kms_create_key(PG_FUNCTION_ARGS)
+uint32
+pgck_keyring_create_key(const char *name, const char *kms_key, const char *transform_name,
+						int32 index_bits, Jsonb *ctx_jsonb, uint8 *dek, uint8 *ikey,
+						PgckTransform *transform_out)
 {
-	char	   *name;
-	char	   *kms_key;
-	char	   *transform_name;
-	int32		index_bits;
 	char	   *kms_context;
-	Jsonb	   *ctx_jsonb;
 	PgckTransform transform;
 	const char *rest;
-	uint8	   *dek;
-	uint8	   *ikey;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("arguments of kms_create_key must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	kms_key = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	transform_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	index_bits = PG_GETARG_INT32(3);
-	ctx_jsonb = PG_GETARG_JSONB_P(4);
+	bytea	   *wrapped;
+	bytea	   *index_wrapped = NULL;
+	bytea	   *index_check = NULL;
+	char	   *dek_arn = NULL;
+	char	   *index_arn = NULL;
 
 	check_key_name(name);
 	(void) pgck_kms_provider_for(kms_key, &rest);
@@ -886,39 +927,16 @@ pgck_kms_create_key(PG_FUNCTION_ARGS)
 	kms_context = DatumGetCString(DirectFunctionCall1(jsonb_out, JsonbPGetDatum(ctx_jsonb)));
 	check_key_absent(name);
 
-	dek = pgck_locked_alloc();
-	ikey = pgck_locked_alloc();
-	PG_TRY();
+	wrapped = generate_data_key(kms_key, kms_context, dek, &dek_arn);
+	if (transform != PGCK_BIDX_NONE)
 	{
-		bytea	   *wrapped;
-		bytea	   *index_wrapped = NULL;
-		uint32		id;
-
-		bytea	   *index_check = NULL;
-		char	   *dek_arn = NULL;
-		char	   *index_arn = NULL;
-
-		wrapped = generate_data_key(kms_key, kms_context, dek, &dek_arn);
-		if (transform != PGCK_BIDX_NONE)
-		{
-			index_wrapped = generate_data_key(kms_key, kms_context, ikey, &index_arn);
-			index_check = key_check_bytea(ikey);
-		}
-		id = insert_new_key(name, kms_key, JsonbPGetDatum(ctx_jsonb), transform_name,
-							index_bits, wrapped, key_check_bytea(dek), index_wrapped, index_check,
-							dek_arn, index_arn);
-		pgck_keycache_install(id, name, 1, dek);
-		pgck_keycache_install_key(name, id, transform, index_bits,
-								  transform != PGCK_BIDX_NONE ? ikey : NULL);
+		index_wrapped = generate_data_key(kms_key, kms_context, ikey, &index_arn);
+		index_check = key_check_bytea(ikey);
 	}
-	PG_FINALLY();
-	{
-		pgck_locked_free(dek);
-		pgck_locked_free(ikey);
-	}
-	PG_END_TRY();
-
-	PG_RETURN_VOID();
+	*transform_out = transform;
+	return insert_new_key(name, kms_key, JsonbPGetDatum(ctx_jsonb), transform_name,
+						  index_bits, wrapped, key_check_bytea(dek), index_wrapped, index_check,
+						  dek_arn, index_arn);
 }
 
 /*
@@ -952,14 +970,14 @@ latest_versions(Datum name, uint32 *active_id, int32 *max_version)
 }
 
 int32
-pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait)
+pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait,
+					uint8 *dek, uint32 *id_out)
 {
 	OwnerScope	scope;
 	volatile bool entered = false;
-	uint8	   *dek;
 	volatile int32 version = 0;
 
-	dek = pgck_locked_alloc();
+	*id_out = 0;
 	PG_TRY();
 	{
 		Oid			types[5] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID, INT4OID};
@@ -1036,52 +1054,20 @@ pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait)
 				version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 				store_version_arn(id, dek_arn);
 				SPI_finish();
-				owner_scope_leave(&scope);
-				entered = false;
-				pgck_keycache_install(id, name, version, dek);
+				*id_out = id;
 			}
 		}
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		if (entered)
 			owner_scope_leave(&scope);
-		pgck_locked_free(dek);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (entered)
+		owner_scope_leave(&scope);
 	return version;
-}
-
-/*
- * kms_rotate_key(name) → new version number
- *
- * A new data key version becomes the active one; the previous active version
- * becomes decrypt-only.  Concurrent rotations of one key serialize on the
- * key's row.
- */
-PG_FUNCTION_INFO_V1(pgck_kms_rotate_key);
-Datum
-pgck_kms_rotate_key(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_INT32(pgck_keyring_rotate(text_to_cstring(PG_GETARG_TEXT_PP(0)), 0, false));
-}
-
-/*
- * Statement trigger on the keyring tables: every change, by our functions,
- * by hand or by a restore, invalidates every backend's key cache at commit
- * (and this backend's at once, and again on abort).
- */
-PG_FUNCTION_INFO_V1(pgck_keyring_changed);
-Datum
-pgck_keyring_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "pgck_keyring_changed: not called by trigger manager");
-	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
-	pgck_keycache_note_keyring_write();
-	PG_RETURN_POINTER(NULL);
 }
 
 /*

@@ -9,6 +9,10 @@
  * rotation committed by another session is seen even inside a REPEATABLE
  * READ transaction.  Results are palloc'd in CurrentMemoryContext.
  *
+ * The keyring knows nothing of the key cache (keycache.h), which asks it for
+ * rows: keys it generates are written into the caller's locked slots
+ * (keymem.h) for the caller to use or cache.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef PGCK_KEYRING_H
@@ -17,6 +21,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "utils/jsonb.h"
 
 #define PGCK_KEY_NAME_MAX 128
 
@@ -101,6 +106,9 @@ extern bool pgck_keyring_fetch_key(const char *name, PgckKeyRow *out);
 extern bool pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out);
 extern bool pgck_keyring_fetch_writer(uint32 id, PgckVersionWriter *out);
 
+/* Ids of every active and decrypt-only version (palloc'd); 0 in parallel mode. */
+extern int	pgck_keyring_usable_version_ids(uint32 **ids_out);
+
 extern const char *pgck_state_name(PgckKeyState state);
 extern const char *pgck_transform_name(PgckTransform t);
 extern bool pgck_transform_parse(const char *name, PgckTransform *out);
@@ -114,7 +122,25 @@ extern bool pgck_transform_parse(const char *name, PgckTransform *out);
  * Returns the new version number.
  */
 #define PGCK_ROTATE_BUSY (-1)
-extern int32 pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait);
+/*
+ * The new data key is written into dek (a locked slot of the caller's) and
+ * its version id into *id_out (0 when no version was made).
+ */
+extern int32 pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait,
+								 uint8 *dek, uint32 *id_out);
+
+/*
+ * kms_create_key's work: checks the arguments, generates the first data key
+ * into dek and, with a blind index, the index key into ikey (locked slots of
+ * the caller's), inserts the rows and returns the new version id.
+ */
+extern uint32 pgck_keyring_create_key(const char *name, const char *kms_key,
+									  const char *transform_name, int32 index_bits,
+									  Jsonb *ctx_jsonb, uint8 *dek, uint8 *ikey,
+									  PgckTransform *transform_out);
+
+/* Is relid one of the keyring tables (as last looked up by this backend)? */
+extern bool pgck_keyring_is_keyring_rel(Oid relid);
 
 /*
  * Unwrap a key through its provider and verify it against its key-check

@@ -11,6 +11,7 @@
 
 #include "guc.h"
 #include "keycache.h"
+#include "keycache_shared.h"
 #include "kms.h"
 #include "usage.h"
 
@@ -24,6 +25,7 @@ _PG_init(void)
 	pgck_guc_init();
 	pgck_keycache_init();
 	pgck_usage_init();
+	pgck_shcache_init();
 	pgck_kms_local_init();
 	pgck_kms_aws_init();
 	pgck_kms_pkcs11_init();

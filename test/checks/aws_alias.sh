@@ -148,6 +148,9 @@ sql -c "ALTER EXTENSION pgcrypt_kms UPDATE" >/dev/null
 check $? "ALTER EXTENSION pgcrypt_kms UPDATE"
 [ "$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'pgcrypt_kms'")" = "0.3.0" ]
 check $? "the extension is at 0.3.0"
+want=$(sed -n "s/^default_version = '\(.*\)'/\1/p" pgcrypt_kms.control)
+[ "$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'pgcrypt_kms'")" = "$want" ]
+check $? "the extension is at the control file's default_version $want"
 got=$(sql -c "SELECT count(*) FILTER (WHERE kms_key_arn IS NULL) || '/' || count(*) FROM kms_keys")
 [ "$got" = "4/4" ]; check $? "after the update the old versions have no ARN yet (got $got NULL)"
 

@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""Driver of bench/shared_cache.sh (run as the postgres OS user against its cluster)."""
+import json, os, re, subprocess, sys, threading, time
+import psycopg
+
+HOST, PORT, PGBIN, PGDATA = (os.environ[k] for k in ('PGHOST', 'PGPORT', 'PGBIN', 'PGCK_PGDATA'))
+EMU = os.environ['PGCK_EMULATOR_PORT']
+DELAY = int(os.environ['BENCH_DELAY'])
+TENANTS = [int(t) for t in os.environ['BENCH_TENANTS'].split()]
+SHARED = int(os.environ['BENCH_SHARED_SIZE'])
+ROOT = os.environ['PGCK_ROOT']
+
+
+def emuctl(*args):
+    out = subprocess.run(['/usr/bin/python3', f'{ROOT}/test/kms_emulator/emuctl.py', EMU] + list(args),
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out) if out.strip().startswith('{') else out
+
+
+def decrypts():
+    return emuctl('stats')['calls'].get('Decrypt', 0)
+
+
+def connect(db='bench_shared'):
+    return psycopg.connect(host=HOST, port=PORT, dbname=db, user='postgres', autocommit=True)
+
+
+def restart(shared_size):
+    conf = os.path.join(PGDATA, 'postgresql.conf')
+    text = open(conf).read()
+    text = re.sub(r'(?m)^pgcrypt_kms\.shared_cache_size = .*$', f'pgcrypt_kms.shared_cache_size = {shared_size}', text)
+    open(conf, 'w').write(text)
+    subprocess.run([f'{PGBIN}/pg_ctl', '-D', PGDATA, '-m', 'fast', '-w', 'restart', '-l',
+                    os.path.join(os.path.dirname(PGDATA), 'server.log')], check=True, capture_output=True)
+
+
+with psycopg.connect(host=HOST, port=PORT, dbname='postgres', user='postgres', autocommit=True) as c:
+    c.execute("CREATE DATABASE bench_shared")
+setup = connect()
+setup.execute("CREATE EXTENSION pgcrypt_kms")
+setup.execute("SELECT kms_create_key('one', 'aws-kms:alias/pgck-demo')")
+setup.execute("CREATE TABLE t_one AS SELECT g AS id, kms_encrypt('v' || g, 'one') AS v FROM generate_series(1, 100) g")
+t0 = time.time()
+for n in TENANTS:
+    setup.execute(f"CREATE TABLE t_{n} (id int, v enc_text)")
+for i in range(max(TENANTS)):
+    setup.execute("SELECT kms_create_key(%s, 'aws-kms:alias/pgck-demo')", (f'tenant{i}',))
+for n in TENANTS:
+    setup.execute(f"INSERT INTO t_{n} SELECT i, kms_encrypt('row of tenant ' || i, 'tenant' || i)"
+                  f" FROM generate_series(0, {n - 1}) i")
+setup.close()
+print(f"setup: {max(TENANTS)} tenant keys in {time.time() - t0:.1f} s", file=sys.stderr)
+emuctl('set-fault', json.dumps({"op": "Decrypt", "kind": "delay", "delay_ms": DELAY, "count": -1}))
+
+
+def fresh_backends(n):
+    gate = connect()
+    gate.execute("SELECT pg_advisory_lock(1)")
+    errs = []
+
+    def client():
+        try:
+            with connect() as c:
+                c.execute("SELECT pg_advisory_lock_shared(1)")
+                c.execute("SELECT count(kms_decrypt(v)) FROM t_one").fetchone()
+        except Exception as e:
+            errs.append(str(e))
+    ts = [threading.Thread(target=client) for _ in range(n)]
+    for t in ts:
+        t.start()
+    while gate.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()[0] < n:
+        time.sleep(0.05)
+    before = decrypts()
+    gate.execute("SELECT pg_advisory_unlock(1)")
+    for t in ts:
+        t.join()
+    gate.close()
+    return decrypts() - before, errs
+
+
+def first_scan(n, warm):
+    with connect() as c:
+        before = decrypts()
+        t = time.time()
+        if warm:
+            c.execute(f"SELECT kms_warm_cache('t_{n}', 'v')").fetchone()
+        got = c.execute(f"SELECT count(*) FROM t_{n} WHERE kms_decrypt(v) = 'row of tenant ' || id").fetchone()[0]
+        return time.time() - t, decrypts() - before, got
+
+
+rows = []
+for label, size in (("per-backend caches only (shared_cache_size = 0)", 0),
+                    (f"shared key cache (shared_cache_size = {SHARED})", SHARED)):
+    restart(size)
+    calls, errs = fresh_backends(64)
+    rows.append((label, "64 fresh backends, one key version", "", calls, f"{len(errs)} errors"))
+    for n in TENANTS:
+        restart(size)
+        secs, calls, got = first_scan(n, False)
+        rows.append((label, f"first scan, {n} tenant keys", f"{secs:.2f} s", calls, f"{got} rows"))
+        if size:
+            restart(size)
+            secs, calls, got = first_scan(n, True)
+            rows.append((label, f"kms_warm_cache + first scan, {n} tenant keys", f"{secs:.2f} s", calls, f"{got} rows"))
+
+cpus = os.cpu_count()
+model = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
+print(f"## Shared key cache benchmark ({time.strftime('%Y-%m-%d')}, {cpus} cores, {model}, "
+      f"emulator Decrypt delay {DELAY} ms, unwrap_concurrency {os.environ.get('BENCH_CONC', 'see config')})\n")
+print("| configuration | scenario | time | Decrypt calls | |")
+print("|---|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(str(x) for x in r) + " |")

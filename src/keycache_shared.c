@@ -1,0 +1,1123 @@
+/*-------------------------------------------------------------------------
+ *
+ * keycache_shared.c
+ *		The cluster's shared cache of unwrapped keys; see keycache_shared.h
+ *		for what it caches and the rules.
+ *
+ * Locking: one LWLock (tranche "pgcrypt_kms shared cache", in the main
+ * shared memory segment) guards every entry; it is held only to find, copy,
+ * fill or wipe an entry, never across a KMS call.  Backends that wait for
+ * another's unwrap sleep on a condition variable in the region.  Counters
+ * are atomics, read without the lock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include <openssl/evp.h>
+
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "aead.h"
+#include "keycache.h"
+#include "kms.h"
+#include "guc.h"
+#include "keycache_shared.h"
+#include "keymem.h"
+#include "pgck_errcodes.h"
+
+#define ST_FREE		0
+#define ST_LOADING	1
+#define ST_VALID	2
+#define ST_QUEUED	3			/* claimed for the unwrap workers (kms_warm_cache) */
+
+/* per-database generations; databases that share a slot share its bumps */
+#define DB_GEN_SLOTS 64
+
+/* a loader that has not finished in this time (it died?) is taken over */
+#define LOAD_STALE_MARGIN_MS 5000
+#define WAIT_POLL_MS 100
+
+typedef struct ShEntry
+{
+	int			state;
+	int			loader_pid;
+	int			queued_by;		/* backend that queued it (ST_QUEUED, then ST_LOADING) */
+	Oid			dbid;
+	uint64		gen;
+	pg_atomic_uint64 last_used;
+	TimestampTz unwrapped_at;
+	TimestampTz load_started;
+	TimestampTz last_hit;		/* published or served: "in use" for refresh-ahead */
+	bool		refreshing;		/* the refresher is unwrapping it again */
+	bool		refresh_failed; /* then it is left to expire, not retried */
+	uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
+	uint8		check[PGCK_KEY_CHECK_LEN];
+	uint8		key[PGCK_KEYMEM_SLOT];
+} ShEntry;
+
+/* KMS call latency, cluster-wide: a fixed histogram per operation */
+#define LAT_BUCKETS 14
+static const double lat_bound_ms[LAT_BUCKETS] = {
+	1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, -1	/* -1: above */
+};
+
+typedef struct ShOpStats
+{
+	pg_atomic_uint64 calls;
+	pg_atomic_uint64 errors;
+	pg_atomic_uint64 max_us;
+	pg_atomic_uint64 bucket[LAT_BUCKETS];
+} ShOpStats;
+
+typedef struct ShHeader
+{
+	LWLock	   *lock;
+	ConditionVariable cv;
+	pg_atomic_uint64 clock;
+	pg_atomic_uint64 flushes;
+	pg_atomic_uint64 db_gen[DB_GEN_SLOTS];
+	PgckShcacheStats stats;
+	ShOpStats	ops[PGCK_NUM_OPS];
+	int			nentries;
+	ShEntry		entries[FLEXIBLE_ARRAY_MEMBER];
+} ShHeader;
+
+/*
+ * What the refresher needs to unwrap an entry again, in the main shared
+ * memory segment (no secret: the keyring holds the same), one per entry.
+ */
+#define MAT_KMS_KEY_MAX		256
+#define MAT_CONTEXT_MAX		1024
+#define MAT_WRAPPED_MAX		1024
+
+typedef struct ShMaterial
+{
+	bool		usable;			/* fits and belongs to the entry's current key */
+	int32		version;
+	int			wrapped_len;
+	char		key_name[PGCK_KEY_NAME_MAX + 1];	/* for log lines */
+	char		kms_key[MAT_KMS_KEY_MAX];
+	char		context[MAT_CONTEXT_MAX];
+	uint8		wrapped[MAT_WRAPPED_MAX];
+} ShMaterial;
+
+static ShHeader *sh = NULL;
+static Size sh_size = 0;
+static ShMaterial *mat = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+#define COUNT(field) pg_atomic_fetch_add_u64(&sh->stats.field, 1)
+
+static void
+shcache_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestNamedLWLockTranche("pgcrypt_kms shared cache", 1);
+	RequestAddinShmemSpace(mul_size(pgck_shared_cache_size, sizeof(ShMaterial)));
+}
+
+static void
+wipe_region(void)
+{
+	if (sh != NULL)
+		pgck_wipe(sh->entries, (Size) sh->nentries * sizeof(ShEntry));
+}
+
+/* postmaster exit, or its reinitialization after a crash: no key survives */
+static void
+shcache_shmem_exit(int code, Datum arg)
+{
+	wipe_region();
+}
+
+static void
+shcache_shmem_startup(void)
+{
+	int			i;
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	if (IsUnderPostmaster)
+		return;					/* the postmaster set it up before forking */
+	wipe_region();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	mat = ShmemInitStruct("pgcrypt_kms shared cache material",
+						  mul_size(sh->nentries, sizeof(ShMaterial)), &found);
+	memset(mat, 0, mul_size(sh->nentries, sizeof(ShMaterial)));
+	LWLockRelease(AddinShmemInitLock);
+	sh->lock = &(GetNamedLWLockTranche("pgcrypt_kms shared cache"))->lock;
+	ConditionVariableInit(&sh->cv);
+	pg_atomic_init_u64(&sh->clock, 1);
+	pg_atomic_init_u64(&sh->flushes, 0);
+	for (i = 0; i < DB_GEN_SLOTS; i++)
+		pg_atomic_init_u64(&sh->db_gen[i], 1);
+	memset(&sh->stats, 0, sizeof(sh->stats));
+	memset(sh->ops, 0, sizeof(sh->ops));
+	for (i = 0; i < sh->nentries; i++)
+		pg_atomic_init_u64(&sh->entries[i].last_used, 0);
+	on_shmem_exit(shcache_shmem_exit, (Datum) 0);
+}
+
+void
+pgck_shcache_init(void)
+{
+	Size		size;
+
+	if (!process_shared_preload_libraries_in_progress || pgck_shared_cache_size <= 0)
+		return;
+	size = add_size(offsetof(ShHeader, entries),
+					mul_size(pgck_shared_cache_size, sizeof(ShEntry)));
+	sh = pgck_keymem_map_shared(size);
+	if (sh == NULL)
+		return;					/* warned: the shared cache is off */
+	sh_size = size;
+	sh->nentries = pgck_shared_cache_size;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = shcache_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = shcache_shmem_startup;
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+		worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+		worker.bgw_restart_time = 10;
+		strlcpy(worker.bgw_library_name, "pgcrypt_kms", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, "pgck_shcache_refresher_main", BGW_MAXLEN);
+		strlcpy(worker.bgw_name, "pgcrypt_kms key refresher", BGW_MAXLEN);
+		strlcpy(worker.bgw_type, "pgcrypt_kms key refresher", BGW_MAXLEN);
+		RegisterBackgroundWorker(&worker);
+	}
+	ereport(LOG,
+			(errmsg("pgcrypt_kms: shared key cache of %d entries (%zu kB, locked, excluded from core dumps)",
+					sh->nentries, sh_size / 1024)));
+}
+
+bool
+pgck_shcache_enabled(void)
+{
+	return sh != NULL && sh->lock != NULL;
+}
+
+const PgckShcacheStats *
+pgck_shcache_stats(int *nentries)
+{
+	if (!pgck_shcache_enabled())
+		return NULL;
+	*nentries = sh->nentries;
+	return &sh->stats;
+}
+
+static pg_atomic_uint64 *
+db_gen_slot(Oid dbid)
+{
+	return &sh->db_gen[dbid % DB_GEN_SLOTS];
+}
+
+uint64
+pgck_shcache_generation(void)
+{
+	if (!pgck_shcache_enabled())
+		return 0;
+	pg_memory_barrier();
+	return pg_atomic_read_u64(db_gen_slot(MyDatabaseId));
+}
+
+uint64
+pgck_shcache_flush_count(void)
+{
+	if (!pgck_shcache_enabled())
+		return 0;
+	return pg_atomic_read_u64(&sh->flushes);
+}
+
+void
+pgck_shcache_digest(const char *kms_key, const char *kms_context, const bytea *wrapped,
+					uint8 digest[PGCK_SHCACHE_DIGEST_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int len = 0;
+	Oid			db = MyDatabaseId;
+	bool		ok;
+
+	ok = ctx != NULL &&
+		EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+		EVP_DigestUpdate(ctx, &db, sizeof(db)) == 1 &&
+		EVP_DigestUpdate(ctx, kms_key, strlen(kms_key) + 1) == 1 &&
+		EVP_DigestUpdate(ctx, kms_context ? kms_context : "", strlen(kms_context ? kms_context : "") + 1) == 1 &&
+		EVP_DigestUpdate(ctx, VARDATA_ANY(wrapped), VARSIZE_ANY_EXHDR(wrapped)) == 1 &&
+		EVP_DigestFinal_ex(ctx, digest, &len) == 1 && len == PGCK_SHCACHE_DIGEST_LEN;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not compute SHA-256 for the shared key cache")));
+}
+
+static void
+entry_wipe(ShEntry *e)
+{
+	pgck_wipe(e->key, sizeof(e->key));
+	pgck_wipe(e->check, sizeof(e->check));
+	memset(e->digest, 0, sizeof(e->digest));
+	e->state = ST_FREE;
+	e->loader_pid = 0;
+	e->queued_by = 0;
+	e->dbid = InvalidOid;
+	e->gen = 0;
+	e->refreshing = false;
+	e->refresh_failed = false;
+	pg_atomic_write_u64(&e->last_used, 0);
+	if (mat != NULL)
+		mat[e - sh->entries].usable = false;
+}
+
+static bool
+entry_expired(ShEntry *e, TimestampTz now)
+{
+	return now - e->unwrapped_at >= (int64) pgck_cache_ttl * USECS_PER_SEC;
+}
+
+static bool
+entry_stale(ShEntry *e)
+{
+	return e->gen != pg_atomic_read_u64(db_gen_slot(e->dbid));
+}
+
+/*
+ * The entry of digest, under the lock (exclusive).  On the way, every valid
+ * entry past its TTL or of an old generation is wiped: any lookup sweeps.
+ */
+static ShEntry *
+find_and_sweep(const uint8 *digest, TimestampTz now)
+{
+	ShEntry    *found = NULL;
+	int			i;
+
+	for (i = 0; i < sh->nentries; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if (e->state == ST_VALID && (entry_expired(e, now) || entry_stale(e)))
+		{
+			if (entry_stale(e))
+				COUNT(stale);
+			else
+				COUNT(expirations);
+			entry_wipe(e);
+			continue;
+		}
+		if (e->state != ST_FREE && found == NULL && digest != NULL &&
+			memcmp(e->digest, digest, PGCK_SHCACHE_DIGEST_LEN) == 0)
+			found = e;
+	}
+	return found;
+}
+
+/* A free entry, or NULL. */
+static ShEntry *
+entry_free(void)
+{
+	int			i;
+
+	for (i = 0; i < sh->nentries; i++)
+		if (sh->entries[i].state == ST_FREE)
+			return &sh->entries[i];
+	return NULL;
+}
+
+/* A free entry, evicting (and wiping) the least recently used valid one. */
+static ShEntry *
+entry_alloc(void)
+{
+	ShEntry    *lru = NULL;
+	int			i;
+
+	for (i = 0; i < sh->nentries; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if (e->state == ST_FREE)
+			return e;
+		if (e->state == ST_VALID &&
+			(lru == NULL || pg_atomic_read_u64(&e->last_used) < pg_atomic_read_u64(&lru->last_used)))
+			lru = e;
+	}
+	if (lru != NULL)
+	{
+		entry_wipe(lru);
+		COUNT(evictions);
+	}
+	return lru;					/* NULL: every entry is being loaded */
+}
+
+bool
+pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
+				 const uint8 *check, bool may_claim, uint8 *key_out,
+				 TimestampTz *unwrapped_at, bool *claimed)
+{
+	bool		waited = false;
+	bool		hit = false;
+
+	*claimed = false;
+	if (!pgck_shcache_enabled())
+		return false;
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		ShEntry    *e;
+		bool		wait = false;
+
+		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		e = find_and_sweep(digest, now);
+		if (e != NULL && e->state == ST_VALID)
+		{
+			if (e->dbid == MyDatabaseId && memcmp(e->check, check, PGCK_KEY_CHECK_LEN) == 0)
+			{
+				memcpy(key_out, e->key, PGCK_KEYMEM_SLOT);
+				*unwrapped_at = e->unwrapped_at;
+				e->last_hit = now;
+				pg_atomic_write_u64(&e->last_used, pg_atomic_fetch_add_u64(&sh->clock, 1));
+				hit = true;
+			}
+		}
+		else if (e != NULL)
+		{
+			/* being loaded: wait for it, unless its loader seems gone */
+			if (now - e->load_started >=
+				(int64) (pgck_kms_timeout + LOAD_STALE_MARGIN_MS) * 1000 && may_claim)
+			{
+				e->loader_pid = MyProcPid;
+				e->load_started = now;
+				e->gen = gen;
+				*claimed = true;
+			}
+			else
+				wait = true;
+		}
+		else if (!waited && may_claim && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)))
+		{
+			e = entry_alloc();
+			if (e != NULL)
+			{
+				e->state = ST_LOADING;
+				e->dbid = MyDatabaseId;
+				e->gen = gen;
+				e->loader_pid = MyProcPid;
+				e->load_started = now;
+				memcpy(e->digest, digest, PGCK_SHCACHE_DIGEST_LEN);
+				*claimed = true;
+			}
+		}
+		LWLockRelease(sh->lock);
+		if (!wait)
+			break;
+		if (!waited)
+			COUNT(waits);
+		waited = true;
+		(void) ConditionVariableTimedSleep(&sh->cv, WAIT_POLL_MS, PG_WAIT_EXTENSION);
+	}
+	if (waited)
+		ConditionVariableCancelSleep();
+	if (hit)
+		COUNT(hits);
+	else
+		COUNT(misses);
+	return hit;
+}
+
+static void
+material_store(ShMaterial *m, const char *kms_key, const char *kms_context,
+			   const bytea *wrapped, const char *key_name, int32 version)
+{
+	const char *ctx = kms_context ? kms_context : "";
+
+	m->usable = strlen(kms_key) < MAT_KMS_KEY_MAX && strlen(ctx) < MAT_CONTEXT_MAX &&
+		VARSIZE_ANY_EXHDR(wrapped) <= MAT_WRAPPED_MAX;
+	if (!m->usable)
+		return;					/* not refreshed ahead: unwrapped again on use after expiry */
+	strlcpy(m->kms_key, kms_key, sizeof(m->kms_key));
+	strlcpy(m->context, ctx, sizeof(m->context));
+	strlcpy(m->key_name, key_name, sizeof(m->key_name));
+	m->version = version;
+	m->wrapped_len = VARSIZE_ANY_EXHDR(wrapped);
+	memcpy(m->wrapped, VARDATA_ANY(wrapped), m->wrapped_len);
+}
+
+static ShEntry *
+my_loading_entry(const uint8 *digest)
+{
+	int			i;
+
+	for (i = 0; i < sh->nentries; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if (e->state == ST_LOADING && e->loader_pid == MyProcPid &&
+			memcmp(e->digest, digest, PGCK_SHCACHE_DIGEST_LEN) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+void
+pgck_shcache_publish(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
+					 const uint8 *key, const uint8 *check, TimestampTz unwrapped_at,
+					 const char *kms_key, const char *kms_context, const bytea *wrapped,
+					 const char *key_name, int32 version)
+{
+	ShEntry    *e;
+
+	if (!pgck_shcache_enabled())
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	e = my_loading_entry(digest);
+	if (e != NULL)
+	{
+		if (gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)))
+		{
+			memcpy(e->key, key, PGCK_KEYMEM_SLOT);
+			memcpy(e->check, check, PGCK_KEY_CHECK_LEN);
+			e->unwrapped_at = unwrapped_at;
+			e->last_hit = unwrapped_at;
+			e->refreshing = false;
+			e->refresh_failed = false;
+			e->gen = gen;
+			pg_atomic_write_u64(&e->last_used, pg_atomic_fetch_add_u64(&sh->clock, 1));
+			e->state = ST_VALID;
+			COUNT(unwraps);
+			material_store(&mat[e - sh->entries], kms_key, kms_context, wrapped, key_name, version);
+		}
+		else
+		{
+			/* the keyring changed while we unwrapped: nothing to share */
+			entry_wipe(e);
+			COUNT(stale);
+		}
+	}
+	LWLockRelease(sh->lock);
+	ConditionVariableBroadcast(&sh->cv);
+}
+
+void
+pgck_shcache_abandon(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], bool failed)
+{
+	ShEntry    *e;
+
+	if (!pgck_shcache_enabled())
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	e = my_loading_entry(digest);
+	if (e != NULL)
+		entry_wipe(e);
+	LWLockRelease(sh->lock);
+	if (failed)
+		COUNT(failures);
+	ConditionVariableBroadcast(&sh->cv);
+}
+
+void
+pgck_shcache_keyring_committed(void)
+{
+	int			i;
+
+	if (!pgck_shcache_enabled())
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	pg_atomic_fetch_add_u64(db_gen_slot(MyDatabaseId), 1);
+	for (i = 0; i < sh->nentries; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if (e->state == ST_VALID && entry_stale(e))
+		{
+			entry_wipe(e);
+			COUNT(stale);
+		}
+	}
+	LWLockRelease(sh->lock);
+	ConditionVariableBroadcast(&sh->cv);
+}
+
+void
+pgck_shcache_flush(void)
+{
+	int			i;
+
+	if (!pgck_shcache_enabled())
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < DB_GEN_SLOTS; i++)
+		pg_atomic_fetch_add_u64(&sh->db_gen[i], 1);
+	for (i = 0; i < sh->nentries; i++)
+		if (sh->entries[i].state == ST_VALID)
+			entry_wipe(&sh->entries[i]);
+	pg_atomic_fetch_add_u64(&sh->flushes, 1);
+	LWLockRelease(sh->lock);
+	ConditionVariableBroadcast(&sh->cv);
+}
+
+int
+pgck_shcache_count(void)
+{
+	int			i;
+	int			n = 0;
+
+	if (!pgck_shcache_enabled())
+		return 0;
+	LWLockAcquire(sh->lock, LW_SHARED);
+	for (i = 0; i < sh->nentries; i++)
+		if (sh->entries[i].state == ST_VALID)
+			n++;
+	LWLockRelease(sh->lock);
+	return n;
+}
+
+/* ---------------------------------------------------------------- KMS calls, cluster-wide */
+
+void
+pgck_shcache_note_kms_call(int op, double elapsed_ms, bool ok)
+{
+	ShOpStats  *o;
+	uint64		us;
+	uint64		max;
+	int			b;
+
+	if (!pgck_shcache_enabled() || op < 0 || op >= PGCK_NUM_OPS)
+		return;
+	o = &sh->ops[op];
+	pg_atomic_fetch_add_u64(&o->calls, 1);
+	if (!ok)
+		pg_atomic_fetch_add_u64(&o->errors, 1);
+	for (b = 0; b < LAT_BUCKETS - 1; b++)
+		if (elapsed_ms <= lat_bound_ms[b])
+			break;
+	pg_atomic_fetch_add_u64(&o->bucket[b], 1);
+	us = elapsed_ms > 0 ? (uint64) (elapsed_ms * 1000.0) : 0;
+	max = pg_atomic_read_u64(&o->max_us);
+	while (us > max && !pg_atomic_compare_exchange_u64(&o->max_us, &max, us))
+		;
+}
+
+/* The upper bound (ms) of the bucket holding the p-th percentile; the max above the last bound. */
+static double
+percentile_ms(ShOpStats *o, uint64 calls, double p)
+{
+	uint64		want = (uint64) ceil(p * (double) calls);
+	uint64		seen = 0;
+	int			b;
+
+	if (want == 0)
+		want = 1;
+	for (b = 0; b < LAT_BUCKETS; b++)
+	{
+		seen += pg_atomic_read_u64(&o->bucket[b]);
+		if (seen >= want)
+			return lat_bound_ms[b] >= 0 ? lat_bound_ms[b] : pg_atomic_read_u64(&o->max_us) / 1000.0;
+	}
+	return pg_atomic_read_u64(&o->max_us) / 1000.0;
+}
+
+#define U64(f) Int64GetDatum((int64) pg_atomic_read_u64(&sh->stats.f))
+
+/*
+ * kms_shared_cache_stats(): the shared cache's counters and every KMS call
+ * this cluster made (while the shared cache is on), with latency percentiles
+ * by operation (bucket bounds: 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000,
+ * 2000, 5000, 10000 ms).  Counts only; never key material.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_shared_cache_stats);
+Datum
+pgck_kms_shared_cache_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[14];
+	bool		nulls[14];
+	StringInfoData ops;
+	int			i;
+	bool		first = true;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	memset(nulls, 0, sizeof(nulls));
+	memset(values, 0, sizeof(values));
+	initStringInfo(&ops);
+	appendStringInfoChar(&ops, '{');
+	values[0] = BoolGetDatum(pgck_shcache_enabled());
+	if (!pgck_shcache_enabled())
+	{
+		for (i = 1; i < 13; i++)
+			nulls[i] = true;
+	}
+	else
+	{
+		values[1] = Int32GetDatum(sh->nentries);
+		values[2] = Int32GetDatum(pgck_shcache_count());
+		values[3] = U64(hits);
+		values[4] = U64(misses);
+		values[5] = U64(unwraps);
+		values[6] = U64(waits);
+		values[7] = U64(refreshes);
+		values[8] = U64(refresh_failures);
+		values[9] = U64(failures);
+		values[10] = U64(evictions);
+		values[11] = U64(expirations);
+		values[12] = U64(stale);
+		for (i = 0; i < PGCK_NUM_OPS; i++)
+		{
+			ShOpStats  *o = &sh->ops[i];
+			uint64		calls = pg_atomic_read_u64(&o->calls);
+
+			if (calls == 0)
+				continue;
+			appendStringInfo(&ops, "%s\"%s\": {\"calls\": " UINT64_FORMAT ", \"errors\": " UINT64_FORMAT
+							 ", \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f}",
+							 first ? "" : ", ", pgck_kms_op_name(i), calls,
+							 pg_atomic_read_u64(&o->errors),
+							 percentile_ms(o, calls, 0.50), percentile_ms(o, calls, 0.90),
+							 percentile_ms(o, calls, 0.99), pg_atomic_read_u64(&o->max_us) / 1000.0);
+			first = false;
+		}
+	}
+	appendStringInfoChar(&ops, '}');
+	values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum(ops.data));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/* ---------------------------------------------------------------- refresh-ahead */
+
+/*
+ * The refresher: a background worker (no database) that, once a second,
+ * wipes expired entries and unwraps again, through the key's provider, every
+ * entry in use (published or served since its last unwrap) whose TTL ends
+ * within the refresh margin (a third of cache_ttl, at least 2 s and at most
+ * 5 min, never more than half).  So a steady workload never finds its keys expired.  A refresh
+ * that fails (KMS access revoked, the KMS down) leaves the entry to expire
+ * at its TTL: it is logged (once per entry and failure) and counted, and
+ * revocation still reaches the cluster within cache_ttl.  Its cache_ttl and
+ * KMS settings are the server's (postgresql.conf), not a database's or a
+ * role's.
+ */
+typedef struct RefreshJob
+{
+	int			index;
+	uint64		gen;
+	uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
+	uint8		check[PGCK_KEY_CHECK_LEN];
+	ShMaterial	m;
+} RefreshJob;
+
+#define REFRESH_BATCH 64
+
+static int64
+refresh_margin_us(void)
+{
+	int64		ttl = (int64) pgck_cache_ttl * USECS_PER_SEC;
+
+	return Min(Min(Max(ttl / 3, 2 * USECS_PER_SEC), 300 * USECS_PER_SEC), ttl / 2);
+}
+
+/* Sweep, and pick up to REFRESH_BATCH entries due for a refresh (marked refreshing). */
+static int
+refresh_collect(RefreshJob *jobs, TimestampTz now)
+{
+	int			n = 0;
+	int			i;
+	int64		ttl = (int64) pgck_cache_ttl * USECS_PER_SEC;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	(void) find_and_sweep(NULL, now);
+	for (i = 0; i < sh->nentries && n < REFRESH_BATCH; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if (e->state != ST_VALID || e->refreshing || e->refresh_failed || !mat[i].usable ||
+			e->last_hit < e->unwrapped_at ||
+			now - e->unwrapped_at < ttl - refresh_margin_us())
+			continue;
+		e->refreshing = true;
+		jobs[n].index = i;
+		jobs[n].gen = e->gen;
+		memcpy(jobs[n].digest, e->digest, sizeof(e->digest));
+		memcpy(jobs[n].check, e->check, sizeof(e->check));
+		memcpy(&jobs[n].m, &mat[i], sizeof(ShMaterial));
+		n++;
+	}
+	LWLockRelease(sh->lock);
+	return n;
+}
+
+/* The same entry, still holding the same key of the same generation? */
+static ShEntry *
+refresh_target(RefreshJob *job)
+{
+	ShEntry    *e = &sh->entries[job->index];
+
+	if (e->state == ST_VALID && e->gen == job->gen &&
+		memcmp(e->digest, job->digest, sizeof(e->digest)) == 0)
+		return e;
+	return NULL;
+}
+
+static void
+refresh_one(RefreshJob *job, uint8 *key)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz started = GetCurrentTimestamp();
+	volatile bool ok = false;
+	ShEntry    *e;
+
+	PG_TRY();
+	{
+		const char *rest;
+		const PgckKmsProvider *provider = pgck_kms_provider_for(job->m.kms_key, &rest);
+		bytea	   *wrapped = palloc(VARHDRSZ + job->m.wrapped_len);
+		char	   *arn = NULL;
+		uint8		got[PGCK_KEY_CHECK_LEN];
+
+		SET_VARSIZE(wrapped, VARHDRSZ + job->m.wrapped_len);
+		memcpy(VARDATA(wrapped), job->m.wrapped, job->m.wrapped_len);
+		provider->decrypt_data_key(rest, job->m.context, wrapped, key, PGCK_KEYMEM_SLOT, &arn);
+		if (!pgck_key_check(key, got) || !pgck_equal_ct(got, job->check, PGCK_KEY_CHECK_LEN))
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KMS_FAILURE),
+					 errmsg("the KMS returned another key than the cached one")));
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *err;
+
+		MemoryContextSwitchTo(cxt);
+		err = CopyErrorData();
+		FlushErrorState();
+		ereport(LOG,
+				(errmsg("pgcrypt_kms: refresh-ahead of key \"%s\" version %d failed (SQLSTATE %s): %s",
+						job->m.key_name, job->m.version, unpack_sql_state(err->sqlerrcode),
+						err->message),
+				 errdetail("The shared entry expires at its TTL; the next use unwraps it again.")));
+		FreeErrorData(err);
+	}
+	PG_END_TRY();
+	pgck_wipe(key, PGCK_KEYMEM_SLOT);
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	e = refresh_target(job);
+	if (e != NULL)
+	{
+		if (ok)
+		{
+			/* the same key (key-check value): only its unwrap time moves */
+			e->unwrapped_at = started;
+			COUNT(refreshes);
+		}
+		else
+			e->refresh_failed = true;
+		e->refreshing = false;
+	}
+	LWLockRelease(sh->lock);
+	if (!ok)
+		COUNT(refresh_failures);
+}
+
+PGDLLEXPORT void pgck_shcache_refresher_main(Datum arg);
+
+void
+pgck_shcache_refresher_main(Datum arg)
+{
+	MemoryContext loop_cxt;
+	RefreshJob *jobs;
+	uint8	   *key;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	if (!pgck_shcache_enabled())
+		proc_exit(0);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgcrypt_kms refresher",
+									 ALLOCSET_DEFAULT_SIZES);
+	jobs = MemoryContextAlloc(TopMemoryContext, sizeof(RefreshJob) * REFRESH_BATCH);
+	key = pgck_locked_alloc();
+	for (;;)
+	{
+		int			n;
+		int			i;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextSwitchTo(loop_cxt);
+		n = refresh_collect(jobs, GetCurrentTimestamp());
+		for (i = 0; i < n; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			refresh_one(&jobs[i], key);
+		}
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(loop_cxt);
+	}
+}
+
+/* ---------------------------------------------------------------- many unwraps at once */
+
+/*
+ * kms_warm_cache(): the calling backend queues every key it wants shared
+ * (entries in state QUEUED, with their material), then starts up to
+ * pgcrypt_kms.unwrap_concurrency - 1 unwrap workers (dynamic background
+ * workers, no database) and works the queue itself as well, so that many
+ * KMS calls are in flight at once (each process has one) and the number in
+ * flight stays bounded.  If no worker can be started (max_worker_processes)
+ * the backend works alone.  Each unwrap is checked against the key-check
+ * value read from the keyring and published only under the generation read
+ * before the rows were.
+ */
+bool
+pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
+					 const uint8 *check, const char *kms_key, const char *kms_context,
+					 const bytea *wrapped, const char *key_name, int32 version,
+					 bool may_evict)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	ShEntry    *e;
+	bool		queued = false;
+
+	if (!pgck_shcache_enabled())
+		return false;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	e = find_and_sweep(digest, now);
+	if (e == NULL && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)) &&
+		(e = (may_evict ? entry_alloc() : entry_free())) != NULL)
+	{
+		material_store(&mat[e - sh->entries], kms_key, kms_context, wrapped, key_name, version);
+		if (mat[e - sh->entries].usable)
+		{
+			e->state = ST_QUEUED;
+			e->dbid = MyDatabaseId;
+			e->gen = gen;
+			e->queued_by = MyProcPid;
+			e->loader_pid = 0;
+			e->load_started = now;
+			memcpy(e->digest, digest, PGCK_SHCACHE_DIGEST_LEN);
+			memcpy(e->check, check, PGCK_KEY_CHECK_LEN);
+			queued = true;
+		}
+		else
+			entry_wipe(e);
+	}
+	LWLockRelease(sh->lock);
+	return queued;
+}
+
+/* Take one queued entry and unwrap it; false when the queue is empty. */
+static bool
+work_one(uint8 *key)
+{
+	RefreshJob	job;
+	ShEntry    *volatile e = NULL;
+	int			i;
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = false;
+	TimestampTz started = GetCurrentTimestamp();
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sh->nentries; i++)
+	{
+		if (sh->entries[i].state == ST_QUEUED)
+		{
+			e = &sh->entries[i];
+			e->state = ST_LOADING;
+			e->loader_pid = MyProcPid;
+			e->load_started = started;
+			job.index = i;
+			job.gen = e->gen;
+			memcpy(job.digest, e->digest, sizeof(e->digest));
+			memcpy(job.check, e->check, sizeof(e->check));
+			memcpy(&job.m, &mat[i], sizeof(ShMaterial));
+			break;
+		}
+	}
+	LWLockRelease(sh->lock);
+	if (e == NULL)
+		return false;
+
+	PG_TRY();
+	{
+		const char *rest;
+		const PgckKmsProvider *provider = pgck_kms_provider_for(job.m.kms_key, &rest);
+		bytea	   *wrapped = palloc(VARHDRSZ + job.m.wrapped_len);
+		char	   *arn = NULL;
+		uint8		got[PGCK_KEY_CHECK_LEN];
+
+		SET_VARSIZE(wrapped, VARHDRSZ + job.m.wrapped_len);
+		memcpy(VARDATA(wrapped), job.m.wrapped, job.m.wrapped_len);
+		provider->decrypt_data_key(rest, job.m.context, wrapped, key, PGCK_KEYMEM_SLOT, &arn);
+		if (!pgck_key_check(key, got) || !pgck_equal_ct(got, job.check, PGCK_KEY_CHECK_LEN))
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KMS_FAILURE),
+					 errmsg("the KMS returned a data key for key \"%s\" version %d that is not the stored one",
+							job.m.key_name, job.m.version)));
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *err;
+
+		MemoryContextSwitchTo(cxt);
+		err = CopyErrorData();
+		pgck_wipe(key, PGCK_KEYMEM_SLOT);
+		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		if (e->state == ST_LOADING && e->loader_pid == MyProcPid &&
+			memcmp(e->digest, job.digest, sizeof(job.digest)) == 0)
+			entry_wipe(e);
+		LWLockRelease(sh->lock);
+		ConditionVariableBroadcast(&sh->cv);
+		COUNT(failures);
+		if (err->sqlerrcode == ERRCODE_QUERY_CANCELED || err->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(LOG,
+				(errmsg("pgcrypt_kms: could not unwrap key \"%s\" version %d for the shared cache (SQLSTATE %s): %s",
+						job.m.key_name, job.m.version, unpack_sql_state(err->sqlerrcode),
+						err->message)));
+		FreeErrorData(err);
+	}
+	PG_END_TRY();
+	if (!ok)
+		return true;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	if (e->state == ST_LOADING && e->loader_pid == MyProcPid &&
+		memcmp(e->digest, job.digest, sizeof(job.digest)) == 0)
+	{
+		if (job.gen == pg_atomic_read_u64(db_gen_slot(e->dbid)))
+		{
+			memcpy(e->key, key, PGCK_KEYMEM_SLOT);
+			e->unwrapped_at = started;
+			e->last_hit = started;
+			e->refreshing = false;
+			e->refresh_failed = false;
+			pg_atomic_write_u64(&e->last_used, pg_atomic_fetch_add_u64(&sh->clock, 1));
+			e->state = ST_VALID;
+			COUNT(unwraps);
+		}
+		else
+		{
+			entry_wipe(e);
+			COUNT(stale);
+		}
+	}
+	LWLockRelease(sh->lock);
+	pgck_wipe(key, PGCK_KEYMEM_SLOT);
+	ConditionVariableBroadcast(&sh->cv);
+	return true;
+}
+
+PGDLLEXPORT void pgck_shcache_unwrap_worker_main(Datum arg);
+
+void
+pgck_shcache_unwrap_worker_main(Datum arg)
+{
+	uint8	   *key;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	if (!pgck_shcache_enabled())
+		proc_exit(0);
+	key = pgck_locked_alloc();
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!work_one(key))
+			break;
+	}
+	proc_exit(0);
+}
+
+/* Are entries this backend queued still waiting or being unwrapped? */
+static bool
+my_queue_pending(void)
+{
+	int			i;
+	bool		pending = false;
+
+	LWLockAcquire(sh->lock, LW_SHARED);
+	for (i = 0; i < sh->nentries && !pending; i++)
+		pending = (sh->entries[i].state == ST_QUEUED || sh->entries[i].state == ST_LOADING) &&
+			sh->entries[i].queued_by == MyProcPid;
+	LWLockRelease(sh->lock);
+	return pending;
+}
+
+void
+pgck_shcache_drain(int nqueued)
+{
+	int			nworkers = Min(nqueued, pgck_unwrap_concurrency) - 1;
+	int			i;
+	uint8	   *key;
+
+	if (!pgck_shcache_enabled() || nqueued == 0)
+		return;
+	for (i = 0; i < nworkers; i++)
+	{
+		BackgroundWorker worker;
+		BackgroundWorkerHandle *handle;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+		worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+		worker.bgw_restart_time = BGW_NEVER_RESTART;
+		strlcpy(worker.bgw_library_name, "pgcrypt_kms", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, "pgck_shcache_unwrap_worker_main", BGW_MAXLEN);
+		strlcpy(worker.bgw_name, "pgcrypt_kms unwrap worker", BGW_MAXLEN);
+		strlcpy(worker.bgw_type, "pgcrypt_kms unwrap worker", BGW_MAXLEN);
+		if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+			break;				/* no slot: fewer in flight */
+	}
+	key = pgck_locked_alloc();
+	PG_TRY();
+	{
+		while (work_one(key))
+			CHECK_FOR_INTERRUPTS();
+		while (my_queue_pending())
+			(void) ConditionVariableTimedSleep(&sh->cv, WAIT_POLL_MS, PG_WAIT_EXTENSION);
+		ConditionVariableCancelSleep();
+	}
+	PG_FINALLY();
+	{
+		pgck_locked_free(key);
+	}
+	PG_END_TRY();
+}

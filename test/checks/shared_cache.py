@@ -1,0 +1,364 @@
+#!/usr/bin/python3
+"""The shared key cache's behaviour; run (as root, to read /proc/<pid>/mem) by
+test/checks/shared_cache.sh against the cluster it starts (PGHOST, PGPORT,
+PGCK_PGDATA, EMU_PORT, PGCK_LOCAL_KEY; database pgck_shared).  Prints TAP-ish
+"ok - ..." / "not ok - ..." lines; exits 1 if any failed."""
+import json, os, re, subprocess, sys, threading, time
+import psycopg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import hashes
+
+HOST, PORT = os.environ['PGHOST'], os.environ['PGPORT']
+EMU = os.environ['EMU_PORT']
+failed = 0
+
+
+def check(ok, what):
+    global failed
+    print(('ok' if ok else 'not ok') + ' - ' + what, flush=True)
+    if not ok:
+        failed = 1
+
+
+def connect(db='pgck_shared', autocommit=True):
+    return psycopg.connect(host=HOST, port=PORT, dbname=db, user='postgres', autocommit=autocommit)
+
+
+def one(conn, sql, args=None):
+    return conn.execute(sql, args).fetchone()[0]
+
+
+def sqlstate_of(conn, sql):
+    try:
+        conn.execute(sql).fetchall()
+        return None
+    except psycopg.Error as e:
+        return e.sqlstate
+
+
+def emuctl(*args):
+    out = subprocess.run(['/usr/bin/python3', 'test/kms_emulator/emuctl.py', EMU] + list(args),
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out) if out.strip().startswith('{') else out
+
+
+def postmaster_pid():
+    return int(open(os.path.join(os.environ['PGCK_PGDATA'], 'postmaster.pid')).readline())
+
+
+def mappings(pid):
+    """(start, end, flags) of every mapping of pid."""
+    out, cur = [], None
+    for line in open(f'/proc/{pid}/smaps'):
+        m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) ', line)
+        if m:
+            cur = (int(m.group(1), 16), int(m.group(2), 16))
+        elif line.startswith('VmFlags:'):
+            out.append((cur[0], cur[1], set(line.split()[1:])))
+    return out
+
+
+def region_of_postmaster():
+    """The shared key cache: the postmaster's shared, locked, non-dumpable mapping."""
+    return [(s, e) for s, e, f in mappings(postmaster_pid()) if {'sh', 'lo', 'dd'} <= f]
+
+
+def region_bytes():
+    data = b''
+    with open(f'/proc/{postmaster_pid()}/mem', 'rb') as mem:
+        for s, e in region_of_postmaster():
+            mem.seek(s)
+            data += mem.read(e - s)
+    return data
+
+
+def local_dek(conn, key, version=None):
+    """Unwrap a version of a local:sc key here, from the local provider's file."""
+    w = bytes.fromhex(one(conn, "SELECT encode(wrapped_dek, 'hex') FROM pgcrypt_kms.key_versions"
+                                " WHERE key_name = %s ORDER BY (version = %s) DESC, version DESC LIMIT 1",
+                          (key, version or 0)))
+    master = open(os.environ['PGCK_LOCAL_KEY'], 'rb').read()   # made by the first local: key
+    kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pgcrypt_kms local provider v1",
+               info=b"sc").derive(master)
+    return AESGCM(kek).decrypt(w[3:15], w[15:], w[:3] + b"sc\0{}")
+
+
+def make_key(conn, name, kms='local:sc', rows=5):
+    conn.execute("SELECT kms_create_key(%s, %s)", (name, kms))
+    conn.execute(f"CREATE TABLE t_{name} AS SELECT g AS id, kms_encrypt('v' || g, %s) AS v"
+                 " FROM generate_series(1, %s) g", (name, rows))
+
+
+def decrypt_all(conn, name):
+    return one(conn, f"SELECT count(*) FROM t_{name} WHERE kms_decrypt(v) = 'v' || id")
+
+
+setup = connect()
+
+# ---------------------------------------------------------------- memory flags
+reg = region_of_postmaster()
+check(len(reg) == 1, f"the postmaster has one shared, locked (lo), non-dumpable (dd) mapping: {len(reg)}")
+with connect() as c:
+    bpid = one(c, "SELECT pg_backend_pid()")
+    bmaps = {(s, e): f for s, e, f in mappings(bpid)}
+    check(len(reg) == 1 and 'dd' in bmaps.get(reg[0], set()) and 'sh' in bmaps.get(reg[0], set()),
+          "a backend maps the same region, shared and excluded from core dumps (dd)")
+
+# ---------------------------------------------------------------- 64 backends, one Decrypt
+make_key(setup, 'k64', kms='aws-kms:alias/pgck-test', rows=10)
+N = 64
+gate = connect()
+gate.execute("SELECT pg_advisory_lock(4242)")
+emuctl('reset-stats')
+results, errors = [], []
+
+
+def client():
+    try:
+        with connect() as c:
+            c.execute("SELECT pg_advisory_lock_shared(4242)")
+            results.append(decrypt_all(c, 'k64'))
+    except Exception as e:          # reported below
+        errors.append(str(e))
+
+
+threads = [threading.Thread(target=client) for _ in range(N)]
+for t in threads:
+    t.start()
+for _ in range(600):
+    waiting = one(gate, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    if waiting >= N:
+        break
+    time.sleep(0.1)
+gate.execute("SELECT pg_advisory_unlock(4242)")
+for t in threads:
+    t.join()
+decrypts = emuctl('stats')['calls'].get('Decrypt', 0)
+check(not errors and results == [10] * N,
+      f"{N} fresh backends released at once each decrypted the 10 values ({len(results)} answered, errors {errors[:1]})")
+check(decrypts == 1, f"{N} fresh backends on one key version: {decrypts} Decrypt call(s) to the KMS (want 1)")
+
+# ---------------------------------------------------------------- revocation within cache_ttl
+make_key(setup, 'rv', kms='aws-kms:alias/pgck-test-2')
+a = connect()
+a.execute("SET pgcrypt_kms.cache_ttl = 10")
+check(decrypt_all(a, 'rv') == 5, "backend A decrypts under rv (and shares the key)")
+emuctl('disable-key', '{"key_id":"alias/pgck-test-2"}')
+revoked_at = time.time()
+with connect() as b:
+    b.execute("SET pgcrypt_kms.cache_ttl = 10")
+    emuctl('reset-stats')
+    ok = decrypt_all(b, 'rv') == 5
+    check(ok and emuctl('stats')['calls'].get('Decrypt', 0) == 0,
+          "within cache_ttl a fresh backend B is served from the shared cache, without the KMS")
+time.sleep(max(0, revoked_at + 11 - time.time()))
+with connect() as c:
+    c.execute("SET pgcrypt_kms.cache_ttl = 10")
+    st = sqlstate_of(c, "SELECT count(*) FROM t_rv WHERE kms_decrypt(v) IS NOT NULL")
+    check(st is not None, f"past cache_ttl a fresh backend C is refused (SQLSTATE {st}): revocation reached the cluster")
+st = sqlstate_of(a, "SELECT count(*) FROM t_rv WHERE kms_decrypt(v) IS NOT NULL")
+check(st is not None, f"and backend A is refused too (SQLSTATE {st})")
+a.close()
+emuctl('enable-key', '{"key_id":"alias/pgck-test-2"}')
+
+# ---------------------------------------------------------------- flush by an admin
+make_key(setup, 'fl')
+dek_fl = local_dek(setup, 'fl')
+a = connect()
+decrypt_all(a, 'fl')
+check(dek_fl in region_bytes(), "while shared, the key's bytes are in the region")
+unwraps_before = one(a, "SELECT unwraps FROM kms_cache_stats()")
+with connect() as admin:
+    admin.execute("SELECT kms_flush_cache()")
+check(dek_fl not in region_bytes(), "an admin's kms_flush_cache() wiped them from the region")
+decrypt_all(a, 'fl')
+check(one(a, "SELECT unwraps FROM kms_cache_stats()") == unwraps_before + 1,
+      "and another backend's own cache was flushed at its next statement (it unwrapped again)")
+a.close()
+
+# ---------------------------------------------------------------- expiry wipes
+make_key(setup, 'ex')
+dek_ex = local_dek(setup, 'ex')
+with connect() as c:
+    c.execute("SET pgcrypt_kms.cache_ttl = 6")
+    decrypt_all(c, 'ex')
+    check(dek_ex in region_bytes(), "a shared key (ttl 6 s) is in the region")
+    time.sleep(7)
+    make_key(c, 'ex2')
+    with connect() as d:
+        d.execute("SET pgcrypt_kms.cache_ttl = 6")
+        decrypt_all(d, 'ex2')       # any lookup sweeps expired entries
+    check(dek_ex not in region_bytes(), "past cache_ttl it was wiped from the region")
+
+# ---------------------------------------------------------------- LRU eviction
+ENTRIES = int(os.environ['PGCK_ENTRIES'])
+names = [f'ev{i}' for i in range(ENTRIES + 4)]
+make_key(setup, 'hg', kms='aws-kms:alias/pgck-test', rows=1)
+for n in names:
+    make_key(setup, n, rows=1)
+with connect() as c:
+    for n in names:
+        decrypt_all(c, n)
+data = region_bytes()
+deks = {n: local_dek(setup, n) for n in names}
+check(deks[names[-1]] in data and deks[names[-2]] in data,
+      "after more keys than entries, the most recently used are in the region")
+check(deks[names[0]] not in data and deks[names[1]] not in data,
+      "and the least recently used were evicted and wiped")
+
+# an eviction wipes at once, also while the slot waits for the KMS to unwrap its next key
+victim = deks[names[4]]             # the least recently used now
+check(victim in data, "the next victim is in the region")
+emuctl('reset-stats')
+emuctl('set-fault', '{"op":"Decrypt","kind":"hang","count":1}')
+hung = threading.Thread(target=lambda: sqlstate_of(connect(), "SELECT count(kms_decrypt(v)) FROM t_hg"))
+hung.start()
+for _ in range(100):                # until the unwrap that evicted it hangs in the KMS
+    if emuctl('stats')['calls'].get('Decrypt', 0) >= 1:
+        break
+    time.sleep(0.1)
+gone = victim not in region_bytes()
+check(gone and hung.is_alive() and emuctl('faults')['faults'] == [],
+      "an entry evicted for a key still being unwrapped was wiped before the KMS answered")
+emuctl('clear-faults')
+hung.join()
+
+# ---------------------------------------------------------------- a committed destroy wipes
+make_key(setup, 'ds')
+dek_ds = local_dek(setup, 'ds')
+with connect() as c:
+    decrypt_all(c, 'ds')
+check(dek_ds in region_bytes(), "a key to destroy is shared")
+with connect() as c:
+    c.execute("SELECT kms_destroy_key('ds', 'ds')")
+check(dek_ds not in region_bytes(), "once kms_destroy_key commits, its bytes are gone from the region")
+with connect() as c:
+    st = sqlstate_of(c, "SELECT count(*) FROM t_ds WHERE kms_decrypt(v) IS NOT NULL")
+    check(st == '42704', f"and no backend is served it (SQLSTATE {st})")
+
+# ---------------------------------------------------------------- nothing from a transaction that wrote the keyring
+make_key(setup, 'up')
+make_key(setup, 'up_other')
+with connect(autocommit=False) as c:
+    c.execute("SELECT kms_rotate_key('up')")
+    c.execute("CREATE TEMP TABLE t_new AS SELECT kms_encrypt('secret', 'up') AS v")
+    dek_new = local_dek(c, 'up', 2)
+    c.execute("SET LOCAL pgcrypt_kms.cache_max_keys = 1")
+    decrypt_all(c, 'up_other')          # evicts the new version from this backend
+    got = one(c, "SELECT kms_decrypt(v) FROM t_new")   # unwrapped again, in the writing transaction
+    check(got == 'secret', "a transaction that rotated a key unwraps its new version again")
+    check(dek_new not in region_bytes(), "but does not publish it while uncommitted")
+    c.rollback()
+check(dek_new not in region_bytes(), "nor after its rollback")
+
+# ---------------------------------------------------------------- many unwraps at once: kms_warm_cache
+TENANTS = 12
+print("# before warm: " + str(one(setup, "SELECT row_to_json(s) FROM kms_shared_cache_stats() s")))
+setup.execute("CREATE TABLE t_tenants (id int, v enc_text)")
+for i in range(TENANTS):
+    setup.execute("SELECT kms_create_key(%s, 'aws-kms:alias/pgck-test-2')", (f'tn{i}',))
+    setup.execute("INSERT INTO t_tenants SELECT g, kms_encrypt('v' || g, %s) FROM generate_series(%s::int, %s::int) g",
+                  (f'tn{i}', i * 10, i * 10 + 9))
+emuctl('reset-stats')
+emuctl('set-fault', '{"op":"Decrypt","kind":"hang","count":4}')
+warmed = []
+
+
+def warm():
+    with connect() as c:
+        c.execute("SET pgcrypt_kms.unwrap_concurrency = 4")
+        warmed.append(one(c, "SELECT kms_warm_cache('t_tenants', 'v')"))
+
+
+w = threading.Thread(target=warm)
+w.start()
+in_flight = 0
+for _ in range(80):
+    in_flight = emuctl('stats')['calls'].get('Decrypt', 0)
+    if in_flight >= 4:
+        break
+    time.sleep(0.1)
+time.sleep(1)
+in_flight_later = emuctl('stats')['calls'].get('Decrypt', 0)
+check(in_flight == 4 and in_flight_later == 4,
+      f"kms_warm_cache had unwrap_concurrency = 4 KMS calls in flight at once, and no more ({in_flight}, then {in_flight_later})")
+emuctl('clear-faults')
+w.join()
+print("# after warm: " + str(one(setup, "SELECT row_to_json(s) FROM kms_shared_cache_stats() s")))
+check(warmed == [TENANTS], f"kms_warm_cache unwrapped the column's {TENANTS} key versions (returned {warmed})")
+check(emuctl('stats')['calls'].get('Decrypt', 0) == TENANTS, "one Decrypt call per key version")
+with connect() as c:
+    n = one(c, "SELECT count(*) FROM t_tenants WHERE kms_decrypt(v) = 'v' || id")
+    calls = one(c, "SELECT kms_calls FROM kms_cache_stats()")
+    check(n == TENANTS * 10 and calls == 0,
+          f"then a fresh backend's first scan over the {TENANTS} tenant keys decrypted {n} values with {calls} KMS calls")
+    if calls:
+        print("# " + str(one(c, "SELECT by_operation FROM kms_cache_stats()")))
+        print("# " + str(one(setup, "SELECT row_to_json(s) FROM kms_shared_cache_stats() s")))
+
+# ---------------------------------------------------------------- a cold multi-key scan prefetches
+with psycopg.connect(host=HOST, port=PORT, dbname='postgres', user='postgres', autocommit=True) as c:
+    c.execute("CREATE DATABASE pgck_prefetch")
+pf = connect('pgck_prefetch')
+pf.execute("CREATE EXTENSION pgcrypt_kms")
+pf.execute("CREATE TABLE t_pf (id int, v enc_text)")
+for i in range(10):
+    pf.execute("SELECT kms_create_key(%s, 'aws-kms:alias/pgck-test-2')", (f'pf{i}',))
+    pf.execute("INSERT INTO t_pf SELECT g, kms_encrypt('v' || g, %s) FROM generate_series(%s::int, %s::int) g",
+               (f'pf{i}', i * 10, i * 10 + 9))
+with connect() as admin:
+    admin.execute("SELECT kms_flush_cache()")   # room: a prefetch never evicts
+emuctl('reset-stats')
+hits0 = one(setup, "SELECT hits FROM kms_shared_cache_stats()")
+with connect('pgck_prefetch') as c:
+    c.execute("SET pgcrypt_kms.prefetch_after = 2")
+    n = one(c, "SELECT count(*) FROM t_pf WHERE kms_decrypt(v) = 'v' || id")
+took = one(setup, "SELECT hits FROM kms_shared_cache_stats()") - hits0
+check(n == 100 and took == 8,
+      f"a fresh backend's cold scan over 10 keys prefetched at its second cold key: the other {took} of 10 came from the shared cache")
+check(emuctl('stats')['calls'].get('Decrypt', 0) == 10, "still one Decrypt call per key version")
+pf.close()
+
+# ---------------------------------------------------------------- refresh-ahead
+def shared(field):
+    return one(setup, f"SELECT {field} FROM kms_shared_cache_stats()")
+
+
+setup.execute("ALTER SYSTEM SET pgcrypt_kms.cache_ttl = 9")
+setup.execute("SELECT pg_reload_conf()")
+time.sleep(1.5)
+make_key(setup, 'rf', kms='aws-kms:alias/pgck-test', rows=3)
+with connect() as c:
+    decrypt_all(c, 'rf')            # published now
+refreshes0 = shared('refreshes')
+calls, answers = [], []
+start = time.time()
+while time.time() - start < 20:     # two TTLs and more
+    with connect() as c:
+        answers.append(decrypt_all(c, 'rf'))
+        calls.append(one(c, "SELECT kms_calls FROM kms_cache_stats()"))
+    time.sleep(0.5)
+check(answers and all(a == 3 for a in answers) and all(k == 0 for k in calls),
+      f"for two TTLs, none of {len(calls)} fresh backends called the KMS for a key in use (calls {sorted(set(calls))})")
+refreshed = shared('refreshes') - refreshes0
+check(refreshed >= 2, f"the refresher unwrapped it again before each expiry ({refreshed} refreshes)")
+
+# a refresh that fails leaves the entry to expire at its TTL, logged and counted
+failures0 = shared('refresh_failures')
+emuctl('disable-key', '{"key_id":"alias/pgck-test"}')
+refused, start = None, time.time()
+while time.time() - start < 20 and refused is None:
+    with connect() as c:
+        refused = sqlstate_of(c, "SELECT count(*) FROM t_rf WHERE kms_decrypt(v) IS NOT NULL")
+    time.sleep(0.5)
+check(refused is not None, f"once the KMS refuses the key, a fresh backend is refused within the TTL (SQLSTATE {refused})")
+check(shared('refresh_failures') > failures0, "the failed refresh was counted (refresh_failures)")
+log = open(os.environ['PGCK_SERVER_LOG'], errors='replace').read()
+check('pgcrypt_kms: refresh-ahead of key "rf" version 1 failed' in log, "and logged")
+emuctl('enable-key', '{"key_id":"alias/pgck-test"}')
+setup.execute("ALTER SYSTEM RESET pgcrypt_kms.cache_ttl")
+setup.execute("SELECT pg_reload_conf()")
+
+print(f"# shared cache: {one(setup, 'SELECT row_to_json(s) FROM kms_shared_cache_stats() s')}")
+sys.exit(failed)
