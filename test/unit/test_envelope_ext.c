@@ -121,7 +121,7 @@ main(void)
 		len = build(buf, PGCK_PT_INT8, ore, sizeof(ore), tags, 2, 0, 0, &hdr);
 		base = 19;				/* ext length at 19..20, fields from 21 */
 		unit_check(parse(buf, len) == PGCK_ENV_OK, "the base value parses");
-		/* fields: 21 type(01 01 02), 24 ore(02 13 ...), 45 tag a, 52 tag b */
+		/* fields: 21 type(01 01 02), 24 ore(02 13 ...), 45 tag a (6 bytes), 51 tag b */
 #define MUTATE(off, val, want, what) do { \
 			memcpy(copy, buf, len); copy[off] = (uint8_t) (val); \
 			unit_check(parse(copy, len) == (want), what " (status %d)", (int) parse(copy, len)); \
@@ -132,6 +132,9 @@ main(void)
 		MUTATE(base, 0x01, PGCK_ENV_TOO_SHORT, "extension length past the value refused");
 		MUTATE(21, 0x04, PGCK_ENV_BAD_EXTENSION, "unknown field type refused");
 		MUTATE(21, 0x00, PGCK_ENV_BAD_EXTENSION, "field type 0 refused");
+		/* an unknown type in last place: nothing after it to be out of order with */
+		MUTATE(51, 0x04, PGCK_ENV_BAD_EXTENSION, "unknown field type after the known ones refused");
+		MUTATE(51, 0xFF, PGCK_ENV_BAD_EXTENSION, "field type 0xFF after the known ones refused");
 		MUTATE(21, 0x02, PGCK_ENV_BAD_EXTENSION, "repeated ORE field refused");
 		MUTATE(21, 0x03, PGCK_ENV_BAD_EXTENSION, "type after tags refused");
 		MUTATE(22, 0, PGCK_ENV_BAD_EXTENSION, "zero-length field refused");
