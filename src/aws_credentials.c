@@ -496,6 +496,20 @@ append_form_value(StringInfo buf, const char *s)
  * web identity
  * ------------------------------------------------------------------ */
 
+typedef enum StsAction
+{
+	STS_WEB_IDENTITY,			/* AssumeRoleWithWebIdentity, unsigned */
+	STS_ASSUME_ROLE				/* AssumeRole, SigV4-signed */
+} StsAction;
+
+static void sts_signed_post(const char *url, const char *region, const PgckKjCredentials *src,
+							const char *body, double deadline_ms, const char *source,
+							PgckHttpResponse *resp);
+static void sts_call(StsAction action, const char *url, const char *region,
+					 const PgckKjCredentials *src, const char *body, const char *role_arn,
+					 double deadline_ms, const char *source, PgckHttpResponse *resp,
+					 PgckKjCredentials *out);
+
 static char *
 sts_endpoint(void)
 {
@@ -547,13 +561,7 @@ fetch_web_identity(const char *role_arn, const char *token_file, const char *ses
 	char	   *session;
 	char	   *url;
 	StringInfoData body;
-	static const char *const headers[] = {
-		"Content-Type: application/x-www-form-urlencoded; charset=utf-8",
-		"Accept: text/xml",
-	};
 	PgckHttpResponse resp;
-	int			attempt;
-	int			max_attempts = Max(pgck_kms_max_attempts, 1);
 
 	if (strlen(role_arn) > 2048)
 		ereport(ERROR,
@@ -595,43 +603,8 @@ fetch_web_identity(const char *role_arn, const char *token_file, const char *ses
 		appendStringInfoString(&body, "&WebIdentityToken=");
 		append_form_value(&body, token);
 
-		for (attempt = 1;; attempt++)
-		{
-			PgckKjAwsError aerr;
-			PgckKjError perr;
-
-			pgck_http_response_free(&resp);
-			fetch(PGCK_HTTP_POST, url, headers, lengthof(headers), body.data, body.len,
-				  PGCK_HTTP_PLAIN_LOOPBACK, INT_MAX, INT_MAX, deadline_ms, source, &resp);
-			if (resp.result == PGCK_HTTP_DONE && resp.status == 200)
-			{
-				if (!pgck_kj_parse_sts_credentials(resp.body, resp.body_len, out, &perr))
-					report_parse_failure(source, &perr);
-				break;
-			}
-			memset(&aerr, 0, sizeof(aerr));
-			if (resp.result == PGCK_HTTP_DONE)
-				pgck_kj_parse_sts_error(resp.body, resp.body_len, &aerr);
-			if (attempt < max_attempts && retryable(&resp, aerr.type))
-			{
-				if (pgck_kms_wait_before_retry(PGCK_OP_CREDENTIALS, attempt,
-											   resp.status == 429 ||
-											   strncmp(aerr.type, "Throttling", 10) == 0,
-											   deadline_ms))
-					continue;
-			}
-			if (resp.result != PGCK_HTTP_DONE)
-				report_transport_failure(source, &resp);
-			ereport(ERROR,
-					(errcode(strcmp(aerr.type, "AccessDenied") == 0 ?
-							 PGCK_ERRCODE_PRIVILEGE : PGCK_ERRCODE_KMS_FAILURE),
-					 errmsg("could not obtain AWS credentials from %s", source),
-					 errdetail_internal("STS returned HTTP %ld %s: %s (request id %s).",
-										resp.status,
-										aerr.type[0] ? aerr.type : "(no error code)",
-										aerr.message[0] ? aerr.message : "(no message)",
-										resp.request_id[0] ? resp.request_id : "none")));
-		}
+		sts_call(STS_WEB_IDENTITY, url, NULL, NULL, body.data, role_arn, deadline_ms, source,
+				 &resp, out);
 	}
 	PG_FINALLY();
 	{
@@ -1145,6 +1118,69 @@ sts_signed_post(const char *url, const char *region, const PgckKjCredentials *sr
 }
 
 /*
+ * One STS call (AssumeRoleWithWebIdentity unsigned, AssumeRole signed with
+ * src for region) with the body given, retried on transient errors within
+ * deadline_ms, its credentials parsed into *out.  The caller frees *resp (in
+ * its PG_FINALLY, with the body it may have to wipe).
+ */
+static void
+sts_call(StsAction action, const char *url, const char *region, const PgckKjCredentials *src,
+		 const char *body, const char *role_arn, double deadline_ms, const char *source,
+		 PgckHttpResponse *resp, PgckKjCredentials *out)
+{
+	static const char *const headers[] = {
+		"Content-Type: application/x-www-form-urlencoded; charset=utf-8",
+		"Accept: text/xml",
+	};
+	int			max_attempts = Max(pgck_kms_max_attempts, 1);
+	int			attempt;
+
+	for (attempt = 1;; attempt++)
+	{
+		PgckKjAwsError aerr;
+		PgckKjError perr;
+		bool		parsed;
+
+		pgck_http_response_free(resp);
+		if (action == STS_ASSUME_ROLE)
+			sts_signed_post(url, region, src, body, deadline_ms, source, resp);
+		else
+			fetch(PGCK_HTTP_POST, url, headers, lengthof(headers), body, strlen(body),
+				  PGCK_HTTP_PLAIN_LOOPBACK, INT_MAX, INT_MAX, deadline_ms, source, resp);
+		if (resp->result == PGCK_HTTP_DONE && resp->status == 200)
+		{
+			parsed = action == STS_ASSUME_ROLE ?
+				pgck_kj_parse_sts_assume_role(resp->body, resp->body_len, out, &perr) :
+				pgck_kj_parse_sts_credentials(resp->body, resp->body_len, out, &perr);
+			if (!parsed)
+				report_parse_failure(source, &perr);
+			return;
+		}
+		memset(&aerr, 0, sizeof(aerr));
+		if (resp->result == PGCK_HTTP_DONE)
+			pgck_kj_parse_sts_error(resp->body, resp->body_len, &aerr);
+		if (attempt < max_attempts && retryable(resp, aerr.type) &&
+			pgck_kms_wait_before_retry(PGCK_OP_CREDENTIALS, attempt,
+									   resp->status == 429 ||
+									   strncmp(aerr.type, "Throttling", 10) == 0,
+									   deadline_ms))
+			continue;
+		if (resp->result != PGCK_HTTP_DONE)
+			report_transport_failure(source, resp);
+		ereport(ERROR,
+				(errcode(strcmp(aerr.type, "AccessDenied") == 0 ?
+						 PGCK_ERRCODE_PRIVILEGE : PGCK_ERRCODE_KMS_FAILURE),
+				 errmsg("could not obtain AWS credentials from %s", source),
+				 errdetail_internal("STS %s of %s returned HTTP %ld %s: %s (request id %s).",
+									action == STS_ASSUME_ROLE ? "AssumeRole" : "AssumeRoleWithWebIdentity",
+									role_arn, resp->status,
+									aerr.type[0] ? aerr.type : "(no error code)",
+									aerr.message[0] ? aerr.message : "(no message)",
+									resp->request_id[0] ? resp->request_id : "none")));
+	}
+}
+
+/*
  * STS AssumeRole of role_arn with the source credentials src, into *out.
  * external_id, session_name and duration may be NULL.
  */
@@ -1159,8 +1195,6 @@ fetch_assume_role(const PgckKjCredentials *src, const char *profile, const char 
 	char	   *region;
 	StringInfoData body;
 	PgckHttpResponse resp;
-	int			attempt;
-	int			max_attempts = Max(pgck_kms_max_attempts, 1);
 
 	if (strlen(role_arn) < 20 || strlen(role_arn) > 2048)
 		ereport(ERROR,
@@ -1207,42 +1241,8 @@ fetch_assume_role(const PgckKjCredentials *src, const char *profile, const char 
 	memset(&resp, 0, sizeof(resp));
 	PG_TRY();
 	{
-		for (attempt = 1;; attempt++)
-		{
-			PgckKjAwsError aerr;
-			PgckKjError perr;
-
-			pgck_http_response_free(&resp);
-			sts_signed_post(url, region, src, body.data, deadline_ms, source, &resp);
-			if (resp.result == PGCK_HTTP_DONE && resp.status == 200)
-			{
-				if (!pgck_kj_parse_sts_assume_role(resp.body, resp.body_len, out, &perr))
-					report_parse_failure(source, &perr);
-				break;
-			}
-			memset(&aerr, 0, sizeof(aerr));
-			if (resp.result == PGCK_HTTP_DONE)
-				pgck_kj_parse_sts_error(resp.body, resp.body_len, &aerr);
-			if (attempt < max_attempts && retryable(&resp, aerr.type))
-			{
-				if (pgck_kms_wait_before_retry(PGCK_OP_CREDENTIALS, attempt,
-											   resp.status == 429 ||
-											   strncmp(aerr.type, "Throttling", 10) == 0,
-											   deadline_ms))
-					continue;
-			}
-			if (resp.result != PGCK_HTTP_DONE)
-				report_transport_failure(source, &resp);
-			ereport(ERROR,
-					(errcode(strcmp(aerr.type, "AccessDenied") == 0 ?
-							 PGCK_ERRCODE_PRIVILEGE : PGCK_ERRCODE_KMS_FAILURE),
-					 errmsg("could not obtain AWS credentials from %s", source),
-					 errdetail_internal("STS AssumeRole of %s returned HTTP %ld %s: %s (request id %s).",
-										role_arn, resp.status,
-										aerr.type[0] ? aerr.type : "(no error code)",
-										aerr.message[0] ? aerr.message : "(no message)",
-										resp.request_id[0] ? resp.request_id : "none")));
-		}
+		sts_call(STS_ASSUME_ROLE, url, region, src, body.data, role_arn, deadline_ms, source,
+				 &resp, out);
 	}
 	PG_FINALLY();
 	{

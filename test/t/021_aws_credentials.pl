@@ -276,7 +276,7 @@ is_deeply([ $st->{faults}{throttle} // 0, $st->{credential_fetches}{sts} // 0 ],
 restart_with(%webid, AWS_WEB_IDENTITY_TOKEN_FILE => $bad_token_file);
 $r = try_decrypt();
 is($r->{state}, '58000', 'web identity with a wrong token: 58000');
-like($r->{err}, qr/could not obtain AWS credentials from web identity.*\n.*DETAIL:  STS returned HTTP 400 InvalidIdentityToken/,
+like($r->{err}, qr/could not obtain AWS credentials from web identity.*\n.*DETAIL:  STS AssumeRoleWithWebIdentity of \S+ returned HTTP 400 InvalidIdentityToken/,
 	'... STS\'s InvalidIdentityToken in errdetail');
 
 # ================================================================== ECS container endpoint
