@@ -325,7 +325,13 @@ $coord->safe_psql('postgres', q{
 	-- the single node: a local table of the coordinator, encrypted there
 	CREATE TABLE contacts_local (id bigint PRIMARY KEY, email enc_text NOT NULL);
 });
-$coord->safe_psql('postgres', q{INSERT INTO contacts_local SELECT id, kms_encrypt(email, 'nk') FROM contacts_plain});
+# (from a local source: an INSERT ... SELECT from the distributed shadow would encrypt on the workers)
+$coord->safe_psql('postgres', q{
+	CREATE TABLE contacts_src AS SELECT * FROM contacts_plain;
+	INSERT INTO contacts_local SELECT id, kms_encrypt(email, 'nk') FROM contacts_src;
+});
+is($coord->safe_psql('postgres', q{SELECT count(*) FROM pg_dist_partition WHERE logicalrelid IN ('contacts_src'::regclass, 'contacts_local'::regclass)}), '0',
+	'the single-node tables are local tables of the coordinator');
 my @named_probes = (
 	[ 'dom', q{'someone@' || 'b.example.NET'}, q{lower(split_part(email, '@', 2)) = 'b.example.net'}, 'domain' ],
 	[ 'suf', q{'x' || '.com'}, q{right(email, 4) = '.com'}, 'suffix(4)' ]);
