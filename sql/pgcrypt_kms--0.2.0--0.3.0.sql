@@ -361,6 +361,9 @@ CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcr
     FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_guard();
 CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_versions
     FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_guard();
+-- a key's order and named blind indexes (issue 14's table) are part of the keyring too
+CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_indexes
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_guard();
 
 -- A change travels as one statement (Citus sends it with the extended
 -- protocol: one command each): a call of citus_apply on the worker, with
@@ -392,6 +395,19 @@ BEGIN
         IF new_row IS NOT NULL THEN
             INSERT INTO pgcrypt_kms.key_versions SELECT * FROM pg_catalog.jsonb_populate_record(NULL::pgcrypt_kms.key_versions, new_row);
         END IF;
+    ELSIF tbl OPERATOR(pg_catalog.=) 'key_indexes' THEN
+        -- old_key: the primary key as a jsonb array [key_name, index_name]
+        IF truncate THEN
+            TRUNCATE pgcrypt_kms.key_indexes;
+        END IF;
+        IF old_key IS NOT NULL THEN
+            DELETE FROM pgcrypt_kms.key_indexes
+             WHERE key_name OPERATOR(pg_catalog.=) (old_key::jsonb OPERATOR(pg_catalog.->>) 0)
+               AND index_name OPERATOR(pg_catalog.=) (old_key::jsonb OPERATOR(pg_catalog.->>) 1);
+        END IF;
+        IF new_row IS NOT NULL THEN
+            INSERT INTO pgcrypt_kms.key_indexes SELECT * FROM pg_catalog.jsonb_populate_record(NULL::pgcrypt_kms.key_indexes, new_row);
+        END IF;
     ELSE
         RAISE EXCEPTION 'unknown keyring table' USING ERRCODE = '22023';
     END IF;
@@ -400,19 +416,22 @@ END
 $$;
 REVOKE ALL ON FUNCTION pgcrypt_kms.citus_apply(text, text, jsonb, bool) FROM PUBLIC;
 
--- the whole keyring at once (kms_citus_sync)
-CREATE FUNCTION pgcrypt_kms.citus_apply_all(keys jsonb, versions jsonb)
+-- the whole keyring at once (kms_citus_sync), the keys' order and named
+-- blind indexes included
+CREATE FUNCTION pgcrypt_kms.citus_apply_all(keys jsonb, versions jsonb, indexes jsonb)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pg_catalog.set_config('pgcrypt_kms_citus.applying', 'on', true);
+    DELETE FROM pgcrypt_kms.key_indexes;
     DELETE FROM pgcrypt_kms.key_versions;
     DELETE FROM pgcrypt_kms.keys;
     INSERT INTO pgcrypt_kms.keys SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::pgcrypt_kms.keys, keys);
     INSERT INTO pgcrypt_kms.key_versions SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::pgcrypt_kms.key_versions, versions);
+    INSERT INTO pgcrypt_kms.key_indexes SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::pgcrypt_kms.key_indexes, indexes);
     PERFORM pg_catalog.set_config('pgcrypt_kms_citus.applying', 'off', true);
 END
 $$;
-REVOKE ALL ON FUNCTION pgcrypt_kms.citus_apply_all(jsonb, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgcrypt_kms.citus_apply_all(jsonb, jsonb, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION pgcrypt_kms.citus_keyring_propagate() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
@@ -430,6 +449,8 @@ BEGIN
     IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
         IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'keys' THEN
             old_key := OLD.key_name;
+        ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'key_indexes' THEN
+            old_key := pg_catalog.jsonb_build_array(OLD.key_name, OLD.index_name)::text;
         ELSE
             old_key := OLD.id::text;
         END IF;
@@ -451,6 +472,10 @@ CREATE TRIGGER citus_propagate AFTER INSERT OR UPDATE OR DELETE ON pgcrypt_kms.k
     FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.citus_keyring_propagate();
 CREATE TRIGGER citus_propagate_truncate AFTER TRUNCATE ON pgcrypt_kms.key_versions
     FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_propagate();
+CREATE TRIGGER citus_propagate AFTER INSERT OR UPDATE OR DELETE ON pgcrypt_kms.key_indexes
+    FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.citus_keyring_propagate();
+CREATE TRIGGER citus_propagate_truncate AFTER TRUNCATE ON pgcrypt_kms.key_indexes
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_propagate();
 
 -- A worker added after keys exist gets the whole keyring (run after
 -- citus_add_node; harmless to run again: every worker's copy is replaced).
@@ -464,11 +489,12 @@ BEGIN
             USING ERRCODE = '55000';
     END IF;
     -- no key administration between the copy and its commit
-    LOCK TABLE pgcrypt_kms.keys, pgcrypt_kms.key_versions IN EXCLUSIVE MODE;
+    LOCK TABLE pgcrypt_kms.keys, pgcrypt_kms.key_versions, pgcrypt_kms.key_indexes IN EXCLUSIVE MODE;
     SELECT pg_catalog.count(*) INTO n FROM pgcrypt_kms.key_versions;
-    PERFORM pgcrypt_kms.citus_send(pg_catalog.format('SELECT pgcrypt_kms.citus_apply_all(%L, %L)',
+    PERFORM pgcrypt_kms.citus_send(pg_catalog.format('SELECT pgcrypt_kms.citus_apply_all(%L, %L, %L)',
         (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(k)), '[]') FROM pgcrypt_kms.keys k),
-        (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(v)), '[]') FROM pgcrypt_kms.key_versions v)));
+        (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(v)), '[]') FROM pgcrypt_kms.key_versions v),
+        (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(i)), '[]') FROM pgcrypt_kms.key_indexes i)));
     RETURN n;
 END
 $$;

@@ -19,26 +19,47 @@
  * is looked up unless the citus extension exists in this database (which
  * requires Citus in shared_preload_libraries).
  *
+ * PostgreSQL 16 and later build extensions with -fvisibility=hidden, so a
+ * Citus built for them (14.0.1 on 17 and 18) exports only its SQL-callable
+ * functions: GetLocalGroupId() and SendCommandToWorkersWithMetadata() are
+ * not found there.  On those majors the node's group is read from Citus's
+ * catalog pg_dist_local_group (what GetLocalGroupId() reads), and a command
+ * goes to the other nodes through Citus's exported UDF
+ * execute_command_on_remote_nodes_as_user(command, user), which sends it on
+ * the coordinated transaction's connections, marked critical, committed by
+ * two-phase commit: the same guarantee.  That UDF requires a superuser: the
+ * keyring's owner, who ran CREATE EXTENSION (the extension is not trusted).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_namespace.h"
 #include "commands/extension.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "citus.h"
 #include "pgck_errcodes.h"
 
+#if PG_VERSION_NUM < 160000
 typedef int32 (*GetLocalGroupIdFn) (void);
 typedef void (*SendCommandFn) (const char *command);
 
 static GetLocalGroupIdFn citus_get_local_group_id = NULL;
 static SendCommandFn citus_send_to_workers = NULL;
+#else
+static PGFunction citus_send_as_user = NULL;
+#endif
 
 #if PG_VERSION_NUM >= 170000
 #define CURRENT_LXID (MyProc->vxid.lxid)
@@ -61,10 +82,45 @@ citus_loaded_here(void)
 	citus_present = GetConfigOption("citus.version", true, false) != NULL &&
 		OidIsValid(get_extension_oid("citus", true));
 	citus_checked_lxid = CURRENT_LXID;
+#if PG_VERSION_NUM < 160000
 	if (citus_present && citus_get_local_group_id == NULL)
 		citus_get_local_group_id = (GetLocalGroupIdFn)
 			load_external_function("$libdir/citus", "GetLocalGroupId", true, NULL);
+#endif
 	return citus_present;
+}
+
+/* this node's Citus group: 0 on the coordinator */
+static int32
+local_group_id(void)
+{
+#if PG_VERSION_NUM < 160000
+	return citus_get_local_group_id();
+#else
+	/* pg_dist_local_group: one row, one column (groupid int4) */
+	Oid			relid = get_relname_relid("pg_dist_local_group", PG_CATALOG_NAMESPACE);
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int32		group = 0;
+
+	if (!OidIsValid(relid))
+		return 0;
+	rel = table_open(relid, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, 1, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			group = DatumGetInt32(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return group;
+#endif
 }
 
 PgckCitusRole
@@ -73,7 +129,7 @@ pgck_citus_role(void)
 	if (!citus_loaded_here())
 		return PGCK_CITUS_NONE;
 	/* group 0 is the coordinator (and a node not yet added to a cluster) */
-	return citus_get_local_group_id() == 0 ? PGCK_CITUS_COORDINATOR : PGCK_CITUS_WORKER;
+	return local_group_id() == 0 ? PGCK_CITUS_COORDINATOR : PGCK_CITUS_WORKER;
 }
 
 bool
@@ -127,10 +183,21 @@ pgck_citus_send(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KEY_STATE),
 				 errmsg("keyring changes are sent to workers only from a Citus coordinator")));
+	command = text_to_cstring(PG_GETARG_TEXT_PP(0));
+#if PG_VERSION_NUM < 160000
 	if (citus_send_to_workers == NULL)
 		citus_send_to_workers = (SendCommandFn)
-			load_external_function("$libdir/citus", "SendCommandToWorkersWithMetadata", true, NULL);
-	command = text_to_cstring(PG_GETARG_TEXT_PP(0));
+			load_external_function("$libdir/citus", "SendCommandToWorkersWithMetadata", false, NULL);
 	citus_send_to_workers(command);
+#else
+	if (citus_send_as_user == NULL)
+		citus_send_as_user = load_external_function("$libdir/citus",
+													"execute_command_on_remote_nodes_as_user",
+													false, NULL);
+	/* the user is the keyring's owner here (see the header) */
+	DirectFunctionCall2(citus_send_as_user,
+						PointerGetDatum(cstring_to_text(command)),
+						PointerGetDatum(cstring_to_text(GetUserNameFromId(GetUserId(), false))));
+#endif
 	PG_RETURN_VOID();
 }

@@ -6,8 +6,9 @@
 # Progress goes to stderr.
 #
 # PostgreSQL 15 takes Citus 13.2.2 (with citus-13.2.2-pg15.20.patch: 15.20
-# exports have_createdb_privilege(), which 13.2.2 also defines); other
-# majors are skipped for now (14.0.1 for 17 and 18 is not yet tried).
+# exports have_createdb_privilege(), which 13.2.2 also defines); 16, 17 and
+# 18 take Citus 14.0.1 (the matrix tests 17 and 18, built by pg_build.sh
+# into /opt/pgck/pgNN: the DESTDIR tree is then opt/pgck/pgNN/lib/...).
 #
 # The source tarball citus-VERSION.tar.xz is looked for in
 #   1. $PGCK_THIRD_PARTY
@@ -16,7 +17,9 @@
 # The build is cached in /opt/pgck/citus-VERSION-pgMAJOR (PGCK_PG_PREFIX_BASE
 # overrides /opt/pgck) with a stamp holding the tarball's and the patch's
 # sha256 and the PostgreSQL version: a second run builds nothing, and a
-# stamped cache is used even when the tarball is gone.
+# stamped cache is used even when the tarball is gone.  Runs for the same
+# prefix wait for each other (flock on PREFIX.lock): test/matrix.sh builds
+# Citus in the background while a suite may ask for it.
 #
 # Exit status 2 (with a line "skip: REASON" on stdout) when neither a tarball
 # nor a cached build is there: the caller reports the Citus tests as skipped,
@@ -32,9 +35,9 @@ PGVER=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9.]+).*/\1/')
 MAJOR=${PGVER%%.*}
 case $MAJOR in
     15) VERSION=13.2.2 ;;
-    # 14.0.1 (in ../shared/third_party) is the release for 17 and 18; the
-    # extension's Citus code has not been tried against it yet
-    *) echo "skip: Citus on PostgreSQL $MAJOR (14.0.1) is not yet tested; tap/030_citus runs on 15 (Citus 13.2.2)"; exit 2 ;;
+    # 14.0.1 supports PostgreSQL 16, 17 and 18; the matrix tests 17 and 18
+    16|17|18) VERSION=14.0.1 ;;
+    *) echo "skip: no Citus release known to this script supports PostgreSQL $MAJOR (13.2.2 is for 15, 14.0.1 for 16 to 18)"; exit 2 ;;
 esac
 PREFIX=$BASE/citus-$VERSION-pg$MAJOR
 STAMP=$PREFIX/.pgck-build-stamp
@@ -70,6 +73,9 @@ if [ -z "$TARBALL" ]; then
     exit 2
 fi
 [ "$(id -u)" -eq 0 ] || die "run as root (it writes $PREFIX)"
+mkdir -p "$BASE"
+exec 9>"$PREFIX.lock"
+flock 9
 
 WANT="$(basename "$TARBALL") sha256=$(sha256sum "$TARBALL" | cut -d' ' -f1)
 patch=${PATCH:+$(basename "$PATCH") sha256=$(sha256sum "$PATCH" | cut -d' ' -f1)}

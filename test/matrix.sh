@@ -8,14 +8,16 @@
 # it).  Each major runs test/run.sh with PGCK_PG_CONFIG set to its pg_config;
 # every major newer than 15 also runs the pg_upgrade test (test/upgrade/) from
 # 15 and from each newer major tested before it (18: from 15 and from 17);
-# PGCK_MATRIX_UPGRADE=0 leaves it out.
+# PGCK_MATRIX_UPGRADE=0 leaves it out.  Citus 14.0.1 for 17 and 18
+# (test/citus_build.sh, cached in /opt/pgck/citus-14.0.1-pgNN) is built in
+# the background after them, for tap/030_citus.
 #
 # PGCK_MATRIX_ONLY: a PGCK_ONLY regex (see test/run.sh) for the majors other
 # than 15; by default '^(units|regress|isolation|tap/|upgrade/)' (the C unit
 # tests, pg_regress, the isolation tests, every TAP test and the pg_upgrade
 # test), PGCK_MATRIX_ONLY=. runs the whole suite there too (check scripts,
 # fuzzing, sanitizers and mutation have been run on 15 only so far).  .ci/run
-# narrows it to '^(regress|isolation|upgrade/)'.  A PGCK_ONLY in the
+# narrows it to '^(regress|isolation|upgrade/|tap/030_citus)'.  A PGCK_ONLY in the
 # environment applies to every major.
 #
 # The last line is "N passed, N failed" over all majors; exit 1 on any failure.
@@ -50,6 +52,13 @@ if [ "${PGCK_MATRIX_PREBUILD:-1}" = 1 ]; then
             [ "$m" = 15 ] && continue
             bash "$here/pg_build.sh" "$m" >"$logdir/pg_config_$m" 2>"$logdir/build_$m.log"
             echo $? >"$logdir/build_$m.rc"
+        done
+        # then Citus for them (test/citus_build.sh; a suite that asks for it
+        # meanwhile waits on its lock, a cached one is a no-op)
+        for m in "$@"; do
+            [ "$m" = 15 ] && continue
+            [ "$(cat "$logdir/build_$m.rc" 2>/dev/null)" = 0 ] || continue
+            bash "$here/citus_build.sh" "$(tail -n 1 "$logdir/pg_config_$m")" >/dev/null 2>"$logdir/citus_build_$m.log"
         done' prebuild "$HERE" "$LOGDIR" "${MAJORS[@]}" </dev/null &
     BUILD_PID=$!
     trap '[ -n "$BUILD_PID" ] && kill -- -"$BUILD_PID" 2>/dev/null' EXIT
