@@ -259,6 +259,20 @@ CREATE FUNCTION @extschema@.kms_ore(value date, key_name text) RETURNS @extschem
     AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_ore(value timestamptz, key_name text) RETURNS @extschema@.kms_ore_term
     AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+-- previous => true: the probe under the previous index key during an index key
+-- rotation (NULL when none is in progress), for ranges over values not yet
+-- re-tagged: kms_ore(col) BETWEEN kms_ore(a, k) AND kms_ore(b, k)
+--         OR kms_ore(col) BETWEEN kms_ore(a, k, true) AND kms_ore(b, k, true)
+CREATE FUNCTION @extschema@.kms_ore(value int8, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_ore(value int4, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_ore(value numeric, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_ore(value date, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_ore(value timestamptz, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 -- ---------------------------------------------------------------- named blind indexes
 -- IMMUTABLE: the named tag a value carries, no key.
@@ -318,6 +332,10 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['int8', 'int4', 'numeric', 'date', 'timestamptz'] LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.kms_ore(%s, text) FROM PUBLIC', t);
         EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.kms_ore(%s, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt', t);
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.kms_ore(%s, text, bool) FROM PUBLIC', t);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.kms_ore(%s, text, bool) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt', t);
+        EXECUTE format('COMMENT ON FUNCTION @extschema@.kms_ore(%s, text, bool) IS %L', t,
+                       'the probe under the previous index key during an index key rotation (NULL when none is in progress)');
     END LOOP;
 END
 $$;

@@ -94,6 +94,7 @@ typedef struct KeyIndexes
 	int			index_key_version;
 	bool		order;
 	PgckHmac   *ore;			/* NULL until first needed */
+	PgckHmac   *ore_prev;		/* of the previous index key, during its rotation */
 	int			n;
 	NamedIndex	idx[MAX_NAMED_INDEXES];
 } KeyIndexes;
@@ -108,6 +109,8 @@ memo_release(KeyIndexes *m)
 
 	pgck_hmac_free(m->ore);
 	m->ore = NULL;
+	pgck_hmac_free(m->ore_prev);
+	m->ore_prev = NULL;
 	for (i = 0; i < m->n; i++)
 	{
 		pgck_hmac_free(m->idx[i].mac);
@@ -213,16 +216,16 @@ require_index_key(PgckCachedKey *k)
 				 errdetail("Order-revealing terms and named blind indexes are derived from the key's index key; the key was created without a blind index or has been destroyed.")));
 }
 
+/* The HMAC of the ORE key derived from index_key into *slot (once per memo). */
 static PgckHmac *
-ore_prf(PgckCachedKey *k, KeyIndexes *m)
+ore_prf_of(PgckCachedKey *k, const uint8 *index_key, PgckHmac **slot)
 {
-	if (m->ore == NULL)
+	if (*slot == NULL)
 	{
 		uint8		okey[PGCK_ORE_KEY_LEN];
 
-		require_index_key(k);
-		if (!pgck_ore_derive_key(k->index_key, okey) ||
-			(m->ore = pgck_hmac_new(okey, sizeof(okey))) == NULL)
+		if (!pgck_ore_derive_key(index_key, okey) ||
+			(*slot = pgck_hmac_new(okey, sizeof(okey))) == NULL)
 		{
 			pgck_wipe(okey, sizeof(okey));
 			ereport(ERROR,
@@ -231,7 +234,29 @@ ore_prf(PgckCachedKey *k, KeyIndexes *m)
 		}
 		pgck_wipe(okey, sizeof(okey));
 	}
-	return m->ore;
+	return *slot;
+}
+
+static PgckHmac *
+ore_prf(PgckCachedKey *k, KeyIndexes *m)
+{
+	require_index_key(k);
+	return ore_prf_of(k, k->index_key, &m->ore);
+}
+
+/*
+ * The ORE key of the previous index key while its rotation is in progress
+ * (kms_rotate_index_key until kms_finish_index_rotation), else NULL: the
+ * terms values still carry from before the rotation are of that key and of
+ * epoch index_key_version - 1.
+ */
+static PgckHmac *
+ore_prf_prev(PgckCachedKey *k, KeyIndexes *m)
+{
+	require_index_key(k);
+	if (k->index_key_prev == NULL)
+		return NULL;
+	return ore_prf_of(k, k->index_key_prev, &m->ore_prev);
 }
 
 /*
@@ -904,15 +929,23 @@ pgck_kms_ore_value(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(term_datum(env.ore_term, env.ore_term_len));
 }
 
-/* kms_ore(value, key) → kms_ore_term: the probe of a plaintext. */
+/*
+ * kms_ore(value, key) → kms_ore_term: the probe of a plaintext.
+ * kms_ore(value, key, previous => true): the probe under the previous index
+ * key while an index key rotation is in progress (NULL when none is), so a
+ * range during the transition window is the OR of two index ranges.
+ */
 PG_FUNCTION_INFO_V1(pgck_kms_ore_probe);
 Datum
 pgck_kms_ore_probe(PG_FUNCTION_ARGS)
 {
 	Oid			typid = get_fn_expr_argtype(fcinfo->flinfo, 0);
 	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	bool		previous = PG_NARGS() > 2 && PG_GETARG_BOOL(2);
 	PgckCachedKey *k = pgck_keycache_key(key_name);
 	KeyIndexes *m = k->transform == PGCK_BIDX_NONE ? NULL : indexes_for(k);
+	PgckHmac   *prf;
+	uint8		epoch;
 	uint8		bits[PGCK_ORE_MAX_BIT_BYTES];
 	uint8		term[PGCK_ORE_TERM_MAX];
 	size_t		term_len;
@@ -923,6 +956,21 @@ pgck_kms_ore_probe(PG_FUNCTION_ARGS)
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("key \"%s\" has no order index", k->name),
 				 errhint("Create the key with kms_create_key(..., order_index => true), or add one with kms_add_index(key, 'order', 'order').")));
+	if (previous)
+	{
+		prf = ore_prf_prev(k, m);
+		if (prf == NULL)
+		{
+			pfree(key_name);
+			PG_RETURN_NULL();	/* no rotation in progress: nothing to probe */
+		}
+		epoch = (uint8) (k->index_key_version - 1);
+	}
+	else
+	{
+		prf = ore_prf(k, m);
+		epoch = (uint8) k->index_key_version;
+	}
 	switch (typid)
 	{
 		case INT2OID:
@@ -958,7 +1006,7 @@ pgck_kms_ore_probe(PG_FUNCTION_ARGS)
 			elog(ERROR, "kms_ore is not defined for type %u", typid);
 			domain = 0;
 	}
-	term_len = pgck_ore_encrypt(ore_prf(k, m), domain, (uint8) k->index_key_version, bits, term);
+	term_len = pgck_ore_encrypt(prf, domain, epoch, bits, term);
 	pgck_wipe(bits, sizeof(bits));
 	if (term_len == 0)
 		ereport(ERROR,
