@@ -210,6 +210,22 @@ SELECT pg_temp.sqlstate_of(format($$SELECT kms_decrypt(%L::enc_text)$$,
        pg_temp.flip(email, octet_length(pg_catalog.decode(pg_catalog.substr(email::text, 6), 'base64')) - 16 - octet_length(plain) - 2)))
        AS tag_byte_flipped
   FROM users_ore WHERE id = 5;
+-- an index key rotation re-keys the named indexes too: during the window the probe under the
+-- previous index key (previous => true; NULL outside a rotation) finds the values not yet re-tagged
+SELECT kms_blind_tag('example.com', 'ore_mail', 'domain', true) IS NULL AS no_previous_tag_outside_rotation;
+SELECT kms_rotate_index_key('ore_mail') AS index_key_version;
+UPDATE users_ore SET email = kms_reencrypt(email) WHERE id % 4 = 0;   -- half the example.com rows
+SELECT count(*) AS found_in_window, count(*) FILTER (WHERE lower(trim(plain)) LIKE '%@example.com') AS correct,
+       count(*) FILTER (WHERE kms_blind_tag(email, 'domain') = kms_blind_tag('example.com', 'ore_mail', 'domain')) AS by_new_probe,
+       count(*) FILTER (WHERE kms_blind_tag(email, 'domain') = kms_blind_tag('example.com', 'ore_mail', 'domain', true)) AS by_previous_probe
+  FROM users_ore
+ WHERE kms_blind_tag(email, 'domain') = ANY (ARRAY[kms_blind_tag('example.com', 'ore_mail', 'domain'),
+                                                   kms_blind_tag('example.com', 'ore_mail', 'domain', true)]);
+UPDATE users_ore SET email = kms_reencrypt(email) WHERE id % 4 <> 0;
+REINDEX INDEX users_ore_domain;
+SELECT kms_finish_index_rotation('ore_mail');
+SELECT count(*) AS found_after_retag, kms_blind_tag('example.com', 'ore_mail', 'domain', true) IS NULL AS no_previous_tag_after_finish
+  FROM users_ore WHERE kms_blind_tag(email, 'domain') = kms_blind_tag('example.com', 'ore_mail', 'domain');
 -- dropping an index stops new values carrying it; old values keep theirs
 SELECT kms_drop_index('ore_mail', 'first3');
 SELECT kms_blind_tag(kms_encrypt('new@example.com', 'ore_mail'), 'first3') IS NULL AS new_value_without_dropped,

@@ -81,6 +81,7 @@ typedef struct NamedIndex
 	int			param;
 	int			bits;
 	PgckHmac   *mac;			/* under named_key(): NULL until first needed */
+	PgckHmac   *mac_prev;		/* of the previous index key, during its rotation */
 } NamedIndex;
 
 /* One key's extra indexes, for one statement. */
@@ -115,6 +116,8 @@ memo_release(KeyIndexes *m)
 	{
 		pgck_hmac_free(m->idx[i].mac);
 		m->idx[i].mac = NULL;
+		pgck_hmac_free(m->idx[i].mac_prev);
+		m->idx[i].mac_prev = NULL;
 	}
 	m->n = 0;
 	m->used = false;
@@ -170,6 +173,7 @@ load_indexes(PgckCachedKey *k, KeyIndexes *m)
 		ni->param = param_null ? 0 : DatumGetInt32(param);
 		ni->bits = bits;
 		ni->mac = NULL;
+		ni->mac_prev = NULL;
 		m->n++;
 	}
 	systable_endscan(scan);
@@ -266,18 +270,17 @@ ore_prf_prev(PgckCachedKey *k, KeyIndexes *m)
  * blind index.
  */
 static PgckHmac *
-named_mac(PgckCachedKey *k, NamedIndex *ni)
+named_mac_of(PgckCachedKey *k, NamedIndex *ni, const uint8 *index_key, PgckHmac **slot)
 {
 	static const char salt[] = "pgcrypt_kms named index v1";
 
-	if (ni->mac == NULL)
+	if (*slot == NULL)
 	{
 		uint8		nkey[32];
 
-		require_index_key(k);
-		if (!pgck_hkdf_sha256((const uint8 *) salt, sizeof(salt) - 1, k->index_key, 32,
+		if (!pgck_hkdf_sha256((const uint8 *) salt, sizeof(salt) - 1, index_key, 32,
 							  (const uint8 *) ni->name, strlen(ni->name), nkey, sizeof(nkey)) ||
-			(ni->mac = pgck_hmac_new(nkey, sizeof(nkey))) == NULL)
+			(*slot = pgck_hmac_new(nkey, sizeof(nkey))) == NULL)
 		{
 			pgck_wipe(nkey, sizeof(nkey));
 			ereport(ERROR,
@@ -286,12 +289,26 @@ named_mac(PgckCachedKey *k, NamedIndex *ni)
 		}
 		pgck_wipe(nkey, sizeof(nkey));
 	}
-	return ni->mac;
+	return *slot;
+}
+
+/*
+ * The index's key under the current index key or, with previous, under the
+ * previous one while its rotation is in progress (the caller checks
+ * k->index_key_prev).
+ */
+static PgckHmac *
+named_mac(PgckCachedKey *k, NamedIndex *ni, bool previous)
+{
+	require_index_key(k);
+	if (previous)
+		return named_mac_of(k, ni, k->index_key_prev, &ni->mac_prev);
+	return named_mac_of(k, ni, k->index_key, &ni->mac);
 }
 
 /* The tag of s[0..len) for named index ni into out[PGCK_BLIND_TAG_MAX]; its length. */
 static size_t
-named_tag(PgckCachedKey *k, NamedIndex *ni, const char *s, size_t len, uint8 *out)
+named_tag(PgckCachedKey *k, NamedIndex *ni, bool previous, const char *s, size_t len, uint8 *out)
 {
 	char	   *buf = palloc(len + 1);
 	size_t		n = 0;
@@ -324,7 +341,7 @@ named_tag(PgckCachedKey *k, NamedIndex *ni, const char *s, size_t len, uint8 *ou
 			n = pgck_transform_suffix(s, len, ni->param, buf);
 			break;
 	}
-	ok = pgck_hmac_sha256(named_mac(k, ni), (const uint8 *) buf, n, mac);
+	ok = pgck_hmac_sha256(named_mac(k, ni, previous), (const uint8 *) buf, n, mac);
 	pgck_wipe(buf, len + 1);
 	pfree(buf);
 	if (!ok)
@@ -443,7 +460,7 @@ pgck_value_ext(PgckCachedKey *k, uint8 plain_type, const uint8 *pt, size_t pt_le
 			named[ntags].name = m->idx[i].name;
 			named[ntags].name_len = strlen(m->idx[i].name);
 			named[ntags].tag = tags[ntags];
-			named[ntags].tag_len = named_tag(k, &m->idx[i], (const char *) pt, pt_len, tags[ntags]);
+			named[ntags].tag_len = named_tag(k, &m->idx[i], false, (const char *) pt, pt_len, tags[ntags]);
 			ntags++;
 		}
 	return pgck_envelope_write_ext(out, plain_type, term, term_len, named, ntags);
@@ -1033,7 +1050,12 @@ pgck_kms_blind_tag_value(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(term_datum(t.tag, t.tag_len));
 }
 
-/* kms_blind_tag(text | bytea, key, index) → bytea: the probe for a lookup. */
+/*
+ * kms_blind_tag(text | bytea, key, index) → bytea: the probe for a lookup.
+ * kms_blind_tag(text | bytea, key, index, previous => true): the probe under
+ * the previous index key while an index key rotation is in progress (NULL
+ * when none is), as kms_blind_index_all's second probe.
+ */
 PG_FUNCTION_INFO_V1(pgck_kms_blind_tag_probe);
 Datum
 pgck_kms_blind_tag_probe(PG_FUNCTION_ARGS)
@@ -1041,6 +1063,7 @@ pgck_kms_blind_tag_probe(PG_FUNCTION_ARGS)
 	struct varlena *plain = PG_GETARG_VARLENA_PP(0);
 	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *index_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	bool		previous = PG_NARGS() > 3 && PG_GETARG_BOOL(3);
 	PgckCachedKey *k = pgck_keycache_key(key_name);
 	KeyIndexes *m = k->transform == PGCK_BIDX_NONE ? NULL : indexes_for(k);
 	uint8		tag[PGCK_BLIND_TAG_MAX];
@@ -1055,7 +1078,13 @@ pgck_kms_blind_tag_probe(PG_FUNCTION_ARGS)
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("key \"%s\" has no blind index of that name", k->name),
 				 errhint("The key's indexes are listed in kms_key_indexes.")));
-	tag_len = named_tag(k, &m->idx[i], VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), tag);
+	if (previous && k->index_key_prev == NULL)
+	{
+		pfree(key_name);
+		pfree(index_name);
+		PG_RETURN_NULL();		/* no rotation in progress: nothing to probe */
+	}
+	tag_len = named_tag(k, &m->idx[i], previous, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), tag);
 	pfree(key_name);
 	pfree(index_name);
 	PG_RETURN_BYTEA_P(term_datum(tag, tag_len));
