@@ -126,18 +126,56 @@ SELECT id, kms_decrypt_numeric(amount) FROM people_ore ORDER BY kms_ore(amount) 
 SELECT count(*) AS negative_amounts, (SELECT count(*) FROM people_ore WHERE plain_amount < 0) AS expected
   FROM people_ore WHERE kms_ore(amount) < kms_ore(0::numeric, 'ore_amt');
 
--- index key rotation: re-tag, REINDEX, and range queries are whole again
+-- index key rotation, as for blind indexes: a transition window in which a range is the OR of a
+-- range under the new order key and one under the previous (kms_ore(value, key, previous => true)),
+-- re-tag, REINDEX, finish.  Outside a rotation there is no previous probe.
+SELECT kms_ore('1980-01-01'::date, 'ore_dob', true) IS NULL AS no_previous_probe_outside_rotation;
+SELECT kms_ore('1980-01-01'::date, 'ore_dob') AS lo_before \gset
 SELECT kms_rotate_index_key('ore_dob') AS index_key_version;
-SELECT count(*) AS found_before_retag FROM people_ore
- WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob') AND kms_ore('1989-12-31'::date, 'ore_dob');
-UPDATE people_ore SET dob = kms_reencrypt(dob);
+SELECT kms_ore_term_send(kms_ore('1980-01-01'::date, 'ore_dob', true)) = kms_ore_term_send(:'lo_before'::kms_ore_term)
+       AS previous_probe_is_the_old_probe,
+       kms_ore_term_send(kms_ore('1980-01-01'::date, 'ore_dob')) <> kms_ore_term_send(:'lo_before'::kms_ore_term)
+       AS new_probe_differs,
+       kms_ore(1::int8, 'ore_amt', true) IS NULL AS other_key_not_in_rotation;
+-- re-tag half the rows (as a batch of kms_reencrypt_table would), the window still open
+UPDATE people_ore SET dob = kms_reencrypt(dob) WHERE id % 2 = 0;
+EXPLAIN (COSTS OFF) SELECT id FROM people_ore
+ WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob') AND kms_ore('1989-12-31'::date, 'ore_dob')
+    OR kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob', true) AND kms_ore('1989-12-31'::date, 'ore_dob', true);
+SELECT count(*) AS found_in_window,
+       count(*) FILTER (WHERE plain_dob BETWEEN '1980-01-01' AND '1989-12-31') AS correct,
+       (SELECT count(*) FROM people_ore WHERE plain_dob BETWEEN '1980-01-01' AND '1989-12-31') AS expected
+  FROM people_ore
+ WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob') AND kms_ore('1989-12-31'::date, 'ore_dob')
+    OR kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob', true) AND kms_ore('1989-12-31'::date, 'ore_dob', true);
+-- each probe alone finds only the rows tagged under its key
+SELECT count(*) FILTER (WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob') AND kms_ore('1989-12-31'::date, 'ore_dob'))
+     = count(*) FILTER (WHERE id % 2 = 0 AND plain_dob BETWEEN '1980-01-01' AND '1989-12-31') AS new_probe_finds_retagged,
+       count(*) FILTER (WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob', true) AND kms_ore('1989-12-31'::date, 'ore_dob', true))
+     = count(*) FILTER (WHERE id % 2 = 1 AND plain_dob BETWEEN '1980-01-01' AND '1989-12-31') AS previous_probe_finds_the_rest
+  FROM people_ore;
+-- kms_reencrypt_table moves values off old DEK versions: rotate the DEK too, and it re-tags every value
+SELECT kms_rotate_key('ore_dob') AS dek_version;
+CALL kms_reencrypt_table('people_ore', 'dob', batch => 7000);
+SELECT count(*) FILTER (WHERE get_byte(kms_ore_term_send(kms_ore(dob)), 2)
+                           <> get_byte(kms_ore_term_send(kms_ore(0::int8, 'ore_dob')), 2)) AS terms_under_previous_order_key,
+       count(*) FILTER (WHERE kms_decrypt_date(dob) = plain_dob) AS decrypt_after_retag
+  FROM people_ore WHERE dob IS NOT NULL;
 REINDEX INDEX people_ore_dob;
 SELECT kms_finish_index_rotation('ore_dob');
+SELECT kms_ore('1980-01-01'::date, 'ore_dob', true) IS NULL AS no_previous_probe_after_finish;
 SELECT count(*) AS found_after_retag,
        count(*) FILTER (WHERE plain_dob BETWEEN '1980-01-01' AND '1989-12-31') AS correct
   FROM people_ore
  WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob') AND kms_ore('1989-12-31'::date, 'ore_dob');
+SELECT (SELECT array_agg(id) FROM (SELECT id FROM people_ore ORDER BY kms_ore(dob), id) s)
+     = (SELECT array_agg(id) FROM (SELECT id FROM people_ore ORDER BY plain_dob, id) s) AS dob_order_equal_after_retag;
 SELECT kms_plaintext_type(dob) AS type_kept_by_reencrypt FROM people_ore WHERE id = 1;
+-- a key with only the order option: blind_index defaults to exact (the order key is derived from
+-- the index key); asking for an order index and no blind index is refused, no key left behind
+SELECT pg_temp.sqlstate_of($$SELECT kms_create_key('ore_nobidx', 'local:regress', order_index => true, blind_index => 'none')$$)
+       AS order_without_index_key,
+       (SELECT count(*) FROM kms_keys WHERE key_name = 'ore_nobidx') AS keys_left;
 
 -- named blind indexes: domain, suffix(4), prefix(3), each its own expression index
 SELECT kms_add_index('ore_mail', 'domain', 'domain', index_bits => 32);
@@ -172,6 +210,22 @@ SELECT pg_temp.sqlstate_of(format($$SELECT kms_decrypt(%L::enc_text)$$,
        pg_temp.flip(email, octet_length(pg_catalog.decode(pg_catalog.substr(email::text, 6), 'base64')) - 16 - octet_length(plain) - 2)))
        AS tag_byte_flipped
   FROM users_ore WHERE id = 5;
+-- an index key rotation re-keys the named indexes too: during the window the probe under the
+-- previous index key (previous => true; NULL outside a rotation) finds the values not yet re-tagged
+SELECT kms_blind_tag('example.com', 'ore_mail', 'domain', true) IS NULL AS no_previous_tag_outside_rotation;
+SELECT kms_rotate_index_key('ore_mail') AS index_key_version;
+UPDATE users_ore SET email = kms_reencrypt(email) WHERE id % 4 = 0;   -- half the example.com rows
+SELECT count(*) AS found_in_window, count(*) FILTER (WHERE lower(trim(plain)) LIKE '%@example.com') AS correct,
+       count(*) FILTER (WHERE kms_blind_tag(email, 'domain') = kms_blind_tag('example.com', 'ore_mail', 'domain')) AS by_new_probe,
+       count(*) FILTER (WHERE kms_blind_tag(email, 'domain') = kms_blind_tag('example.com', 'ore_mail', 'domain', true)) AS by_previous_probe
+  FROM users_ore
+ WHERE kms_blind_tag(email, 'domain') = ANY (ARRAY[kms_blind_tag('example.com', 'ore_mail', 'domain'),
+                                                   kms_blind_tag('example.com', 'ore_mail', 'domain', true)]);
+UPDATE users_ore SET email = kms_reencrypt(email) WHERE id % 4 <> 0;
+REINDEX INDEX users_ore_domain;
+SELECT kms_finish_index_rotation('ore_mail');
+SELECT count(*) AS found_after_retag, kms_blind_tag('example.com', 'ore_mail', 'domain', true) IS NULL AS no_previous_tag_after_finish
+  FROM users_ore WHERE kms_blind_tag(email, 'domain') = kms_blind_tag('example.com', 'ore_mail', 'domain');
 -- dropping an index stops new values carrying it; old values keep theirs
 SELECT kms_drop_index('ore_mail', 'first3');
 SELECT kms_blind_tag(kms_encrypt('new@example.com', 'ore_mail'), 'first3') IS NULL AS new_value_without_dropped,

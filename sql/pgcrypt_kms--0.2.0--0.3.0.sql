@@ -259,6 +259,20 @@ CREATE FUNCTION @extschema@.kms_ore(value date, key_name text) RETURNS @extschem
     AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_ore(value timestamptz, key_name text) RETURNS @extschema@.kms_ore_term
     AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+-- previous => true: the probe under the previous index key during an index key
+-- rotation (NULL when none is in progress), for ranges over values not yet
+-- re-tagged: kms_ore(col) BETWEEN kms_ore(a, k) AND kms_ore(b, k)
+--         OR kms_ore(col) BETWEEN kms_ore(a, k, true) AND kms_ore(b, k, true)
+CREATE FUNCTION @extschema@.kms_ore(value int8, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_ore(value int4, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_ore(value numeric, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_ore(value date, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_ore(value timestamptz, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 -- ---------------------------------------------------------------- named blind indexes
 -- IMMUTABLE: the named tag a value carries, no key.
@@ -270,6 +284,14 @@ CREATE FUNCTION @extschema@.kms_blind_tag(plaintext text, key_name text, index_n
     AS 'MODULE_PATHNAME', 'pgck_kms_blind_tag_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_blind_tag(plaintext bytea, key_name text, index_name text) RETURNS bytea
     AS 'MODULE_PATHNAME', 'pgck_kms_blind_tag_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+-- previous => true: the probe under the previous index key during an index key rotation
+-- (NULL when none is in progress): tag = ANY (ARRAY[kms_blind_tag(v, k, i), kms_blind_tag(v, k, i, true)])
+CREATE FUNCTION @extschema@.kms_blind_tag(plaintext text, key_name text, index_name text, previous bool) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_tag_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_blind_tag(plaintext bytea, key_name text, index_name text, previous bool) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_tag_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_blind_tag(text, text, text, bool) IS 'the probe of a named blind index under the previous index key during an index key rotation (NULL when none is in progress)';
+COMMENT ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text, bool) IS 'the same for bytea plaintexts';
 COMMENT ON FUNCTION @extschema@.kms_blind_tag(text, text, text) IS 'the probe of a named blind index for a lookup';
 COMMENT ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text) IS 'the probe of a named blind index for a lookup of bytea values';
 
@@ -318,6 +340,10 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['int8', 'int4', 'numeric', 'date', 'timestamptz'] LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.kms_ore(%s, text) FROM PUBLIC', t);
         EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.kms_ore(%s, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt', t);
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.kms_ore(%s, text, bool) FROM PUBLIC', t);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.kms_ore(%s, text, bool) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt', t);
+        EXECUTE format('COMMENT ON FUNCTION @extschema@.kms_ore(%s, text, bool) IS %L', t,
+                       'the probe under the previous index key during an index key rotation (NULL when none is in progress)');
     END LOOP;
 END
 $$;
@@ -325,6 +351,10 @@ REVOKE ALL ON FUNCTION @extschema@.kms_blind_tag(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_tag(text, text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+REVOKE ALL ON FUNCTION @extschema@.kms_blind_tag(text, text, text, bool) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text, bool) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_tag(text, text, text, bool) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text, bool) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 -- ================================================================ end of issue 14
 
 ------------------------------------------------------------------ Citus (issue 17)

@@ -81,6 +81,7 @@ typedef struct NamedIndex
 	int			param;
 	int			bits;
 	PgckHmac   *mac;			/* under named_key(): NULL until first needed */
+	PgckHmac   *mac_prev;		/* of the previous index key, during its rotation */
 } NamedIndex;
 
 /* One key's extra indexes, for one statement. */
@@ -94,6 +95,7 @@ typedef struct KeyIndexes
 	int			index_key_version;
 	bool		order;
 	PgckHmac   *ore;			/* NULL until first needed */
+	PgckHmac   *ore_prev;		/* of the previous index key, during its rotation */
 	int			n;
 	NamedIndex	idx[MAX_NAMED_INDEXES];
 } KeyIndexes;
@@ -108,10 +110,14 @@ memo_release(KeyIndexes *m)
 
 	pgck_hmac_free(m->ore);
 	m->ore = NULL;
+	pgck_hmac_free(m->ore_prev);
+	m->ore_prev = NULL;
 	for (i = 0; i < m->n; i++)
 	{
 		pgck_hmac_free(m->idx[i].mac);
 		m->idx[i].mac = NULL;
+		pgck_hmac_free(m->idx[i].mac_prev);
+		m->idx[i].mac_prev = NULL;
 	}
 	m->n = 0;
 	m->used = false;
@@ -167,6 +173,7 @@ load_indexes(PgckCachedKey *k, KeyIndexes *m)
 		ni->param = param_null ? 0 : DatumGetInt32(param);
 		ni->bits = bits;
 		ni->mac = NULL;
+		ni->mac_prev = NULL;
 		m->n++;
 	}
 	systable_endscan(scan);
@@ -213,16 +220,16 @@ require_index_key(PgckCachedKey *k)
 				 errdetail("Order-revealing terms and named blind indexes are derived from the key's index key; the key was created without a blind index or has been destroyed.")));
 }
 
+/* The HMAC of the ORE key derived from index_key into *slot (once per memo). */
 static PgckHmac *
-ore_prf(PgckCachedKey *k, KeyIndexes *m)
+ore_prf_of(PgckCachedKey *k, const uint8 *index_key, PgckHmac **slot)
 {
-	if (m->ore == NULL)
+	if (*slot == NULL)
 	{
 		uint8		okey[PGCK_ORE_KEY_LEN];
 
-		require_index_key(k);
-		if (!pgck_ore_derive_key(k->index_key, okey) ||
-			(m->ore = pgck_hmac_new(okey, sizeof(okey))) == NULL)
+		if (!pgck_ore_derive_key(index_key, okey) ||
+			(*slot = pgck_hmac_new(okey, sizeof(okey))) == NULL)
 		{
 			pgck_wipe(okey, sizeof(okey));
 			ereport(ERROR,
@@ -231,7 +238,29 @@ ore_prf(PgckCachedKey *k, KeyIndexes *m)
 		}
 		pgck_wipe(okey, sizeof(okey));
 	}
-	return m->ore;
+	return *slot;
+}
+
+static PgckHmac *
+ore_prf(PgckCachedKey *k, KeyIndexes *m)
+{
+	require_index_key(k);
+	return ore_prf_of(k, k->index_key, &m->ore);
+}
+
+/*
+ * The ORE key of the previous index key while its rotation is in progress
+ * (kms_rotate_index_key until kms_finish_index_rotation), else NULL: the
+ * terms values still carry from before the rotation are of that key and of
+ * epoch index_key_version - 1.
+ */
+static PgckHmac *
+ore_prf_prev(PgckCachedKey *k, KeyIndexes *m)
+{
+	require_index_key(k);
+	if (k->index_key_prev == NULL)
+		return NULL;
+	return ore_prf_of(k, k->index_key_prev, &m->ore_prev);
 }
 
 /*
@@ -241,18 +270,17 @@ ore_prf(PgckCachedKey *k, KeyIndexes *m)
  * blind index.
  */
 static PgckHmac *
-named_mac(PgckCachedKey *k, NamedIndex *ni)
+named_mac_of(PgckCachedKey *k, NamedIndex *ni, const uint8 *index_key, PgckHmac **slot)
 {
 	static const char salt[] = "pgcrypt_kms named index v1";
 
-	if (ni->mac == NULL)
+	if (*slot == NULL)
 	{
 		uint8		nkey[32];
 
-		require_index_key(k);
-		if (!pgck_hkdf_sha256((const uint8 *) salt, sizeof(salt) - 1, k->index_key, 32,
+		if (!pgck_hkdf_sha256((const uint8 *) salt, sizeof(salt) - 1, index_key, 32,
 							  (const uint8 *) ni->name, strlen(ni->name), nkey, sizeof(nkey)) ||
-			(ni->mac = pgck_hmac_new(nkey, sizeof(nkey))) == NULL)
+			(*slot = pgck_hmac_new(nkey, sizeof(nkey))) == NULL)
 		{
 			pgck_wipe(nkey, sizeof(nkey));
 			ereport(ERROR,
@@ -261,12 +289,26 @@ named_mac(PgckCachedKey *k, NamedIndex *ni)
 		}
 		pgck_wipe(nkey, sizeof(nkey));
 	}
-	return ni->mac;
+	return *slot;
+}
+
+/*
+ * The index's key under the current index key or, with previous, under the
+ * previous one while its rotation is in progress (the caller checks
+ * k->index_key_prev).
+ */
+static PgckHmac *
+named_mac(PgckCachedKey *k, NamedIndex *ni, bool previous)
+{
+	require_index_key(k);
+	if (previous)
+		return named_mac_of(k, ni, k->index_key_prev, &ni->mac_prev);
+	return named_mac_of(k, ni, k->index_key, &ni->mac);
 }
 
 /* The tag of s[0..len) for named index ni into out[PGCK_BLIND_TAG_MAX]; its length. */
 static size_t
-named_tag(PgckCachedKey *k, NamedIndex *ni, const char *s, size_t len, uint8 *out)
+named_tag(PgckCachedKey *k, NamedIndex *ni, bool previous, const char *s, size_t len, uint8 *out)
 {
 	char	   *buf = palloc(len + 1);
 	size_t		n = 0;
@@ -299,7 +341,7 @@ named_tag(PgckCachedKey *k, NamedIndex *ni, const char *s, size_t len, uint8 *ou
 			n = pgck_transform_suffix(s, len, ni->param, buf);
 			break;
 	}
-	ok = pgck_hmac_sha256(named_mac(k, ni), (const uint8 *) buf, n, mac);
+	ok = pgck_hmac_sha256(named_mac(k, ni, previous), (const uint8 *) buf, n, mac);
 	pgck_wipe(buf, len + 1);
 	pfree(buf);
 	if (!ok)
@@ -418,7 +460,7 @@ pgck_value_ext(PgckCachedKey *k, uint8 plain_type, const uint8 *pt, size_t pt_le
 			named[ntags].name = m->idx[i].name;
 			named[ntags].name_len = strlen(m->idx[i].name);
 			named[ntags].tag = tags[ntags];
-			named[ntags].tag_len = named_tag(k, &m->idx[i], (const char *) pt, pt_len, tags[ntags]);
+			named[ntags].tag_len = named_tag(k, &m->idx[i], false, (const char *) pt, pt_len, tags[ntags]);
 			ntags++;
 		}
 	return pgck_envelope_write_ext(out, plain_type, term, term_len, named, ntags);
@@ -904,15 +946,23 @@ pgck_kms_ore_value(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(term_datum(env.ore_term, env.ore_term_len));
 }
 
-/* kms_ore(value, key) → kms_ore_term: the probe of a plaintext. */
+/*
+ * kms_ore(value, key) → kms_ore_term: the probe of a plaintext.
+ * kms_ore(value, key, previous => true): the probe under the previous index
+ * key while an index key rotation is in progress (NULL when none is), so a
+ * range during the transition window is the OR of two index ranges.
+ */
 PG_FUNCTION_INFO_V1(pgck_kms_ore_probe);
 Datum
 pgck_kms_ore_probe(PG_FUNCTION_ARGS)
 {
 	Oid			typid = get_fn_expr_argtype(fcinfo->flinfo, 0);
 	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	bool		previous = PG_NARGS() > 2 && PG_GETARG_BOOL(2);
 	PgckCachedKey *k = pgck_keycache_key(key_name);
 	KeyIndexes *m = k->transform == PGCK_BIDX_NONE ? NULL : indexes_for(k);
+	PgckHmac   *prf;
+	uint8		epoch;
 	uint8		bits[PGCK_ORE_MAX_BIT_BYTES];
 	uint8		term[PGCK_ORE_TERM_MAX];
 	size_t		term_len;
@@ -923,6 +973,21 @@ pgck_kms_ore_probe(PG_FUNCTION_ARGS)
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("key \"%s\" has no order index", k->name),
 				 errhint("Create the key with kms_create_key(..., order_index => true), or add one with kms_add_index(key, 'order', 'order').")));
+	if (previous)
+	{
+		prf = ore_prf_prev(k, m);
+		if (prf == NULL)
+		{
+			pfree(key_name);
+			PG_RETURN_NULL();	/* no rotation in progress: nothing to probe */
+		}
+		epoch = (uint8) (k->index_key_version - 1);
+	}
+	else
+	{
+		prf = ore_prf(k, m);
+		epoch = (uint8) k->index_key_version;
+	}
 	switch (typid)
 	{
 		case INT2OID:
@@ -958,7 +1023,7 @@ pgck_kms_ore_probe(PG_FUNCTION_ARGS)
 			elog(ERROR, "kms_ore is not defined for type %u", typid);
 			domain = 0;
 	}
-	term_len = pgck_ore_encrypt(ore_prf(k, m), domain, (uint8) k->index_key_version, bits, term);
+	term_len = pgck_ore_encrypt(prf, domain, epoch, bits, term);
 	pgck_wipe(bits, sizeof(bits));
 	if (term_len == 0)
 		ereport(ERROR,
@@ -985,7 +1050,12 @@ pgck_kms_blind_tag_value(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(term_datum(t.tag, t.tag_len));
 }
 
-/* kms_blind_tag(text | bytea, key, index) → bytea: the probe for a lookup. */
+/*
+ * kms_blind_tag(text | bytea, key, index) → bytea: the probe for a lookup.
+ * kms_blind_tag(text | bytea, key, index, previous => true): the probe under
+ * the previous index key while an index key rotation is in progress (NULL
+ * when none is), as kms_blind_index_all's second probe.
+ */
 PG_FUNCTION_INFO_V1(pgck_kms_blind_tag_probe);
 Datum
 pgck_kms_blind_tag_probe(PG_FUNCTION_ARGS)
@@ -993,6 +1063,7 @@ pgck_kms_blind_tag_probe(PG_FUNCTION_ARGS)
 	struct varlena *plain = PG_GETARG_VARLENA_PP(0);
 	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *index_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	bool		previous = PG_NARGS() > 3 && PG_GETARG_BOOL(3);
 	PgckCachedKey *k = pgck_keycache_key(key_name);
 	KeyIndexes *m = k->transform == PGCK_BIDX_NONE ? NULL : indexes_for(k);
 	uint8		tag[PGCK_BLIND_TAG_MAX];
@@ -1007,7 +1078,13 @@ pgck_kms_blind_tag_probe(PG_FUNCTION_ARGS)
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("key \"%s\" has no blind index of that name", k->name),
 				 errhint("The key's indexes are listed in kms_key_indexes.")));
-	tag_len = named_tag(k, &m->idx[i], VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), tag);
+	if (previous && k->index_key_prev == NULL)
+	{
+		pfree(key_name);
+		pfree(index_name);
+		PG_RETURN_NULL();		/* no rotation in progress: nothing to probe */
+	}
+	tag_len = named_tag(k, &m->idx[i], previous, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), tag);
 	pfree(key_name);
 	pfree(index_name);
 	PG_RETURN_BYTEA_P(term_datum(tag, tag_len));

@@ -87,6 +87,8 @@ key_release_index_key(PgckCachedKey *k)
 	k->hmac = NULL;
 	pgck_hmac_free(k->hmac_prev);
 	k->hmac_prev = NULL;
+	pgck_locked_free(k->index_key_prev);
+	k->index_key_prev = NULL;
 	pgck_locked_free(k->index_key);
 	k->index_key = NULL;
 }
@@ -722,6 +724,7 @@ pgck_keycache_key(const char *name)
 	if (!found)
 	{
 		k->index_key = NULL;
+		k->index_key_prev = NULL;
 		k->hmac = NULL;
 		k->hmac_prev = NULL;
 	}
@@ -747,13 +750,12 @@ pgck_keycache_key(const char *name)
 		k->unwrapped_at = unwrapped_at;
 		if (row.prev_index_key_wrapped != NULL)
 		{
-			uint8	   *prev = unwrap_index_key(&row,
-											   row.prev_index_kms_key ? row.prev_index_kms_key : row.index_kms_key,
-											   row.prev_index_key_wrapped,
-											   row.prev_index_key_check, shgen, &k->hmac_prev,
-											   &unwrapped_at);
-
-			pgck_locked_free(prev);
+			/* kept: the order key of the previous epoch is derived from it */
+			k->index_key_prev = unwrap_index_key(&row,
+												 row.prev_index_kms_key ? row.prev_index_kms_key : row.index_kms_key,
+												 row.prev_index_key_wrapped,
+												 row.prev_index_key_check, shgen, &k->hmac_prev,
+												 &unwrapped_at);
 			k->unwrapped_at = Min(k->unwrapped_at, unwrapped_at);
 		}
 		k->index_key_version = row.index_key_version;
@@ -814,6 +816,7 @@ keycache_install_key(const char *name, uint32 current_id, PgckTransform transfor
 	if (found)
 		key_release_index_key(k);
 	k->hmac_prev = NULL;
+	k->index_key_prev = NULL;
 	k->hmac = hmac;
 	k->index_key = slot;
 	if (!pgck_key_check(ikey, k->index_check))

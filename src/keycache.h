@@ -64,6 +64,8 @@ typedef struct PgckCachedKey
 	uint8		index_check[PGCK_KEY_CHECK_LEN];
 	PgckHmac   *hmac;
 	PgckHmac   *hmac_prev;		/* previous index key, during its rotation */
+	uint8	   *index_key_prev;	/* locked slot: the previous index key, during its
+								 * rotation (order probes of the previous epoch) */
 	TimestampTz unwrapped_at;
 	uint64		validated_gen;
 } PgckCachedKey;
