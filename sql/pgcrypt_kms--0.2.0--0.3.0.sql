@@ -734,7 +734,7 @@ BEGIN
              WHERE w.key_name OPERATOR(pg_catalog.=) OLD.key_name
                AND w.secret OPERATOR(pg_catalog.=) 'index'
                AND NOT (w.version OPERATOR(pg_catalog.=) NEW.index_key_version AND NEW.index_key_wrapped IS NOT NULL)
-               AND NOT (w.version OPERATOR(pg_catalog.=) NEW.index_key_version OPERATOR(pg_catalog.-) 1
+               AND NOT (w.version OPERATOR(pg_catalog.=) (NEW.index_key_version OPERATOR(pg_catalog.-) 1)
                         AND NEW.prev_index_key_wrapped IS NOT NULL);
         END IF;
     ELSE
