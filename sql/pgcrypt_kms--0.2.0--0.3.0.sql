@@ -787,3 +787,48 @@ CREATE VIEW @extschema@.kms_key_wrappings AS
 COMMENT ON VIEW @extschema@.kms_key_wrappings IS 'additional wrappings of each key (another KMS key or an escrow public key, with its SHA-256 fingerprint); no key material';
 REVOKE ALL ON @extschema@.kms_key_wrappings FROM PUBLIC;
 GRANT SELECT ON @extschema@.kms_key_wrappings TO pgcrypt_kms_admin;
+
+-- Administration of the additional wrappings: admin role only, as the other
+-- key administration.  VOLATILE (KMS calls, keyring writes), PARALLEL UNSAFE
+-- (they write, and run KMS calls in subtransactions).  C, running as the
+-- keyring owner like kms_rotate_key.
+CREATE FUNCTION @extschema@.kms_add_wrapping(key_name text, kms_key text) RETURNS int4
+    AS 'MODULE_PATHNAME', 'pgck_kms_add_wrapping' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_add_wrapping(text, text) IS 'wrap every data key version and index key of a key under another KMS key too (fallback when the primary refuses); returns the wrapping number';
+CREATE FUNCTION @extschema@.kms_add_escrow_key(key_name text, public_key text) RETURNS int4
+    AS 'MODULE_PATHNAME', 'pgck_kms_add_escrow_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_add_escrow_key(text, text) IS 'wrap every data key version and index key of a key under an offline escrow RSA public key (PEM, 3072 bits or more; RSA-OAEP-SHA-256); returns the wrapping number';
+CREATE FUNCTION @extschema@.kms_remove_wrapping(key_name text, wrapping int4) RETURNS void
+    AS 'MODULE_PATHNAME', 'pgck_kms_remove_wrapping' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_remove_wrapping(text, int4) IS 'remove an additional wrapping of a key and delete its wrapped keys';
+CREATE FUNCTION @extschema@.kms_verify_wrappings(key_name text,
+        OUT key_name text, OUT secret text, OUT version int4, OUT wrapping int4,
+        OUT kind text, OUT kms_key text, OUT status text, OUT detail text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'pgck_kms_verify_wrappings' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_verify_wrappings(text) IS 'for every data key version and index key of a key and every wrapping (0 = primary): does it unwrap (KMS), is it well formed (escrow)';
+REVOKE ALL ON FUNCTION @extschema@.kms_add_wrapping(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_add_escrow_key(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_remove_wrapping(text, int4) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_verify_wrappings(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_add_wrapping(text, text) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_add_escrow_key(text, text) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_remove_wrapping(text, int4) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_verify_wrappings(text) TO pgcrypt_kms_admin;
+
+-- kms_cache_stats() gains kms_fallbacks: unwraps that succeeded through an
+-- additional KMS wrapping after the primary key refused (each also logged,
+-- once per key version and backend).
+DROP FUNCTION @extschema@.kms_cache_stats();
+CREATE FUNCTION @extschema@.kms_cache_stats(
+        OUT hits int8, OUT misses int8, OUT unwraps int8, OUT evictions int8,
+        OUT expirations int8, OUT cached_versions int4,
+        OUT kms_calls int8, OUT kms_errors int8, OUT kms_retries int8,
+        OUT kms_ms_avg float8, OUT kms_ms_max float8, OUT decrypt_failures int8,
+        OUT kms_access_denials int8, OUT by_operation jsonb, OUT kms_refusals int8,
+        OUT kms_fallbacks int8)
+    AS 'MODULE_PATHNAME', 'pgck_kms_cache_stats' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.kms_cache_stats() IS 'this backend''s key cache and KMS call counters';
+REVOKE ALL ON FUNCTION @extschema@.kms_cache_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+-- ================================================================ end of issue 15
