@@ -385,7 +385,7 @@ require_tables(void)
 {
 	if (!wrapping_tables_exist())
 		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				(errcode(PGCK_ERRCODE_KEY_STATE),
 				 errmsg("additional wrappings need the pgcrypt_kms 0.3.0 keyring"),
 				 errhint("Run ALTER EXTENSION pgcrypt_kms UPDATE.")));
 }
