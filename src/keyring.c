@@ -713,9 +713,12 @@ unwrap_checked(const char *kms_key, const char *kms_context, const bytea *wrappe
  *
  * A success through another candidate after a refusal is counted
  * (kms_cache_stats().kms_fallbacks) each time and logged once per secret
- * per backend.  Each attempt runs in a subtransaction (outside parallel
- * mode, where none can start: the providers release what they hold in
- * PG_FINALLY, and a KMS call takes no lock or buffer).
+ * per backend.  The usual path costs nothing: the primary is tried first
+ * and the wrappings are read only after it refused (or up front when
+ * wrapping_regions is set).  A refusal is caught without a subtransaction,
+ * as refresh-ahead does (keycache_shared.c): providers release what they
+ * hold in PG_FINALLY and a KMS call takes no lock, buffer or SPI
+ * connection; this also works in parallel workers, which cannot start one.
  */
 typedef struct UnwrapCandidate
 {
@@ -894,102 +897,114 @@ note_fallback(const char *name, const char *what, int32 version, const bytea *ch
 			 errhidestmt(true)));
 }
 
+/*
+ * One attempt: unwrap cands[i] into dek_out.  NULL on success (*arn_out, *rest_out
+ * set), else the error (copied, the error state flushed, dek_out wiped): a
+ * refusal that may fall back.  Any other error is raised at once.
+ */
+static ErrorData *
+unwrap_attempt(const UnwrapCandidate *c, const char *kms_context, const bytea *check,
+			   const char *what, const char *name, int32 version, uint8 *dek_out,
+			   char **arn_out, const char **rest_out)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData  *volatile result = NULL;
+
+	PG_TRY();
+	{
+		*arn_out = unwrap_checked(c->kms_key, kms_context, c->wrapped, check, what, name,
+								  version, dek_out, rest_out);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		pgck_wipe(dek_out, PGCK_DEK_LEN);
+		edata = CopyErrorData();
+		/* a denial (or a cancel, ...) is raised as it is, never routed around */
+		if (!unwrap_may_fall_back(edata->sqlerrcode) || edata->elevel > ERROR)
+		{
+			FreeErrorData(edata);
+			PG_RE_THROW();
+		}
+		FlushErrorState();
+		result = edata;
+	}
+	PG_END_TRY();
+	return result;
+}
+
 void
 pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
 					const bytea *wrapped, const bytea *check,
 					const char *what, const char *name, int32 version,
 					uint8 *dek_out)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	UnwrapCandidate primary;
 	UnwrapCandidate *cands;
+	ErrorData  *first_error = NULL;
 	int			ncands;
 	int			i;
-	ErrorData  *volatile first_error = NULL;
-	volatile bool refused = false;
+	bool		prefer = pgck_wrapping_regions != NULL && pgck_wrapping_regions[0] != '\0';
 
-	ncands = unwrap_candidates(kms_key, wrapped, check, name, &cands);
-	if (ncands == 1)
+	primary.kms_key = (char *) kms_key;
+	primary.wrapped = (bytea *) wrapped;
+	primary.wrapping = 0;
+	primary.rank = 0;
+	if (!prefer)
 	{
-		const char *rest;
-		char	   *arn = unwrap_checked(kms_key, kms_context, wrapped, check, what, name,
-										 version, dek_out, &rest);
+		/* the usual path: the primary alone, no keyring read before it */
+		const char *rest = NULL;
+		char	   *arn = NULL;
 
-		/* called by another reference than the key's ARN: learn the ARN */
-		if (arn != NULL && strcmp(arn, rest) != 0)
-			record_arn(name, wrapped, arn);
-		return;
+		first_error = unwrap_attempt(&primary, kms_context, check, what, name, version,
+									 dek_out, &arn, &rest);
+		if (first_error == NULL)
+		{
+			/* called by another reference than the key's ARN: learn the ARN */
+			if (arn != NULL && strcmp(arn, rest) != 0)
+				record_arn(name, wrapped, arn);
+			return;
+		}
+	}
+	ncands = unwrap_candidates(kms_key, wrapped, check, name, &cands);
+	if (prefer)
+	{
+		for (i = 0; i < ncands; i++)
+			cands[i].rank = region_rank(cands[i].kms_key);
+		qsort(cands, ncands, sizeof(UnwrapCandidate), candidate_cmp);
 	}
 	for (i = 0; i < ncands; i++)
-		cands[i].rank = region_rank(cands[i].kms_key);
-	qsort(cands, ncands, sizeof(UnwrapCandidate), candidate_cmp);
-
-	for (i = 0; i < ncands; i++)
 	{
-		bool		subxact = !IsInParallelMode();
 		const char *rest = NULL;
-		char	   *volatile arn = NULL;
-		volatile bool ok = false;
+		char	   *arn = NULL;
+		ErrorData  *err;
 
-		if (subxact)
-		{
-			BeginInternalSubTransaction(NULL);
-			MemoryContextSwitchTo(cxt);
-		}
-		PG_TRY();
-		{
-			arn = unwrap_checked(cands[i].kms_key, kms_context, cands[i].wrapped, check, what,
-								 name, version, dek_out, &rest);
-			ok = true;
-			if (subxact)
-			{
-				ReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(cxt);
-				CurrentResourceOwner = owner;
-			}
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			if (subxact)
-			{
-				RollbackAndReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(cxt);
-				CurrentResourceOwner = owner;
-			}
-			pgck_wipe(dek_out, PGCK_DEK_LEN);
-			/* a denial (or a cancel, ...) is raised as it is, never routed around */
-			if (!unwrap_may_fall_back(edata->sqlerrcode))
-				ReThrowError(edata);
-			if (first_error == NULL)
-				first_error = edata;
-			else
-				FreeErrorData(edata);
-			/* every candidate refused: the primary's error */
-			if (i == ncands - 1)
-				ReThrowError(first_error);
-			refused = true;
-		}
-		PG_END_TRY();
-		if (ok)
+		if (!prefer && cands[i].wrapping == 0)
+			continue;			/* refused above */
+		err = unwrap_attempt(&cands[i], kms_context, check, what, name, version, dek_out,
+							 &arn, &rest);
+		if (err == NULL)
 		{
 			if (cands[i].wrapping == 0)
 			{
 				if (arn != NULL && rest != NULL && strcmp(arn, rest) != 0)
 					record_arn(name, wrapped, arn);
 			}
-			else if (refused)
+			else if (first_error != NULL)
 				note_fallback(name, what, version, check, &cands[i], first_error);
 			if (first_error != NULL)
 				FreeErrorData(first_error);
 			return;
 		}
+		if (first_error == NULL)
+			first_error = err;
+		else
+			FreeErrorData(err);
 	}
-	elog(ERROR, "no key to unwrap with");	/* not reached: the last failure raised */
+	/* every candidate refused: the first refusal (the primary's, unless a region came first) */
+	ReThrowError(first_error);
 }
 
 bool
