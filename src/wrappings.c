@@ -159,6 +159,34 @@ fetch_wrappings(const char *name, Wrapping **out, MemoryContext cxt)
 	return n;
 }
 
+/* The region of an "aws-kms:arn:<partition>:kms:<region>:..." reference, or NULL. */
+static char *
+aws_arn_region(const char *ref)
+{
+	const char *p;
+	const char *end;
+
+	if (strncmp(ref, "aws-kms:arn:", 12) != 0)
+		return NULL;
+	p = ref + 12;
+	if ((p = strchr(p, ':')) == NULL || (p = strchr(p + 1, ':')) == NULL)
+		return NULL;
+	p++;
+	if ((end = strchr(p, ':')) == NULL)
+		return NULL;
+	return pnstrdup(p, end - p);
+}
+
+/* Are two AWS references ARNs of different regions (ReEncrypt cannot cross them)? */
+static bool
+aws_regions_differ(const char *a, const char *b)
+{
+	char	   *ra = aws_arn_region(a);
+	char	   *rb = aws_arn_region(b);
+
+	return ra != NULL && rb != NULL && strcmp(ra, rb) != 0;
+}
+
 /* RSA-OAEP-wrap a 32-byte secret under an escrow public key (palloc'd bytea). */
 static bytea *
 escrow_wrap(const bytea *der, const uint8 *plaintext)
@@ -182,45 +210,26 @@ escrow_wrap(const bytea *der, const uint8 *plaintext)
 }
 
 /*
- * The blob of one secret under one wrapping.  plaintext may be NULL: it is
- * then unwrapped here (through the primary, with its fallbacks) only when
- * needed -- an escrow key, or a KMS key of another provider -- into locked
- * memory that is wiped before return.  *arn_out: the ARN the KMS reported.
+ * Unwrap a secret here (through the primary, with its fallbacks) into locked
+ * memory, wrap it under w (escrow: RSA-OAEP; KMS: new_p's wrap_data_key),
+ * and wipe it.
  */
 static bytea *
-make_blob(const Wrapping *w, const char *name, const char *kms_context, const Secret *s,
-		  const uint8 *plaintext, char **arn_out)
+unwrap_and_wrap(const Wrapping *w, const char *name, const char *kms_context, const Secret *s,
+				const char *what, const PgckKmsProvider *new_p, const char *new_rest,
+				char **arn_out)
 {
-	const char *what = strcmp(s->secret, "dek") == 0 ? "data key" : "blind-index key";
-	uint8	   *slot = NULL;
+	uint8	   *slot = pgck_locked_alloc();
 	bytea	   *volatile blob = NULL;
 
-	*arn_out = NULL;
-	if (!w->escrow)
-	{
-		const char *old_rest;
-		const char *new_rest;
-		const PgckKmsProvider *old_p = pgck_kms_provider_for(s->ref, &old_rest);
-		const PgckKmsProvider *new_p = pgck_kms_provider_for(w->kms_key, &new_rest);
-
-		/* within one provider, or without the plaintext at hand: the KMS re-wraps */
-		if (old_p == new_p || plaintext == NULL)
-			return pgck_keyring_rewrap_blob(s->ref, w->kms_key, kms_context, s->wrapped,
-											s->check, what, name, s->shown_version, arn_out);
-		if (new_p->wrap_data_key == NULL)
-			ereport(ERROR,
-					(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
-					 errmsg("the %s provider cannot wrap a data key it did not make", new_p->scheme)));
-		return new_p->wrap_data_key(new_rest, kms_context, plaintext, PGCK_DEK_LEN, arn_out);
-	}
-	if (plaintext != NULL)
-		return escrow_wrap(w->public_key, plaintext);
-	slot = pgck_locked_alloc();
 	PG_TRY();
 	{
 		pgck_keyring_unwrap(s->ref, kms_context, s->wrapped, s->check, what, name,
 							s->shown_version, slot);
-		blob = escrow_wrap(w->public_key, slot);
+		if (w->escrow)
+			blob = escrow_wrap(w->public_key, slot);
+		else
+			blob = new_p->wrap_data_key(new_rest, kms_context, slot, PGCK_DEK_LEN, arn_out);
 	}
 	PG_FINALLY();
 	{
@@ -228,6 +237,49 @@ make_blob(const Wrapping *w, const char *name, const char *kms_context, const Se
 	}
 	PG_END_TRY();
 	return blob;
+}
+
+/*
+ * The blob of one secret under one wrapping.  plaintext may be NULL: it is
+ * then unwrapped here (through the primary, with its fallbacks) only when
+ * needed -- an escrow key, a KMS key of another provider or another AWS
+ * region -- into locked memory that is wiped before return.  *arn_out: the
+ * ARN the KMS reported.
+ */
+static bytea *
+make_blob(const Wrapping *w, const char *name, const char *kms_context, const Secret *s,
+		  const uint8 *plaintext, char **arn_out)
+{
+	const char *what = strcmp(s->secret, "dek") == 0 ? "data key" : "blind-index key";
+	const PgckKmsProvider *new_p = NULL;
+	const char *new_rest = NULL;
+
+	*arn_out = NULL;
+	if (!w->escrow)
+	{
+		const char *old_rest;
+		const PgckKmsProvider *old_p = pgck_kms_provider_for(s->ref, &old_rest);
+
+		new_p = pgck_kms_provider_for(w->kms_key, &new_rest);
+
+		/*
+		 * Within one provider the KMS re-wraps (AWS ReEncrypt: no plaintext
+		 * here), except between AWS regions: ReEncrypt is regional, so the
+		 * secret is decrypted in its region and encrypted in the other.
+		 */
+		if (old_p == new_p && !aws_regions_differ(s->ref, w->kms_key))
+			return pgck_keyring_rewrap_blob(s->ref, w->kms_key, kms_context, s->wrapped,
+											s->check, what, name, s->shown_version, arn_out);
+		if (new_p->wrap_data_key == NULL)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+					 errmsg("the %s provider cannot wrap a data key it did not make", new_p->scheme)));
+		if (plaintext != NULL)
+			return new_p->wrap_data_key(new_rest, kms_context, plaintext, PGCK_DEK_LEN, arn_out);
+	}
+	else if (plaintext != NULL)
+		return escrow_wrap(w->public_key, plaintext);
+	return unwrap_and_wrap(w, name, kms_context, s, what, new_p, new_rest, arn_out);
 }
 
 /* Inside SPI: store one blob. */
@@ -397,7 +449,7 @@ next_wrapping(const char *name)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
-	run("SELECT pg_catalog.coalesce(pg_catalog.max(wrapping), 0) OPERATOR(pg_catalog.+) 1"
+	run("SELECT COALESCE(pg_catalog.max(wrapping), 0) OPERATOR(pg_catalog.+) 1"
 		"  FROM " KEYRING_SCHEMA ".key_wrappings WHERE key_name OPERATOR(pg_catalog.=) $1",
 		1, types, values, NULL);
 	return col_int(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
