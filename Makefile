@@ -11,6 +11,7 @@ PURE_OBJS = src/base64.o src/envelope.o src/aead.o src/sigv4.o src/kms_json.o sr
 PURE_OBJS += src/vault_json.o
 PURE_OBJS += src/kmip_ttlv.o
 PURE_OBJS += src/ore.o
+PURE_OBJS += src/escrow.o
 
 OBJS = \
 	src/pgcrypt_kms.o \
@@ -33,6 +34,7 @@ OBJS = \
 	src/kms_vault.o \
 	src/kms_kmip.o \
 	src/citus.o \
+	src/wrappings.o \
 	$(PURE_OBJS)
 
 SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson
@@ -62,6 +64,7 @@ UNIT_TESTS = test/unit/test_envelope test/unit/test_wycheproof test/unit/test_si
 UNIT_TESTS += test/unit/test_vault_json
 UNIT_TESTS += test/unit/test_kmip_ttlv
 UNIT_TESTS += test/unit/test_ore test/unit/test_envelope_ext
+UNIT_TESTS += test/unit/test_escrow
 PURE_SRCS = $(PURE_OBJS:.o=.c)
 
 test/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/*.h) $(wildcard test/unit/*.h)
@@ -95,6 +98,7 @@ EXTRA_CLEAN = test/results test/unit/test_envelope test/unit/test_wycheproof tes
 EXTRA_CLEAN += test/unit/test_vault_json
 EXTRA_CLEAN += test/unit/test_kmip_ttlv
 EXTRA_CLEAN += test/unit/test_ore test/unit/test_envelope_ext
+EXTRA_CLEAN += test/unit/test_escrow
 
 # ---------------------------------------------------------------- PGXN
 # pgcrypt_kms-<default_version>.zip of the committed tree (git archive, so

@@ -725,3 +725,166 @@ CREATE FUNCTION @extschema@.kms_warm_cache(tbl regclass, col name) RETURNS int4
 COMMENT ON FUNCTION @extschema@.kms_warm_cache(regclass, name) IS 'unwrap ahead of use the key versions an enc_text column names (concurrently, with the shared key cache); returns how many it unwrapped';
 REVOKE ALL ON FUNCTION @extschema@.kms_warm_cache(regclass, name) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_warm_cache(regclass, name) TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+
+-- ================================================================ issue 15: disaster recovery (additional wrappings)
+-- Every key may have more wrappings than its primary KMS key: another KMS key
+-- (fallback when the primary refuses) or an offline escrow RSA public key
+-- (recovery with tools/pgck_recover.py).  Each wrapping holds a blob of every
+-- secret of the key: each DEK version and the current and previous index
+-- keys (order and named-index keys are derived from the index key, never
+-- stored).  FORMAT.md section 11 specifies both tables byte for byte.  Like
+-- key_indexes, no foreign keys: a restore may load the tables in any order.
+CREATE TABLE pgcrypt_kms.key_wrappings (
+    key_name    text NOT NULL,   -- a key of pgcrypt_kms.keys
+    wrapping    int4 NOT NULL CHECK (wrapping > 0),   -- 1, 2, …: the fallback order (lowest first)
+    kind        text NOT NULL CHECK (kind IN ('kms', 'escrow')),
+    kms_key     text,            -- kind 'kms': the master key reference (URI, FORMAT.md section 5)
+    public_key  bytea,           -- kind 'escrow': DER SubjectPublicKeyInfo of an RSA key of >= 3072 bits
+    fingerprint bytea,           -- kind 'escrow': SHA-256 of public_key (32 bytes)
+    created     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (key_name, wrapping),
+    CHECK ((kind OPERATOR(pg_catalog.=) 'kms') OPERATOR(pg_catalog.=) (kms_key IS NOT NULL)),
+    CHECK ((kind OPERATOR(pg_catalog.=) 'escrow') OPERATOR(pg_catalog.=)
+           (public_key IS NOT NULL AND fingerprint IS NOT NULL)),
+    CHECK (fingerprint IS NULL OR pg_catalog.length(fingerprint) OPERATOR(pg_catalog.=) 32)
+);
+COMMENT ON TABLE pgcrypt_kms.key_wrappings IS 'additional wrappings of keys: another KMS key or an offline escrow RSA public key';
+SELECT pg_catalog.pg_extension_config_dump('pgcrypt_kms.key_wrappings', '');
+
+CREATE TABLE pgcrypt_kms.wrapped_keys (
+    key_name    text NOT NULL,
+    wrapping    int4 NOT NULL,   -- key_wrappings.wrapping of the same key_name
+    secret      text NOT NULL CHECK (secret IN ('dek', 'index')),
+    version     int4 NOT NULL,   -- 'dek': key_versions.id; 'index': the index key's keys.index_key_version
+    wrapped     bytea NOT NULL,  -- 'kms': the blob as the KMS returned it; 'escrow': RSA-OAEP ciphertext
+    kms_key_arn text,            -- 'kms': the key ARN the KMS reported (as key_versions.kms_key_arn), else NULL
+    key_check   bytea NOT NULL,  -- the key-check value of the wrapped secret (FORMAT.md 4.4), a copy
+    created     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (key_name, wrapping, secret, version)
+);
+COMMENT ON TABLE pgcrypt_kms.wrapped_keys IS 'each secret of a key (DEK versions, index keys) under each additional wrapping';
+SELECT pg_catalog.pg_extension_config_dump('pgcrypt_kms.wrapped_keys', '');
+
+-- Crypto-shredding reaches every wrapping: when a version's wrapped_dek goes
+-- (kms_destroy_key, state 'destroyed') or its row is deleted, its blobs under
+-- every wrapping go too; when an index key is forgotten
+-- (kms_finish_index_rotation, kms_destroy_key), so are its blobs; when a
+-- wrapping is removed, its blobs.  Triggers, so a change made by hand keeps
+-- the rule as well as the extension's functions do.
+CREATE FUNCTION pgcrypt_kms.wrapped_keys_prune() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'key_versions' THEN
+        IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR NEW.wrapped_dek IS NULL THEN
+            DELETE FROM pgcrypt_kms.wrapped_keys w
+             WHERE w.key_name OPERATOR(pg_catalog.=) OLD.key_name
+               AND w.secret OPERATOR(pg_catalog.=) 'dek' AND w.version OPERATOR(pg_catalog.=) OLD.id;
+        END IF;
+    ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'keys' THEN
+        IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+            DELETE FROM pgcrypt_kms.wrapped_keys w WHERE w.key_name OPERATOR(pg_catalog.=) OLD.key_name;
+            DELETE FROM pgcrypt_kms.key_wrappings w WHERE w.key_name OPERATOR(pg_catalog.=) OLD.key_name;
+        ELSE
+            -- keep the index keys the row still holds: current, and previous while set
+            DELETE FROM pgcrypt_kms.wrapped_keys w
+             WHERE w.key_name OPERATOR(pg_catalog.=) OLD.key_name
+               AND w.secret OPERATOR(pg_catalog.=) 'index'
+               AND NOT (w.version OPERATOR(pg_catalog.=) NEW.index_key_version AND NEW.index_key_wrapped IS NOT NULL)
+               AND NOT (w.version OPERATOR(pg_catalog.=) (NEW.index_key_version OPERATOR(pg_catalog.-) 1)
+                        AND NEW.prev_index_key_wrapped IS NOT NULL);
+        END IF;
+    ELSE
+        DELETE FROM pgcrypt_kms.wrapped_keys w
+         WHERE w.key_name OPERATOR(pg_catalog.=) OLD.key_name AND w.wrapping OPERATOR(pg_catalog.=) OLD.wrapping;
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION pgcrypt_kms.wrapped_keys_prune() FROM PUBLIC;
+CREATE TRIGGER wrapped_keys_prune AFTER UPDATE OR DELETE ON pgcrypt_kms.key_versions
+    FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_prune();
+CREATE TRIGGER wrapped_keys_prune AFTER UPDATE OR DELETE ON pgcrypt_kms.keys
+    FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_prune();
+CREATE TRIGGER wrapped_keys_prune AFTER DELETE ON pgcrypt_kms.key_wrappings
+    FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_prune();
+-- a TRUNCATE of the keyring (kms_citus_sync's copy aside) takes the wrappings along
+CREATE FUNCTION pgcrypt_kms.wrapped_keys_truncate() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM pgcrypt_kms.wrapped_keys;
+    IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'keys' THEN
+        DELETE FROM pgcrypt_kms.key_wrappings;
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION pgcrypt_kms.wrapped_keys_truncate() FROM PUBLIC;
+CREATE TRIGGER wrapped_keys_truncate AFTER TRUNCATE ON pgcrypt_kms.keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_truncate();
+CREATE TRIGGER wrapped_keys_truncate AFTER TRUNCATE ON pgcrypt_kms.key_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_truncate();
+
+-- The wrappings of each key, with how many secrets each holds (no key material;
+-- the escrow public key's fingerprint is what an officer compares with the
+-- offline copy).
+CREATE VIEW @extschema@.kms_key_wrappings AS
+    SELECT w.key_name, w.wrapping, w.kind, w.kms_key,
+           pg_catalog.encode(w.fingerprint, 'hex') AS fingerprint,
+           (SELECT pg_catalog.count(*) FROM pgcrypt_kms.wrapped_keys b
+             WHERE b.key_name OPERATOR(pg_catalog.=) w.key_name
+               AND b.wrapping OPERATOR(pg_catalog.=) w.wrapping
+               AND b.secret OPERATOR(pg_catalog.=) 'dek')::int4 AS dek_versions,
+           (SELECT pg_catalog.count(*) FROM pgcrypt_kms.wrapped_keys b
+             WHERE b.key_name OPERATOR(pg_catalog.=) w.key_name
+               AND b.wrapping OPERATOR(pg_catalog.=) w.wrapping
+               AND b.secret OPERATOR(pg_catalog.=) 'index')::int4 AS index_keys,
+           w.created
+      FROM pgcrypt_kms.key_wrappings w;
+COMMENT ON VIEW @extschema@.kms_key_wrappings IS 'additional wrappings of each key (another KMS key or an escrow public key, with its SHA-256 fingerprint); no key material';
+REVOKE ALL ON @extschema@.kms_key_wrappings FROM PUBLIC;
+GRANT SELECT ON @extschema@.kms_key_wrappings TO pgcrypt_kms_admin;
+
+-- Administration of the additional wrappings: admin role only, as the other
+-- key administration.  VOLATILE (KMS calls, keyring writes), PARALLEL UNSAFE
+-- (they write, and run KMS calls in subtransactions).  C, running as the
+-- keyring owner like kms_rotate_key.
+CREATE FUNCTION @extschema@.kms_add_wrapping(key_name text, kms_key text) RETURNS int4
+    AS 'MODULE_PATHNAME', 'pgck_kms_add_wrapping' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_add_wrapping(text, text) IS 'wrap every data key version and index key of a key under another KMS key too (fallback when the primary refuses); returns the wrapping number';
+CREATE FUNCTION @extschema@.kms_add_escrow_key(key_name text, public_key text) RETURNS int4
+    AS 'MODULE_PATHNAME', 'pgck_kms_add_escrow_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_add_escrow_key(text, text) IS 'wrap every data key version and index key of a key under an offline escrow RSA public key (PEM, 3072 bits or more; RSA-OAEP-SHA-256); returns the wrapping number';
+CREATE FUNCTION @extschema@.kms_remove_wrapping(key_name text, wrapping int4) RETURNS void
+    AS 'MODULE_PATHNAME', 'pgck_kms_remove_wrapping' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_remove_wrapping(text, int4) IS 'remove an additional wrapping of a key and delete its wrapped keys';
+CREATE FUNCTION @extschema@.kms_verify_wrappings(key_name text,
+        OUT key_name text, OUT secret text, OUT version int4, OUT wrapping int4,
+        OUT kind text, OUT kms_key text, OUT status text, OUT detail text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'pgck_kms_verify_wrappings' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_verify_wrappings(text) IS 'for every data key version and index key of a key and every wrapping (0 = primary): does it unwrap (KMS), is it well formed (escrow)';
+REVOKE ALL ON FUNCTION @extschema@.kms_add_wrapping(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_add_escrow_key(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_remove_wrapping(text, int4) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_verify_wrappings(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_add_wrapping(text, text) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_add_escrow_key(text, text) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_remove_wrapping(text, int4) TO pgcrypt_kms_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_verify_wrappings(text) TO pgcrypt_kms_admin;
+
+-- kms_cache_stats() gains kms_fallbacks: unwraps that succeeded through an
+-- additional KMS wrapping after the primary key refused (each also logged,
+-- once per key version and backend).
+DROP FUNCTION @extschema@.kms_cache_stats();
+CREATE FUNCTION @extschema@.kms_cache_stats(
+        OUT hits int8, OUT misses int8, OUT unwraps int8, OUT evictions int8,
+        OUT expirations int8, OUT cached_versions int4,
+        OUT kms_calls int8, OUT kms_errors int8, OUT kms_retries int8,
+        OUT kms_ms_avg float8, OUT kms_ms_max float8, OUT decrypt_failures int8,
+        OUT kms_access_denials int8, OUT by_operation jsonb, OUT kms_refusals int8,
+        OUT kms_fallbacks int8)
+    AS 'MODULE_PATHNAME', 'pgck_kms_cache_stats' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.kms_cache_stats() IS 'this backend''s key cache and KMS call counters';
+REVOKE ALL ON FUNCTION @extschema@.kms_cache_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+-- ================================================================ end of issue 15

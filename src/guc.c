@@ -58,6 +58,26 @@ int			pgck_shared_cache_size = 0;
 int			pgck_unwrap_concurrency = 8;
 int			pgck_prefetch_after = 3;
 
+char	   *pgck_wrapping_regions = NULL;
+
+/* A comma-separated list of AWS region names (letters, digits, '-'). */
+static bool
+check_region_list(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	for (p = *newval ? *newval : ""; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+			  *p == ',' || *p == ' '))
+		{
+			GUC_check_errdetail("List AWS region names (lower-case letters, digits and \"-\"), separated by commas.");
+			return false;
+		}
+	}
+	return true;
+}
+
 static bool
 check_endpoint(char **newval, void **extra, GucSource source)
 {
@@ -285,6 +305,12 @@ pgck_guc_init(void)
 							   "Mount path of the Kubernetes auth method.",
 							   NULL, &pgck_vault_kubernetes_mount, "kubernetes",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY, check_vault_path, NULL, NULL);
+
+	DefineCustomStringVariable("pgcrypt_kms.wrapping_regions",
+							   "AWS regions whose KMS wrappings of a key are tried first, in this order (the primary key included).",
+							   "Comma-separated, e.g. 'eu-west-1, eu-central-1'; keys in other regions follow in their usual order (primary, then wrappings by number).",
+							   &pgck_wrapping_regions, "",
+							   PGC_SUSET, 0, check_region_list, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgcrypt_kms");
 }

@@ -53,6 +53,7 @@ extern char *pgck_vault_kubernetes_role;
 extern char *pgck_vault_kubernetes_token_file;
 extern char *pgck_vault_kubernetes_mount;
 
+extern char *pgck_wrapping_regions;	/* "" = primary first, then wrappings by number */
 extern void pgck_guc_init(void);
 
 #endif							/* PGCK_GUC_H */

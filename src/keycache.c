@@ -1215,6 +1215,12 @@ note_kms_refusal(const char *key_name, int32 version, int sqlerrcode)
 /* ---------------------------------------------------------------- stats hooks */
 
 void
+pgck_stats_kms_fallback(void)
+{
+	pgck_stats.kms_fallbacks++;
+}
+
+void
 pgck_stats_kms_call(PgckKmsOp op, double elapsed_ms, bool ok)
 {
 	if (op < 0 || op >= PGCK_NUM_OPS)
@@ -1268,8 +1274,8 @@ Datum
 pgck_kms_cache_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[15];
-	bool		nulls[15];
+	Datum		values[16];
+	bool		nulls[16];
 	int64		calls = 0,
 				errors = 0,
 				retries = 0;
@@ -1315,5 +1321,7 @@ pgck_kms_cache_stats(PG_FUNCTION_ARGS)
 	values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum(ops.data));
 	/* 0.1.0's definition has 14 columns (heap_form_tuple reads natts); 0.2.0 adds kms_refusals */
 	values[14] = Int64GetDatum(pgck_stats.kms_refusals);
+	/* 0.3.0 adds kms_fallbacks */
+	values[15] = Int64GetDatum(pgck_stats.kms_fallbacks);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

@@ -81,6 +81,7 @@ typedef struct PgckCacheStats
 	int64		access_denials;
 	int64		kms_refusals;	/* every refused unwrap, denials included */
 	int64		shared_hits;	/* keys taken from the shared cache, not unwrapped */
+	int64		kms_fallbacks;	/* unwraps through an additional wrapping (issue 15) */
 	int64		calls[PGCK_NUM_OPS];
 	int64		errors[PGCK_NUM_OPS];
 	int64		retries[PGCK_NUM_OPS];

@@ -20,6 +20,8 @@
 
 #include "utils/guc.h"
 
+#include <limits.h>
+
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -34,16 +36,19 @@
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "aead.h"
+#include "guc.h"
 #include "keyring.h"
 #include "keymem.h"
 #include "kms.h"
 #include "pgck_errcodes.h"
+#include "wrappings.h"
 
 #define KEYRING_SCHEMA "pgcrypt_kms"
 
@@ -133,12 +138,7 @@ keyring_owner(void)
 	return owner;
 }
 
-typedef struct OwnerScope
-{
-	Oid			save_userid;
-	int			save_sec;
-	int			save_nestlevel;
-} OwnerScope;
+typedef PgckOwnerScope OwnerScope;
 
 bool
 pgck_keyring_is_keyring_rel(Oid relid)
@@ -172,6 +172,18 @@ owner_scope_leave(OwnerScope *scope)
 {
 	SetUserIdAndSecContext(scope->save_userid, scope->save_sec);
 	AtEOXact_GUC(true, scope->save_nestlevel);
+}
+
+void
+pgck_keyring_scope_enter(PgckOwnerScope *scope)
+{
+	owner_scope_enter(scope);
+}
+
+void
+pgck_keyring_scope_leave(PgckOwnerScope *scope)
+{
+	owner_scope_leave(scope);
 }
 
 /* Copy a result column into the caller's context (SPI memory goes away). */
@@ -683,19 +695,316 @@ unwrap_checked(const char *kms_key, const char *kms_context, const bytea *wrappe
 	return arn;
 }
 
+/*
+ * Unwrap a stored key, falling back to the key's additional KMS wrappings
+ * (issue 15) when its primary master key refuses.
+ *
+ * Candidates: the primary (kms_key, wrapped), then every KMS wrapping of the
+ * same secret (pgcrypt_kms.wrapped_keys rows of key name with this key-check
+ * value), by wrapping number; pgcrypt_kms.wrapping_regions moves the
+ * candidates whose key ARN is in a listed region to the front, in the
+ * listed order.  A candidate's failure moves on to the next only for what a
+ * lost or unreachable key looks like: 55000 (disabled, pending deletion),
+ * 42704 (not found), 58000 (unreachable after the retries, KMS internal
+ * errors, a damaged blob or a returned key that fails its key-check value).
+ * Anything else -- above all 42501, access denied: a policy decision that a
+ * fallback must not route around -- is raised at once.  When every candidate
+ * fails, the primary's error is raised.
+ *
+ * A success through another candidate after a refusal is counted
+ * (kms_cache_stats().kms_fallbacks) each time and logged once per secret
+ * per backend.  The usual path costs nothing: the primary is tried first
+ * and the wrappings are read only after it refused (or up front when
+ * wrapping_regions is set).  A refusal is caught without a subtransaction,
+ * as refresh-ahead does (keycache_shared.c): providers release what they
+ * hold in PG_FINALLY and a KMS call takes no lock, buffer or SPI
+ * connection; this also works in parallel workers, which cannot start one.
+ */
+typedef struct UnwrapCandidate
+{
+	char	   *kms_key;		/* reference for the call (ARN-pinned when known) */
+	bytea	   *wrapped;
+	int32		wrapping;		/* 0 = primary */
+	int			rank;
+} UnwrapCandidate;
+
+static List *fallback_logged = NIL;	/* "name/check-hex" already logged, TopMemoryContext */
+
+static bool
+unwrap_may_fall_back(int sqlerrcode)
+{
+	return sqlerrcode == PGCK_ERRCODE_KEY_STATE ||
+		sqlerrcode == PGCK_ERRCODE_UNKNOWN_KEY ||
+		sqlerrcode == PGCK_ERRCODE_KMS_FAILURE;
+}
+
+/* Position of the region of an "aws-kms:arn:aws:kms:<region>:..." reference in the preference list. */
+static int
+region_rank(const char *ref)
+{
+	const char *p;
+	const char *end;
+	char	   *list;
+	char	   *tok;
+	char	   *save;
+	int			i = 0;
+	int			rank = INT_MAX;
+
+	if (pgck_wrapping_regions == NULL || pgck_wrapping_regions[0] == '\0' ||
+		strncmp(ref, "aws-kms:arn:", 12) != 0)
+		return INT_MAX;
+	p = ref + 12;
+	/* partition, service, region */
+	if ((p = strchr(p, ':')) == NULL || (p = strchr(p + 1, ':')) == NULL)
+		return INT_MAX;
+	p++;
+	end = strchr(p, ':');
+	if (end == NULL)
+		return INT_MAX;
+	list = pstrdup(pgck_wrapping_regions);
+	for (tok = strtok_r(list, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save), i++)
+	{
+		if (strlen(tok) == (size_t) (end - p) && strncmp(tok, p, end - p) == 0)
+		{
+			rank = i;
+			break;
+		}
+	}
+	pfree(list);
+	return rank;
+}
+
+static int
+candidate_cmp(const void *a, const void *b)
+{
+	const UnwrapCandidate *x = a;
+	const UnwrapCandidate *y = b;
+
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
+	return x->wrapping < y->wrapping ? -1 : x->wrapping > y->wrapping;
+}
+
+/* The additional KMS wrappings of a secret; fills cands[1..], returns the total count. */
+static int
+unwrap_candidates(const char *kms_key, const bytea *wrapped, const bytea *check,
+				  const char *name, UnwrapCandidate **cands_out)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	UnwrapCandidate *cands;
+	volatile int n = 1;
+	Oid			nsp = get_namespace_oid(KEYRING_SCHEMA, true);
+
+	cands = palloc0(sizeof(UnwrapCandidate) * 1);
+	cands[0].kms_key = pstrdup(kms_key);
+	cands[0].wrapped = (bytea *) wrapped;
+	cands[0].wrapping = 0;
+	*cands_out = cands;
+	if (check == NULL || !OidIsValid(nsp) ||
+		!OidIsValid(get_relname_relid("wrapped_keys", nsp)) ||
+		!OidIsValid(get_relname_relid("key_wrappings", nsp)))
+		return 1;				/* before ALTER EXTENSION ... UPDATE to 0.3.0 */
+	{
+		OwnerScope	scope;
+
+		owner_scope_enter(&scope);
+		PG_TRY();
+		{
+			Oid			types[2] = {TEXTOID, BYTEAOID};
+			Datum		values[2];
+			SPIPlanPtr	plan;
+			uint64		i;
+			int			ret;
+
+			values[0] = CStringGetTextDatum(name);
+			values[1] = PointerGetDatum(check);
+			SPI_connect();
+			plan = SPI_prepare("SELECT w.wrapping, w.kms_key, b.wrapped, b.kms_key_arn"
+							   "  FROM " KEYRING_SCHEMA ".wrapped_keys b"
+							   "  JOIN " KEYRING_SCHEMA ".key_wrappings w"
+							   "    ON w.key_name OPERATOR(pg_catalog.=) b.key_name"
+							   "   AND w.wrapping OPERATOR(pg_catalog.=) b.wrapping"
+							   " WHERE b.key_name OPERATOR(pg_catalog.=) $1"
+							   "   AND b.key_check OPERATOR(pg_catalog.=) $2"
+							   "   AND w.kind OPERATOR(pg_catalog.=) 'kms'"
+							   " ORDER BY w.wrapping",
+							   2, types);
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			ret = execute_read(plan, values);
+			if (ret != SPI_OK_SELECT)
+				elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
+			if (SPI_processed > 0)
+			{
+				cands = MemoryContextAllocZero(caller, sizeof(UnwrapCandidate) * (SPI_processed + 1));
+				cands[0] = (*cands_out)[0];
+				for (i = 0; i < SPI_processed; i++)
+				{
+					HeapTuple	tup = SPI_tuptable->vals[i];
+					TupleDesc	desc = SPI_tuptable->tupdesc;
+					char	   *ref = col_text(tup, desc, 2, caller);
+					char	   *arn = col_text(tup, desc, 4, caller);
+
+					cands[n].wrapping = col_int(tup, desc, 1);
+					cands[n].wrapped = col_bytea(tup, desc, 3, caller);
+					cands[n].kms_key = call_ref(ref, arn, caller);
+					n++;
+				}
+				*cands_out = cands;
+			}
+			SPI_freeplan(plan);
+			SPI_finish();
+		}
+		PG_FINALLY();
+		{
+			owner_scope_leave(&scope);
+		}
+		PG_END_TRY();
+	}
+	return n;
+}
+
+/* Log a fallback once per secret per backend; count it every time. */
+static void
+note_fallback(const char *name, const char *what, int32 version, const bytea *check,
+			  const UnwrapCandidate *used, const ErrorData *refusal)
+{
+	StringInfoData tag;
+	ListCell   *lc;
+	MemoryContext old;
+	int			i;
+
+	pgck_stats_kms_fallback();
+	initStringInfo(&tag);
+	appendStringInfo(&tag, "%s/", name);
+	if (check != NULL)
+		for (i = 0; i < VARSIZE_ANY_EXHDR(check); i++)
+			appendStringInfo(&tag, "%02x", ((const uint8 *) VARDATA_ANY(check))[i]);
+	foreach(lc, fallback_logged)
+	{
+		if (strcmp((const char *) lfirst(lc), tag.data) == 0)
+			return;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	fallback_logged = lappend(fallback_logged, pstrdup(tag.data));
+	MemoryContextSwitchTo(old);
+	ereport(LOG,
+			(errmsg("pgcrypt_kms: the primary KMS key of key \"%s\" refused the %s of version %d (SQLSTATE %s); unwrapped through wrapping %d (\"%s\")",
+					name, what, version,
+					refusal ? unpack_sql_state(refusal->sqlerrcode) : "none",
+					used->wrapping, used->kms_key),
+			 refusal && refusal->detail ? errdetail_internal("%s", refusal->detail) : 0,
+			 errhidestmt(true)));
+}
+
+/*
+ * One attempt: unwrap cands[i] into dek_out.  NULL on success (*arn_out, *rest_out
+ * set), else the error (copied, the error state flushed, dek_out wiped): a
+ * refusal that may fall back.  Any other error is raised at once.
+ */
+static ErrorData *
+unwrap_attempt(const UnwrapCandidate *c, const char *kms_context, const bytea *check,
+			   const char *what, const char *name, int32 version, uint8 *dek_out,
+			   char **arn_out, const char **rest_out)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData  *volatile result = NULL;
+
+	PG_TRY();
+	{
+		*arn_out = unwrap_checked(c->kms_key, kms_context, c->wrapped, check, what, name,
+								  version, dek_out, rest_out);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		pgck_wipe(dek_out, PGCK_DEK_LEN);
+		edata = CopyErrorData();
+		/* a denial (or a cancel, ...) is raised as it is, never routed around */
+		if (!unwrap_may_fall_back(edata->sqlerrcode) || edata->elevel > ERROR)
+		{
+			FreeErrorData(edata);
+			PG_RE_THROW();
+		}
+		FlushErrorState();
+		result = edata;
+	}
+	PG_END_TRY();
+	return result;
+}
+
 void
 pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
 					const bytea *wrapped, const bytea *check,
 					const char *what, const char *name, int32 version,
 					uint8 *dek_out)
 {
-	const char *rest;
-	char	   *arn = unwrap_checked(kms_key, kms_context, wrapped, check, what, name,
-									 version, dek_out, &rest);
+	UnwrapCandidate primary;
+	UnwrapCandidate *cands;
+	ErrorData  *first_error = NULL;
+	int			ncands;
+	int			i;
+	bool		prefer = pgck_wrapping_regions != NULL && pgck_wrapping_regions[0] != '\0';
 
-	/* called by another reference than the key's ARN: learn the ARN */
-	if (arn != NULL && strcmp(arn, rest) != 0)
-		record_arn(name, wrapped, arn);
+	primary.kms_key = (char *) kms_key;
+	primary.wrapped = (bytea *) wrapped;
+	primary.wrapping = 0;
+	primary.rank = 0;
+	if (!prefer)
+	{
+		/* the usual path: the primary alone, no keyring read before it */
+		const char *rest = NULL;
+		char	   *arn = NULL;
+
+		first_error = unwrap_attempt(&primary, kms_context, check, what, name, version,
+									 dek_out, &arn, &rest);
+		if (first_error == NULL)
+		{
+			/* called by another reference than the key's ARN: learn the ARN */
+			if (arn != NULL && strcmp(arn, rest) != 0)
+				record_arn(name, wrapped, arn);
+			return;
+		}
+	}
+	ncands = unwrap_candidates(kms_key, wrapped, check, name, &cands);
+	if (prefer)
+	{
+		for (i = 0; i < ncands; i++)
+			cands[i].rank = region_rank(cands[i].kms_key);
+		qsort(cands, ncands, sizeof(UnwrapCandidate), candidate_cmp);
+	}
+	for (i = 0; i < ncands; i++)
+	{
+		const char *rest = NULL;
+		char	   *arn = NULL;
+		ErrorData  *err;
+
+		if (!prefer && cands[i].wrapping == 0)
+			continue;			/* refused above */
+		err = unwrap_attempt(&cands[i], kms_context, check, what, name, version, dek_out,
+							 &arn, &rest);
+		if (err == NULL)
+		{
+			if (cands[i].wrapping == 0)
+			{
+				if (arn != NULL && rest != NULL && strcmp(arn, rest) != 0)
+					record_arn(name, wrapped, arn);
+			}
+			else if (first_error != NULL)
+				note_fallback(name, what, version, check, &cands[i], first_error);
+			if (first_error != NULL)
+				FreeErrorData(first_error);
+			return;
+		}
+		if (first_error == NULL)
+			first_error = err;
+		else
+			FreeErrorData(err);
+	}
+	/* every candidate refused: the first refusal (the primary's, unless a region came first) */
+	ReThrowError(first_error);
 }
 
 bool
@@ -1053,6 +1362,9 @@ pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait,
 				id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 				version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 				store_version_arn(id, dek_arn);
+				/* every additional wrapping gets the new version now (issue 15) */
+				pgck_wrappings_wrap_new(name, kms_context, "dek", (int32) id, kms_key,
+										wrapped, dek, DatumGetByteaPP(values[3]));
 				SPI_finish();
 				*id_out = id;
 			}
@@ -1146,6 +1458,9 @@ pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 					  3, types, values, NULL);
 		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		store_index_arn(name, index_arn, true);
+		/* every additional wrapping gets the new index key now (issue 15) */
+		pgck_wrappings_wrap_new(name, kms_context, "index", version, kms_key, wrapped, ikey,
+								DatumGetByteaPP(values[2]));
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -1312,6 +1627,15 @@ rewrap_one(const char *old_ref, const char *new_key, const char *kms_context,
 	}
 	PG_END_TRY();
 	return result;
+}
+
+bytea *
+pgck_keyring_rewrap_blob(const char *old_ref, const char *new_key, const char *kms_context,
+						 const bytea *wrapped, const bytea *check, const char *what,
+						 const char *name, int32 version, char **arn_out)
+{
+	return rewrap_one(old_ref, new_key, kms_context, wrapped, check, what, name, version,
+					  arn_out);
 }
 
 /*

@@ -157,6 +157,30 @@ extern void pgck_keyring_unwrap(const char *kms_key, const char *kms_context,
 								const char *what, const char *name, int32 version,
 								uint8 *dek_out);
 
+/*
+ * Run as the keyring's owner with search_path pinned (see keyring.c); for the
+ * other keyring modules (wrappings.c).  Leave on every path, PG_FINALLY.
+ */
+typedef struct PgckOwnerScope
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			save_nestlevel;
+} PgckOwnerScope;
+extern void pgck_keyring_scope_enter(PgckOwnerScope *scope);
+extern void pgck_keyring_scope_leave(PgckOwnerScope *scope);
+
+/*
+ * Re-wrap a wrapped key under another master key (kms_rewrap_key, additional
+ * wrappings): within one provider without the plaintext passing through this
+ * process (AWS ReEncrypt), across providers by unwrapping (checked against
+ * check) and wrapping here.  Result palloc'd; *arn_out the new key's ARN.
+ */
+extern bytea *pgck_keyring_rewrap_blob(const char *old_ref, const char *new_key,
+									   const char *kms_context, const bytea *wrapped,
+									   const bytea *check, const char *what,
+									   const char *name, int32 version, char **arn_out);
+
 /* Does a cached key-check value equal the keyring's? */
 extern bool pgck_keyring_check_matches(const bytea *check, const uint8 *cached);
 

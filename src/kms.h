@@ -111,6 +111,8 @@ extern const PgckKmsProvider pgck_kms_kmip_provider;
 /* Counters shown by kms_cache_stats(); see keycache.c */
 extern void pgck_stats_kms_call(PgckKmsOp op, double elapsed_ms, bool ok);
 extern void pgck_stats_kms_retry(PgckKmsOp op);
+/* an unwrap that succeeded through an additional wrapping after the primary refused */
+extern void pgck_stats_kms_fallback(void);
 
 extern void pgck_kms_local_init(void);
 extern void pgck_kms_aws_init(void);

@@ -75,7 +75,19 @@ def ctl_list_keys(emu, args):
 
 def ctl_set_fault(emu, args):
     specs = args["faults"] if "faults" in args else [args]
-    return {"added": [emu.faults.add(spec) for spec in specs], "faults": emu.faults.listing()}
+    added = []
+    for spec in specs:
+        # "key_id" (any KeyId form) limits the fault to requests that involve that key
+        key_id = emu.keys.resolve(spec["key_id"], _region(spec)).key_id if "key_id" in spec else None
+        added.append(emu.faults.add(spec, key_id))
+    return {"added": added, "faults": emu.faults.listing()}
+
+
+def ctl_delete_key(emu, args):
+    """The key is gone at once (a deletion that completed): every request naming it is
+    NotFoundException, its ciphertexts InvalidCiphertextException."""
+    key = emu.keys.delete_key(args["key_id"], _region(args))
+    return _key_result(key, _region(args), state="Deleted")
 
 
 def ctl_clear_faults(emu, args):
@@ -162,6 +174,7 @@ COMMANDS = {
     "schedule-deletion": _ctl_state("PendingDeletion"),
     "cancel-deletion": _ctl_state("Disabled"),
     "rotate-key": ctl_rotate_key,
+    "delete-key": ctl_delete_key,
     "list-keys": ctl_list_keys,
     "set-fault": ctl_set_fault,
     "clear-faults": ctl_clear_faults,

@@ -20,6 +20,7 @@ carries Content-Length so connections stay alive across calls.
 """
 
 import argparse
+import base64
 import calendar
 import collections
 import email.utils
@@ -99,16 +100,20 @@ class Clock:
 
 
 class Fault:
-    def __init__(self, op, kind, count, delay_ms, released):
+    def __init__(self, op, kind, count, delay_ms, released, key_id=None):
         self.op = op
         self.kind = kind
         self.remaining = count
         self.delay_ms = delay_ms
         self.released = released
+        self.key_id = key_id        # only requests that involve this key (uuid), or None
 
     def describe(self):
-        return {"op": self.op, "kind": self.kind, "remaining": self.remaining,
-                "delay_ms": self.delay_ms}
+        d = {"op": self.op, "kind": self.kind, "remaining": self.remaining,
+             "delay_ms": self.delay_ms}
+        if self.key_id is not None:
+            d["key_id"] = self.key_id
+        return d
 
 
 class Faults:
@@ -119,7 +124,8 @@ class Faults:
         self._faults = []
         self._released = threading.Event()
 
-    def add(self, spec):
+    def add(self, spec, key_id=None):
+        """key_id: the canonical uuid of the key the fault is limited to (or None)."""
         op = spec.get("op", "*")
         kind = spec.get("kind")
         count = spec.get("count", 1)
@@ -135,14 +141,17 @@ class Faults:
         if kind == "delay" and delay_ms == 0:
             raise ValueError("a delay fault needs delay_ms")
         with self._lock:
-            fault = Fault(op, kind, count, delay_ms, self._released)
+            fault = Fault(op, kind, count, delay_ms, self._released, key_id)
             self._faults.append(fault)
             return fault.describe()
 
-    def take(self, op):
-        """The first armed fault for this operation, counted down; None if there is none."""
+    def take(self, op, key_ids=None):
+        """The first armed fault for this operation (and, for a fault limited to a key, a
+        request involving it: key_ids), counted down; None if there is none."""
         with self._lock:
             for fault in self._faults:
+                if fault.key_id is not None and fault.key_id not in (key_ids or ()):
+                    continue
                 if fault.op == op or (fault.op == "*" and op in KMS_OPERATIONS):
                     if fault.remaining > 0:
                         fault.remaining -= 1
@@ -355,6 +364,25 @@ class Emulator:
             error_type, message = FAULT_ERRORS[fault.kind]
             raise KmsError(error_type, message.format(op=op))
 
+    def keys_involved(self, body, region):
+        """The uuids of the keys a KMS request names or whose ciphertext it carries (for
+        faults limited to a key: a key "in an unreachable region", "denied to us")."""
+        ids = set()
+        for member in ("KeyId", "SourceKeyId", "DestinationKeyId"):
+            ref = body.get(member)
+            if isinstance(ref, str):
+                try:
+                    ids.add(self.keys.resolve(ref, region).key_id)
+                except KmsError:
+                    pass
+        blob = body.get("CiphertextBlob")
+        if isinstance(blob, str):
+            try:
+                ids.add(self.keys.key_of(base64.b64decode(blob, validate=True)).key_id)
+            except (KmsError, ValueError):
+                pass
+        return ids
+
     # ------------------------------------------------------------------ KMS
     def handle_kms(self, request):
         request_id = str(uuid.uuid4())
@@ -381,7 +409,7 @@ class Emulator:
                     from None
             if not isinstance(body, dict):
                 raise KmsError("SerializationException", "Request body must be a JSON object")
-            fault = self.faults.take(op)
+            fault = self.faults.take(op, self.keys_involved(body, region))
             if fault is not None:
                 self.apply_fault(fault, op)
             result = KMS_OPERATIONS[op](Call(self.keys, region, entry), Params(body))

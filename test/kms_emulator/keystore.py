@@ -241,6 +241,16 @@ class KeyStore:
             self._save()
             return key
 
+    def delete_key(self, key_ref, region):
+        """Remove a key and its aliases (a completed deletion); returns the removed key."""
+        with self._lock:
+            key = self.resolve(key_ref, region)
+            del self._keys[key.key_id]
+            for alias in [a for a, k in self._aliases.items() if k == key.key_id]:
+                del self._aliases[alias]
+            self._save()
+            return key
+
     def rotate(self, key_ref, region):
         with self._lock:
             key = self.resolve(key_ref, region)
