@@ -35,6 +35,7 @@ if [ -z "${PGHOST:-}" ] || [ -z "${PGPORT:-}" ] || [ -z "${PGBIN:-}" ]; then
     pgck_start_cluster || { cat "$PGCK_TMP/server.log"; exit 1; }
 fi
 
+. test/providers_lib.sh
 PY=/usr/bin/python3
 HELPER="$ROOT/test/checks/kmip_pykmip.py"
 DB=pgck_kmip
@@ -53,12 +54,7 @@ as_pg() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-server_stop() {  # the server's process group (setsid made it its leader)
-    if [ -f "$K/pid" ]; then
-        as_pg /bin/kill -s KILL -- "-$(cat "$K/pid")" 2>/dev/null
-        rm -f "$K/pid"
-    fi
-}
+server_stop() { pgck_prov_kmip_stop "$K"; }
 
 cleanup() {
     server_stop
@@ -74,57 +70,23 @@ ok() {  # ok STATUS DESCRIPTION
     else FAIL=$((FAIL + 1)); echo "not ok $((PASS + FAIL)) - $2"; fi
 }
 
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-PORT=$(free_port)
-MUTE_PORT=$(free_port)
+PORT=$(pgck_prov_free_port)
+MUTE_PORT=$(pgck_prov_free_port)
 
 # ------------------------------------------------------------ certificates
-pki() {  # pki NAME CA SUBJECT EXTFILE: key and certificate NAME signed by CA
-    openssl req -newkey rsa:2048 -nodes -keyout "$K/$1.key" -out "$K/$1.csr" -subj "$3" 2>/dev/null &&
-        openssl x509 -req -in "$K/$1.csr" -CA "$K/$2.crt" -CAkey "$K/$2.key" -CAcreateserial \
-            -out "$K/$1.crt" -days 2 -extfile "$4" 2>/dev/null
-}
-printf 'subjectAltName = IP:127.0.0.1, DNS:kmip.test\nextendedKeyUsage = serverAuth\n' >"$K/server.ext"
-printf 'extendedKeyUsage = clientAuth\n' >"$K/client.ext"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$K/ca.key" -out "$K/ca.crt" -days 2 -subj "/CN=pgck KMIP test CA" 2>/dev/null &&
+pgck_prov_kmip_pki "$K" &&
     openssl req -x509 -newkey rsa:2048 -nodes -keyout "$K/rogueca.key" -out "$K/rogueca.crt" -days 2 -subj "/CN=pgck rogue CA" 2>/dev/null &&
-    pki server ca "/CN=kmip.test" "$K/server.ext" &&
-    pki client ca "/CN=pgcrypt_kms" "$K/client.ext" &&
-    pki intruder ca "/CN=intruder" "$K/client.ext" &&
-    pki rogue rogueca "/CN=pgcrypt_kms" "$K/client.ext"
+    pgck_prov_kmip_cert "$K" intruder ca "/CN=intruder" "$K/client.ext" &&
+    pgck_prov_kmip_cert "$K" rogue rogueca "/CN=pgcrypt_kms" "$K/client.ext"
 ok $? "throwaway CA, server and client certificates"
 cp "$K/client.key" "$K/client_grp.key"
-chown -R postgres "$K"
-chmod 600 "$K"/*.key
-chmod 640 "$K/client_grp.key"
 
 # ------------------------------------------------------------ PyKMIP's server
-cat >"$K/start.sh" <<SH
-#!/bin/sh
-# start PyKMIP's server in the background and wait until it accepts connections
-cd "$K" && setsid $PY "$HELPER" serve "$K" $PORT >>"$K/serve.out" 2>&1 &
-echo \$! >"$K/pid"
-for i in \$(seq 1 100); do
-    $PY -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' $PORT 2>/dev/null && exit 0
-    sleep 0.1
-done
-exit 1
-SH
-cat >"$K/restart.sh" <<SH
-#!/bin/sh
-# the server dies (its whole process group) and comes back on the same port
-/bin/kill -s KILL -- -\$(cat "$K/pid")
-for i in \$(seq 1 100); do kill -0 \$(cat "$K/pid") 2>/dev/null || break; sleep 0.1; done
-exec "$K/start.sh"
-SH
-chmod 755 "$K/start.sh" "$K/restart.sh"
-chown postgres "$K/start.sh" "$K/restart.sh"
-as_pg "$K/start.sh"
+pgck_prov_kmip_start "$K" "$PORT"
 ok $? "PyKMIP's server listens on 127.0.0.1:$PORT"
+chmod 640 "$K/client_grp.key"
 
-kmipc() { as_pg $PY "$HELPER" "$1" "$K" "$PORT" "${@:2}" 2>>"$K/client.err"; }
+kmipc() { pgck_prov_kmipc "$K" "$PORT" "$@"; }
 K1=$(kmipc create pgck-master-1)
 K2=$(kmipc create pgck-master-2)
 KR=$(kmipc create pgck-revoked)

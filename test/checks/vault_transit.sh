@@ -21,7 +21,7 @@ fail=0
 n=0
 check() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
 
-. test/vault_emulator/lib.sh
+. test/providers_lib.sh
 WORK=$(mktemp -d /tmp/pgck_vault_check.XXXXXX)
 chmod 711 "$WORK"
 mkdir "$WORK/secrets" && chown postgres "$WORK/secrets" && chmod 700 "$WORK/secrets"
@@ -33,22 +33,11 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-pgck_vault_start || { echo "not ok - Vault emulator start"; exit 1; }
+pgck_prov_vault_start || { echo "not ok - Vault emulator start"; exit 1; }
 echo "# Vault emulator on port $PGCK_VAULT_PORT (pid $PGCK_VAULT_PID)"
-VURL="http://127.0.0.1:$PGCK_VAULT_PORT"
-
-# vault_root METHOD PATH [JSON] [NAMESPACE]: the Vault API with the root token
-vault_root() {
-    curl -sS -X "$1" -H "X-Vault-Token: root" ${4:+-H "X-Vault-Namespace: $4"} \
-        ${3:+-H "Content-Type: application/json" -d "$3"} "$VURL/v1/$2"
-}
-# secret_file NAME VALUE [MODE]: a file owned by postgres, mode 0600 by default
-secret_file() {
-    printf '%s\n' "$2" >"$WORK/secrets/$1"
-    chown postgres "$WORK/secrets/$1"
-    chmod "${3:-600}" "$WORK/secrets/$1"
-    echo "$WORK/secrets/$1"
-}
+VURL=$PGCK_PROV_VAULT_URL
+vault_root() { pgck_prov_vault_root "$@"; }
+secret_file() { pgck_prov_secret_file "$WORK/secrets" "$@"; }
 psql_admin() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" "$@"; }
 # q SQL...: one fresh session (empty key cache) in $DB; output and errors with SQLSTATE
 q() {
