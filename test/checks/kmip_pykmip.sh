@@ -45,6 +45,7 @@ PASS=0
 FAIL=0
 BGPID=
 MUTEPID=
+CLOSEPID=
 WORK=$(mktemp -d /tmp/pgck_kmip.XXXXXX)
 chmod 755 "$WORK"
 K=$WORK/kmip            # the server's directory (run as postgres, so psql's \! can restart it)
@@ -60,6 +61,7 @@ cleanup() {
     server_stop
     if [ -n "$BGPID" ]; then kill "$BGPID" 2>/dev/null; wait "$BGPID" 2>/dev/null; fi
     if [ -n "$MUTEPID" ]; then kill "$MUTEPID" 2>/dev/null; wait "$MUTEPID" 2>/dev/null; fi
+    if [ -n "$CLOSEPID" ]; then kill "$CLOSEPID" 2>/dev/null; wait "$CLOSEPID" 2>/dev/null; fi
     rm -rf "$WORK"
     if declare -F pgck_cleanup >/dev/null; then pgck_cleanup; fi
 }
@@ -102,7 +104,7 @@ sqlo() {  # sqlo "EXTRA PGOPTIONS" SQL...: output and errors (SQLSTATE shown)
     local extra=$1
     shift
     as_pg env PGHOST="$PGHOST" PGPORT="$PGPORT" PGOPTIONS="$BASE $extra" \
-        "$PGBIN/psql" -X -q -A -t -U postgres -d "$DB" -v VERBOSITY=verbose "$@" 2>&1
+        "$PGBIN/psql" -X -q -A -t -U postgres -d "$DB" -v VERBOSITY=verbose "$@" 2>&1 | tee -a "$WORK/all.out"
 }
 sql() { sqlo "" -c "$1"; }
 
@@ -268,6 +270,28 @@ grep -q "57014" "$WORK/cancel.out" && [ "$elapsed" -lt "$CANCEL_LIMIT_MS" ]
 ok $? "pg_cancel_backend ends a call to a silent server (57014) within ${CANCEL_LIMIT_MS} ms of the cancel (${elapsed} ms)"
 kill "$MUTEPID" 2>/dev/null; wait "$MUTEPID" 2>/dev/null; MUTEPID=
 
+# a transient failure (the connection closed at once) is retried, up to kms_max_attempts
+CLOSE_PORT=$(pgck_prov_free_port)
+$PY "$HELPER" closer "$CLOSE_PORT" "$WORK/closer.count" &
+CLOSEPID=$!
+for _ in $(seq 1 50); do $PY -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$CLOSE_PORT" 2>/dev/null && break; sleep 0.1; done
+sleep 0.2
+closed() { tr -d ' \n' <"$WORK/closer.count"; }
+c0=$(closed)
+r=$(sqlo "-c pgcrypt_kms.kmip_port=$CLOSE_PORT -c pgcrypt_kms.kms_max_attempts=3" -c "SELECT kms_flush_cache(); SELECT kms_decrypt(v) FROM t WHERE id = 6")
+c3=$(( $(closed) - c0 ))
+r1=$(sqlo "-c pgcrypt_kms.kmip_port=$CLOSE_PORT -c pgcrypt_kms.kms_max_attempts=1" -c "SELECT kms_flush_cache(); SELECT kms_decrypt(v) FROM t WHERE id = 6")
+c1=$(( $(closed) - c0 - c3 ))
+echo "$r" | grep -q "ERROR:  58000" && echo "$r1" | grep -q "ERROR:  58000" && [ "$c3" -eq 3 ] && [ "$c1" -eq 1 ]
+ok $? "a server that closes every connection: retried up to kms_max_attempts (3 → $c3 connections, 1 → $c1), then 58000, not class 08: $(echo "$r" | grep ERROR)"
+kill "$CLOSEPID" 2>/dev/null; wait "$CLOSEPID" 2>/dev/null; CLOSEPID=
+
+# never class 08 (README, SQLSTATEs): every error this check provoked through psql
+errs=$(grep -c "^ERROR:  [0-9A-Z]\{5\}:" "$WORK/all.out")
+c08=$(grep "^ERROR:  08" "$WORK/all.out" | head -3)
+[ "$errs" -ge 10 ] && [ -z "$c08" ]
+ok $? "none of the $errs errors provoked here has a class 08 SQLSTATE (${c08:-none})"
+
 # the master key never left the server; no data key in any log
 ops=$(grep -o "Processing operation: [A-Za-z ]*" "$K/server.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 echo "# PyKMIP operations: $ops"
@@ -281,6 +305,13 @@ LOGS="$K/server.log $K/serve.out"
 [ -n "${PGCK_TMP:-}" ] && [ -f "$PGCK_TMP/server.log" ] && LOGS="$LOGS $PGCK_TMP/server.log"
 [ -n "$DEK" ] && [ -n "$B64" ] && ! grep -qiF -e "$DEK" -e "$B64" $LOGS
 ok $? "the data key (hex or base64) appears in no log ($LOGS)"
+# the client's private key: no line of its PEM body (64 base64 characters each) in any log
+KEYLINES=$(grep -v "^-----" "$K/client.key" | awk 'length($0) >= 40')
+[ -n "$KEYLINES" ] && ! grep -qF -f <(echo "$KEYLINES") $LOGS
+ok $? "no line of the client's private key file appears in any log ($(echo "$KEYLINES" | wc -l) lines looked for)"
+cat "$K/server.log" "$K/client.key" >"$WORK/leaky.log"
+grep -qF -f <(echo "$KEYLINES") "$WORK/leaky.log"
+ok $? "positive control: the same search finds the key in a log that holds it"
 
 echo "# $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -72,8 +72,8 @@ pgcrypt_kms.pkcs11_pin_file = '$D/pin'" \
 check $? "a cluster with SOFTHSM2_CONF in its environment started"
 PPORT=$PGCK_PROV_PGPORT
 
-sql() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$D" -p "$PPORT" -d postgres -v VERBOSITY=sqlstate "$@" 2>&1; }
-sqlv() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$D" -p "$PPORT" -d postgres -v VERBOSITY=verbose "$@" 2>&1; }
+sql() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$D" -p "$PPORT" -d postgres -v VERBOSITY=sqlstate "$@" 2>&1 | tee -a "$D/all.out"; }
+sqlv() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$D" -p "$PPORT" -d postgres -v VERBOSITY=verbose "$@" 2>&1 | tee -a "$D/all.out"; }
 sql -c "CREATE EXTENSION pgcrypt_kms" >/dev/null
 
 # ---- the life of a key
@@ -187,6 +187,24 @@ n=$(grep -c "^$pid C_Decrypt " "$CALLS")
 [ "$n" -eq 0 ]; check $? "... between module calls, before it reached C_Decrypt ($n C_Decrypt calls)"
 out=$(sql -c "SELECT kms_decrypt(v) FROM t ORDER BY 1 LIMIT 1")
 [ "$out" = "hsm secret one" ]; check $? "... and the next session decrypts ($out)"
+touch "$TRIGGER.slow" && chown postgres "$TRIGGER.slow"
+runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$D" -p "$PPORT" -d postgres -v VERBOSITY=sqlstate \
+    -c "SET application_name = 'pgck_p11_cancel'" -c "SELECT kms_decrypt(v) FROM t LIMIT 1" >"$D/cancel.out" 2>&1 &
+bg=$!
+for i in $(seq 1 100); do
+    [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgck_p11_cancel' AND state = 'active'")" = 1 ] && break
+    sleep 0.05
+done
+sleep 0.5
+t0=$(date +%s%3N)
+sql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgck_p11_cancel'" >/dev/null
+wait "$bg"
+el=$(( $(date +%s%3N) - t0 ))
+rm -f "$TRIGGER.slow"
+grep -q "ERROR:  57014" "$D/cancel.out" && [ "$el" -lt 1000 ]
+check $? "a slow token: pg_cancel_backend ends the unwrap between module calls, 57014 within $el ms of the cancel (< 1000; one module call takes 300 ms) ($(tail -1 "$D/cancel.out"))"
+out=$(sql -c "SET pgcrypt_kms.pkcs11_module = '/nonexistent/pgck-no-module.so'" -c "SELECT kms_decrypt(v) FROM t LIMIT 1")
+echo "$out" | grep -q "ERROR:  58000"; check $? "a module that cannot be loaded: 58000, not class 08 ($out)"
 
 # ---- what the provider asked the token
 n_enc=$(grep -c " C_Encrypt = 0x0$" "$CALLS")
@@ -219,6 +237,12 @@ done
 n=$(grep -c -F -e "$PIN" "$SLOG" "$CALLS" "$PGCK_TMP/server.log" 2>/dev/null | awk -F: '{s+=$2} END {print s+0}')
 [ "$n" -eq 0 ]; check $? "no PIN in the server logs or the call log ($n lines; log_min_messages = debug1)"
 grep -q "pinlen=${#PIN} " "$CALLS"; check $? "positive control: the PIN was used (C_Login with a PIN of ${#PIN} characters)"
+
+# never class 08 (README, SQLSTATEs): every error this check provoked through psql
+errs=$(grep -c "^ERROR:  [0-9A-Z]\{5\}" "$D/all.out")
+c08=$(grep "^ERROR:  08" "$D/all.out" | head -3)
+[ "$errs" -ge 10 ] && [ -z "$c08" ]
+check $? "none of the $errs errors provoked here has a class 08 SQLSTATE (${c08:-none})"
 
 stop_cluster
 exit $fail

@@ -44,7 +44,7 @@ q() {
     local args=() s
     for s in "$@"; do args+=(-c "$s"); done
     runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$PGHOST" -p "$PGPORT" -d $DB -v VERBOSITY=verbose \
-        -c "SET log_min_messages = debug1" "${args[@]}" 2>&1
+        -c "SET log_min_messages = debug1" "${args[@]}" 2>&1 | tee -a "$WORK/all.out"
 }
 sqlstate() { echo "$1" | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\).*/\1/p' | head -1; }
 
@@ -235,6 +235,12 @@ faults=$(vaultctl GET stats | $PY -c 'import json,sys; print(json.load(sys.stdin
 check $? "503 on every attempt: 58000 after kms_max_attempts = 3 requests (got $(sqlstate "$out"), $faults requests)"
 vaultctl POST clear-faults >/dev/null
 
+out=$(q "SELECT kms_create_key('nokey', 'vault-transit:transit/no-such-key')")
+[ "$(sqlstate "$out")" = 42704 ]; check $? "a Transit key that does not exist: 42704 (got $(sqlstate "$out"))"
+vaultctl POST reset-stats >/dev/null
+out=$(q "SET pgcrypt_kms.vault_addr = 'http://127.0.0.1:9'" "SET pgcrypt_kms.kms_max_attempts = 2" "SELECT kms_decrypt(v) FROM t WHERE id = 1")
+[ "$(sqlstate "$out")" = 58000 ]; check $? "an unreachable Vault (connection refused): 58000, not class 08 (got $(sqlstate "$out"))"
+
 out=$(q "SET pgcrypt_kms.vault_token_file = '$OPEN_FILE'" "SELECT kms_decrypt(v) FROM t WHERE id = 1")
 [ "$(sqlstate "$out")" = 42501 ] && echo "$out" | grep -q "accessible to other users"
 check $? "a token file readable by others is refused: 42501 (got $(sqlstate "$out"))"
@@ -260,6 +266,12 @@ el=$(( $(date +%s%3N) - t0 ))
 [ "$(sqlstate "$(cat "$WORK/bg.out")")" = 57014 ] && [ "$el" -lt 1000 ]
 check $? "hung Vault + pg_cancel_backend: 57014 within $el ms of the cancel (< 1000)"
 vaultctl POST clear-faults >/dev/null
+
+# never class 08 (README, SQLSTATEs): every error this check provoked through psql
+errs=$(grep -c "^ERROR:  [0-9A-Z]\{5\}:" "$WORK/all.out")
+c08=$(grep "^ERROR:  08" "$WORK/all.out" | head -3)
+[ "$errs" -ge 10 ] && [ -z "$c08" ]
+check $? "none of the $errs errors provoked here has a class 08 SQLSTATE (${c08:-none})"
 
 # ------------------------------------------------------------------ psycopg
 out=$(runuser -u postgres -- $PY - "$PGHOST" "$PGPORT" "$DB" <<'PY' 2>&1
