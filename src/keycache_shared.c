@@ -804,7 +804,7 @@ refresh_one(RefreshJob *job, uint8 *key)
 
 		SET_VARSIZE(wrapped, VARHDRSZ + job->m.wrapped_len);
 		memcpy(VARDATA(wrapped), job->m.wrapped, job->m.wrapped_len);
-		provider->decrypt_data_key(rest, job->m.context, wrapped, key, PGCK_KEYMEM_SLOT, &arn);
+		pgck_kms_decrypt_data_key(provider, rest, job->m.context, wrapped, key, PGCK_KEYMEM_SLOT, &arn);
 		if (!pgck_key_check(key, got) || !pgck_equal_ct(got, job->check, PGCK_KEY_CHECK_LEN))
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_KMS_FAILURE),
@@ -983,7 +983,7 @@ work_one(uint8 *key)
 
 		SET_VARSIZE(wrapped, VARHDRSZ + job.m.wrapped_len);
 		memcpy(VARDATA(wrapped), job.m.wrapped, job.m.wrapped_len);
-		provider->decrypt_data_key(rest, job.m.context, wrapped, key, PGCK_KEYMEM_SLOT, &arn);
+		pgck_kms_decrypt_data_key(provider, rest, job.m.context, wrapped, key, PGCK_KEYMEM_SLOT, &arn);
 		if (!pgck_key_check(key, got) || !pgck_equal_ct(got, job.check, PGCK_KEY_CHECK_LEN))
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_KMS_FAILURE),

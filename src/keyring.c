@@ -680,7 +680,7 @@ unwrap_checked(const char *kms_key, const char *kms_context, const bytea *wrappe
 	uint8		got[PGCK_KEY_CHECK_LEN];
 	char	   *arn = NULL;
 
-	provider->decrypt_data_key(*rest_out, kms_context, wrapped, dek_out, PGCK_DEK_LEN, &arn);
+	pgck_kms_decrypt_data_key(provider, *rest_out, kms_context, wrapped, dek_out, PGCK_DEK_LEN, &arn);
 	if (!pgck_key_check(dek_out, got) || check == NULL ||
 		VARSIZE_ANY_EXHDR(check) != PGCK_KEY_CHECK_LEN ||
 		!pgck_equal_ct(got, (const uint8 *) VARDATA_ANY(check), PGCK_KEY_CHECK_LEN))
@@ -1039,7 +1039,7 @@ generate_data_key(const char *kms_key, const char *kms_context, uint8 *dek_out,
 	const char *rest;
 	const PgckKmsProvider *provider = pgck_kms_provider_for(kms_key, &rest);
 
-	return provider->generate_data_key(rest, kms_context, dek_out, PGCK_DEK_LEN, arn_out);
+	return pgck_kms_generate_data_key(provider, rest, kms_context, dek_out, PGCK_DEK_LEN, arn_out);
 }
 
 /* Is every value of a JSON object a string (an encryption context)? */
@@ -1604,8 +1604,8 @@ rewrap_one(const char *old_ref, const char *new_key, const char *kms_context,
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 					 errmsg("the %s provider cannot re-wrap keys", new_provider->scheme)));
-		return new_provider->reencrypt_data_key(old_rest, new_rest, kms_context, wrapped,
-												arn_out);
+		return pgck_kms_reencrypt_data_key(new_provider, old_rest, new_rest, kms_context,
+										   wrapped, arn_out);
 	}
 	if (new_provider->wrap_data_key == NULL)
 		ereport(ERROR,
@@ -1619,7 +1619,8 @@ rewrap_one(const char *old_ref, const char *new_key, const char *kms_context,
 	{
 		(void) unwrap_checked(old_ref, kms_context, wrapped, check, what, name, version, dek,
 							  &old_rest);
-		result = new_provider->wrap_data_key(new_rest, kms_context, dek, PGCK_DEK_LEN, arn_out);
+		result = pgck_kms_wrap_data_key(new_provider, new_rest, kms_context, dek, PGCK_DEK_LEN,
+										 arn_out);
 	}
 	PG_FINALLY();
 	{

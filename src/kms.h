@@ -94,7 +94,36 @@ typedef struct PgckKmsProvider
 
 	/* Check that a master key exists and is usable; ereport if not. */
 	void		(*check_key) (const char *key_ref);
+
+	/*
+	 * true: each entry point is one whole call, which pgck_kms_* below time
+	 * and count in kms_cache_stats() (AWS, Vault); false: the provider counts
+	 * its own requests (local: the crypto alone; KMIP: each request; PKCS#11:
+	 * each token operation).
+	 */
+	bool		count_calls;
 } PgckKmsProvider;
+
+/*
+ * Call a provider: the keyring calls providers only through these (never
+ * provider->fn directly).  They set *key_arn_out to NULL first, wipe
+ * dek_out when a call that fills it fails, and time and count the call when
+ * the provider's count_calls says so (kms_common.c).
+ */
+extern bytea *pgck_kms_generate_data_key(const PgckKmsProvider *provider, const char *key_ref,
+										 const char *kms_context, uint8 *dek_out,
+										 size_t key_len, char **key_arn_out);
+extern void pgck_kms_decrypt_data_key(const PgckKmsProvider *provider, const char *key_ref,
+									  const char *kms_context, const bytea *wrapped,
+									  uint8 *dek_out, size_t key_len, char **key_arn_out);
+extern bytea *pgck_kms_reencrypt_data_key(const PgckKmsProvider *provider,
+										  const char *old_key_ref, const char *new_key_ref,
+										  const char *kms_context, const bytea *wrapped,
+										  char **key_arn_out);
+extern bytea *pgck_kms_wrap_data_key(const PgckKmsProvider *provider, const char *key_ref,
+									 const char *kms_context, const uint8 *dek, size_t key_len,
+									 char **key_arn_out);
+extern void pgck_kms_check_key(const PgckKmsProvider *provider, const char *key_ref);
 
 /*
  * Look up the provider for a full key URI; ereports 22023 on an unknown or

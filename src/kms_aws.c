@@ -901,127 +901,14 @@ do_check_key(const char *key_ref)
 	pfree(md);
 }
 
-/*
- * The provider entry points: each counts one call in the statistics, with
- * its whole duration (retries and credential fetches included).
- */
-
-static bytea *
-aws_generate_data_key(const char *key_ref, const char *kms_context, uint8 *dek_out,
-					  size_t key_len, char **key_arn_out)
-{
-	double		start = pgck_http_now_ms();
-	volatile bool ok = false;
-	bytea	   *volatile result = NULL;
-
-	PG_TRY();
-	{
-		*key_arn_out = NULL;
-		result = do_generate_data_key(key_ref, kms_context, dek_out, key_len, key_arn_out);
-		ok = true;
-	}
-	PG_FINALLY();
-	{
-		if (!ok)
-			explicit_bzero(dek_out, key_len);
-		pgck_stats_kms_call(PGCK_OP_GENERATE_DATA_KEY, pgck_http_now_ms() - start, ok);
-	}
-	PG_END_TRY();
-	return result;
-}
-
-static void
-aws_decrypt_data_key(const char *key_ref, const char *kms_context, const bytea *wrapped,
-					 uint8 *dek_out, size_t key_len, char **key_arn_out)
-{
-	double		start = pgck_http_now_ms();
-	volatile bool ok = false;
-
-	PG_TRY();
-	{
-		*key_arn_out = NULL;
-		do_decrypt_data_key(key_ref, kms_context, wrapped, dek_out, key_len, key_arn_out);
-		ok = true;
-	}
-	PG_FINALLY();
-	{
-		if (!ok)
-			explicit_bzero(dek_out, key_len);
-		pgck_stats_kms_call(PGCK_OP_DECRYPT, pgck_http_now_ms() - start, ok);
-	}
-	PG_END_TRY();
-}
-
-static bytea *
-aws_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
-					   const char *kms_context, const bytea *wrapped, char **key_arn_out)
-{
-	double		start = pgck_http_now_ms();
-	volatile bool ok = false;
-	bytea	   *volatile result = NULL;
-
-	PG_TRY();
-	{
-		*key_arn_out = NULL;
-		result = do_reencrypt_data_key(old_key_ref, new_key_ref, kms_context, wrapped,
-									   key_arn_out);
-		ok = true;
-	}
-	PG_FINALLY();
-	{
-		pgck_stats_kms_call(PGCK_OP_REENCRYPT, pgck_http_now_ms() - start, ok);
-	}
-	PG_END_TRY();
-	return result;
-}
-
-static bytea *
-aws_wrap_data_key(const char *key_ref, const char *kms_context, const uint8 *dek,
-				  size_t key_len, char **key_arn_out)
-{
-	double		start = pgck_http_now_ms();
-	volatile bool ok = false;
-	bytea	   *volatile result = NULL;
-
-	PG_TRY();
-	{
-		*key_arn_out = NULL;
-		result = do_wrap_data_key(key_ref, kms_context, dek, key_len, key_arn_out);
-		ok = true;
-	}
-	PG_FINALLY();
-	{
-		pgck_stats_kms_call(PGCK_OP_ENCRYPT, pgck_http_now_ms() - start, ok);
-	}
-	PG_END_TRY();
-	return result;
-}
-
-static void
-aws_check_key(const char *key_ref)
-{
-	double		start = pgck_http_now_ms();
-	volatile bool ok = false;
-
-	PG_TRY();
-	{
-		do_check_key(key_ref);
-		ok = true;
-	}
-	PG_FINALLY();
-	{
-		pgck_stats_kms_call(PGCK_OP_DESCRIBE_KEY, pgck_http_now_ms() - start, ok);
-	}
-	PG_END_TRY();
-}
-
 const PgckKmsProvider pgck_kms_aws_provider = {
 	.scheme = "aws-kms",
-	.generate_data_key = aws_generate_data_key,
-	.decrypt_data_key = aws_decrypt_data_key,
-	.reencrypt_data_key = aws_reencrypt_data_key,
-	.wrap_data_key = aws_wrap_data_key,
-	.check_key = aws_check_key,
+	.generate_data_key = do_generate_data_key,
+	.decrypt_data_key = do_decrypt_data_key,
+	.reencrypt_data_key = do_reencrypt_data_key,
+	.wrap_data_key = do_wrap_data_key,
+	.check_key = do_check_key,
+	.count_calls = true,		/* each a whole call, timed by kms_common.c */
 };
 
 /*

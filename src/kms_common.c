@@ -178,3 +178,124 @@ pgck_kms_wipe_pfree(char *p)
 		pfree(p);
 	}
 }
+
+/*
+ * Calling a provider (see kms.h): the one place that times a provider call
+ * and counts it in kms_cache_stats(), for the providers whose entry points
+ * are a whole call each (count_calls), and that wipes the caller's data key
+ * buffer when a call that fills it fails.
+ */
+typedef struct KmsCall
+{
+	PgckKmsOp	op;
+	const char *key_ref;
+	const char *new_key_ref;
+	const char *kms_context;
+	const bytea *wrapped;
+	const uint8 *dek;
+	uint8	   *dek_out;
+	size_t		key_len;
+	char	  **key_arn_out;
+	bytea	   *result;
+} KmsCall;
+
+static void
+kms_call(const PgckKmsProvider *provider, KmsCall *c)
+{
+	double		start = pgck_http_now_ms();
+	volatile bool ok = false;
+
+	if (c->key_arn_out != NULL)
+		*c->key_arn_out = NULL;
+	PG_TRY();
+	{
+		switch (c->op)
+		{
+			case PGCK_OP_GENERATE_DATA_KEY:
+				c->result = provider->generate_data_key(c->key_ref, c->kms_context, c->dek_out,
+														c->key_len, c->key_arn_out);
+				break;
+			case PGCK_OP_DECRYPT:
+				provider->decrypt_data_key(c->key_ref, c->kms_context, c->wrapped, c->dek_out,
+										   c->key_len, c->key_arn_out);
+				break;
+			case PGCK_OP_REENCRYPT:
+				c->result = provider->reencrypt_data_key(c->key_ref, c->new_key_ref, c->kms_context,
+														 c->wrapped, c->key_arn_out);
+				break;
+			case PGCK_OP_ENCRYPT:
+				c->result = provider->wrap_data_key(c->key_ref, c->kms_context, c->dek,
+													c->key_len, c->key_arn_out);
+				break;
+			case PGCK_OP_DESCRIBE_KEY:
+				provider->check_key(c->key_ref);
+				break;
+			default:
+				elog(ERROR, "unexpected KMS operation %d", (int) c->op);
+		}
+		ok = true;
+	}
+	PG_FINALLY();
+	{
+		if (!ok && c->dek_out != NULL)
+			explicit_bzero(c->dek_out, c->key_len);
+		if (provider->count_calls)
+			pgck_stats_kms_call(c->op, pgck_http_now_ms() - start, ok);
+	}
+	PG_END_TRY();
+}
+
+bytea *
+pgck_kms_generate_data_key(const PgckKmsProvider *provider, const char *key_ref,
+						   const char *kms_context, uint8 *dek_out, size_t key_len,
+						   char **key_arn_out)
+{
+	KmsCall		c = {.op = PGCK_OP_GENERATE_DATA_KEY, .key_ref = key_ref,
+	.kms_context = kms_context, .dek_out = dek_out, .key_len = key_len, .key_arn_out = key_arn_out};
+
+	kms_call(provider, &c);
+	return c.result;
+}
+
+void
+pgck_kms_decrypt_data_key(const PgckKmsProvider *provider, const char *key_ref,
+						  const char *kms_context, const bytea *wrapped, uint8 *dek_out,
+						  size_t key_len, char **key_arn_out)
+{
+	KmsCall		c = {.op = PGCK_OP_DECRYPT, .key_ref = key_ref, .kms_context = kms_context,
+	.wrapped = wrapped, .dek_out = dek_out, .key_len = key_len, .key_arn_out = key_arn_out};
+
+	kms_call(provider, &c);
+}
+
+bytea *
+pgck_kms_reencrypt_data_key(const PgckKmsProvider *provider, const char *old_key_ref,
+							const char *new_key_ref, const char *kms_context,
+							const bytea *wrapped, char **key_arn_out)
+{
+	KmsCall		c = {.op = PGCK_OP_REENCRYPT, .key_ref = old_key_ref, .new_key_ref = new_key_ref,
+	.kms_context = kms_context, .wrapped = wrapped, .key_arn_out = key_arn_out};
+
+	kms_call(provider, &c);
+	return c.result;
+}
+
+bytea *
+pgck_kms_wrap_data_key(const PgckKmsProvider *provider, const char *key_ref,
+					   const char *kms_context, const uint8 *dek, size_t key_len,
+					   char **key_arn_out)
+{
+	KmsCall		c = {.op = PGCK_OP_ENCRYPT, .key_ref = key_ref, .kms_context = kms_context,
+	.dek = dek, .key_len = key_len, .key_arn_out = key_arn_out};
+
+	kms_call(provider, &c);
+	return c.result;
+}
+
+void
+pgck_kms_check_key(const PgckKmsProvider *provider, const char *key_ref)
+{
+	KmsCall		c = {.op = PGCK_OP_DESCRIBE_KEY, .key_ref = key_ref};
+
+	kms_call(provider, &c);
+}

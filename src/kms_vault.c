@@ -869,7 +869,7 @@ transit_post(PgckKmsOp op, const VaultKeyRef *ref, const char *verb, const char 
 
 static bytea *
 do_generate_data_key(const char *key_ref, const char *kms_context, uint8 *dek_out,
-					 size_t key_len)
+					 size_t key_len, char **key_arn_out)
 {
 	VaultKeyRef ref;
 	PgckHttpResponse resp;
@@ -905,7 +905,7 @@ do_generate_data_key(const char *key_ref, const char *kms_context, uint8 *dek_ou
 
 static void
 do_decrypt_data_key(const char *key_ref, const char *kms_context, const bytea *wrapped,
-					uint8 *dek_out, size_t key_len)
+					uint8 *dek_out, size_t key_len, char **key_arn_out)
 {
 	VaultKeyRef ref;
 	PgckHttpResponse resp;
@@ -929,7 +929,7 @@ do_decrypt_data_key(const char *key_ref, const char *kms_context, const bytea *w
 
 static bytea *
 do_wrap_data_key(const char *key_ref, const char *kms_context, const uint8 *dek,
-				 size_t key_len)
+				 size_t key_len, char **key_arn_out)
 {
 	VaultKeyRef ref;
 	PgckHttpResponse resp;
@@ -991,12 +991,13 @@ rewrap_other_key(const char *old_key_ref, const char *new_key_ref, const char *k
 				 const bytea *wrapped)
 {
 	uint8		dek[PGCK_DEK_LEN];
+	char	   *no_arn;
 	bytea	   *volatile result = NULL;
 
 	PG_TRY();
 	{
-		do_decrypt_data_key(old_key_ref, kms_context, wrapped, dek, sizeof(dek));
-		result = do_wrap_data_key(new_key_ref, kms_context, dek, sizeof(dek));
+		do_decrypt_data_key(old_key_ref, kms_context, wrapped, dek, sizeof(dek), &no_arn);
+		result = do_wrap_data_key(new_key_ref, kms_context, dek, sizeof(dek), &no_arn);
 	}
 	PG_FINALLY();
 	{
@@ -1008,7 +1009,7 @@ rewrap_other_key(const char *old_key_ref, const char *new_key_ref, const char *k
 
 static bytea *
 do_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
-					  const char *kms_context, const bytea *wrapped)
+					  const char *kms_context, const bytea *wrapped, char **key_arn_out)
 {
 	VaultKeyRef src;
 	VaultKeyRef dst;
@@ -1067,124 +1068,12 @@ do_check_key(const char *key_ref)
 				 errmsg("Vault Transit key \"%s\" does not support encryption", uri)));
 }
 
-/*
- * The provider entry points: each counts one call in the statistics, with
- * its whole duration (retries and logins included).
- */
-
-static bytea *
-vault_generate_data_key(const char *key_ref, const char *kms_context, uint8 *dek_out,
-						size_t key_len, char **key_arn_out)
-{
-	double		start = pgck_http_now_ms();
-	volatile bool ok = false;
-	bytea	   *volatile result = NULL;
-
-	PG_TRY();
-	{
-		*key_arn_out = NULL;
-		result = do_generate_data_key(key_ref, kms_context, dek_out, key_len);
-		ok = true;
-	}
-	PG_FINALLY();
-	{
-		if (!ok)
-			explicit_bzero(dek_out, key_len);
-		pgck_stats_kms_call(PGCK_OP_GENERATE_DATA_KEY, pgck_http_now_ms() - start, ok);
-	}
-	PG_END_TRY();
-	return result;
-}
-
-static void
-vault_decrypt_data_key(const char *key_ref, const char *kms_context, const bytea *wrapped,
-					   uint8 *dek_out, size_t key_len, char **key_arn_out)
-{
-	double		start = pgck_http_now_ms();
-	volatile bool ok = false;
-
-	PG_TRY();
-	{
-		*key_arn_out = NULL;
-		do_decrypt_data_key(key_ref, kms_context, wrapped, dek_out, key_len);
-		ok = true;
-	}
-	PG_FINALLY();
-	{
-		if (!ok)
-			explicit_bzero(dek_out, key_len);
-		pgck_stats_kms_call(PGCK_OP_DECRYPT, pgck_http_now_ms() - start, ok);
-	}
-	PG_END_TRY();
-}
-
-static bytea *
-vault_reencrypt_data_key(const char *old_key_ref, const char *new_key_ref,
-						 const char *kms_context, const bytea *wrapped, char **key_arn_out)
-{
-	double		start = pgck_http_now_ms();
-	volatile bool ok = false;
-	bytea	   *volatile result = NULL;
-
-	PG_TRY();
-	{
-		*key_arn_out = NULL;
-		result = do_reencrypt_data_key(old_key_ref, new_key_ref, kms_context, wrapped);
-		ok = true;
-	}
-	PG_FINALLY();
-	{
-		pgck_stats_kms_call(PGCK_OP_REENCRYPT, pgck_http_now_ms() - start, ok);
-	}
-	PG_END_TRY();
-	return result;
-}
-
-static bytea *
-vault_wrap_data_key(const char *key_ref, const char *kms_context, const uint8 *dek,
-					size_t key_len, char **key_arn_out)
-{
-	double		start = pgck_http_now_ms();
-	volatile bool ok = false;
-	bytea	   *volatile result = NULL;
-
-	PG_TRY();
-	{
-		*key_arn_out = NULL;
-		result = do_wrap_data_key(key_ref, kms_context, dek, key_len);
-		ok = true;
-	}
-	PG_FINALLY();
-	{
-		pgck_stats_kms_call(PGCK_OP_ENCRYPT, pgck_http_now_ms() - start, ok);
-	}
-	PG_END_TRY();
-	return result;
-}
-
-static void
-vault_check_key(const char *key_ref)
-{
-	double		start = pgck_http_now_ms();
-	volatile bool ok = false;
-
-	PG_TRY();
-	{
-		do_check_key(key_ref);
-		ok = true;
-	}
-	PG_FINALLY();
-	{
-		pgck_stats_kms_call(PGCK_OP_DESCRIBE_KEY, pgck_http_now_ms() - start, ok);
-	}
-	PG_END_TRY();
-}
-
 const PgckKmsProvider pgck_kms_vault_provider = {
 	.scheme = "vault-transit",
-	.generate_data_key = vault_generate_data_key,
-	.decrypt_data_key = vault_decrypt_data_key,
-	.reencrypt_data_key = vault_reencrypt_data_key,
-	.wrap_data_key = vault_wrap_data_key,
-	.check_key = vault_check_key,
+	.generate_data_key = do_generate_data_key,
+	.decrypt_data_key = do_decrypt_data_key,
+	.reencrypt_data_key = do_reencrypt_data_key,
+	.wrap_data_key = do_wrap_data_key,
+	.check_key = do_check_key,
+	.count_calls = true,		/* each a whole call, timed by kms_common.c */
 };

@@ -12,6 +12,8 @@
                                          client, verify its check value for context
                                          CTX, print the data key in hex
   kmip_pykmip.py mute PORT               a TCP server that accepts and never answers
+  kmip_pykmip.py closer PORT COUNTFILE   a TCP server that closes every connection at once,
+                                         counting them in COUNTFILE
 
 The client uses DIR/admin.crt (CN=admin... same identity as the database's
 client certificate, so it owns the keys it creates).
@@ -50,6 +52,20 @@ def main():
         while True:
             c, _ = s.accept()
             held.append(c)      # never read, never answer, never close
+    if cmd == "closer":
+        # a server that accepts every connection and closes it at once (a transient
+        # failure); the number of connections so far is written to COUNTFILE
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(sys.argv[2])))
+        s.listen(16)
+        n = 0
+        while True:
+            c, _ = s.accept()
+            n += 1
+            with open(sys.argv[3], "w") as f:
+                f.write("%d\n" % n)
+            c.close()
     DIR, port = sys.argv[2], sys.argv[3]
     if cmd == "serve":
         from kmip.services.server import KmipServer

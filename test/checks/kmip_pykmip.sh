@@ -35,6 +35,7 @@ if [ -z "${PGHOST:-}" ] || [ -z "${PGPORT:-}" ] || [ -z "${PGBIN:-}" ]; then
     pgck_start_cluster || { cat "$PGCK_TMP/server.log"; exit 1; }
 fi
 
+. test/providers_lib.sh
 PY=/usr/bin/python3
 HELPER="$ROOT/test/checks/kmip_pykmip.py"
 DB=pgck_kmip
@@ -44,6 +45,7 @@ PASS=0
 FAIL=0
 BGPID=
 MUTEPID=
+CLOSEPID=
 WORK=$(mktemp -d /tmp/pgck_kmip.XXXXXX)
 chmod 755 "$WORK"
 K=$WORK/kmip            # the server's directory (run as postgres, so psql's \! can restart it)
@@ -53,17 +55,13 @@ as_pg() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-server_stop() {  # the server's process group (setsid made it its leader)
-    if [ -f "$K/pid" ]; then
-        as_pg /bin/kill -s KILL -- "-$(cat "$K/pid")" 2>/dev/null
-        rm -f "$K/pid"
-    fi
-}
+server_stop() { pgck_prov_kmip_stop "$K"; }
 
 cleanup() {
     server_stop
     if [ -n "$BGPID" ]; then kill "$BGPID" 2>/dev/null; wait "$BGPID" 2>/dev/null; fi
     if [ -n "$MUTEPID" ]; then kill "$MUTEPID" 2>/dev/null; wait "$MUTEPID" 2>/dev/null; fi
+    if [ -n "$CLOSEPID" ]; then kill "$CLOSEPID" 2>/dev/null; wait "$CLOSEPID" 2>/dev/null; fi
     rm -rf "$WORK"
     if declare -F pgck_cleanup >/dev/null; then pgck_cleanup; fi
 }
@@ -74,57 +72,23 @@ ok() {  # ok STATUS DESCRIPTION
     else FAIL=$((FAIL + 1)); echo "not ok $((PASS + FAIL)) - $2"; fi
 }
 
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-PORT=$(free_port)
-MUTE_PORT=$(free_port)
+PORT=$(pgck_prov_free_port)
+MUTE_PORT=$(pgck_prov_free_port)
 
 # ------------------------------------------------------------ certificates
-pki() {  # pki NAME CA SUBJECT EXTFILE: key and certificate NAME signed by CA
-    openssl req -newkey rsa:2048 -nodes -keyout "$K/$1.key" -out "$K/$1.csr" -subj "$3" 2>/dev/null &&
-        openssl x509 -req -in "$K/$1.csr" -CA "$K/$2.crt" -CAkey "$K/$2.key" -CAcreateserial \
-            -out "$K/$1.crt" -days 2 -extfile "$4" 2>/dev/null
-}
-printf 'subjectAltName = IP:127.0.0.1, DNS:kmip.test\nextendedKeyUsage = serverAuth\n' >"$K/server.ext"
-printf 'extendedKeyUsage = clientAuth\n' >"$K/client.ext"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$K/ca.key" -out "$K/ca.crt" -days 2 -subj "/CN=pgck KMIP test CA" 2>/dev/null &&
+pgck_prov_kmip_pki "$K" &&
     openssl req -x509 -newkey rsa:2048 -nodes -keyout "$K/rogueca.key" -out "$K/rogueca.crt" -days 2 -subj "/CN=pgck rogue CA" 2>/dev/null &&
-    pki server ca "/CN=kmip.test" "$K/server.ext" &&
-    pki client ca "/CN=pgcrypt_kms" "$K/client.ext" &&
-    pki intruder ca "/CN=intruder" "$K/client.ext" &&
-    pki rogue rogueca "/CN=pgcrypt_kms" "$K/client.ext"
+    pgck_prov_kmip_cert "$K" intruder ca "/CN=intruder" "$K/client.ext" &&
+    pgck_prov_kmip_cert "$K" rogue rogueca "/CN=pgcrypt_kms" "$K/client.ext"
 ok $? "throwaway CA, server and client certificates"
 cp "$K/client.key" "$K/client_grp.key"
-chown -R postgres "$K"
-chmod 600 "$K"/*.key
-chmod 640 "$K/client_grp.key"
 
 # ------------------------------------------------------------ PyKMIP's server
-cat >"$K/start.sh" <<SH
-#!/bin/sh
-# start PyKMIP's server in the background and wait until it accepts connections
-cd "$K" && setsid $PY "$HELPER" serve "$K" $PORT >>"$K/serve.out" 2>&1 &
-echo \$! >"$K/pid"
-for i in \$(seq 1 100); do
-    $PY -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' $PORT 2>/dev/null && exit 0
-    sleep 0.1
-done
-exit 1
-SH
-cat >"$K/restart.sh" <<SH
-#!/bin/sh
-# the server dies (its whole process group) and comes back on the same port
-/bin/kill -s KILL -- -\$(cat "$K/pid")
-for i in \$(seq 1 100); do kill -0 \$(cat "$K/pid") 2>/dev/null || break; sleep 0.1; done
-exec "$K/start.sh"
-SH
-chmod 755 "$K/start.sh" "$K/restart.sh"
-chown postgres "$K/start.sh" "$K/restart.sh"
-as_pg "$K/start.sh"
+pgck_prov_kmip_start "$K" "$PORT"
 ok $? "PyKMIP's server listens on 127.0.0.1:$PORT"
+chmod 640 "$K/client_grp.key"
 
-kmipc() { as_pg $PY "$HELPER" "$1" "$K" "$PORT" "${@:2}" 2>>"$K/client.err"; }
+kmipc() { pgck_prov_kmipc "$K" "$PORT" "$@"; }
 K1=$(kmipc create pgck-master-1)
 K2=$(kmipc create pgck-master-2)
 KR=$(kmipc create pgck-revoked)
@@ -140,7 +104,7 @@ sqlo() {  # sqlo "EXTRA PGOPTIONS" SQL...: output and errors (SQLSTATE shown)
     local extra=$1
     shift
     as_pg env PGHOST="$PGHOST" PGPORT="$PGPORT" PGOPTIONS="$BASE $extra" \
-        "$PGBIN/psql" -X -q -A -t -U postgres -d "$DB" -v VERBOSITY=verbose "$@" 2>&1
+        "$PGBIN/psql" -X -q -A -t -U postgres -d "$DB" -v VERBOSITY=verbose "$@" 2>&1 | tee -a "$WORK/all.out"
 }
 sql() { sqlo "" -c "$1"; }
 
@@ -306,6 +270,28 @@ grep -q "57014" "$WORK/cancel.out" && [ "$elapsed" -lt "$CANCEL_LIMIT_MS" ]
 ok $? "pg_cancel_backend ends a call to a silent server (57014) within ${CANCEL_LIMIT_MS} ms of the cancel (${elapsed} ms)"
 kill "$MUTEPID" 2>/dev/null; wait "$MUTEPID" 2>/dev/null; MUTEPID=
 
+# a transient failure (the connection closed at once) is retried, up to kms_max_attempts
+CLOSE_PORT=$(pgck_prov_free_port)
+$PY "$HELPER" closer "$CLOSE_PORT" "$WORK/closer.count" &
+CLOSEPID=$!
+for _ in $(seq 1 50); do $PY -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$CLOSE_PORT" 2>/dev/null && break; sleep 0.1; done
+sleep 0.2
+closed() { tr -d ' \n' <"$WORK/closer.count"; }
+c0=$(closed)
+r=$(sqlo "-c pgcrypt_kms.kmip_port=$CLOSE_PORT -c pgcrypt_kms.kms_max_attempts=3" -c "SELECT kms_flush_cache(); SELECT kms_decrypt(v) FROM t WHERE id = 6")
+c3=$(( $(closed) - c0 ))
+r1=$(sqlo "-c pgcrypt_kms.kmip_port=$CLOSE_PORT -c pgcrypt_kms.kms_max_attempts=1" -c "SELECT kms_flush_cache(); SELECT kms_decrypt(v) FROM t WHERE id = 6")
+c1=$(( $(closed) - c0 - c3 ))
+echo "$r" | grep -q "ERROR:  58000" && echo "$r1" | grep -q "ERROR:  58000" && [ "$c3" -eq 3 ] && [ "$c1" -eq 1 ]
+ok $? "a server that closes every connection: retried up to kms_max_attempts (3 → $c3 connections, 1 → $c1), then 58000, not class 08: $(echo "$r" | grep ERROR)"
+kill "$CLOSEPID" 2>/dev/null; wait "$CLOSEPID" 2>/dev/null; CLOSEPID=
+
+# never class 08 (README, SQLSTATEs): every error this check provoked through psql
+errs=$(grep -c "^ERROR:  [0-9A-Z]\{5\}:" "$WORK/all.out")
+c08=$(grep "^ERROR:  08" "$WORK/all.out" | head -3)
+[ "$errs" -ge 5 ] && [ -z "$c08" ]
+ok $? "none of the $errs errors provoked here has a class 08 SQLSTATE (${c08:-none})"
+
 # the master key never left the server; no data key in any log
 ops=$(grep -o "Processing operation: [A-Za-z ]*" "$K/server.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 echo "# PyKMIP operations: $ops"
@@ -319,6 +305,13 @@ LOGS="$K/server.log $K/serve.out"
 [ -n "${PGCK_TMP:-}" ] && [ -f "$PGCK_TMP/server.log" ] && LOGS="$LOGS $PGCK_TMP/server.log"
 [ -n "$DEK" ] && [ -n "$B64" ] && ! grep -qiF -e "$DEK" -e "$B64" $LOGS
 ok $? "the data key (hex or base64) appears in no log ($LOGS)"
+# the client's private key: no line of its PEM body (64 base64 characters each) in any log
+KEYLINES=$(grep -v "^-----" "$K/client.key" | awk 'length($0) >= 40')
+[ -n "$KEYLINES" ] && ! grep -qF -f <(echo "$KEYLINES") $LOGS
+ok $? "no line of the client's private key file appears in any log ($(echo "$KEYLINES" | wc -l) lines looked for)"
+cat "$K/server.log" "$K/client.key" >"$WORK/leaky.log"
+grep -qF -f <(echo "$KEYLINES") "$WORK/leaky.log"
+ok $? "positive control: the same search finds the key in a log that holds it"
 
 echo "# $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -25,35 +25,23 @@ cd "$(dirname "$0")/../.."
 fail=0
 check() { if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; fail=1; fi; }
 
+. test/providers_lib.sh
 D="$PGCK_TMP/p11"
 PIN=pgck-test-pin-5501
 SOPIN=pgck-test-so-pin-7702
-SOFTHSM=/usr/lib/softhsm/libsofthsm2.so
+SOFTHSM=$PGCK_PROV_SOFTHSM
 [ -f "$SOFTHSM" ] || { echo "not ok - SoftHSM2 module $SOFTHSM missing (apt-get install softhsm2)"; exit 1; }
-rm -rf "$D" && mkdir -p "$D/tokens"
-CFLAGS_P11=$(pkg-config --cflags p11-kit-1 2>/dev/null || echo -I/usr/include/p11-kit-1)
-cc -O1 -Wall -Wextra -Werror -Wno-unused-parameter $CFLAGS_P11 -shared -fPIC -o "$D/p11_logwrap.so" test/pkcs11/p11_logwrap.c &&
-    cc -O1 -Wall -Wextra -Werror $CFLAGS_P11 -o "$D/p11_helper" test/pkcs11/p11_helper.c
-check $? "test helpers built from <p11-kit/pkcs11.h>"
-cat >"$D/softhsm2.conf" <<EOF
-directories.tokendir = $D/tokens
-objectstore.backend = file
-log.level = ERROR
-slots.removable = false
-EOF
-printf '%s\n' "$PIN" >"$D/pin"
+pgck_prov_softhsm_setup "$D" "$PIN" "$SOPIN"
+check $? "test helpers built from <p11-kit/pkcs11.h>, token pg initialised"
 printf '%s\n' "wrong-$PIN" >"$D/pin.wrong"
 printf '%s\n' "$PIN" >"$D/pin.shared"
-chown -R postgres:postgres "$D"
-chmod 700 "$D"
-chmod 600 "$D/pin" "$D/pin.wrong"
+chown postgres:postgres "$D/pin.wrong" "$D/pin.shared"
+chmod 600 "$D/pin.wrong"
 chmod 640 "$D/pin.shared"
-asp() { runuser -u postgres -- env SOFTHSM2_CONF="$D/softhsm2.conf" "$@"; }
-asp softhsm2-util --init-token --free --label pg --pin "$PIN" --so-pin "$SOPIN" >/dev/null
-check $? "token pg initialised"
-asp "$D/p11_helper" "$SOFTHSM" genkey pg "$PIN" master >/dev/null &&
-    asp "$D/p11_helper" "$SOFTHSM" genkey pg "$PIN" master2 >/dev/null &&
-    asp "$D/p11_helper" "$SOFTHSM" genkey pg "$PIN" loose extractable >/dev/null
+asp() { pgck_prov_as_hsm "$D" "$@"; }
+pgck_prov_softhsm_genkey "$D" "$PIN" master &&
+    pgck_prov_softhsm_genkey "$D" "$PIN" master2 &&
+    pgck_prov_softhsm_genkey "$D" "$PIN" loose extractable
 check $? "keys master, master2 (non-extractable) and loose (extractable) generated in the token"
 
 mechs=$(asp "$D/p11_helper" "$SOFTHSM" mechs pg "$PIN" -)
@@ -71,32 +59,21 @@ echo "$probe" | grep -q "CKA_VALUE read: CKR_OK"
 check $? "positive control: the extractable key's CKA_VALUE can be read ($(echo "$probe" | tail -1))"
 
 # ---- a cluster whose environment reaches SoftHSM2 and the logging wrapper
-PDATA="$D/data"
-PPORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 CALLS="$D/calls.log"
 TRIGGER="$D/reset"
 SLOG="$D/server.log"
-runuser -u postgres -- "$PGBIN/initdb" -D "$PDATA" -A trust -U postgres --no-sync >"$D/initdb.log" 2>&1
-cat >>"$PDATA/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $PPORT
-unix_socket_directories = '$D'
-fsync = off
-max_connections = 20
-log_line_prefix = '%m [%p] %q%u@%d '
-log_min_messages = debug1
+stop_cluster() { pgck_prov_stop_cluster "$D"; }
+trap stop_cluster EXIT
+pgck_prov_start_cluster "$D" "log_min_messages = debug1
 shared_preload_libraries = 'pgcrypt_kms'
 pgcrypt_kms.pkcs11_module = '$D/p11_logwrap.so'
-pgcrypt_kms.pkcs11_pin_file = '$D/pin'
-CONF
-stop_cluster() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PDATA" -m immediate -w stop >/dev/null 2>&1 || true; }
-trap stop_cluster EXIT
-runuser -u postgres -- env SOFTHSM2_CONF="$D/softhsm2.conf" PGCK_P11_REAL="$SOFTHSM" PGCK_P11_LOG="$CALLS" \
-    PGCK_P11_TRIGGER="$TRIGGER" "$PGBIN/pg_ctl" -D "$PDATA" -l "$SLOG" -w -t 60 start >/dev/null
+pgcrypt_kms.pkcs11_pin_file = '$D/pin'" \
+    SOFTHSM2_CONF="$D/softhsm2.conf" PGCK_P11_REAL="$SOFTHSM" PGCK_P11_LOG="$CALLS" PGCK_P11_TRIGGER="$TRIGGER"
 check $? "a cluster with SOFTHSM2_CONF in its environment started"
+PPORT=$PGCK_PROV_PGPORT
 
-sql() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$D" -p "$PPORT" -d postgres -v VERBOSITY=sqlstate "$@" 2>&1; }
-sqlv() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$D" -p "$PPORT" -d postgres -v VERBOSITY=verbose "$@" 2>&1; }
+sql() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$D" -p "$PPORT" -d postgres -v VERBOSITY=sqlstate "$@" 2>&1 | tee -a "$D/all.out"; }
+sqlv() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$D" -p "$PPORT" -d postgres -v VERBOSITY=verbose "$@" 2>&1 | tee -a "$D/all.out"; }
 sql -c "CREATE EXTENSION pgcrypt_kms" >/dev/null
 
 # ---- the life of a key
@@ -210,6 +187,24 @@ n=$(grep -c "^$pid C_Decrypt " "$CALLS")
 [ "$n" -eq 0 ]; check $? "... between module calls, before it reached C_Decrypt ($n C_Decrypt calls)"
 out=$(sql -c "SELECT kms_decrypt(v) FROM t ORDER BY 1 LIMIT 1")
 [ "$out" = "hsm secret one" ]; check $? "... and the next session decrypts ($out)"
+touch "$TRIGGER.slow" && chown postgres "$TRIGGER.slow"
+runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$D" -p "$PPORT" -d postgres -v VERBOSITY=sqlstate \
+    -c "SET application_name = 'pgck_p11_cancel'" -c "SELECT kms_decrypt(v) FROM t LIMIT 1" >"$D/cancel.out" 2>&1 &
+bg=$!
+for i in $(seq 1 100); do
+    [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgck_p11_cancel' AND state = 'active'")" = 1 ] && break
+    sleep 0.05
+done
+sleep 0.5
+t0=$(date +%s%3N)
+sql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgck_p11_cancel'" >/dev/null
+wait "$bg"
+el=$(( $(date +%s%3N) - t0 ))
+rm -f "$TRIGGER.slow"
+grep -q "ERROR:  57014" "$D/cancel.out" && [ "$el" -lt 1000 ]
+check $? "a slow token: pg_cancel_backend ends the unwrap between module calls, 57014 within $el ms of the cancel (< 1000; one module call takes 300 ms) ($(tail -1 "$D/cancel.out"))"
+out=$(sql -c "SET pgcrypt_kms.pkcs11_module = '/nonexistent/pgck-no-module.so'" -c "SELECT kms_decrypt(v) FROM t LIMIT 1")
+echo "$out" | grep -q "ERROR:  58000"; check $? "a module that cannot be loaded: 58000, not class 08 ($out)"
 
 # ---- what the provider asked the token
 n_enc=$(grep -c " C_Encrypt = 0x0$" "$CALLS")
@@ -242,6 +237,12 @@ done
 n=$(grep -c -F -e "$PIN" "$SLOG" "$CALLS" "$PGCK_TMP/server.log" 2>/dev/null | awk -F: '{s+=$2} END {print s+0}')
 [ "$n" -eq 0 ]; check $? "no PIN in the server logs or the call log ($n lines; log_min_messages = debug1)"
 grep -q "pinlen=${#PIN} " "$CALLS"; check $? "positive control: the PIN was used (C_Login with a PIN of ${#PIN} characters)"
+
+# never class 08 (README, SQLSTATEs): every error this check provoked through psql
+errs=$(grep -c "^ERROR:  [0-9A-Z]\{5\}" "$D/all.out")
+c08=$(grep "^ERROR:  08" "$D/all.out" | head -3)
+[ "$errs" -ge 5 ] && [ -z "$c08" ]
+check $? "none of the $errs errors provoked here has a class 08 SQLSTATE (${c08:-none})"
 
 stop_cluster
 exit $fail

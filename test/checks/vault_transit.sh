@@ -21,7 +21,7 @@ fail=0
 n=0
 check() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
 
-. test/vault_emulator/lib.sh
+. test/providers_lib.sh
 WORK=$(mktemp -d /tmp/pgck_vault_check.XXXXXX)
 chmod 711 "$WORK"
 mkdir "$WORK/secrets" && chown postgres "$WORK/secrets" && chmod 700 "$WORK/secrets"
@@ -33,29 +33,18 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-pgck_vault_start || { echo "not ok - Vault emulator start"; exit 1; }
+pgck_prov_vault_start || { echo "not ok - Vault emulator start"; exit 1; }
 echo "# Vault emulator on port $PGCK_VAULT_PORT (pid $PGCK_VAULT_PID)"
-VURL="http://127.0.0.1:$PGCK_VAULT_PORT"
-
-# vault_root METHOD PATH [JSON] [NAMESPACE]: the Vault API with the root token
-vault_root() {
-    curl -sS -X "$1" -H "X-Vault-Token: root" ${4:+-H "X-Vault-Namespace: $4"} \
-        ${3:+-H "Content-Type: application/json" -d "$3"} "$VURL/v1/$2"
-}
-# secret_file NAME VALUE [MODE]: a file owned by postgres, mode 0600 by default
-secret_file() {
-    printf '%s\n' "$2" >"$WORK/secrets/$1"
-    chown postgres "$WORK/secrets/$1"
-    chmod "${3:-600}" "$WORK/secrets/$1"
-    echo "$WORK/secrets/$1"
-}
+VURL=$PGCK_PROV_VAULT_URL
+vault_root() { pgck_prov_vault_root "$@"; }
+secret_file() { pgck_prov_secret_file "$WORK/secrets" "$@"; }
 psql_admin() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" "$@"; }
 # q SQL...: one fresh session (empty key cache) in $DB; output and errors with SQLSTATE
 q() {
     local args=() s
     for s in "$@"; do args+=(-c "$s"); done
     runuser -u postgres -- "$PGBIN/psql" -X -At -q -h "$PGHOST" -p "$PGPORT" -d $DB -v VERBOSITY=verbose \
-        -c "SET log_min_messages = debug1" "${args[@]}" 2>&1
+        -c "SET log_min_messages = debug1" "${args[@]}" 2>&1 | tee -a "$WORK/all.out"
 }
 sqlstate() { echo "$1" | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\).*/\1/p' | head -1; }
 
@@ -246,6 +235,12 @@ faults=$(vaultctl GET stats | $PY -c 'import json,sys; print(json.load(sys.stdin
 check $? "503 on every attempt: 58000 after kms_max_attempts = 3 requests (got $(sqlstate "$out"), $faults requests)"
 vaultctl POST clear-faults >/dev/null
 
+out=$(q "SELECT kms_create_key('nokey', 'vault-transit:transit/no-such-key')")
+[ "$(sqlstate "$out")" = 42704 ]; check $? "a Transit key that does not exist: 42704 (got $(sqlstate "$out"))"
+vaultctl POST reset-stats >/dev/null
+out=$(q "SET pgcrypt_kms.vault_addr = 'http://127.0.0.1:9'" "SET pgcrypt_kms.kms_max_attempts = 2" "SELECT kms_decrypt(v) FROM t WHERE id = 1")
+[ "$(sqlstate "$out")" = 58000 ]; check $? "an unreachable Vault (connection refused): 58000, not class 08 (got $(sqlstate "$out"))"
+
 out=$(q "SET pgcrypt_kms.vault_token_file = '$OPEN_FILE'" "SELECT kms_decrypt(v) FROM t WHERE id = 1")
 [ "$(sqlstate "$out")" = 42501 ] && echo "$out" | grep -q "accessible to other users"
 check $? "a token file readable by others is refused: 42501 (got $(sqlstate "$out"))"
@@ -271,6 +266,12 @@ el=$(( $(date +%s%3N) - t0 ))
 [ "$(sqlstate "$(cat "$WORK/bg.out")")" = 57014 ] && [ "$el" -lt 1000 ]
 check $? "hung Vault + pg_cancel_backend: 57014 within $el ms of the cancel (< 1000)"
 vaultctl POST clear-faults >/dev/null
+
+# never class 08 (README, SQLSTATEs): every error this check provoked through psql
+errs=$(grep -c "^ERROR:  [0-9A-Z]\{5\}:" "$WORK/all.out")
+c08=$(grep "^ERROR:  08" "$WORK/all.out" | head -3)
+[ "$errs" -ge 5 ] && [ -z "$c08" ]
+check $? "none of the $errs errors provoked here has a class 08 SQLSTATE (${c08:-none})"
 
 # ------------------------------------------------------------------ psycopg
 out=$(runuser -u postgres -- $PY - "$PGHOST" "$PGPORT" "$DB" <<'PY' 2>&1
