@@ -43,14 +43,18 @@ are then removed unless --keep-going), 2 on a usage error or an unreadable dump.
 """
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import hmac
 import json
 import os
 import re
+import shutil
 import stat
 import sys
+import tempfile
+import zlib
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -337,6 +341,338 @@ def csv_field(b):
     return b'"' + b.replace(b'"', b'""') + b'"'
 
 
+# ---------------------------------------------------------------- custom-format archives (pg_dump -Fc)
+#
+# The archive format is pg_dump's own (src/bin/pg_dump/pg_backup_archiver.c and
+# pg_backup_custom.c): "PGDMP", the archive version (major, minor, revision),
+# the integer and offset sizes, the format (1 = custom), the compression, the
+# creation date, the database name and the server and pg_dump versions; then
+# the table of contents (TOC), one entry per object with its definition and, for
+# TABLE DATA, its COPY statement and where its data block is; then the data
+# blocks (type byte, dump id, chunks of (compressed) COPY text, a zero length
+# ends a block).  An integer is a sign byte and intSize bytes, least significant
+# first; a string is an integer length (-1: NULL) and that many bytes.  The
+# reader below renders the archive as the lines of a plain dump (a "-- Name: ...;
+# Type: ...; Schema: ..." comment before each entry, its definition, and COPY
+# data ending with "\."), so everything after it reads both formats alike.
+
+class DumpFormatError(Exception):
+    """An archive that cannot be read; the message names no data."""
+
+
+ARCHIVE_MAGIC = b"PGDMP"
+ARCHIVE_VERSIONS = {(1, 12), (1, 13), (1, 14), (1, 15), (1, 16)}   # PG 9.6 .. 18
+ARCH_FORMATS = {0: "unknown", 1: "custom", 2: "files", 3: "tar", 4: "null", 5: "directory"}
+ARCH_CUSTOM = 1
+COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "lz4", 3: "zstd"}
+K_OFFSET_POS_NOT_SET, K_OFFSET_POS_SET, K_OFFSET_NO_DATA = 1, 2, 3
+BLK_DATA, BLK_BLOBS = 1, 3
+CONVERT_HINT = "convert it with PostgreSQL's own tools first: pg_restore -f - DUMP | pgck_recover.py -"
+
+
+class _ArchiveReader:
+    def __init__(self, f, size):
+        self.f, self.size = f, size
+        self.int_size = 4
+        self.off_size = 8
+
+    def pos(self):
+        return self.f.tell()
+
+    def read(self, n, what):
+        if n < 0 or n > self.size - self.pos():
+            raise DumpFormatError("the archive ends inside %s at byte %d (truncated or corrupted)"
+                                  % (what, self.pos()))
+        b = self.f.read(n)
+        if len(b) != n:
+            raise DumpFormatError("the archive ends inside %s (truncated)" % what)
+        return b
+
+    def byte(self, what):
+        return self.read(1, what)[0]
+
+    def int(self, what):
+        sign = self.byte(what)
+        if sign not in (0, 1):
+            raise DumpFormatError("a corrupted integer (%s) at byte %d" % (what, self.pos() - 1))
+        v = int.from_bytes(self.read(self.int_size, what), "little")
+        if v > 0x7FFFFFFF:
+            raise DumpFormatError("an integer out of range (%s) at byte %d" % (what, self.pos()))
+        return -v if sign else v
+
+    def str(self, what):
+        n = self.int(what)
+        if n < 0:
+            if n != -1:
+                raise DumpFormatError("a corrupted string length (%s) at byte %d" % (what, self.pos()))
+            return None
+        return self.read(n, what)
+
+    def offset(self, what):
+        flag = self.byte(what)
+        if flag not in (K_OFFSET_POS_NOT_SET, K_OFFSET_POS_SET, K_OFFSET_NO_DATA):
+            raise DumpFormatError("a corrupted data offset (%s) at byte %d" % (what, self.pos() - 1))
+        return flag, int.from_bytes(self.read(self.off_size, what), "little")
+
+
+class TocEntry:
+    __slots__ = ("dump_id", "had_dumper", "tag", "desc", "defn", "copy_stmt", "namespace",
+                 "owner", "data_state", "data_pos")
+
+
+class CustomArchive:
+    """A pg_dump custom-format archive, read without PostgreSQL."""
+
+    def __init__(self, path):
+        self.path = path
+        self.f = open(path, "rb")
+        try:
+            self.size = os.fstat(self.f.fileno()).st_size
+            self._read_header_and_toc()
+            self._index_blocks()
+        except BaseException:
+            self.f.close()
+            raise
+
+    def close(self):
+        self.f.close()
+
+    def _read_header_and_toc(self):
+        r = self.r = _ArchiveReader(self.f, self.size)
+        if r.read(5, "the header") != ARCHIVE_MAGIC:
+            raise DumpFormatError("not a pg_dump archive (no PGDMP header)")
+        vmaj, vmin, vrev = r.byte("the header"), r.byte("the header"), r.byte("the header")
+        self.version = (vmaj, vmin)
+        if (vmaj, vmin) not in ARCHIVE_VERSIONS:
+            raise DumpFormatError("archive version %d.%d.%d is not one this tool reads (1.12 to 1.16, "
+                                  "pg_dump 9.6 to 18); %s" % (vmaj, vmin, vrev, CONVERT_HINT))
+        r.int_size = r.byte("the header")
+        r.off_size = r.byte("the header")
+        if r.int_size not in (4, 8) or r.off_size not in (4, 8):
+            raise DumpFormatError("the archive header is corrupted (integer size %d, offset size %d)"
+                                  % (r.int_size, r.off_size))
+        fmt = r.byte("the header")
+        if fmt != ARCH_CUSTOM:
+            raise DumpFormatError("the archive is in pg_dump's %s format, not the custom format; %s"
+                                  % (ARCH_FORMATS.get(fmt, "unknown (%d)" % fmt), CONVERT_HINT))
+        if self.version >= (1, 15):
+            alg = r.byte("the header")
+        else:
+            level = r.int("the header")
+            alg = 0 if level == 0 else 1
+        if alg not in (0, 1):
+            raise DumpFormatError("the archive's data is compressed with %s, which this tool does not "
+                                  "decompress (only gzip and none); %s"
+                                  % (COMPRESSION_NAMES.get(alg, "an unknown method (%d)" % alg), CONVERT_HINT))
+        self.compression = COMPRESSION_NAMES[alg]
+        for _ in range(7):               # creation date: sec, min, hour, mday, mon, year, isdst
+            r.int("the header's date")
+        r.str("the header's database name")
+        r.str("the header's server version")
+        r.str("the header's pg_dump version")
+        count = r.int("the TOC")
+        if count < 0 or count > self.size:
+            raise DumpFormatError("the archive's TOC count is corrupted")
+        self.toc = []
+        ids = set()
+        for i in range(count):
+            what = "TOC entry %d" % (i + 1)
+            te = TocEntry()
+            te.dump_id = r.int(what)
+            if te.dump_id <= 0 or te.dump_id in ids:
+                raise DumpFormatError("%s has an invalid dump id (corrupted TOC)" % what)
+            ids.add(te.dump_id)
+            te.had_dumper = r.int(what)
+            r.str(what)                  # catalog table oid
+            r.str(what)                  # object oid
+            te.tag = r.str(what)
+            te.desc = r.str(what)
+            if te.tag is None or te.desc is None:
+                raise DumpFormatError("%s has no name or type (corrupted TOC)" % what)
+            r.int(what)                  # section
+            te.defn = r.str(what)
+            r.str(what)                  # drop statement
+            te.copy_stmt = r.str(what)
+            te.namespace = r.str(what)
+            r.str(what)                  # tablespace
+            r.str(what)                  # table access method (1.14)
+            if self.version >= (1, 16):
+                r.int(what)              # relkind
+            te.owner = r.str(what)
+            r.str(what)                  # "false": WITH OIDS
+            while r.str(what) is not None:   # dependencies, a NULL ends them
+                pass
+            te.data_state, te.data_pos = r.offset(what)
+            self.toc.append(te)
+        self.data_start = r.pos()
+
+    def _skip_chunks(self, what):
+        r = self.r
+        while True:
+            n = r.int(what)
+            if n == 0:
+                return
+            if n < 0:
+                raise DumpFormatError("a corrupted chunk length in %s" % what)
+            if n > self.size - r.pos():
+                raise DumpFormatError("the archive ends inside %s (truncated)" % what)
+            self.f.seek(n, 1)
+
+    def _index_blocks(self):
+        """Where each TABLE DATA entry's block starts: at the offset the TOC records, else
+        found by reading the blocks one after the other from the end of the TOC (pg_dump
+        leaves the offsets unset when it writes to a pipe), stopping once every entry is
+        found (what follows the last block is not read: the pg_dump 17 and 18 builds here
+        append a second copy of the TOC to a file on standard output)."""
+        r = self.r
+        self.blocks = {}
+        wanted = {te.dump_id: te for te in self.toc
+                  if te.desc == b"TABLE DATA" and te.data_state != K_OFFSET_NO_DATA}
+        for te in list(wanted.values()):
+            if te.data_state == K_OFFSET_POS_SET:
+                if not self.data_start <= te.data_pos < self.size:
+                    raise DumpFormatError("the data offset of %s is outside the archive (corrupted "
+                                          "or truncated)" % _toc_name(te))
+                self.f.seek(te.data_pos)
+                if r.byte("a data block") != BLK_DATA or r.int("a data block") != te.dump_id:
+                    raise DumpFormatError("the data offset of %s does not point at its data block "
+                                          "(corrupted archive)" % _toc_name(te))
+                self.blocks[te.dump_id] = r.pos()
+                del wanted[te.dump_id]
+        self.f.seek(self.data_start)
+        while wanted:
+            if r.pos() >= self.size:
+                te = next(iter(wanted.values()))
+                raise DumpFormatError("the archive ends before the data of %s (truncated)" % _toc_name(te))
+            start = r.pos()
+            btype = r.byte("a data block")
+            bid = r.int("a data block")
+            what = "the data block of entry %d" % bid
+            if btype == BLK_DATA:
+                if bid in wanted:
+                    self.blocks[bid] = r.pos()
+                    del wanted[bid]
+                self._skip_chunks(what)
+            elif btype == BLK_BLOBS:
+                while r.int(what) != 0:  # large object oids, each with its data
+                    self._skip_chunks(what)
+            else:
+                raise DumpFormatError("an unknown data block type %d at byte %d (corrupted archive)"
+                                      % (btype, start))
+
+    def _data(self, te):
+        """The entry's data, decompressed, in pieces."""
+        r = self.r
+        self.f.seek(self.blocks[te.dump_id])
+        what = "the data of %s" % _toc_name(te)
+        z = zlib.decompressobj() if self.compression == "gzip" else None
+        while True:
+            n = r.int(what)
+            if n == 0:
+                break
+            if n < 0:
+                raise DumpFormatError("a corrupted chunk length in %s" % what)
+            chunk = r.read(n, what)
+            if z is None:
+                yield chunk
+                continue
+            try:
+                while chunk:
+                    piece = z.decompress(chunk, 1 << 20)
+                    chunk = z.unconsumed_tail
+                    if piece:
+                        yield piece
+                    if z.eof:
+                        break
+            except zlib.error:
+                raise DumpFormatError("%s does not decompress (corrupted archive)" % what) from None
+        if z is not None:
+            try:
+                rest = z.flush()
+            except zlib.error:
+                raise DumpFormatError("%s does not decompress (corrupted archive)" % what) from None
+            if rest:
+                yield rest
+            if not z.eof:
+                raise DumpFormatError("%s ends early (truncated or corrupted archive)" % what)
+
+    def lines(self):
+        """The archive as the lines of a plain dump."""
+        for te in self.toc:
+            ns = te.namespace if te.namespace else b"-"
+            yield (b"--\n-- %sName: %s; Type: %s; Schema: %s; Owner: %s\n--\n\n"
+                   % (b"Data for " if te.desc == b"TABLE DATA" else b"", _sanitize(te.tag),
+                      _sanitize(te.desc), _sanitize(ns), _sanitize(te.owner or b"-")))
+            if te.desc == b"TABLE DATA":
+                if not te.copy_stmt or te.dump_id not in self.blocks:
+                    continue
+                yield te.copy_stmt if te.copy_stmt.endswith(b"\n") else te.copy_stmt + b"\n"
+                buf = b""
+                ended = False
+                for piece in self._data(te):
+                    buf += piece
+                    parts = buf.split(b"\n")
+                    buf = parts.pop()
+                    for p in parts:
+                        if ended:
+                            if p:
+                                raise DumpFormatError("the data of %s goes on after its end marker "
+                                                      "(corrupted archive)" % _toc_name(te))
+                            continue
+                        if p == b"\\.":
+                            ended = True
+                        yield p + b"\n"
+                if buf and not ended:
+                    raise DumpFormatError("the data of %s ends inside a row (corrupted archive)"
+                                          % _toc_name(te))
+                if not ended:
+                    yield b"\\.\n"
+                yield b"\n\n"
+            elif te.defn:
+                for l in te.defn.split(b"\n"):
+                    yield l + b"\n"
+
+
+def _sanitize(b):
+    return b.replace(b"\n", b" ").replace(b"\r", b" ")
+
+
+def _toc_name(te):
+    return "%s %s.%s" % (te.desc.decode("ascii", "replace"),
+                         (te.namespace or b"-").decode("utf-8", "replace"),
+                         te.tag.decode("utf-8", "replace"))
+
+
+def dump_kind(path):
+    """'plain' or 'custom', from the first bytes; anything this tool cannot read is refused."""
+    if os.path.isdir(path):
+        raise DumpFormatError("%s is a directory (pg_dump -Fd); %s" % (path, CONVERT_HINT))
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(ARCHIVE_MAGIC):
+        return "custom"
+    if head[257:262] == b"ustar":
+        raise DumpFormatError("%s is a tar archive (pg_dump -Ft); %s" % (path, CONVERT_HINT))
+    for magic, name in ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4")):
+        if head.startswith(magic):
+            raise DumpFormatError("%s is %s-compressed; decompress it first (a plain dump), or %s"
+                                  % (path, name, CONVERT_HINT))
+    return "plain"
+
+
+def dump_lines(path):
+    """The lines of a plain dump, or of a custom archive rendered as one."""
+    if dump_kind(path) == "custom":
+        arch = CustomArchive(path)
+        try:
+            yield from arch.lines()
+        finally:
+            arch.close()
+    else:
+        with open(path, "rb") as f:
+            yield from f
+
+
 # ---------------------------------------------------------------- dump structure
 
 _IDENT = re.compile(rb'"((?:[^"]|"")*)"|([A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*)')
@@ -454,12 +790,7 @@ def add_parents(sch, table, names):
 def scan_schema(path):
     """Pass 1: CREATE TABLE column types, inheritance, and the keyring's COPY data."""
     sch = DumpSchema()
-    with open(path, "rb") as f:
-        head = f.read(5)
-        if head == b"PGDMP":
-            die("%s is a custom-format dump; convert it first: "
-                             "pg_restore -f plain.sql %s" % (path, path))
-        f.seek(0)
+    with contextlib.closing(dump_lines(path)) as f:
         table = None
         closed = None             # a table whose column list just ended: INHERITS may follow
         copy_target = None
@@ -809,7 +1140,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="pgck_recover.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
-    ap.add_argument("dump", help="plain-format pg_dump of one database (a file, read twice)")
+    ap.add_argument("dump", help="pg_dump of one database: plain or custom format (-Fc); "
+                    "\"-\" reads a plain dump from standard input")
     ap.add_argument("--csv-dir", help="write SCHEMA.TABLE.csv per table with enc_text columns here "
                     "(created with mode 0700 if missing)")
     ap.add_argument("--out", help="write the dump with plaintext in place of enc_text values "
@@ -843,10 +1175,20 @@ def main(argv=None):
     if not args.list and not args.csv_dir and not args.out:
         ap.error("give --csv-dir DIR and/or --out FILE (or --list)")
 
+    if args.dump == "-":
+        # a dump on standard input (pg_restore -f - DUMP | ...) is read twice: spool it to
+        # an anonymous file (it holds ciphertext only, like the dump)
+        spool = tempfile.TemporaryFile()
+        shutil.copyfileobj(sys.stdin.buffer, spool)
+        spool.flush()
+        args.dump = "/dev/fd/%d" % spool.fileno()
     try:
         sch = scan_schema(args.dump)
     except OSError as e:
         print("pgck_recover: cannot read %s: %s" % (args.dump, e.strerror), file=sys.stderr)
+        return 2
+    except DumpFormatError as e:
+        print("pgck_recover: %s: %s" % (args.dump, e), file=sys.stderr)
         return 2
     if not sch.versions:
         print("pgck_recover: the dump holds no pgcrypt_kms keyring (COPY pgcrypt_kms.key_versions)",
@@ -930,7 +1272,7 @@ def main(argv=None):
                 out = open_private(args.out, args.force)
                 created.append(args.out)
 
-        with open(args.dump, "rb") as f:
+        with contextlib.closing(dump_lines(args.dump)) as f:
             lineno = 0
             block = None          # (table, copy_cols, decrypt_cols, csv file)
             gate = TocGate()
@@ -1020,6 +1362,10 @@ def main(argv=None):
             fobj.close()
     except _Abort:
         fail_cleanup()
+    except DumpFormatError as e:
+        fail_cleanup()
+        print("pgck_recover: %s: %s; nothing written" % (args.dump, e), file=sys.stderr)
+        return 2
     except RecoverError as e:
         failures.append(Failure(("?", "?"), "?", 0, str(e)))
         fail_cleanup()
@@ -1050,4 +1396,12 @@ class _Abort(Exception):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("pgck_recover: interrupted", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:   # never a traceback: it could quote the dump's bytes
+        print("pgck_recover: internal error (%s) while reading the dump; nothing written; "
+              "a damaged dump is the likely cause" % type(e).__name__, file=sys.stderr)
+        sys.exit(2)
