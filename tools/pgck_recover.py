@@ -600,9 +600,12 @@ class CustomArchive:
         """The archive as the lines of a plain dump."""
         for te in self.toc:
             ns = te.namespace if te.namespace else b"-"
-            yield (b"--\n-- %sName: %s; Type: %s; Schema: %s; Owner: %s\n--\n\n"
+            yield b"--\n"
+            yield (b"-- %sName: %s; Type: %s; Schema: %s; Owner: %s\n"
                    % (b"Data for " if te.desc == b"TABLE DATA" else b"", _sanitize(te.tag),
                       _sanitize(te.desc), _sanitize(ns), _sanitize(te.owner or b"-")))
+            yield b"--\n"
+            yield b"\n"
             if te.desc == b"TABLE DATA":
                 if not te.copy_stmt or te.dump_id not in self.blocks:
                     continue
@@ -627,7 +630,8 @@ class CustomArchive:
                                           % _toc_name(te))
                 if not ended:
                     yield b"\\.\n"
-                yield b"\n\n"
+                yield b"\n"
+                yield b"\n"
             elif te.defn:
                 for l in te.defn.split(b"\n"):
                     yield l + b"\n"

@@ -9,7 +9,7 @@
 #  - the plaintext md5 computed in the source (kms_decrypt) before the disaster; a plain dump, a
 #    custom dump by pg_dump 15 (archive 1.14) and, when /opt/pgck/pg17 or pg18 is there, by
 #    their pg_dump (archive 1.16);
-#  - disaster: the primary key scheduled for deletion and the second one disabled in the
+#  - disaster: the primary key deleted and the second one disabled in the
 #    emulator: the source cannot decrypt any more;
 #  - (a) from each dump the tool recovers every value with the escrow key alone (no KMS call
 #    succeeds): md5 of its CSV equals the source's; the blind-index tags recompute with the
@@ -117,8 +117,8 @@ for d in "${DUMPS[@]}"; do echo "# $d: $(head -c 8 "$W/$d" | od -An -tx1 | tr -s
 chmod 600 "$W"/*.sql "$W"/*.dump
 
 # ---------------------------------------------------------------- the disaster
-emuctl schedule-deletion "{\"key_id\": \"$KP\", \"days\": 7}" >/dev/null && emuctl disable-key "{\"key_id\": \"$KS\"}" >/dev/null
-check $? "disaster: primary key $KP pending deletion, second key $KS disabled"
+emuctl delete-key "{\"key_id\": \"$KP\"}" >/dev/null && emuctl disable-key "{\"key_id\": \"$KS\"}" >/dev/null
+check $? "disaster: primary key $KP deleted, second key $KS disabled"
 psql_db $SRC -c "SELECT kms_flush_cache()" -c "SELECT count(kms_decrypt(note)) FROM users" >/dev/null 2>"$W/src.err"
 rc=$?
 [ $rc != 0 ]; check $? "the source cannot decrypt any more (exit $rc: $(grep -m1 ERROR "$W/src.err" | cut -c1-160))"
@@ -150,7 +150,7 @@ PGCK_EXTRA_ENV="PGCK_DRILL_PASS=$(cat "$W/pass")" recover "$W/custom15.dump" --e
 rc=$?; got=$(csv_md5 "$W/out/public.users.csv" 2>/dev/null)
 [ $rc = 0 ] && [ "$got" = "$MD5" ]; check $? "the passphrase from --passphrase-env (exit $rc)"
 rm -rf "$W/out"
-runuser -u postgres -- "$PGBIN/pg_restore" -f - "$W/custom15.dump" 2>/dev/null >"$W/restored.sql" ; chmod 600 "$W/restored.sql"
+runuser -u postgres -- "$PGBIN/pg_restore" -f - <"$W/custom15.dump" 2>/dev/null >"$W/restored.sql"; chmod 600 "$W/restored.sql"
 # (by hand: recover's own </dev/null would hide the pipe; no AWS identity at all)
 env -i PATH=/usr/bin:/bin HOME="$W" LANG=C.UTF-8 $PY "$RECOVER" - --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass" --csv-dir "$W/out2" "${CTX[@]}" <"$W/restored.sql" 2>"$W/a.err"
 rc=$?; got=$(csv_md5 "$W/out2/public.users.csv" 2>/dev/null)
@@ -173,6 +173,9 @@ cp -p "$W/escrow.pem" "$W/open.pem"; chmod 640 "$W/open.pem"
 refused "an escrow key file its group can read" 2 'accessible by group or others (mode 0640)' "$W/custom15.dump" --escrow-key "$W/open.pem" --passphrase-file "$W/pass"
 openssl pkey -in "$W/escrow.pem" -passin "file:$W/pass" -out "$W/plainkey.pem" 2>/dev/null; chmod 600 "$W/plainkey.pem"
 refused "an escrow key file without a passphrase" 2 'not a passphrase-protected PKCS#8' "$W/custom15.dump" --escrow-key "$W/plainkey.pem" --passphrase-file "$W/pass"
+
+# the brand-new key of (b), made after the disaster
+KN=$(emuctl create-key '{"description": "escrow drill new"}' | jget key_id)
 
 # the escrow blob of one DEK version moved onto another (both decrypt with the escrow key):
 # the key check must catch it before any value is opened with the wrong key
@@ -198,7 +201,7 @@ PY
 chmod 600 "$W/swapped.sql"
 refused "an escrow blob moved to another key version" 1 'does not match its key-check value' "$W/swapped.sql" --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass"
 rm -f "$W/neg.sql"
-recover "$W/swapped.sql" --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass" --rewrap-to "aws-kms:$KS" --rewrap-sql "$W/neg.sql" >/dev/null 2>"$W/neg.err"
+recover "$W/swapped.sql" --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass" --rewrap-to "aws-kms:$KN" --rewrap-sql "$W/neg.sql" >/dev/null 2>"$W/neg.err"
 rc=$?
 [ $rc = 1 ] && [ ! -e "$W/neg.sql" ] && grep -q 'does not match its key-check value' "$W/neg.err"
 check $? "--rewrap-to refuses the moved escrow blob too, no SQL written (exit $rc)"
@@ -250,7 +253,6 @@ done
 check $? "$n truncated or corrupted archives: a clean exit 0/1/2 each, no traceback, no plaintext ($bad bad; exits: $(echo $codes | tr ' ' '\n' | sort | uniq -c | tr -s ' \n' ' '))"
 
 # ---------------------------------------------------------------- (b) re-wrap under a brand-new key
-KN=$(emuctl create-key '{"description": "escrow drill new"}' | jget key_id)
 KN_ARN=$(emuctl list-keys | $PY -c 'import json,sys; print([k["arn"] for k in json.load(sys.stdin)["keys"] if k["key_id"] == sys.argv[1]][0])' "$KN")
 recover "$W/custom15.dump" --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass" --rewrap-to "aws-kms:$KN" --rewrap-sql "$W/rewrap.sql" >"$W/b.out" 2>"$W/b.err"
 rc=$?
@@ -260,14 +262,14 @@ nupd=$(grep -c '^    UPDATE pgcrypt_kms\.' "$W/rewrap.sql")
 ! grep -q -e 'pgck:' -e 'Example' "$W/rewrap.sql" && [ "$nupd" = 8 ] && [ "$(grep -c "kms_key = 'aws-kms:$KN'" "$W/rewrap.sql")" = 8 ]
 check $? "the SQL script: $nupd guarded UPDATEs naming the new key, no value or plaintext in it"
 
-runuser -u postgres -- "$PGBIN/pg_restore" -h "$PGHOST" -p "$PGPORT" -d $DST "$W/custom15.dump" 2>"$W/restore.err"
+runuser -u postgres -- "$PGBIN/pg_restore" -h "$PGHOST" -p "$PGPORT" -d $DST <"$W/custom15.dump" 2>"$W/restore.err"
 check $? "the custom dump restores into a fresh database ($(head -c 200 "$W/restore.err"))"
 psql_db $DST -c "SELECT count(kms_decrypt(note)) FROM users" >/dev/null 2>"$W/dst.err"
 rc=$?; [ $rc != 0 ]; check $? "before the script the restored database cannot decrypt (exit $rc)"
-psql_db $DST -f "$W/rewrap.sql" >/dev/null 2>"$W/sql.err"
+psql_db $DST -f - <"$W/rewrap.sql" >/dev/null 2>"$W/sql.err"
 check $? "the script runs as the keyring owner ($(head -c 300 "$W/sql.err"))"
 before=$(psql_db $DST -c "SELECT md5(string_agg(wrapped_dek::text, ',' ORDER BY id)) FROM pgcrypt_kms.key_versions")
-psql_db $DST -f "$W/rewrap.sql" >/dev/null 2>"$W/sql2.err"
+psql_db $DST -f - <"$W/rewrap.sql" >/dev/null 2>"$W/sql2.err"
 rc=$?
 after=$(psql_db $DST -c "SELECT md5(string_agg(wrapped_dek::text, ',' ORDER BY id)) FROM pgcrypt_kms.key_versions")
 [ $rc != 0 ] && grep -q 'is not as in the dump this script was made from' "$W/sql2.err" && [ "$before" = "$after" ]
