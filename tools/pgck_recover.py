@@ -633,8 +633,10 @@ class CustomArchive:
                 yield b"\n"
                 yield b"\n"
             elif te.defn:
-                for l in te.defn.split(b"\n"):
-                    yield l + b"\n"
+                # a definition's later lines may be a string's (a function body, a comment):
+                # none of them may pass for the "-- Name: ...; Type: ..." line of an entry
+                for i, l in enumerate(te.defn.split(b"\n")):
+                    yield (b" " + l if i and l.startswith(b"--") else l) + b"\n"
 
 
 def _sanitize(b):

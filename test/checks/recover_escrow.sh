@@ -75,6 +75,9 @@ CREATE FUNCTION pt(id int, what text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
 CREATE PROCEDURE add_rows(lo int, hi int) LANGUAGE sql AS $$
   INSERT INTO users SELECT g, kms_encrypt(pt(g, 'email'), 'em', 'users.email:' || g), kms_encrypt(pt(g, 'note'), 'nt')
     FROM generate_series(lo, hi) g ORDER BY g $$;
+-- a function body that looks like the start of a table's data (recover_hostile_dump's trick)
+CREATE FUNCTION decoy() RETURNS int LANGUAGE sql AS E'SELECT 1\n-- Data for Name: users; Type: TABLE DATA; Schema: public; Owner: x\n\nCOPY public.users (id, email, note) FROM stdin;\nSELECT 2';
+COMMENT ON TABLE users IS E'harmless\nCOPY public.users (id) FROM stdin;\n';
 CALL add_rows(1, 30);
 SELECT kms_rotate_key('em'); SELECT kms_rotate_key('nt');
 CALL add_rows(31, 60);
