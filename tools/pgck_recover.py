@@ -652,17 +652,17 @@ def _toc_name(te):
 def dump_kind(path):
     """'plain' or 'custom', from the first bytes; anything this tool cannot read is refused."""
     if os.path.isdir(path):
-        raise DumpFormatError("%s is a directory (pg_dump -Fd); %s" % (path, CONVERT_HINT))
+        raise DumpFormatError("a directory (pg_dump -Fd); %s" % CONVERT_HINT)
     with open(path, "rb") as f:
         head = f.read(512)
     if head.startswith(ARCHIVE_MAGIC):
         return "custom"
     if head[257:262] == b"ustar":
-        raise DumpFormatError("%s is a tar archive (pg_dump -Ft); %s" % (path, CONVERT_HINT))
+        raise DumpFormatError("a tar archive (pg_dump -Ft); %s" % CONVERT_HINT)
     for magic, name in ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4")):
         if head.startswith(magic):
-            raise DumpFormatError("%s is %s-compressed; decompress it first (a plain dump), or %s"
-                                  % (path, name, CONVERT_HINT))
+            raise DumpFormatError("%s-compressed; decompress it first (a plain dump), or %s"
+                                  % (name, CONVERT_HINT))
     return "plain"
 
 
