@@ -104,7 +104,7 @@ check $? "before the disaster: $rows (rows, versions of email, of note), md5 $MD
 
 # ---------------------------------------------------------------- the dumps
 dump() { runuser -u postgres -- "$1" -h "$PGHOST" -p "$PGPORT" -d $SRC "${@:2}"; }
-dump "$PGBIN/pg_dump" >"$W/plain.sql"
+dump "$PGBIN/pg_dump" >"$W/plain.sql" && dump "$PGBIN/pg_dump" -Fc >"$W/pipe.dump"
 # for the custom dumps only: a function whose body fakes the header and COPY line of the users
 # data (a plain dump gives the tool no way to tell: see the report of issue 15's tool)
 psql_db $SRC -c "CREATE FUNCTION decoy() RETURNS text LANGUAGE sql AS E'SELECT ''x\n--\n-- Data for Name: users; Type: TABLE DATA; Schema: public; Owner: x\n--\n\nCOPY public.users (id, email, note) FROM stdin;\n1\tpgck:AQ==\n''::text'" >/dev/null &&
@@ -155,7 +155,7 @@ PGCK_EXTRA_ENV="PGCK_DRILL_PASS=$(cat "$W/pass")" recover "$W/custom15.dump" --e
 rc=$?; got=$(csv_md5 "$W/out/public.users.csv" 2>/dev/null)
 [ $rc = 0 ] && [ "$got" = "$MD5" ]; check $? "the passphrase from --passphrase-env (exit $rc)"
 rm -rf "$W/out"
-runuser -u postgres -- "$PGBIN/pg_restore" -f - <"$W/custom15.dump" 2>/dev/null >"$W/restored.sql"; chmod 600 "$W/restored.sql"
+runuser -u postgres -- "$PGBIN/pg_restore" -f - <"$W/pipe.dump" 2>/dev/null >"$W/restored.sql"; chmod 600 "$W/restored.sql"
 # (by hand: recover's own </dev/null would hide the pipe; no AWS identity at all)
 env -i PATH=/usr/bin:/bin HOME="$W" LANG=C.UTF-8 $PY "$RECOVER" - --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass" --csv-dir "$W/out2" "${CTX[@]}" <"$W/restored.sql" 2>"$W/a.err"
 rc=$?; got=$(csv_md5 "$W/out2/public.users.csv" 2>/dev/null)
