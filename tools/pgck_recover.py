@@ -733,6 +733,81 @@ class TocGate:
         return t
 
 
+class SqlLexer:
+    """Whether a line of the dump's SQL (outside COPY data) starts outside every string,
+    quoted identifier, dollar-quoted body and block comment of the text before it.  Only
+    such lines can be pg_dump's own "-- Name: ..." headers, CREATE TABLE or COPY lines: a
+    function body or a comment (text a table owner controls) can hold lines that look like
+    them, and must not make the tool read another table's data."""
+
+    _DOLLAR = re.compile(rb"\$([A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
+
+    def __init__(self):
+        self.state = None         # None, b"'", b"E'", b'"', (b"$", tag) or ("/*", depth)
+
+    def top(self):
+        return self.state is None
+
+    def feed(self, line):
+        st, i, n = self.state, 0, len(line)
+        while i < n:
+            if st is None:
+                if line.startswith(b"--", i):
+                    break
+                if line.startswith(b"/*", i):
+                    st, i = ("/*", 1), i + 2
+                    continue
+                c = line[i:i + 1]
+                prev = line[i - 1:i] if i else b""
+                if c == b"'":
+                    esc = prev in (b"E", b"e") and not (i >= 2 and (line[i - 2:i - 1].isalnum()
+                                                                 or line[i - 2:i - 1] in b"_$"))
+                    st, i = (b"E'" if esc else b"'"), i + 1
+                    continue
+                if c == b'"':
+                    st, i = b'"', i + 1
+                    continue
+                if c == b"$" and not (prev.isalnum() or prev in (b"_", b"$")):
+                    m = self._DOLLAR.match(line, i)
+                    if m:
+                        st, i = (b"$", m.group(0)), m.end()
+                        continue
+                i += 1
+            elif st in (b"'", b'"'):
+                j = line.find(st, i)
+                if j < 0:
+                    break
+                if line[j + 1:j + 2] == st:
+                    i = j + 2
+                    continue
+                st, i = None, j + 1
+            elif st == b"E'":
+                c = line[i:i + 1]
+                if c == b"\\":
+                    i += 2
+                elif c == b"'":
+                    if line[i + 1:i + 2] == b"'":
+                        i += 2
+                    else:
+                        st, i = None, i + 1
+                else:
+                    i += 1
+            elif st[0] == b"$":
+                j = line.find(st[1], i)
+                if j < 0:
+                    break
+                st, i = None, j + len(st[1])
+            else:
+                a, b = line.find(b"/*", i), line.find(b"*/", i)
+                if b < 0 and a < 0:
+                    break
+                if a >= 0 and (b < 0 or a < b):
+                    st, i = ("/*", st[1] + 1), a + 2
+                else:
+                    st, i = (None if st[1] == 1 else ("/*", st[1] - 1)), b + 2
+        self.state = st
+
+
 def qname(parts):
     return ".".join(parts)
 
@@ -807,6 +882,7 @@ def scan_schema(path):
         copy_target = None
         copy_cols = None
         gate = TocGate()
+        lex = SqlLexer()
         for line in f:
             line = line.rstrip(b"\n")
             if closed is not None:
@@ -825,6 +901,10 @@ def scan_schema(path):
                 except (KeyError, ValueError, AttributeError, TypeError):
                     raise DumpFormatError("a malformed row in the COPY data of pgcrypt_kms.%s"
                                           % copy_target) from None
+                continue
+            top = lex.top()
+            lex.feed(line)
+            if not top:
                 continue
             if table is not None:
                 if line.startswith(b")"):
@@ -1697,12 +1777,15 @@ def main(argv=None):
             lineno = 0
             block = None          # (table, copy_cols, decrypt_cols, csv file)
             gate = TocGate()
+            lex = SqlLexer()
             for line in f:
                 lineno += 1
                 if block is None:
                     if out is not None:
                         out.write(line)
-                    if gate.feed(line) == b"TABLE DATA" and _COPY.match(line):
+                    top = lex.top()
+                    lex.feed(line)
+                    if top and gate.feed(line) == b"TABLE DATA" and _COPY.match(line):
                         table, copy_cols = read_copy_header(line.rstrip(b"\n"))
                         if table[0] == "pgcrypt_kms":
                             continue

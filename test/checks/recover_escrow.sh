@@ -104,12 +104,14 @@ check $? "before the disaster: $rows (rows, versions of email, of note), md5 $MD
 
 # ---------------------------------------------------------------- the dumps
 dump() { runuser -u postgres -- "$1" -h "$PGHOST" -p "$PGPORT" -d $SRC "${@:2}"; }
-dump "$PGBIN/pg_dump" >"$W/plain.sql" && dump "$PGBIN/pg_dump" -Fc >"$W/pipe.dump"
-# for the custom dumps only: a function whose body fakes the header and COPY line of the users
-# data (a plain dump gives the tool no way to tell: see the report of issue 15's tool)
+# a function whose body fakes pg_dump's header and COPY line of the users data: the tool must
+# read only pg_dump's own lines (outside strings and bodies), in every format
 psql_db $SRC -c "CREATE FUNCTION decoy() RETURNS text LANGUAGE sql AS E'SELECT ''x\n--\n-- Data for Name: users; Type: TABLE DATA; Schema: public; Owner: x\n--\n\nCOPY public.users (id, email, note) FROM stdin;\n1\tpgck:AQ==\n''::text'" >/dev/null &&
+    dump "$PGBIN/pg_dump" >"$W/plain.sql" && dump "$PGBIN/pg_dump" -Fc >"$W/pipe.dump" &&
     dump "$PGBIN/pg_dump" -Fc >"$W/custom15.dump" && dump "$PGBIN/pg_dump" -Fc -Z0 >"$W/custom15z0.dump"
-check $? "pg_dump: plain, custom (gzip), custom uncompressed (the custom ones with a decoy function)"
+check $? "pg_dump: plain, custom (gzip), custom uncompressed, of a database with a decoy function"
+grep -q '^COPY public.users (id, email, note) FROM stdin;$' "$W/plain.sql" && [ "$(grep -c '^COPY public.users ' "$W/plain.sql")" = 2 ]
+check $? "positive control: the plain dump has two lines 'COPY public.users ...', one of them inside the decoy's body"
 DUMPS=(plain.sql custom15.dump custom15z0.dump)
 for v in 17 18; do
     if [ -x /opt/pgck/pg$v/bin/pg_dump ] && dump /opt/pgck/pg$v/bin/pg_dump -Fc >"$W/custom$v.dump" 2>"$W/pgdump$v.err"; then
