@@ -43,14 +43,18 @@ are then removed unless --keep-going), 2 on a usage error or an unreadable dump.
 """
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import hmac
 import json
 import os
 import re
+import shutil
 import stat
 import sys
+import tempfile
+import zlib
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -337,6 +341,344 @@ def csv_field(b):
     return b'"' + b.replace(b'"', b'""') + b'"'
 
 
+# ---------------------------------------------------------------- custom-format archives (pg_dump -Fc)
+#
+# The archive format is pg_dump's own (src/bin/pg_dump/pg_backup_archiver.c and
+# pg_backup_custom.c): "PGDMP", the archive version (major, minor, revision),
+# the integer and offset sizes, the format (1 = custom), the compression, the
+# creation date, the database name and the server and pg_dump versions; then
+# the table of contents (TOC), one entry per object with its definition and, for
+# TABLE DATA, its COPY statement and where its data block is; then the data
+# blocks (type byte, dump id, chunks of (compressed) COPY text, a zero length
+# ends a block).  An integer is a sign byte and intSize bytes, least significant
+# first; a string is an integer length (-1: NULL) and that many bytes.  The
+# reader below renders the archive as the lines of a plain dump (a "-- Name: ...;
+# Type: ...; Schema: ..." comment before each entry, its definition, and COPY
+# data ending with "\."), so everything after it reads both formats alike.
+
+class DumpFormatError(Exception):
+    """An archive that cannot be read; the message names no data."""
+
+
+ARCHIVE_MAGIC = b"PGDMP"
+ARCHIVE_VERSIONS = {(1, 12), (1, 13), (1, 14), (1, 15), (1, 16)}   # PG 9.6 .. 18
+ARCH_FORMATS = {0: "unknown", 1: "custom", 2: "files", 3: "tar", 4: "null", 5: "directory"}
+ARCH_CUSTOM = 1
+COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "lz4", 3: "zstd"}
+K_OFFSET_POS_NOT_SET, K_OFFSET_POS_SET, K_OFFSET_NO_DATA = 1, 2, 3
+BLK_DATA, BLK_BLOBS = 1, 3
+CONVERT_HINT = "convert it with PostgreSQL's own tools first: pg_restore -f - DUMP | pgck_recover.py -"
+
+
+class _ArchiveReader:
+    def __init__(self, f, size):
+        self.f, self.size = f, size
+        self.int_size = 4
+        self.off_size = 8
+
+    def pos(self):
+        return self.f.tell()
+
+    def read(self, n, what):
+        if n < 0 or n > self.size - self.pos():
+            raise DumpFormatError("the archive ends inside %s at byte %d (truncated or corrupted)"
+                                  % (what, self.pos()))
+        b = self.f.read(n)
+        if len(b) != n:
+            raise DumpFormatError("the archive ends inside %s (truncated)" % what)
+        return b
+
+    def byte(self, what):
+        return self.read(1, what)[0]
+
+    def int(self, what):
+        sign = self.byte(what)
+        if sign not in (0, 1):
+            raise DumpFormatError("a corrupted integer (%s) at byte %d" % (what, self.pos() - 1))
+        v = int.from_bytes(self.read(self.int_size, what), "little")
+        if v > 0x7FFFFFFF:
+            raise DumpFormatError("an integer out of range (%s) at byte %d" % (what, self.pos()))
+        return -v if sign else v
+
+    def str(self, what):
+        n = self.int(what)
+        if n < 0:
+            if n != -1:
+                raise DumpFormatError("a corrupted string length (%s) at byte %d" % (what, self.pos()))
+            return None
+        return self.read(n, what)
+
+    def offset(self, what):
+        flag = self.byte(what)
+        if flag not in (K_OFFSET_POS_NOT_SET, K_OFFSET_POS_SET, K_OFFSET_NO_DATA):
+            raise DumpFormatError("a corrupted data offset (%s) at byte %d" % (what, self.pos() - 1))
+        return flag, int.from_bytes(self.read(self.off_size, what), "little")
+
+
+class TocEntry:
+    __slots__ = ("dump_id", "had_dumper", "tag", "desc", "defn", "copy_stmt", "namespace",
+                 "owner", "data_state", "data_pos")
+
+
+class CustomArchive:
+    """A pg_dump custom-format archive, read without PostgreSQL."""
+
+    def __init__(self, path):
+        self.path = path
+        self.f = open(path, "rb")
+        try:
+            self.size = os.fstat(self.f.fileno()).st_size
+            self._read_header_and_toc()
+            self._index_blocks()
+        except BaseException:
+            self.f.close()
+            raise
+
+    def close(self):
+        self.f.close()
+
+    def _read_header_and_toc(self):
+        r = self.r = _ArchiveReader(self.f, self.size)
+        if r.read(5, "the header") != ARCHIVE_MAGIC:
+            raise DumpFormatError("not a pg_dump archive (no PGDMP header)")
+        vmaj, vmin, vrev = r.byte("the header"), r.byte("the header"), r.byte("the header")
+        self.version = (vmaj, vmin)
+        if (vmaj, vmin) not in ARCHIVE_VERSIONS:
+            raise DumpFormatError("archive version %d.%d.%d is not one this tool reads (1.12 to 1.16, "
+                                  "pg_dump 9.6 to 18); %s" % (vmaj, vmin, vrev, CONVERT_HINT))
+        r.int_size = r.byte("the header")
+        r.off_size = r.byte("the header")
+        if r.int_size not in (4, 8) or r.off_size not in (4, 8):
+            raise DumpFormatError("the archive header is corrupted (integer size %d, offset size %d)"
+                                  % (r.int_size, r.off_size))
+        fmt = r.byte("the header")
+        if fmt != ARCH_CUSTOM:
+            raise DumpFormatError("the archive is in pg_dump's %s format, not the custom format; %s"
+                                  % (ARCH_FORMATS.get(fmt, "unknown (%d)" % fmt), CONVERT_HINT))
+        if self.version >= (1, 15):
+            alg = r.byte("the header")
+        else:
+            level = r.int("the header")
+            alg = 0 if level == 0 else 1
+        if alg not in (0, 1):
+            raise DumpFormatError("the archive's data is compressed with %s, which this tool does not "
+                                  "decompress (only gzip and none); %s"
+                                  % (COMPRESSION_NAMES.get(alg, "an unknown method (%d)" % alg), CONVERT_HINT))
+        self.compression = COMPRESSION_NAMES[alg]
+        for _ in range(7):               # creation date: sec, min, hour, mday, mon, year, isdst
+            r.int("the header's date")
+        r.str("the header's database name")
+        r.str("the header's server version")
+        r.str("the header's pg_dump version")
+        count = r.int("the TOC")
+        if count < 0 or count > self.size:
+            raise DumpFormatError("the archive's TOC count is corrupted")
+        self.toc = []
+        ids = set()
+        for i in range(count):
+            what = "TOC entry %d" % (i + 1)
+            te = TocEntry()
+            te.dump_id = r.int(what)
+            if te.dump_id <= 0 or te.dump_id in ids:
+                raise DumpFormatError("%s has an invalid dump id (corrupted TOC)" % what)
+            ids.add(te.dump_id)
+            te.had_dumper = r.int(what)
+            r.str(what)                  # catalog table oid
+            r.str(what)                  # object oid
+            te.tag = r.str(what)
+            te.desc = r.str(what)
+            if te.tag is None or te.desc is None:
+                raise DumpFormatError("%s has no name or type (corrupted TOC)" % what)
+            r.int(what)                  # section
+            te.defn = r.str(what)
+            r.str(what)                  # drop statement
+            te.copy_stmt = r.str(what)
+            te.namespace = r.str(what)
+            r.str(what)                  # tablespace
+            r.str(what)                  # table access method (1.14)
+            if self.version >= (1, 16):
+                r.int(what)              # relkind
+            te.owner = r.str(what)
+            r.str(what)                  # "false": WITH OIDS
+            while r.str(what) is not None:   # dependencies, a NULL ends them
+                pass
+            te.data_state, te.data_pos = r.offset(what)
+            self.toc.append(te)
+        self.data_start = r.pos()
+
+    def _skip_chunks(self, what):
+        r = self.r
+        while True:
+            n = r.int(what)
+            if n == 0:
+                return
+            if n < 0:
+                raise DumpFormatError("a corrupted chunk length in %s" % what)
+            if n > self.size - r.pos():
+                raise DumpFormatError("the archive ends inside %s (truncated)" % what)
+            self.f.seek(n, 1)
+
+    def _index_blocks(self):
+        """Where each TABLE DATA entry's block starts: at the offset the TOC records, else
+        found by reading the blocks one after the other from the end of the TOC (pg_dump
+        leaves the offsets unset when it writes to a pipe), stopping once every entry is
+        found (what follows the last block is not read: the pg_dump 17 and 18 builds here
+        append a second copy of the TOC to a file on standard output)."""
+        r = self.r
+        self.blocks = {}
+        wanted = {te.dump_id: te for te in self.toc
+                  if te.desc == b"TABLE DATA" and te.data_state != K_OFFSET_NO_DATA}
+        for te in list(wanted.values()):
+            if te.data_state == K_OFFSET_POS_SET:
+                if not self.data_start <= te.data_pos < self.size:
+                    raise DumpFormatError("the data offset of %s is outside the archive (corrupted "
+                                          "or truncated)" % _toc_name(te))
+                self.f.seek(te.data_pos)
+                if r.byte("a data block") != BLK_DATA or r.int("a data block") != te.dump_id:
+                    raise DumpFormatError("the data offset of %s does not point at its data block "
+                                          "(corrupted archive)" % _toc_name(te))
+                self.blocks[te.dump_id] = r.pos()
+                del wanted[te.dump_id]
+        self.f.seek(self.data_start)
+        while wanted:
+            if r.pos() >= self.size:
+                te = next(iter(wanted.values()))
+                raise DumpFormatError("the archive ends before the data of %s (truncated)" % _toc_name(te))
+            start = r.pos()
+            btype = r.byte("a data block")
+            bid = r.int("a data block")
+            what = "the data block of entry %d" % bid
+            if btype == BLK_DATA:
+                if bid in wanted:
+                    self.blocks[bid] = r.pos()
+                    del wanted[bid]
+                self._skip_chunks(what)
+            elif btype == BLK_BLOBS:
+                while r.int(what) != 0:  # large object oids, each with its data
+                    self._skip_chunks(what)
+            else:
+                raise DumpFormatError("an unknown data block type %d at byte %d (corrupted archive)"
+                                      % (btype, start))
+
+    def _data(self, te):
+        """The entry's data, decompressed, in pieces."""
+        r = self.r
+        self.f.seek(self.blocks[te.dump_id])
+        what = "the data of %s" % _toc_name(te)
+        z = zlib.decompressobj() if self.compression == "gzip" else None
+        while True:
+            n = r.int(what)
+            if n == 0:
+                break
+            if n < 0:
+                raise DumpFormatError("a corrupted chunk length in %s" % what)
+            chunk = r.read(n, what)
+            if z is None:
+                yield chunk
+                continue
+            try:
+                while chunk:
+                    piece = z.decompress(chunk, 1 << 20)
+                    chunk = z.unconsumed_tail
+                    if piece:
+                        yield piece
+                    if z.eof:
+                        break
+            except zlib.error:
+                raise DumpFormatError("%s does not decompress (corrupted archive)" % what) from None
+        if z is not None:
+            try:
+                rest = z.flush()
+            except zlib.error:
+                raise DumpFormatError("%s does not decompress (corrupted archive)" % what) from None
+            if rest:
+                yield rest
+            if not z.eof:
+                raise DumpFormatError("%s ends early (truncated or corrupted archive)" % what)
+
+    def lines(self):
+        """The archive as the lines of a plain dump."""
+        for te in self.toc:
+            ns = te.namespace if te.namespace else b"-"
+            yield b"--\n"
+            yield (b"-- %sName: %s; Type: %s; Schema: %s; Owner: %s\n"
+                   % (b"Data for " if te.desc == b"TABLE DATA" else b"", _sanitize(te.tag),
+                      _sanitize(te.desc), _sanitize(ns), _sanitize(te.owner or b"-")))
+            yield b"--\n"
+            yield b"\n"
+            if te.desc == b"TABLE DATA":
+                if not te.copy_stmt or te.dump_id not in self.blocks:
+                    continue
+                yield te.copy_stmt if te.copy_stmt.endswith(b"\n") else te.copy_stmt + b"\n"
+                buf = b""
+                ended = False
+                for piece in self._data(te):
+                    buf += piece
+                    parts = buf.split(b"\n")
+                    buf = parts.pop()
+                    for p in parts:
+                        if ended:
+                            if p:
+                                raise DumpFormatError("the data of %s goes on after its end marker "
+                                                      "(corrupted archive)" % _toc_name(te))
+                            continue
+                        if p == b"\\.":
+                            ended = True
+                        yield p + b"\n"
+                if buf and not ended:
+                    raise DumpFormatError("the data of %s ends inside a row (corrupted archive)"
+                                          % _toc_name(te))
+                if not ended:
+                    yield b"\\.\n"
+                yield b"\n"
+                yield b"\n"
+            elif te.defn:
+                # a definition's later lines may be a string's (a function body, a comment):
+                # none of them may pass for the "-- Name: ...; Type: ..." line of an entry
+                for i, l in enumerate(te.defn.split(b"\n")):
+                    yield (b" " + l if i and l.startswith(b"--") else l) + b"\n"
+
+
+def _sanitize(b):
+    return b.replace(b"\n", b" ").replace(b"\r", b" ")
+
+
+def _toc_name(te):
+    return "%s %s.%s" % (te.desc.decode("ascii", "replace"),
+                         (te.namespace or b"-").decode("utf-8", "replace"),
+                         te.tag.decode("utf-8", "replace"))
+
+
+def dump_kind(path):
+    """'plain' or 'custom', from the first bytes; anything this tool cannot read is refused."""
+    if os.path.isdir(path):
+        raise DumpFormatError("a directory (pg_dump -Fd); %s" % CONVERT_HINT)
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(ARCHIVE_MAGIC):
+        return "custom"
+    if head[257:262] == b"ustar":
+        raise DumpFormatError("a tar archive (pg_dump -Ft); %s" % CONVERT_HINT)
+    for magic, name in ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4")):
+        if head.startswith(magic):
+            raise DumpFormatError("%s-compressed; decompress it first (a plain dump), or %s"
+                                  % (name, CONVERT_HINT))
+    return "plain"
+
+
+def dump_lines(path):
+    """The lines of a plain dump, or of a custom archive rendered as one."""
+    if dump_kind(path) == "custom":
+        arch = CustomArchive(path)
+        try:
+            yield from arch.lines()
+        finally:
+            arch.close()
+    else:
+        with open(path, "rb") as f:
+            yield from f
+
+
 # ---------------------------------------------------------------- dump structure
 
 _IDENT = re.compile(rb'"((?:[^"]|"")*)"|([A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*)')
@@ -391,6 +733,81 @@ class TocGate:
         return t
 
 
+class SqlLexer:
+    """Whether a line of the dump's SQL (outside COPY data) starts outside every string,
+    quoted identifier, dollar-quoted body and block comment of the text before it.  Only
+    such lines can be pg_dump's own "-- Name: ..." headers, CREATE TABLE or COPY lines: a
+    function body or a comment (text a table owner controls) can hold lines that look like
+    them, and must not make the tool read another table's data."""
+
+    _DOLLAR = re.compile(rb"\$([A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
+
+    def __init__(self):
+        self.state = None         # None, b"'", b"E'", b'"', (b"$", tag) or ("/*", depth)
+
+    def top(self):
+        return self.state is None
+
+    def feed(self, line):
+        st, i, n = self.state, 0, len(line)
+        while i < n:
+            if st is None:
+                if line.startswith(b"--", i):
+                    break
+                if line.startswith(b"/*", i):
+                    st, i = ("/*", 1), i + 2
+                    continue
+                c = line[i:i + 1]
+                prev = line[i - 1:i] if i else b""
+                if c == b"'":
+                    esc = prev in (b"E", b"e") and not (i >= 2 and (line[i - 2:i - 1].isalnum()
+                                                                 or line[i - 2:i - 1] in b"_$"))
+                    st, i = (b"E'" if esc else b"'"), i + 1
+                    continue
+                if c == b'"':
+                    st, i = b'"', i + 1
+                    continue
+                if c == b"$" and not (prev.isalnum() or prev in (b"_", b"$")):
+                    m = self._DOLLAR.match(line, i)
+                    if m:
+                        st, i = (b"$", m.group(0)), m.end()
+                        continue
+                i += 1
+            elif st in (b"'", b'"'):
+                j = line.find(st, i)
+                if j < 0:
+                    break
+                if line[j + 1:j + 2] == st:
+                    i = j + 2
+                    continue
+                st, i = None, j + 1
+            elif st == b"E'":
+                c = line[i:i + 1]
+                if c == b"\\":
+                    i += 2
+                elif c == b"'":
+                    if line[i + 1:i + 2] == b"'":
+                        i += 2
+                    else:
+                        st, i = None, i + 1
+                else:
+                    i += 1
+            elif st[0] == b"$":
+                j = line.find(st[1], i)
+                if j < 0:
+                    break
+                st, i = None, j + len(st[1])
+            else:
+                a, b = line.find(b"/*", i), line.find(b"*/", i)
+                if b < 0 and a < 0:
+                    break
+                if a >= 0 and (b < 0 or a < b):
+                    st, i = ("/*", st[1] + 1), a + 2
+                else:
+                    st, i = (None if st[1] == 1 else ("/*", st[1] - 1)), b + 2
+        self.state = st
+
+
 def qname(parts):
     return ".".join(parts)
 
@@ -403,7 +820,12 @@ class DumpSchema:
         self.parents = {}         # (schema, table) -> list of (schema, table)
         self.keys = {}            # key_name -> row dict
         self.versions = {}        # id -> row dict
+        self.wrappings = {}       # key_name -> {wrapping number: row dict}   (FORMAT.md 11.1)
+        self.wrapped = {}         # (key_name, wrapping, secret, version) -> row dict   (11.2)
         self.keyring_blocks = 0
+        self.keyring_seen = set()
+        self.version_cols = []    # the COPY column list of key_versions
+        self.keys_cols = []
         self.tables_seen = []
 
     def enc_columns_of(self, table, seen=None):
@@ -454,17 +876,13 @@ def add_parents(sch, table, names):
 def scan_schema(path):
     """Pass 1: CREATE TABLE column types, inheritance, and the keyring's COPY data."""
     sch = DumpSchema()
-    with open(path, "rb") as f:
-        head = f.read(5)
-        if head == b"PGDMP":
-            die("%s is a custom-format dump; convert it first: "
-                             "pg_restore -f plain.sql %s" % (path, path))
-        f.seek(0)
+    with contextlib.closing(dump_lines(path)) as f:
         table = None
         closed = None             # a table whose column list just ended: INHERITS may follow
         copy_target = None
         copy_cols = None
         gate = TocGate()
+        lex = SqlLexer()
         for line in f:
             line = line.rstrip(b"\n")
             if closed is not None:
@@ -478,10 +896,15 @@ def scan_schema(path):
                     continue
                 fields = [copy_unescape(x) for x in line.split(b"\t")]
                 row = {c: fields[i] if i < len(fields) else None for i, c in enumerate(copy_cols)}
-                if copy_target == "keys":
-                    sch.keys[row["key_name"].decode("utf-8", "surrogateescape")] = row
-                else:
-                    sch.versions[int(row["id"])] = row
+                try:
+                    add_keyring_row(sch, copy_target, row)
+                except (KeyError, ValueError, AttributeError, TypeError):
+                    raise DumpFormatError("a malformed row in the COPY data of pgcrypt_kms.%s"
+                                          % copy_target) from None
+                continue
+            top = lex.top()
+            lex.feed(line)
+            if not top:
                 continue
             if table is not None:
                 if line.startswith(b")"):
@@ -518,22 +941,39 @@ def scan_schema(path):
                 continue
             if _COPY.match(line) and toc == b"TABLE DATA":
                 target, cols = read_copy_header(line)
-                if target == ("pgcrypt_kms", "keys"):
-                    copy_target, copy_cols = "keys", cols
+                if target[0] == "pgcrypt_kms" and target[1] in KEYRING_TABLES:
+                    copy_target, copy_cols = target[1], cols
+                    if copy_target in sch.keyring_seen:
+                        die("the dump holds the keyring of several databases "
+                            "(pg_dumpall?); give the dump of one database")
+                    sch.keyring_seen.add(copy_target)
                     sch.keyring_blocks += 1
-                elif target == ("pgcrypt_kms", "key_versions"):
-                    copy_target, copy_cols = "versions", cols
-                    sch.keyring_blocks += 1
+                    if copy_target == "key_versions":
+                        sch.version_cols = cols
+                    elif copy_target == "keys":
+                        sch.keys_cols = cols
                 else:
                     # skip the data of other tables in this pass
                     for l2 in f:
                         if l2.rstrip(b"\n") == b"\\.":
                             break
                 continue
-    if sch.keyring_blocks > 2:
-        die("the dump holds the keyring of several databases "
-                         "(pg_dumpall?); give the dump of one database")
     return sch
+
+
+KEYRING_TABLES = ("keys", "key_versions", "key_wrappings", "wrapped_keys")
+
+
+def add_keyring_row(sch, table, row):
+    if table == "keys":
+        sch.keys[row["key_name"].decode("utf-8", "surrogateescape")] = row
+    elif table == "key_versions":
+        sch.versions[int(row["id"])] = row
+    elif table == "key_wrappings":
+        sch.wrappings.setdefault(_text(row, "key_name"), {})[int(row["wrapping"])] = row
+    else:
+        sch.wrapped[(_text(row, "key_name"), int(row["wrapping"]), _text(row, "secret"),
+                     int(row["version"]))] = row
 
 
 # ---------------------------------------------------------------- KMS access
@@ -651,12 +1091,17 @@ class Unwrapper:
 
 
 class Keyring:
-    def __init__(self, sch, unwrapper):
+    """The dump's keyring: unwraps each secret once, through the first wrapping that works
+    (FORMAT.md 4 and 11): with --escrow-key the escrow wrapping made for that key, else (or
+    when it fails) the primary KMS key, then each additional KMS wrapping in its order."""
+
+    def __init__(self, sch, unwrapper, escrow=None):
         self.sch = sch
         self.unwrapper = unwrapper
+        self.escrow = escrow
         self.deks = {}            # version id -> key, or RecoverError
-        self.index_keys = {}      # key name -> [(label, key)]
-        self.used = {}            # version id -> count
+        self.index_keys = {}      # key name -> [(label, number, key)]
+        self.sources = {}         # "escrow" / "primary" / "kms wrapping" -> secrets unwrapped
 
     def describe(self, vid):
         v = self.sch.versions.get(vid)
@@ -690,28 +1135,358 @@ class Keyring:
         if state == "retired":
             print("pgck_recover: note: %s is retired; decrypting its values anyway" % what,
                   file=sys.stderr)
-        return self.unwrapper.unwrap(_text(v, "kms_key"), _text(v, "kms_key_arn"),
-                                     _text(k, "kms_context"), bytea_value(v["wrapped_dek"]),
-                                     bytea_value(v.get("key_check")), what)
+        return self.unwrap_secret(name, "dek", vid, _text(v, "kms_key"), _text(v, "kms_key_arn"),
+                                  bytea_value(v["wrapped_dek"]), bytea_value(v.get("key_check")), what)
+
+    def unwrap_secret(self, name, secret, number, ref, arn, wrapped, check, what):
+        """One secret of key `name` (FORMAT.md 11.2: secret 'dek' with the version id, or
+        'index' with the index key's number), checked against its key-check value."""
+        ctx = _text(self.sch.keys[name], "kms_context")
+        wrappings = sorted(self.sch.wrappings.get(name, {}).items())
+        attempts = []
+        if self.escrow is not None:
+            for num, w in wrappings:
+                if (_text(w, "kind") == "escrow"
+                        and bytea_value(w.get("fingerprint")) == self.escrow.fingerprint):
+                    attempts.append(("escrow", "escrow wrapping %d" % num,
+                                     lambda num=num: self._escrow(name, num, secret, number, check, what)))
+        attempts.append(("primary", "primary key %s" % ref,
+                         lambda: self.unwrapper.unwrap(ref, arn, ctx, wrapped, check, what)))
+        for num, w in wrappings:
+            row = self.sch.wrapped.get((name, num, secret, number))
+            if _text(w, "kind") == "kms" and row is not None:
+                attempts.append(("kms wrapping", "wrapping %d (%s)" % (num, _text(w, "kms_key")),
+                                 lambda w=w, row=row: self.unwrapper.unwrap(
+                                     _text(w, "kms_key"), _text(row, "kms_key_arn"), ctx,
+                                     bytea_value(row["wrapped"]), check, what)))
+        reasons = []
+        for source, label, fn in attempts:
+            try:
+                key = fn()
+            except RecoverError as e:
+                reasons.append("%s: %s" % (label, e))
+                continue
+            self.sources[source] = self.sources.get(source, 0) + 1
+            return key
+        if len(reasons) == 1:
+            raise RecoverError(reasons[0].split(": ", 1)[1])
+        raise RecoverError("%s: no wrapping gave the key (%s)" % (what, "; ".join(reasons)))
+
+    def _escrow(self, name, num, secret, number, check, what):
+        row = self.sch.wrapped.get((name, num, secret, number))
+        if row is None:
+            raise RecoverError("the escrow wrapping holds no blob of this key")
+        key = self.escrow.unwrap(bytea_value(row["wrapped"]))
+        row_check = bytea_value(row.get("key_check"))
+        if (len(key) != DEK_LEN or check is None or row_check is None
+                or not hmac.compare_digest(key_check(key), check)
+                or not hmac.compare_digest(key_check(key), row_check)):
+            raise RecoverError("%s: the key unwrapped with the escrow key does not match its "
+                               "key-check value; it was not used" % what)
+        return key
+
+    def index_secrets(self, name):
+        """[(label, number, ref, arn, wrapped, check)] of the key's stored index keys:
+        current first, then previous."""
+        k = self.sch.keys.get(name)
+        out = []
+        if k is None or _text(k, "blind_index") in (None, "none"):
+            return out
+        ref = _text(k, "index_kms_key") or _text(k, "kms_key")
+        current = int(k["index_key_version"]) if k.get("index_key_version") is not None else 1
+        for label, number, wcol, ccol, acol in (
+                ("current", current, "index_key_wrapped", "index_key_check", "index_kms_key_arn"),
+                ("previous", current - 1, "prev_index_key_wrapped", "prev_index_key_check",
+                 "prev_index_kms_key_arn")):
+            w = bytea_value(k.get(wcol))
+            if w is not None:
+                out.append((label, number, ref, _text(k, acol), w, bytea_value(k.get(ccol))))
+        return out
 
     def index_keys_of(self, name):
         """[(label, key)] current first, then previous; for --verify-tags."""
         if name not in self.index_keys:
-            k = self.sch.keys.get(name)
-            keys = []
-            if k is not None and _text(k, "blind_index") not in (None, "none"):
-                ref = _text(k, "index_kms_key") or _text(k, "kms_key")
-                for label, wcol, ccol, acol in (
-                        ("current", "index_key_wrapped", "index_key_check", "index_kms_key_arn"),
-                        ("previous", "prev_index_key_wrapped", "prev_index_key_check", "prev_index_kms_key_arn")):
-                    w = bytea_value(k.get(wcol))
-                    if w is None:
-                        continue
-                    keys.append((label, self.unwrapper.unwrap(
-                        ref, _text(k, acol), _text(k, "kms_context"), w, bytea_value(k.get(ccol)),
-                        "%s blind-index key of key \"%s\"" % (label, name))))
-            self.index_keys[name] = keys
+            self.index_keys[name] = [
+                (label, self.unwrap_secret(name, "index", number, ref, arn, w, check,
+                                           "%s blind-index key of key \"%s\"" % (label, name)))
+                for label, number, ref, arn, w, check in self.index_secrets(name)]
         return self.index_keys[name]
+
+
+# ---------------------------------------------------------------- escrow keys (FORMAT.md 11.4)
+
+ESCROW_MIN_BITS = 3072
+SECRET_FILE_MAX = 1 << 20
+
+
+def read_private_file(path, what):
+    """A file holding a secret: a regular file no group or other user can access."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        die("cannot open the %s %s: %s" % (what, path, e.strerror))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            die("the %s %s is not a regular file" % (what, path))
+        if st.st_mode & 0o077:
+            die("the %s %s is accessible by group or others (mode %04o); refusing to use it: "
+                "chmod 600 it" % (what, path, st.st_mode & 0o7777))
+        data = f.read(SECRET_FILE_MAX + 1)
+    if len(data) > SECRET_FILE_MAX:
+        die("the %s %s is too large" % (what, path))
+    return data
+
+
+def escrow_passphrase(args):
+    """From --passphrase-file, the variable --passphrase-env names, or a prompt on the
+    terminal; never from the command line."""
+    if args.passphrase_file and args.passphrase_env:
+        die("give --passphrase-file or --passphrase-env, not both")
+    if args.passphrase_file:
+        data = read_private_file(args.passphrase_file, "passphrase file")
+        if data.endswith(b"\n"):
+            data = data[:-1]
+            if data.endswith(b"\r"):
+                data = data[:-1]
+        return data
+    if args.passphrase_env:
+        v = os.environb.get(args.passphrase_env.encode())
+        if not v:
+            die("the environment variable %s (--passphrase-env) is not set or empty"
+                % args.passphrase_env)
+        return v
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR))
+    except OSError:
+        die("the escrow key's passphrase: no terminal to ask it on; give --passphrase-file or "
+            "--passphrase-env")
+    import getpass
+    return getpass.getpass("Passphrase of the escrow key %s: " % args.escrow_key).encode()
+
+
+class EscrowKey:
+    """The offline escrow private key (RSA, >= 3072 bits, passphrase-protected PKCS#8 PEM)."""
+
+    def __init__(self, path, passphrase):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        pem = read_private_file(path, "escrow key")
+        if b"-----BEGIN ENCRYPTED PRIVATE KEY-----" not in pem:
+            die("the escrow key %s is not a passphrase-protected PKCS#8 PEM private key (no "
+                "\"BEGIN ENCRYPTED PRIVATE KEY\"); keep it encrypted, e.g. openssl pkcs8 -topk8 "
+                "-v2 aes-256-cbc" % path)
+        try:
+            key = serialization.load_pem_private_key(pem, password=passphrase)
+        except (ValueError, TypeError):
+            die("cannot open the escrow key %s: wrong passphrase, or a damaged key file" % path)
+        except Exception:
+            die("cannot open the escrow key %s: not a key this tool reads" % path)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            die("the escrow key %s is not an RSA key" % path)
+        if key.key_size < ESCROW_MIN_BITS:
+            die("the escrow key %s has %d bits; escrow keys have %d or more"
+                % (path, key.key_size, ESCROW_MIN_BITS))
+        self.key = key
+        self.public_der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.fingerprint = hashlib.sha256(self.public_der).digest()
+        self.modulus_len = (key.key_size + 7) // 8
+
+    def unwrap(self, wrapped):
+        """RSAES-OAEP-DECRYPT, SHA-256 and MGF1-SHA-256, empty label (FORMAT.md 11.4)."""
+        from cryptography.hazmat.primitives.asymmetric import padding
+        if wrapped is None or len(wrapped) != self.modulus_len:
+            raise RecoverError("the escrow blob is not %d bytes long (the escrow key's modulus)"
+                               % self.modulus_len)
+        try:
+            return self.key.decrypt(wrapped, padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()),
+                                                          algorithm=hashes.SHA256(), label=None))
+        except ValueError:
+            raise RecoverError("the escrow blob does not decrypt with this escrow key "
+                               "(RSA-OAEP-SHA-256)") from None
+
+
+def check_escrow_matches(sch, escrow):
+    """The escrow key must be one the dump's keyring has wrappings for (its public half's
+    SHA-256 fingerprint, FORMAT.md 11.1); the stored public key must be that key."""
+    stored = []
+    matched = 0
+    for name, ws in sorted(sch.wrappings.items()):
+        for num, w in sorted(ws.items()):
+            if _text(w, "kind") != "escrow":
+                continue
+            fp = bytea_value(w.get("fingerprint"))
+            stored.append(fp.hex() if fp else "?")
+            if fp == escrow.fingerprint:
+                pub = bytea_value(w.get("public_key"))
+                if pub != escrow.public_der or hashlib.sha256(pub or b"").digest() != fp:
+                    die("escrow wrapping %d of key \"%s\" has this escrow key's fingerprint but "
+                        "another public key: the dump's keyring is inconsistent" % (num, name))
+                matched += 1
+    if not stored:
+        die("the dump's keyring has no escrow wrapping (pgcrypt_kms.key_wrappings with kind "
+            "escrow); --escrow-key cannot help with this dump")
+    if not matched:
+        die("wrong escrow key: its public half (SHA-256 fingerprint %s) is not the escrow key of "
+            "any key in the dump (their fingerprints: %s)"
+            % (escrow.fingerprint.hex(), ", ".join(sorted(set(stored)))))
+    return matched
+
+
+# ---------------------------------------------------------------- re-wrap under a new master key
+
+def sql_literal(s):
+    return "'" + s.replace("'", "''") + "'"
+
+
+def sql_bytea(b):
+    return "'\\x%s'::bytea" % b.hex()
+
+
+class Rewrapper:
+    """Wraps keys under the new master key exactly as the extension's provider would
+    (FORMAT.md 5.1 AWS Encrypt with the key's kms_context as EncryptionContext; 5.2 local:)."""
+
+    def __init__(self, target, unwrapper):
+        self.target = target
+        self.unwrapper = unwrapper
+        if target.startswith("aws-kms:") and len(target) > len("aws-kms:"):
+            self.scheme, self.rest = "aws-kms", target[len("aws-kms:"):]
+        elif target.startswith("local:") and 0 < len(target[len("local:"):].encode()) <= 256:
+            self.scheme, self.rest = "local", target[len("local:"):]
+        else:
+            raise ValueError("--rewrap-to takes aws-kms:<key id, ARN or alias> or local:<name>, "
+                             "got %r" % target)
+
+    def wrap(self, kms_context, key, what):
+        """(wrapped blob, key ARN or None), checked by unwrapping it again."""
+        if self.scheme == "local":
+            name = self.rest.encode("utf-8", "surrogateescape")
+            kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=LOCAL_HKDF_SALT,
+                       info=name).derive(self.unwrapper._master_key())
+            ctx = (kms_context if kms_context is not None else "{}").encode("utf-8", "surrogateescape")
+            nonce = os.urandom(NONCE_LEN)
+            blob = LOCAL_WRAP_HEADER + nonce + AESGCM(kek).encrypt(
+                nonce, key, LOCAL_WRAP_HEADER + name + b"\x00" + ctx)
+            arn = None
+        else:
+            blob, arn = self._aws_encrypt(kms_context, key, what)
+        # the new blob must give the key back, as the restored cluster will unwrap it
+        back = self.unwrapper.unwrap(self.target, arn, kms_context, blob, key_check(key),
+                                     what + " (re-wrapped)")
+        if not hmac.compare_digest(back, key):
+            raise RecoverError("%s: the re-wrapped key does not unwrap to itself" % what)
+        return blob, arn
+
+    def _aws_encrypt(self, kms_context, key, what):
+        import botocore.exceptions
+        m = re.match(r"arn:[^:]+:kms:([^:]+):", self.rest)
+        region = ((m.group(1) if m else None) or self.unwrapper.args.region
+                  or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+        ctx = json.loads(kms_context) if kms_context else {}
+        if not isinstance(ctx, dict) or not all(isinstance(v, str) for v in ctx.values()):
+            raise RecoverError("%s: the key's kms_context is not a JSON object of strings" % what)
+        req = {"KeyId": self.rest, "Plaintext": key}
+        if ctx:
+            req["EncryptionContext"] = ctx
+        try:
+            resp = self.unwrapper._aws_client(region).encrypt(**req)
+        except botocore.exceptions.ClientError as e:
+            err = e.response.get("Error", {})
+            raise RecoverError("%s: AWS KMS Encrypt under %s refused: %s: %s (request id %s)"
+                               % (what, self.target, err.get("Code"), err.get("Message"),
+                                  e.response.get("ResponseMetadata", {}).get("RequestId"))) from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise RecoverError("%s: AWS KMS Encrypt under %s failed: %s" % (what, self.target, e)) from None
+        arn = resp.get("KeyId")
+        return resp["CiphertextBlob"], (arn if arn and arn.startswith("arn:") else None)
+
+
+def rewrap_sql(sch, keyring, rewrapper, source_name):
+    """Every live DEK version and index key of every key, wrapped under the new master key,
+    as a SQL script that refuses (and changes nothing) unless the keyring still holds what
+    the dump held.  Returns (script text, number of keys, number of wrapped secrets)."""
+    target = rewrapper.target
+    has_arns = "kms_key_arn" in sch.version_cols
+    has_index_arns = "index_kms_key_arn" in sch.keys_cols
+    body = []
+    nkeys = nsecrets = 0
+
+    def guard(what):
+        body.append("    GET DIAGNOSTICS n = ROW_COUNT;\n"
+                    "    IF n <> 1 THEN\n"
+                    "        RAISE EXCEPTION %s;\n"
+                    "    END IF;\n" % sql_literal(
+                        "pgck_recover re-wrap: %s is not as in the dump this script was made from "
+                        "(already re-wrapped, or another keyring); nothing was changed" % what))
+
+    for name in sorted(sch.keys):
+        k = sch.keys[name]
+        if k.get("destroyed") is not None:
+            print("pgck_recover: note: key \"%s\" was destroyed; nothing to re-wrap" % name,
+                  file=sys.stderr)
+            continue
+        ctx = _text(k, "kms_context")
+        nkeys += 1
+        for vid in sorted(v for v in sch.versions if _text(sch.versions[v], "key_name") == name):
+            v = sch.versions[vid]
+            if v.get("wrapped_dek") is None:
+                continue
+            what = "key \"%s\" version %s (id %d)" % (name, _text(v, "version"), vid)
+            blob, arn = rewrapper.wrap(ctx, keyring.dek(vid), what)
+            sets = "kms_key = %s, wrapped_dek = %s" % (sql_literal(target), sql_bytea(blob))
+            if has_arns:
+                sets += ", kms_key_arn = %s" % (sql_literal(arn) if arn else "NULL")
+            body.append("    UPDATE pgcrypt_kms.key_versions SET %s\n"
+                        "     WHERE id = %d AND key_name = %s\n"
+                        "       AND key_check = %s AND wrapped_dek = %s;\n"
+                        % (sets, vid, sql_literal(name), sql_bytea(bytea_value(v["key_check"])),
+                           sql_bytea(bytea_value(v["wrapped_dek"]))))
+            guard(what)
+            nsecrets += 1
+        index = keyring.index_secrets(name)
+        if index:
+            sets = ["kms_key = %s" % sql_literal(target), "index_kms_key = %s" % sql_literal(target)]
+            conds = ["key_name = %s" % sql_literal(name), "destroyed IS NULL"]
+            have_prev = False
+            for label, number, ref, arn, w, check in index:
+                what = "the %s blind-index key of key \"%s\"" % (label, name)
+                key = keyring.unwrap_secret(name, "index", number, ref, arn, w, check, what)
+                blob, new_arn = rewrapper.wrap(ctx, key, what)
+                col = "index_key" if label == "current" else "prev_index_key"
+                sets.append("%s_wrapped = %s" % (col, sql_bytea(blob)))
+                if has_index_arns:
+                    sets.append("%s = %s" % ("index_kms_key_arn" if label == "current"
+                                             else "prev_index_kms_key_arn",
+                                             sql_literal(new_arn) if new_arn else "NULL"))
+                conds.append("%s_wrapped = %s" % (col, sql_bytea(w)))
+                conds.append("%s_check = %s" % (col, sql_bytea(check)))
+                have_prev = have_prev or label == "previous"
+                nsecrets += 1
+            if not have_prev:
+                conds.append("prev_index_key_wrapped IS NULL")
+            body.append("    UPDATE pgcrypt_kms.keys SET %s\n     WHERE %s;\n"
+                        % (", ".join(sets), "\n       AND ".join(conds)))
+        else:
+            body.append("    UPDATE pgcrypt_kms.keys SET kms_key = %s\n"
+                        "     WHERE key_name = %s AND destroyed IS NULL AND kms_key = %s;\n"
+                        % (sql_literal(target), sql_literal(name), sql_literal(_text(k, "kms_key"))))
+        guard("key \"%s\"" % name)
+    head = ("-- pgcrypt_kms keyring re-wrapped under %s by pgck_recover.py from %s (%s UTC):\n"
+            "-- %d keys, %d wrapped keys.  No plaintext key is in this script, only blobs wrapped by\n"
+            "-- the new master key and the key-check values the dump already held.\n"
+            "-- Run it once, as the owner of the pgcrypt_kms keyring (the extension's owner), in the\n"
+            "-- database the dump was restored into:  psql -v ON_ERROR_STOP=1 -d DB -f THIS_FILE\n"
+            "-- Each UPDATE changes its row only if the row still holds the dump's wrapped key and\n"
+            "-- key check; otherwise the whole script is rolled back.  Additional wrappings\n"
+            "-- (pgcrypt_kms.key_wrappings) are left as they are.\n"
+            % (target.replace("\n", " "), source_name.replace("\n", " "),
+               datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M:%S"), nkeys, nsecrets))
+    script = (head + "BEGIN;\nSET LOCAL standard_conforming_strings = on;\n"
+              "DO $pgck_rewrap$\nDECLARE\n    n int;\nBEGIN\n" + "".join(body)
+              + "END\n$pgck_rewrap$;\nCOMMIT;\n")
+    return script, nkeys, nsecrets
 
 
 # ---------------------------------------------------------------- contexts
@@ -809,7 +1584,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="pgck_recover.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
-    ap.add_argument("dump", help="plain-format pg_dump of one database (a file, read twice)")
+    ap.add_argument("dump", help="pg_dump of one database: plain or custom format (-Fc); "
+                    "\"-\" reads a plain dump from standard input")
     ap.add_argument("--csv-dir", help="write SCHEMA.TABLE.csv per table with enc_text columns here "
                     "(created with mode 0700 if missing)")
     ap.add_argument("--out", help="write the dump with plaintext in place of enc_text values "
@@ -836,17 +1612,50 @@ def main(argv=None):
                     "report it, go on, and keep the outputs (exit status 1)")
     ap.add_argument("--force", action="store_true",
                     help="overwrite existing output files that only their owner can access")
+    ap.add_argument("--escrow-key", metavar="FILE",
+                    help="the offline escrow private key (passphrase-protected PKCS#8 PEM, RSA >= 3072 "
+                    "bits, mode 0600): unwrap each key from its escrow wrapping (FORMAT.md 11) first")
+    ap.add_argument("--passphrase-file", metavar="FILE",
+                    help="file (mode 0600) holding the escrow key's passphrase (one trailing newline "
+                    "ignored); default: ask on the terminal")
+    ap.add_argument("--passphrase-env", metavar="VAR",
+                    help="name of the environment variable holding the escrow key's passphrase")
+    ap.add_argument("--rewrap-to", metavar="aws-kms:KEY | local:NAME",
+                    help="wrap every DEK version and index key of the keyring under this new master "
+                    "key and write the SQL that installs them (--rewrap-sql)")
+    ap.add_argument("--rewrap-sql", metavar="FILE",
+                    help="where --rewrap-to writes its SQL script (mode 0600; \"-\": standard output)")
     ap.add_argument("--list", action="store_true",
                     help="only list the keyring and the enc_text columns found (no KMS call)")
     args = ap.parse_args(argv)
 
-    if not args.list and not args.csv_dir and not args.out:
-        ap.error("give --csv-dir DIR and/or --out FILE (or --list)")
+    if not args.list and not args.csv_dir and not args.out and not args.rewrap_to:
+        ap.error("give --csv-dir DIR and/or --out FILE, --rewrap-to (or --list)")
+    if bool(args.rewrap_to) != bool(args.rewrap_sql):
+        ap.error("--rewrap-to and --rewrap-sql go together")
+    if (args.passphrase_file or args.passphrase_env) and not args.escrow_key:
+        ap.error("--passphrase-file and --passphrase-env are for --escrow-key")
+    rewrapper = None
+    if args.rewrap_to:
+        try:
+            rewrapper = Rewrapper(args.rewrap_to, None)
+        except ValueError as e:
+            ap.error(str(e))
 
+    if args.dump == "-":
+        # a dump on standard input (pg_restore -f - DUMP | ...) is read twice: spool it to
+        # an anonymous file (it holds ciphertext only, like the dump)
+        spool = tempfile.TemporaryFile()
+        shutil.copyfileobj(sys.stdin.buffer, spool)
+        spool.flush()
+        args.dump = "/dev/fd/%d" % spool.fileno()
     try:
         sch = scan_schema(args.dump)
     except OSError as e:
         print("pgck_recover: cannot read %s: %s" % (args.dump, e.strerror), file=sys.stderr)
+        return 2
+    except DumpFormatError as e:
+        print("pgck_recover: %s: %s" % (args.dump, e), file=sys.stderr)
         return 2
     if not sch.versions:
         print("pgck_recover: the dump holds no pgcrypt_kms keyring (COPY pgcrypt_kms.key_versions)",
@@ -897,9 +1706,43 @@ def main(argv=None):
             cols = sch.enc_columns_of(t)
             if cols:
                 print("enc_text columns of %s: %s" % (qname(t), ", ".join(sorted(cols))))
+        for name, ws in sorted(sch.wrappings.items()):
+            for num, w in sorted(ws.items()):
+                fp = bytea_value(w.get("fingerprint"))
+                print("key %s: wrapping %d: %s %s, %d wrapped keys"
+                      % (name, num, _text(w, "kind"),
+                         ("fingerprint " + fp.hex()) if fp else _text(w, "kms_key"),
+                         sum(1 for (n, x, _s, _v) in sch.wrapped if n == name and x == num)))
         return 0
 
-    keyring = Keyring(sch, Unwrapper(args))
+    escrow = None
+    if args.escrow_key:
+        escrow = EscrowKey(args.escrow_key, escrow_passphrase(args))
+        n = check_escrow_matches(sch, escrow)
+        print("pgck_recover: escrow key %s (fingerprint %s): escrow wrapping of %d key(s)"
+              % (args.escrow_key, escrow.fingerprint.hex(), n), file=sys.stderr)
+    unwrapper = Unwrapper(args)
+    keyring = Keyring(sch, unwrapper, escrow)
+
+    if rewrapper is not None:
+        rewrapper.unwrapper = unwrapper
+        try:
+            script, nkeys, nsecrets = rewrap_sql(sch, keyring, rewrapper, os.path.basename(args.dump))
+        except RecoverError as e:
+            print("pgck_recover: error: re-wrap: %s" % e, file=sys.stderr)
+            print("pgck_recover: no SQL written", file=sys.stderr)
+            return 1
+        if args.rewrap_sql == "-":
+            sqlf = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+        else:
+            sqlf = open_private(args.rewrap_sql, args.force)
+        with sqlf:
+            sqlf.write(script.encode("utf-8", "surrogateescape"))
+        print("pgck_recover: re-wrapped %d wrapped keys of %d keys under %s; SQL in %s"
+              % (nsecrets, nkeys, args.rewrap_to, args.rewrap_sql), file=sys.stderr)
+        if not args.csv_dir and not args.out:
+            print_sources(keyring)
+            return 0
     failures = []
     stats = {}                    # (table, col) -> [decrypted, failed, null]
     tagstats = {"current": 0, "previous": 0, "unmatched": 0}
@@ -930,16 +1773,19 @@ def main(argv=None):
                 out = open_private(args.out, args.force)
                 created.append(args.out)
 
-        with open(args.dump, "rb") as f:
+        with contextlib.closing(dump_lines(args.dump)) as f:
             lineno = 0
             block = None          # (table, copy_cols, decrypt_cols, csv file)
             gate = TocGate()
+            lex = SqlLexer()
             for line in f:
                 lineno += 1
                 if block is None:
                     if out is not None:
                         out.write(line)
-                    if gate.feed(line) == b"TABLE DATA" and _COPY.match(line):
+                    top = lex.top()
+                    lex.feed(line)
+                    if top and gate.feed(line) == b"TABLE DATA" and _COPY.match(line):
                         table, copy_cols = read_copy_header(line.rstrip(b"\n"))
                         if table[0] == "pgcrypt_kms":
                             continue
@@ -1020,6 +1866,10 @@ def main(argv=None):
             fobj.close()
     except _Abort:
         fail_cleanup()
+    except DumpFormatError as e:
+        fail_cleanup()
+        print("pgck_recover: %s: %s; nothing written" % (args.dump, e), file=sys.stderr)
+        return 2
     except RecoverError as e:
         failures.append(Failure(("?", "?"), "?", 0, str(e)))
         fail_cleanup()
@@ -1027,6 +1877,7 @@ def main(argv=None):
         fail_cleanup()
         raise
 
+    print_sources(keyring)
     for (table, col), (ok, bad, nulls) in sorted(stats.items()):
         print("pgck_recover: %s.%s: %d decrypted, %d failed, %d NULL"
               % (qname(table), col, ok, bad, nulls), file=sys.stderr)
@@ -1049,5 +1900,20 @@ class _Abort(Exception):
     pass
 
 
+def print_sources(keyring):
+    if keyring.sources:
+        print("pgck_recover: keys unwrapped through: %s"
+              % ", ".join("%s %d" % (k, v) for k, v in sorted(keyring.sources.items())),
+              file=sys.stderr)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("pgck_recover: interrupted", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:   # never a traceback: it could quote the dump's bytes
+        print("pgck_recover: internal error (%s) while reading the dump; nothing written; "
+              "a damaged dump is the likely cause" % type(e).__name__, file=sys.stderr)
+        sys.exit(2)

@@ -23,10 +23,10 @@ CREATE SCHEMA m AUTHORIZATION pgck_mallory;
 SET ROLE pgck_mallory;
 CREATE TABLE m.aaa (x int);
 COMMENT ON TABLE m.aaa IS E'harmless\nCOPY m.zzz (x) FROM stdin;\n';
-CREATE FUNCTION m.f() RETURNS int LANGUAGE sql AS E'SELECT 1\n-- Data for Name: zzz; Type: TABLE DATA; Schema: m; Owner: x\n\nCOPY m.zzz (x) FROM stdin;\nSELECT 2';
+CREATE FUNCTION m.f() RETURNS text LANGUAGE sql AS E'SELECT ''1\n-- Data for Name: zzz; Type: TABLE DATA; Schema: m; Owner: x\n\nCOPY m.zzz (x) FROM stdin;\n2''::text';
 SQL
 runuser -u postgres -- "$PGBIN/pg_dump" -h "$PGHOST" -p "$PGPORT" -d $DB >"$W/dump.sql"
-grep -q "^COPY m.zzz" "$W/dump.sql"; check $? "positive control: the dump has a line 'COPY m.zzz' that pg_dump did not write as a statement"
+[ "$(grep -c "^COPY m.zzz" "$W/dump.sql")" = 2 ]; check $? "positive control: the dump has two lines 'COPY m.zzz' that pg_dump did not write as a statement (the comment, the function body)"
 /usr/bin/python3 tools/pgck_recover.py "$W/dump.sql" --local-key-file "$PGCK_TMP/local_master.key" --csv-dir "$W/csv" >"$W/out" 2>"$W/err"
 rc=$?
 [ $rc -eq 0 ]; check $? "pgck_recover.py exits 0 ($(tr '\n' '|' <"$W/err" | cut -c1-300))"
