@@ -229,7 +229,7 @@ unwrap_and_wrap(const Wrapping *w, const char *name, const char *kms_context, co
 		if (w->escrow)
 			blob = escrow_wrap(w->public_key, slot);
 		else
-			blob = new_p->wrap_data_key(new_rest, kms_context, slot, PGCK_DEK_LEN, arn_out);
+			blob = pgck_kms_wrap_data_key(new_p, new_rest, kms_context, slot, PGCK_DEK_LEN, arn_out);
 	}
 	PG_FINALLY();
 	{
@@ -275,7 +275,7 @@ make_blob(const Wrapping *w, const char *name, const char *kms_context, const Se
 					(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 					 errmsg("the %s provider cannot wrap a data key it did not make", new_p->scheme)));
 		if (plaintext != NULL)
-			return new_p->wrap_data_key(new_rest, kms_context, plaintext, PGCK_DEK_LEN, arn_out);
+			return pgck_kms_wrap_data_key(new_p, new_rest, kms_context, plaintext, PGCK_DEK_LEN, arn_out);
 	}
 	else if (plaintext != NULL)
 		return escrow_wrap(w->public_key, plaintext);
@@ -519,7 +519,7 @@ pgck_kms_add_wrapping(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
 					 errmsg("key \"%s\" already has a wrapping under \"%s\"", name, kms_key)));
 		if (provider->check_key != NULL)
-			provider->check_key(rest);
+			pgck_kms_check_key(provider, rest);
 		number = next_wrapping(name);
 		values[1] = Int32GetDatum(number);
 		run("INSERT INTO " KEYRING_SCHEMA ".key_wrappings (key_name, wrapping, kind, kms_key)"
@@ -685,7 +685,7 @@ try_unwrap(const char *ref, const char *kms_context, const bytea *blob, const by
 		char	   *arn = NULL;
 		uint8		got[PGCK_KEY_CHECK_LEN];
 
-		p->decrypt_data_key(rest, kms_context, blob, slot, PGCK_DEK_LEN, &arn);
+		pgck_kms_decrypt_data_key(p, rest, kms_context, blob, slot, PGCK_DEK_LEN, &arn);
 		if (!pgck_key_check(slot, got) || check == NULL ||
 			VARSIZE_ANY_EXHDR(check) != PGCK_KEY_CHECK_LEN ||
 			!pgck_equal_ct(got, (const uint8 *) VARDATA_ANY(check), PGCK_KEY_CHECK_LEN))

@@ -304,6 +304,12 @@ class Context:
             self.enc_typed[t] = a.execute("SELECT kms_encrypt(%%s::%s, 's1')::text, kms_encrypt(%%s::%s, 's1', 'ctx-one')::text"
                                           % (t, t), (v, v)).fetchone()
         self.version_ids = [r[0] for r in a.execute("SELECT version_id FROM kms_keys ORDER BY version_id")]
+        # an escrow wrapping (0.3) on s2, for kms_remove_wrapping; its public key for kms_add_escrow_key
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        self.escrow_pem = rsa.generate_private_key(public_exponent=65537, key_size=3072).public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        a.execute("SELECT kms_add_escrow_key('s2', %s)", (self.escrow_pem,))
 
     def own_tables(self, table):
         a = self.admin()
@@ -444,6 +450,8 @@ def candidates(ctx, r, i):
             c = [V("domain", "'domain'"), V("order", "'order'"), V("last4", "'last4'")]
         elif n == "transform":
             c = [V("domain", "'domain'"), V("order", "'order'"), V("suffix(4)", "'suffix(4)'")]
+        elif n == "public_key":
+            c = [V(ctx.escrow_pem, "an RSA-3072 escrow public key (PEM)")]
         else:
             c = [V("s1", "'s1'"), V("alice@example.com", "'alice@example.com'")]
     elif t == "name":
@@ -459,6 +467,8 @@ def candidates(ctx, r, i):
             c = [V("256", "256"), V("64", "64")]
         elif n == "batch":
             c = [V("2", "2")]
+        elif n == "wrapping":
+            c = [V("1", "1"), V("2", "2")]
         else:
             c = [V("1", "1"), V("100", "100")]
     elif t == "boolean":
