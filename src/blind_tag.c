@@ -26,12 +26,33 @@ ascii_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+/*
+ * Eight bytes at a time (a blind-index probe and every tagged encryption
+ * lower-case their value; the byte loop was 3-5% of a kms_blind_index scan):
+ * in each byte, bit 7 of (b & 0x7F) + 0x3F is set from 'A' (0x41) up, bit 7 of
+ * (b & 0x7F) + 0x25 from '[' (0x5B) up, and neither sum carries into the next
+ * byte; bytes with bit 7 set (UTF-8) are excluded, so only A-Z gain 0x20.
+ */
+#define BYTES_01	UINT64_C(0x0101010101010101)
+
 size_t
 pgck_normalize_lower(const char *s, size_t len, char *out)
 {
-	size_t		i;
+	size_t		i = 0;
 
-	for (i = 0; i < len; i++)
+	for (; i + 8 <= len; i += 8)
+	{
+		uint64_t	x;
+		uint64_t	low;
+		uint64_t	upper;
+
+		memcpy(&x, s + i, 8);
+		low = x & (0x7F * BYTES_01);
+		upper = (low + 0x3F * BYTES_01) & ~(low + 0x25 * BYTES_01) & ~x & (0x80 * BYTES_01);
+		x |= upper >> 2;
+		memcpy(out + i, &x, 8);
+	}
+	for (; i < len; i++)
 		out[i] = ascii_lower(s[i]);
 	return len;
 }

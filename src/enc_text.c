@@ -283,6 +283,7 @@ typedef struct KeyMemo
 	uint64		epoch;
 	PgckCachedKey *k;
 	PgckCachedVersion *current;	/* k's current version, once looked up */
+	PgckExtHint ext;			/* k's extra indexes, once looked up */
 	int			name_len;
 	char		name[PGCK_KEY_NAME_MAX + 1];
 } KeyMemo;
@@ -310,6 +311,7 @@ key_for(const text *name, FmgrInfo *flinfo)
 		memo->epoch = pgck_keycache_epoch;
 		memo->k = k;
 		memo->current = NULL;
+		memset(&memo->ext, 0, sizeof(memo->ext));
 		memo->name_len = len;
 		memcpy(memo->name, VARDATA_ANY(name), len);
 	}
@@ -336,6 +338,17 @@ current_version_for(PgckCachedKey *k, FmgrInfo *flinfo)
 	if (memo != NULL && memo->k == k && memo->epoch == pgck_keycache_epoch)
 		memo->current = v;
 	return v;
+}
+
+/* The KeyMemo's hint for pgck_value_ext, when key_for() has just validated it for k. */
+static PgckExtHint *
+ext_hint_for(PgckCachedKey *k, FmgrInfo *flinfo)
+{
+	KeyMemo    *memo = flinfo ? (KeyMemo *) flinfo->fn_extra : NULL;
+
+	if (memo != NULL && memo->k == k && memo->epoch == pgck_keycache_epoch)
+		return &memo->ext;
+	return NULL;
 }
 
 static struct varlena *
@@ -383,7 +396,8 @@ encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const t
 	if (k->transform != PGCK_BIDX_NONE)
 		tag_len = pgck_blind_index_tag(k, k->hmac, (const char *) pt, pt_len, tag);
 	/* 0.3.0: plaintext type, ORE term, named tags (enc_typed.c) */
-	ext_size = pgck_value_ext(k, plain_type, pt, pt_len, ext);
+	ext_size = pgck_value_ext(k, plain_type, pt, pt_len, ext,
+							  ext_hint_for(k, attempts == 0 ? flinfo : NULL));
 
 	size = pgck_envelope_size_ext(pt_len, tag_len, ext_size);
 	if (!envelope_fits(size))

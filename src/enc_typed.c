@@ -98,10 +98,12 @@ typedef struct KeyIndexes
 	PgckHmac   *ore_prev;		/* of the previous index key, during its rotation */
 	int			n;
 	NamedIndex	idx[MAX_NAMED_INDEXES];
+	uint64		load_id;		/* which load of this slot (a PgckExtHint's check) */
 } KeyIndexes;
 
 static KeyIndexes memo[MEMO_SLOTS];
 static int	memo_next;
+static uint64 memo_loads;
 
 static void
 memo_release(KeyIndexes *m)
@@ -206,7 +208,36 @@ indexes_for(PgckCachedKey *k)
 	m->epoch = pgck_keycache_epoch;
 	m->index_key = k->index_key;
 	m->index_key_version = k->index_key_version;
+	m->load_id = ++memo_loads;
 	m->used = true;
+	return m;
+}
+
+/*
+ * indexes_for() through a call site's hint: the slot it found on an earlier
+ * row of this statement, if that slot has not been loaded again since (for
+ * another key: MEMO_SLOTS keys in one statement) and the cache epoch is the
+ * same (so k and its index key are the entries the slot was loaded for).
+ */
+static KeyIndexes *
+indexes_hinted(PgckCachedKey *k, PgckExtHint *hint)
+{
+	KeyIndexes *m;
+
+	if (hint != NULL && hint->m != NULL)
+	{
+		m = (KeyIndexes *) hint->m;
+		if (m->used && m->load_id == hint->load_id && hint->epoch == pgck_keycache_epoch &&
+			m->index_key == k->index_key && m->index_key_version == k->index_key_version)
+			return m;
+	}
+	m = indexes_for(k);
+	if (hint != NULL)
+	{
+		hint->m = m;
+		hint->load_id = m->load_id;
+		hint->epoch = pgck_keycache_epoch;
+	}
 	return m;
 }
 
@@ -425,7 +456,8 @@ ore_bits(uint8 type, const uint8 *pt, size_t len, uint8 *bits, const char *key_n
 }
 
 size_t
-pgck_value_ext(PgckCachedKey *k, uint8 plain_type, const uint8 *pt, size_t pt_len, uint8 *out)
+pgck_value_ext(PgckCachedKey *k, uint8 plain_type, const uint8 *pt, size_t pt_len, uint8 *out,
+			   PgckExtHint *hint)
 {
 	KeyIndexes *m;
 	uint8		term[PGCK_ORE_TERM_MAX];
@@ -438,7 +470,7 @@ pgck_value_ext(PgckCachedKey *k, uint8 plain_type, const uint8 *pt, size_t pt_le
 	if (k->transform == PGCK_BIDX_NONE)
 		m = NULL;				/* no index key, so no extra index (kms_add_index refuses) */
 	else
-		m = indexes_for(k);
+		m = indexes_hinted(k, hint);
 	if (m != NULL && m->order)
 	{
 		uint8		bits[PGCK_ORE_MAX_BIT_BYTES];

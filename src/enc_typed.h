@@ -15,12 +15,25 @@
 #define PGCK_PT_ANY		(-1)
 
 /*
+ * A call site's memory of which extra indexes pgck_value_ext found for its key
+ * (so the rows of a scan skip that search).  Zeroed by the caller whenever it
+ * resolves the key again (new statement, cache epoch or key name); the
+ * entry it names is checked to be the same load under the same epoch.
+ */
+typedef struct PgckExtHint
+{
+	const void *m;
+	uint64		load_id;
+	uint64		epoch;
+} PgckExtHint;
+
+/*
  * The extension fields of a new value of key k (type field, ORE term when the
  * key has an order index, named tags) into out, which must hold
  * PGCK_EXT_MAX_LEN + 2 bytes; returns their size (0: none).
  */
 extern size_t pgck_value_ext(PgckCachedKey *k, uint8 plain_type, const uint8 *pt,
-							 size_t pt_len, uint8 *out);
+							 size_t pt_len, uint8 *out, PgckExtHint *hint);
 
 extern const char *pgck_plain_type_name(uint8 t);
 

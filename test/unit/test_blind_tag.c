@@ -175,6 +175,37 @@ test_every_byte(void)
 	}
 }
 
+/*
+ * Each byte 0..255 at each offset of a 24-byte string (so in every lane of the
+ * eight-byte steps of pgck_normalize_lower and in its byte-wise tail), the
+ * other bytes upper-case letters, the bytes next to 'A'..'Z' and UTF-8 lead
+ * and continuation bytes whose low seven bits are letters.
+ */
+static void
+test_every_byte_every_lane(void)
+{
+	static const unsigned char fill[] = {'A', 'Z', '@', '[', 0xC1, 0xDA, 0x81, 'q', 'M', '`', '{', 0xFF};
+
+	for (size_t t = 0; t < NTRANSFORMS; t++)
+	{
+		int			bad = 0;
+
+		mismatches_shown = 0;
+		for (int c = 0; c < 256; c++)
+			for (size_t pos = 0; pos < 24; pos++)
+			{
+				unsigned char s[24];
+
+				for (size_t j = 0; j < sizeof(s); j++)
+					s[j] = fill[(j + (size_t) c) % sizeof(fill)];
+				s[pos] = (unsigned char) c;
+				bad += !same_as_reference(t, s, sizeof(s), "a byte at each offset");
+			}
+		unit_check(bad == 0, "%s: each byte 0..255 at each of 24 offsets as the reference (%d differ)",
+				   transforms[t].name, bad);
+	}
+}
+
 static void
 test_random_strings(void)
 {
@@ -313,6 +344,7 @@ main(int argc, char **argv)
 	(void) argc;
 	(void) argv;
 	test_every_byte();
+	test_every_byte_every_lane();
 	test_random_strings();
 	test_truncation();
 	test_named_transforms();
