@@ -551,47 +551,7 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 	return found;
 }
 
-int
-pgck_keyring_usable_version_ids(uint32 **ids_out)
-{
-	MemoryContext caller = CurrentMemoryContext;
-	OwnerScope	scope;
-	volatile int n = 0;
-
-	*ids_out = NULL;
-	if (IsInParallelMode())
-		return 0;				/* GetLatestSnapshot is not allowed there */
-	owner_scope_enter(&scope);
-	PG_TRY();
-	{
-		SPIPlanPtr	plan;
-		int			ret;
-		uint64		i;
-
-		SPI_connect();
-		plan = SPI_prepare("SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
-						   " WHERE v.state OPERATOR(pg_catalog.=) 'active'"
-						   "    OR v.state OPERATOR(pg_catalog.=) 'decrypt-only'", 0, NULL);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		ret = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
-								   true, false, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
-		*ids_out = MemoryContextAlloc(caller, sizeof(uint32) * Max(SPI_processed, 1));
-		for (i = 0; i < SPI_processed; i++)
-			(*ids_out)[n++] = (uint32) col_int(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		owner_scope_leave(&scope);
-	}
-	PG_END_TRY();
-	return n;
-}
-
-/* A version row from columns first.. of a keyring query (VERSION_COLUMNS). */
+/* A version row from columns first.. of a keyring query (VERSION_QUERY, USABLE_QUERY). */
 static void
 version_row_fill(HeapTuple tup, TupleDesc desc, int first, bool has_arns, MemoryContext cxt,
 				 PgckVersionRow *out)
