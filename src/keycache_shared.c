@@ -769,10 +769,12 @@ pgck_kms_shared_cache_stats(PG_FUNCTION_ARGS)
  * within the refresh margin (a third of cache_ttl, at least 2 s and at most
  * 5 min, never more than half).  So a steady workload never finds its keys
  * expired.  The entries due are marked (refreshing) and unwrapped again by
- * the refresher and up to pgcrypt_kms.unwrap_concurrency - 1 refresh workers
- * (dynamic background workers, no database) at once, each taking the next
- * marked entry: a thousand keys due at once take a thousand KMS round trips
- * divided by the concurrency, not one after another.  A refresh that fails
+ * up to pgcrypt_kms.unwrap_concurrency refresh workers (dynamic background
+ * workers, no database) at once, each taking the next marked entry until none
+ * is left: a thousand keys due at once take a thousand KMS round trips
+ * divided by the concurrency, not one after another.  The refresher itself
+ * never waits for the KMS: each second it marks what became due and starts
+ * workers up to the bound, counting those of its workers still alive.  A refresh that fails
  * (KMS access revoked, the KMS down) leaves the entry to expire at its TTL:
  * it is logged (once per entry and failure) and counted, and revocation
  * still reaches the cluster within cache_ttl.  A refresh worker that dies
@@ -801,7 +803,7 @@ refresh_margin_us(void)
 	return Min(Min(Max(ttl / 3, 2 * USECS_PER_SEC), 300 * USECS_PER_SEC), ttl / 2);
 }
 
-/* Sweep, and mark every entry due for a refresh; returns how many. */
+/* Sweep, and mark every entry due for a refresh; returns how many wait for a worker. */
 static int
 refresh_collect(TimestampTz now)
 {
@@ -821,8 +823,11 @@ refresh_collect(TimestampTz now)
 			continue;
 		e->refreshing = true;
 		e->refresh_pid = 0;
-		n++;
 	}
+	for (i = 0; i < sh->nentries; i++)
+		if (sh->entries[i].state == ST_VALID && sh->entries[i].refreshing &&
+			sh->entries[i].refresh_pid == 0)
+			n++;
 	LWLockRelease(sh->lock);
 	return n;
 }
@@ -948,13 +953,17 @@ refresh_drain(uint8 *key, MemoryContext cxt)
 	MemoryContextSwitchTo(old);
 }
 
-/* Start up to n - 1 background workers of a kind (the caller works too). */
-static void
-start_workers(int n, const char *function, const char *name, Datum arg)
+/*
+ * Start up to n background workers of a kind; returns how many were
+ * registered, their handles in handles[] when given.
+ */
+static int
+start_workers(int n, const char *function, const char *name, Datum arg,
+			  BackgroundWorkerHandle **handles)
 {
 	int			i;
 
-	for (i = 0; i < n - 1; i++)
+	for (i = 0; i < n; i++)
 	{
 		BackgroundWorker worker;
 		BackgroundWorkerHandle *handle;
@@ -970,7 +979,33 @@ start_workers(int n, const char *function, const char *name, Datum arg)
 		strlcpy(worker.bgw_type, name, BGW_MAXLEN);
 		if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 			break;				/* no slot: fewer in flight */
+		if (handles != NULL)
+			handles[i] = handle;
+		else
+			pfree(handle);
 	}
+	return i;
+}
+
+/* How many of the refresher's workers are alive; forgets the others. */
+static int
+workers_alive(BackgroundWorkerHandle **handles, int *n)
+{
+	int			i;
+	int			alive = 0;
+
+	for (i = 0; i < *n; i++)
+	{
+		pid_t		pid;
+		BgwHandleStatus st = GetBackgroundWorkerPid(handles[i], &pid);
+
+		if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
+			handles[alive++] = handles[i];
+		else
+			pfree(handles[i]);
+	}
+	*n = alive;
+	return alive;
 }
 
 PGDLLEXPORT void pgck_shcache_refresher_main(Datum arg);
@@ -978,17 +1013,15 @@ PGDLLEXPORT void pgck_shcache_refresher_main(Datum arg);
 void
 pgck_shcache_refresher_main(Datum arg)
 {
-	MemoryContext loop_cxt;
-	uint8	   *key;
+	BackgroundWorkerHandle **handles;
+	int			nhandles = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	if (!pgck_shcache_enabled())
 		proc_exit(0);
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgcrypt_kms refresher",
-									 ALLOCSET_DEFAULT_SIZES);
-	key = pgck_locked_alloc();
+	handles = MemoryContextAlloc(TopMemoryContext, sizeof(BackgroundWorkerHandle *) * 256);
 	for (;;)
 	{
 		int			n;
@@ -1004,9 +1037,15 @@ pgck_shcache_refresher_main(Datum arg)
 		}
 		n = refresh_collect(GetCurrentTimestamp());
 		if (n > 0)
-			start_workers(Min(n, pgck_unwrap_concurrency), "pgck_shcache_unwrap_worker_main",
-						  "pgcrypt_kms refresh worker", Int32GetDatum(REFRESH_WORKER_ARG));
-		refresh_drain(key, loop_cxt);
+		{
+			int			room = Min(n, pgck_unwrap_concurrency - workers_alive(handles, &nhandles));
+
+			MemoryContextSwitchTo(TopMemoryContext);
+			if (room > 0)
+				nhandles += start_workers(room, "pgck_shcache_unwrap_worker_main",
+										  "pgcrypt_kms refresh worker",
+										  Int32GetDatum(REFRESH_WORKER_ARG), handles + nhandles);
+		}
 	}
 }
 
@@ -1216,8 +1255,8 @@ pgck_shcache_drain(int nqueued)
 
 	if (!pgck_shcache_enabled() || nqueued == 0)
 		return;
-	start_workers(Min(nqueued, pgck_unwrap_concurrency), "pgck_shcache_unwrap_worker_main",
-				  "pgcrypt_kms unwrap worker", Int32GetDatum(0));
+	(void) start_workers(Min(nqueued, pgck_unwrap_concurrency) - 1, "pgck_shcache_unwrap_worker_main",
+						 "pgcrypt_kms unwrap worker", Int32GetDatum(0), NULL);
 	key = pgck_locked_alloc();
 	PG_TRY();
 	{

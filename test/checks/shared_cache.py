@@ -359,11 +359,14 @@ check('pgcrypt_kms: refresh-ahead of key "rf" version 1 failed' in log, "and log
 emuctl('enable-key', '{"key_id":"alias/pgck-test"}')
 
 # ---------------------------------------------------------------- many refreshes at once
-# Keys due for a refresh together are unwrapped again concurrently (the
-# refresher and its refresh workers), exactly unwrap_concurrency in flight:
-# counted at the emulator while it holds every call it gets.
+# Keys due for a refresh together are unwrapped again concurrently by refresh
+# workers, exactly unwrap_concurrency in flight: counted at the emulator while
+# it holds every call it gets (a TTL long enough that nothing expires while
+# held, and a kms_timeout longer than the hold).
 RK = 6
 setup.execute("ALTER SYSTEM SET pgcrypt_kms.unwrap_concurrency = 3")
+setup.execute("ALTER SYSTEM SET pgcrypt_kms.cache_ttl = 24")
+setup.execute("ALTER SYSTEM SET pgcrypt_kms.kms_timeout = '60s'")
 setup.execute("SELECT pg_reload_conf()")
 for i in range(RK):
     make_key(setup, f'rc{i}', kms='aws-kms:alias/pgck-test-2', rows=2)
@@ -372,36 +375,40 @@ with connect() as admin:
 time.sleep(1.5)
 with connect() as c:
     for i in range(RK):
-        decrypt_all(c, f'rc{i}')    # published together: due together, 6 s later
+        decrypt_all(c, f'rc{i}')    # published together: due together, 16 s later
 emuctl('reset-stats')
 emuctl('set-fault', '{"op":"Decrypt","kind":"hang","count":%d}' % RK)
 refreshes0 = shared('refreshes')
 in_flight, start = 0, time.time()
-while time.time() - start < 15 and in_flight == 0:
+while time.time() - start < 30 and in_flight < 3:
     in_flight = emuctl('stats')['calls'].get('Decrypt', 0)
-    time.sleep(0.1)
-time.sleep(1.5)
+    time.sleep(0.2)
+time.sleep(2.5)                     # more refresher ticks: no more workers may start
 in_flight = emuctl('stats')['calls'].get('Decrypt', 0)
 check(in_flight == 3,
       f"{RK} keys due for a refresh at once: unwrap_concurrency = 3 refreshes in flight, no fewer, no more ({in_flight})")
 emuctl('clear-faults')
 start = time.time()
-while time.time() - start < 10 and shared('refreshes') - refreshes0 < RK:
+while time.time() - start < 15 and shared('refreshes') - refreshes0 < RK:
     time.sleep(0.2)
 check(shared('refreshes') - refreshes0 == RK and emuctl('stats')['calls'].get('Decrypt', 0) == RK,
       f"then all {RK} were refreshed, one Decrypt call each ({shared('refreshes') - refreshes0} refreshes)")
 
 # pgcrypt_kms.refresh_ahead = off: keys in use expire and are not unwrapped again ahead
 setup.execute("ALTER SYSTEM SET pgcrypt_kms.refresh_ahead = off")
+setup.execute("ALTER SYSTEM SET pgcrypt_kms.cache_ttl = 9")
 setup.execute("SELECT pg_reload_conf()")
 time.sleep(1.5)
+with connect() as admin:
+    admin.execute("SELECT kms_flush_cache()")
 with connect() as c:
     for i in range(RK):
         decrypt_all(c, f'rc{i}')    # in use again
 refreshes0 = shared('refreshes')
-time.sleep(10)                      # past the refresh margin and the TTL
+time.sleep(10)                      # past the refresh margin (3 s before the 9 s TTL)
 check(shared('refreshes') == refreshes0,
       f"with refresh_ahead = off nothing is refreshed ({shared('refreshes') - refreshes0} refreshes)")
+setup.execute("ALTER SYSTEM RESET pgcrypt_kms.kms_timeout")
 setup.execute("ALTER SYSTEM RESET pgcrypt_kms.refresh_ahead")
 setup.execute("ALTER SYSTEM RESET pgcrypt_kms.unwrap_concurrency")
 setup.execute("ALTER SYSTEM RESET pgcrypt_kms.cache_ttl")
