@@ -89,8 +89,11 @@ def first_scan(n, warm):
 
 
 rows = []
-for label, size in (("per-backend caches only (shared_cache_size = 0)", 0),
-                    (f"shared key cache (shared_cache_size = {SHARED})", SHARED)):
+configs = [("per-backend caches only (shared_cache_size = 0)", 0),
+           (f"shared key cache (shared_cache_size = {SHARED})", SHARED)]
+if os.environ.get('BENCH_SHARED_ONLY') == '1':
+    configs = configs[1:]
+for label, size in configs:
     restart(size)
     calls, errs = fresh_backends(64)
     rows.append((label, "64 fresh backends, one key version", "", calls, f"{len(errs)} errors"))

@@ -8,18 +8,20 @@
 #     alone), and with it after kms_warm_cache(tbl, col).
 # Builds a snapshot of the tree into a private PostgreSQL installation (as
 # test/run.sh does), one throwaway cluster restarted between configurations.
-#   bash bench/shared_cache.sh [--delay-ms 10] [--tenants "500 5000"] [--concurrency 32]
+#   bash bench/shared_cache.sh [--delay-ms 10] [--tenants "500 5000"] [--concurrency 32] [--shared-only]
+# --shared-only skips the per-backend-caches-only configuration (minutes at 5,000 keys).
 # Prints a Markdown report; nothing asserts a timing.
 set -u
 . "$(cd "$(dirname "$0")" && pwd)/../test/lib.sh"
 pgck_require_root "$@"
-DELAY=10 TENANTS="500 5000" CONC=32
+DELAY=10 TENANTS="500 5000" CONC=32 SHARED_ONLY=0
 while [ $# -gt 0 ]; do
     case $1 in
         --delay-ms) DELAY=$2; shift 2 ;;
         --tenants) TENANTS=$2; shift 2 ;;
         --concurrency) CONC=$2; shift 2 ;;
-        *) sed -n '2,13p' "$0"; exit 2 ;;
+        --shared-only) SHARED_ONLY=1; shift ;;
+        *) sed -n '2,14p' "$0"; exit 2 ;;
     esac
 done
 pgck_install_packages $PGCK_PACKAGES_BUILD python3-psycopg python3-cryptography
@@ -38,5 +40,5 @@ pgcrypt_kms.shared_cache_size = 0"
 pgck_start_cluster >/dev/null || { cat "$PGCK_TMP/server.log"; exit 1; }
 runuser -u postgres -- env PGHOST="$PGHOST" PGPORT="$PGPORT" PGBIN="$PGBIN" PGCK_PGDATA="$PGCK_PGDATA" \
     PGCK_EMULATOR_PORT="$PGCK_EMULATOR_PORT" BENCH_DELAY="$DELAY" BENCH_TENANTS="$TENANTS" \
-    BENCH_SHARED_SIZE=$((MAX + 100)) BENCH_CONC=$CONC PGCK_ROOT="$PGCK_ROOT" \
+    BENCH_SHARED_SIZE=$((MAX + 100)) BENCH_CONC=$CONC BENCH_SHARED_ONLY=$SHARED_ONLY PGCK_ROOT="$PGCK_ROOT" \
     /usr/bin/python3 "$PGCK_ROOT/bench/shared_cache.py"

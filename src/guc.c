@@ -57,6 +57,7 @@ char	   *pgck_kmip_ca_file = NULL;
 int			pgck_shared_cache_size = 0;
 int			pgck_unwrap_concurrency = 8;
 int			pgck_prefetch_after = 3;
+bool		pgck_refresh_ahead = true;
 
 char	   *pgck_wrapping_regions = NULL;
 
@@ -199,6 +200,11 @@ pgck_guc_init(void)
 							"Workers come from max_worker_processes; with none free the caller unwraps alone.",
 							&pgck_unwrap_concurrency, 8, 1, 256,
 							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("pgcrypt_kms.refresh_ahead",
+							 "Whether the shared key cache's refresher unwraps keys in use again before they expire.",
+							 "Off: shared entries expire at cache_ttl and the next statement that needs one waits for the KMS.",
+							 &pgck_refresh_ahead, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgcrypt_kms.prefetch_after",
 							"Key versions one statement must unwrap before the backend prefetches the whole keyring into the shared key cache; 0 = never.",
 							"The prefetch unwraps concurrently (unwrap_concurrency) every active and decrypt-only version that fits in the shared cache's free entries.",

@@ -34,6 +34,7 @@ extern char *pgck_kmip_ca_file;		/* "" = pgcrypt_kms.ca_file, else system store 
 extern int	pgck_shared_cache_size;	/* entries, 0 = no shared key cache */
 extern int	pgck_unwrap_concurrency;	/* KMS unwraps in flight for kms_warm_cache */
 extern int	pgck_prefetch_after;	/* cold misses in a statement before a prefetch, 0 = never */
+extern bool pgck_refresh_ahead;	/* the shared cache's refresher refreshes keys in use */
 
 /* Vault / OpenBao Transit (kms_vault.c) */
 typedef enum PgckVaultAuth

@@ -845,49 +845,109 @@ pgck_keycache_forget_key(const char *name)
 
 /* ---------------------------------------------------------------- warm-up */
 
+/*
+ * Queue for the shared cache's unwrap workers every row not cached here and
+ * usable, then unwrap them concurrently; rows were read after shgen.
+ * Returns how many were queued.
+ */
+static int
+keycache_warm_rows(const PgckVersionRow *rows, int n, uint64 shgen, bool may_evict)
+{
+	int			done = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const PgckVersionRow *row = &rows[i];
+		PgckCachedVersion *v;
+		uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
+
+		CHECK_FOR_INTERRUPTS();
+		v = hash_search(version_cache, &row->id, HASH_FIND, NULL);
+		if (v != NULL && v->validated_gen == cache_gen &&
+			!expired(v->unwrapped_at, pgck_keycache_now()))
+			continue;			/* cached here */
+		if (row->state == PGCK_STATE_DESTROYED || row->state == PGCK_STATE_RETIRED ||
+			row->key_check == NULL || VARSIZE_ANY_EXHDR(row->key_check) != PGCK_KEY_CHECK_LEN)
+			continue;
+		pgck_shcache_digest(row->kms_key, row->kms_context, row->wrapped_dek, digest);
+		if (pgck_shcache_enqueue(digest, shgen, (const uint8 *) VARDATA_ANY(row->key_check),
+								 row->kms_key, row->kms_context, row->wrapped_dek,
+								 row->key_name, row->version, may_evict))
+			done++;
+	}
+	pgck_shcache_drain(done);
+	return done;
+}
+
+/*
+ * The rows of every usable version, read in one query on a snapshot no
+ * invalidation outdates (as fetch_version_stable); *shgen is the shared
+ * generation read before them.
+ */
+static int
+fetch_usable_stable(PgckVersionRow **rows, uint64 *shgen)
+{
+	for (;;)
+	{
+		uint64		gen = cache_gen;
+		int			n;
+
+		*shgen = pgck_shcache_generation();
+		n = pgck_keyring_usable_versions(rows);
+		if (gen == cache_gen)
+			return n;
+	}
+}
+
+static int
+cmp_uint32(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
 static int
 keycache_warm(const uint32 *ids, int n, bool may_evict)
 {
 	int			done = 0;
 	int			i;
-	bool		shared = pgck_shcache_enabled() && !keyring_touched_in_xact;
+	int			nrows;
+	int			nwant = 0;
+	uint32	   *sorted;
+	PgckVersionRow *rows;
+	uint64		shgen;
 
 	(void) statement_now();
-	for (i = 0; i < n; i++)
+	if (!pgck_shcache_enabled() || keyring_touched_in_xact)
 	{
-		PgckCachedVersion *v;
-		PgckVersionRow row;
-		bool		found;
-		uint64		shgen;
-		uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
-
-		CHECK_FOR_INTERRUPTS();
-		v = hash_search(version_cache, &ids[i], HASH_FIND, NULL);
-		if (v != NULL && v->validated_gen == cache_gen &&
-			!expired(v->unwrapped_at, pgck_keycache_now()))
-			continue;			/* cached here */
-		(void) fetch_version_stable(ids[i], &row, &found, &shgen);
-		if (!found || row.state == PGCK_STATE_DESTROYED || row.state == PGCK_STATE_RETIRED ||
-			row.key_check == NULL || VARSIZE_ANY_EXHDR(row.key_check) != PGCK_KEY_CHECK_LEN)
-			continue;
-		if (!shared)
+		for (i = 0; i < n; i++)
 		{
 			uint64		before = pgck_stats.unwraps + pgck_stats.shared_hits;
 
+			CHECK_FOR_INTERRUPTS();
 			(void) pgck_keycache_version(ids[i]);
 			if (pgck_stats.unwraps + pgck_stats.shared_hits != before)
 				done++;
-			continue;
 		}
-		pgck_shcache_digest(row.kms_key, row.kms_context, row.wrapped_dek, digest);
-		if (pgck_shcache_enqueue(digest, shgen, (const uint8 *) VARDATA_ANY(row.key_check),
-								 row.kms_key, row.kms_context, row.wrapped_dek,
-								 row.key_name, row.version, may_evict))
-			done++;
+		return done;
 	}
-	if (shared)
-		pgck_shcache_drain(done);
-	return done;
+
+	/*
+	 * Shared: the keyring's usable rows in one query (not one per id), those
+	 * of ids kept.  A version that is not usable is not unwrapped anyway.
+	 */
+	sorted = palloc(sizeof(uint32) * Max(n, 1));
+	memcpy(sorted, ids, sizeof(uint32) * n);
+	qsort(sorted, n, sizeof(uint32), cmp_uint32);
+	nrows = fetch_usable_stable(&rows, &shgen);
+	for (i = 0; i < nrows; i++)
+		if (bsearch(&rows[i].id, sorted, n, sizeof(uint32), cmp_uint32) != NULL)
+			rows[nwant++] = rows[i];
+	pfree(sorted);
+	return keycache_warm_rows(rows, nwant, shgen, may_evict);
 }
 
 int
@@ -902,14 +962,16 @@ pgck_keycache_warm(const uint32 *ids, int n)
  * hold, every usable version of this database's keyring that fits in the
  * shared cache's free entries (a prefetch never evicts) is unwrapped
  * concurrently, once per statement, so the rest of the scan finds its keys
- * shared instead of asking the KMS for them one after another.
+ * shared instead of asking the KMS for them one after another.  The rows are
+ * read in one query.
  */
 static void
 maybe_prefetch(TimestampTz now)
 {
 	static TimestampTz stmt = 0;
 	static int	cold = 0;
-	uint32	   *ids;
+	PgckVersionRow *rows;
+	uint64		shgen;
 	int			n;
 
 	if (pgck_prefetch_after <= 0 || !pgck_shcache_enabled() || keyring_touched_in_xact ||
@@ -922,9 +984,9 @@ maybe_prefetch(TimestampTz now)
 	}
 	if (++cold != pgck_prefetch_after)
 		return;
-	n = pgck_keyring_usable_version_ids(&ids);
+	n = fetch_usable_stable(&rows, &shgen);
 	if (n > 0)
-		(void) keycache_warm(ids, n, false);
+		(void) keycache_warm_rows(rows, n, shgen, false);
 }
 
 /* ---------------------------------------------------------------- key administration */

@@ -59,6 +59,14 @@
 #define LOAD_STALE_MARGIN_MS 5000
 #define WAIT_POLL_MS 100
 
+/*
+ * A lookup sweeps every entry (expired and stale ones are wiped) at most this
+ * often; in between it only looks for its own entry (and wipes that one if
+ * expired or stale), so a cold scan over thousands of keys does not walk the
+ * whole cache once per key.  The refresher sweeps once a second as well.
+ */
+#define SWEEP_INTERVAL_US 100000
+
 typedef struct ShEntry
 {
 	int			state;
@@ -70,7 +78,8 @@ typedef struct ShEntry
 	TimestampTz unwrapped_at;
 	TimestampTz load_started;
 	TimestampTz last_hit;		/* published or served: "in use" for refresh-ahead */
-	bool		refreshing;		/* the refresher is unwrapping it again */
+	bool		refreshing;		/* due for a refresh: queued or being unwrapped again */
+	int			refresh_pid;	/* the process unwrapping it again; 0: still queued */
 	bool		refresh_failed; /* then it is left to expire, not retried */
 	uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
 	uint8		check[PGCK_KEY_CHECK_LEN];
@@ -100,6 +109,8 @@ typedef struct ShHeader
 	pg_atomic_uint64 db_gen[DB_GEN_SLOTS];
 	PgckShcacheStats stats;
 	ShOpStats	ops[PGCK_NUM_OPS];
+	TimestampTz last_sweep;		/* under the lock */
+	int			next_queued;	/* where work_one and refresh_claim look first */
 	int			nentries;
 	ShEntry		entries[FLEXIBLE_ARRAY_MEMBER];
 } ShHeader;
@@ -179,6 +190,8 @@ shcache_shmem_startup(void)
 		pg_atomic_init_u64(&sh->db_gen[i], 1);
 	memset(&sh->stats, 0, sizeof(sh->stats));
 	memset(sh->ops, 0, sizeof(sh->ops));
+	sh->last_sweep = 0;
+	sh->next_queued = 0;
 	for (i = 0; i < sh->nentries; i++)
 		pg_atomic_init_u64(&sh->entries[i].last_used, 0);
 	on_shmem_exit(shcache_shmem_exit, (Datum) 0);
@@ -293,6 +306,7 @@ entry_wipe(ShEntry *e)
 	e->dbid = InvalidOid;
 	e->gen = 0;
 	e->refreshing = false;
+	e->refresh_pid = 0;
 	e->refresh_failed = false;
 	pg_atomic_write_u64(&e->last_used, 0);
 	if (mat != NULL)
@@ -339,6 +353,41 @@ find_and_sweep(const uint8 *digest, TimestampTz now)
 			found = e;
 	}
 	return found;
+}
+
+/*
+ * The entry of digest, under the lock (exclusive): find_and_sweep at most
+ * every SWEEP_INTERVAL_US, else a search that wipes only the entry found if
+ * it is expired or stale.
+ */
+static ShEntry *
+find_entry(const uint8 *digest, TimestampTz now)
+{
+	int			i;
+
+	if (now - sh->last_sweep >= SWEEP_INTERVAL_US || now < sh->last_sweep)
+	{
+		sh->last_sweep = now;
+		return find_and_sweep(digest, now);
+	}
+	for (i = 0; i < sh->nentries; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if (e->state == ST_FREE || memcmp(e->digest, digest, PGCK_SHCACHE_DIGEST_LEN) != 0)
+			continue;
+		if (e->state == ST_VALID && (entry_expired(e, now) || entry_stale(e)))
+		{
+			if (entry_stale(e))
+				COUNT(stale);
+			else
+				COUNT(expirations);
+			entry_wipe(e);
+			return NULL;
+		}
+		return e;
+	}
+	return NULL;
 }
 
 /* A free entry, or NULL. */
@@ -396,7 +445,7 @@ pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 		bool		wait = false;
 
 		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-		e = find_and_sweep(digest, now);
+		e = find_entry(digest, now);
 		if (e != NULL && e->state == ST_VALID)
 		{
 			if (e->dbid == MyDatabaseId && memcmp(e->check, check, PGCK_KEY_CHECK_LEN) == 0)
@@ -718,12 +767,22 @@ pgck_kms_shared_cache_stats(PG_FUNCTION_ARGS)
  * wipes expired entries and unwraps again, through the key's provider, every
  * entry in use (published or served since its last unwrap) whose TTL ends
  * within the refresh margin (a third of cache_ttl, at least 2 s and at most
- * 5 min, never more than half).  So a steady workload never finds its keys expired.  A refresh
- * that fails (KMS access revoked, the KMS down) leaves the entry to expire
- * at its TTL: it is logged (once per entry and failure) and counted, and
- * revocation still reaches the cluster within cache_ttl.  Its cache_ttl and
- * KMS settings are the server's (postgresql.conf), not a database's or a
- * role's.
+ * 5 min, never more than half).  So a steady workload never finds its keys
+ * expired.  The entries due are marked (refreshing) and unwrapped again by
+ * up to pgcrypt_kms.unwrap_concurrency refresh workers (dynamic background
+ * workers, no database) at once, each taking the next marked entry until none
+ * is left: a thousand keys due at once take a thousand KMS round trips
+ * divided by the concurrency, not one after another.  The refresher itself
+ * never waits for the KMS: each second it marks what became due and starts
+ * workers up to the bound, counting those of its workers still alive.  A refresh that fails
+ * (KMS access revoked, the KMS down) leaves the entry to expire at its TTL:
+ * it is logged (once per entry and failure) and counted, and revocation
+ * still reaches the cluster within cache_ttl.  A refresh worker that dies
+ * leaves its entry marked: it is not refreshed again and expires at its TTL.
+ * The refresher's cache_ttl and KMS settings are the server's
+ * (postgresql.conf), not a database's or a role's; pgcrypt_kms.refresh_ahead
+ * = off stops refreshing (entries then expire and are unwrapped again on
+ * use).
  */
 typedef struct RefreshJob
 {
@@ -734,7 +793,7 @@ typedef struct RefreshJob
 	ShMaterial	m;
 } RefreshJob;
 
-#define REFRESH_BATCH 64
+#define REFRESH_WORKER_ARG 1	/* bgw_main_arg of a refresh worker */
 
 static int64
 refresh_margin_us(void)
@@ -744,9 +803,9 @@ refresh_margin_us(void)
 	return Min(Min(Max(ttl / 3, 2 * USECS_PER_SEC), 300 * USECS_PER_SEC), ttl / 2);
 }
 
-/* Sweep, and pick up to REFRESH_BATCH entries due for a refresh (marked refreshing). */
+/* Sweep, and mark every entry due for a refresh; returns how many wait for a worker. */
 static int
-refresh_collect(RefreshJob *jobs, TimestampTz now)
+refresh_collect(TimestampTz now)
 {
 	int			n = 0;
 	int			i;
@@ -754,7 +813,7 @@ refresh_collect(RefreshJob *jobs, TimestampTz now)
 
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	(void) find_and_sweep(NULL, now);
-	for (i = 0; i < sh->nentries && n < REFRESH_BATCH; i++)
+	for (i = 0; i < sh->nentries && pgck_refresh_ahead; i++)
 	{
 		ShEntry    *e = &sh->entries[i];
 
@@ -763,15 +822,45 @@ refresh_collect(RefreshJob *jobs, TimestampTz now)
 			now - e->unwrapped_at < ttl - refresh_margin_us())
 			continue;
 		e->refreshing = true;
-		jobs[n].index = i;
-		jobs[n].gen = e->gen;
-		memcpy(jobs[n].digest, e->digest, sizeof(e->digest));
-		memcpy(jobs[n].check, e->check, sizeof(e->check));
-		memcpy(&jobs[n].m, &mat[i], sizeof(ShMaterial));
-		n++;
+		e->refresh_pid = 0;
 	}
+	for (i = 0; i < sh->nentries; i++)
+		if (sh->entries[i].state == ST_VALID && sh->entries[i].refreshing &&
+			sh->entries[i].refresh_pid == 0)
+			n++;
 	LWLockRelease(sh->lock);
 	return n;
+}
+
+/* Take the next entry marked for a refresh; false when there is none. */
+static bool
+refresh_claim(RefreshJob *job)
+{
+	int			i;
+	int			n;
+	bool		got = false;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (n = 0; n < sh->nentries; n++)
+	{
+		ShEntry    *e;
+
+		i = (sh->next_queued + n) % sh->nentries;
+		e = &sh->entries[i];
+		if (e->state != ST_VALID || !e->refreshing || e->refresh_pid != 0)
+			continue;
+		sh->next_queued = (i + 1) % sh->nentries;
+		e->refresh_pid = MyProcPid;
+		job->index = i;
+		job->gen = e->gen;
+		memcpy(job->digest, e->digest, sizeof(e->digest));
+		memcpy(job->check, e->check, sizeof(e->check));
+		memcpy(&job->m, &mat[i], sizeof(ShMaterial));
+		got = true;
+		break;
+	}
+	LWLockRelease(sh->lock);
+	return got;
 }
 
 /* The same entry, still holding the same key of the same generation? */
@@ -830,7 +919,7 @@ refresh_one(RefreshJob *job, uint8 *key)
 
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	e = refresh_target(job);
-	if (e != NULL)
+	if (e != NULL && e->refreshing && e->refresh_pid == MyProcPid)
 	{
 		if (ok)
 		{
@@ -841,10 +930,82 @@ refresh_one(RefreshJob *job, uint8 *key)
 		else
 			e->refresh_failed = true;
 		e->refreshing = false;
+		e->refresh_pid = 0;
 	}
 	LWLockRelease(sh->lock);
 	if (!ok)
 		COUNT(refresh_failures);
+}
+
+/* Refresh marked entries until none is left (the refresher and its workers). */
+static void
+refresh_drain(uint8 *key, MemoryContext cxt)
+{
+	RefreshJob	job;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	while (refresh_claim(&job))
+	{
+		CHECK_FOR_INTERRUPTS();
+		refresh_one(&job, key);
+		MemoryContextReset(cxt);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Start up to n background workers of a kind; returns how many were
+ * registered, their handles in handles[] when given.
+ */
+static int
+start_workers(int n, const char *function, const char *name, Datum arg,
+			  BackgroundWorkerHandle **handles)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		BackgroundWorker worker;
+		BackgroundWorkerHandle *handle;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+		worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+		worker.bgw_restart_time = BGW_NEVER_RESTART;
+		worker.bgw_main_arg = arg;
+		strlcpy(worker.bgw_library_name, "pgcrypt_kms", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+		strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+		strlcpy(worker.bgw_type, name, BGW_MAXLEN);
+		if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+			break;				/* no slot: fewer in flight */
+		if (handles != NULL)
+			handles[i] = handle;
+		else
+			pfree(handle);
+	}
+	return i;
+}
+
+/* How many of the refresher's workers are alive; forgets the others. */
+static int
+workers_alive(BackgroundWorkerHandle **handles, int *n)
+{
+	int			i;
+	int			alive = 0;
+
+	for (i = 0; i < *n; i++)
+	{
+		pid_t		pid;
+		BgwHandleStatus st = GetBackgroundWorkerPid(handles[i], &pid);
+
+		if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
+			handles[alive++] = handles[i];
+		else
+			pfree(handles[i]);
+	}
+	*n = alive;
+	return alive;
 }
 
 PGDLLEXPORT void pgck_shcache_refresher_main(Datum arg);
@@ -852,23 +1013,18 @@ PGDLLEXPORT void pgck_shcache_refresher_main(Datum arg);
 void
 pgck_shcache_refresher_main(Datum arg)
 {
-	MemoryContext loop_cxt;
-	RefreshJob *jobs;
-	uint8	   *key;
+	BackgroundWorkerHandle **handles;
+	int			nhandles = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	if (!pgck_shcache_enabled())
 		proc_exit(0);
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgcrypt_kms refresher",
-									 ALLOCSET_DEFAULT_SIZES);
-	jobs = MemoryContextAlloc(TopMemoryContext, sizeof(RefreshJob) * REFRESH_BATCH);
-	key = pgck_locked_alloc();
+	handles = MemoryContextAlloc(TopMemoryContext, sizeof(BackgroundWorkerHandle *) * 256);
 	for (;;)
 	{
 		int			n;
-		int			i;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, PG_WAIT_EXTENSION);
@@ -879,15 +1035,17 @@ pgck_shcache_refresher_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		MemoryContextSwitchTo(loop_cxt);
-		n = refresh_collect(jobs, GetCurrentTimestamp());
-		for (i = 0; i < n; i++)
+		n = refresh_collect(GetCurrentTimestamp());
+		if (n > 0)
 		{
-			CHECK_FOR_INTERRUPTS();
-			refresh_one(&jobs[i], key);
+			int			room = Min(n, pgck_unwrap_concurrency - workers_alive(handles, &nhandles));
+
+			MemoryContextSwitchTo(TopMemoryContext);
+			if (room > 0)
+				nhandles += start_workers(room, "pgck_shcache_unwrap_worker_main",
+										  "pgcrypt_kms refresh worker",
+										  Int32GetDatum(REFRESH_WORKER_ARG), handles + nhandles);
 		}
-		MemoryContextSwitchTo(TopMemoryContext);
-		MemoryContextReset(loop_cxt);
 	}
 }
 
@@ -917,7 +1075,7 @@ pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 	if (!pgck_shcache_enabled())
 		return false;
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-	e = find_and_sweep(digest, now);
+	e = find_entry(digest, now);
 	if (e == NULL && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)) &&
 		(e = (may_evict ? entry_alloc() : entry_free())) != NULL)
 	{
@@ -948,15 +1106,18 @@ work_one(uint8 *key)
 	RefreshJob	job;
 	ShEntry    *volatile e = NULL;
 	int			i;
+	int			n;
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool ok = false;
 	TimestampTz started = GetCurrentTimestamp();
 
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-	for (i = 0; i < sh->nentries; i++)
+	for (n = 0; n < sh->nentries; n++)
 	{
+		i = (sh->next_queued + n) % sh->nentries;
 		if (sh->entries[i].state == ST_QUEUED)
 		{
+			sh->next_queued = (i + 1) % sh->nentries;
 			e = &sh->entries[i];
 			e->state = ST_LOADING;
 			e->loader_pid = MyProcPid;
@@ -1057,6 +1218,12 @@ pgck_shcache_unwrap_worker_main(Datum arg)
 	if (!pgck_shcache_enabled())
 		proc_exit(0);
 	key = pgck_locked_alloc();
+	if (DatumGetInt32(arg) == REFRESH_WORKER_ARG)
+	{
+		refresh_drain(key, AllocSetContextCreate(TopMemoryContext, "pgcrypt_kms refresh worker",
+												 ALLOCSET_DEFAULT_SIZES));
+		proc_exit(0);
+	}
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -1084,28 +1251,12 @@ my_queue_pending(void)
 void
 pgck_shcache_drain(int nqueued)
 {
-	int			nworkers = Min(nqueued, pgck_unwrap_concurrency) - 1;
-	int			i;
 	uint8	   *key;
 
 	if (!pgck_shcache_enabled() || nqueued == 0)
 		return;
-	for (i = 0; i < nworkers; i++)
-	{
-		BackgroundWorker worker;
-		BackgroundWorkerHandle *handle;
-
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-		worker.bgw_start_time = BgWorkerStart_PostmasterStart;
-		worker.bgw_restart_time = BGW_NEVER_RESTART;
-		strlcpy(worker.bgw_library_name, "pgcrypt_kms", BGW_MAXLEN);
-		strlcpy(worker.bgw_function_name, "pgck_shcache_unwrap_worker_main", BGW_MAXLEN);
-		strlcpy(worker.bgw_name, "pgcrypt_kms unwrap worker", BGW_MAXLEN);
-		strlcpy(worker.bgw_type, "pgcrypt_kms unwrap worker", BGW_MAXLEN);
-		if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-			break;				/* no slot: fewer in flight */
-	}
+	(void) start_workers(Min(nqueued, pgck_unwrap_concurrency) - 1, "pgck_shcache_unwrap_worker_main",
+						 "pgcrypt_kms unwrap worker", Int32GetDatum(0), NULL);
 	key = pgck_locked_alloc();
 	PG_TRY();
 	{

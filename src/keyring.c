@@ -551,36 +551,75 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 	return found;
 }
 
+/* A version row from columns first.. of a keyring query (VERSION_QUERY, USABLE_QUERY). */
+static void
+version_row_fill(HeapTuple tup, TupleDesc desc, int first, bool has_arns, MemoryContext cxt,
+				 PgckVersionRow *out)
+{
+	bool		isnull;
+
+	out->key_name = col_text(tup, desc, first, cxt);
+	out->version = col_int(tup, desc, first + 1);
+	out->kms_key = col_text(tup, desc, first + 2, cxt);
+	out->kms_context = col_text(tup, desc, first + 3, cxt);
+	out->wrapped_dek = col_bytea(tup, desc, first + 4, cxt);
+	out->state = state_parse(col_text(tup, desc, first + 5, cxt));
+	out->created = DatumGetTimestampTz(SPI_getbinval(tup, desc, first + 6, &isnull));
+	out->key_check = col_bytea(tup, desc, first + 7, cxt);
+	if (has_arns)
+	{
+		out->kms_key_arn = col_text(tup, desc, first + 8, cxt);
+		out->kms_key = call_ref(out->kms_key, out->kms_key_arn, cxt);
+	}
+}
+
+/*
+ * Every active and decrypt-only version row of the keyring, in one query (a
+ * prefetch of thousands of keys must not read them one by one); palloc'd in
+ * the caller's context.  0 in parallel mode.
+ */
 int
-pgck_keyring_usable_version_ids(uint32 **ids_out)
+pgck_keyring_usable_versions(PgckVersionRow **rows_out)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	OwnerScope	scope;
 	volatile int n = 0;
 
-	*ids_out = NULL;
+	*rows_out = NULL;
 	if (IsInParallelMode())
 		return 0;				/* GetLatestSnapshot is not allowed there */
 	owner_scope_enter(&scope);
 	PG_TRY();
 	{
+		bool		has_arns = keyring_has_arns();
 		SPIPlanPtr	plan;
 		int			ret;
 		uint64		i;
 
 		SPI_connect();
-		plan = SPI_prepare("SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v"
-						   " WHERE v.state OPERATOR(pg_catalog.=) 'active'"
-						   "    OR v.state OPERATOR(pg_catalog.=) 'decrypt-only'", 0, NULL);
+#define USABLE_QUERY(more) \
+		"SELECT v.id, v.key_name, v.version, v.kms_key, k.kms_context::pg_catalog.text," \
+		"       v.wrapped_dek, v.state, v.created, v.key_check" more \
+		"  FROM " KEYRING_SCHEMA ".key_versions v" \
+		"  JOIN " KEYRING_SCHEMA ".keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name" \
+		" WHERE v.state OPERATOR(pg_catalog.=) 'active'" \
+		"    OR v.state OPERATOR(pg_catalog.=) 'decrypt-only'"
+		plan = SPI_prepare(has_arns ? USABLE_QUERY(", v.kms_key_arn") : USABLE_QUERY(""), 0, NULL);
+#undef USABLE_QUERY
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		ret = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
 								   true, false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
-		*ids_out = MemoryContextAlloc(caller, sizeof(uint32) * Max(SPI_processed, 1));
+		*rows_out = MemoryContextAllocZero(caller, sizeof(PgckVersionRow) * Max(SPI_processed, 1));
 		for (i = 0; i < SPI_processed; i++)
-			(*ids_out)[n++] = (uint32) col_int(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		{
+			PgckVersionRow *row = &(*rows_out)[n++];
+
+			row->id = (uint32) col_int(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			version_row_fill(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, has_arns, caller, row);
+		}
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -630,30 +669,9 @@ pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed == 1)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[0];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			char	   *state;
-
 			found = true;
+			version_row_fill(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, has_arns, caller, out);
 			out->id = id;
-			out->key_name = col_text(tup, desc, 1, caller);
-			out->version = col_int(tup, desc, 2);
-			out->kms_key = col_text(tup, desc, 3, caller);
-			out->kms_context = col_text(tup, desc, 4, caller);
-			out->wrapped_dek = col_bytea(tup, desc, 5, caller);
-			state = col_text(tup, desc, 6, caller);
-			out->state = state_parse(state);
-			{
-				bool		isnull;
-
-				out->created = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
-			}
-			out->key_check = col_bytea(tup, desc, 8, caller);
-			if (has_arns)
-			{
-				out->kms_key_arn = col_text(tup, desc, 9, caller);
-				out->kms_key = call_ref(out->kms_key, out->kms_key_arn, caller);
-			}
 		}
 		SPI_finish();
 	}

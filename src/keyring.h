@@ -106,8 +106,8 @@ extern bool pgck_keyring_fetch_key(const char *name, PgckKeyRow *out);
 extern bool pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out);
 extern bool pgck_keyring_fetch_writer(uint32 id, PgckVersionWriter *out);
 
-/* Ids of every active and decrypt-only version (palloc'd); 0 in parallel mode. */
-extern int	pgck_keyring_usable_version_ids(uint32 **ids_out);
+/* The rows of every active and decrypt-only version (palloc'd), in one query; 0 in parallel mode. */
+extern int	pgck_keyring_usable_versions(PgckVersionRow **rows_out);
 
 extern const char *pgck_state_name(PgckKeyState state);
 extern const char *pgck_transform_name(PgckTransform t);

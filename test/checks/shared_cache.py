@@ -179,17 +179,17 @@ a.close()
 
 # ---------------------------------------------------------------- expiry wipes
 make_key(setup, 'ex')
+make_key(setup, 'ex2')              # before: a keyring commit would wipe the database's entries
 dek_ex = local_dek(setup, 'ex')
 with connect() as c:
     c.execute("SET pgcrypt_kms.cache_ttl = 6")
     decrypt_all(c, 'ex')
     check(dek_ex in region_bytes(), "a shared key (ttl 6 s) is in the region")
     time.sleep(7)
-    make_key(c, 'ex2')
     with connect() as d:
         d.execute("SET pgcrypt_kms.cache_ttl = 6")
-        decrypt_all(d, 'ex2')       # any lookup sweeps expired entries
-    check(dek_ex not in region_bytes(), "past cache_ttl it was wiped from the region")
+        decrypt_all(d, 'ex2')       # a lookup of another key sweeps expired entries
+    check(dek_ex not in region_bytes(), "past cache_ttl it was wiped from the region by another key's lookup")
 
 # ---------------------------------------------------------------- LRU eviction
 ENTRIES = int(os.environ['PGCK_ENTRIES'])
@@ -357,6 +357,60 @@ check(shared('refresh_failures') > failures0, "the failed refresh was counted (r
 log = open(os.environ['PGCK_SERVER_LOG'], errors='replace').read()
 check('pgcrypt_kms: refresh-ahead of key "rf" version 1 failed' in log, "and logged")
 emuctl('enable-key', '{"key_id":"alias/pgck-test"}')
+
+# ---------------------------------------------------------------- many refreshes at once
+# Keys due for a refresh together are unwrapped again concurrently by refresh
+# workers, exactly unwrap_concurrency in flight: counted at the emulator while
+# it holds every call it gets (a TTL long enough that nothing expires while
+# held, and a kms_timeout longer than the hold).
+RK = 6
+setup.execute("ALTER SYSTEM SET pgcrypt_kms.unwrap_concurrency = 3")
+setup.execute("ALTER SYSTEM SET pgcrypt_kms.cache_ttl = 24")
+setup.execute("ALTER SYSTEM SET pgcrypt_kms.kms_timeout = '60s'")
+setup.execute("SELECT pg_reload_conf()")
+for i in range(RK):
+    make_key(setup, f'rc{i}', kms='aws-kms:alias/pgck-test-2', rows=2)
+with connect() as admin:
+    admin.execute("SELECT kms_flush_cache()")   # only these keys in the cache now
+time.sleep(1.5)
+with connect() as c:
+    for i in range(RK):
+        decrypt_all(c, f'rc{i}')    # published together: due together, 16 s later
+emuctl('reset-stats')
+emuctl('set-fault', '{"op":"Decrypt","kind":"hang","count":%d}' % RK)
+refreshes0 = shared('refreshes')
+in_flight, start = 0, time.time()
+while time.time() - start < 30 and in_flight < 3:
+    in_flight = emuctl('stats')['calls'].get('Decrypt', 0)
+    time.sleep(0.2)
+time.sleep(2.5)                     # more refresher ticks: no more workers may start
+in_flight = emuctl('stats')['calls'].get('Decrypt', 0)
+check(in_flight == 3,
+      f"{RK} keys due for a refresh at once: unwrap_concurrency = 3 refreshes in flight, no fewer, no more ({in_flight})")
+emuctl('clear-faults')
+start = time.time()
+while time.time() - start < 15 and shared('refreshes') - refreshes0 < RK:
+    time.sleep(0.2)
+check(shared('refreshes') - refreshes0 == RK and emuctl('stats')['calls'].get('Decrypt', 0) == RK,
+      f"then all {RK} were refreshed, one Decrypt call each ({shared('refreshes') - refreshes0} refreshes)")
+
+# pgcrypt_kms.refresh_ahead = off: keys in use expire and are not unwrapped again ahead
+setup.execute("ALTER SYSTEM SET pgcrypt_kms.refresh_ahead = off")
+setup.execute("ALTER SYSTEM SET pgcrypt_kms.cache_ttl = 9")
+setup.execute("SELECT pg_reload_conf()")
+time.sleep(1.5)
+with connect() as admin:
+    admin.execute("SELECT kms_flush_cache()")
+with connect() as c:
+    for i in range(RK):
+        decrypt_all(c, f'rc{i}')    # in use again
+refreshes0 = shared('refreshes')
+time.sleep(10)                      # past the refresh margin (3 s before the 9 s TTL)
+check(shared('refreshes') == refreshes0,
+      f"with refresh_ahead = off nothing is refreshed ({shared('refreshes') - refreshes0} refreshes)")
+setup.execute("ALTER SYSTEM RESET pgcrypt_kms.kms_timeout")
+setup.execute("ALTER SYSTEM RESET pgcrypt_kms.refresh_ahead")
+setup.execute("ALTER SYSTEM RESET pgcrypt_kms.unwrap_concurrency")
 setup.execute("ALTER SYSTEM RESET pgcrypt_kms.cache_ttl")
 setup.execute("SELECT pg_reload_conf()")
 
