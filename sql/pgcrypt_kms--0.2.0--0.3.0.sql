@@ -823,6 +823,14 @@ CREATE TRIGGER wrapped_keys_truncate AFTER TRUNCATE ON pgcrypt_kms.keys
     FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_truncate();
 CREATE TRIGGER wrapped_keys_truncate AFTER TRUNCATE ON pgcrypt_kms.key_versions
     FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_truncate();
+-- On a Citus worker the wrappings are key administration like the rest of the
+-- keyring: refused (55000) unless the coordinator is applying a change (its
+-- destroy and index-rotation prunes reach the worker that way).  The wrapping
+-- tables themselves are not sent to workers (README, Disaster recovery).
+CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_wrappings
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_guard();
+CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.wrapped_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.citus_keyring_guard();
 
 -- The wrappings of each key, with how many secrets each holds (no key material;
 -- the escrow public key's fingerprint is what an officer compares with the

@@ -313,6 +313,8 @@ is(join(' ', map { $_->safe_psql('postgres', $idx_sql) } @workers), join(' ', ($
 	"every worker lists the key's named indexes ($idx_coord)");
 $r = run_sql($workers[0], q{SELECT kms_add_index('nk', 'local', 'exact')});
 is($r->{state}, '55000', 'kms_add_index on a worker is refused with 55000') or diag $r->{err};
+$r = run_sql($workers[0], q{SELECT kms_add_wrapping('nk', 'aws-kms:alias/pgck-test-2')});
+is($r->{state}, '55000', 'kms_add_wrapping (disaster recovery) on a worker is refused with 55000') or diag $r->{err};
 $coord->safe_psql('postgres', q{
 	CREATE TABLE contacts_plain (id bigint PRIMARY KEY, email text NOT NULL);
 	SELECT create_distributed_table('contacts_plain', 'id', colocate_with => 'users');
