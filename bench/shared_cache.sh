@@ -31,6 +31,7 @@ cd "$PGCK_ROOT"
 pgck_build_install >"$PGCK_TMP/build.log" 2>&1 || { cat "$PGCK_TMP/build.log"; exit 1; }
 pgck_emulator_env
 pgck_start_emulator || exit 1
+EMU_PID=${PGCK_PIDS[${#PGCK_PIDS[@]}-1]}
 MAX=$(echo $TENANTS | tr ' ' '\n' | sort -n | tail -1)
 export PGCK_EXTRA_CONF="shared_preload_libraries = 'pgcrypt_kms'
 max_connections = 100
@@ -40,5 +41,5 @@ pgcrypt_kms.shared_cache_size = 0"
 pgck_start_cluster >/dev/null || { cat "$PGCK_TMP/server.log"; exit 1; }
 runuser -u postgres -- env PGHOST="$PGHOST" PGPORT="$PGPORT" PGBIN="$PGBIN" PGCK_PGDATA="$PGCK_PGDATA" \
     PGCK_EMULATOR_PORT="$PGCK_EMULATOR_PORT" BENCH_DELAY="$DELAY" BENCH_TENANTS="$TENANTS" \
-    BENCH_SHARED_SIZE=$((MAX + 100)) BENCH_CONC=$CONC BENCH_SHARED_ONLY=$SHARED_ONLY PGCK_ROOT="$PGCK_ROOT" \
+    BENCH_SHARED_SIZE=$((MAX + 100)) BENCH_CONC=$CONC BENCH_SHARED_ONLY=$SHARED_ONLY BENCH_EMU_PID=$EMU_PID PGCK_ROOT="$PGCK_ROOT" \
     /usr/bin/python3 "$PGCK_ROOT/bench/shared_cache.py"
