@@ -1030,7 +1030,9 @@ pgck_kms_verify(PG_FUNCTION_ARGS)
  * reads the table).  With the shared key cache the unwraps run concurrently
  * (pgcrypt_kms.unwrap_concurrency) into the shared cache; without it they
  * fill this backend's cache one after another.  Returns how many versions it
- * unwrapped; versions already cached, destroyed or retired are skipped.
+ * unwrapped; versions already cached, destroyed or retired are skipped.  A
+ * shared-cache unwrap that fails is logged by the process that tried it and
+ * counted in a WARNING here, never in the result.
  */
 PG_FUNCTION_INFO_V1(pgck_kms_warm_cache);
 Datum
@@ -1043,6 +1045,8 @@ pgck_kms_warm_cache(PG_FUNCTION_ARGS)
 	MemoryContext cxt = CurrentMemoryContext;
 	uint32	   *ids;
 	int			n = 0;
+	int			warmed;
+	int			failed;
 	uint64		i;
 	int			ret;
 	char	   *sql;
@@ -1065,5 +1069,13 @@ pgck_kms_warm_cache(PG_FUNCTION_ARGS)
 			ids[n++] = (uint32) DatumGetInt32(d);
 	}
 	SPI_finish();
-	PG_RETURN_INT32(pgck_keycache_warm(ids, n));
+	warmed = pgck_keycache_warm(ids, n, &failed);
+	if (failed > 0)
+		ereport(WARNING,
+				(errcode(PGCK_ERRCODE_KMS_FAILURE),
+				 errmsg("%d of the %d key versions to warm could not be unwrapped into the shared key cache",
+						failed, warmed + failed),
+				 errdetail("The server log has a line for each, with the key, the version and the error."),
+				 errhint("A statement that needs one of them unwraps it itself and reports its error.")));
+	PG_RETURN_INT32(warmed);
 }

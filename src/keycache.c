@@ -848,13 +848,16 @@ pgck_keycache_forget_key(const char *name)
 /*
  * Queue for the shared cache's unwrap workers every row not cached here and
  * usable, then unwrap them concurrently; rows were read after shgen.
- * Returns how many were queued.
+ * Returns how many the shared cache holds afterwards; *failed (if not NULL)
+ * is set to how many of those queued it does not (their unwrap failed).
  */
 static int
-keycache_warm_rows(const PgckVersionRow *rows, int n, uint64 shgen, bool may_evict)
+keycache_warm_rows(const PgckVersionRow *rows, int n, uint64 shgen, bool may_evict, int *failed)
 {
 	int			done = 0;
+	int			shared;
 	int			i;
+	uint8		(*queued)[PGCK_SHCACHE_DIGEST_LEN] = palloc(PGCK_SHCACHE_DIGEST_LEN * Max(n, 1));
 
 	for (i = 0; i < n; i++)
 	{
@@ -874,10 +877,13 @@ keycache_warm_rows(const PgckVersionRow *rows, int n, uint64 shgen, bool may_evi
 		if (pgck_shcache_enqueue(digest, shgen, (const uint8 *) VARDATA_ANY(row->key_check),
 								 row->kms_key, row->kms_context, row->wrapped_dek,
 								 row->key_name, row->version, may_evict))
-			done++;
+			memcpy(queued[done++], digest, PGCK_SHCACHE_DIGEST_LEN);
 	}
-	pgck_shcache_drain(done);
-	return done;
+	shared = pgck_shcache_drain(queued, done);
+	pfree(queued);
+	if (failed != NULL)
+		*failed = done - shared;
+	return shared;
 }
 
 /*
@@ -910,7 +916,7 @@ cmp_uint32(const void *a, const void *b)
 }
 
 static int
-keycache_warm(const uint32 *ids, int n, bool may_evict)
+keycache_warm(const uint32 *ids, int n, bool may_evict, int *failed)
 {
 	int			done = 0;
 	int			i;
@@ -921,6 +927,7 @@ keycache_warm(const uint32 *ids, int n, bool may_evict)
 	uint64		shgen;
 
 	(void) statement_now();
+	*failed = 0;
 	if (!pgck_shcache_enabled() || keyring_touched_in_xact)
 	{
 		for (i = 0; i < n; i++)
@@ -947,13 +954,13 @@ keycache_warm(const uint32 *ids, int n, bool may_evict)
 		if (bsearch(&rows[i].id, sorted, n, sizeof(uint32), cmp_uint32) != NULL)
 			rows[nwant++] = rows[i];
 	pfree(sorted);
-	return keycache_warm_rows(rows, nwant, shgen, may_evict);
+	return keycache_warm_rows(rows, nwant, shgen, may_evict, failed);
 }
 
 int
-pgck_keycache_warm(const uint32 *ids, int n)
+pgck_keycache_warm(const uint32 *ids, int n, int *failed)
 {
-	return keycache_warm(ids, n, true);
+	return keycache_warm(ids, n, true, failed);
 }
 
 /*
@@ -986,7 +993,7 @@ maybe_prefetch(TimestampTz now)
 		return;
 	n = fetch_usable_stable(&rows, &shgen);
 	if (n > 0)
-		(void) keycache_warm_rows(rows, n, shgen, false);
+		(void) keycache_warm_rows(rows, n, shgen, false, NULL);
 }
 
 /* ---------------------------------------------------------------- key administration */

@@ -149,9 +149,11 @@ extern bool pgck_keycache_count_encryption(PgckCachedVersion *v);
 /*
  * Unwrap the usable ones of n key version ids ahead of use (kms_warm_cache):
  * concurrently into the shared cache when there is one, else into this
- * backend's cache.  Returns how many it unwrapped.
+ * backend's cache.  Returns how many it unwrapped; *failed is how many the
+ * shared cache's workers could not unwrap (without the shared cache a failed
+ * unwrap raises its error).
  */
-extern int	pgck_keycache_warm(const uint32 *ids, int n);
+extern int	pgck_keycache_warm(const uint32 *ids, int n, int *failed);
 
 /* The name of a KMS operation (PgckKmsOp), as kms_cache_stats() shows it. */
 extern const char *pgck_kms_op_name(int op);

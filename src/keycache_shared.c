@@ -1248,13 +1248,36 @@ my_queue_pending(void)
 	return pending;
 }
 
-void
-pgck_shcache_drain(int nqueued)
+static int
+cmp_digest(const void *a, const void *b)
+{
+	return memcmp(a, b, PGCK_SHCACHE_DIGEST_LEN);
+}
+
+/* How many of n digests the shared cache holds a key for; sorts digests. */
+static int
+count_shared(uint8 (*digests)[PGCK_SHCACHE_DIGEST_LEN], int n)
+{
+	int			shared = 0;
+	int			i;
+
+	qsort(digests, n, PGCK_SHCACHE_DIGEST_LEN, cmp_digest);
+	LWLockAcquire(sh->lock, LW_SHARED);
+	for (i = 0; i < sh->nentries; i++)
+		if (sh->entries[i].state == ST_VALID &&
+			bsearch(sh->entries[i].digest, digests, n, PGCK_SHCACHE_DIGEST_LEN, cmp_digest) != NULL)
+			shared++;
+	LWLockRelease(sh->lock);
+	return shared;
+}
+
+int
+pgck_shcache_drain(uint8 (*digests)[PGCK_SHCACHE_DIGEST_LEN], int nqueued)
 {
 	uint8	   *key;
 
 	if (!pgck_shcache_enabled() || nqueued == 0)
-		return;
+		return 0;
 	(void) start_workers(Min(nqueued, pgck_unwrap_concurrency) - 1, "pgck_shcache_unwrap_worker_main",
 						 "pgcrypt_kms unwrap worker", Int32GetDatum(0), NULL);
 	key = pgck_locked_alloc();
@@ -1271,4 +1294,7 @@ pgck_shcache_drain(int nqueued)
 		pgck_locked_free(key);
 	}
 	PG_END_TRY();
+
+	/* which of them hold a key now (a failed unwrap wiped its entry) */
+	return count_shared(digests, nqueued);
 }

@@ -125,10 +125,12 @@ extern bool pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], ui
 								 const char *key_name, int32 version, bool may_evict);
 
 /*
- * Unwrap what this backend queued, up to pgcrypt_kms.unwrap_concurrency at
- * once (workers plus this backend), and wait until all are done.
+ * Unwrap what this backend queued (digests, nqueued of them), up to
+ * pgcrypt_kms.unwrap_concurrency at once (workers plus this backend), and wait
+ * until all are done.  Returns how many of them the shared cache then holds
+ * (an unwrap that failed is logged by whoever tried it); sorts digests.
  */
-extern void pgck_shcache_drain(int nqueued);
+extern int	pgck_shcache_drain(uint8 (*digests)[PGCK_SHCACHE_DIGEST_LEN], int nqueued);
 
 /* Entries holding a key now. */
 extern int	pgck_shcache_count(void);

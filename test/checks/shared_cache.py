@@ -297,6 +297,32 @@ with connect() as c:
         print("# " + str(one(c, "SELECT by_operation FROM kms_cache_stats()")))
         print("# " + str(one(setup, "SELECT row_to_json(s) FROM kms_shared_cache_stats() s")))
 
+# kms_warm_cache counts what it unwrapped, not what it queued: three refused unwraps are a
+# WARNING (58000) and missing from the result, and the scan then unwraps them itself
+FAILING = 3
+setup.execute("CREATE TABLE t_warm_fail (id int, v enc_text)")
+for i in range(TENANTS):
+    setup.execute("SELECT kms_create_key(%s, 'aws-kms:alias/pgck-test-2')", (f'wf{i}',))
+    setup.execute("INSERT INTO t_warm_fail VALUES (%s, kms_encrypt(%s, %s))", (i, f'w{i}', f'wf{i}'))
+emuctl('reset-stats')
+emuctl('set-fault', json.dumps({"op": "Decrypt", "kind": "access_denied", "count": FAILING}))
+with connect() as c:
+    notices = []
+    c.add_notice_handler(lambda d: notices.append((d.severity_nonlocalized, d.sqlstate, d.message_primary)))
+    got = one(c, "SELECT kms_warm_cache('t_warm_fail', 'v')")
+    check(got == TENANTS - FAILING,
+          f"kms_warm_cache returned the {TENANTS - FAILING} versions it unwrapped when {FAILING} of {TENANTS} were refused (returned {got})")
+    check([(s, st) for s, st, _ in notices] == [('WARNING', '58000')] and
+          notices[0][2].startswith(f"{FAILING} of the {TENANTS} key versions"),
+          f"and said so in one WARNING 58000 ({notices})")
+emuctl('clear-faults')
+with connect() as c:
+    c.execute("SET pgcrypt_kms.prefetch_after = 0")
+    n = one(c, "SELECT count(*) FROM t_warm_fail WHERE kms_decrypt(v) = 'w' || id")
+    calls = one(c, "SELECT kms_calls FROM kms_cache_stats()")
+    check(n == TENANTS and calls == FAILING,
+          f"then a fresh backend's scan unwrapped the {FAILING} missing versions itself ({n} rows, {calls} KMS calls)")
+
 # ---------------------------------------------------------------- a cold multi-key scan prefetches
 with psycopg.connect(host=HOST, port=PORT, dbname='postgres', user='postgres', autocommit=True) as c:
     c.execute("CREATE DATABASE pgck_prefetch")
