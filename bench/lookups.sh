@@ -3,7 +3,7 @@
 # profile of the single-row path.
 #
 #   bash bench/lookups.sh [--rows N] [--runs N] [--seconds S] [--clients "1 16"]
-#                         [--no-build] [--no-perf] [--no-callgrind] [--out FILE]
+#                         [--sequential] [--no-build] [--no-perf] [--no-callgrind] [--out FILE]
 #
 # Like bench/run.sh (same build from a snapshot, cluster, KMS emulator and
 # key), on N rows (default 200,000):
@@ -14,7 +14,11 @@
 # pgbench -n -M prepared, for each client count: a 3 s warm-up, then --runs
 # rounds in which the plain and encrypted script run at the same time with the
 # same clients for S seconds (other load hits both alike; the ratio reported is
-# the median of the per-round tps ratios).  Then, unless --no-perf, perf
+# the median of the per-round tps ratios).  With --sequential (for a quiet
+# machine) each round runs them one after the other instead, in alternating
+# order: two workloads at once on 2 cores share the CPU, so the ratio then
+# measures CPU per statement rather than the latency a client sees, which is
+# what a 1-client tps is.  Then, unless --no-perf, perf
 # samples (cpu-clock, call graphs) of the one backend of a 1-client pgbench
 # running read_plain, then read_enc, and lists where each spends its time;
 # and unless --no-callgrind, instructions per statement of each under
@@ -30,6 +34,7 @@ CLIENT_LIST="1 16"
 NO_BUILD=0
 NO_PERF=0
 NO_CALLGRIND=0
+SEQUENTIAL=0
 OUT="$BENCH_DIR/results/lookups.md"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -40,8 +45,9 @@ while [ $# -gt 0 ]; do
         --no-build) NO_BUILD=1; shift ;;
         --no-perf) NO_PERF=1; shift ;;
         --no-callgrind) NO_CALLGRIND=1; shift ;;
+        --sequential) SEQUENTIAL=1; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -114,10 +120,21 @@ RES="$D/results.tsv"
 for c in $CLIENT_LIST; do
     for pair in "lookup_plain lookup_enc" "read_plain read_enc"; do
         set -- $pair
-        pgck_log "$c client(s): $1 vs $2, warm-up then $RUNS x ${SECS} s at once"
-        pb "$1" "$c" 3; pb "$2" "$c" 3; pbwait
+        if [ "$SEQUENTIAL" = 1 ]; then
+            pgck_log "$c client(s): $1 vs $2, warm-up then $RUNS x ${SECS} s each, one after the other"
+            pb "$1" "$c" 3; pbwait; pb "$2" "$c" 3; pbwait
+        else
+            pgck_log "$c client(s): $1 vs $2, warm-up then $RUNS x ${SECS} s at once"
+            pb "$1" "$c" 3; pb "$2" "$c" 3; pbwait
+        fi
         for r in $(seq 1 "$RUNS"); do
-            pb "$1" "$c" "$SECS"; pb "$2" "$c" "$SECS"
+            if [ "$SEQUENTIAL" = 0 ]; then
+                pb "$1" "$c" "$SECS"; pb "$2" "$c" "$SECS"
+            elif [ $((r % 2)) = 1 ]; then
+                pb "$1" "$c" "$SECS"; pbwait; pb "$2" "$c" "$SECS"
+            else
+                pb "$2" "$c" "$SECS"; pbwait; pb "$1" "$c" "$SECS"
+            fi
             pbwait
             a=$(tps "$1" "$c"); b=$(tps "$2" "$c")
             [ -n "$a" ] && [ -n "$b" ] || { cat "$D/$1.$c.log" "$D/$2.$c.log" >&2; bench_die "pgbench failed"; }
@@ -241,7 +258,11 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2
     echo "- load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- extension: $BENCH_BUILD_NOTE"
     echo "- KMS: $BENCH_KMS_NOTE"
-    echo "- method: pgbench -n -M prepared, plain and encrypted script at the same time, $RUNS rounds of ${SECS} s;"
+    if [ "$SEQUENTIAL" = 1 ]; then
+        echo "- method: pgbench -n -M prepared, plain and encrypted script one after the other (order alternating), $RUNS rounds of ${SECS} s each;"
+    else
+        echo "- method: pgbench -n -M prepared, plain and encrypted script at the same time, $RUNS rounds of ${SECS} s;"
+    fi
     echo "  ratio = median of the per-round tps ratios (encrypted / plain)"
     echo
     echo "| clients | query | plain tps (median) | encrypted tps (median) | ratio | per-round ratios |"
