@@ -36,6 +36,7 @@
 #include "enc_typed.h"
 #include "envelope.h"
 #include "keycache.h"
+#include "keyring.h"
 #include "pgck_errcodes.h"
 
 /* Parse an enc_text datum, reporting a stored value that is malformed. */
@@ -830,14 +831,11 @@ verify_load_version(VerifyBucket *b, MemoryContext cxt, ResourceOwner owner)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *ed;
+		ErrorData  *ed = pgck_subxact_abort(old, owner);
 
-		MemoryContextSwitchTo(old);
-		ed = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
+		/* a cancel ends the drill; it is not one more failed version */
+		if (pgck_error_ends_statement(ed))
+			ReThrowError(ed);
 		b->usable = false;
 		b->error = MemoryContextStrdup(cxt, psprintf("%s (SQLSTATE %s)", ed->message,
 													 unpack_sql_state(ed->sqlerrcode)));

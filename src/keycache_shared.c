@@ -44,6 +44,7 @@
 #include "kms.h"
 #include "guc.h"
 #include "keycache_shared.h"
+#include "keyring.h"
 #include "keymem.h"
 #include "pgck_errcodes.h"
 
@@ -1166,7 +1167,7 @@ work_one(uint8 *key)
 		LWLockRelease(sh->lock);
 		ConditionVariableBroadcast(&sh->cv);
 		COUNT(failures);
-		if (err->sqlerrcode == ERRCODE_QUERY_CANCELED || err->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		if (pgck_error_ends_statement(err))
 			PG_RE_THROW();
 		FlushErrorState();
 		ereport(LOG,

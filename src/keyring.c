@@ -438,17 +438,11 @@ record_arn(const char *name, const bytea *wrapped, const char *arn)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
 		/* the subtransaction's abort restores the user id and ends SPI */
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		ErrorData  *edata = pgck_subxact_abort(cxt, owner);
+
 		/* a cancel or shutdown goes on; anything else leaves it for later */
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION)
+		if (pgck_error_ends_statement(edata))
 			ReThrowError(edata);
 		ereport(DEBUG1,
 				(errmsg_internal("pgcrypt_kms: the key ARN of a wrapped key of \"%s\" was not recorded: %s",
@@ -1987,4 +1981,24 @@ pgck_keyring_fetch_writer(uint32 id, PgckVersionWriter *out)
 	}
 	PG_END_TRY();
 	return found;
+}
+
+ErrorData *
+pgck_subxact_abort(MemoryContext cxt, ResourceOwner owner)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
+}
+
+bool
+pgck_error_ends_statement(const ErrorData *edata)
+{
+	return ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION;
 }

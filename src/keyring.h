@@ -22,6 +22,7 @@
 
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
+#include "utils/resowner.h"
 
 #define PGCK_KEY_NAME_MAX 128
 
@@ -183,5 +184,18 @@ extern bytea *pgck_keyring_rewrap_blob(const char *old_ref, const char *new_key,
 
 /* Does a cached key-check value equal the keyring's? */
 extern bool pgck_keyring_check_matches(const bytea *check, const uint8 *cached);
+
+/*
+ * In the PG_CATCH of an internal subtransaction (BeginInternalSubTransaction
+ * with cxt current and owner the resource owner before it): copy the error
+ * into cxt, roll the subtransaction back, restore cxt and owner, and return
+ * the copy for the caller to record or report.  Unless
+ * pgck_error_ends_statement() says it is a cancel, a shutdown or another
+ * operator intervention (class 57): that one the caller re-throws
+ * (ReThrowError) after its own clean-up, for a loop that recorded a cancel
+ * and went on to its next KMS call could not be stopped.
+ */
+extern ErrorData *pgck_subxact_abort(MemoryContext cxt, ResourceOwner owner);
+extern bool pgck_error_ends_statement(const ErrorData *edata);
 
 #endif							/* PGCK_KEYRING_H */

@@ -696,16 +696,9 @@ try_unwrap(const char *ref, const char *kms_context, const bytea *blob, const by
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = pgck_subxact_abort(cxt, owner);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		if (pgck_error_ends_statement(edata))
 		{
 			pgck_locked_free(slot);
 			ReThrowError(edata);

@@ -181,6 +181,42 @@ cancel_during backoff '{"op":"GenerateDataKey","kind":"throttle","count":-1}' 15
 [ "$(faults_applied throttle)" -gt "$throttle_before" ]
 ok $? "backoff: the calls were throttled and retried"
 
+# ------------------------------------------------- 4. a cancel ends a drill
+# kms_verify loads each key version in a subtransaction so that one bad
+# version is a result, not the end of the drill; a cancel must still end it.
+# Three versions whose Decrypt hangs: statement_timeout = 500ms must end the
+# statement (57014), not be recorded as the first version's error while the
+# drill goes on to hang on the next one (kms_timeout 4 s each).
+ctl clear-faults
+psql_db "$DB" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+CREATE TABLE drill (id int, v enc_text);
+SELECT kms_create_key('drill_' || i, 'aws-kms:alias/pgck-test') FROM generate_series(1, 3) i;
+INSERT INTO drill SELECT i, kms_encrypt('value ' || i, 'drill_' || i) FROM generate_series(1, 3) i;
+SQL
+ctl set-fault '{"op":"Decrypt","kind":"hang","count":3}'
+cat >"$WORK/drill.sql" <<SQL
+\\set VERBOSITY verbose
+SET pgcrypt_kms.kms_timeout = 4000;
+SET statement_timeout = 500;
+\\o $WORK/d0
+SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+\\o
+SELECT key_name, version, failed, error FROM kms_verify('drill', 'v');
+\\o $WORK/d1
+SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+\\o
+SQL
+chmod 644 "$WORK/drill.sql"
+psql_db "$DB" -f "$WORK/drill.sql" >"$WORK/drill.out" 2>&1
+ctl clear-faults
+elapsed=$(( $(tr -d ' \n' <"$WORK/d1") - $(tr -d ' \n' <"$WORK/d0") ))
+echo "# kms_verify with every Decrypt hanging: the statement ended after ${elapsed} ms"
+grep -q "57014" "$WORK/drill.out" && ! grep -q "drill_" "$WORK/drill.out"
+ok $? "statement_timeout ends kms_verify (SQLSTATE 57014) instead of becoming a version's error"
+[ "$elapsed" -lt "$LIMIT_MS" ]
+ok $? "kms_verify ended in < ${LIMIT_MS} ms (${elapsed} ms)"
+grep -q "57014" "$WORK/drill.out" || sed 's/^/# /' "$WORK/drill.out"
+
 ctl clear-faults
 psql_db postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1
 
