@@ -16,6 +16,7 @@ callers after the lock is released, and material lists are append-only.
 """
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +37,12 @@ _HEADER = struct.Struct(">B16sI")
 _NONCE_LEN = 12
 _TAG_LEN = 16
 _PENDING_WINDOW_DAYS = range(7, 31)
+
+
+@functools.lru_cache(maxsize=16384)
+def _aead(material):
+    """The AESGCM object of one version of key material (made once, not per call)."""
+    return AESGCM(material)
 
 
 class KmsError(Exception):
@@ -315,7 +322,7 @@ class KeyStore:
         version = key.current_version
         header = _HEADER.pack(_FORMAT, uuid.UUID(key.key_id).bytes, version)
         nonce = os.urandom(_NONCE_LEN)
-        sealed = AESGCM(key.materials[version - 1]).encrypt(
+        sealed = _aead(key.materials[version - 1]).encrypt(
             nonce, plaintext, header + canonical_context(context))
         return header + nonce + sealed, version
 
@@ -338,7 +345,7 @@ class KeyStore:
         header = blob[:_HEADER.size]
         nonce = blob[_HEADER.size:_HEADER.size + _NONCE_LEN]
         try:
-            plaintext = AESGCM(key.materials[version - 1]).decrypt(
+            plaintext = _aead(key.materials[version - 1]).decrypt(
                 nonce, blob[_HEADER.size + _NONCE_LEN:], header + canonical_context(context))
         except InvalidTag:
             raise _invalid_ciphertext() from None
