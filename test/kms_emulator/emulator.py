@@ -31,6 +31,7 @@ import http.client
 import ipaddress
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -408,7 +409,9 @@ class Emulator:
 
     # ------------------------------------------------------------------ KMS
     def handle_kms(self, request):
-        request_id = str(uuid.uuid4())
+        # A request id only has to be unique: a version 4 uuid from the random module's
+        # generator (seeded by the OS) costs no getrandom call, which lets go of the GIL.
+        request_id = str(uuid.UUID(int=random.getrandbits(128), version=4))
         target = request.header("X-Amz-Target") or ""
         op = target[len("TrentService."):] if target.startswith("TrentService.") else target
         entry = {"time": iso8601(time.time()), "request_id": request_id, "op": op or None,
