@@ -544,16 +544,51 @@ class Request:
         return self._lookup.get(name.lower())
 
 
+class _TimedSocketIO(socket.SocketIO):
+    """The SocketIO of a blocking socket with SO_RCVTIMEO: a receive that runs out of time
+    raises TimeoutError, as it does on a socket with a Python timeout (plain SocketIO would
+    return None, and a request cut short would be read as a whole one)."""
+
+    def readinto(self, b):
+        n = super().readinto(b)
+        if n is None:
+            raise TimeoutError("timed out")
+        return n
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 600  # an idle keep-alive connection is dropped after this
 
     def setup(self):
+        """A plain connection is a blocking socket with the kernel's SO_RCVTIMEO/SO_SNDTIMEO:
+        with a Python timeout every receive and send is a poll plus the call, each letting go
+        of the GIL, which the threads of 32 busy connections then fight over. TLS keeps the
+        Python timeout (the ssl module reads through it)."""
+        limit = self.timeout
+        if limit is not None and not isinstance(self.request, ssl.SSLSocket):
+            self.timeout = None  # StreamRequestHandler.setup leaves the socket blocking
+        self.setup_stock()
+        if self.timeout is None and limit is not None:
+            interval = struct.pack("ll", int(limit), int(limit % 1 * 1000000))
+            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+                self.connection.setsockopt(socket.SOL_SOCKET, option, interval)
+            self.rfile.raw.__class__ = _TimedSocketIO
+
+    def setup_stock(self):
         super().setup()
         # A 100 Continue and its response go out in separate writes: without this, Nagle's
         # algorithm and the client's delayed ACK would add ~40 ms to such a request.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.counted = False
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except BlockingIOError:
+            # SO_SNDTIMEO ran out in send_error or a 100 Continue; a Python timeout's
+            # TimeoutError is handled so by BaseHTTPRequestHandler
+            self.close_connection = True
 
     def version_string(self):
         return "pgck-kms-emulator"

@@ -1092,6 +1092,55 @@ def _exchange(port, data):
             out.append(chunk)
 
 
+def _idle_exchange(port, parts):
+    """Send parts 0.1 s apart, then nothing: what the server answers until it drops us."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        for part in parts:
+            conn.sendall(part)
+            time.sleep(0.1)
+        started, out = time.monotonic(), []
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                check(time.monotonic() - started < 5, "dropped only after %.1f s",
+                      time.monotonic() - started)
+                return b"".join(out)
+            out.append(chunk)
+
+
+@test
+def gcm_opens_as_aesgcm(emu):
+    """gcm.open (libcrypto through ctypes, the GIL held) answers as AESGCM.decrypt, tampered
+    and short inputs included."""
+    import gcm
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    if gcm.open is None:
+        return "libcrypto not loadable: keystore uses AESGCM"
+    cases = 0
+    for size in (16, 24, 32):
+        for n in range(150):
+            key, nonce = os.urandom(size), os.urandom(12)
+            plaintext, aad = os.urandom(n % 70), os.urandom(n % 45)
+            sealed = AESGCM(key).encrypt(nonce, plaintext, aad)
+            flip = n % len(sealed)
+            variants = [(key, nonce, sealed, aad),
+                        (key, nonce, sealed[:flip] + bytes([sealed[flip] ^ 0x20])
+                         + sealed[flip + 1:], aad),
+                        (key, nonce, sealed, aad + b"x"), (key, os.urandom(12), sealed, aad),
+                        (os.urandom(size), nonce, sealed, aad), (key, nonce, sealed[:n % 16], aad)]
+            for args in variants:
+                results = []
+                for fn in (gcm.open, lambda *a: AESGCM(a[0]).decrypt(*a[1:])):
+                    try:
+                        results.append(fn(*args))
+                    except InvalidTag:
+                        results.append("InvalidTag")
+                equal(results[0], results[1], "gcm.open vs AESGCM")
+                cases += 1
+    return "%d cases" % cases
+
+
 _VOLATILE = re.compile(rb"Date: [^\r]*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
                        rb"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -1157,13 +1206,18 @@ def http_parsing_matches_the_standard_library(emu):
                 equal(ours.get(form), stock.get(form), "get(%r) of %r" % (form, block))
     check(fast >= 6, "only %d header blocks took the fast path", fast)
 
+    class FastHandler(emulator.Handler):
+        timeout = 0.5
+
     class StockHandler(emulator.Handler):
+        timeout = 0.5   # a Python socket timeout, as BaseHTTPRequestHandler has it
+        setup = emulator.Handler.setup_stock
         parse_request = BaseHTTPRequestHandler.parse_request
         send_response_obj = emulator.Handler.send_response_obj_stock
 
     servers, answered = [], 0
     try:
-        for handler in (emulator.Handler, StockHandler):
+        for handler in (FastHandler, StockHandler):
             server = emulator.EmulatorServer(("127.0.0.1", 0), emulator.Emulator())
             server.RequestHandlerClass = handler
             threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
@@ -1173,6 +1227,14 @@ def http_parsing_matches_the_standard_library(emu):
                            for s in servers)
             equal(ours, stock, "answer to %r" % data[:120])
             answered += bool(stock)
+        # idle past the limit: before a request, in its headers, in its body; then one in time
+        for parts in ([b""], [b"GET /_emulator/faults HTTP/1.1\r\nHost: h"],
+                      [b"POST /_emulator/faults HTTP/1.1\r\nContent-Length: 2\r\n\r\n{"],
+                      [b"GET /_emulator/faults HTTP/1.1\r\n\r\n", b"GET /_emulator/faults"]):
+            ours, stock = (_VOLATILE.sub(b"*", _idle_exchange(s.server_address[1], parts))
+                           for s in servers)
+            equal(ours, stock, "answer to %r, then nothing" % parts)
+        check(b"200 OK" in ours, "no answer before the idle limit: %r", ours)
     finally:
         for server in servers:
             server.shutdown()
