@@ -42,6 +42,11 @@ METADATA_FAULT_STATUS = {"throttle": 429, "internal": 500, "unavailable": 503,
                          "dependency_timeout": 504, "access_denied": 403}
 
 
+def _invalid_token():
+    return KmsError("UnrecognizedClientException",
+                    "The security token included in the request is invalid.")
+
+
 class TempCredential:
     def __init__(self, source, expiration):
         self.source = source
@@ -78,17 +83,15 @@ class Credentials:
 
     def secret_for(self, access_key, token):
         """The secret to check a signature with, or the error AWS gives for this credential."""
-        invalid = KmsError("UnrecognizedClientException",
-                           "The security token included in the request is invalid.")
         if access_key == STATIC_ACCESS_KEY:
             if token is not None:
-                raise invalid
+                raise _invalid_token()
             return STATIC_SECRET_KEY
         with self._lock:
             cred = self._temps.get(access_key)
         if cred is None or token is None or not hmac.compare_digest(token.encode(),
                                                                     cred.token.encode()):
-            raise invalid
+            raise _invalid_token()
         if self._clock.now() >= cred.expiration:
             raise KmsError("ExpiredTokenException",
                            "The security token included in the request is expired")

@@ -23,11 +23,16 @@ import argparse
 import base64
 import calendar
 import collections
+import email.parser
 import email.utils
+import functools
 import hmac
+import http.client
 import ipaddress
 import json
 import os
+import random
+import re
 import signal
 import socket
 import ssl
@@ -36,6 +41,7 @@ import sys
 import threading
 import time
 import uuid
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -82,6 +88,17 @@ FAULT_KINDS = set(FAULT_ERRORS) | {"delay", "hang", "reset", "forged_key_id"}
 # forged_key_id: answers normally, but the response's KeyId names another key
 # (a stand-in for a malicious or broken endpoint)
 FORGED_KEY_ARN = "arn:aws:kms:us-east-1:%s:key/00000000-0000-4000-8000-0000000f0e9d" % ACCOUNT
+
+
+@functools.lru_cache(maxsize=64)
+def _amz_epoch(amz_date):
+    """X-Amz-Date in seconds since the epoch, or None if it is not ISO 8601 basic format.
+    Cached: the concurrent requests of one second carry the same stamp, and strptime is
+    most of what checking one costs."""
+    try:
+        return calendar.timegm(time.strptime(amz_date, sigv4.TIMESTAMP_FORMAT))
+    except ValueError:
+        return None
 
 
 class ResetConnection(Exception):
@@ -147,10 +164,18 @@ class Faults:
 
     def take(self, op, key_ids=None):
         """The first armed fault for this operation (and, for a fault limited to a key, a
-        request involving it: key_ids), counted down; None if there is none."""
+        request involving it: key_ids, a function returning the request's key uuids, called
+        only when such a fault is armed, outside the lock), counted down; None if there is
+        none."""
+        involved = ()
+        if key_ids is not None:
+            with self._lock:
+                keyed = any(fault.key_id is not None for fault in self._faults)
+            if keyed:
+                involved = key_ids()
         with self._lock:
             for fault in self._faults:
-                if fault.key_id is not None and fault.key_id not in (key_ids or ()):
+                if fault.key_id is not None and fault.key_id not in involved:
                     continue
                 if fault.op == op or (fault.op == "*" and op in KMS_OPERATIONS):
                     if fault.remaining > 0:
@@ -249,21 +274,26 @@ class RequestLog:
     """--log: one line per request, with no secret, key or plaintext in it."""
 
     def __init__(self, path):
-        self._lock = threading.Lock()
-        self._file = open(path, "a", encoding="utf-8", buffering=1) if path else None
+        # One write(2) per line on an O_APPEND descriptor: lines from concurrent requests do
+        # not mix, and no lock is held while the write lets go of the GIL.
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666) if path \
+            else None
 
     def write(self, method, path, op, status, error_type, request_id, started):
-        if self._file is None:
+        if self._fd is None:
             return
         line = "%s %s %s op=%s status=%d error=%s request_id=%s ms=%d\n" % (
             iso8601(time.time()), method, path, op or "-", status, error_type or "-",
             request_id or "-", (time.monotonic() - started) * 1000)
-        with self._lock:
-            self._file.write(line)
+        data = line.encode("utf-8")
+        fd = self._fd
+        while data and fd is not None:
+            data = data[os.write(fd, data):]
 
     def close(self):
-        if self._file:
-            self._file.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 # ====================================================================== the server
@@ -292,9 +322,8 @@ class Emulator:
             raise KmsError("IncompleteSignatureException",
                            "Authorization header requires existence of either a 'X-Amz-Date' or "
                            "a 'Date' header. Authorization=" + sigv4.ALGORITHM)
-        try:
-            signed_at = calendar.timegm(time.strptime(amz_date, sigv4.TIMESTAMP_FORMAT))
-        except ValueError:
+        signed_at = _amz_epoch(amz_date)
+        if signed_at is None:
             raise KmsError("IncompleteSignatureException",
                            "Date must be in ISO-8601 'basic format'. Got '%s'. See "
                            "http://en.wikipedia.org/wiki/ISO_8601" % amz_date) from None
@@ -318,16 +347,16 @@ class Emulator:
                 raise KmsError(invalid, "%s must be a 'SignedHeader' in the AWS Authorization."
                                % shown)
         now = self.clock.now()
-        stamp = time.strftime(sigv4.TIMESTAMP_FORMAT, time.gmtime(now))
         if signed_at < now - MAX_SKEW:
             raise KmsError(invalid, "Signature expired: %s is now earlier than %s (%s - 15 min.)"
                            % (amz_date, time.strftime(sigv4.TIMESTAMP_FORMAT,
-                                                      time.gmtime(now - MAX_SKEW)), stamp))
+                                                      time.gmtime(now - MAX_SKEW)),
+                              time.strftime(sigv4.TIMESTAMP_FORMAT, time.gmtime(now))))
         if signed_at > now + MAX_SKEW:
             raise KmsError(invalid, "Signature not yet current: %s is still later than %s "
                                     "(%s + 15 min.)" % (amz_date, time.strftime(
                                         sigv4.TIMESTAMP_FORMAT, time.gmtime(now + MAX_SKEW)),
-                                        stamp))
+                                        time.strftime(sigv4.TIMESTAMP_FORMAT, time.gmtime(now))))
         creq = sigv4.canonical_request(request.method, request.path, request.query,
                                        request.headers, signed, request.body)
         expected = sigv4.signature(secret, auth["date"], auth["region"], auth["service"],
@@ -385,7 +414,9 @@ class Emulator:
 
     # ------------------------------------------------------------------ KMS
     def handle_kms(self, request):
-        request_id = str(uuid.uuid4())
+        # A request id only has to be unique: a version 4 uuid from the random module's
+        # generator (seeded by the OS) costs no getrandom call, which lets go of the GIL.
+        request_id = str(uuid.UUID(int=random.getrandbits(128), version=4))
         target = request.header("X-Amz-Target") or ""
         op = target[len("TrentService."):] if target.startswith("TrentService.") else target
         entry = {"time": iso8601(time.time()), "request_id": request_id, "op": op or None,
@@ -409,7 +440,7 @@ class Emulator:
                     from None
             if not isinstance(body, dict):
                 raise KmsError("SerializationException", "Request body must be a JSON object")
-            fault = self.faults.take(op, self.keys_involved(body, region))
+            fault = self.faults.take(op, lambda: self.keys_involved(body, region))
             if fault is not None:
                 self.apply_fault(fault, op)
             result = KMS_OPERATIONS[op](Call(self.keys, region, entry), Params(body))
@@ -433,6 +464,76 @@ class Emulator:
 
 
 # ====================================================================== HTTP plumbing
+# The limits of http.client.parse_headers, which BaseHTTPRequestHandler reads headers with.
+MAX_HEADER_LINE = 65536
+MAX_HEADERS = 100
+# A header line the email package (behind http.client.parse_headers) reads as just "name:
+# value": a name of the characters it allows, printable ASCII after the colon. Each header a
+# KMS client sends looks like this; any other line sends the whole block to the email package.
+_PLAIN_HEADER = re.compile(rb"([!-9;-~]+):[ \t]*([\t -~]*)\r?\n\Z")
+
+
+class Headers:
+    """What the handler uses of http.client.HTTPMessage: get (first value, any case of the
+    name) and items (every (name, value) pair in arrival order)."""
+
+    def __init__(self, items):
+        self._items = items
+        self._first = {}
+        for name, value in items:
+            self._first.setdefault(name.lower(), value)
+
+    def get(self, name, failobj=None):
+        return self._first.get(name.lower(), failobj)
+
+    def items(self):
+        return list(self._items)
+
+
+def read_headers(rfile):
+    """http.client.parse_headers(rfile), with the same limits and exceptions, without the
+    email package's ~50 us for a block of plain lines (see parse_header_lines)."""
+    lines = []
+    while True:
+        line = rfile.readline(MAX_HEADER_LINE + 1)
+        if len(line) > MAX_HEADER_LINE:
+            raise http.client.LineTooLong("header line")
+        lines.append(line)
+        if len(lines) > MAX_HEADERS:
+            raise http.client.HTTPException("got more than %d headers" % MAX_HEADERS)
+        if line in (b"\r\n", b"\n", b""):
+            return parse_header_lines(lines)
+
+
+def parse_header_lines(lines):
+    """The lines of a header block, its end included, as http.client.parse_headers reads
+    them: a Headers if every line is plain (_PLAIN_HEADER), else the email package's own
+    HTTPMessage. selftest.py compares the two on odd blocks."""
+    items = []
+    for line in lines[:-1]:
+        match = _PLAIN_HEADER.match(line)
+        if match is None:
+            return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(
+                b"".join(lines).decode("iso-8859-1"))
+        items.append((match.group(1).decode("ascii"), match.group(2).decode("ascii")))
+    return Headers(items)
+
+
+_date_cache = (None, "")
+
+
+def http_date(epoch):
+    """email.utils.formatdate(epoch, usegmt=True), formatted once per second."""
+    global _date_cache
+    second = int(epoch)
+    if not 0 <= epoch - second < 0.999999:  # negative, or rounds up to the next second
+        return email.utils.formatdate(epoch, usegmt=True)
+    cached = _date_cache
+    if cached[0] != second:
+        cached = _date_cache = (second, email.utils.formatdate(epoch, usegmt=True))
+    return cached[1]
+
+
 class Request:
     def __init__(self, method, path, query, headers, body):
         self.method = method
@@ -448,16 +549,51 @@ class Request:
         return self._lookup.get(name.lower())
 
 
+class _TimedSocketIO(socket.SocketIO):
+    """The SocketIO of a blocking socket with SO_RCVTIMEO: a receive that runs out of time
+    raises TimeoutError, as it does on a socket with a Python timeout (plain SocketIO would
+    return None, and a request cut short would be read as a whole one)."""
+
+    def readinto(self, b):
+        n = super().readinto(b)
+        if n is None:
+            raise TimeoutError("timed out")
+        return n
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 600  # an idle keep-alive connection is dropped after this
 
     def setup(self):
+        """A plain connection is a blocking socket with the kernel's SO_RCVTIMEO/SO_SNDTIMEO:
+        with a Python timeout every receive and send is a poll plus the call, each letting go
+        of the GIL, which the threads of 32 busy connections then fight over. TLS keeps the
+        Python timeout (the ssl module reads through it)."""
+        limit = self.timeout
+        if limit is not None and not isinstance(self.request, ssl.SSLSocket):
+            self.timeout = None  # StreamRequestHandler.setup leaves the socket blocking
+        self.setup_stock()
+        if self.timeout is None and limit is not None:
+            interval = struct.pack("ll", int(limit), int(limit % 1 * 1000000))
+            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+                self.connection.setsockopt(socket.SOL_SOCKET, option, interval)
+            self.rfile.raw.__class__ = _TimedSocketIO
+
+    def setup_stock(self):
         super().setup()
-        # Headers and body go out in separate writes: without this, Nagle's algorithm and the
-        # client's delayed ACK add ~40 ms to every response.
+        # A 100 Continue and its response go out in separate writes: without this, Nagle's
+        # algorithm and the client's delayed ACK would add ~40 ms to such a request.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.counted = False
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except BlockingIOError:
+            # SO_SNDTIMEO ran out in send_error or a 100 Continue; a Python timeout's
+            # TimeoutError is handled so by BaseHTTPRequestHandler
+            self.close_connection = True
 
     def version_string(self):
         return "pgck-kms-emulator"
@@ -466,9 +602,38 @@ class Handler(BaseHTTPRequestHandler):
         pass  # --log has one line per request; the default would print to stderr
 
     def date_time_string(self, timestamp=None):
-        emu = self.server.emulator
-        return email.utils.formatdate(emu.clock.now() if timestamp is None else timestamp,
-                                      usegmt=True)
+        return http_date(self.server.emulator.clock.now() if timestamp is None else timestamp)
+
+    def parse_request(self):
+        """BaseHTTPRequestHandler.parse_request, for a request line "METHOD PATH HTTP/1.1" (or
+        1.0), with headers read by read_headers; any other line goes to the original."""
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.1", "HTTP/1.0"):
+            return super().parse_request()
+        self.requestline = requestline
+        self.command, path, self.request_version = words
+        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
+        self.close_connection = self.request_version != "HTTP/1.1"
+        try:
+            self.headers = read_headers(self.rfile)
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long",
+                            str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers",
+                            str(err))
+            return False
+        conntype = self.headers.get("Connection", "").lower()
+        if conntype == "close":
+            self.close_connection = True
+        elif conntype == "keep-alive":
+            self.close_connection = False
+        if self.headers.get("Expect", "").lower() == "100-continue" \
+                and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
 
     def do_POST(self):
         self.dispatch()
@@ -544,6 +709,37 @@ class Handler(BaseHTTPRequestHandler):
         return text_response(404, "Not Found\n"), None
 
     def send_response_obj(self, response):
+        """The status line, headers and body in one write (what send_response_obj_stock
+        sends, in one packet instead of two)."""
+        if self.request_version == "HTTP/0.9":  # a body alone
+            return self.send_response_obj_stock(response)
+        status = response.status
+        head = ["%s %d %s\r\n" % (self.protocol_version, status,
+                                   self.responses[status][0] if status in self.responses else ""),
+                "Server: %s\r\n" % self.version_string(),
+                "Date: %s\r\n" % self.date_time_string(),
+                "Content-Type: %s\r\n" % response.content_type,
+                "Content-Length: %d\r\n" % len(response.body)]
+        if response.request_id:
+            head.append("x-amzn-RequestId: %s\r\n" % response.request_id)
+        for name, value in response.headers:
+            head.append("%s: %s\r\n" % (name, value))
+            if name.lower() == "connection":
+                if value.lower() == "close":
+                    self.close_connection = True
+                elif value.lower() == "keep-alive":
+                    self.close_connection = False
+        head.append("\r\n")
+        data = "".join(head).encode("latin-1", "strict")
+        if self.command != "HEAD":
+            data += response.body
+        try:
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True  # the client went away (a timed-out hang, say)
+
+    def send_response_obj_stock(self, response):
+        """send_response_obj through BaseHTTPRequestHandler's own methods."""
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)

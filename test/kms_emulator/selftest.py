@@ -1052,6 +1052,199 @@ def keep_alive(emu):
 
 
 @test
+def key_limited_faults(emu):
+    """A fault limited to a key fires for requests naming it (any form) or carrying its
+    ciphertext, and only for those; the request's keys are looked at only when such a fault
+    is armed, so this also checks that path."""
+    kms = emu.kms
+    mine = TempKey(emu)
+    other_blob = kms.encrypt(KeyId="alias/pgck-test", Plaintext=b"o")["CiphertextBlob"]
+    with mine:
+        blob = kms.encrypt(KeyId=mine.key_id, Plaintext=b"m")["CiphertextBlob"]
+        with Faults(emu, {"op": "*", "kind": "throttle", "count": -1, "key_id": mine.arn}):
+            equal(kms.decrypt(CiphertextBlob=other_blob)["Plaintext"], b"o", "another key")
+            kms.generate_random(NumberOfBytes=8)
+            for call in (lambda: kms.decrypt(CiphertextBlob=blob),
+                         lambda: kms.encrypt(KeyId=mine.arn, Plaintext=b"x"),
+                         lambda: kms.describe_key(KeyId=mine.key_id),
+                         lambda: kms.re_encrypt(CiphertextBlob=other_blob,
+                                                DestinationKeyId=mine.key_id)):
+                expect_error(call, "ThrottlingException", 400, "Rate exceeded")
+        with Faults(emu, {"op": "Decrypt", "kind": "access_denied", "count": 1,
+                          "key_id": mine.key_id},
+                    {"op": "Decrypt", "kind": "throttle", "count": 1}):
+            expect_error(lambda: kms.decrypt(CiphertextBlob=other_blob), "ThrottlingException",
+                         400)
+            expect_error(lambda: kms.decrypt(CiphertextBlob=blob), "AccessDeniedException", 400)
+            equal(kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"m", "both faults used up")
+
+
+def _exchange(port, data):
+    """Send raw bytes, half-close, and read everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        out = []
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return b"".join(out)
+            out.append(chunk)
+
+
+def _idle_exchange(port, parts):
+    """Send parts 0.1 s apart, then nothing: what the server answers until it drops us."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        for part in parts:
+            conn.sendall(part)
+            time.sleep(0.1)
+        started, out = time.monotonic(), []
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                check(time.monotonic() - started < 5, "dropped only after %.1f s",
+                      time.monotonic() - started)
+                return b"".join(out)
+            out.append(chunk)
+
+
+@test
+def gcm_opens_as_aesgcm(emu):
+    """gcm.open (libcrypto through ctypes, the GIL held) answers as AESGCM.decrypt, tampered
+    and short inputs included."""
+    import gcm
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    if gcm.open is None:
+        return "libcrypto not loadable: keystore uses AESGCM"
+    cases = 0
+    for size in (16, 24, 32):
+        for n in range(150):
+            key, nonce = os.urandom(size), os.urandom(12)
+            plaintext, aad = os.urandom(n % 70), os.urandom(n % 45)
+            sealed = AESGCM(key).encrypt(nonce, plaintext, aad)
+            flip = n % len(sealed)
+            variants = [(key, nonce, sealed, aad),
+                        (key, nonce, sealed[:flip] + bytes([sealed[flip] ^ 0x20])
+                         + sealed[flip + 1:], aad),
+                        (key, nonce, sealed, aad + b"x"), (key, os.urandom(12), sealed, aad),
+                        (os.urandom(size), nonce, sealed, aad), (key, nonce, sealed[:n % 16], aad)]
+            for args in variants:
+                results = []
+                for fn in (gcm.open, lambda *a: AESGCM(a[0]).decrypt(*a[1:])):
+                    try:
+                        results.append(fn(*args))
+                    except InvalidTag:
+                        results.append("InvalidTag")
+                equal(results[0], results[1], "gcm.open vs AESGCM")
+                cases += 1
+    return "%d cases" % cases
+
+
+_VOLATILE = re.compile(rb"Date: [^\r]*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+                       rb"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+# Header blocks the email package reads in its own ways (continuations, odd names, a unix-from
+# line, no separator, non-ASCII, a bare CR) next to plain ones.
+_HEADER_BLOCKS = [
+    b"\r\n", b"", b"\n",
+    b"Host: a\r\nContent-Type: x/y; charset=utf-8\r\nX-Amz-Target: T.Op\r\n\r\n",
+    b"host:a\r\nHOST:  b \t\r\nHost:\r\nX:\t\tv\tw\r\n\n",
+    b"A: 1\nB: 2\n\n", b"A: 1\r\nB: 2",
+    b"A: 1\r\n folded\r\n\tmore\r\nB: 2\r\n\r\n", b" lead: x\r\nA: 1\r\n\r\n",
+    b"From someone\r\nA: 1\r\n\r\n", b"A: 1\r\nFrom x\r\n\r\n", b": empty\r\nA: 1\r\n\r\n",
+    b"No colon\r\nA: 1\r\n\r\n", b"Bad name: 1\r\n\r\n", b"A: caf\xe9\r\n\r\n",
+    b"A: x\ry\r\n\r\n", b"A: x\r\r\n\r\n", b"A: \x7f\x0b\r\n\r\n", b"A:: b\r\n\r\n",
+    b"Content-Type: multipart/mixed; boundary=z\r\n\r\n",
+]
+
+# Raw request sequences for the wire comparison (each connection half-closed after them).
+_HTTP_CASES = [
+    b"GET /_emulator/faults HTTP/1.1\r\nHost: h\r\n\r\nGET /_emulator/faults HTTP/1.1\r\n"
+    b"Connection: close\r\n\r\nGET /_emulator/faults HTTP/1.1\r\n\r\n",
+    b"GET /_emulator/faults HTTP/1.0\r\n\r\nGET /_emulator/faults HTTP/1.0\r\n\r\n",
+    b"GET /_emulator/faults HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
+    b"GET //_emulator/faults HTTP/1.1\r\n\r\n",
+    b"POST /_emulator/faults HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /_emulator/faults HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /_emulator/faults HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"
+    b"1;x=y\r\n}\r\n0\r\nTrailer: t\r\n\r\nGET /_emulator/faults HTTP/1.1\r\n\r\n",
+    b"POST /_emulator/faults HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}POST / HTTP/1.1\r\n"
+    b"X-Amz-Target: TrentService.Decrypt\r\n Folded: x\r\nContent-Length: 0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=a/b/c/d/e, "
+    b"SignedHeaders=host, Signature=0\r\nX-Amz-Date: 2026-01-01\r\n\r\n",
+    b"GET /nowhere HTTP/1.1\r\n\r\nPATCH / HTTP/1.1\r\n\r\n",
+    b"GARBAGE\r\n\r\n", b"GET / HTTP/2.0\r\n\r\n", b"GET / HTTP/1.x\r\n\r\n",
+    b"GET /_emulator/faults\r\n", b"POST /\r\n", b"\r\n", b"GET /_emulator/faults  HTTP/1.1 \r\n\r\n",
+    b"GET /_emulator/faults HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+    b"GET /_emulator/faults HTTP/1.1\r\n" + b"X: a\r\n" * 100 + b"\r\n",
+    b"GET /_emulator/faults HTTP/1.1\r\n" + b"X: a\r\n" * 99 + b"\r\n",
+    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+    b"GET /_emulator/faults HTTP/1.1\r\nHost: h",
+]
+
+
+@test
+def http_parsing_matches_the_standard_library(emu):
+    """The handler's own request-line and header reading and its one-write responses answer
+    byte for byte as BaseHTTPRequestHandler's (and http.client.parse_headers') do."""
+    import io
+    from http.server import BaseHTTPRequestHandler
+    import emulator
+    fast = 0
+    for block in _HEADER_BLOCKS:
+        lines = io.BytesIO(block).readlines() or [b""]
+        if lines[-1] not in (b"\r\n", b"\n", b""):
+            lines.append(b"")
+        ours = emulator.parse_header_lines(lines)
+        stock = http.client.parse_headers(io.BytesIO(block))
+        fast += isinstance(ours, emulator.Headers)
+        equal(ours.items(), stock.items(), "headers of %r" % block)
+        for name, _ in stock.items() + [("missing", None)]:
+            for form in (name, name.lower(), name.upper()):
+                equal(ours.get(form), stock.get(form), "get(%r) of %r" % (form, block))
+    check(fast >= 6, "only %d header blocks took the fast path", fast)
+
+    class FastHandler(emulator.Handler):
+        timeout = 0.5
+
+    class StockHandler(emulator.Handler):
+        timeout = 0.5   # a Python socket timeout, as BaseHTTPRequestHandler has it
+        setup = emulator.Handler.setup_stock
+        parse_request = BaseHTTPRequestHandler.parse_request
+        send_response_obj = emulator.Handler.send_response_obj_stock
+
+    servers, answered = [], 0
+    try:
+        for handler in (FastHandler, StockHandler):
+            server = emulator.EmulatorServer(("127.0.0.1", 0), emulator.Emulator())
+            server.RequestHandlerClass = handler
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+            servers.append(server)
+        for data in _HTTP_CASES:
+            ours, stock = (_VOLATILE.sub(b"*", _exchange(s.server_address[1], data))
+                           for s in servers)
+            equal(ours, stock, "answer to %r" % data[:120])
+            answered += bool(stock)
+        # idle past the limit: before a request, in its headers, in its body; then one in time
+        for parts in ([b""], [b"GET /_emulator/faults HTTP/1.1\r\nHost: h"],
+                      [b"POST /_emulator/faults HTTP/1.1\r\nContent-Length: 2\r\n\r\n{"],
+                      [b"GET /_emulator/faults HTTP/1.1\r\n\r\n", b"GET /_emulator/faults"]):
+            ours, stock = (_VOLATILE.sub(b"*", _idle_exchange(s.server_address[1], parts))
+                           for s in servers)
+            equal(ours, stock, "answer to %r, then nothing" % parts)
+        check(b"200 OK" in ours, "no answer before the idle limit: %r", ours)
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    check(answered == len(_HTTP_CASES) - 1, "%d exchanges answered", answered)  # not b"\r\n"
+    return "%d header blocks (%d plain), %d exchanges" % (len(_HEADER_BLOCKS), fast,
+                                                        len(_HTTP_CASES))
+
+
+@test
 def stats_and_call_log(emu):
     before = emu.stats()
     blob = emu.kms.encrypt(KeyId="alias/pgck-test", Plaintext=b"s",

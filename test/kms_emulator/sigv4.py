@@ -7,6 +7,7 @@ inner whitespace collapsed, repeated headers joined with ","). selftest.py check
 functions byte for byte against the AWS SigV4 test suite in test/vectors/sigv4.
 """
 
+import functools
 import hashlib
 import hmac
 from urllib.parse import unquote
@@ -81,7 +82,9 @@ def string_to_sign(amz_date, scope, creq):
     return "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(creq.encode("utf-8")).hexdigest()])
 
 
+@functools.lru_cache(maxsize=64)
 def signing_key(secret, date, region, service):
+    """Four HMACs that change once a day per credential and scope: cached."""
     key = ("AWS4" + secret).encode("utf-8")
     for part in (date, region, service, TERMINATOR):
         key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()

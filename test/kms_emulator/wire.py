@@ -12,8 +12,20 @@ def b64(data):
     return base64.b64encode(data).decode("ascii")
 
 
+_iso8601_cache = (None, "")
+
+
 def iso8601(epoch):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    """UTC, to the second; formatted once per second."""
+    global _iso8601_cache
+    if epoch < 0:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    second = int(epoch)  # what gmtime does with a float: floor
+    cached = _iso8601_cache
+    if cached[0] != second:
+        cached = _iso8601_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                         time.gmtime(second)))
+    return cached[1]
 
 
 class Response:
