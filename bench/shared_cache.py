@@ -1,37 +1,16 @@
 #!/usr/bin/python3
 """Driver of bench/shared_cache.sh (run as the postgres OS user against its cluster)."""
-import json, os, re, subprocess, sys, threading, time
-import psycopg
+import json, os, sys, threading, time
+from shared_cache_lib import PGDATA, decrypts, emuctl, restart
+import shared_cache_lib
 
-HOST, PORT, PGBIN, PGDATA = (os.environ[k] for k in ('PGHOST', 'PGPORT', 'PGBIN', 'PGCK_PGDATA'))
-EMU = os.environ['PGCK_EMULATOR_PORT']
 DELAY = int(os.environ['BENCH_DELAY'])
 TENANTS = [int(t) for t in os.environ['BENCH_TENANTS'].split()]
 SHARED = int(os.environ['BENCH_SHARED_SIZE'])
-ROOT = os.environ['PGCK_ROOT']
-
-
-def emuctl(*args):
-    out = subprocess.run(['/usr/bin/python3', f'{ROOT}/test/kms_emulator/emuctl.py', EMU] + list(args),
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out) if out.strip().startswith('{') else out
-
-
-def decrypts():
-    return emuctl('stats')['calls'].get('Decrypt', 0)
 
 
 def connect(db='bench_shared'):
-    return psycopg.connect(host=HOST, port=PORT, dbname=db, user='postgres', autocommit=True)
-
-
-def restart(shared_size):
-    conf = os.path.join(PGDATA, 'postgresql.conf')
-    text = open(conf).read()
-    text = re.sub(r'(?m)^pgcrypt_kms\.shared_cache_size = .*$', f'pgcrypt_kms.shared_cache_size = {shared_size}', text)
-    open(conf, 'w').write(text)
-    subprocess.run([f'{PGBIN}/pg_ctl', '-D', PGDATA, '-m', 'fast', '-w', 'restart', '-l',
-                    os.path.join(os.path.dirname(PGDATA), 'server.log')], check=True, capture_output=True)
+    return shared_cache_lib.connect(db)
 
 
 def cpu_seconds(pid, children=False):
@@ -50,7 +29,7 @@ LOAD0 = os.getloadavg()[0]
 # One database, so one keyring, per tenant count: a cold scan's prefetch reads the whole
 # keyring, so a 500-tenant scan must not find 5,000 keys there.
 t0 = time.time()
-with psycopg.connect(host=HOST, port=PORT, dbname='postgres', user='postgres', autocommit=True) as c:
+with connect('postgres') as c:
     c.execute("CREATE DATABASE bench_shared")
     for n in TENANTS:
         c.execute(f"CREATE DATABASE bench_{n}")

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Driver of bench/shared_cache_perrow.sh (run as the postgres OS user against its cluster)."""
-import os, re, statistics, subprocess, sys, time
-import psycopg
+import os, statistics, sys, time
+from shared_cache_lib import restart
+import shared_cache_lib
 
-HOST, PORT, PGBIN, PGDATA = (os.environ[k] for k in ('PGHOST', 'PGPORT', 'PGBIN', 'PGCK_PGDATA'))
 ROWS, ROUNDS = int(os.environ['BENCH_ROWS']), int(os.environ['BENCH_ROUNDS'])
 SCANS = [  # label, SQL, baseline label
     ('base_text', "SELECT count(email) FROM bench_plain", None),
@@ -15,16 +15,7 @@ SCANS = [  # label, SQL, baseline label
 
 
 def connect():
-    return psycopg.connect(host=HOST, port=PORT, dbname='postgres', user='postgres', autocommit=True)
-
-
-def restart(size):
-    conf = os.path.join(PGDATA, 'postgresql.conf')
-    text = open(conf).read()
-    text = re.sub(r'(?m)^pgcrypt_kms\.shared_cache_size = .*$', f'pgcrypt_kms.shared_cache_size = {size}', text)
-    open(conf, 'w').write(text)
-    subprocess.run([f'{PGBIN}/pg_ctl', '-D', PGDATA, '-m', 'fast', '-w', 'restart', '-l',
-                    os.path.join(os.path.dirname(PGDATA), 'server.log')], check=True, capture_output=True)
+    return shared_cache_lib.connect('postgres')
 
 
 with connect() as c:

@@ -1,11 +1,10 @@
 #!/usr/bin/python3
 """Driver of bench/shared_cache_pgbench.sh (run as the postgres OS user against its cluster)."""
 import glob, json, os, statistics, subprocess, sys, threading, time
-import psycopg
+from shared_cache_lib import HOST, PGBIN, PORT, decrypts, emuctl
+import shared_cache_lib
 
-HOST, PORT, PGBIN, PGDATA, TMP, ROOT = (os.environ[k] for k in (
-    'PGHOST', 'PGPORT', 'PGBIN', 'PGCK_PGDATA', 'PGCK_TMP', 'PGCK_ROOT'))
-EMU = os.environ['PGCK_EMULATOR_PORT']
+TMP, ROOT = os.environ['PGCK_TMP'], os.environ['PGCK_ROOT']
 TTL, PERIODS, OFF_PERIODS, CLIENTS, TENANTS, DELAY = (int(os.environ[k]) for k in (
     'BENCH_TTL', 'BENCH_PERIODS', 'BENCH_OFF_PERIODS', 'BENCH_CLIENTS', 'BENCH_TENANTS', 'BENCH_DELAY'))
 SIM_TTL = 60                        # the TTL the run stands for: 1 wall second = SIM_TTL/TTL simulated
@@ -13,18 +12,8 @@ ROWS_PER_TENANT = 10
 DB = 'bench_pgb'
 
 
-def emuctl(*args):
-    out = subprocess.run(['/usr/bin/python3', f'{ROOT}/test/kms_emulator/emuctl.py', EMU] + list(args),
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out) if out.strip().startswith('{') else out
-
-
-def decrypts():
-    return emuctl('stats')['calls'].get('Decrypt', 0)
-
-
 def connect(db=DB):
-    return psycopg.connect(host=HOST, port=PORT, dbname=db, user='postgres', autocommit=True)
+    return shared_cache_lib.connect(db)
 
 
 def setup():
