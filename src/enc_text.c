@@ -825,9 +825,7 @@ verify_load_version(VerifyBucket *b, MemoryContext cxt, ResourceOwner owner)
 		b->usable = v->state != PGCK_STATE_RETIRED;
 		if (!b->usable)
 			b->error = MemoryContextStrdup(cxt, "the key version is retired (SQLSTATE 55000)");
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
+		pgck_subxact_release(old, owner);
 	}
 	PG_CATCH();
 	{

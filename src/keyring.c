@@ -432,9 +432,7 @@ record_arn(const char *name, const bytea *wrapped, const char *arn)
 				elog(ERROR, "keyring statement failed");
 		SPI_finish();
 		owner_scope_leave(&scope);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		pgck_subxact_release(cxt, owner);
 	}
 	PG_CATCH();
 	{
@@ -1981,6 +1979,14 @@ pgck_keyring_fetch_writer(uint32 id, PgckVersionWriter *out)
 	}
 	PG_END_TRY();
 	return found;
+}
+
+void
+pgck_subxact_release(MemoryContext cxt, ResourceOwner owner)
+{
+	ReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
 }
 
 ErrorData *

@@ -186,6 +186,13 @@ extern bytea *pgck_keyring_rewrap_blob(const char *old_ref, const char *new_key,
 extern bool pgck_keyring_check_matches(const bytea *check, const uint8 *cached);
 
 /*
+ * The end of an internal subtransaction (BeginInternalSubTransaction with cxt
+ * current and owner the resource owner before it) whose work succeeded:
+ * release it and restore cxt and owner.
+ */
+extern void pgck_subxact_release(MemoryContext cxt, ResourceOwner owner);
+
+/*
  * In the PG_CATCH of an internal subtransaction (BeginInternalSubTransaction
  * with cxt current and owner the resource owner before it): copy the error
  * into cxt, roll the subtransaction back, restore cxt and owner, and return

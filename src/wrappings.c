@@ -690,9 +690,7 @@ try_unwrap(const char *ref, const char *kms_context, const bytea *blob, const by
 			VARSIZE_ANY_EXHDR(check) != PGCK_KEY_CHECK_LEN ||
 			!pgck_equal_ct(got, (const uint8 *) VARDATA_ANY(check), PGCK_KEY_CHECK_LEN))
 			result = pstrdup("the unwrapped key does not match its key-check value");
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		pgck_subxact_release(cxt, owner);
 	}
 	PG_CATCH();
 	{
