@@ -435,17 +435,20 @@ bool
 pgck_hmac_sha256(PgckHmac *hmac, const uint8_t *msg, size_t msg_len,
 				 uint8_t out[PGCK_HMAC_SHA256_LEN])
 {
-	SHA256_CTX	c = hmac->inner;	/* copies of the keyed states */
-	uint8_t		ihash[PGCK_HMAC_SHA256_LEN];
+	struct
+	{
+		SHA256_CTX	c;			/* copies of the keyed states */
+		uint8_t		ihash[PGCK_HMAC_SHA256_LEN];
+	}			w;				/* wiped in one call */
 	bool		ok;
 
-	ok = (msg_len == 0 || SHA256_Update(&c, msg, msg_len) == 1) &&
-		SHA256_Final(ihash, &c) == 1;
-	c = hmac->outer;
-	ok = ok && SHA256_Update(&c, ihash, sizeof(ihash)) == 1 &&
-		SHA256_Final(out, &c) == 1;
-	explicit_bzero(ihash, sizeof(ihash));
-	explicit_bzero(&c, sizeof(c));
+	w.c = hmac->inner;
+	ok = (msg_len == 0 || SHA256_Update(&w.c, msg, msg_len) == 1) &&
+		SHA256_Final(w.ihash, &w.c) == 1;
+	w.c = hmac->outer;
+	ok = ok && SHA256_Update(&w.c, w.ihash, sizeof(w.ihash)) == 1 &&
+		SHA256_Final(out, &w.c) == 1;
+	explicit_bzero(&w, sizeof(w));
 	return ok;
 }
 

@@ -71,25 +71,24 @@ pgck_blind_index_tag(PgckCachedKey *k, PgckHmac *hmac, const char *s, size_t len
 	char	   *buf;
 	size_t		mlen;
 	const char *msg;
-	uint8		mac[PGCK_HMAC_SHA256_LEN];
-	size_t		tag_len;
 	bool		ok;
 
 	Assert(k->transform != PGCK_BIDX_NONE && hmac != NULL);
+	StaticAssertStmt(PGCK_BLIND_MAC_LEN == PGCK_HMAC_SHA256_LEN &&
+					 PGCK_BLIND_TAG_MAX == PGCK_BLIND_MAC_LEN, "a tag is at most one HMAC-SHA-256");
 	msg = normalize(k->transform, s, len, stackbuf, &buf, &mlen);
-	ok = pgck_hmac_sha256(hmac, (const uint8 *) msg, mlen, mac);
+	/* the MAC goes straight into out (PGCK_BLIND_TAG_MAX bytes), truncated in place */
+	ok = pgck_hmac_sha256(hmac, (const uint8 *) msg, mlen, out);
 	if (msg != s)
 		release(stackbuf, buf, mlen);
 	if (!ok)
+	{
+		pgck_wipe(out, PGCK_BLIND_TAG_MAX);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
 				 errmsg("could not compute a blind index tag for key \"%s\"", k->name)));
-
-	StaticAssertStmt(PGCK_BLIND_MAC_LEN == PGCK_HMAC_SHA256_LEN &&
-					 PGCK_BLIND_TAG_MAX == PGCK_BLIND_MAC_LEN, "a tag is at most one HMAC-SHA-256");
-	tag_len = pgck_blind_tag_truncate(mac, k->index_bits, out);
-	pgck_wipe(mac, sizeof(mac));
-	return tag_len;
+	}
+	return pgck_blind_tag_truncate(out, k->index_bits, out);
 }
 
 bool

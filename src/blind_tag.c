@@ -145,7 +145,10 @@ pgck_blind_tag_truncate(const uint8_t *mac, int index_bits, uint8_t *out)
 
 	assert(index_bits >= 1 && index_bits <= 8 * PGCK_BLIND_MAC_LEN);
 	tag_len = (size_t) (index_bits + 7) / 8;
-	memcpy(out, mac, tag_len);
+	if (out != mac)
+		memcpy(out, mac, tag_len);
+	else if (tag_len < PGCK_BLIND_MAC_LEN)
+		explicit_bzero(out + tag_len, PGCK_BLIND_MAC_LEN - tag_len);
 	if (index_bits % 8 != 0)
 		out[tag_len - 1] &= (uint8_t) (0xFF << (8 - index_bits % 8));
 	return tag_len;

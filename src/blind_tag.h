@@ -49,7 +49,9 @@ extern size_t pgck_transform_suffix(const char *s, size_t len, int n, char *out)
  * Truncate mac[PGCK_BLIND_MAC_LEN] to its first index_bits bits (1..256,
  * most significant bit of each byte first) into out, which must hold
  * PGCK_BLIND_MAC_LEN bytes.  Returns the tag length, index_bits rounded up
- * to whole bytes; the unused low bits of the last byte are zero.
+ * to whole bytes; the unused low bits of the last byte are zero.  out may
+ * be mac itself (the MAC computed in the tag's buffer): the MAC bytes past
+ * the tag are then wiped, so no more of the MAC than the tag stays behind.
  */
 extern size_t pgck_blind_tag_truncate(const uint8_t *mac, int index_bits, uint8_t *out);
 
