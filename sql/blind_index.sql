@@ -40,3 +40,41 @@ SELECT id, kms_decrypt(email) FROM users
 SELECT kms_blind_index(email) AS tag, count(*) FROM users GROUP BY 1 HAVING count(*) > 1 ORDER BY 2 DESC LIMIT 1 \gset
 SELECT :'tag'::bytea = kms_blind_index('alice@example.com', 'bi_email') AS most_frequent_is_alice;
 DROP TABLE users;
+
+-- the key name chosen per row: a call site remembers its key between rows,
+-- and skips comparing the name only when it is a constant of the query
+CREATE TEMP TABLE bi_ref AS
+  SELECT 'bi_exact' AS k, kms_blind_index('Mixed', 'bi_exact') AS t
+  UNION ALL SELECT 'bi_lower', kms_blind_index('Mixed', 'bi_lower')
+  UNION ALL SELECT 'bi_short', kms_blind_index('Mixed', 'bi_short');
+SELECT count(DISTINCT t) AS distinct_reference_tags FROM bi_ref;
+-- from a column
+SELECT count(*) AS rows, count(*) FILTER (WHERE kms_blind_index('Mixed', n.k) = r.t) AS right_tags
+  FROM (SELECT (ARRAY['bi_exact', 'bi_lower', 'bi_short'])[g % 3 + 1] AS k FROM generate_series(1, 30) g) n
+  JOIN bi_ref r USING (k);
+-- computed per row (each row's name is built in the same place)
+SELECT count(*) AS rows, count(*) FILTER (WHERE kms_blind_index('Mixed', 'bi_' || n.s) = r.t) AS right_tags
+  FROM (SELECT (ARRAY['exact', 'lower', 'short'])[g % 3 + 1] AS s FROM generate_series(1, 30) g) n
+  JOIN bi_ref r ON r.k = 'bi_' || n.s;
+-- tagged encryption under per-row key names: each value carries its own key's tag
+SELECT count(*) AS rows, count(*) FILTER (WHERE kms_blind_index(kms_encrypt('Mixed', n.k)) = r.t) AS right_tags
+  FROM (SELECT (ARRAY['bi_exact', 'bi_lower', 'bi_short'])[g % 3 + 1] AS k FROM generate_series(1, 30) g) n
+  JOIN bi_ref r USING (k);
+-- a PL/pgSQL variable: one call site (a simple expression) run again with a new value
+DO $$
+DECLARE
+    n text;
+    t bytea;
+    bad int := 0;
+BEGIN
+    FOR i IN 1..30 LOOP
+        n := (ARRAY['bi_exact', 'bi_lower', 'bi_short'])[i % 3 + 1];
+        t := kms_blind_index('Mixed', n);
+        IF t <> (SELECT r.t FROM bi_ref r WHERE r.k = n) THEN
+            bad := bad + 1;
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'PL/pgSQL variable as the key name: % of 30 tags wrong', bad;
+END
+$$;
+DROP TABLE bi_ref;

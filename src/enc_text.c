@@ -21,6 +21,7 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/primnodes.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
@@ -285,9 +286,40 @@ typedef struct KeyMemo
 	PgckCachedKey *k;
 	PgckCachedVersion *current;	/* k's current version, once looked up */
 	PgckExtHint ext;			/* k's extra indexes, once looked up */
+	const text *const_name;		/* the name's Const in the plan, if it is one */
 	int			name_len;
 	char		name[PGCK_KEY_NAME_MAX + 1];
 } KeyMemo;
+
+/*
+ * Is name the very datum of a Const argument of this call site (a key name
+ * written in the query)?  Its bytes then stay the same, at that address, for
+ * as long as the call site lives, and key_for() need not compare them row by
+ * row.  A name computed per row, or one from a parameter (PL/pgSQL re-runs a
+ * call site with new parameter values), is compared every time.
+ */
+static const text *
+const_arg(const text *name, FmgrInfo *flinfo)
+{
+	List	   *args;
+	ListCell   *lc;
+
+	if (flinfo->fn_expr == NULL)
+		return NULL;
+	if (IsA(flinfo->fn_expr, FuncExpr))
+		args = ((FuncExpr *) flinfo->fn_expr)->args;
+	else
+		return NULL;
+	foreach(lc, args)
+	{
+		Const	   *c = (Const *) lfirst(lc);
+
+		if (IsA(c, Const) && !c->constisnull && !c->constbyval &&
+			DatumGetPointer(c->constvalue) == (const char *) name)
+			return name;
+	}
+	return NULL;
+}
 
 static PgckCachedKey *
 key_for(const text *name, FmgrInfo *flinfo)
@@ -298,7 +330,8 @@ key_for(const text *name, FmgrInfo *flinfo)
 	PgckCachedKey *k;
 
 	if (memo != NULL && memo->statement == stmt && memo->epoch == pgck_keycache_epoch &&
-		memo->name_len == len && memcmp(memo->name, VARDATA_ANY(name), len) == 0)
+		(name == memo->const_name ||
+		 (memo->name_len == len && memcmp(memo->name, VARDATA_ANY(name), len) == 0)))
 	{
 		pgck_stats.hits++;
 		return memo->k;
@@ -313,6 +346,7 @@ key_for(const text *name, FmgrInfo *flinfo)
 		memo->k = k;
 		memo->current = NULL;
 		memset(&memo->ext, 0, sizeof(memo->ext));
+		memo->const_name = const_arg(name, flinfo);
 		memo->name_len = len;
 		memcpy(memo->name, VARDATA_ANY(name), len);
 	}
