@@ -3,7 +3,8 @@
 # profile of the single-row path.
 #
 #   bash bench/lookups.sh [--rows N] [--runs N] [--seconds S] [--clients "1 16"]
-#                         [--sequential] [--no-build] [--no-perf] [--no-callgrind] [--out FILE]
+#                         [--sequential] [--no-build] [--no-perf] [--no-callgrind]
+#                         [--no-floor] [--out FILE]
 #
 # Like bench/run.sh (same build from a snapshot, cluster, KMS emulator and
 # key), on N rows (default 200,000):
@@ -11,6 +12,14 @@
 #   read_enc    SELECT id, kms_decrypt(email) FROM ins_enc
 #                WHERE kms_blind_index(email) = kms_blind_index('us'||:id||'@example.com', 'bench')
 #   lookup_*    the same returning only id
+#   read_floor  SELECT id, pgck_floor(email) FROM ins_floor
+#                WHERE pgck_floor(email) = pgck_floor('us'||:id||'@example.com')
+#               where pgck_floor (bench/floor.c, compiled into the temporary
+#               directory, never installed) is a C function that returns its
+#               argument: the same four extension call sites as read_enc
+#               (projection, index condition, its recheck copy, runtime key)
+#               with no work in them, i.e. the floor of any lookup through
+#               extension functions (unless --no-floor)
 # pgbench -n -M prepared, for each client count: a 3 s warm-up, then --runs
 # rounds in which the plain and encrypted script run at the same time with the
 # same clients for S seconds (other load hits both alike; the ratio reported is
@@ -35,6 +44,7 @@ NO_BUILD=0
 NO_PERF=0
 NO_CALLGRIND=0
 SEQUENTIAL=0
+FLOOR=1
 OUT="$BENCH_DIR/results/lookups.md"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -46,8 +56,9 @@ while [ $# -gt 0 ]; do
         --no-perf) NO_PERF=1; shift ;;
         --no-callgrind) NO_CALLGRIND=1; shift ;;
         --sequential) SEQUENTIAL=1; shift ;;
+        --no-floor) FLOOR=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -82,6 +93,25 @@ CREATE INDEX ins_enc_email_bidx ON ins_enc (kms_blind_index(email));
 INSERT INTO ins_enc SELECT id, kms_encrypt(email, '$BENCH_KEY') FROM bench_plain;
 VACUUM (FREEZE, ANALYZE) ins_plain, ins_enc;
 SQL
+if [ "$FLOOR" = 1 ]; then
+    # the floor: bench/floor.c, built with PGXS where the postgres user can read it
+    F="$PGCK_TMP/floor"
+    mkdir -p "$F" && chmod 755 "$F"
+    cp "$BENCH_DIR/floor.c" "$F/"
+    printf 'MODULES = floor\nPG_CONFIG = %s\nPGXS := $(shell $(PG_CONFIG) --pgxs)\ninclude $(PGXS)\n' \
+        "$PGCK_PG_CONFIG" >"$F/Makefile"
+    make -C "$F" >"$F/build.log" 2>&1 || { cat "$F/build.log" >&2; bench_die "could not build bench/floor.c"; }
+    chmod 755 "$F/floor.so"
+    pgck_psql -q <<SQL >/dev/null || bench_die "could not build the floor table"
+SET client_min_messages = warning;
+CREATE FUNCTION pgck_floor(text) RETURNS text AS '$F/floor.so', 'pgck_floor'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TABLE ins_floor (id int4 NOT NULL, email text NOT NULL);
+CREATE INDEX ins_floor_email ON ins_floor (pgck_floor(email));
+INSERT INTO ins_floor SELECT id, email FROM bench_plain;
+VACUUM (FREEZE, ANALYZE) ins_floor;
+SQL
+fi
 
 PGBENCH="$PGBIN/pgbench"
 D="$PGCK_TMP/lookups"
@@ -93,11 +123,20 @@ script lookup_plain "id FROM ins_plain" "$PLAIN_WHERE"
 script lookup_enc "id FROM ins_enc" "$ENC_WHERE"
 script read_plain "id, email FROM ins_plain" "$PLAIN_WHERE"
 script read_enc "id, kms_decrypt(email) FROM ins_enc" "$ENC_WHERE"
+script read_floor "id, pgck_floor(email) FROM ins_floor" "pgck_floor(email) = pgck_floor('us' || :id || '@example.com')"
 chown postgres:postgres "$D"/*.sql
 # each script finds its one row, and returns the plaintext
 probe=$((ROWS / 3 + 1))
 got=$(pgck_psql -At -c "SELECT kms_decrypt(email) FROM ins_enc WHERE kms_blind_index(email) = kms_blind_index('us$probe@example.com', '$BENCH_KEY')")
 [ "$got" = "us$probe@example.com" ] || bench_die "read_enc did not return the plaintext for id $probe: '$got'"
+PAIRS=("lookup_plain lookup_enc" "read_plain read_enc")
+if [ "$FLOOR" = 1 ]; then
+    got=$(pgck_psql -At -c "EXPLAIN (COSTS OFF) SELECT id, pgck_floor(email) FROM ins_floor WHERE pgck_floor(email) = pgck_floor('us$probe@example.com')")
+    case $got in *ins_floor_email*) ;; *) bench_die "read_floor does not use its index: $got" ;; esac
+    got=$(pgck_psql -At -c "SELECT pgck_floor(email) FROM ins_floor WHERE pgck_floor(email) = pgck_floor('us$probe@example.com')")
+    [ "$got" = "us$probe@example.com" ] || bench_die "read_floor did not return its row for id $probe: '$got'"
+    PAIRS+=("read_plain read_floor" "read_floor read_enc")
+fi
 
 # pb NAME CLIENTS SECONDS: start a pgbench in the background; its log is
 # $D/NAME.CLIENTS.log.  pbwait: wait for those started (only those: the KMS
@@ -118,7 +157,7 @@ tps() { sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$D
 RES="$D/results.tsv"
 : >"$RES"
 for c in $CLIENT_LIST; do
-    for pair in "lookup_plain lookup_enc" "read_plain read_enc"; do
+    for pair in "${PAIRS[@]}"; do
         set -- $pair
         if [ "$SEQUENTIAL" = 1 ]; then
             pgck_log "$c client(s): $1 vs $2, warm-up then $RUNS x ${SECS} s each, one after the other"
@@ -182,9 +221,13 @@ if [ "$NO_CALLGRIND" = 0 ] && command -v valgrind >/dev/null && command -v callg
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGCK_PGDATA" -m fast -w stop >/dev/null ||
         bench_die "could not stop the cluster"
     CG_NOTE="postgres --single under callgrind, collection inside ProcessUtility (all of EXECUTE); (Ir of $CG_HI statements - Ir of $CG_LO) / $((CG_HI - CG_LO))"
-    for s in read_plain read_enc; do
+    CG_SCRIPTS="read_plain read_enc"
+    [ "$FLOOR" = 1 ] && CG_SCRIPTS="$CG_SCRIPTS read_floor"
+    for s in $CG_SCRIPTS; do
         if [ $s = read_plain ]; then
             prep="PREPARE q(int) AS SELECT id, email FROM ins_plain WHERE email = 'us' || \$1 || '@example.com'"
+        elif [ $s = read_floor ]; then
+            prep="PREPARE q(int) AS SELECT id, pgck_floor(email) FROM ins_floor WHERE pgck_floor(email) = pgck_floor('us' || \$1 || '@example.com')"
         else
             prep="PREPARE q(int) AS SELECT id, kms_decrypt(email) FROM ins_enc WHERE kms_blind_index(email) = kms_blind_index('us' || \$1 || '@example.com', '$BENCH_KEY')"
         fi
@@ -220,8 +263,11 @@ def load(path):
         elif name not in fns:
             fns[name] = ir
     return total, fns
+import os
 per = {}
-for s in ('read_plain', 'read_enc'):
+for s in ('read_plain', 'read_enc', 'read_floor'):
+    if not os.path.exists(f'{d}/{s}.{lo}.ann'):
+        continue
     tl, fl = load(f'{d}/{s}.{lo}.ann')
     th, fh = load(f'{d}/{s}.{hi}.ann')
     n = hi - lo
@@ -231,6 +277,10 @@ if p <= 0 or e <= 0:
     print('callgrind collected nothing (no ProcessUtility symbol?)')
     sys.exit(0)
 print(f'Instructions per statement: read_plain {p:,.0f}, read_enc {e:,.0f} (+{e - p:,.0f}, {e / p:.2f}x).')
+if 'read_floor' in per and per['read_floor'][0] > 0:
+    f = per['read_floor'][0]
+    print(f'The floor (read_floor: the same call sites, a no-op C function): {f:,.0f} (+{f - p:,.0f} over '
+          f'read_plain); read_enc is +{e - f:,.0f} over the floor.')
 print()
 keys = ['pgck_kms_decrypt', 'pgck_kms_blind_index_text', 'key_for', 'version_for', 'decrypt_value',
         'pgck_keycache_key', 'pgck_keycache_version', 'statement_now', 'AcceptInvalidationMessages',
@@ -238,14 +288,17 @@ keys = ['pgck_kms_decrypt', 'pgck_kms_blind_index_text', 'key_for', 'version_for
         'text_to_cstring', 'MemoryContextAlloc', 'standard_ExecutorStart', 'ExecInitNode', 'ExecInitExprRec',
         'fmgr_info_cxt_security', 'object_aclcheck', 'pg_proc_aclcheck', 'SearchCatCache1',
         'PortalRun', 'standard_ExecutorRun', 'standard_ExecutorEnd', 'index_getnext_slot', 'printtup',
-        'exec_simple_query', 'GetCachedPlan', 'pg_plan_queries']
-print('| function (inclusive Ir per statement) | read_plain | read_enc | difference |')
-print('|---|---:|---:|---:|')
+        'exec_simple_query', 'GetCachedPlan', 'pg_plan_queries', 'pgck_floor']
+fl = 'read_floor' in per
+def ir(s, k):
+    return next((v for n, v in per[s][1].items() if n == k or n.endswith(' ' + k) or n.startswith(k + "'")), 0)
+print('| function (inclusive Ir per statement) | read_plain | read_enc | difference |' + (' read_floor |' if fl else ''))
+print('|---|---:|---:|---:|' + ('---:|' if fl else ''))
 for k in keys:
-    a = next((v for n, v in per['read_plain'][1].items() if n == k or n.endswith(' ' + k) or n.startswith(k + "'")), 0)
-    b = next((v for n, v in per['read_enc'][1].items() if n == k or n.endswith(' ' + k) or n.startswith(k + "'")), 0)
-    if a or b:
-        print(f'| `{k}` | {a:,.0f} | {b:,.0f} | {b - a:+,.0f} |')
+    a, b = ir('read_plain', k), ir('read_enc', k)
+    c = ir('read_floor', k) if fl else 0
+    if a or b or c:
+        print(f'| `{k}` | {a:,.0f} | {b:,.0f} | {b - a:+,.0f} |' + (f' {c:,.0f} |' if fl else ''))
 PY
 fi
 
@@ -268,13 +321,19 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2
     echo "| clients | query | plain tps (median) | encrypted tps (median) | ratio | per-round ratios |"
     echo "|---:|---|---:|---:|---:|---|"
     for c in $CLIENT_LIST; do
-        for q in lookup read; do
-            rows=$(awk -F'\t' -v c="$c" -v q="${q}_plain" '$1 == c && $2 == q' "$RES")
+        for pair in "${PAIRS[@]}"; do
+            set -- $pair
+            rows=$(awk -F'\t' -v c="$c" -v a="$1" -v b="$2" '$1 == c && $2 == a && $3 == b' "$RES")
             pm=$(echo "$rows" | cut -f4 | median)
             em=$(echo "$rows" | cut -f5 | median)
             ratios=$(echo "$rows" | awk -F'\t' '{printf "%.3f\n", $5 / $4}')
             rm_=$(echo "$ratios" | median)
-            label="id only"; [ $q = read ] && label="id + email (kms_decrypt)"
+            case $pair in
+                "lookup_plain lookup_enc") label="id only" ;;
+                "read_plain read_enc") label="id + email (kms_decrypt)" ;;
+                "read_plain read_floor") label="floor: id + pgck_floor(email), no-op C function (as \"encrypted\")" ;;
+                *) label="ours against the floor: read_enc (as \"encrypted\") / read_floor (as \"plain\")" ;;
+            esac
             printf '| %s | %s | %.0f | %.0f | **%.2f×** | %s |\n' "$c" "$label" "$pm" "$em" "$rm_" "$(echo "$ratios" | paste -sd' ')"
         done
     done
