@@ -131,10 +131,11 @@ got=$(pgck_psql -At -c "SELECT kms_decrypt(email) FROM ins_enc WHERE kms_blind_i
 [ "$got" = "us$probe@example.com" ] || bench_die "read_enc did not return the plaintext for id $probe: '$got'"
 PAIRS=("lookup_plain lookup_enc" "read_plain read_enc")
 if [ "$FLOOR" = 1 ]; then
-    got=$(pgck_psql -At -c "EXPLAIN (COSTS OFF) SELECT id, pgck_floor(email) FROM ins_floor WHERE pgck_floor(email) = pgck_floor('us$probe@example.com')")
+    q=$(sed -n 2p "$D/read_floor.sql" | sed "s/:id/$probe/")
+    got=$(pgck_psql -At -c "EXPLAIN (COSTS OFF) ${q%;}")
     case $got in *ins_floor_email*) ;; *) bench_die "read_floor does not use its index: $got" ;; esac
-    got=$(pgck_psql -At -c "SELECT pgck_floor(email) FROM ins_floor WHERE pgck_floor(email) = pgck_floor('us$probe@example.com')")
-    [ "$got" = "us$probe@example.com" ] || bench_die "read_floor did not return its row for id $probe: '$got'"
+    got=$(pgck_psql -At -F ' ' -c "${q%;}")
+    [ "$got" = "$probe us$probe@example.com" ] || bench_die "read_floor did not return its row for id $probe: '$got'"
     PAIRS+=("read_plain read_floor" "read_floor read_enc")
 fi
 
@@ -224,13 +225,9 @@ if [ "$NO_CALLGRIND" = 0 ] && command -v valgrind >/dev/null && command -v callg
     CG_SCRIPTS="read_plain read_enc"
     [ "$FLOOR" = 1 ] && CG_SCRIPTS="$CG_SCRIPTS read_floor"
     for s in $CG_SCRIPTS; do
-        if [ $s = read_plain ]; then
-            prep="PREPARE q(int) AS SELECT id, email FROM ins_plain WHERE email = 'us' || \$1 || '@example.com'"
-        elif [ $s = read_floor ]; then
-            prep="PREPARE q(int) AS SELECT id, pgck_floor(email) FROM ins_floor WHERE pgck_floor(email) = pgck_floor('us' || \$1 || '@example.com')"
-        else
-            prep="PREPARE q(int) AS SELECT id, kms_decrypt(email) FROM ins_enc WHERE kms_blind_index(email) = kms_blind_index('us' || \$1 || '@example.com', '$BENCH_KEY')"
-        fi
+        # the pgbench script's statement, its :id as the parameter
+        q=$(sed -n 2p "$D/$s.sql" | sed 's/:id/$1/')
+        prep="PREPARE q(int) AS ${q%;}"
         for n in $CG_LO $CG_HI; do
             pgck_log "callgrind: $s x $n"
             {
@@ -248,7 +245,7 @@ if [ "$NO_CALLGRIND" = 0 ] && command -v valgrind >/dev/null && command -v callg
         done
     done
     /usr/bin/python3 - "$D" "$CG_LO" "$CG_HI" >"$D/callgrind.md" <<'PY'
-import re, sys
+import os, re, sys
 d, lo, hi = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def load(path):
     total, fns = 0, {}
@@ -263,7 +260,6 @@ def load(path):
         elif name not in fns:
             fns[name] = ir
     return total, fns
-import os
 per = {}
 for s in ('read_plain', 'read_enc', 'read_floor'):
     if not os.path.exists(f'{d}/{s}.{lo}.ann'):

@@ -304,12 +304,9 @@ const_arg(const text *name, FmgrInfo *flinfo)
 	List	   *args;
 	ListCell   *lc;
 
-	if (flinfo->fn_expr == NULL)
+	if (flinfo->fn_expr == NULL || !IsA(flinfo->fn_expr, FuncExpr))
 		return NULL;
-	if (IsA(flinfo->fn_expr, FuncExpr))
-		args = ((FuncExpr *) flinfo->fn_expr)->args;
-	else
-		return NULL;
+	args = ((FuncExpr *) flinfo->fn_expr)->args;
 	foreach(lc, args)
 	{
 		Const	   *c = (Const *) lfirst(lc);
