@@ -22,8 +22,13 @@
 
 #include <limits.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am_d.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -33,6 +38,7 @@
 #include "access/xlog.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -51,11 +57,6 @@
 #include "wrappings.h"
 
 #define KEYRING_SCHEMA "pgcrypt_kms"
-
-static SPIPlanPtr plan_key = NULL;
-static SPIPlanPtr plan_version = NULL;
-static SPIPlanPtr plan_key_arns = NULL;
-static SPIPlanPtr plan_version_arns = NULL;
 
 /* the keyring tables as last looked up; see pgck_keyring_is_keyring_rel */
 static Oid	keys_relid = InvalidOid;
@@ -105,17 +106,16 @@ state_parse(const char *s)
 }
 
 /*
- * The owner of the keyring tables; also remembers their OIDs.  ereports if
- * the extension's tables are missing.
+ * The OIDs of the keyring tables (also remembered for
+ * pgck_keyring_is_keyring_rel); ereports if the extension's tables are
+ * missing.
  */
-static Oid
-keyring_owner(void)
+static void
+keyring_rels(Oid *keys_out, Oid *versions_out)
 {
 	Oid			nsp = get_namespace_oid(KEYRING_SCHEMA, true);
 	Oid			keys_oid = InvalidOid;
 	Oid			versions_oid = InvalidOid;
-	HeapTuple	tup;
-	Oid			owner;
 
 	if (OidIsValid(nsp))
 	{
@@ -129,7 +129,20 @@ keyring_owner(void)
 				 errhint("Run CREATE EXTENSION pgcrypt_kms.")));
 	keys_relid = keys_oid;
 	versions_relid = versions_oid;
+	*keys_out = keys_oid;
+	*versions_out = versions_oid;
+}
 
+/* The owner of the keyring tables. */
+static Oid
+keyring_owner(void)
+{
+	Oid			keys_oid;
+	Oid			versions_oid;
+	HeapTuple	tup;
+	Oid			owner;
+
+	keyring_rels(&keys_oid, &versions_oid);
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(versions_oid));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for relation %u", versions_oid);
@@ -186,12 +199,16 @@ pgck_keyring_scope_leave(PgckOwnerScope *scope)
 	owner_scope_leave(scope);
 }
 
-/* Copy a result column into the caller's context (SPI memory goes away). */
+/*
+ * Copy a column into the caller's context (SPI memory and scanned buffers go
+ * away): col is a result column of an SPI tuple or an attribute number of a
+ * table's tuple, for heap_getattr() both.
+ */
 static char *
 col_text(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
 {
 	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	Datum		d = heap_getattr(tup, col, desc, &isnull);
 
 	if (isnull)
 		return NULL;
@@ -202,7 +219,7 @@ static bytea *
 col_bytea(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
 {
 	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	Datum		d = heap_getattr(tup, col, desc, &isnull);
 	bytea	   *b;
 	bytea	   *copy;
 
@@ -219,7 +236,7 @@ static int32
 col_int(HeapTuple tup, TupleDesc desc, int col)
 {
 	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	Datum		d = heap_getattr(tup, col, desc, &isnull);
 
 	return isnull ? 0 : DatumGetInt32(d);
 }
@@ -236,29 +253,36 @@ prepare_saved(const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * Run a saved read-only plan on a snapshot taken now, whatever the
- * transaction's: a key destroyed, retired or rotated and committed must be
- * seen at once, also inside a REPEATABLE READ transaction.
+ * The snapshot keyring reads use, registered: one taken now, whatever the
+ * transaction's, so that a key destroyed, retired or rotated and committed
+ * is seen at once, also inside a REPEATABLE READ transaction.  The index
+ * reads take it after locking the tables, so the invalidations those locks
+ * took in are older than it; an SPI read locks while it runs, and
+ * keycache.c's fetch_*_stable read again when one arrived meanwhile.
  *
  * In parallel mode (a parallel worker, or the leader while a parallel plan
  * runs) GetLatestSnapshot() is not allowed, and the active snapshot may be
  * the transaction's, taken long before (0.2.0 development read the keyring
  * from it, so a parallel scan in a REPEATABLE READ transaction decrypted with
  * a key destroyed since).  A catalog snapshot is allowed there: it is an
- * ordinary MVCC snapshot, made fresh by invalidating the cached one first,
- * and copied so that no invalidation during the read frees it.
+ * ordinary MVCC snapshot, made fresh by invalidating the cached one first.
  */
+static Snapshot
+keyring_snapshot(void)
+{
+	if (!IsInParallelMode())
+		return RegisterSnapshot(GetLatestSnapshot());
+	InvalidateCatalogSnapshot();
+	return RegisterSnapshot(GetCatalogSnapshot(InvalidOid));
+}
+
+/* Run a saved read-only plan on keyring_snapshot(). */
 static int
 execute_read(SPIPlanPtr plan, Datum *values)
 {
-	Snapshot	snap;
+	Snapshot	snap = keyring_snapshot();
 	volatile int ret = 0;
 
-	if (!IsInParallelMode())
-		return SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot,
-									true, false, 1);
-	InvalidateCatalogSnapshot();
-	snap = RegisterSnapshot(GetCatalogSnapshot(InvalidOid));
 	PG_TRY();
 	{
 		ret = SPI_execute_snapshot(plan, values, NULL, snap, InvalidSnapshot,
@@ -450,119 +474,255 @@ record_arn(const char *name, const bytea *wrapped, const char *arn)
 	PG_END_TRY();
 }
 
+/* ------------------------------------------------- rows the key cache reads */
+
+/*
+ * The two reads behind every key-cache miss, pgck_keyring_fetch_key and
+ * pgck_keyring_fetch_version, go through the tables' unique indexes with the
+ * access methods PostgreSQL's own catalog code uses, not through SPI: a new
+ * session's first decrypt spent most of its instructions planning the two
+ * queries and filling the catalog caches the planner consults, for two
+ * single-row reads.  An index scan runs no user-written code and checks no
+ * privilege, so no owner scope is needed; what the SQL read gave is kept:
+ * the same rows, on the same snapshot (see keyring_snapshot), under the
+ * same AccessShareLock.
+ */
+
+/* attribute number of a column of rel, or InvalidAttrNumber */
+static AttrNumber
+column_of(Relation rel, const char *name)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	return InvalidAttrNumber;
+}
+
+static AttrNumber
+column_needed(Relation rel, const char *name)
+{
+	AttrNumber	attnum = column_of(rel, name);
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "the pgcrypt_kms keyring table \"%s\" has no column \"%s\"",
+			 RelationGetRelationName(rel), name);
+	return attnum;
+}
+
+/*
+ * Begin a scan of rel's rows whose column attnum equals value (text or int4,
+ * by eqproc), on a valid, non-partial btree index whose first column is
+ * attnum (the primary key, or UNIQUE (key_name, version)).  The scan key
+ * carries the index column's collation: the tree is ordered by it.
+ */
+static SysScanDesc
+keyring_scan(Relation rel, AttrNumber attnum, RegProcedure eqproc, Datum value,
+			 Snapshot snap, ScanKeyData *key)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index form = index->rd_index;
+		bool		usable = form->indisvalid && form->indisready &&
+			index->rd_rel->relam == BTREE_AM_OID &&
+			form->indkey.values[0] == attnum &&
+			heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL);
+		Oid			collation = index->rd_indcollation[0];
+
+		index_close(index, NoLock);
+		if (usable)
+		{
+			ScanKeyEntryInitialize(key, 0, attnum, BTEqualStrategyNumber, InvalidOid,
+								   collation, eqproc, value);
+			return systable_beginscan(rel, lfirst_oid(lc), true, snap, 1, key);
+		}
+	}
+	elog(ERROR, "the pgcrypt_kms keyring table \"%s\" has no index on its column %d",
+		 RelationGetRelationName(rel), attnum);
+	return NULL;				/* keep compiler quiet */
+}
+
+/* The key row of name, by the primary key; NULL when there is none. */
+static HeapTuple
+key_tuple(Relation keys, const char *name, Snapshot snap)
+{
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	scan = keyring_scan(keys, column_needed(keys, "key_name"), F_TEXTEQ,
+						CStringGetTextDatum(name), snap, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		tup = heap_copytuple(tup);
+	systable_endscan(scan);
+	return tup;
+}
+
+/* jsonb column as text, as kms_context::text gives it */
+static char *
+col_jsonb_text(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, col, desc, &isnull);
+	MemoryContext old;
+	char	   *out;
+
+	if (isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(cxt);
+	out = DatumGetCString(DirectFunctionCall1(jsonb_out, d));
+	MemoryContextSwitchTo(old);
+	return out;
+}
+
 bool
 pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	OwnerScope	scope;
-	volatile bool found = false;
+	Oid			keys_oid;
+	Oid			versions_oid;
+	Relation	keys;
+	Relation	versions;
+	Snapshot	snap;
+	HeapTuple	tup;
+	bool		found = false;
 
 	memset(out, 0, sizeof(*out));
-	owner_scope_enter(&scope);
-	PG_TRY();
+	keyring_rels(&keys_oid, &versions_oid);
+	keys = table_open(keys_oid, AccessShareLock);
+	versions = table_open(versions_oid, AccessShareLock);
+	snap = keyring_snapshot();
+	tup = key_tuple(keys, name, snap);
+	if (HeapTupleIsValid(tup))
 	{
-		Datum		values[1];
-		int			ret;
-		bool		has_arns = keyring_has_arns();
-		SPIPlanPtr *plan = has_arns ? &plan_key_arns : &plan_key;
+		TupleDesc	desc = RelationGetDescr(keys);
+		bool		has_arns = column_of(versions, "kms_key_arn") != InvalidAttrNumber &&
+			column_of(keys, "index_kms_key_arn") != InvalidAttrNumber &&
+			column_of(keys, "prev_index_kms_key_arn") != InvalidAttrNumber;
+		char	   *transform;
+		bool		isnull;
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	vtup;
+		AttrNumber	state_col = column_needed(versions, "state");
+		AttrNumber	id_col = column_needed(versions, "id");
 
-		SPI_connect();
-		if (*plan == NULL)
+		found = true;
+		out->key_name = MemoryContextStrdup(caller, name);
+		out->kms_key = col_text(tup, desc, column_needed(keys, "kms_key"), caller);
+		out->kms_context = col_jsonb_text(tup, desc, column_needed(keys, "kms_context"), caller);
+		transform = col_text(tup, desc, column_needed(keys, "blind_index"), caller);
+		if (transform == NULL || !pgck_transform_parse(transform, &out->transform))
+			elog(ERROR, "unknown blind index transform \"%s\" in the keyring",
+				 transform ? transform : "");
+		out->index_bits = col_int(tup, desc, column_needed(keys, "index_bits"));
+		out->index_key_version = col_int(tup, desc, column_needed(keys, "index_key_version"));
+		out->index_key_wrapped = col_bytea(tup, desc, column_needed(keys, "index_key_wrapped"), caller);
+		out->index_kms_key = col_text(tup, desc, column_needed(keys, "index_kms_key"), caller);
+		out->prev_index_key_wrapped = col_bytea(tup, desc, column_needed(keys, "prev_index_key_wrapped"), caller);
+		(void) heap_getattr(tup, column_needed(keys, "destroyed"), desc, &isnull);
+		out->destroyed = !isnull;
+		out->index_key_check = col_bytea(tup, desc, column_needed(keys, "index_key_check"), caller);
+		out->prev_index_key_check = col_bytea(tup, desc, column_needed(keys, "prev_index_key_check"), caller);
+		if (has_arns)
 		{
-			Oid			types[1] = {TEXTOID};
+			char	   *stored = out->index_kms_key;
 
-#define KEY_QUERY(more) \
-			"SELECT k.kms_key, k.kms_context::pg_catalog.text, k.blind_index, k.index_bits," \
-			"       k.index_key_version, k.index_key_wrapped, k.index_kms_key," \
-			"       (SELECT v.id FROM " KEYRING_SCHEMA ".key_versions v" \
-			"         WHERE v.key_name OPERATOR(pg_catalog.=) k.key_name" \
-			"           AND v.state OPERATOR(pg_catalog.=) 'active')," \
-			"       k.prev_index_key_wrapped, k.destroyed IS NOT NULL," \
-			"       k.index_key_check, k.prev_index_key_check" more \
-			"  FROM " KEYRING_SCHEMA ".keys k" \
-			" WHERE k.key_name OPERATOR(pg_catalog.=) $1"
-			*plan = prepare_saved(has_arns ?
-								  KEY_QUERY(", k.index_kms_key_arn, k.prev_index_kms_key_arn") :
-								  KEY_QUERY(""),
-								  1, types);
-#undef KEY_QUERY
+			out->index_kms_key_arn = col_text(tup, desc, column_of(keys, "index_kms_key_arn"), caller);
+			out->prev_index_kms_key_arn = col_text(tup, desc, column_of(keys, "prev_index_kms_key_arn"), caller);
+			out->index_kms_key = call_ref(stored, out->index_kms_key_arn, caller);
+			out->prev_index_kms_key = call_ref(stored, out->prev_index_kms_key_arn, caller);
+			/* one reference serves both index keys where they differ */
+			if (out->prev_index_key_wrapped != NULL && out->index_kms_key != NULL &&
+				strcmp(out->index_kms_key, out->prev_index_kms_key) != 0)
+				out->index_kms_key = stored;
 		}
-		values[0] = CStringGetTextDatum(name);
-		ret = execute_read(*plan, values);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
-		if (SPI_processed == 1)
+		else
+			out->prev_index_kms_key = out->index_kms_key;
+
+		/* the active version (at most one: key_versions_one_active) */
+		scan = keyring_scan(versions, column_needed(versions, "key_name"), F_TEXTEQ,
+							CStringGetTextDatum(name), snap, &key);
+		while (HeapTupleIsValid(vtup = systable_getnext(scan)))
 		{
-			HeapTuple	tup = SPI_tuptable->vals[0];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			char	   *transform;
+			char	   *state = col_text(vtup, RelationGetDescr(versions), state_col, caller);
 
-			found = true;
-			out->key_name = MemoryContextStrdup(caller, name);
-			out->kms_key = col_text(tup, desc, 1, caller);
-			out->kms_context = col_text(tup, desc, 2, caller);
-			transform = col_text(tup, desc, 3, caller);
-			if (!pgck_transform_parse(transform, &out->transform))
-				elog(ERROR, "unknown blind index transform \"%s\" in the keyring", transform);
-			out->index_bits = col_int(tup, desc, 4);
-			out->index_key_version = col_int(tup, desc, 5);
-			out->index_key_wrapped = col_bytea(tup, desc, 6, caller);
-			out->index_kms_key = col_text(tup, desc, 7, caller);
-			out->current_id = (uint32) col_int(tup, desc, 8);
-			out->prev_index_key_wrapped = col_bytea(tup, desc, 9, caller);
+			if (state != NULL && strcmp(state, "active") == 0)
 			{
-				bool		isnull;
-
-				out->destroyed = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+				out->current_id = (uint32) col_int(vtup, RelationGetDescr(versions), id_col);
+				break;
 			}
-			out->index_key_check = col_bytea(tup, desc, 11, caller);
-			out->prev_index_key_check = col_bytea(tup, desc, 12, caller);
-			if (has_arns)
-			{
-				char	   *stored = out->index_kms_key;
-
-				out->index_kms_key_arn = col_text(tup, desc, 13, caller);
-				out->prev_index_kms_key_arn = col_text(tup, desc, 14, caller);
-				out->index_kms_key = call_ref(stored, out->index_kms_key_arn, caller);
-				out->prev_index_kms_key = call_ref(stored, out->prev_index_kms_key_arn, caller);
-				/* one reference serves both index keys where they differ */
-				if (out->prev_index_key_wrapped != NULL && out->index_kms_key != NULL &&
-					strcmp(out->index_kms_key, out->prev_index_kms_key) != 0)
-					out->index_kms_key = stored;
-			}
-			else
-				out->prev_index_kms_key = out->index_kms_key;
 		}
-		SPI_finish();
+		systable_endscan(scan);
+		heap_freetuple(tup);
 	}
-	PG_FINALLY();
-	{
-		owner_scope_leave(&scope);
-	}
-	PG_END_TRY();
+	UnregisterSnapshot(snap);
+	table_close(versions, AccessShareLock);
+	table_close(keys, AccessShareLock);
 	return found;
 }
 
-/* A version row from columns first.. of a keyring query (VERSION_QUERY, USABLE_QUERY). */
+/* Where version_row_fill finds a version row's columns (result columns or attribute numbers). */
+typedef struct VersionCols
+{
+	int			key_name;
+	int			version;
+	int			kms_key;
+	int			wrapped_dek;
+	int			state;
+	int			created;
+	int			key_check;
+	int			kms_key_arn;	/* 0: the keyring has no ARNs yet */
+} VersionCols;
+
+/* A version row from tup's columns cols, with its key's KMS context. */
 static void
-version_row_fill(HeapTuple tup, TupleDesc desc, int first, bool has_arns, MemoryContext cxt,
-				 PgckVersionRow *out)
+version_row_fill(HeapTuple tup, TupleDesc desc, const VersionCols *cols, char *kms_context,
+				 MemoryContext cxt, PgckVersionRow *out)
 {
 	bool		isnull;
+	char	   *state;
 
-	out->key_name = col_text(tup, desc, first, cxt);
-	out->version = col_int(tup, desc, first + 1);
-	out->kms_key = col_text(tup, desc, first + 2, cxt);
-	out->kms_context = col_text(tup, desc, first + 3, cxt);
-	out->wrapped_dek = col_bytea(tup, desc, first + 4, cxt);
-	out->state = state_parse(col_text(tup, desc, first + 5, cxt));
-	out->created = DatumGetTimestampTz(SPI_getbinval(tup, desc, first + 6, &isnull));
-	out->key_check = col_bytea(tup, desc, first + 7, cxt);
-	if (has_arns)
+	out->key_name = col_text(tup, desc, cols->key_name, cxt);
+	out->version = col_int(tup, desc, cols->version);
+	out->kms_key = col_text(tup, desc, cols->kms_key, cxt);
+	out->kms_context = kms_context;
+	out->wrapped_dek = col_bytea(tup, desc, cols->wrapped_dek, cxt);
+	state = col_text(tup, desc, cols->state, cxt);
+	out->state = state_parse(state ? state : "");
+	out->created = DatumGetTimestampTz(heap_getattr(tup, cols->created, desc, &isnull));
+	out->key_check = col_bytea(tup, desc, cols->key_check, cxt);
+	if (cols->kms_key_arn != 0)
 	{
-		out->kms_key_arn = col_text(tup, desc, first + 8, cxt);
+		out->kms_key_arn = col_text(tup, desc, cols->kms_key_arn, cxt);
 		out->kms_key = call_ref(out->kms_key, out->kms_key_arn, cxt);
 	}
+}
+
+/* The result columns of USABLE_QUERY after its id */
+static void
+usable_cols(bool has_arns, VersionCols *cols)
+{
+	cols->key_name = 2;
+	cols->version = 3;
+	cols->kms_key = 4;
+	/* 5: kms_context */
+	cols->wrapped_dek = 6;
+	cols->state = 7;
+	cols->created = 8;
+	cols->key_check = 9;
+	cols->kms_key_arn = has_arns ? 10 : 0;
 }
 
 /*
@@ -587,7 +747,9 @@ pgck_keyring_usable_versions(PgckVersionRow **rows_out)
 		SPIPlanPtr	plan;
 		int			ret;
 		uint64		i;
+		VersionCols cols;
 
+		usable_cols(has_arns, &cols);
 		SPI_connect();
 #define USABLE_QUERY(more) \
 		"SELECT v.id, v.key_name, v.version, v.kms_key, k.kms_context::pg_catalog.text," \
@@ -609,8 +771,11 @@ pgck_keyring_usable_versions(PgckVersionRow **rows_out)
 		{
 			PgckVersionRow *row = &(*rows_out)[n++];
 
-			row->id = (uint32) col_int(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-			version_row_fill(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, has_arns, caller, row);
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+
+			row->id = (uint32) col_int(tup, desc, 1);
+			version_row_fill(tup, desc, &cols, col_text(tup, desc, 5, caller), caller, row);
 		}
 		SPI_finish();
 	}
@@ -626,52 +791,62 @@ bool
 pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	OwnerScope	scope;
-	volatile bool found = false;
+	Oid			keys_oid;
+	Oid			versions_oid;
+	Relation	keys;
+	Relation	versions;
+	Snapshot	snap;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
 
 	memset(out, 0, sizeof(*out));
 	if (id == 0 || id > PG_INT32_MAX)
 		return false;
-	owner_scope_enter(&scope);
-	PG_TRY();
+	keyring_rels(&keys_oid, &versions_oid);
+	keys = table_open(keys_oid, AccessShareLock);
+	versions = table_open(versions_oid, AccessShareLock);
+	snap = keyring_snapshot();
+	scan = keyring_scan(versions, column_needed(versions, "id"), F_INT4EQ,
+						Int32GetDatum((int32) id), snap, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
 	{
-		Datum		values[1];
-		int			ret;
-		bool		has_arns = keyring_has_arns();
-		SPIPlanPtr *plan = has_arns ? &plan_version_arns : &plan_version;
+		TupleDesc	desc = RelationGetDescr(versions);
+		VersionCols cols;
+		char	   *name;
+		HeapTuple	ktup;
 
-		SPI_connect();
-		if (*plan == NULL)
-		{
-			Oid			types[1] = {INT4OID};
-
-#define VERSION_QUERY(more) \
-			"SELECT v.key_name, v.version, v.kms_key, k.kms_context::pg_catalog.text," \
-			"       v.wrapped_dek, v.state, v.created, v.key_check" more \
-			"  FROM " KEYRING_SCHEMA ".key_versions v" \
-			"  JOIN " KEYRING_SCHEMA ".keys k ON k.key_name OPERATOR(pg_catalog.=) v.key_name" \
-			" WHERE v.id OPERATOR(pg_catalog.=) $1"
-			*plan = prepare_saved(has_arns ? VERSION_QUERY(", v.kms_key_arn") : VERSION_QUERY(""),
-								  1, types);
-#undef VERSION_QUERY
-		}
-		values[0] = Int32GetDatum((int32) id);
-		ret = execute_read(*plan, values);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "keyring query failed: %s", SPI_result_code_string(ret));
-		if (SPI_processed == 1)
+		cols.key_name = column_needed(versions, "key_name");
+		cols.version = column_needed(versions, "version");
+		cols.kms_key = column_needed(versions, "kms_key");
+		cols.wrapped_dek = column_needed(versions, "wrapped_dek");
+		cols.state = column_needed(versions, "state");
+		cols.created = column_needed(versions, "created");
+		cols.key_check = column_needed(versions, "key_check");
+		cols.kms_key_arn = column_of(versions, "kms_key_arn");
+		if (column_of(keys, "index_kms_key_arn") == InvalidAttrNumber ||
+			column_of(keys, "prev_index_kms_key_arn") == InvalidAttrNumber)
+			cols.kms_key_arn = 0;
+		name = col_text(tup, desc, cols.key_name, caller);
+		/* joined with its key's row, as the SQL read did: no key row, no version */
+		ktup = name ? key_tuple(keys, name, snap) : NULL;
+		if (HeapTupleIsValid(ktup))
 		{
 			found = true;
-			version_row_fill(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, has_arns, caller, out);
+			version_row_fill(tup, desc, &cols,
+							 col_jsonb_text(ktup, RelationGetDescr(keys),
+											column_needed(keys, "kms_context"), caller),
+							 caller, out);
 			out->id = id;
+			heap_freetuple(ktup);
 		}
-		SPI_finish();
 	}
-	PG_FINALLY();
-	{
-		owner_scope_leave(&scope);
-	}
-	PG_END_TRY();
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(versions, AccessShareLock);
+	table_close(keys, AccessShareLock);
 	return found;
 }
 
