@@ -4,7 +4,7 @@
 #
 #   bash bench/lookups.sh [--rows N] [--runs N] [--seconds S] [--clients "1 16"]
 #                         [--sequential] [--no-build] [--no-perf] [--no-callgrind]
-#                         [--no-floor] [--out FILE]
+#                         [--no-floor] [--sessions N] [--shared-cache N] [--out FILE]
 #
 # Like bench/run.sh (same build from a snapshot, cluster, KMS emulator and
 # key), on N rows (default 200,000):
@@ -20,7 +20,14 @@
 #               (projection, index condition, its recheck copy, runtime key)
 #               with no work in them, i.e. the floor of any lookup through
 #               extension functions (unless --no-floor)
-# pgbench -n -M prepared, for each client count: a 3 s warm-up, then --runs
+# --shared-cache N sets pgcrypt_kms.shared_cache_size (default 0: off, the
+# extension's default; the library is always preloaded).
+# First, the first statement of a new session: N (--sessions, default 25;
+# 0 skips) rounds of one new psql session per read script (order rotating,
+# each round a new :id), timed by psql's \timing; reported as median and
+# 90th percentile.  Without the shared cache a new session unwraps its keys
+# through the KMS, with it from shared memory.
+# Then pgbench -n -M prepared, for each client count: a 3 s warm-up, then --runs
 # rounds in which the plain and encrypted script run at the same time with the
 # same clients for S seconds (other load hits both alike; the ratio reported is
 # the median of the per-round tps ratios).  With --sequential (for a quiet
@@ -45,6 +52,8 @@ NO_PERF=0
 NO_CALLGRIND=0
 SEQUENTIAL=0
 FLOOR=1
+SESSIONS=25
+SHARED_CACHE=0
 OUT="$BENCH_DIR/results/lookups.md"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -57,13 +66,18 @@ while [ $# -gt 0 ]; do
         --no-callgrind) NO_CALLGRIND=1; shift ;;
         --sequential) SEQUENTIAL=1; shift ;;
         --no-floor) FLOOR=0; shift ;;
+        --sessions) SESSIONS=$2; shift 2 ;;
+        --shared-cache) SHARED_CACHE=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 for v in ROWS RUNS SECS; do
     [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || { echo "--${v,,} must be a positive integer" >&2; exit 2; }
+done
+for v in SESSIONS SHARED_CACHE; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "--$(echo "${v,,}" | tr _ -) must be an integer >= 0" >&2; exit 2; }
 done
 for c in $CLIENT_LIST; do
     [[ $c =~ ^[0-9]+$ ]] && [ "$c" -gt 0 ] || { echo "--clients: positive integers" >&2; exit 2; }
@@ -79,7 +93,8 @@ bench_start "shared_buffers = 256MB
 max_connections = 100
 autovacuum = off
 jit = off
-max_parallel_workers_per_gather = 0"
+max_parallel_workers_per_gather = 0
+pgcrypt_kms.shared_cache_size = $SHARED_CACHE"
 bench_create_key >/dev/null
 pgck_log "loading $ROWS rows"
 bench_load "$ROWS" load >/dev/null || bench_die "loading failed"
@@ -154,6 +169,27 @@ pbwait() {
     PB=()
 }
 tps() { sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$D/$1.$2.log"; }
+
+# the first statement of new sessions (see the header)
+FIRST="$D/first.tsv"
+: >"$FIRST"
+FIRST_SCRIPTS="read_plain read_enc"
+[ "$FLOOR" = 1 ] && FIRST_SCRIPTS="read_plain read_floor read_enc"
+set -- $FIRST_SCRIPTS
+if [ "$SESSIONS" -gt 0 ]; then
+    pgck_log "the first statement of $SESSIONS new sessions per read script"
+    for r in $(seq 1 "$SESSIONS"); do
+        id=$(( (r * 7919) % ROWS + 1 ))
+        order=("$@")
+        for k in $(seq 1 $(( r % $# ))); do order=("${order[@]:1}" "${order[0]}"); done
+        for s in "${order[@]}"; do
+            q=$(sed -n 2p "$D/$s.sql" | sed "s/:id/$id/")
+            ms=$(pgck_psql -At -c '\timing on' -c "$q" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | head -1)
+            [ -n "$ms" ] || bench_die "new session: $s gave no timing"
+            printf '%s\t%s\n' "$s" "$ms" >>"$FIRST"
+        done
+    done
+fi
 
 RES="$D/results.tsv"
 : >"$RES"
@@ -333,6 +369,20 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2
             printf '| %s | %s | %.0f | %.0f | **%.2f×** | %s |\n' "$c" "$label" "$pm" "$em" "$rm_" "$(echo "$ratios" | paste -sd' ')"
         done
     done
+    if [ -s "$FIRST" ]; then
+        echo
+        echo "## The first statement of a new session"
+        echo
+        echo "$SESSIONS new sessions per script (psql, \\timing of its first statement, order rotating); pgcrypt_kms.shared_cache_size = $SHARED_CACHE."
+        echo
+        echo "| script | median ms | 90th percentile ms |"
+        echo "|---|---:|---:|"
+        for s in $FIRST_SCRIPTS; do
+            v=$(awk -F'\t' -v s="$s" '$1 == s {print $2}' "$FIRST" | sort -g)
+            p90=$(echo "$v" | awk '{a[NR]=$1} END {i = int(NR * 0.9 + 0.5); if (i < 1) i = 1; print a[i]}')
+            printf '| %s | %.2f | %.2f |\n' "$s" "$(echo "$v" | median)" "$p90"
+        done
+    fi
     echo
     echo "## callgrind: instructions per statement ($CG_NOTE)"
     echo
@@ -361,4 +411,5 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2
 mkdir -p "$(dirname "$OUT")"
 cp "$D/report.md" "$OUT"
 cp "$RES" "${OUT%.md}.raw.tsv"
+[ -s "$FIRST" ] && cp "$FIRST" "${OUT%.md}.first.tsv"
 cat "$OUT"
