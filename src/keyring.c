@@ -488,27 +488,11 @@ record_arn(const char *name, const bytea *wrapped, const char *arn)
  * same AccessShareLock.
  */
 
-/* attribute number of a column of rel, or InvalidAttrNumber */
-static AttrNumber
-column_of(Relation rel, const char *name)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	int			i;
-
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return att->attnum;
-	}
-	return InvalidAttrNumber;
-}
-
+/* attribute number of a column of rel, which must have it */
 static AttrNumber
 column_needed(Relation rel, const char *name)
 {
-	AttrNumber	attnum = column_of(rel, name);
+	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), name);
 
 	if (attnum == InvalidAttrNumber)
 		elog(ERROR, "the pgcrypt_kms keyring table \"%s\" has no column \"%s\"",
@@ -607,9 +591,7 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 	if (HeapTupleIsValid(tup))
 	{
 		TupleDesc	desc = RelationGetDescr(keys);
-		bool		has_arns = column_of(versions, "kms_key_arn") != InvalidAttrNumber &&
-			column_of(keys, "index_kms_key_arn") != InvalidAttrNumber &&
-			column_of(keys, "prev_index_kms_key_arn") != InvalidAttrNumber;
+		bool		has_arns = keyring_has_arns();
 		char	   *transform;
 		bool		isnull;
 		ScanKeyData key;
@@ -639,8 +621,8 @@ pgck_keyring_fetch_key(const char *name, PgckKeyRow *out)
 		{
 			char	   *stored = out->index_kms_key;
 
-			out->index_kms_key_arn = col_text(tup, desc, column_of(keys, "index_kms_key_arn"), caller);
-			out->prev_index_kms_key_arn = col_text(tup, desc, column_of(keys, "prev_index_kms_key_arn"), caller);
+			out->index_kms_key_arn = col_text(tup, desc, column_needed(keys, "index_kms_key_arn"), caller);
+			out->prev_index_kms_key_arn = col_text(tup, desc, column_needed(keys, "prev_index_kms_key_arn"), caller);
 			out->index_kms_key = call_ref(stored, out->index_kms_key_arn, caller);
 			out->prev_index_kms_key = call_ref(stored, out->prev_index_kms_key_arn, caller);
 			/* one reference serves both index keys where they differ */
@@ -825,10 +807,7 @@ pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out)
 		cols.state = column_needed(versions, "state");
 		cols.created = column_needed(versions, "created");
 		cols.key_check = column_needed(versions, "key_check");
-		cols.kms_key_arn = column_of(versions, "kms_key_arn");
-		if (column_of(keys, "index_kms_key_arn") == InvalidAttrNumber ||
-			column_of(keys, "prev_index_kms_key_arn") == InvalidAttrNumber)
-			cols.kms_key_arn = 0;
+		cols.kms_key_arn = keyring_has_arns() ? column_needed(versions, "kms_key_arn") : 0;
 		name = col_text(tup, desc, cols.key_name, caller);
 		/* joined with its key's row, as the SQL read did: no key row, no version */
 		ktup = name ? key_tuple(keys, name, snap) : NULL;
