@@ -139,17 +139,19 @@ script lookup_enc "id FROM ins_enc" "$ENC_WHERE"
 script read_plain "id, email FROM ins_plain" "$PLAIN_WHERE"
 script read_enc "id, kms_decrypt(email) FROM ins_enc" "$ENC_WHERE"
 script read_floor "id, pgck_floor(email) FROM ins_floor" "pgck_floor(email) = pgck_floor('us' || :id || '@example.com')"
+# stmt NAME ID: a script's statement with ID for :id (no trailing semicolon)
+stmt() { local q; q=$(sed -n 2p "$D/$1.sql" | sed "s/:id/$2/"); echo "${q%;}"; }
 chown postgres:postgres "$D"/*.sql
 # each script finds its one row, and returns the plaintext
 probe=$((ROWS / 3 + 1))
-got=$(pgck_psql -At -c "SELECT kms_decrypt(email) FROM ins_enc WHERE kms_blind_index(email) = kms_blind_index('us$probe@example.com', '$BENCH_KEY')")
-[ "$got" = "us$probe@example.com" ] || bench_die "read_enc did not return the plaintext for id $probe: '$got'"
+got=$(pgck_psql -At -F ' ' -c "$(stmt read_enc "$probe")")
+[ "$got" = "$probe us$probe@example.com" ] || bench_die "read_enc did not return the plaintext for id $probe: '$got'"
 PAIRS=("lookup_plain lookup_enc" "read_plain read_enc")
 if [ "$FLOOR" = 1 ]; then
-    q=$(sed -n 2p "$D/read_floor.sql" | sed "s/:id/$probe/")
-    got=$(pgck_psql -At -c "EXPLAIN (COSTS OFF) ${q%;}")
+    q=$(stmt read_floor "$probe")
+    got=$(pgck_psql -At -c "EXPLAIN (COSTS OFF) $q")
     case $got in *ins_floor_email*) ;; *) bench_die "read_floor does not use its index: $got" ;; esac
-    got=$(pgck_psql -At -F ' ' -c "${q%;}")
+    got=$(pgck_psql -At -F ' ' -c "$q")
     [ "$got" = "$probe us$probe@example.com" ] || bench_die "read_floor did not return its row for id $probe: '$got'"
     PAIRS+=("read_plain read_floor" "read_floor read_enc")
 fi
@@ -183,7 +185,7 @@ if [ "$SESSIONS" -gt 0 ]; then
         order=("$@")
         for k in $(seq 1 $(( r % $# ))); do order=("${order[@]:1}" "${order[0]}"); done
         for s in "${order[@]}"; do
-            q=$(sed -n 2p "$D/$s.sql" | sed "s/:id/$id/")
+            q=$(stmt "$s" "$id")
             ms=$(pgck_psql -At -c '\timing on' -c "$q" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | head -1)
             [ -n "$ms" ] || bench_die "new session: $s gave no timing"
             printf '%s\t%s\n' "$s" "$ms" >>"$FIRST"
@@ -262,8 +264,7 @@ if [ "$NO_CALLGRIND" = 0 ] && command -v valgrind >/dev/null && command -v callg
     [ "$FLOOR" = 1 ] && CG_SCRIPTS="$CG_SCRIPTS read_floor"
     for s in $CG_SCRIPTS; do
         # the pgbench script's statement, its :id as the parameter
-        q=$(sed -n 2p "$D/$s.sql" | sed 's/:id/$1/')
-        prep="PREPARE q(int) AS ${q%;}"
+        prep="PREPARE q(int) AS $(stmt "$s" '$1')"
         for n in $CG_LO $CG_HI; do
             pgck_log "callgrind: $s x $n"
             {
