@@ -12,6 +12,7 @@ PURE_OBJS += src/vault_json.o
 PURE_OBJS += src/kmip_ttlv.o
 PURE_OBJS += src/ore.o
 PURE_OBJS += src/escrow.o
+PURE_OBJS += src/keypages.o
 
 OBJS = \
 	src/pgcrypt_kms.o \
@@ -65,6 +66,7 @@ UNIT_TESTS += test/unit/test_vault_json
 UNIT_TESTS += test/unit/test_kmip_ttlv
 UNIT_TESTS += test/unit/test_ore test/unit/test_envelope_ext
 UNIT_TESTS += test/unit/test_escrow
+UNIT_TESTS += test/unit/test_keypages
 PURE_SRCS = $(PURE_OBJS:.o=.c)
 
 test/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/*.h) $(wildcard test/unit/*.h)
@@ -99,6 +101,7 @@ EXTRA_CLEAN += test/unit/test_vault_json
 EXTRA_CLEAN += test/unit/test_kmip_ttlv
 EXTRA_CLEAN += test/unit/test_ore test/unit/test_envelope_ext
 EXTRA_CLEAN += test/unit/test_escrow
+EXTRA_CLEAN += test/unit/test_keypages
 
 # ---------------------------------------------------------------- PGXN
 # pgcrypt_kms-<default_version>.zip of the committed tree (git archive, so

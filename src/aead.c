@@ -19,8 +19,17 @@
  * table lacks a function, or PGCK_AEAD_EVP is set in the environment (so
  * the tests cover both), the same operations go through EVP.
  *
+ * Keyed objects live in the heap (OpenSSL allocates its contexts), so their
+ * pages are locked and left out of core dumps (keypages.c) before a key goes
+ * in: the provider's GCM contexts (the AES-256 key schedule starts with the
+ * key itself; their size is malloc_usable_size() while OpenSSL allocates
+ * with malloc) and the HMAC states.  What could not be protected (an EVP
+ * context, whose provider context is out of reach; a custom OpenSSL
+ * allocator) is reported by pgck_aead_unprotected() for the caller to warn.
+ *
  *-------------------------------------------------------------------------
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
@@ -44,6 +53,7 @@
 #include <openssl/rand.h>
 
 #include "aead.h"
+#include "keypages.h"
 
 /*
  * One keyed context per direction: provider contexts (gcm.ok) or EVP
@@ -54,7 +64,12 @@ struct PgckAead
 {
 	void	   *enc;
 	void	   *dec;
+	size_t		enc_held;		/* bytes of enc held by keypages, 0 if none */
+	size_t		dec_held;
 };
+
+/* PGCK_KEYPAGES_DUMPABLE when a keyed object's pages could not be marked */
+static int	unprotected = 0;
 
 /* The AES-256-GCM provider functions (all set, or ok is false) */
 static struct
@@ -76,6 +91,7 @@ struct PgckHmac
 {
 	SHA256_CTX	inner;			/* absorbed key ^ ipad */
 	SHA256_CTX	outer;			/* absorbed key ^ opad */
+	bool		held;			/* its pages are held by keypages */
 };
 
 static EVP_CIPHER *aes256gcm = NULL;
@@ -206,6 +222,46 @@ pgck_equal_ct(const uint8_t *a, const uint8_t *b, size_t len)
 	return CRYPTO_memcmp(a, b, len) == 0;
 }
 
+/*
+ * The size of a block OpenSSL allocated, or 0 when it cannot be known: only
+ * while OpenSSL allocates with the C library's malloc (its default, no
+ * CRYPTO_set_mem_functions) does malloc_usable_size() answer for it.
+ */
+static size_t
+openssl_block_size(const void *p)
+{
+	CRYPTO_malloc_fn m;
+	CRYPTO_realloc_fn r;
+	CRYPTO_free_fn f;
+
+	CRYPTO_get_mem_functions(&m, &r, &f);
+	if (p == NULL || m != CRYPTO_malloc)
+		return 0;
+	return malloc_usable_size((void *) p);
+}
+
+/* Mark the pages of an OpenSSL-allocated keyed context; returns what is held. */
+static size_t
+hold_openssl_block(const void *p)
+{
+	size_t		size = openssl_block_size(p);
+
+	if (p == NULL)
+		return 0;
+	if (size == 0 || !pgck_keypages_hold(p, size))
+	{
+		unprotected |= PGCK_KEYPAGES_DUMPABLE;
+		return 0;
+	}
+	return size;
+}
+
+int
+pgck_aead_unprotected(void)
+{
+	return unprotected | pgck_keypages_failures();
+}
+
 PgckAead *
 pgck_aead_new(const uint8_t key[PGCK_AES256_KEY_LEN])
 {
@@ -219,14 +275,19 @@ pgck_aead_new(const uint8_t key[PGCK_AES256_KEY_LEN])
 		return NULL;
 	if (gcm.ok)
 	{
+		/* the pages are marked before the key schedule is written to them */
 		aead->enc = gcm.newctx(gcm.provctx);
 		aead->dec = gcm.newctx(gcm.provctx);
+		aead->enc_held = hold_openssl_block(aead->enc);
+		aead->dec_held = hold_openssl_block(aead->dec);
 		ok = aead->enc != NULL && aead->dec != NULL &&
 			gcm.einit(aead->enc, key, PGCK_AES256_KEY_LEN, NULL, 0, NULL) == 1 &&
 			gcm.dinit(aead->dec, key, PGCK_AES256_KEY_LEN, NULL, 0, NULL) == 1;
 	}
 	else
 	{
+		/* the provider context inside an EVP context is out of reach */
+		unprotected |= PGCK_KEYPAGES_DUMPABLE;
 		aead->enc = EVP_CIPHER_CTX_new();
 		aead->dec = EVP_CIPHER_CTX_new();
 		ok = aead->enc != NULL && aead->dec != NULL &&
@@ -247,13 +308,15 @@ pgck_aead_free(PgckAead *aead)
 {
 	if (aead == NULL)
 		return;
-	/* both free functions cleanse the key schedule */
+	/* both free functions cleanse the key schedule; then the pages go back */
 	if (gcm.ok)
 	{
 		if (aead->enc != NULL)
 			gcm.freectx(aead->enc);
 		if (aead->dec != NULL)
 			gcm.freectx(aead->dec);
+		pgck_keypages_release(aead->enc, aead->enc_held);
+		pgck_keypages_release(aead->dec, aead->dec_held);
 	}
 	else
 	{
@@ -400,6 +463,11 @@ pgck_hmac_new(const uint8_t *key, size_t key_len)
 	h = calloc(1, sizeof(PgckHmac));
 	if (h == NULL)
 		return NULL;
+	/* the keyed states are key-equivalent: their pages are marked first */
+	if (!pgck_keypages_hold(h, sizeof(PgckHmac)))
+		unprotected |= PGCK_KEYPAGES_DUMPABLE;
+	else
+		h->held = true;
 	memset(k, 0, sizeof(k));
 	if (key_len > sizeof(k))
 		SHA256(key, key_len, k);
@@ -425,9 +493,15 @@ pgck_hmac_new(const uint8_t *key, size_t key_len)
 void
 pgck_hmac_free(PgckHmac *hmac)
 {
+	bool		held;
+
 	if (hmac == NULL)
 		return;
+	held = hmac->held;
 	pgck_wipe(hmac, sizeof(*hmac));
+	/* wiped: its pages may go back before the block does */
+	if (held)
+		pgck_keypages_release(hmac, sizeof(PgckHmac));
 	free(hmac);
 }
 

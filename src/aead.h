@@ -14,6 +14,8 @@
  *	  each MAC copies them by value instead of re-keying.
  * Objects are malloc'd by their _new function and released (and cleansed by
  * OpenSSL) by their _free function; callers wipe their own key copies.
+ * The pages of the keyed objects are locked and left out of core dumps
+ * (keypages.h) while they live.
  * Not thread-safe: one object per backend (PostgreSQL backends are
  * single-threaded).
  *
@@ -40,6 +42,13 @@ extern bool pgck_crypto_init(void);
 /* Keyed AES-256-GCM; NULL on OpenSSL failure. */
 extern PgckAead *pgck_aead_new(const uint8_t key[PGCK_AES256_KEY_LEN]);
 extern void pgck_aead_free(PgckAead *aead);
+
+/*
+ * PGCK_KEYPAGES_* bits (keypages.h): what could not be done so far for the
+ * keyed objects of this process (their pages locked, or left out of core
+ * dumps), for the caller to warn about once.
+ */
+extern int	pgck_aead_unprotected(void);
 
 /*
  * Encrypt pt[0..pt_len) into ct (same length) and write the 16-byte tag.

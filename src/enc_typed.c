@@ -55,6 +55,7 @@
 #include "enc_typed.h"
 #include "envelope.h"
 #include "keycache.h"
+#include "keymem.h"
 #include "ore.h"
 #include "pgck_errcodes.h"
 
@@ -268,6 +269,7 @@ ore_prf_of(PgckCachedKey *k, const uint8 *index_key, PgckHmac **slot)
 					 errmsg("could not derive the order-revealing key of key \"%s\"", k->name)));
 		}
 		pgck_wipe(okey, sizeof(okey));
+		pgck_keymem_check_heap_keys();
 	}
 	return *slot;
 }
@@ -319,6 +321,7 @@ named_mac_of(PgckCachedKey *k, NamedIndex *ni, const uint8 *index_key, PgckHmac 
 					 errmsg("could not derive the key of index \"%s\" of key \"%s\"", ni->name, k->name)));
 		}
 		pgck_wipe(nkey, sizeof(nkey));
+		pgck_keymem_check_heap_keys();
 	}
 	return *slot;
 }

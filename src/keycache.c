@@ -378,6 +378,7 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
 				 errmsg("could not set up AES-256-GCM for key \"%s\" version %d", key_name, version)));
+	pgck_keymem_check_heap_keys();
 	PG_TRY();
 	{
 		slot = pgck_locked_alloc();
@@ -649,6 +650,7 @@ unwrap_index_key(PgckKeyRow *row, const char *kms_key, bytea *wrapped, bytea *ch
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_KMS_FAILURE),
 					 errmsg("could not set up HMAC-SHA-256 for key \"%s\"", row->key_name)));
+		pgck_keymem_check_heap_keys();
 	}
 	PG_CATCH();
 	{
@@ -798,6 +800,7 @@ keycache_install_key(const char *name, uint32 current_id, PgckTransform transfor
 	hmac = pgck_hmac_new(ikey, PGCK_DEK_LEN);
 	if (hmac == NULL)
 		return;					/* the first use will unwrap it instead */
+	pgck_keymem_check_heap_keys();
 	memset(keybuf, 0, sizeof(keybuf));
 	strlcpy(keybuf, name, sizeof(keybuf));
 	PG_TRY();

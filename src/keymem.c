@@ -19,6 +19,7 @@
 
 #include "aead.h"
 #include "keymem.h"
+#include "keypages.h"
 
 #define SLOT_SIZE		PGCK_KEYMEM_SLOT
 #define CHUNK_SIZE		(64 * 1024)
@@ -35,6 +36,7 @@ typedef struct LockedChunk
 
 static LockedChunk *chunks = NULL;
 static bool lock_warned = false;
+static bool dump_warned = false;
 static pid_t exit_wipe_pid = 0;	/* process that registered keymem_exit */
 static void (*release_fns[MAX_RELEASE]) (void);
 static int	nrelease = 0;
@@ -87,6 +89,34 @@ locked_chunk_new(void)
 	c->next = chunks;
 	chunks = c;
 	return c;
+}
+
+/*
+ * After aead.c has built keyed OpenSSL objects (GCM contexts, HMAC states),
+ * which live in the heap with their pages locked and left out of core dumps
+ * (keypages.c): warn once per backend if that could not be done.
+ */
+void
+pgck_keymem_check_heap_keys(void)
+{
+	int			bits = pgck_aead_unprotected();
+
+	if ((bits & PGCK_KEYPAGES_NOT_LOCKED) && !lock_warned)
+	{
+		lock_warned = true;
+		ereport(WARNING,
+				(errmsg("could not lock the memory of OpenSSL's keyed contexts"),
+				 errdetail("Key schedules could be written to swap."),
+				 errhint("Raise the memory lock limit of the PostgreSQL server (LimitMEMLOCK or ulimit -l).")));
+	}
+	if ((bits & PGCK_KEYPAGES_DUMPABLE) && !dump_warned)
+	{
+		dump_warned = true;
+		ereport(WARNING,
+				(errmsg("could not exclude OpenSSL's keyed contexts from core dumps"),
+				 errdetail("Key schedules could be written to a core dump of this backend."),
+				 errhint("Disable core dumps of the PostgreSQL server (ulimit -c 0).")));
+	}
 }
 
 uint8 *

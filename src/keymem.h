@@ -20,6 +20,9 @@
 
 #define PGCK_KEYMEM_SLOT	32
 
+/* After building keyed OpenSSL objects: warn once if they are unprotected. */
+extern void pgck_keymem_check_heap_keys(void);
+
 /* A locked, zeroed 32-byte slot; ereports on out of memory. */
 extern uint8 *pgck_locked_alloc(void);
 

@@ -72,7 +72,7 @@ fi
 EXPECTED_LATER=" kms_json "
 
 # Pure modules linked into every target; optional ones when present.
-SRCS=("$ROOT/src/base64.c" "$ROOT/src/envelope.c" "$ROOT/src/aead.c")
+SRCS=("$ROOT/src/base64.c" "$ROOT/src/envelope.c" "$ROOT/src/aead.c" "$ROOT/src/keypages.c")
 for opt in kms_json sigv4 kmip_ttlv ore; do
     [ -f "$ROOT/src/$opt.c" ] && SRCS+=("$ROOT/src/$opt.c")
 done
