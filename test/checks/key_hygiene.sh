@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Key hygiene: the key cache's memory is locked and excluded from core dumps
-# (smaps VmFlags lo + dd); the unwrapped DEK never appears in the server log,
+# (smaps VmFlags lo + dd), and so are OpenSSL's keyed contexts: a gcore of a
+# backend holding keys holds none; the unwrapped DEK never appears in the server log,
 # a dump, or pg_stat_statements; failed decryptions are logged once per
 # statement with key, version, role and SQLSTATE, never the value.
 # Runs (as root) against the cluster test/run.sh started: PGHOST, PGPORT,
@@ -117,6 +118,86 @@ print(('ok' if ok2 else 'not ok') + ' - after kms_flush_cache() the mapping no l
 sys.exit(0 if ok1 and ok2 else 1)
 PY
 check $? "key memory holds the DEK only while cached and is wiped on flush"
+
+# 3b. a core dump of a backend holding keys (gdb's gcore, which goes by the kernel's
+# MADV_DONTDUMP flags as a crash's core does) holds no key: not the DEK (the AES-256
+# key schedule of a keyed GCM context begins with it), not the index key, not the
+# HMAC's keyed SHA-256 states; a marker the backend does hold proves the heap is there
+wrapped_idx=$(psql_db -c "SELECT encode(index_key_wrapped, 'hex') FROM pgcrypt_kms.keys WHERE key_name = 'hyg'")
+/usr/bin/python3 - "$keyfile" "$wrapped" "$wrapped_idx" "$PGBIN" "$PGHOST" "$PGPORT" "$PGCK_TMP" <<'PY'
+import glob, os, struct, subprocess, sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import hashes
+keyfile, wrapped_hex, wrapped_idx_hex, pgbin, host, port, tmp = sys.argv[1:]
+master = open(keyfile, 'rb').read()
+kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pgcrypt_kms local provider v1", info=b"hygiene").derive(master)
+def unwrap(h):
+    w = bytes.fromhex(h)
+    return AESGCM(kek).decrypt(w[3:15], w[15:], w[:3] + b"hygiene\0{}")
+dek, ikey = unwrap(wrapped_hex), unwrap(wrapped_idx_hex)
+K = [0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+     0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+     0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+     0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+     0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+     0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2]
+IV = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+def midstate(block):
+    """SHA-256 state after one 64-byte block (FIPS 180-4), as SHA256_CTX keeps it (host order)"""
+    ror = lambda x, n: ((x >> n) | (x << (32 - n))) & 0xffffffff
+    w = list(struct.unpack('>16I', block))
+    for i in range(16, 64):
+        s0 = ror(w[i-15], 7) ^ ror(w[i-15], 18) ^ (w[i-15] >> 3)
+        s1 = ror(w[i-2], 17) ^ ror(w[i-2], 19) ^ (w[i-2] >> 10)
+        w.append((w[i-16] + s0 + w[i-7] + s1) & 0xffffffff)
+    a, b, c, d, e, f, g, h = IV
+    for i in range(64):
+        t1 = (h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i]) & 0xffffffff
+        t2 = ((ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) & 0xffffffff
+        a, b, c, d, e, f, g, h = (t1 + t2) & 0xffffffff, a, b, c, (d + t1) & 0xffffffff, e, f, g
+    return struct.pack('<8I', *[(x + y) & 0xffffffff for x, y in zip(IV, (a, b, c, d, e, f, g, h))])
+pad = ikey + bytes(32)
+needles = {'the DEK': dek, 'the index key': ikey,
+           "the HMAC's inner state": midstate(bytes(x ^ 0x36 for x in pad)),
+           "the HMAC's outer state": midstate(bytes(x ^ 0x5c for x in pad))}
+marker = b'gcore_probe_5173'
+p = subprocess.Popen(['runuser', '-u', 'postgres', '--', pgbin + '/psql', '-X', '-At', '-h', host, '-p', port,
+                      '-d', 'pgck_hygiene'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+def q(sql):
+    p.stdin.write(sql + ';\n\\echo __END__\n'); p.stdin.flush()
+    out = []
+    for line in p.stdout:
+        line = line.rstrip('\n')
+        if line == '__END__':
+            return out
+        out.append(line)
+pid = int(q('SELECT pg_backend_pid()')[0])
+q("SET application_name = '%s'" % marker.decode())
+n = q("SELECT count(kms_decrypt(v)) FROM t WHERE id > 50")
+tag = q("SELECT count(*) FROM t WHERE kms_blind_index(v) = kms_blind_index('HygieneMarker77', 'hyg')")
+prefix = os.path.join(tmp, 'hygiene_core')
+r = subprocess.run(['gcore', '-o', prefix, str(pid)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+cores = glob.glob(prefix + '.*')
+data = open(cores[0], 'rb').read() if r.returncode == 0 and cores else b''
+p.stdin.close(); p.wait()
+for c in cores:
+    os.unlink(c)
+bad = 0
+def check(ok, what):
+    global bad
+    print(('ok' if ok else 'not ok') + ' - ' + what)
+    bad |= not ok
+check(len(data) > 0 and n == ['150'] and tag == ['1'],
+      f'gcore of a backend that decrypted 150 values and probed the blind index ({len(data)} bytes; {r.stdout.strip()[-200:] if r.returncode else "ok"})')
+check(marker in data, 'the core holds the heap (a setting the backend holds is in it)')
+for name, needle in needles.items():
+    check(len(data) > 0 and needle not in data, f'{name} is not in the core')
+sys.exit(bad)
+PY
+check $? "a core dump of a backend holding keys holds no key material"
 
 # 4. failed decryptions: one LOG line per statement, naming key/version/role/SQLSTATE
 psql_db -q -c "UPDATE t SET v = ('pgck:' || replace(encode(set_byte(decode(substr(v::text, 6), 'base64'), 30, get_byte(decode(substr(v::text, 6), 'base64'), 30) # 1), 'base64'), E'\n', ''))::enc_text WHERE id <= 50"
