@@ -199,6 +199,80 @@ sys.exit(bad)
 PY
 check $? "a core dump of a backend holding keys holds no key material"
 
+# 3c. the same through AWS KMS (the emulator): the data key arrives base64 in a JSON
+# response (GenerateDataKey when the key is created, Decrypt in a new session), through
+# libcurl's buffers and jansson's strings; neither backend's core holds it in any form.
+# (The raw DEK fails this on a tree whose GCM contexts are dumpable. The base64 and hex
+# forms guard against a long-lived copy; with the response wipes of http.c and kms_json.c
+# disabled they still passed, since later requests reuse those freed buffers.)
+if [ -n "${PGCK_EMULATOR_PORT:-}" ]; then
+/usr/bin/python3 - "$PGBIN" "$PGHOST" "$PGPORT" "$PGCK_TMP" "$PGCK_EMULATOR_PORT" <<'PY'
+import base64, glob, os, subprocess, sys
+import botocore.session
+pgbin, host, port, tmp, emu = sys.argv[1:]
+marker = b'gcore_probe_aws_6607'
+def session():
+    p = subprocess.Popen(['runuser', '-u', 'postgres', '--', pgbin + '/psql', '-X', '-At', '-h', host, '-p', port,
+                          '-d', 'pgck_hygiene'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    def q(sql):
+        p.stdin.write(sql + ';\n\\echo __END__\n'); p.stdin.flush()
+        out = []
+        for line in p.stdout:
+            line = line.rstrip('\n')
+            if line == '__END__':
+                return out
+            out.append(line)
+    return p, q
+def core_of(q, name):
+    pid = q('SELECT pg_backend_pid()')[0]
+    prefix = os.path.join(tmp, 'hygiene_core_' + name)
+    r = subprocess.run(['gcore', '-o', prefix, pid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cores = glob.glob(prefix + '.*')
+    data = open(cores[0], 'rb').read() if r.returncode == 0 and cores else b''
+    for c in cores:
+        os.unlink(c)
+    return data
+bad = 0
+def check(ok, what):
+    global bad
+    print(('ok' if ok else 'not ok') + ' - ' + what)
+    bad |= not ok
+# A: creates the key (GenerateDataKey) and encrypts
+pa, qa = session()
+qa("SET application_name = '%s'" % marker.decode())
+qa("SELECT kms_create_key('hyg_aws', 'aws-kms:alias/pgck-test', blind_index => 'exact')")
+qa("CREATE TABLE t_aws AS SELECT g AS id, kms_encrypt('HygieneAws' || g, 'hyg_aws') AS v FROM generate_series(1, 50) g")
+core_a = core_of(qa, 'aws_create')
+pa.stdin.close(); pa.wait()
+# B: a new session unwraps through Decrypt
+pb, qb = session()
+qb("SET application_name = '%s'" % marker.decode())
+n = qb("SELECT count(kms_decrypt(v)) FROM t_aws WHERE kms_blind_index(v) IS NOT NULL")
+wrapped = qb("SELECT encode(wrapped_dek, 'hex') FROM pgcrypt_kms.key_versions WHERE key_name = 'hyg_aws'")
+wrapped_idx = qb("SELECT encode(index_key_wrapped, 'hex') FROM pgcrypt_kms.keys WHERE key_name = 'hyg_aws'")
+core_b = core_of(qb, 'aws_decrypt')
+pb.stdin.close(); pb.wait()
+kms = botocore.session.get_session().create_client(
+    'kms', region_name='us-east-1', endpoint_url='http://127.0.0.1:' + emu,
+    aws_access_key_id=os.environ.get('AWS_ACCESS_KEY_ID', 'AKIDPGCKTEST000000001'),
+    aws_secret_access_key=os.environ.get('AWS_SECRET_ACCESS_KEY', ''))
+keys = {}
+for label, h in (('the DEK', wrapped), ('the index key', wrapped_idx)):
+    keys[label] = kms.decrypt(CiphertextBlob=bytes.fromhex(h[0]))['Plaintext'] if len(h) == 1 and h[0] else b''
+check(n == ['50'] and all(len(k) == 32 for k in keys.values()),
+      'two sessions used an aws-kms key; the emulator gave back its data key and index key')
+for core, who in ((core_a, 'creating (GenerateDataKey)'), (core_b, 'unwrapping (Decrypt)')):
+    check(len(core) > 0 and marker in core, f'gcore of the {who} backend holds its heap ({len(core)} bytes)')
+    for label, k in keys.items():
+        for form, needle in (('raw', k), ('base64', base64.b64encode(k)), ('hex', k.hex().encode())):
+            check(len(k) == 32 and needle not in core, f'{label} ({form}) is not in the core of the {who} backend')
+sys.exit(bad)
+PY
+check $? "cores of backends that unwrapped through AWS KMS hold no key in any form"
+else
+check 1 "the KMS emulator is running (PGCK_EMULATOR_PORT) for the AWS core-dump check"
+fi
+
 # 4. failed decryptions: one LOG line per statement, naming key/version/role/SQLSTATE
 psql_db -q -c "UPDATE t SET v = ('pgck:' || replace(encode(set_byte(decode(substr(v::text, 6), 'base64'), 30, get_byte(decode(substr(v::text, 6), 'base64'), 30) # 1), 'base64'), E'\n', ''))::enc_text WHERE id <= 50"
 before=$(grep -c 'pgcrypt_kms: decryption failed under key "hyg"' "$PGCK_TMP/server.log")
