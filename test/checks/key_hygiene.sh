@@ -10,6 +10,8 @@ set -u
 fail=0
 check() { if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; fail=1; fi; }
 psql_db() { runuser -u postgres -- "$PGBIN/psql" -X -At -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -d pgck_hygiene "$@"; }
+# the Python parts share test/checks/key_hygiene_lib.py
+export PYTHONPATH="$(cd "$(dirname "$0")" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 
 runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres -c "DROP DATABASE IF EXISTS pgck_hygiene" -c "CREATE DATABASE pgck_hygiene"
 psql_db -q <<'SQL'
@@ -45,14 +47,10 @@ wrapped=$(psql_db -c "SELECT encode(wrapped_dek, 'hex') FROM pgcrypt_kms.key_ver
 keyfile=$(psql_db -c "SHOW pgcrypt_kms.local_key_file")
 /usr/bin/python3 - "$keyfile" "$wrapped" "$PGCK_TMP/server.log" "$dump" "$PGCK_TMP/hygiene_pgss.txt" <<'PY'
 import base64, sys
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives import hashes
+from key_hygiene_lib import local_unwrap
 keyfile, wrapped_hex, *files = sys.argv[1:]
 master = open(keyfile, 'rb').read()
-w = bytes.fromhex(wrapped_hex)
-kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pgcrypt_kms local provider v1", info=b"hygiene").derive(master)
-dek = AESGCM(kek).decrypt(w[3:15], w[15:], w[:3] + b"hygiene\0{}")
+dek = local_unwrap(keyfile, wrapped_hex)
 assert len(dek) == 32
 forms = {"raw": dek, "hex": dek.hex().encode(), "HEX": dek.hex().upper().encode(),
          "base64": base64.b64encode(dek), "master raw": master, "master hex": master.hex().encode()}
@@ -71,25 +69,10 @@ check $? "no key bytes or plaintext in server log, dump or pg_stat_statements"
 
 # 3. the unwrapped DEK sits in the locked mapping while cached, and is wiped by kms_flush_cache()
 /usr/bin/python3 - "$keyfile" "$wrapped" "$PGBIN" "$PGHOST" "$PGPORT" <<'PY'
-import re, subprocess, sys
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives import hashes
+import re, sys
+from key_hygiene_lib import Checks, Session, local_unwrap
 keyfile, wrapped_hex, pgbin, host, port = sys.argv[1:]
-master = open(keyfile, 'rb').read()
-w = bytes.fromhex(wrapped_hex)
-kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pgcrypt_kms local provider v1", info=b"hygiene").derive(master)
-dek = AESGCM(kek).decrypt(w[3:15], w[15:], w[:3] + b"hygiene\0{}")
-p = subprocess.Popen(['runuser', '-u', 'postgres', '--', pgbin + '/psql', '-X', '-At', '-h', host, '-p', port,
-                      '-d', 'pgck_hygiene'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-def q(sql):
-    p.stdin.write(sql + ';\n\\echo __END__\n'); p.stdin.flush()
-    out = []
-    for line in p.stdout:
-        line = line.rstrip('\n')
-        if line == '__END__':
-            return out
-        out.append(line)
+dek = local_unwrap(keyfile, wrapped_hex)
 def locked_mappings(pid):
     maps, cur = [], None
     for line in open(f'/proc/{pid}/smaps'):
@@ -105,17 +88,17 @@ def locked_bytes(pid):
         for start, end in locked_mappings(pid):
             mem.seek(start); data += mem.read(end - start)
     return data
-pid = int(q('SELECT pg_backend_pid()')[0])
-q('SELECT count(kms_decrypt(v)) FROM t')
+s = Session(pgbin, host, port)
+pid = s.pid()
+s.q('SELECT count(kms_decrypt(v)) FROM t')
 before = locked_bytes(pid)
-q('SELECT kms_flush_cache()')
+s.q('SELECT kms_flush_cache()')
 after = locked_bytes(pid)
-p.stdin.close(); p.wait()
-ok1 = dek in before
-ok2 = len(after) > 0 and dek not in after
-print(('ok' if ok1 else 'not ok') + ' - while cached, the DEK is in the locked, non-dumpable mapping')
-print(('ok' if ok2 else 'not ok') + ' - after kms_flush_cache() the mapping no longer holds it (wiped)')
-sys.exit(0 if ok1 and ok2 else 1)
+s.close()
+check = Checks()
+check(dek in before, 'while cached, the DEK is in the locked, non-dumpable mapping')
+check(len(after) > 0 and dek not in after, 'after kms_flush_cache() the mapping no longer holds it (wiped)')
+sys.exit(check.bad)
 PY
 check $? "key memory holds the DEK only while cached and is wiped on flush"
 
@@ -125,77 +108,27 @@ check $? "key memory holds the DEK only while cached and is wiped on flush"
 # HMAC's keyed SHA-256 states; a marker the backend does hold proves the heap is there
 wrapped_idx=$(psql_db -c "SELECT encode(index_key_wrapped, 'hex') FROM pgcrypt_kms.keys WHERE key_name = 'hyg'")
 /usr/bin/python3 - "$keyfile" "$wrapped" "$wrapped_idx" "$PGBIN" "$PGHOST" "$PGPORT" "$PGCK_TMP" <<'PY'
-import glob, os, struct, subprocess, sys
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives import hashes
+import os, sys
+from key_hygiene_lib import Checks, Session, gcore, hmac_states, local_unwrap
 keyfile, wrapped_hex, wrapped_idx_hex, pgbin, host, port, tmp = sys.argv[1:]
-master = open(keyfile, 'rb').read()
-kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pgcrypt_kms local provider v1", info=b"hygiene").derive(master)
-def unwrap(h):
-    w = bytes.fromhex(h)
-    return AESGCM(kek).decrypt(w[3:15], w[15:], w[:3] + b"hygiene\0{}")
-dek, ikey = unwrap(wrapped_hex), unwrap(wrapped_idx_hex)
-K = [0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-     0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-     0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-     0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-     0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-     0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2]
-IV = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
-def midstate(block):
-    """SHA-256 state after one 64-byte block (FIPS 180-4), as SHA256_CTX keeps it (host order)"""
-    ror = lambda x, n: ((x >> n) | (x << (32 - n))) & 0xffffffff
-    w = list(struct.unpack('>16I', block))
-    for i in range(16, 64):
-        s0 = ror(w[i-15], 7) ^ ror(w[i-15], 18) ^ (w[i-15] >> 3)
-        s1 = ror(w[i-2], 17) ^ ror(w[i-2], 19) ^ (w[i-2] >> 10)
-        w.append((w[i-16] + s0 + w[i-7] + s1) & 0xffffffff)
-    a, b, c, d, e, f, g, h = IV
-    for i in range(64):
-        t1 = (h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i]) & 0xffffffff
-        t2 = ((ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) & 0xffffffff
-        a, b, c, d, e, f, g, h = (t1 + t2) & 0xffffffff, a, b, c, (d + t1) & 0xffffffff, e, f, g
-    return struct.pack('<8I', *[(x + y) & 0xffffffff for x, y in zip(IV, (a, b, c, d, e, f, g, h))])
-pad = ikey + bytes(32)
+dek, ikey = local_unwrap(keyfile, wrapped_hex), local_unwrap(keyfile, wrapped_idx_hex)
+inner, outer = hmac_states(ikey)
 needles = {'the DEK': dek, 'the index key': ikey,
-           "the HMAC's inner state": midstate(bytes(x ^ 0x36 for x in pad)),
-           "the HMAC's outer state": midstate(bytes(x ^ 0x5c for x in pad))}
+           "the HMAC's inner state": inner, "the HMAC's outer state": outer}
 marker = b'gcore_probe_5173'
-p = subprocess.Popen(['runuser', '-u', 'postgres', '--', pgbin + '/psql', '-X', '-At', '-h', host, '-p', port,
-                      '-d', 'pgck_hygiene'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-def q(sql):
-    p.stdin.write(sql + ';\n\\echo __END__\n'); p.stdin.flush()
-    out = []
-    for line in p.stdout:
-        line = line.rstrip('\n')
-        if line == '__END__':
-            return out
-        out.append(line)
-pid = int(q('SELECT pg_backend_pid()')[0])
-q("SET application_name = '%s'" % marker.decode())
-n = q("SELECT count(kms_decrypt(v)) FROM t WHERE id > 50")
-tag = q("SELECT count(*) FROM t WHERE kms_blind_index(v) = kms_blind_index('HygieneMarker77', 'hyg')")
-prefix = os.path.join(tmp, 'hygiene_core')
-r = subprocess.run(['gcore', '-o', prefix, str(pid)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-cores = glob.glob(prefix + '.*')
-data = open(cores[0], 'rb').read() if r.returncode == 0 and cores else b''
-p.stdin.close(); p.wait()
-for c in cores:
-    os.unlink(c)
-bad = 0
-def check(ok, what):
-    global bad
-    print(('ok' if ok else 'not ok') + ' - ' + what)
-    bad |= not ok
+s = Session(pgbin, host, port)
+s.q("SET application_name = '%s'" % marker.decode())
+n = s.q("SELECT count(kms_decrypt(v)) FROM t WHERE id > 50")
+tag = s.q("SELECT count(*) FROM t WHERE kms_blind_index(v) = kms_blind_index('HygieneMarker77', 'hyg')")
+data, out = gcore(s.pid(), os.path.join(tmp, 'hygiene_core'))
+s.close()
+check = Checks()
 check(len(data) > 0 and n == ['150'] and tag == ['1'],
-      f'gcore of a backend that decrypted 150 values and probed the blind index ({len(data)} bytes; {r.stdout.strip()[-200:] if r.returncode else "ok"})')
+      f'gcore of a backend that decrypted 150 values and probed the blind index ({len(data)} bytes; {out if not data else "ok"})')
 check(marker in data, 'the core holds the heap (a setting the backend holds is in it)')
 for name, needle in needles.items():
     check(len(data) > 0 and needle not in data, f'{name} is not in the core')
-sys.exit(bad)
+sys.exit(check.bad)
 PY
 check $? "a core dump of a backend holding keys holds no key material"
 
@@ -207,51 +140,26 @@ check $? "a core dump of a backend holding keys holds no key material"
 # disabled they still passed, since later requests reuse those freed buffers.)
 if [ -n "${PGCK_EMULATOR_PORT:-}" ]; then
 /usr/bin/python3 - "$PGBIN" "$PGHOST" "$PGPORT" "$PGCK_TMP" "$PGCK_EMULATOR_PORT" <<'PY'
-import base64, glob, os, subprocess, sys
+import base64, os, sys
 import botocore.session
+from key_hygiene_lib import Checks, Session, gcore
 pgbin, host, port, tmp, emu = sys.argv[1:]
 marker = b'gcore_probe_aws_6607'
-def session():
-    p = subprocess.Popen(['runuser', '-u', 'postgres', '--', pgbin + '/psql', '-X', '-At', '-h', host, '-p', port,
-                          '-d', 'pgck_hygiene'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-    def q(sql):
-        p.stdin.write(sql + ';\n\\echo __END__\n'); p.stdin.flush()
-        out = []
-        for line in p.stdout:
-            line = line.rstrip('\n')
-            if line == '__END__':
-                return out
-            out.append(line)
-    return p, q
-def core_of(q, name):
-    pid = q('SELECT pg_backend_pid()')[0]
-    prefix = os.path.join(tmp, 'hygiene_core_' + name)
-    r = subprocess.run(['gcore', '-o', prefix, pid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    cores = glob.glob(prefix + '.*')
-    data = open(cores[0], 'rb').read() if r.returncode == 0 and cores else b''
-    for c in cores:
-        os.unlink(c)
-    return data
-bad = 0
-def check(ok, what):
-    global bad
-    print(('ok' if ok else 'not ok') + ' - ' + what)
-    bad |= not ok
 # A: creates the key (GenerateDataKey) and encrypts
-pa, qa = session()
-qa("SET application_name = '%s'" % marker.decode())
-qa("SELECT kms_create_key('hyg_aws', 'aws-kms:alias/pgck-test', blind_index => 'exact')")
-qa("CREATE TABLE t_aws AS SELECT g AS id, kms_encrypt('HygieneAws' || g, 'hyg_aws') AS v FROM generate_series(1, 50) g")
-core_a = core_of(qa, 'aws_create')
-pa.stdin.close(); pa.wait()
+a = Session(pgbin, host, port)
+a.q("SET application_name = '%s'" % marker.decode())
+a.q("SELECT kms_create_key('hyg_aws', 'aws-kms:alias/pgck-test', blind_index => 'exact')")
+a.q("CREATE TABLE t_aws AS SELECT g AS id, kms_encrypt('HygieneAws' || g, 'hyg_aws') AS v FROM generate_series(1, 50) g")
+core_a, _ = gcore(a.pid(), os.path.join(tmp, 'hygiene_core_aws_create'))
+a.close()
 # B: a new session unwraps through Decrypt
-pb, qb = session()
-qb("SET application_name = '%s'" % marker.decode())
-n = qb("SELECT count(kms_decrypt(v)) FROM t_aws WHERE kms_blind_index(v) IS NOT NULL")
-wrapped = qb("SELECT encode(wrapped_dek, 'hex') FROM pgcrypt_kms.key_versions WHERE key_name = 'hyg_aws'")
-wrapped_idx = qb("SELECT encode(index_key_wrapped, 'hex') FROM pgcrypt_kms.keys WHERE key_name = 'hyg_aws'")
-core_b = core_of(qb, 'aws_decrypt')
-pb.stdin.close(); pb.wait()
+b = Session(pgbin, host, port)
+b.q("SET application_name = '%s'" % marker.decode())
+n = b.q("SELECT count(kms_decrypt(v)) FROM t_aws WHERE kms_blind_index(v) IS NOT NULL")
+wrapped = b.q("SELECT encode(wrapped_dek, 'hex') FROM pgcrypt_kms.key_versions WHERE key_name = 'hyg_aws'")
+wrapped_idx = b.q("SELECT encode(index_key_wrapped, 'hex') FROM pgcrypt_kms.keys WHERE key_name = 'hyg_aws'")
+core_b, _ = gcore(b.pid(), os.path.join(tmp, 'hygiene_core_aws_decrypt'))
+b.close()
 kms = botocore.session.get_session().create_client(
     'kms', region_name='us-east-1', endpoint_url='http://127.0.0.1:' + emu,
     aws_access_key_id=os.environ.get('AWS_ACCESS_KEY_ID', 'AKIDPGCKTEST000000001'),
@@ -259,6 +167,7 @@ kms = botocore.session.get_session().create_client(
 keys = {}
 for label, h in (('the DEK', wrapped), ('the index key', wrapped_idx)):
     keys[label] = kms.decrypt(CiphertextBlob=bytes.fromhex(h[0]))['Plaintext'] if len(h) == 1 and h[0] else b''
+check = Checks()
 check(n == ['50'] and all(len(k) == 32 for k in keys.values()),
       'two sessions used an aws-kms key; the emulator gave back its data key and index key')
 for core, who in ((core_a, 'creating (GenerateDataKey)'), (core_b, 'unwrapping (Decrypt)')):
@@ -266,7 +175,7 @@ for core, who in ((core_a, 'creating (GenerateDataKey)'), (core_b, 'unwrapping (
     for label, k in keys.items():
         for form, needle in (('raw', k), ('base64', base64.b64encode(k)), ('hex', k.hex().encode())):
             check(len(k) == 32 and needle not in core, f'{label} ({form}) is not in the core of the {who} backend')
-sys.exit(bad)
+sys.exit(check.bad)
 PY
 check $? "cores of backends that unwrapped through AWS KMS hold no key in any form"
 else

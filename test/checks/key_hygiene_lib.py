@@ -1,0 +1,105 @@
+"""Helpers of test/checks/key_hygiene.sh (run with /usr/bin/python3, as root).
+
+local_unwrap: a key the local provider wrapped, unwrapped here from its master key file (the
+format of src/kms_local.c), so the check knows the bytes it must never find.
+Session: one psql session as the postgres user, driven statement by statement.
+gcore: the core of a live process as gdb writes it (gdb goes by MADV_DONTDUMP, as the kernel
+does for a crash), read and deleted.
+sha256_midstate: SHA-256's state after one 64-byte block (FIPS 180-4) in the host-order words
+OpenSSL's SHA256_CTX keeps: what an HMAC keyed by precomputed pad states holds.
+"""
+import glob
+import os
+import struct
+import subprocess
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+
+def local_unwrap(keyfile, wrapped_hex, name=b"hygiene", context=b"{}"):
+    master = open(keyfile, 'rb').read()
+    kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pgcrypt_kms local provider v1",
+               info=name).derive(master)
+    w = bytes.fromhex(wrapped_hex)
+    return AESGCM(kek).decrypt(w[3:15], w[15:], w[:3] + name + b"\0" + context)
+
+
+class Session:
+    def __init__(self, pgbin, host, port, db='pgck_hygiene'):
+        self.p = subprocess.Popen(['runuser', '-u', 'postgres', '--', pgbin + '/psql', '-X', '-At',
+                                   '-h', host, '-p', port, '-d', db],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def q(self, sql):
+        """the statement's output lines"""
+        self.p.stdin.write(sql + ';\n\\echo __END__\n')
+        self.p.stdin.flush()
+        out = []
+        for line in self.p.stdout:
+            line = line.rstrip('\n')
+            if line == '__END__':
+                return out
+            out.append(line)
+        return out
+
+    def pid(self):
+        return int(self.q('SELECT pg_backend_pid()')[0])
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait()
+
+
+def gcore(pid, prefix):
+    """(core bytes, b'' if gcore failed; gcore's output)"""
+    r = subprocess.run(['gcore', '-o', prefix, str(pid)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    cores = glob.glob(prefix + '.*')
+    data = open(cores[0], 'rb').read() if r.returncode == 0 and cores else b''
+    for c in cores:
+        os.unlink(c)
+    return data, r.stdout.strip()[-200:]
+
+
+_K = [0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+      0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+      0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+      0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+      0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+      0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+      0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+      0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2]
+_IV = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+
+
+def sha256_midstate(block):
+    def ror(x, n):
+        return ((x >> n) | (x << (32 - n))) & 0xffffffff
+    w = list(struct.unpack('>16I', block))
+    for i in range(16, 64):
+        s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3)
+        s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10)
+        w.append((w[i - 16] + s0 + w[i - 7] + s1) & 0xffffffff)
+    a, b, c, d, e, f, g, h = _IV
+    for i in range(64):
+        t1 = (h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + _K[i] + w[i]) & 0xffffffff
+        t2 = ((ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) & 0xffffffff
+        a, b, c, d, e, f, g, h = (t1 + t2) & 0xffffffff, a, b, c, (d + t1) & 0xffffffff, e, f, g
+    return struct.pack('<8I', *[(x + y) & 0xffffffff for x, y in zip(_IV, (a, b, c, d, e, f, g, h))])
+
+
+def hmac_states(key):
+    """the inner and outer states of an HMAC-SHA-256 keyed with key (at most 64 bytes)"""
+    pad = key + bytes(64 - len(key))
+    return (sha256_midstate(bytes(x ^ 0x36 for x in pad)), sha256_midstate(bytes(x ^ 0x5c for x in pad)))
+
+
+class Checks:
+    def __init__(self):
+        self.bad = 0
+
+    def __call__(self, ok, what):
+        print(('ok' if ok else 'not ok') + ' - ' + what)
+        self.bad |= not ok
