@@ -139,48 +139,53 @@ check $? "a core dump of a backend holding keys holds no key material"
 # forms guard against a long-lived copy; with the response wipes of http.c and kms_json.c
 # disabled they still passed, since later requests reuse those freed buffers.)
 if [ -n "${PGCK_EMULATOR_PORT:-}" ]; then
-/usr/bin/python3 - "$PGBIN" "$PGHOST" "$PGPORT" "$PGCK_TMP" "$PGCK_EMULATOR_PORT" <<'PY'
-import base64, os, sys
-import botocore.session
-from key_hygiene_lib import Checks, Session, gcore
-pgbin, host, port, tmp, emu = sys.argv[1:]
-marker = b'gcore_probe_aws_6607'
-# A: creates the key (GenerateDataKey) and encrypts
-a = Session(pgbin, host, port)
-a.q("SET application_name = '%s'" % marker.decode())
-a.q("SELECT kms_create_key('hyg_aws', 'aws-kms:alias/pgck-test', blind_index => 'exact')")
-a.q("CREATE TABLE t_aws AS SELECT g AS id, kms_encrypt('HygieneAws' || g, 'hyg_aws') AS v FROM generate_series(1, 50) g")
-core_a, _ = gcore(a.pid(), os.path.join(tmp, 'hygiene_core_aws_create'))
-a.close()
-# B: a new session unwraps through Decrypt
-b = Session(pgbin, host, port)
-b.q("SET application_name = '%s'" % marker.decode())
-n = b.q("SELECT count(kms_decrypt(v)) FROM t_aws WHERE kms_blind_index(v) IS NOT NULL")
-wrapped = b.q("SELECT encode(wrapped_dek, 'hex') FROM pgcrypt_kms.key_versions WHERE key_name = 'hyg_aws'")
-wrapped_idx = b.q("SELECT encode(index_key_wrapped, 'hex') FROM pgcrypt_kms.keys WHERE key_name = 'hyg_aws'")
-core_b, _ = gcore(b.pid(), os.path.join(tmp, 'hygiene_core_aws_decrypt'))
-b.close()
-kms = botocore.session.get_session().create_client(
-    'kms', region_name='us-east-1', endpoint_url='http://127.0.0.1:' + emu,
-    aws_access_key_id=os.environ.get('AWS_ACCESS_KEY_ID', 'AKIDPGCKTEST000000001'),
-    aws_secret_access_key=os.environ.get('AWS_SECRET_ACCESS_KEY', ''))
-keys = {}
-for label, h in (('the DEK', wrapped), ('the index key', wrapped_idx)):
-    keys[label] = kms.decrypt(CiphertextBlob=bytes.fromhex(h[0]))['Plaintext'] if len(h) == 1 and h[0] else b''
+    /usr/bin/python3 - "$PGBIN" "$PGHOST" "$PGPORT" "$PGCK_TMP" "http://127.0.0.1:$PGCK_EMULATOR_PORT" <<'PY'
+import sys
+from key_hygiene_lib import Checks, aws_core_checks
 check = Checks()
-check(n == ['50'] and all(len(k) == 32 for k in keys.values()),
-      'two sessions used an aws-kms key; the emulator gave back its data key and index key')
-for core, who in ((core_a, 'creating (GenerateDataKey)'), (core_b, 'unwrapping (Decrypt)')):
-    check(len(core) > 0 and marker in core, f'gcore of the {who} backend holds its heap ({len(core)} bytes)')
-    for label, k in keys.items():
-        for form, needle in (('raw', k), ('base64', base64.b64encode(k)), ('hex', k.hex().encode())):
-            check(len(k) == 32 and needle not in core, f'{label} ({form}) is not in the core of the {who} backend')
+aws_core_checks(check, *sys.argv[1:5], sys.argv[5], None, 'hyg_aws', 'http')
 sys.exit(check.bad)
 PY
-check $? "cores of backends that unwrapped through AWS KMS hold no key in any form"
+    check $? "cores of backends that unwrapped through AWS KMS hold no key in any form"
 else
-check 1 "the KMS emulator is running (PGCK_EMULATOR_PORT) for the AWS core-dump check"
+    check 1 "the KMS emulator is running (PGCK_EMULATOR_PORT) for the AWS core-dump check"
 fi
+
+# 3d. the same over TLS (a private emulator with a test CA), as with AWS itself: the
+# responses' plaintext also passes through OpenSSL's record buffers, which libcurl frees
+# without SSL_OP_CLEANSE_PLAINTEXT; in this sequence they were reused before the cores were
+# taken, so as in 3c only the raw DEK is known to fail here on an unprotected tree
+TLS_DIR="$PGCK_TMP/hygiene_tls"
+mkdir -p "$TLS_DIR" && chmod 755 "$TLS_DIR"
+O=/usr/bin/openssl
+$O req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=pgcrypt_kms hygiene CA" -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign >/dev/null 2>&1
+$O req -newkey rsa:2048 -nodes -subj "/CN=server" -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" >/dev/null 2>&1
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$TLS_DIR/server.ext"
+$O x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" -CAcreateserial -days 2 \
+    -extfile "$TLS_DIR/server.ext" -out "$TLS_DIR/server.pem" >/dev/null 2>&1
+chmod 644 "$TLS_DIR/ca.pem"
+/usr/bin/python3 "$(dirname "$0")/../kms_emulator/emulator.py" --port 0 --port-file "$TLS_DIR/port" --tls-cert "$TLS_DIR/server.pem" \
+    --tls-key "$TLS_DIR/server.key" --log "$TLS_DIR/emulator.log" >"$TLS_DIR/emulator.out" 2>&1 &
+TLS_EMU=$!
+for i in $(seq 1 100); do [ -s "$TLS_DIR/port" ] && break; sleep 0.05; done
+TLS_PORT=$(cat "$TLS_DIR/port" 2>/dev/null)
+if [ -n "$TLS_PORT" ]; then
+    psql_db -q -c "ALTER DATABASE pgck_hygiene SET pgcrypt_kms.aws_endpoint = 'https://127.0.0.1:$TLS_PORT'" \
+        -c "ALTER DATABASE pgck_hygiene SET pgcrypt_kms.ca_file = '$TLS_DIR/ca.pem'"
+    /usr/bin/python3 - "$PGBIN" "$PGHOST" "$PGPORT" "$PGCK_TMP" "https://127.0.0.1:$TLS_PORT" "$TLS_DIR/ca.pem" <<'PY'
+import sys
+from key_hygiene_lib import Checks, aws_core_checks
+check = Checks()
+aws_core_checks(check, *sys.argv[1:5], sys.argv[5], sys.argv[6], 'hyg_tls', 'https')
+sys.exit(check.bad)
+PY
+    check $? "the same over TLS"
+    psql_db -q -c "ALTER DATABASE pgck_hygiene RESET pgcrypt_kms.aws_endpoint" -c "ALTER DATABASE pgck_hygiene RESET pgcrypt_kms.ca_file"
+else
+    check 1 "a TLS emulator started ($(tail -3 "$TLS_DIR/emulator.out"))"
+fi
+kill "$TLS_EMU" 2>/dev/null; wait "$TLS_EMU" 2>/dev/null
 
 # 4. failed decryptions: one LOG line per statement, naming key/version/role/SQLSTATE
 psql_db -q -c "UPDATE t SET v = ('pgck:' || replace(encode(set_byte(decode(substr(v::text, 6), 'base64'), 30, get_byte(decode(substr(v::text, 6), 'base64'), 30) # 1), 'base64'), E'\n', ''))::enc_text WHERE id <= 50"

@@ -103,3 +103,43 @@ class Checks:
     def __call__(self, ok, what):
         print(('ok' if ok else 'not ok') + ' - ' + what)
         self.bad |= not ok
+
+
+def aws_core_checks(check, pgbin, host, port, tmp, endpoint, ca, name, how):
+    """Key `name` through AWS KMS at endpoint (the emulator; ca: its CA file for https, or
+    None): one session creates it (GenerateDataKey) and encrypts, a new one unwraps it
+    (Decrypt); neither backend's core holds the data key or the index key, raw, base64 (as
+    the JSON responses carry them) or hex."""
+    import base64
+    import botocore.session
+    marker = ('gcore_probe_' + name).encode()
+    a = Session(pgbin, host, port)
+    a.q("SET application_name = '%s'" % marker.decode())
+    a.q("SELECT kms_create_key('%s', 'aws-kms:alias/pgck-test', blind_index => 'exact')" % name)
+    a.q("CREATE TABLE t_%s AS SELECT g AS id, kms_encrypt('HygieneAws' || g, '%s') AS v "
+        "FROM generate_series(1, 50) g" % (name, name))
+    core_a, _ = gcore(a.pid(), os.path.join(tmp, 'hygiene_core_create'))
+    a.close()
+    b = Session(pgbin, host, port)
+    b.q("SET application_name = '%s'" % marker.decode())
+    # the probe unwraps the index key, the projection the data key
+    n = b.q("SELECT kms_decrypt(v) FROM t_%s WHERE kms_blind_index(v) = kms_blind_index('HygieneAws7', '%s')"
+            % (name, name))
+    wrapped = b.q("SELECT encode(wrapped_dek, 'hex') FROM pgcrypt_kms.key_versions WHERE key_name = '%s'" % name)
+    wrapped_idx = b.q("SELECT encode(index_key_wrapped, 'hex') FROM pgcrypt_kms.keys WHERE key_name = '%s'" % name)
+    core_b, _ = gcore(b.pid(), os.path.join(tmp, 'hygiene_core_decrypt'))
+    b.close()
+    kms = botocore.session.get_session().create_client(
+        'kms', region_name='us-east-1', endpoint_url=endpoint, verify=ca if ca else None,
+        aws_access_key_id=os.environ.get('AWS_ACCESS_KEY_ID', 'AKIDPGCKTEST000000001'),
+        aws_secret_access_key=os.environ.get('AWS_SECRET_ACCESS_KEY', ''))
+    keys = {}
+    for label, h in (('the DEK', wrapped), ('the index key', wrapped_idx)):
+        keys[label] = kms.decrypt(CiphertextBlob=bytes.fromhex(h[0]))['Plaintext'] if len(h) == 1 and h[0] else b''
+    check(n == ['HygieneAws7'] and all(len(k) == 32 for k in keys.values()),
+          f'{how}: two sessions used an aws-kms key; the emulator gave back its data key and index key')
+    for core, who in ((core_a, 'creating (GenerateDataKey)'), (core_b, 'unwrapping (Decrypt)')):
+        check(len(core) > 0 and marker in core, f'{how}: gcore of the {who} backend holds its heap ({len(core)} bytes)')
+        for label, k in keys.items():
+            for form, needle in (('raw', k), ('base64', base64.b64encode(k)), ('hex', k.hex().encode())):
+                check(len(k) == 32 and needle not in core, f'{how}: {label} ({form}) is not in the core of the {who} backend')
