@@ -378,7 +378,6 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
 				 errmsg("could not set up AES-256-GCM for key \"%s\" version %d", key_name, version)));
-	pgck_keymem_check_heap_keys();
 	PG_TRY();
 	{
 		slot = pgck_locked_alloc();
@@ -416,6 +415,8 @@ version_insert(uint32 id, const char *key_name, int32 version, PgckKeyState stat
 	dlist_push_head(&version_lru, &v->lru);
 	version_count++;
 	evict_to_bound();
+	/* the entry owns its keyed contexts: a warning cannot leak them */
+	pgck_keymem_check_heap_keys();
 	return v;
 }
 
@@ -650,7 +651,6 @@ unwrap_index_key(PgckKeyRow *row, const char *kms_key, bytea *wrapped, bytea *ch
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_KMS_FAILURE),
 					 errmsg("could not set up HMAC-SHA-256 for key \"%s\"", row->key_name)));
-		pgck_keymem_check_heap_keys();
 	}
 	PG_CATCH();
 	{
@@ -659,6 +659,7 @@ unwrap_index_key(PgckKeyRow *row, const char *kms_key, bytea *wrapped, bytea *ch
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	pgck_keymem_check_heap_keys();
 	return ikey;
 }
 
@@ -800,7 +801,6 @@ keycache_install_key(const char *name, uint32 current_id, PgckTransform transfor
 	hmac = pgck_hmac_new(ikey, PGCK_DEK_LEN);
 	if (hmac == NULL)
 		return;					/* the first use will unwrap it instead */
-	pgck_keymem_check_heap_keys();
 	memset(keybuf, 0, sizeof(keybuf));
 	strlcpy(keybuf, name, sizeof(keybuf));
 	PG_TRY();
@@ -830,6 +830,7 @@ keycache_install_key(const char *name, uint32 current_id, PgckTransform transfor
 	k->index_key_version = 1;
 	k->unwrapped_at = GetCurrentTimestamp();
 	k->validated_gen = cache_gen;
+	pgck_keymem_check_heap_keys();
 }
 
 /* Make the next pgck_keycache_key(name) re-read its keyring row. */

@@ -6,11 +6,13 @@
  *
  * A sorted array of (page, holders) records the pages marked here.  A page
  * is locked and marked MADV_DONTDUMP when its first holder arrives and
- * unlocked and marked MADV_DODUMP again when its last holder leaves.  Both
- * are properties of the mapping, so the kernel's core dump and gdb's gcore
- * (which reads the dd flag in /proc/PID/smaps) leave the page out, and
- * neither is inherited as a lock by a forked child (mlock never is; a child
- * that execs, as COPY ... TO PROGRAM does, drops the mapping anyway).
+ * unlocked and marked MADV_DODUMP again when its last holder leaves.  The
+ * dd flag is a property of the mapping, so the kernel's core dump and gdb's
+ * gcore (which reads it in /proc/PID/smaps) leave the page out.  A forked
+ * child inherits the flag but not the lock (memory locks never are); a child
+ * that execs drops the mapping anyway.  The kernel keeps these flags per
+ * mapping, so marking splits the heap's mapping around each marked run of
+ * pages (a few more entries in /proc/PID/maps, nothing else).
  *
  *-------------------------------------------------------------------------
  */
