@@ -13,8 +13,9 @@
  * Pages are reference-counted: objects that share a page keep it marked
  * until the last of them is released.  A page marked here may also hold
  * other heap data, which is then also locked and left out of core dumps.
- * The caller must release exactly what it held, after the object is freed
- * (freeing cleanses it first).  Not thread-safe (one backend, one thread).
+ * The caller must release exactly what it held, once the object's key
+ * material is gone (wiped, or freed by a function that cleanses it).  Not
+ * thread-safe (one backend, one thread).
  *
  *-------------------------------------------------------------------------
  */
