@@ -68,7 +68,10 @@ struct PgckAead
 	size_t		dec_held;
 };
 
-/* PGCK_KEYPAGES_DUMPABLE when a keyed object's pages could not be marked */
+/*
+ * PGCK_KEYPAGES_DUMPABLE when a keyed object's pages could not even be asked
+ * for (an EVP context, an unknown size); keypages.c records its own failures
+ */
 static int	unprotected = 0;
 
 /* The AES-256-GCM provider functions (all set, or ok is false) */
@@ -244,16 +247,17 @@ openssl_block_size(const void *p)
 static size_t
 hold_openssl_block(const void *p)
 {
-	size_t		size = openssl_block_size(p);
+	size_t		size;
 
 	if (p == NULL)
 		return 0;
-	if (size == 0 || !pgck_keypages_hold(p, size))
+	size = openssl_block_size(p);
+	if (size == 0)
 	{
 		unprotected |= PGCK_KEYPAGES_DUMPABLE;
 		return 0;
 	}
-	return size;
+	return pgck_keypages_hold(p, size) ? size : 0;
 }
 
 int
@@ -464,10 +468,7 @@ pgck_hmac_new(const uint8_t *key, size_t key_len)
 	if (h == NULL)
 		return NULL;
 	/* the keyed states are key-equivalent: their pages are marked first */
-	if (!pgck_keypages_hold(h, sizeof(PgckHmac)))
-		unprotected |= PGCK_KEYPAGES_DUMPABLE;
-	else
-		h->held = true;
+	h->held = pgck_keypages_hold(h, sizeof(PgckHmac));
 	memset(k, 0, sizeof(k));
 	if (key_len > sizeof(k))
 		SHA256(key, key_len, k);
