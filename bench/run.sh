@@ -11,6 +11,8 @@
 #   - ns/row of SELECT count(f(x)) net of SELECT count(x), for kms_encrypt,
 #     kms_decrypt, kms_blind_index(text,key) and pgcrypto's encrypt, decrypt,
 #     hmac (pgsodium's too when it is installed), with the ratios;
+#   - the floor: OpenSSL's primitives alone (bench/crypto_micro.c) in the same
+#     run, and how far each of our functions is above it;
 #   - bulk INSERT of N rows: encrypted + tagged + blind-indexed vs plain text +
 #     B-tree;
 #   - pgbench -M prepared point lookups through the blind index vs a plain
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
         --clients) CLIENTS=$2; shift 2 ;;
         --no-build) NO_BUILD=1; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -167,6 +169,22 @@ phase "scans: a warm-up round, then $RUNS rounds (one session, rounds interleave
     bench_kms_stats_sql scans
 } >"$PGCK_TMP/scans.sql"
 pgck_psql -q -At -F $'\t' -f "$PGCK_TMP/scans.sql" >>"$RAW" || bench_die "a scan failed"
+
+# ------------------------------------------------------------------ the floor
+# What OpenSSL's primitives alone cost on this machine, now (bench/crypto_micro.c,
+# the paths src/aead.c uses and their EVP fallback): the floor each per-row figure
+# above is compared with in the report.  Run on the idle cluster, RUNS times
+# (each the minimum of 7 measurements of thread CPU time); the report takes
+# the median.  A variant producing wrong bytes or accepting a tampered tag
+# fails the benchmark.
+phase "the floor: OpenSSL's primitives alone (bench/crypto_micro.c), $RUNS runs"
+cc -O2 -Wall -o "$PGCK_TMP/crypto_micro" "$BENCH_DIR/crypto_micro.c" -lcrypto 2>"$PGCK_TMP/crypto_micro.log" ||
+    { cat "$PGCK_TMP/crypto_micro.log" >&2; bench_die "bench/crypto_micro.c does not build"; }
+for r in $(seq 1 "$RUNS"); do
+    "$PGCK_TMP/crypto_micro" --tsv 200000 'provider,tag-params,sha256-ctx,4 KiB' 2>>"$PGCK_TMP/crypto_micro.log" |
+        awk -v r="$r" 'BEGIN { FS = OFS = "\t" } { $3 = r; print }' >>"$RAW"
+    [ "${PIPESTATUS[0]}" = 0 ] || { cat "$PGCK_TMP/crypto_micro.log" >&2; bench_die "bench/crypto_micro.c: a variant failed its check"; }
+done
 
 # ------------------------------------------------------------------ bulk insert
 phase "bulk INSERT of $ROWS rows: a warm-up, then $HEAVY_RUNS runs of each (interleaved)"
