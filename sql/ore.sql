@@ -154,8 +154,12 @@ SELECT count(*) FILTER (WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, '
        count(*) FILTER (WHERE kms_ore(dob) BETWEEN kms_ore('1980-01-01'::date, 'ore_dob', true) AND kms_ore('1989-12-31'::date, 'ore_dob', true))
      = count(*) FILTER (WHERE id % 2 = 1 AND plain_dob BETWEEN '1980-01-01' AND '1989-12-31') AS previous_probe_finds_the_rest
   FROM people_ore;
--- kms_reencrypt_table moves values off old DEK versions: rotate the DEK too, and it re-tags every value
-SELECT kms_rotate_key('ore_dob') AS dek_version;
+-- kms_reencrypt_table moves values off old DEK versions; kms_rotate_index_key made a new DEK version
+-- too, so the values not yet re-tagged (the odd half) are exactly those left on an older version
+SELECT count(*) FILTER (WHERE kms_version_id(dob) <> (SELECT version_id FROM kms_keys WHERE key_name = 'ore_dob' AND current))
+     = count(*) FILTER (WHERE id % 2 = 1) AS old_tags_are_on_older_versions,
+       count(*) FILTER (WHERE id % 2 = 1) AS odd_rows
+  FROM people_ore WHERE dob IS NOT NULL;
 CALL kms_reencrypt_table('people_ore', 'dob', batch => 7000);
 SELECT count(*) FILTER (WHERE get_byte(kms_ore_term_send(kms_ore(dob)), 2)
                            <> get_byte(kms_ore_term_send(kms_ore(0::int8, 'ore_dob')), 2)) AS terms_under_previous_order_key,

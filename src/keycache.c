@@ -1089,6 +1089,28 @@ pgck_kms_rotate_key(PG_FUNCTION_ARGS)
 }
 
 /*
+ * kms_rotate_index_key(name) → new index key version
+ *
+ * A new blind-index key, and with it a new data key version.  Every value
+ * tagged under the previous index key was then written under a data key
+ * version that is no longer current, so kms_reencrypt_table, which moves
+ * exactly those, re-tags every one of them: the rotation cannot be finished
+ * (kms_finish_index_rotation) over values that nothing re-tagged, which
+ * their lookups would then miss.  One transaction: other sessions see the
+ * new index key and the new version together.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_rotate_index_key);
+Datum
+pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int32		version = pgck_keyring_rotate_index_key(name);
+
+	(void) keycache_rotate(name, 0, false);
+	PG_RETURN_INT32(version);
+}
+
+/*
  * Statement trigger on the keyring tables: every change, by our functions,
  * by hand or by a restore, invalidates every backend's key cache at commit
  * (and this backend's at once, and again on abort).

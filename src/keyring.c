@@ -1547,18 +1547,15 @@ pgck_keyring_rotate(const char *name, uint32 expected_current, bool nowait,
 }
 
 /*
- * kms_rotate_index_key(name) → new index key version
- *
- * A new blind-index key becomes current for probes and new values; the
- * previous one is kept (kms_blind_index_all() still probes with it) until
- * kms_finish_index_rotation(), after the values were re-tagged
- * (kms_reencrypt) and the indexes rebuilt.
+ * kms_rotate_index_key's keyring part (the SQL function is in keycache.c,
+ * which also rotates the data key): a new blind-index key becomes current
+ * for probes and new values; the previous one is kept (kms_blind_index_all()
+ * still probes with it) until kms_finish_index_rotation(), after the values
+ * were re-tagged and the indexes rebuilt.  Returns the new index key version.
  */
-PG_FUNCTION_INFO_V1(pgck_kms_rotate_index_key);
-Datum
-pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
+int32
+pgck_keyring_rotate_index_key(const char *name)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	OwnerScope	scope;
 	volatile bool entered = false;
 	uint8	   *ikey = pgck_locked_alloc();
@@ -1634,7 +1631,7 @@ pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 		pgck_locked_free(ikey);
 	}
 	PG_END_TRY();
-	PG_RETURN_INT32(version);
+	return version;
 }
 
 /* kms_finish_index_rotation(name): forget the previous index key. */

@@ -131,6 +131,12 @@ extern int32 pgck_keyring_rotate(const char *name, uint32 expected_current, bool
 								 uint8 *dek, uint32 *id_out);
 
 /*
+ * kms_rotate_index_key's keyring part: a new index key, the previous one kept
+ * for probes until kms_finish_index_rotation().  Returns its version.
+ */
+extern int32 pgck_keyring_rotate_index_key(const char *name);
+
+/*
  * kms_create_key's work: checks the arguments, generates the first data key
  * into dek and, with a blind index, the index key into ikey (locked slots of
  * the caller's), inserts the rows and returns the new version id.

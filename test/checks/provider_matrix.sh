@@ -12,7 +12,7 @@
 # kms_rewrap_key along an Eulerian circuit of the complete directed graph on the five
 # providers: 20 moves, each ordered pair exactly once (the circuit is printed and checked).
 # After every move:
-#   - the count is 4 (2 DEK versions, 2 index keys) and the keyring names the new master key
+#   - the count is 5 (3 DEK versions, 2 index keys) and the keyring names the new master key
 #     for every version and for the index keys;
 #   - no row changed (md5 of the ciphertexts);
 #   - a new session in which the previous provider is made unusable (its key file, endpoint,
@@ -121,15 +121,15 @@ declare -A OFF=(
     [pkcs11]="SET pgcrypt_kms.pkcs11_module = '/nonexistent/pgck-no-module.so'"
 )
 
-# one key: two DEK versions, the index key rotated once (rows 1-40 tagged by the previous
-# index key), a KMS context
+# one key: three DEK versions (the index-key rotation makes the third), the index key rotated
+# once (rows 1-80 tagged by the previous index key), a KMS context
 sql -c "SELECT kms_create_key('mx', '${REF[local]}', blind_index => 'exact', kms_context => '{\"tenant\":\"7\"}')" \
     -c "CREATE TABLE mx AS SELECT g AS id, kms_encrypt('mx' || g, 'mx') AS v FROM generate_series(1, 40) g" \
     -c "SELECT kms_rotate_key('mx')" \
     -c "INSERT INTO mx SELECT g, kms_encrypt('mx' || g, 'mx') FROM generate_series(41, 80) g" \
     -c "SELECT kms_rotate_index_key('mx')" \
     -c "INSERT INTO mx SELECT g, kms_encrypt('mx' || g, 'mx') FROM generate_series(81, 120) g" >/dev/null
-check $? "key mx on ${REF[local]}: 2 DEK versions, index key rotated, context {\"tenant\":\"7\"}, 120 rows"
+check $? "key mx on ${REF[local]}: 3 DEK versions, index key rotated, context {\"tenant\":\"7\"}, 120 rows"
 rows_md5() { sql -c "SELECT md5(string_agg(v::text, ',' ORDER BY id)) FROM mx"; }
 BEFORE=$(rows_md5)
 # verify SETTING: a new session; decrypted, tag among the probes, found by the current probe
@@ -177,10 +177,10 @@ for ((i = 0; i + 1 < ${#C[@]}; i++)); do
     tag="move $((i + 1))/20 $from → $to"
     [ "$to" = aws-kms ] && emuctl reset-stats >/dev/null
     got=$(sql -c "SELECT kms_rewrap_key('mx', '${REF[$to]}')" 2>&1)
-    [ "$got" = 4 ]; check $? "$tag: 4 wrapped keys moved (2 DEK versions, 2 index keys) (got $got)"
+    [ "$got" = 5 ]; check $? "$tag: 5 wrapped keys moved (3 DEK versions, 2 index keys) (got $got)"
     k=$(keyring)
-    want="${REF[$to]}|${REF[$to]}|${REF[$to]}|2|true|"
-    [ "$k" = "$want" ]; check $? "$tag: the keyring names ${REF[$to]} for both versions and the index keys ($k)"
+    want="${REF[$to]}|${REF[$to]}|${REF[$to]}|3|true|"
+    [ "$k" = "$want" ]; check $? "$tag: the keyring names ${REF[$to]} for every version and the index keys ($k)"
     [ "$(rows_md5)" = "$BEFORE" ]; check $? "$tag: no row changed (md5 of the ciphertexts)"
     r=$(verify "${OFF[$from]}")
     [ "$r" = "120|120|40" ]; check $? "$tag: with $from unusable, a new session decrypts 120, 120 tags match a probe, 40 the current one (got $r)"

@@ -53,16 +53,17 @@ r=$(verify "SELECT 1")
 # ---------------------------------------------------------------- local → aws-kms
 emuctl reset-stats >/dev/null
 n=$(sql -c "SELECT kms_rewrap_key('mv', 'aws-kms:alias/pgck-test')" 2>&1)
-[ "$n" = "4" ]; check $? "local → aws-kms: 2 DEK versions and 2 index keys moved (got $n)"
+# 3 DEK versions: kms_rotate_index_key makes one too
+[ "$n" = "5" ]; check $? "local → aws-kms: 3 DEK versions and 2 index keys moved (got $n)"
 c=$(calls)
-[ "$c" = "Encrypt=4 Decrypt=0 ReEncrypt=0 GenerateDataKey=0" ]; check $? "... four KMS Encrypt calls and nothing else ($c)"
+[ "$c" = "Encrypt=5 Decrypt=0 ReEncrypt=0 GenerateDataKey=0" ]; check $? "... five KMS Encrypt calls and nothing else ($c)"
 ctx=$(emuctl call-log | $PY -c 'import json,sys; print(sorted(set(json.dumps(e.get("encryption_context"), sort_keys=True) for e in json.load(sys.stdin)["calls"] if e["op"] == "Encrypt")))')
 [ "$ctx" = "['{\"tenant\": \"7\"}']" ]; check $? "... each with the key's KMS context as EncryptionContext ($ctx)"
 [ "$(rows_md5)" = "$before" ]; check $? "... no row was touched"
 k=$(sql -c "SELECT string_agg(DISTINCT kms_key, ',') FROM pgcrypt_kms.key_versions WHERE key_name = 'mv'")
 ik=$(sql -c "SELECT kms_key || '|' || index_kms_key FROM pgcrypt_kms.keys WHERE key_name = 'mv'")
 arns=$(sql -c "SELECT count(*) FROM pgcrypt_kms.key_versions WHERE key_name = 'mv' AND kms_key_arn LIKE 'arn:aws:kms:%'")
-[ "$k" = "aws-kms:alias/pgck-test" ] && [ "$ik" = "aws-kms:alias/pgck-test|aws-kms:alias/pgck-test" ] && [ "$arns" = "2" ]
+[ "$k" = "aws-kms:alias/pgck-test" ] && [ "$ik" = "aws-kms:alias/pgck-test|aws-kms:alias/pgck-test" ] && [ "$arns" = "3" ]
 check $? "... the keyring names the new master key, with the key ARN KMS reported ($k; $ik; $arns ARNs)"
 r=$(verify "SET pgcrypt_kms.local_key_file = '/nonexistent/pgck-no-master.key'")
 [ "$r" = "120|120|40" ]; check $? "... without the local master key: 120 decrypt, 120 tags match, 40 the current probe (got $r)"
@@ -81,9 +82,9 @@ check $? "... and nothing changed ($c)"
 # ---------------------------------------------------------------- aws-kms → local
 emuctl reset-stats >/dev/null
 n=$(sql -c "SELECT kms_rewrap_key('mv', 'local:mv-b')" 2>&1)
-[ "$n" = "4" ]; check $? "aws-kms → local: 4 wrapped keys moved (got $n)"
+[ "$n" = "5" ]; check $? "aws-kms → local: 5 wrapped keys moved (got $n)"
 c=$(calls)
-[ "$c" = "Encrypt=0 Decrypt=4 ReEncrypt=0 GenerateDataKey=0" ]; check $? "... four KMS Decrypt calls and nothing else ($c)"
+[ "$c" = "Encrypt=0 Decrypt=5 ReEncrypt=0 GenerateDataKey=0" ]; check $? "... five KMS Decrypt calls and nothing else ($c)"
 [ "$(rows_md5)" = "$before" ]; check $? "... no row was touched"
 k=$(sql -c "SELECT string_agg(DISTINCT kms_key || '/' || coalesce(kms_key_arn, '-'), ',') FROM pgcrypt_kms.key_versions WHERE key_name = 'mv'")
 [ "$k" = "local:mv-b/-" ]; check $? "... versions name local:mv-b, with no key ARN left ($k)"
@@ -93,8 +94,8 @@ emuctl reset-stats >/dev/null
 n=$(sql -c "SELECT kms_rewrap_key('mv', 'local:mv-c')" 2>&1)
 c=$(calls)
 r=$(verify "SELECT 1")
-[ "$n" = "4" ] && [ "$c" = "Encrypt=0 Decrypt=0 ReEncrypt=0 GenerateDataKey=0" ] && [ "$r" = "120|120|40" ]
-check $? "local → local stays within the provider: 4 re-wrapped, no KMS call, all still decrypt ($n; $c; $r)"
+[ "$n" = "5" ] && [ "$c" = "Encrypt=0 Decrypt=0 ReEncrypt=0 GenerateDataKey=0" ] && [ "$r" = "120|120|40" ]
+check $? "local → local stays within the provider: 5 re-wrapped, no KMS call, all still decrypt ($n; $c; $r)"
 
 psql_as -d postgres -c "DROP DATABASE $DB" >/dev/null
 exit $fail

@@ -109,8 +109,9 @@ keyring_before=$(sql -c "$KEYRING_SQL") && counts_before=$(sql -c "$COUNTS_SQL")
     rotlookup_before=$(sql -c "$ROTLOOKUP_SQL")
 check $? "the state under 0.1.0 read back (keyring $counts_before, values $decrypt_before)"
 gone_before=$(gone_state)
-[ "$decrypt_before" = "193/193" ] && [ "$counts_before" = "6/8" ]
-check $? "under 0.1.0 every value decrypts and the keyring has 6 keys, 8 versions (got $decrypt_before, $counts_before)"
+# 9 versions: u_idx's index-key rotation also made a data key version (this build's library)
+[ "$decrypt_before" = "193/193" ] && [ "$counts_before" = "6/9" ]
+check $? "under 0.1.0 every value decrypts and the keyring has 6 keys, 9 versions (got $decrypt_before, $counts_before)"
 case $gone_before in "sqlstate "*) true ;; *) false ;; esac
 check $? "under 0.1.0 the destroyed key's value is refused ($gone_before)"
 case $lookup_before in *"Alice@Example.com:500,1000,1500,2000,2500,3000"*) true ;; *) false ;; esac
@@ -157,7 +158,7 @@ got=$(sql -c "INSERT INTO people VALUES (5000, 'alice@example.com', kms_encrypt(
           -c "SELECT count(*) FROM people WHERE kms_blind_index(email) = kms_blind_index('ALICE@example.com', 'u_email')")
 [ "$got" = 7 ]; check $? "a value written after the update is found by the blind index with the old ones (got $got)"
 got=$(sql -c "SELECT key_name || ':' || count(*) FROM pgcrypt_kms.key_versions GROUP BY key_name ORDER BY key_name" | tr '\n' ' ')
-[ "$got" = "u_aws:1 u_email:1 u_gone:1 u_idx:1 u_new:1 u_plain:1 u_rot:3 " ]
+[ "$got" = "u_aws:1 u_email:1 u_gone:1 u_idx:2 u_new:1 u_plain:1 u_rot:3 " ]
 check $? "no key version was added or lost by the update or the new encryptions ($got)"
 
 # ---------------------------------------------------------------- upgraded catalog = fresh install

@@ -151,10 +151,12 @@ for my $bad ([ "$tmp/small.pub.pem", 'an RSA-2048 key', qr/shorter than 3072 bit
 	is(sqlstate_of($r->{err}), '42501', 'kms_verify_wrappings is for the admin role only');
 }
 
-# rotations after the wrappings exist: manual, index key, automatic
+# rotations after the wrappings exist: index key (which rotates the data key too, as
+# kms_rotate_key does), automatic
 is($src->safe_psql('postgres', q{SELECT kms_rotate_index_key('cust')}), '2', 'index key rotated');
+is($src->safe_psql('postgres', q{SELECT count(*) FROM kms_keys WHERE key_name = 'cust'}), '2',
+	'... and with it the data key: a second version');
 $src->safe_psql('postgres', q{
-	SELECT kms_rotate_key('cust');
 	INSERT INTO people SELECT g, kms_encrypt('Person' || g || '@Example' || (g % 3) || '.org', 'cust'),
 	                          kms_encrypt((g * 1000)::int8, 'cust')
 	  FROM generate_series(21, 40) g;
