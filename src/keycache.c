@@ -1094,10 +1094,12 @@ pgck_kms_rotate_key(PG_FUNCTION_ARGS)
  * A new blind-index key, and with it a new data key version.  Every value
  * tagged under the previous index key was then written under a data key
  * version that is no longer current, so kms_reencrypt_table, which moves
- * exactly those, re-tags every one of them: the rotation cannot be finished
- * (kms_finish_index_rotation) over values that nothing re-tagged, which
- * their lookups would then miss.  One transaction: other sessions see the
- * new index key and the new version together.
+ * exactly those, re-tags every one of them, and a rotation finished after it
+ * (kms_finish_index_rotation) leaves no value whose lookups would miss it.
+ * Finishing before that still drops the probe for the values not yet
+ * re-tagged (kms_verify shows which versions a column still holds).  One
+ * transaction: other sessions see the new index key and the new version
+ * together.
  */
 PG_FUNCTION_INFO_V1(pgck_kms_rotate_index_key);
 Datum
