@@ -127,7 +127,7 @@ def micro_floor(runs, section):
     lines (micro, SECTION/VARIANT/SIZE, run, ns): (median ns over the runs, variant), or None.
     The gcm128 reference (no provider, so no FIPS) is never a floor."""
     best = None
-    for (kind, name), vals in runs.items():
+    for kind, name in runs:
         if kind != "micro":
             continue
         parts = name.split("/")
@@ -219,15 +219,23 @@ def main():
             return None
         return sum(prim[x][0] for x in secs)
 
+    def tagged_sql_floor():
+        """A tagged encryption's floor as a SQL function: this run's untagged kms_encrypt (one
+        seal in the cheapest function around it) plus the HMAC; None when either is missing."""
+        n_noidx = net("kms_encrypt_noidx")
+        if n_noidx is None or not prim["hmac"]:
+            return None
+        return n_noidx + prim["hmac"][0]
+
     def floor_note(ours, n_pgc):
         """For a missed target: the floor, alone and inside the cheapest SQL function."""
         f = floor_ns(ours)
         if f is None or not n_pgc:
             return ""
         note = f"; floor: the primitives alone {f / n_pgc:.2f}×"
-        n_noidx = net("kms_encrypt_noidx")
-        if ours == "kms_encrypt" and n_noidx is not None and prim["hmac"]:
-            note += f", in the cheapest SQL function {(n_noidx + prim['hmac'][0]) / n_pgc:.2f}×"
+        z = tagged_sql_floor() if ours == "kms_encrypt" else None
+        if z is not None:
+            note += f", in the cheapest SQL function {z / n_pgc:.2f}×"
         return note
     for ours, pgc, sod, target in PAIRS:
         n_ours = net(ours)
@@ -281,8 +289,8 @@ def main():
               f"{fmt(f / n_pgc if n_pgc else None, 2)}× | {fmt(n_ours)} | "
               f"{fmt(n_ours / n_pgc if n_pgc else None, 2)}× | {fmt(n_ours - f)} |")
         n_noidx, n_enc, n_pgc = net("kms_encrypt_noidx"), net("kms_encrypt"), net("pgc_encrypt")
-        if n_noidx is not None and n_enc is not None and n_pgc and prim["hmac"]:
-            z = n_noidx + prim["hmac"][0]
+        z = tagged_sql_floor()
+        if z is not None and n_enc is not None and n_pgc:
             w("")
             w(f"ours − floor is what running inside PostgreSQL costs: the function call, the key's cache "
               f"entry, the nonce bound, the header, the result's allocation. A tagged encryption is an "
