@@ -143,10 +143,19 @@ sanitizer_stage() {
     # The unit tests and fuzzers below keep full ASan, stack included.
     if ! make -s -j2 PGCK_CFLAGS="$sanflags --param asan-stack=0" PGCK_LDFLAGS="-fsanitize=address,undefined" >/dev/null ||
        ! make -s install DESTDIR="$PGCK_INST" >/dev/null ||
-       ! make -s unit PGCK_CFLAGS="$sanflags" PGCK_LDFLAGS="-fsanitize=address,undefined" >/dev/null; then
+       ! make -s -j2 unit PGCK_CFLAGS="$sanflags" PGCK_LDFLAGS="-fsanitize=address,undefined" >/dev/null; then
         record "sanitizer build" 1
         return
     fi
+    # positive control: every unit test about to run is the instrumented build
+    # (a "make clean" that kept the normal binaries once made this stage run
+    # those, unnoticed)
+    local t plain=''
+    for t in test/unit/test_*.c; do
+        ldd "${t%.c}" 2>/dev/null | grep -q 'libasan\.so' && ldd "${t%.c}" | grep -q 'libubsan\.so' || plain="$plain $(basename "${t%.c}")"
+    done
+    [ -z "$plain" ] || echo "not linked with the ASan and UBSan runtimes:$plain"
+    record "asan/unit tests are the instrumented build (libasan and libubsan linked)" $([ -z "$plain" ]; echo $?)
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_units "asan/"
     # The server is not instrumented, and preloading the ASan runtime into
     # Debian's postgres deadlocks in glibc's bindtextdomain at startup; so the
@@ -194,7 +203,7 @@ fi
 # ------------------------------------------------------------- C unit tests
 if want units; then
     pgck_log "C unit tests (pure modules)"
-    make -s unit || record "unit tests build" 1
+    make -s -j2 unit || record "unit tests build" 1
     run_units ""
 fi
 
