@@ -83,12 +83,50 @@ SELECT kms_rotate_index_key('bl_email');
 -- key is on an older one: kms_reencrypt_table, which moves exactly those, re-tags them all
 SELECT count(*) AS on_older_versions, (SELECT count(*) FROM people) AS all_rows FROM people
  WHERE kms_version_id(email) <> (SELECT version_id FROM kms_keys WHERE key_name = 'bl_email' AND current);
+-- finishing now would leave those values with tags no probe matches: refused, naming every
+-- column that holds some (the join and uniqueness tables above too), here also a column of a
+-- domain over enc_text
+CREATE DOMAIN bl_mail AS enc_text;
+CREATE TABLE bl_elsewhere (id int, m bl_mail);
+INSERT INTO bl_elsewhere SELECT id, email FROM people WHERE id <= 3;
+-- a partition (its parent has no rows of its own) and a materialized view count too; an
+-- unpopulated one cannot be read and holds nothing (the list shows five columns, then "...")
+CREATE TABLE bl_parted (id int, m enc_text) PARTITION BY RANGE (id);
+CREATE TABLE bl_parted_1 PARTITION OF bl_parted FOR VALUES FROM (0) TO (10);
+INSERT INTO bl_parted SELECT id, email FROM people WHERE id <= 2;
+CREATE MATERIALIZED VIEW bl_mv AS SELECT id, email FROM people WHERE id <= 4;
+CREATE MATERIALIZED VIEW bl_mv_empty AS SELECT id, email FROM people WITH NO DATA;
+SELECT kms_finish_index_rotation('bl_email');
 SET client_min_messages = warning;   -- one NOTICE per batch
 CALL kms_reencrypt_table('people', 'email', batch => 60000);
 RESET client_min_messages;
 REINDEX INDEX people_email_bidx;
 SELECT count(*) AS found_by_new_probe FROM people WHERE kms_blind_index(email) = :'probe_new'::bytea;
 SELECT count(*) AS old_tags_left FROM people WHERE kms_blind_index(email) = :'probe_before'::bytea;
+SELECT kms_finish_index_rotation('bl_email');   -- still refused: the other tables' values
+-- a role that cannot read every row of such a column cannot check it: refused, never skipped
+-- (terse: which columns it cannot read depends on the other tests' tables in this database)
+CREATE ROLE bl_admin;
+GRANT pgcrypt_kms_admin TO bl_admin;
+SET ROLE bl_admin;
+\set VERBOSITY terse
+SELECT kms_finish_index_rotation('bl_email');
+\set VERBOSITY default
+RESET ROLE;
+-- every table readable, but row security would hide bl_elsewhere's rows from it
+GRANT pg_read_all_data TO bl_admin;
+ALTER TABLE bl_elsewhere ENABLE ROW LEVEL SECURITY;
+SET ROLE bl_admin;
+SELECT kms_finish_index_rotation('bl_email');
+RESET ROLE;
+SET client_min_messages = warning;
+CALL kms_reencrypt_table('orders', 'customer_email');
+CALL kms_reencrypt_table('accounts', 'email');
+RESET client_min_messages;
+UPDATE bl_elsewhere SET m = kms_reencrypt(m);
+SELECT kms_finish_index_rotation('bl_email');   -- the partition and the materialized view
+UPDATE bl_parted SET m = kms_reencrypt(m);
+REFRESH MATERIALIZED VIEW bl_mv;
 SELECT kms_finish_index_rotation('bl_email');
 SELECT array_length(kms_blind_index_all('user5@example.com', 'bl_email'), 1) AS probes_after_finish;
 SELECT count(*) FILTER (WHERE kms_decrypt(email) = plain_email) AS all_decrypt_after_retag FROM people;
@@ -104,4 +142,19 @@ CREATE TABLE customers2 (id int, email enc_text, email_bidx bytea);
 INSERT INTO customers2 SELECT g, kms_encrypt(e, 'bl_email'), kms_blind_index(e, 'bl_email')
   FROM (SELECT g, 'cust' || g || '@example.com' AS e FROM generate_series(1, 100) g) s;
 SELECT count(*) AS column_equals_carried_tag FROM customers2 WHERE email_bidx = kms_blind_index(email);
-DROP TABLE people, orders, accounts, trunc, customers, customers2;
+-- force => true forgets the previous index key without looking (the values it leaves are then
+-- found by neither probe)
+SELECT kms_create_key('bl_force', 'local:regress', blind_index => 'exact');
+CREATE TABLE bl_forced (v enc_text);
+INSERT INTO bl_forced VALUES (kms_encrypt('f1', 'bl_force'));
+SELECT kms_rotate_index_key('bl_force');
+SELECT kms_finish_index_rotation('bl_force');
+SELECT kms_finish_index_rotation('bl_force', force => true);
+SELECT array_length(kms_blind_index_all('f1', 'bl_force'), 1) AS probes_after_forced_finish,
+       (SELECT count(*) FROM bl_forced WHERE kms_blind_index(v) = kms_blind_index('f1', 'bl_force')) AS found_after_forced_finish;
+SELECT kms_finish_index_rotation('bl_force', force => true);   -- nothing in progress any more
+DROP MATERIALIZED VIEW bl_mv, bl_mv_empty;
+DROP TABLE people, orders, accounts, trunc, customers, customers2, bl_elsewhere, bl_parted, bl_forced;
+DROP DOMAIN bl_mail;
+REVOKE pgcrypt_kms_admin, pg_read_all_data FROM bl_admin;
+DROP ROLE bl_admin;

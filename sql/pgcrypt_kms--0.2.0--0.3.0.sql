@@ -896,3 +896,15 @@ COMMENT ON FUNCTION @extschema@.kms_cache_stats() IS 'this backend''s key cache 
 REVOKE ALL ON FUNCTION @extschema@.kms_cache_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 -- ================================================================ end of issue 15
+
+-- kms_finish_index_rotation refuses while a value of the key is still on a
+-- version older than the active one (tagged under the previous index key:
+-- lookups would miss it once that key is forgotten); it counts them in every
+-- enc_text column the caller can read in full, and refuses if it cannot read
+-- one.  force => true forgets the previous index key without looking.
+COMMENT ON FUNCTION @extschema@.kms_finish_index_rotation(text) IS 'forget the previous blind-index key, once no value of the key is left on an older data key version (re-tagged with kms_reencrypt_table)';
+CREATE FUNCTION @extschema@.kms_finish_index_rotation(name text, force bool) RETURNS void
+    AS 'MODULE_PATHNAME', 'pgck_kms_finish_index_rotation' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) IS 'as kms_finish_index_rotation(name); force => true skips the check that every value was re-tagged';
+REVOKE ALL ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) TO pgcrypt_kms_admin;

@@ -96,9 +96,12 @@ SELECT kms_create_key('sec', 'local:regress', blind_index => 'exact');
 INSERT INTO sec SELECT g, kms_encrypt('secret ' || g, 'sec') FROM generate_series(1, 50) g;
 SELECT kms_rotate_key('sec');
 SELECT kms_rotate_index_key('sec');
+-- refused (50 values not yet re-tagged): its scan of the enc_text columns runs as the caller,
+-- under this search_path, and counts them all the same
 SELECT kms_finish_index_rotation('sec');
 SELECT kms_set_key_state('sec', 1, 'decrypt-only');
 CALL kms_reencrypt_table('sec', 'v', batch => 20);
+SELECT kms_finish_index_rotation('sec');
 SELECT kms_flush_cache();
 SELECT kms_decrypt(v) AS decrypted FROM sec ORDER BY id LIMIT 3;
 SELECT key_name, version, state FROM kms_keys WHERE key_name LIKE 'sec' ORDER BY version;

@@ -33,10 +33,12 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "access/parallel.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
@@ -1634,12 +1636,186 @@ pgck_keyring_rotate_index_key(const char *name)
 	return version;
 }
 
-/* kms_finish_index_rotation(name): forget the previous index key. */
-PG_FUNCTION_INFO_V1(pgck_kms_finish_index_rotation);
-Datum
-pgck_kms_finish_index_rotation(PG_FUNCTION_ARGS)
+/*
+ * The values of a key still tagged under its previous index key, refused
+ * before kms_finish_index_rotation forgets that key: lookups would miss them
+ * from then on, silently.  kms_rotate_index_key makes a new data key version
+ * current, so every value tagged under the previous index key is on an older
+ * version; a value on any version older than the active one counts (one
+ * moved by a later kms_rotate_key too, which kms_reencrypt_table also moves).
+ * older is the int4[] of those versions' ids.  Runs as the caller: every
+ * enc_text column (or column of a domain over enc_text) of a table or a
+ * populated materialized view of this database, except other sessions' temp
+ * tables, is counted in one scan per table; a column the caller cannot read
+ * in full (no SELECT, or row security applies) is refused, never skipped.
+ */
+static void
+refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			types[2] = {OIDOID, INT4ARRAYOID};
+	Datum		values[2] = {ObjectIdGetDatum(ext_schema), older};
+	const char *fn = quote_identifier(get_namespace_name(ext_schema));
+	MemoryContext caller = CurrentMemoryContext;
+	StringInfoData detail;
+	StringInfoData sql;
+	char	   *unreadable = NULL;
+	int			nunreadable = 0;
+	int64		total = 0;
+	int			nshown = 0;
+	uint64		ncols;
+	char	  **rels;
+	char	  **cols;
+	uint64		i;
+
+	initStringInfo(&detail);	/* in the caller's context: read after SPI_finish */
+	SPI_connect();
+	/* the columns, grouped by table, as the caller sees the catalog */
+	execute_admin("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::pg_catalog.text,"
+				  "       pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT')"
+				  "       AND NOT pg_catalog.row_security_active(c.oid)"
+				  "  FROM pg_catalog.pg_attribute a"
+				  "  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid"
+				  "  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+				  "  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid"
+				  "  JOIN pg_catalog.pg_type e ON e.typname OPERATOR(pg_catalog.=) 'enc_text'"
+				  "       AND e.typnamespace OPERATOR(pg_catalog.=) $1"
+				  " WHERE (t.oid OPERATOR(pg_catalog.=) e.oid OR t.typbasetype OPERATOR(pg_catalog.=) e.oid)"
+				  "   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped"
+				  "   AND (c.relkind OPERATOR(pg_catalog.=) 'r'"
+				  "        OR (c.relkind OPERATOR(pg_catalog.=) 'm' AND c.relispopulated))"
+				  "   AND (c.relpersistence OPERATOR(pg_catalog.<>) 't'"
+				  "        OR c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())"
+				  " ORDER BY c.oid, a.attnum",
+				  1, types, values, NULL);
+	ncols = SPI_processed;
+	rels = palloc(sizeof(char *) * Max(ncols, 1));
+	cols = palloc(sizeof(char *) * Max(ncols, 1));
+	for (i = 0; i < ncols; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		rels[i] = col_text(tup, desc, 1, caller);
+		cols[i] = col_text(tup, desc, 2, caller);
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+		{
+			if (nunreadable++ == 0)
+				unreadable = psprintf("%s.%s", rels[i], quote_identifier(cols[i]));
+		}
+	}
+	if (nunreadable > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot check that no value of key \"%s\" still carries a tag of its previous index key", name),
+				 errdetail_plural("This role cannot read every row of %d enc_text column (%s).",
+								  "This role cannot read every row of %d enc_text columns (the first: %s).",
+								  nunreadable, nunreadable, unreadable),
+				 errhint("Call kms_finish_index_rotation as a role that can read them, or, once they are re-tagged, with force => true.")));
+
+	/* one scan per table, a count per column */
+	initStringInfo(&sql);
+	for (i = 0; i < ncols;)
+	{
+		uint64		first = i;
+		uint64		j;
+
+		resetStringInfo(&sql);
+		appendStringInfoString(&sql, "SELECT ");
+		for (j = first; j < ncols && strcmp(rels[j], rels[first]) == 0; j++)
+			appendStringInfo(&sql, "%spg_catalog.count(*) FILTER (WHERE %s.kms_version_id(%s) OPERATOR(pg_catalog.=) ANY ($2))",
+							 j > first ? ", " : "", fn, quote_identifier(cols[j]));
+		appendStringInfo(&sql, " FROM ONLY %s", rels[first]);
+		execute_admin(sql.data, 2, types, values, NULL);
+		for (i = first; i < j; i++)
+		{
+			bool		isnull;
+			int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+														(int) (i - first + 1), &isnull));
+
+			if (n == 0)
+				continue;
+			total += n;
+			if (nshown++ < 5)
+				appendStringInfo(&detail, "%s%s.%s: " INT64_FORMAT, nshown > 1 ? ", " : "",
+								 rels[i], quote_identifier(cols[i]), n);
+		}
+	}
+	SPI_finish();
+	if (total > 0)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg_plural("key \"%s\" has " INT64_FORMAT " value not yet re-tagged under its new index key",
+							   "key \"%s\" has " INT64_FORMAT " values not yet re-tagged under its new index key",
+							   (unsigned long) total, name, total),
+				 errdetail("Values on a version older than the active one (%s%s); lookups would no longer find them once the previous index key is forgotten.",
+						   detail.data, nshown > 5 ? ", ..." : ""),
+				 errhint("Re-tag them with CALL kms_reencrypt_table(table, column) and rebuild the indexes first, or pass force => true to forget the previous index key anyway.")));
+}
+
+/*
+ * kms_finish_index_rotation's keyring read: locks the key's row (to the end
+ * of the transaction), checks that a rotation is in progress, and returns the
+ * int4[] of the key's versions older than the active one (in the caller's
+ * memory context; 0 when there are none, or when asked for none).
+ */
+static Datum
+finish_rotation_begin(const char *name, bool want_older)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	OwnerScope	scope;
+	volatile Datum older = (Datum) 0;
+
+	owner_scope_enter(&scope);
+	PG_TRY();
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(name)};
+		bool		isnull;
+		Datum		d;
+
+		SPI_connect();
+		execute_admin("SELECT prev_index_key_wrapped IS NOT NULL FROM " KEYRING_SCHEMA ".keys"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+					  1, types, values, NULL);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
+					 errmsg("the key name does not name a key in the keyring"),
+					 errdetail(UNKNOWN_NAME_DETAIL)));
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KEY_STATE),
+					 errmsg("no index key rotation of key \"%s\" is in progress", name)));
+		if (want_older)
+		{
+			execute_admin("SELECT pg_catalog.array_agg(id) FROM " KEYRING_SCHEMA ".key_versions"
+						  " WHERE key_name OPERATOR(pg_catalog.=) $1"
+						  "   AND state OPERATOR(pg_catalog.<>) 'active' AND wrapped_dek IS NOT NULL",
+						  1, types, values, NULL);
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull)
+			{
+				MemoryContext spi = MemoryContextSwitchTo(caller);
+
+				older = PointerGetDatum(DatumGetArrayTypePCopy(d));
+				MemoryContextSwitchTo(spi);
+			}
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		owner_scope_leave(&scope);
+	}
+	PG_END_TRY();
+	return older;
+}
+
+/* kms_finish_index_rotation's keyring write: forget the previous index key. */
+static void
+finish_rotation_forget(const char *name)
+{
 	OwnerScope	scope;
 
 	owner_scope_enter(&scope);
@@ -1650,22 +1826,8 @@ pgck_kms_finish_index_rotation(PG_FUNCTION_ARGS)
 
 		SPI_connect();
 		execute_admin("UPDATE " KEYRING_SCHEMA ".keys SET prev_index_key_wrapped = NULL, prev_index_key_check = NULL"
-					  " WHERE key_name OPERATOR(pg_catalog.=) $1"
-					  "   AND prev_index_key_wrapped IS NOT NULL",
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1",
 					  1, types, values, NULL);
-		if (SPI_processed == 0)
-		{
-			execute_admin("SELECT 1 FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1",
-						  1, types, values, NULL);
-			if (SPI_processed == 0)
-				ereport(ERROR,
-						(errcode(PGCK_ERRCODE_UNKNOWN_KEY),
-						 errmsg("the key name does not name a key in the keyring"),
-						 errdetail(UNKNOWN_NAME_DETAIL)));
-			ereport(ERROR,
-					(errcode(PGCK_ERRCODE_KEY_STATE),
-					 errmsg("no index key rotation of key \"%s\" is in progress", name)));
-		}
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -1673,6 +1835,23 @@ pgck_kms_finish_index_rotation(PG_FUNCTION_ARGS)
 		owner_scope_leave(&scope);
 	}
 	PG_END_TRY();
+}
+
+/*
+ * kms_finish_index_rotation(name [, force]): forget the previous index key,
+ * after checking (unless force) that no value still needs it.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_finish_index_rotation);
+Datum
+pgck_kms_finish_index_rotation(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bool		force = PG_NARGS() > 1 && PG_GETARG_BOOL(1);
+	Datum		older = finish_rotation_begin(name, !force);
+
+	if (older != (Datum) 0)
+		refuse_old_tags(name, older, get_func_namespace(fcinfo->flinfo->fn_oid));
+	finish_rotation_forget(name);
 	PG_RETURN_VOID();
 }
 
