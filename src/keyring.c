@@ -1269,11 +1269,15 @@ execute_admin(const char *sql, int nargs, Oid *types, Datum *values, const char 
 	return ret;
 }
 
-/* Refuse a duplicate key name before spending KMS calls on it. */
-static void
-check_key_absent(const char *name)
+/*
+ * One keyring statement whose only parameter ($1) is a key name, run as the
+ * keyring's owner; returns SPI_processed.
+ */
+static uint64
+keyring_exec_named(const char *sql, const char *name)
 {
 	OwnerScope	scope;
+	volatile uint64 processed = 0;
 
 	owner_scope_enter(&scope);
 	PG_TRY();
@@ -1282,13 +1286,8 @@ check_key_absent(const char *name)
 		Datum		values[1] = {CStringGetTextDatum(name)};
 
 		SPI_connect();
-		execute_admin("SELECT 1 FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1",
-					  1, types, values, NULL);
-		if (SPI_processed > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("key \"%s\" already exists", name),
-					 errhint("Use kms_rotate_key() for a new data key version.")));
+		execute_admin(sql, 1, types, values, NULL);
+		processed = SPI_processed;
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -1296,6 +1295,19 @@ check_key_absent(const char *name)
 		owner_scope_leave(&scope);
 	}
 	PG_END_TRY();
+	return processed;
+}
+
+/* Refuse a duplicate key name before spending KMS calls on it. */
+static void
+check_key_absent(const char *name)
+{
+	if (keyring_exec_named("SELECT 1 FROM " KEYRING_SCHEMA ".keys WHERE key_name OPERATOR(pg_catalog.=) $1",
+						   name) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("key \"%s\" already exists", name),
+				 errhint("Use kms_rotate_key() for a new data key version.")));
 }
 
 /* Insert a new key and its version 1; returns the version id. */
@@ -1816,25 +1828,8 @@ finish_rotation_begin(const char *name, bool want_older)
 static void
 finish_rotation_forget(const char *name)
 {
-	OwnerScope	scope;
-
-	owner_scope_enter(&scope);
-	PG_TRY();
-	{
-		Oid			types[1] = {TEXTOID};
-		Datum		values[1] = {CStringGetTextDatum(name)};
-
-		SPI_connect();
-		execute_admin("UPDATE " KEYRING_SCHEMA ".keys SET prev_index_key_wrapped = NULL, prev_index_key_check = NULL"
-					  " WHERE key_name OPERATOR(pg_catalog.=) $1",
-					  1, types, values, NULL);
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		owner_scope_leave(&scope);
-	}
-	PG_END_TRY();
+	(void) keyring_exec_named("UPDATE " KEYRING_SCHEMA ".keys SET prev_index_key_wrapped = NULL, prev_index_key_check = NULL"
+							  " WHERE key_name OPERATOR(pg_catalog.=) $1", name);
 }
 
 /*
