@@ -150,9 +150,12 @@ sanitizer_stage() {
     # positive control: every unit test about to run is the instrumented build
     # (a "make clean" that kept the normal binaries once made this stage run
     # those, unnoticed)
-    local t plain=''
+    # (ldd's output is read whole: "ldd | grep -q" under pipefail fails at
+    # random when grep stops reading and ldd gets SIGPIPE)
+    local t libs plain=''
     for t in test/unit/test_*.c; do
-        ldd "${t%.c}" 2>/dev/null | grep -q 'libasan\.so' && ldd "${t%.c}" | grep -q 'libubsan\.so' || plain="$plain $(basename "${t%.c}")"
+        libs=$(ldd "${t%.c}" 2>/dev/null)
+        [[ $libs == *libasan.so* && $libs == *libubsan.so* ]] || plain="$plain $(basename "${t%.c}")"
     done
     [ -z "$plain" ] || echo "not linked with the ASan and UBSan runtimes:$plain"
     record "asan/unit tests are the instrumented build (libasan and libubsan linked)" $([ -z "$plain" ]; echo $?)
