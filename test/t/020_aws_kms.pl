@@ -291,18 +291,28 @@ $r = run_sql($node, qq{SET client_min_messages = debug1; SET pgcrypt_kms.aws_end
 is(sqlstate_of($r->{err}), '58000', 'connection refused: 58000');
 like($r->{err}, qr/could not connect: .*\(3 attempts\)/, '... after 3 attempts');
 
-# connect timeout: a port whose accept queue is full never answers the SYN
+# connect timeout: a port whose accept queue is full never answers the SYN.  The time is
+# taken in the backend, around the statement (the error is re-raised as it was): psql's wall
+# time also counts whatever stalls the client after the error (once 6.6 s, in a CI run whose
+# server log shows the statement failing after 0.69 s)
 for my $attempts (1, 2)
 {
 	$r = run_sql($node, qq{SET pgcrypt_kms.aws_endpoint = '$blackhole->{url}';
 		SET pgcrypt_kms.kms_connect_timeout = 300; SET pgcrypt_kms.kms_max_attempts = $attempts;
-		@{[ decrypt_sql('pii', plain_expr('pii')) ]}});
+		DO \$t\$ DECLARE t0 timestamptz := clock_timestamp();
+		BEGIN PERFORM kms_decrypt(v) FROM vals WHERE k = 'pii';
+		EXCEPTION WHEN OTHERS THEN
+			RAISE NOTICE 'backend ms: %', round(extract(epoch FROM clock_timestamp() - t0) * 1000);
+			RAISE;
+		END \$t\$;});
 	is(sqlstate_of($r->{err}), '58000', "connect timeout, $attempts attempt(s): 58000");
 	like($r->{err}, qr/timed out.*\($attempts attempts?\)/, '... timed out') or diag $r->{err};
+	my ($ms) = $r->{err} =~ /backend ms: (\d+)/;
 	my $lo = 300 * $attempts - 50;
 	my $hi = 300 * $attempts + 200 * $attempts + 700;
-	ok($r->{ms} >= $lo && $r->{ms} < $hi,
-		sprintf('... after %.0f ms (kms_connect_timeout = 300 ms per attempt; %d..%d)', $r->{ms}, $lo, $hi));
+	ok(defined $ms && $ms >= $lo && $ms < $hi,
+		sprintf('... after %s ms in the backend (kms_connect_timeout = 300 ms per attempt; %d..%d; psql: %.0f ms)',
+			$ms // '?', $lo, $hi, $r->{ms}));
 }
 
 # total timeout: a response slower than kms_timeout
