@@ -54,11 +54,9 @@ PG_LDFLAGS = $(PGCK_LDFLAGS)
 # read, so a list set after it was never removed, and the sanitizer stage's
 # "make clean" left the uninstrumented unit tests in place.  test/fuzz/bin is
 # not in it: a failed fuzz run's crash inputs are kept there (test/fuzz/run.sh
-# rebuilds the fuzzers each time).
-EXTRA_CLEAN = test/results test/unit/obj
-EXTRA_CLEAN += test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/unit/test_pkcs11_uri
-EXTRA_CLEAN += test/unit/test_vault_json test/unit/test_kmip_ttlv test/unit/test_ore test/unit/test_envelope_ext
-EXTRA_CLEAN += test/unit/test_escrow test/unit/test_keypages
+# rebuilds the fuzzers each time).  UNIT_OBJDIR and UNIT_TESTS are set below:
+# the list is expanded only when clean runs.
+EXTRA_CLEAN = test/results $(UNIT_OBJDIR) $(UNIT_TESTS)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -149,9 +149,8 @@ sanitizer_stage() {
     fi
     # positive control: every unit test about to run is the instrumented build
     # (a "make clean" that kept the normal binaries once made this stage run
-    # those, unnoticed)
-    # (ldd's output is read whole: "ldd | grep -q" under pipefail fails at
-    # random when grep stops reading and ldd gets SIGPIPE)
+    # those, unnoticed).  ldd's output is read whole: "ldd | grep -q" under
+    # pipefail fails at random when grep stops reading and ldd gets SIGPIPE.
     local t libs plain=''
     for t in test/unit/test_*.c; do
         libs=$(ldd "${t%.c}" 2>/dev/null)
