@@ -80,7 +80,7 @@ pgck_build_install || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; 
 REGRESS=${PGCK_REGRESS:-$(sed -n "s/^REGRESS = //p" Makefile)}
 PG_REGRESS=$(dirname "$("$PGCK_PG_CONFIG" --pgxs)")/../test/regress/pg_regress
 PG_ISOLATION=$(dirname "$PG_REGRESS")/../isolation/pg_isolation_regress
-ISO_TESTS=$(cd test/isolation/specs && ls *.spec | sed 's/\.spec$//')
+ISO_TESTS=${PGCK_ISOLATION:-$(cd test/isolation/specs && ls *.spec | sed 's/\.spec$//')}
 
 # run_regress LABEL DIR: pg_regress and the isolation tests against $PGHOST/$PGPORT
 run_regress() {
