@@ -38,6 +38,9 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -1649,6 +1652,48 @@ pgck_keyring_rotate_index_key(const char *name)
 }
 
 /*
+ * Wait until every transaction of this database that is in progress now
+ * (other than ours, and vacuum's) has ended, prepared ones included, as
+ * CREATE INDEX CONCURRENTLY waits for older transactions.  One that
+ * encrypted under the previous index key before the rotation committed may
+ * still be about to commit the value; once they have all ended, every value
+ * of the key that will ever be committed from a transaction that saw the old
+ * version is committed (or gone), and a snapshot taken afterwards counts it.
+ * The waits are lock waits: cancel, lock_timeout and statement_timeout end
+ * them, the deadlock detector sees them, and pg_stat_activity shows them as
+ * wait_event virtualxid.
+ */
+static void
+wait_for_running_transactions(void)
+{
+	int			n;
+	VirtualTransactionId *vxids = GetCurrentVirtualXIDs(InvalidTransactionId, false, false,
+														 PROC_IS_AUTOVACUUM | PROC_IN_VACUUM, &n);
+
+	for (int i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		(void) VirtualXactLock(vxids[i], true);
+	}
+	pfree(vxids);
+}
+
+/* One statement of refuse_old_tags, read-only under the given snapshot. */
+static void
+execute_in_snapshot(const char *sql, int nargs, Oid *types, Datum *values, Snapshot snap)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+	int			ret;
+
+	if (plan == NULL)
+		elog(ERROR, "keyring statement failed: %s", SPI_result_code_string(SPI_result));
+	ret = SPI_execute_snapshot(plan, values, NULL, snap, InvalidSnapshot, true, false, 0);
+	if (ret < 0)
+		elog(ERROR, "keyring statement failed: %s", SPI_result_code_string(ret));
+	SPI_freeplan(plan);
+}
+
+/*
  * The values of a key still tagged under its previous index key, refused
  * before kms_finish_index_rotation forgets that key: lookups would miss them
  * from then on, silently.  kms_rotate_index_key makes a new data key version
@@ -1660,6 +1705,10 @@ pgck_keyring_rotate_index_key(const char *name)
  * populated materialized view of this database, except other sessions' temp
  * tables, is counted in one scan per table; a column the caller cannot read
  * in full (no SELECT, or row security applies) is refused, never skipped.
+ * First it waits for the transactions in progress (above); then the catalog
+ * and every table are read under one snapshot taken after that wait, also
+ * when the caller's transaction is REPEATABLE READ or SERIALIZABLE, whose
+ * own snapshot would not see what the waited-for transactions committed.
  */
 static void
 refuse_old_tags(const char *name, Datum older, Oid ext_schema)
@@ -1679,10 +1728,14 @@ refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 	char	  **cols;
 	uint64		i;
 
+	Snapshot	snap;
+
 	initStringInfo(&detail);	/* in the caller's context: read after SPI_finish */
+	wait_for_running_transactions();
+	snap = RegisterSnapshot(GetLatestSnapshot());
 	SPI_connect();
 	/* the columns, grouped by table, as the caller sees the catalog */
-	execute_admin("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::pg_catalog.text,"
+	execute_in_snapshot("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::pg_catalog.text,"
 				  "       pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT')"
 				  "       AND NOT pg_catalog.row_security_active(c.oid)"
 				  "  FROM pg_catalog.pg_attribute a"
@@ -1698,7 +1751,7 @@ refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 				  "   AND (c.relpersistence OPERATOR(pg_catalog.<>) 't'"
 				  "        OR c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())"
 				  " ORDER BY c.oid, a.attnum",
-				  1, types, values, NULL);
+				  1, types, values, snap);
 	ncols = SPI_processed;
 	rels = palloc(sizeof(char *) * Max(ncols, 1));
 	cols = palloc(sizeof(char *) * Max(ncols, 1));
@@ -1735,10 +1788,10 @@ refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 		resetStringInfo(&sql);
 		appendStringInfoString(&sql, "SELECT ");
 		for (j = first; j < ncols && strcmp(rels[j], rels[first]) == 0; j++)
-			appendStringInfo(&sql, "%spg_catalog.count(*) FILTER (WHERE %s.kms_version_id(%s) OPERATOR(pg_catalog.=) ANY ($2))",
+			appendStringInfo(&sql, "%spg_catalog.count(*) FILTER (WHERE %s.kms_version_id(%s) OPERATOR(pg_catalog.=) ANY ($1))",
 							 j > first ? ", " : "", fn, quote_identifier(cols[j]));
 		appendStringInfo(&sql, " FROM ONLY %s", rels[first]);
-		execute_admin(sql.data, 2, types, values, NULL);
+		execute_in_snapshot(sql.data, 1, &types[1], &values[1], snap);	/* $1: the versions */
 		for (i = first; i < j; i++)
 		{
 			bool		isnull;
@@ -1754,6 +1807,7 @@ refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 		}
 	}
 	SPI_finish();
+	UnregisterSnapshot(snap);
 	if (total > 0)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KEY_STATE),
