@@ -1727,7 +1727,6 @@ refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 	char	  **rels;
 	char	  **cols;
 	uint64		i;
-
 	Snapshot	snap;
 
 	initStringInfo(&detail);	/* in the caller's context: read after SPI_finish */
@@ -1736,22 +1735,22 @@ refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 	SPI_connect();
 	/* the columns, grouped by table, as the caller sees the catalog */
 	execute_in_snapshot("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::pg_catalog.text,"
-				  "       pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT')"
-				  "       AND NOT pg_catalog.row_security_active(c.oid)"
-				  "  FROM pg_catalog.pg_attribute a"
-				  "  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid"
-				  "  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
-				  "  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid"
-				  "  JOIN pg_catalog.pg_type e ON e.typname OPERATOR(pg_catalog.=) 'enc_text'"
-				  "       AND e.typnamespace OPERATOR(pg_catalog.=) $1"
-				  " WHERE (t.oid OPERATOR(pg_catalog.=) e.oid OR t.typbasetype OPERATOR(pg_catalog.=) e.oid)"
-				  "   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped"
-				  "   AND (c.relkind OPERATOR(pg_catalog.=) 'r'"
-				  "        OR (c.relkind OPERATOR(pg_catalog.=) 'm' AND c.relispopulated))"
-				  "   AND (c.relpersistence OPERATOR(pg_catalog.<>) 't'"
-				  "        OR c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())"
-				  " ORDER BY c.oid, a.attnum",
-				  1, types, values, snap);
+						"       pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT')"
+						"       AND NOT pg_catalog.row_security_active(c.oid)"
+						"  FROM pg_catalog.pg_attribute a"
+						"  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid"
+						"  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+						"  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid"
+						"  JOIN pg_catalog.pg_type e ON e.typname OPERATOR(pg_catalog.=) 'enc_text'"
+						"       AND e.typnamespace OPERATOR(pg_catalog.=) $1"
+						" WHERE (t.oid OPERATOR(pg_catalog.=) e.oid OR t.typbasetype OPERATOR(pg_catalog.=) e.oid)"
+						"   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped"
+						"   AND (c.relkind OPERATOR(pg_catalog.=) 'r'"
+						"        OR (c.relkind OPERATOR(pg_catalog.=) 'm' AND c.relispopulated))"
+						"   AND (c.relpersistence OPERATOR(pg_catalog.<>) 't'"
+						"        OR c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())"
+						" ORDER BY c.oid, a.attnum",
+						1, types, values, snap);
 	ncols = SPI_processed;
 	rels = palloc(sizeof(char *) * Max(ncols, 1));
 	cols = palloc(sizeof(char *) * Max(ncols, 1));
