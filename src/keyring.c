@@ -1705,10 +1705,10 @@ execute_in_snapshot(const char *sql, int nargs, Oid *types, Datum *values, Snaps
  * populated materialized view of this database, except other sessions' temp
  * tables, is counted in one scan per table; a column the caller cannot read
  * in full (no SELECT, or row security applies) is refused, never skipped.
- * First it waits for the transactions in progress (above); then the catalog
- * and every table are read under one snapshot taken after that wait, also
- * when the caller's transaction is REPEATABLE READ or SERIALIZABLE, whose
- * own snapshot would not see what the waited-for transactions committed.
+ * Called after the wait for the transactions in progress (above): the
+ * catalog and every table are read under one snapshot taken now, also when
+ * the caller's transaction is REPEATABLE READ or SERIALIZABLE, whose own
+ * snapshot would not see what the waited-for transactions committed.
  */
 static void
 refuse_old_tags(const char *name, Datum older, Oid ext_schema)
@@ -1730,7 +1730,6 @@ refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 	Snapshot	snap;
 
 	initStringInfo(&detail);	/* in the caller's context: read after SPI_finish */
-	wait_for_running_transactions();
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	SPI_connect();
 	/* the columns, grouped by table, as the caller sees the catalog */
@@ -1819,18 +1818,21 @@ refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 }
 
 /*
- * kms_finish_index_rotation's keyring read: locks the key's row (to the end
- * of the transaction), checks that a rotation is in progress, and returns the
- * int4[] of the key's versions older than the active one (in the caller's
- * memory context; 0 when there are none, or when asked for none).
+ * kms_finish_index_rotation's keyring read: checks that an index key rotation
+ * of the key is in progress and returns the index key's version.  With lock,
+ * it locks the key's row (to the end of the transaction) and sets *older to
+ * the int4[] of the key's versions older than the active one (in the
+ * caller's memory context; 0 when there are none).
  */
-static Datum
-finish_rotation_begin(const char *name, bool want_older)
+static int32
+finish_rotation_read(const char *name, bool lock, Datum *older)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	OwnerScope	scope;
-	volatile Datum older = (Datum) 0;
+	volatile int32 version = 0;
 
+	if (older != NULL)
+		*older = (Datum) 0;
 	owner_scope_enter(&scope);
 	PG_TRY();
 	{
@@ -1840,8 +1842,11 @@ finish_rotation_begin(const char *name, bool want_older)
 		Datum		d;
 
 		SPI_connect();
-		execute_admin("SELECT prev_index_key_wrapped IS NOT NULL FROM " KEYRING_SCHEMA ".keys"
-					  " WHERE key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+		execute_admin(lock ?
+					  "SELECT prev_index_key_wrapped IS NOT NULL, index_key_version FROM " KEYRING_SCHEMA ".keys"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1 FOR UPDATE" :
+					  "SELECT prev_index_key_wrapped IS NOT NULL, index_key_version FROM " KEYRING_SCHEMA ".keys"
+					  " WHERE key_name OPERATOR(pg_catalog.=) $1",
 					  1, types, values, NULL);
 		if (SPI_processed == 0)
 			ereport(ERROR,
@@ -1852,7 +1857,8 @@ finish_rotation_begin(const char *name, bool want_older)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_KEY_STATE),
 					 errmsg("no index key rotation of key \"%s\" is in progress", name)));
-		if (want_older)
+		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (lock && older != NULL)
 		{
 			execute_admin("SELECT pg_catalog.array_agg(id) FROM " KEYRING_SCHEMA ".key_versions"
 						  " WHERE key_name OPERATOR(pg_catalog.=) $1"
@@ -1863,7 +1869,7 @@ finish_rotation_begin(const char *name, bool want_older)
 			{
 				MemoryContext spi = MemoryContextSwitchTo(caller);
 
-				older = PointerGetDatum(DatumGetArrayTypePCopy(d));
+				*older = PointerGetDatum(DatumGetArrayTypePCopy(d));
 				MemoryContextSwitchTo(spi);
 			}
 		}
@@ -1874,7 +1880,7 @@ finish_rotation_begin(const char *name, bool want_older)
 		owner_scope_leave(&scope);
 	}
 	PG_END_TRY();
-	return older;
+	return version;
 }
 
 /* kms_finish_index_rotation's keyring write: forget the previous index key. */
@@ -1888,6 +1894,12 @@ finish_rotation_forget(const char *name)
 /*
  * kms_finish_index_rotation(name [, force]): forget the previous index key,
  * after checking (unless force) that no value still needs it.
+ *
+ * The wait for the transactions in progress comes before the key's row is
+ * locked, so that a session that needs that row (another administrator
+ * rotating the key) is not both waited for and waiting.  If the index key
+ * rotated again meanwhile, transactions begun during the wait may hold
+ * values of the newly superseded index key: wait again, now under the lock.
  */
 PG_FUNCTION_INFO_V1(pgck_kms_finish_index_rotation);
 Datum
@@ -1895,10 +1907,27 @@ pgck_kms_finish_index_rotation(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	bool		force = PG_NARGS() > 1 && PG_GETARG_BOOL(1);
-	Datum		older = finish_rotation_begin(name, !force);
+	Datum		older = (Datum) 0;
 
-	if (older != (Datum) 0)
-		refuse_old_tags(name, older, get_func_namespace(fcinfo->flinfo->fn_oid));
+	if (force)
+		(void) finish_rotation_read(name, true, NULL);
+	else
+	{
+		int32		seen = finish_rotation_read(name, false, NULL);
+
+		for (;;)
+		{
+			int32		now;
+
+			wait_for_running_transactions();
+			now = finish_rotation_read(name, true, &older);
+			if (now == seen)
+				break;
+			seen = now;
+		}
+		if (older != (Datum) 0)
+			refuse_old_tags(name, older, get_func_namespace(fcinfo->flinfo->fn_oid));
+	}
 	finish_rotation_forget(name);
 	PG_RETURN_VOID();
 }
