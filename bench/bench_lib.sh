@@ -116,6 +116,27 @@ bench_create_key() {
     BENCH_KMS_URI="local:$BENCH_KEY"
 }
 
+# bench_floor_functions: bench/floor.c built with PGXS into the run's temporary
+# directory (where the postgres user can read it; never installed), and its two
+# functions created: pgck_floor(text), which returns its argument, and
+# pgck_floor_value(text, key), which only allocates and fills a result the size
+# of a tagged value (see floor.c).
+bench_floor_functions() {
+    local f="$PGCK_TMP/floor"
+    mkdir -p "$f" && chmod 755 "$f"
+    cp "$BENCH_DIR/floor.c" "$f/"
+    printf 'MODULES = floor\nPG_CONFIG = %s\nPGXS := $(shell $(PG_CONFIG) --pgxs)\ninclude $(PGXS)\n' \
+        "$PGCK_PG_CONFIG" >"$f/Makefile"
+    make -C "$f" >"$f/build.log" 2>&1 || { cat "$f/build.log" >&2; bench_die "could not build bench/floor.c"; }
+    chmod 755 "$f/floor.so"
+    pgck_psql -q <<SQL >/dev/null || bench_die "could not create the floor functions"
+CREATE FUNCTION pgck_floor(text) RETURNS text AS '$f/floor.so', 'pgck_floor'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION pgck_floor_value(text, text) RETURNS bytea AS '$f/floor.so', 'pgck_floor_value'
+    LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+SQL
+}
+
 bench_keys_sql() {
     echo "SELECT kms_create_key('$BENCH_KEY', '$1', blind_index => 'email');"
     echo "SELECT kms_create_key('$BENCH_KEY_NOIDX', '$1');"

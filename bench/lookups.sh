@@ -109,18 +109,9 @@ INSERT INTO ins_enc SELECT id, kms_encrypt(email, '$BENCH_KEY') FROM bench_plain
 VACUUM (FREEZE, ANALYZE) ins_plain, ins_enc;
 SQL
 if [ "$FLOOR" = 1 ]; then
-    # the floor: bench/floor.c, built with PGXS where the postgres user can read it
-    F="$PGCK_TMP/floor"
-    mkdir -p "$F" && chmod 755 "$F"
-    cp "$BENCH_DIR/floor.c" "$F/"
-    printf 'MODULES = floor\nPG_CONFIG = %s\nPGXS := $(shell $(PG_CONFIG) --pgxs)\ninclude $(PGXS)\n' \
-        "$PGCK_PG_CONFIG" >"$F/Makefile"
-    make -C "$F" >"$F/build.log" 2>&1 || { cat "$F/build.log" >&2; bench_die "could not build bench/floor.c"; }
-    chmod 755 "$F/floor.so"
+    bench_floor_functions
     pgck_psql -q <<SQL >/dev/null || bench_die "could not build the floor table"
 SET client_min_messages = warning;
-CREATE FUNCTION pgck_floor(text) RETURNS text AS '$F/floor.so', 'pgck_floor'
-    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE TABLE ins_floor (id int4 NOT NULL, email text NOT NULL);
 CREATE INDEX ins_floor_email ON ins_floor (pgck_floor(email));
 INSERT INTO ins_floor SELECT id, email FROM bench_plain;

@@ -12,7 +12,9 @@
 #     kms_decrypt, kms_blind_index(text,key) and pgcrypto's encrypt, decrypt,
 #     hmac (pgsodium's too when it is installed), with the ratios;
 #   - the floor: OpenSSL's primitives alone (bench/crypto_micro.c) in the same
-#     run, and how far each of our functions is above it;
+#     run, what PostgreSQL charges any per-row function that returns a new
+#     value (bench/floor.c's pgck_floor_value, scanned like ours), and how far
+#     each of our functions is above their sum;
 #   - bulk INSERT of N rows: encrypted + tagged + blind-indexed vs plain text +
 #     B-tree;
 #   - pgbench -M prepared point lookups through the blind index vs a plain
@@ -136,6 +138,11 @@ END
 $f$;
 SQL
 
+# The floor of a per-row function inside PostgreSQL: bench/floor.c's
+# pgck_floor_value(text, key) reads its arguments and returns a new value the
+# size of a tagged one, and nothing else (scanned below as floor_value).
+bench_floor_functions
+
 # ------------------------------------------------------------------ scans
 # label <TAB> SQL; report.py knows which baseline and counterpart each has.
 K="$BENCH_PGC_KEY"
@@ -150,7 +157,8 @@ kms_decrypt	SELECT count(kms_decrypt(email)) FROM bench_enc
 pgc_decrypt	SELECT count(decrypt(email, $K, 'aes')) FROM bench_pgc
 kms_blind_index	SELECT count(kms_blind_index(email, '$BENCH_KEY')) FROM bench_plain
 pgc_hmac	SELECT count(hmac(email_b, $K, 'sha256')) FROM bench_plain
-kms_blind_index_value	SELECT count(kms_blind_index(email)) FROM bench_enc"
+kms_blind_index_value	SELECT count(kms_blind_index(email)) FROM bench_enc
+floor_value	SELECT count(pgck_floor_value(email, '$BENCH_KEY')) FROM bench_plain"
 if [ "$PGSODIUM" = 1 ]; then
     SCANS="$SCANS
 base_sodium	SELECT count(email) FROM bench_sodium
