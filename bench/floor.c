@@ -31,7 +31,9 @@
 #include "postgres.h"
 
 #include "fmgr.h"
-#include "utils/builtins.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
 
 PG_MODULE_MAGIC;
 
