@@ -117,22 +117,33 @@ bench_create_key() {
 }
 
 # bench_floor_functions: bench/floor.c built with PGXS into the run's temporary
-# directory (where the postgres user can read it; never installed), and its two
-# functions created: pgck_floor(text), which returns its argument, and
-# pgck_floor_value(text, key), which only allocates and fills a result the size
-# of a tagged value (see floor.c).
+# directory (where the postgres user can read it; never installed), with its
+# own copy of the extension's pure crypto module (src/aead.c, src/keypages.c;
+# -Bsymbolic so that it calls its copy, not the preloaded extension's), and
+# its functions created: pgck_floor(text), which returns its argument;
+# pgck_floor_value(text, key), which only allocates and fills a result the
+# size of a tagged value; pgck_floor_seal(text, key) and pgck_floor_hmac(text,
+# key), the same with the primitives in it, called as src/aead.c calls them
+# (see floor.c).
 bench_floor_functions() {
     local f="$PGCK_TMP/floor"
     mkdir -p "$f" && chmod 755 "$f"
-    cp "$BENCH_DIR/floor.c" "$f/"
-    printf 'MODULES = floor\nPG_CONFIG = %s\nPGXS := $(shell $(PG_CONFIG) --pgxs)\ninclude $(PGXS)\n' \
-        "$PGCK_PG_CONFIG" >"$f/Makefile"
+    cp "$BENCH_DIR/floor.c" "$BENCH_DIR/../src/aead.c" "$BENCH_DIR/../src/aead.h" \
+        "$BENCH_DIR/../src/keypages.c" "$BENCH_DIR/../src/keypages.h" "$f/"
+    printf '%s\n' 'MODULE_big = floor' 'OBJS = floor.o aead.o keypages.o' \
+        'PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare' \
+        'SHLIB_LINK = -lcrypto -Wl,-Bsymbolic' "PG_CONFIG = $PGCK_PG_CONFIG" \
+        'PGXS := $(shell $(PG_CONFIG) --pgxs)' 'include $(PGXS)' >"$f/Makefile"
     make -C "$f" >"$f/build.log" 2>&1 || { cat "$f/build.log" >&2; bench_die "could not build bench/floor.c"; }
     chmod 755 "$f/floor.so"
     pgck_psql -q <<SQL >/dev/null || bench_die "could not create the floor functions"
 CREATE FUNCTION pgck_floor(text) RETURNS text AS '$f/floor.so', 'pgck_floor'
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION pgck_floor_value(text, text) RETURNS bytea AS '$f/floor.so', 'pgck_floor_value'
+    LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+CREATE FUNCTION pgck_floor_seal(text, text) RETURNS bytea AS '$f/floor.so', 'pgck_floor_seal'
+    LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+CREATE FUNCTION pgck_floor_hmac(text, text) RETURNS bytea AS '$f/floor.so', 'pgck_floor_hmac'
     LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 SQL
 }
