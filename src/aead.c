@@ -19,11 +19,22 @@
  * table lacks a function, or PGCK_AEAD_EVP is set in the environment (so
  * the tests cover both), the same operations go through EVP.
  *
+ * HMAC-SHA-256 keeps SHA-256 states that have absorbed key^ipad and
+ * key^opad.  When the fetched SHA-256 is the default provider's, they are
+ * low-level SHA256_CTX copied by value per MAC (the code the default
+ * provider runs itself, without a context to allocate per MAC).  When it is
+ * any other provider's (a FIPS provider: then every primitive must run in
+ * it), they are that provider's digest contexts, called through its
+ * dispatch table and duplicated per MAC; EVP_MD_CTX when its table lacks a
+ * function or PGCK_AEAD_EVP is set.  PGCK_HMAC_DISPATCH makes the default
+ * provider take the dispatch path too, so the tests cover all three.
+ *
  * Keyed objects live in the heap (OpenSSL allocates its contexts), so their
  * pages are locked and left out of core dumps (keypages.c) before a key goes
  * in: the provider's GCM contexts (the AES-256 key schedule starts with the
  * key itself; their size is malloc_usable_size() while OpenSSL allocates
- * with malloc) and the HMAC states.  What could not be protected (an EVP
+ * with malloc), the HMAC states and the provider's keyed digest contexts.
+ * What could not be protected (an EVP
  * context, whose provider context is out of reach; a custom OpenSSL
  * allocator) is reported by pgck_aead_unprotected() for the caller to warn.
  *
@@ -90,10 +101,39 @@ static struct
 }			gcm;
 static bool gcm_looked_up = false;
 
+/* How HMAC-SHA-256 runs in this process (see the file header), decided once */
+typedef enum
+{
+	HMAC_UNDECIDED = 0,
+	HMAC_SHA256_CTX,			/* low-level states of the default provider's code */
+	HMAC_DISPATCH,				/* the fetched SHA-256's provider functions */
+	HMAC_EVP					/* EVP_MD_CTX */
+} HmacPath;
+
+static HmacPath hmac_path = HMAC_UNDECIDED;
+
+/* The SHA-256 provider functions (all set, or ok is false) */
+static struct
+{
+	bool		ok;
+	void	   *provctx;
+	OSSL_FUNC_digest_newctx_fn *newctx;
+	OSSL_FUNC_digest_freectx_fn *freectx;
+	OSSL_FUNC_digest_dupctx_fn *dupctx;
+	OSSL_FUNC_digest_init_fn *init;
+	OSSL_FUNC_digest_update_fn *update;
+	OSSL_FUNC_digest_final_fn *final;
+}			sha;
+
 struct PgckHmac
 {
-	SHA256_CTX	inner;			/* absorbed key ^ ipad */
-	SHA256_CTX	outer;			/* absorbed key ^ opad */
+	HmacPath	path;			/* hmac_path when it was keyed */
+	SHA256_CTX	inner;			/* HMAC_SHA256_CTX: absorbed key ^ ipad */
+	SHA256_CTX	outer;			/* and key ^ opad */
+	void	   *pinner;			/* HMAC_DISPATCH: provider contexts, or */
+	void	   *pouter;			/* HMAC_EVP: EVP_MD_CTX, absorbed likewise */
+	size_t		pinner_held;	/* bytes of pinner held by keypages, 0 if none */
+	size_t		pouter_held;
 	bool		held;			/* its pages are held by keypages */
 };
 
@@ -133,6 +173,62 @@ names_include(const char *names, const char *name)
 }
 
 /*
+ * Hand take() each function of the implementation of name (one of its
+ * names) that prov offers for operation_id; nothing if it offers none.
+ */
+static void
+provider_functions(const OSSL_PROVIDER *prov, int operation_id, const char *name,
+				   void (*take) (const OSSL_DISPATCH *d))
+{
+	const OSSL_ALGORITHM *algs;
+	const OSSL_ALGORITHM *a;
+	const OSSL_DISPATCH *d;
+	int			no_store = 0;
+
+	algs = OSSL_PROVIDER_query_operation(prov, operation_id, &no_store);
+	for (a = algs; a != NULL && a->algorithm_names != NULL; a++)
+		if (names_include(a->algorithm_names, name))
+			break;
+	if (a != NULL && a->algorithm_names != NULL)
+		for (d = a->implementation; d->function_id != 0; d++)
+			take(d);
+	if (algs != NULL)
+		OSSL_PROVIDER_unquery_operation(prov, operation_id, algs);
+}
+
+static void
+gcm_take(const OSSL_DISPATCH *d)
+{
+	switch (d->function_id)
+	{
+		case OSSL_FUNC_CIPHER_NEWCTX:
+			gcm.newctx = OSSL_FUNC_cipher_newctx(d);
+			break;
+		case OSSL_FUNC_CIPHER_FREECTX:
+			gcm.freectx = OSSL_FUNC_cipher_freectx(d);
+			break;
+		case OSSL_FUNC_CIPHER_ENCRYPT_INIT:
+			gcm.einit = OSSL_FUNC_cipher_encrypt_init(d);
+			break;
+		case OSSL_FUNC_CIPHER_DECRYPT_INIT:
+			gcm.dinit = OSSL_FUNC_cipher_decrypt_init(d);
+			break;
+		case OSSL_FUNC_CIPHER_UPDATE:
+			gcm.update = OSSL_FUNC_cipher_update(d);
+			break;
+		case OSSL_FUNC_CIPHER_FINAL:
+			gcm.final = OSSL_FUNC_cipher_final(d);
+			break;
+		case OSSL_FUNC_CIPHER_GET_CTX_PARAMS:
+			gcm.get_ctx_params = OSSL_FUNC_cipher_get_ctx_params(d);
+			break;
+		case OSSL_FUNC_CIPHER_SET_CTX_PARAMS:
+			gcm.set_ctx_params = OSSL_FUNC_cipher_set_ctx_params(d);
+			break;
+	}
+}
+
+/*
  * Find the provider functions behind the fetched AES-256-GCM.  The provider
  * stays loaded while aes256gcm holds its reference (for the process).
  */
@@ -140,57 +236,98 @@ static void
 gcm_lookup(void)
 {
 	const OSSL_PROVIDER *prov = EVP_CIPHER_get0_provider(aes256gcm);
-	const OSSL_ALGORITHM *algs;
-	const OSSL_ALGORITHM *a;
-	const OSSL_DISPATCH *d;
-	int			no_store = 0;
 
 	memset(&gcm, 0, sizeof(gcm));
 	if (prov == NULL || getenv("PGCK_AEAD_EVP") != NULL)
 		return;
-	algs = OSSL_PROVIDER_query_operation(prov, OSSL_OP_CIPHER, &no_store);
-	for (a = algs; a != NULL && a->algorithm_names != NULL; a++)
-		if (names_include(a->algorithm_names, EVP_CIPHER_get0_name(aes256gcm)))
-			break;
-	if (a != NULL && a->algorithm_names != NULL)
-	{
-		for (d = a->implementation; d->function_id != 0; d++)
-		{
-			switch (d->function_id)
-			{
-				case OSSL_FUNC_CIPHER_NEWCTX:
-					gcm.newctx = OSSL_FUNC_cipher_newctx(d);
-					break;
-				case OSSL_FUNC_CIPHER_FREECTX:
-					gcm.freectx = OSSL_FUNC_cipher_freectx(d);
-					break;
-				case OSSL_FUNC_CIPHER_ENCRYPT_INIT:
-					gcm.einit = OSSL_FUNC_cipher_encrypt_init(d);
-					break;
-				case OSSL_FUNC_CIPHER_DECRYPT_INIT:
-					gcm.dinit = OSSL_FUNC_cipher_decrypt_init(d);
-					break;
-				case OSSL_FUNC_CIPHER_UPDATE:
-					gcm.update = OSSL_FUNC_cipher_update(d);
-					break;
-				case OSSL_FUNC_CIPHER_FINAL:
-					gcm.final = OSSL_FUNC_cipher_final(d);
-					break;
-				case OSSL_FUNC_CIPHER_GET_CTX_PARAMS:
-					gcm.get_ctx_params = OSSL_FUNC_cipher_get_ctx_params(d);
-					break;
-				case OSSL_FUNC_CIPHER_SET_CTX_PARAMS:
-					gcm.set_ctx_params = OSSL_FUNC_cipher_set_ctx_params(d);
-					break;
-			}
-		}
-	}
-	if (algs != NULL)
-		OSSL_PROVIDER_unquery_operation(prov, OSSL_OP_CIPHER, algs);
+	provider_functions(prov, OSSL_OP_CIPHER, EVP_CIPHER_get0_name(aes256gcm), gcm_take);
 	gcm.provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
 	gcm.ok = gcm.newctx != NULL && gcm.freectx != NULL && gcm.einit != NULL &&
 		gcm.dinit != NULL && gcm.update != NULL && gcm.final != NULL &&
 		gcm.get_ctx_params != NULL && gcm.set_ctx_params != NULL;
+}
+
+static void
+sha_take(const OSSL_DISPATCH *d)
+{
+	switch (d->function_id)
+	{
+		case OSSL_FUNC_DIGEST_NEWCTX:
+			sha.newctx = OSSL_FUNC_digest_newctx(d);
+			break;
+		case OSSL_FUNC_DIGEST_FREECTX:
+			sha.freectx = OSSL_FUNC_digest_freectx(d);
+			break;
+		case OSSL_FUNC_DIGEST_DUPCTX:
+			sha.dupctx = OSSL_FUNC_digest_dupctx(d);
+			break;
+		case OSSL_FUNC_DIGEST_INIT:
+			sha.init = OSSL_FUNC_digest_init(d);
+			break;
+		case OSSL_FUNC_DIGEST_UPDATE:
+			sha.update = OSSL_FUNC_digest_update(d);
+			break;
+		case OSSL_FUNC_DIGEST_FINAL:
+			sha.final = OSSL_FUNC_digest_final(d);
+			break;
+	}
+}
+
+/*
+ * Find the provider functions behind the fetched SHA-256 (as gcm_lookup
+ * does for AES-256-GCM).
+ */
+static void
+sha_lookup(const OSSL_PROVIDER *prov)
+{
+	memset(&sha, 0, sizeof(sha));
+	provider_functions(prov, OSSL_OP_DIGEST, EVP_MD_get0_name(sha256), sha_take);
+	sha.provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
+	sha.ok = sha.newctx != NULL && sha.freectx != NULL && sha.dupctx != NULL &&
+		sha.init != NULL && sha.update != NULL && sha.final != NULL;
+}
+
+bool
+pgck_hmac_lowlevel_for(const char *provider_name)
+{
+	return provider_name != NULL && strcmp(provider_name, "default") == 0;
+}
+
+/* Decide once how HMAC-SHA-256 runs (see the file header). */
+static void
+hmac_decide(void)
+{
+	const OSSL_PROVIDER *prov = EVP_MD_get0_provider(sha256);
+
+	if (getenv("PGCK_AEAD_EVP") != NULL || prov == NULL)
+		hmac_path = HMAC_EVP;
+	else if (pgck_hmac_lowlevel_for(OSSL_PROVIDER_get0_name(prov)) &&
+			 getenv("PGCK_HMAC_DISPATCH") == NULL)
+		hmac_path = HMAC_SHA256_CTX;
+	else
+	{
+		sha_lookup(prov);
+		hmac_path = sha.ok ? HMAC_DISPATCH : HMAC_EVP;
+	}
+}
+
+const char *
+pgck_hmac_path(void)
+{
+	if (!pgck_crypto_init())
+		return "unavailable";
+	switch (hmac_path)
+	{
+		case HMAC_SHA256_CTX:
+			return "sha256-ctx";
+		case HMAC_DISPATCH:
+			return "provider";
+		case HMAC_EVP:
+			return "evp";
+		case HMAC_UNDECIDED:
+			break;
+	}
+	return "unavailable";
 }
 
 bool
@@ -209,6 +346,8 @@ pgck_crypto_init(void)
 		gcm_looked_up = true;
 		gcm_lookup();
 	}
+	if (sha256 != NULL && hmac_path == HMAC_UNDECIDED)
+		hmac_decide();
 	return aes256gcm != NULL && sha256 != NULL && hkdf != NULL;
 }
 
@@ -453,39 +592,93 @@ pgck_aead_open(PgckAead *aead, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
 	return ok;
 }
 
+/*
+ * Absorb k ^ ipad (inner) or k ^ opad into a new keyed state of h's path.
+ * A provider context's pages are marked before the key goes in.
+ */
+static bool
+hmac_key_state(PgckHmac *h, bool inner, const uint8_t k[64])
+{
+	uint8_t		pad[64];
+	bool		ok = false;
+	int			i;
+
+	for (i = 0; i < 64; i++)
+		pad[i] = k[i] ^ (inner ? 0x36 : 0x5c);
+	switch (h->path)
+	{
+		case HMAC_SHA256_CTX:
+			{
+				SHA256_CTX *c = inner ? &h->inner : &h->outer;
+
+				ok = SHA256_Init(c) == 1 && SHA256_Update(c, pad, 64) == 1;
+				break;
+			}
+		case HMAC_DISPATCH:
+			{
+				void	   *c = sha.newctx(sha.provctx);
+				size_t		held = hold_openssl_block(c);
+
+				if (inner)
+				{
+					h->pinner = c;
+					h->pinner_held = held;
+				}
+				else
+				{
+					h->pouter = c;
+					h->pouter_held = held;
+				}
+				ok = c != NULL && sha.init(c, NULL) == 1 && sha.update(c, pad, 64) == 1;
+				break;
+			}
+		case HMAC_EVP:
+			{
+				EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+				/* the provider context inside an EVP context is out of reach */
+				unprotected |= PGCK_KEYPAGES_DUMPABLE;
+				if (inner)
+					h->pinner = c;
+				else
+					h->pouter = c;
+				ok = c != NULL && EVP_DigestInit_ex2(c, sha256, NULL) == 1 &&
+					EVP_DigestUpdate(c, pad, 64) == 1;
+				break;
+			}
+		case HMAC_UNDECIDED:
+			break;
+	}
+	pgck_wipe(pad, sizeof(pad));
+	return ok;
+}
+
 PgckHmac *
 pgck_hmac_new(const uint8_t *key, size_t key_len)
 {
 	PgckHmac   *h;
 	uint8_t		k[64];
-	uint8_t		pad[64];
-	int			i;
-	bool		ok;
+	bool		ok = true;
 
 	if (!pgck_crypto_init())
 		return NULL;
 	h = calloc(1, sizeof(PgckHmac));
 	if (h == NULL)
 		return NULL;
+	h->path = hmac_path;
 	/* the keyed states are key-equivalent: their pages are marked first */
 	h->held = pgck_keypages_hold(h, sizeof(PgckHmac));
 	memset(k, 0, sizeof(k));
 	if (key_len > sizeof(k))
-		SHA256(key, key_len, k);
+		ok = EVP_Digest(key, key_len, k, NULL, sha256, NULL) == 1;
 	else if (key_len > 0)
 		memcpy(k, key, key_len);
-
-	for (i = 0; i < 64; i++)
-		pad[i] = k[i] ^ 0x36;
-	ok = SHA256_Init(&h->inner) == 1 && SHA256_Update(&h->inner, pad, 64) == 1;
-	for (i = 0; i < 64; i++)
-		pad[i] = k[i] ^ 0x5c;
-	ok = ok && SHA256_Init(&h->outer) == 1 && SHA256_Update(&h->outer, pad, 64) == 1;
+	ok = ok && hmac_key_state(h, true, k) && hmac_key_state(h, false, k);
 	pgck_wipe(k, sizeof(k));
-	pgck_wipe(pad, sizeof(pad));
 	if (!ok)
 	{
 		pgck_hmac_free(h);
+		ERR_clear_error();
 		return NULL;
 	}
 	return h;
@@ -498,12 +691,58 @@ pgck_hmac_free(PgckHmac *hmac)
 
 	if (hmac == NULL)
 		return;
+	/* the free functions cleanse the states; then their pages go back */
+	if (hmac->path == HMAC_DISPATCH)
+	{
+		if (hmac->pinner != NULL)
+			sha.freectx(hmac->pinner);
+		if (hmac->pouter != NULL)
+			sha.freectx(hmac->pouter);
+		pgck_keypages_release(hmac->pinner, hmac->pinner_held);
+		pgck_keypages_release(hmac->pouter, hmac->pouter_held);
+	}
+	else if (hmac->path == HMAC_EVP)
+	{
+		EVP_MD_CTX_free(hmac->pinner);
+		EVP_MD_CTX_free(hmac->pouter);
+	}
 	held = hmac->held;
 	pgck_wipe(hmac, sizeof(*hmac));
 	/* wiped: its pages may go back before the block does */
 	if (held)
 		pgck_keypages_release(hmac, sizeof(PgckHmac));
 	free(hmac);
+}
+
+/*
+ * One half of an HMAC through the provider's functions: a copy of the keyed
+ * state absorbs msg and gives the digest; the copy is freed (and cleansed by
+ * the provider) at once.
+ */
+static bool
+hmac_dispatch_half(void *keyed, const uint8_t *msg, size_t msg_len, uint8_t out[PGCK_HMAC_SHA256_LEN])
+{
+	void	   *c = sha.dupctx(keyed);
+	size_t		n = 0;
+	bool		ok;
+
+	ok = c != NULL && (msg_len == 0 || sha.update(c, msg, msg_len) == 1) &&
+		sha.final(c, out, &n, PGCK_HMAC_SHA256_LEN) == 1 && n == PGCK_HMAC_SHA256_LEN;
+	if (c != NULL)
+		sha.freectx(c);
+	return ok;
+}
+
+/* The same through EVP: c receives a copy of the keyed state. */
+static bool
+hmac_evp_half(EVP_MD_CTX *c, const EVP_MD_CTX *keyed, const uint8_t *msg, size_t msg_len,
+			  uint8_t out[PGCK_HMAC_SHA256_LEN])
+{
+	unsigned int n = 0;
+
+	return EVP_MD_CTX_copy_ex(c, keyed) == 1 &&
+		(msg_len == 0 || EVP_DigestUpdate(c, msg, msg_len) == 1) &&
+		EVP_DigestFinal_ex(c, out, &n) == 1 && n == PGCK_HMAC_SHA256_LEN;
 }
 
 bool
@@ -517,13 +756,29 @@ pgck_hmac_sha256(PgckHmac *hmac, const uint8_t *msg, size_t msg_len,
 	}			w;				/* wiped in one call */
 	bool		ok;
 
-	w.c = hmac->inner;
-	ok = (msg_len == 0 || SHA256_Update(&w.c, msg, msg_len) == 1) &&
-		SHA256_Final(w.ihash, &w.c) == 1;
-	w.c = hmac->outer;
-	ok = ok && SHA256_Update(&w.c, w.ihash, sizeof(w.ihash)) == 1 &&
-		SHA256_Final(out, &w.c) == 1;
+	if (hmac->path == HMAC_SHA256_CTX)
+	{
+		w.c = hmac->inner;
+		ok = (msg_len == 0 || SHA256_Update(&w.c, msg, msg_len) == 1) &&
+			SHA256_Final(w.ihash, &w.c) == 1;
+		w.c = hmac->outer;
+		ok = ok && SHA256_Update(&w.c, w.ihash, sizeof(w.ihash)) == 1 &&
+			SHA256_Final(out, &w.c) == 1;
+	}
+	else if (hmac->path == HMAC_DISPATCH)
+		ok = hmac_dispatch_half(hmac->pinner, msg, msg_len, w.ihash) &&
+			hmac_dispatch_half(hmac->pouter, w.ihash, sizeof(w.ihash), out);
+	else
+	{
+		EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+		ok = c != NULL && hmac_evp_half(c, hmac->pinner, msg, msg_len, w.ihash) &&
+			hmac_evp_half(c, hmac->pouter, w.ihash, sizeof(w.ihash), out);
+		EVP_MD_CTX_free(c);
+	}
 	explicit_bzero(&w, sizeof(w));
+	if (!ok)
+		ERR_clear_error();
 	return ok;
 }
 

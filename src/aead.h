@@ -11,7 +11,9 @@
  *	  functions (EVP contexts when the provider lacks one, or PGCK_AEAD_EVP
  *	  is set); each seal/open only sets a new nonce and the tag.
  *	- PgckHmac holds SHA-256 states that have absorbed key^ipad and key^opad;
- *	  each MAC copies them by value instead of re-keying.
+ *	  each MAC copies them instead of re-keying: by value when the fetched
+ *	  SHA-256 is the default provider's, otherwise through that provider
+ *	  (a FIPS provider then computes every MAC; see aead.c).
  * Objects are malloc'd by their _new function and released (and cleansed by
  * OpenSSL) by their _free function; callers wipe their own key copies.
  * The pages of the keyed objects are locked and left out of core dumps
@@ -70,6 +72,20 @@ extern bool pgck_aead_open(PgckAead *aead, const uint8_t nonce[PGCK_GCM_NONCE_LE
 						   const uint8_t *aad2, size_t aad2_len,
 						   const uint8_t *ct, size_t ct_len,
 						   const uint8_t tag[PGCK_GCM_TAGLEN], uint8_t *pt);
+
+/*
+ * How this process computes HMAC-SHA-256: "sha256-ctx" (low-level states,
+ * the fetched SHA-256 being the default provider's), "provider" (the fetched
+ * SHA-256's provider functions), "evp", or "unavailable".
+ */
+extern const char *pgck_hmac_path(void);
+
+/*
+ * May the low-level SHA-256 code stand in for a SHA-256 fetched from the
+ * provider of this name?  Only for OpenSSL's "default" provider, whose own
+ * SHA-256 is that code; never for a FIPS or any other provider.
+ */
+extern bool pgck_hmac_lowlevel_for(const char *provider_name);
 
 /* HMAC-SHA-256 with precomputed pads; any key length. */
 extern PgckHmac *pgck_hmac_new(const uint8_t *key, size_t key_len);

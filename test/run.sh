@@ -118,12 +118,26 @@ run_units() {
         [ $rc -ne 0 ] && grep -E '^not ok|^#|ERROR|runtime error' "$log" | head -20
     done
     # aead.c calls the GCM provider's functions directly when it can and falls
-    # back to EVP otherwise: the Wycheproof vectors run on the fallback too
+    # back to EVP otherwise: the Wycheproof vectors run on the fallback too.
+    # HMAC-SHA-256 has a third path, the SHA-256 provider's functions (what a
+    # FIPS provider gets): the vectors, and the locked pages of its keyed
+    # contexts, are checked on it with PGCK_HMAC_DISPATCH.
     if [ -x test/unit/test_wycheproof ]; then
         log="$PGCK_TMP/${1//\//_}test_wycheproof_evp.log"
         PGCK_AEAD_EVP=1 run_limited "$(step_limit 300)" "$1test_wycheproof (EVP path)" test/unit/test_wycheproof "$VECTORS" >"$log" 2>&1
         rc=$?
         record_counts "$1test_wycheproof (EVP path, PGCK_AEAD_EVP=1)" "$log" $rc
+        log="$PGCK_TMP/${1//\//_}test_wycheproof_dispatch.log"
+        PGCK_HMAC_DISPATCH=1 run_limited "$(step_limit 300)" "$1test_wycheproof (HMAC provider path)" test/unit/test_wycheproof "$VECTORS" >"$log" 2>&1
+        rc=$?
+        record_counts "$1test_wycheproof (HMAC provider path, PGCK_HMAC_DISPATCH=1)" "$log" $rc
+    fi
+    if [ -x test/unit/test_keypages ]; then
+        log="$PGCK_TMP/${1//\//_}test_keypages_dispatch.log"
+        PGCK_HMAC_DISPATCH=1 run_limited "$(step_limit 300)" "$1test_keypages (HMAC provider path)" test/unit/test_keypages "$VECTORS" >"$log" 2>&1
+        rc=$?
+        record_counts "$1test_keypages (HMAC provider path, PGCK_HMAC_DISPATCH=1)" "$log" $rc
+        [ $rc -ne 0 ] && grep -E '^not ok|^#|ERROR|runtime error' "$log" | head -20
     fi
 }
 

@@ -36,6 +36,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/provider.h>
 
 #include "aead.h"
 #include "unit.h"
@@ -674,6 +675,37 @@ test_hkdf(const char *dir)
 	json_decref(root);
 }
 
+/*
+ * Which HMAC path this process took (aead.c's header): the low-level states
+ * only for the default provider's SHA-256, never for a FIPS or any other
+ * provider's; the environment's overrides, which the test runs use to cover
+ * every path with the vectors below, are honoured.
+ */
+static void
+test_hmac_path(void)
+{
+	EVP_MD	   *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	const char *prov = md != NULL ? OSSL_PROVIDER_get0_name(EVP_MD_get0_provider(md)) : NULL;
+	const char *want;
+
+	unit_check(pgck_hmac_lowlevel_for("default"), "the default provider's SHA-256 may run as low-level states");
+	unit_check(!pgck_hmac_lowlevel_for("fips"), "a FIPS provider's SHA-256 never does");
+	unit_check(!pgck_hmac_lowlevel_for("base") && !pgck_hmac_lowlevel_for("defaults") &&
+			   !pgck_hmac_lowlevel_for("") && !pgck_hmac_lowlevel_for(NULL),
+			   "nor any other provider's (base, defaults, empty, none)");
+
+	if (getenv("PGCK_AEAD_EVP") != NULL)
+		want = "evp";
+	else if (getenv("PGCK_HMAC_DISPATCH") != NULL || !pgck_hmac_lowlevel_for(prov))
+		want = "provider";
+	else
+		want = "sha256-ctx";
+	unit_check(strcmp(pgck_hmac_path(), want) == 0,
+			   "HMAC-SHA-256 runs as \"%s\" (SHA-256 from provider \"%s\"; expected \"%s\")",
+			   pgck_hmac_path(), prov ? prov : "?", want);
+	EVP_MD_free(md);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -681,6 +713,7 @@ main(int argc, char **argv)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	unit_check(pgck_crypto_init(), "pgck_crypto_init fetches AES-256-GCM, SHA-256 and HKDF");
+	test_hmac_path();
 	test_aes_gcm(dir);
 	test_hmac(dir);
 	test_hkdf(dir);
