@@ -38,7 +38,12 @@ OBJS = \
 	src/wrappings.o \
 	$(PURE_OBJS)
 
-SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson
+# -z now (with relro): every symbol bound at load, as Debian links PostgreSQL
+# and its modules, also where a PostgreSQL built from source does not.  The
+# GOT is then read-only, and no lazy binding runs in the middle of a key
+# operation: the dynamic linker's resolver saves the vector registers on the
+# stack, and they hold copies of the key state just moved through them.
+SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson -Wl,-z,relro -Wl,-z,now
 # <p11-kit/pkcs11.h> (libp11-kit-dev): the PKCS#11 header of the pkcs11: provider
 PG_CPPFLAGS = $(shell pkg-config --cflags p11-kit-1 2>/dev/null || echo -I/usr/include/p11-kit-1)
 
@@ -68,7 +73,9 @@ $(OBJS): $(wildcard src/*.h)
 VECTORS ?= test/vectors
 UNIT_CC ?= cc
 UNIT_CFLAGS = -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc $(PGCK_CFLAGS)
-UNIT_LIBS = -lcrypto -ljansson $(PGCK_LDFLAGS)
+# linked -z now as the extension is (SHLIB_LINK): test_keypages looks for key
+# state left anywhere in the process
+UNIT_LIBS = -lcrypto -ljansson -Wl,-z,relro -Wl,-z,now $(PGCK_LDFLAGS)
 UNIT_TESTS = test/unit/test_envelope test/unit/test_wycheproof test/unit/test_sigv4 test/unit/test_kms_json test/unit/test_blind_tag test/unit/test_pkcs11_uri
 UNIT_TESTS += test/unit/test_vault_json
 UNIT_TESTS += test/unit/test_kmip_ttlv

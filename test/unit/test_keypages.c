@@ -185,6 +185,18 @@ static const uint32_t K256[64] = {
 
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
+/*
+ * Overwrite the stack below the caller's frame: what the test's own
+ * reference code left there must not count as the library's copy.
+ */
+static __attribute__((noinline)) void
+wipe_stack_below(void)
+{
+	volatile uint8_t area[16384];
+
+	explicit_bzero((void *) area, sizeof(area));
+}
+
 /* The state after one block from the standard initial value (FIPS 180-4) */
 static void
 sha256_one_block(const uint8_t block[64], uint32_t h[8])
@@ -223,6 +235,7 @@ main(void)
 	uint8_t    *area = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t    *key;
 	int			n;
+	int			n2;
 	bool		ok;
 
 	if (area == MAP_FAILED)
@@ -297,26 +310,50 @@ main(void)
 		ok = all_copies_undumped(key, PGCK_AES256_KEY_LEN, &n);
 		unit_check(ok && n == 1, "only the test's own copy of the key is left (%d)", n);
 
+		/*
+		 * The HMAC's keyed states: SHA-256 of one block key ^ ipad (inner)
+		 * and key ^ opad (outer), as stored words.  Computed here first, and
+		 * the stack below this frame wiped, so that a copy found later was
+		 * left by the library, not by this test's reference code.
+		 */
+		for (int half = 0; half < 2; half++)
+		{
+			memset(block, half == 0 ? 0x36 : 0x5c, sizeof(block));
+			for (int i = 0; i < PGCK_AES256_KEY_LEN; i++)
+				block[i] ^= key[i];
+			sha256_one_block(block, h);
+			memcpy(state + half * sizeof(h), h, sizeof(h));	/* host order, as SHA256_CTX keeps it */
+		}
+		explicit_bzero(h, sizeof(h));
+		explicit_bzero(block, sizeof(block));
+		wipe_stack_below();
+		ok = all_copies_undumped(state, sizeof(h), &n) && all_copies_undumped(state + sizeof(h), sizeof(h), &n2);
+		unit_check(ok && n == 1 && n2 == 1, "before pgck_hmac_new only the test's copies of the states exist (%d, %d)", n, n2);
+
 		hmac = pgck_hmac_new(key, PGCK_AES256_KEY_LEN);
 		unit_check(hmac != NULL, "pgck_hmac_new");
 		unit_check(pgck_keypages_count() >= 1, "its pages are marked (%zu)", pgck_keypages_count());
 		unit_check(pgck_aead_unprotected() == 0, "nothing reported unprotected (%d)", pgck_aead_unprotected());
-		/* the HMAC's inner state: SHA-256 of one block key ^ ipad, as stored words */
-		memset(block, 0x36, sizeof(block));
-		for (int i = 0; i < PGCK_AES256_KEY_LEN; i++)
-			block[i] ^= key[i];
-		sha256_one_block(block, h);
-		memcpy(state, h, sizeof(h));	/* host order, as SHA256_CTX keeps it */
-		explicit_bzero(h, sizeof(h));
-		explicit_bzero(block, sizeof(block));
 		ok = all_copies_undumped(state, sizeof(h), &n);
 		unit_check(ok && n >= 2, "the HMAC's keyed inner state is in a dd page (%d copies: the test's, the HMAC's)", n);
+		ok = all_copies_undumped(state + sizeof(h), sizeof(h), &n);
+		unit_check(ok && n >= 2, "the HMAC's keyed outer state is in a dd page, none left on the stack (%d copies)", n);
+		/* a MAC leaves neither state behind outside the dd pages */
+		{
+			uint8_t		mac[PGCK_HMAC_SHA256_LEN];
+
+			unit_check(pgck_hmac_sha256(hmac, (const uint8_t *) "abc", 3, mac), "a MAC");
+			ok = all_copies_undumped(state, sizeof(h), &n) && all_copies_undumped(state + sizeof(h), sizeof(h), &n2);
+			unit_check(ok && n >= 2 && n2 >= 2, "after a MAC both keyed states are in dd pages only (%d, %d copies)", n, n2);
+		}
 		pgck_hmac_free(hmac);
 		unit_check(pgck_keypages_count() == 0, "after pgck_hmac_free nothing is marked (%zu)",
 				   pgck_keypages_count());
 		ok = all_copies_undumped(state, sizeof(h), &n);
 		unit_check(ok && n == 1, "only the test's own copy of the state is left (%d)", n);
-		explicit_bzero(state, sizeof(h));
+		ok = all_copies_undumped(state + sizeof(h), sizeof(h), &n);
+		unit_check(ok && n == 1, "only the test's own copy of the outer state is left (%d)", n);
+		explicit_bzero(state, 2 * sizeof(h));
 
 		/* a key cache's churn: objects made and freed in mixed order leave nothing held */
 		{
