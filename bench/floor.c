@@ -99,11 +99,11 @@ floor_keys(void)
 {
 	uint8		key[PGCK_AES256_KEY_LEN];
 
-	if (floor_aead != NULL && floor_hmac != NULL)
-		return;
-	if (!pgck_random_bytes(key, sizeof(key)) || (floor_aead = pgck_aead_new(key)) == NULL)
+	if (floor_aead == NULL &&
+		(!pgck_random_bytes(key, sizeof(key)) || (floor_aead = pgck_aead_new(key)) == NULL))
 		elog(ERROR, "floor: could not key AES-256-GCM");
-	if (!pgck_random_bytes(key, sizeof(key)) || (floor_hmac = pgck_hmac_new(key, sizeof(key))) == NULL)
+	if (floor_hmac == NULL &&
+		(!pgck_random_bytes(key, sizeof(key)) || (floor_hmac = pgck_hmac_new(key, sizeof(key))) == NULL))
 		elog(ERROR, "floor: could not key HMAC-SHA-256");
 	pgck_wipe(key, sizeof(key));
 }

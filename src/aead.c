@@ -101,7 +101,11 @@ static struct
 }			gcm;
 static bool gcm_looked_up = false;
 
-/* How HMAC-SHA-256 runs in this process (see the file header), decided once */
+/*
+ * How HMAC-SHA-256 runs in this process (see the file header): decided once,
+ * before the first PgckHmac is keyed, and never changed, so every object is
+ * on this path.
+ */
 typedef enum
 {
 	HMAC_UNDECIDED = 0,
@@ -127,7 +131,6 @@ static struct
 
 struct PgckHmac
 {
-	HmacPath	path;			/* hmac_path when it was keyed */
 	SHA256_CTX	inner;			/* HMAC_SHA256_CTX: absorbed key ^ ipad */
 	SHA256_CTX	outer;			/* and key ^ opad */
 	void	   *pinner;			/* HMAC_DISPATCH: provider contexts, or */
@@ -593,7 +596,7 @@ pgck_aead_open(PgckAead *aead, const uint8_t nonce[PGCK_GCM_NONCE_LEN],
 }
 
 /*
- * Absorb k ^ ipad (inner) or k ^ opad into a new keyed state of h's path.
+ * Absorb k ^ ipad (inner) or k ^ opad into a new keyed state of h (on hmac_path).
  * A provider context's pages are marked before the key goes in.
  */
 static bool
@@ -605,7 +608,7 @@ hmac_key_state(PgckHmac *h, bool inner, const uint8_t k[64])
 
 	for (i = 0; i < 64; i++)
 		pad[i] = k[i] ^ (inner ? 0x36 : 0x5c);
-	switch (h->path)
+	switch (hmac_path)
 	{
 		case HMAC_SHA256_CTX:
 			{
@@ -665,7 +668,6 @@ pgck_hmac_new(const uint8_t *key, size_t key_len)
 	h = calloc(1, sizeof(PgckHmac));
 	if (h == NULL)
 		return NULL;
-	h->path = hmac_path;
 	/* the keyed states are key-equivalent: their pages are marked first */
 	h->held = pgck_keypages_hold(h, sizeof(PgckHmac));
 	memset(k, 0, sizeof(k));
@@ -692,7 +694,7 @@ pgck_hmac_free(PgckHmac *hmac)
 	if (hmac == NULL)
 		return;
 	/* the free functions cleanse the states; then their pages go back */
-	if (hmac->path == HMAC_DISPATCH)
+	if (hmac_path == HMAC_DISPATCH)
 	{
 		if (hmac->pinner != NULL)
 			sha.freectx(hmac->pinner);
@@ -701,7 +703,7 @@ pgck_hmac_free(PgckHmac *hmac)
 		pgck_keypages_release(hmac->pinner, hmac->pinner_held);
 		pgck_keypages_release(hmac->pouter, hmac->pouter_held);
 	}
-	else if (hmac->path == HMAC_EVP)
+	else if (hmac_path == HMAC_EVP)
 	{
 		EVP_MD_CTX_free(hmac->pinner);
 		EVP_MD_CTX_free(hmac->pouter);
@@ -756,7 +758,7 @@ pgck_hmac_sha256(PgckHmac *hmac, const uint8_t *msg, size_t msg_len,
 	}			w;				/* wiped in one call */
 	bool		ok;
 
-	if (hmac->path == HMAC_SHA256_CTX)
+	if (hmac_path == HMAC_SHA256_CTX)
 	{
 		w.c = hmac->inner;
 		ok = (msg_len == 0 || SHA256_Update(&w.c, msg, msg_len) == 1) &&
@@ -765,7 +767,7 @@ pgck_hmac_sha256(PgckHmac *hmac, const uint8_t *msg, size_t msg_len,
 		ok = ok && SHA256_Update(&w.c, w.ihash, sizeof(w.ihash)) == 1 &&
 			SHA256_Final(out, &w.c) == 1;
 	}
-	else if (hmac->path == HMAC_DISPATCH)
+	else if (hmac_path == HMAC_DISPATCH)
 		ok = hmac_dispatch_half(hmac->pinner, msg, msg_len, w.ihash) &&
 			hmac_dispatch_half(hmac->pouter, w.ihash, sizeof(w.ihash), out);
 	else
