@@ -122,9 +122,9 @@ bench_create_key() {
 # -Bsymbolic so that it calls its copy, not the preloaded extension's), and
 # its functions created: pgck_floor(text), which returns its argument;
 # pgck_floor_value(text, key), which only allocates and fills a result the
-# size of a tagged value; pgck_floor_seal(text, key) and pgck_floor_hmac(text,
-# key), the same with the primitives in it, called as src/aead.c calls them
-# (see floor.c).
+# size of a tagged value; pgck_floor_seal(text, key), pgck_floor_seal_plain(text,
+# key), pgck_floor_hmac(text, key) and pgck_floor_open(bytea), the same with
+# the primitives in them, called as src/aead.c calls them (see floor.c).
 bench_floor_functions() {
     local f="$PGCK_TMP/floor"
     mkdir -p "$f" && chmod 755 "$f"
@@ -145,6 +145,10 @@ CREATE FUNCTION pgck_floor_seal(text, text) RETURNS bytea AS '$f/floor.so', 'pgc
     LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 CREATE FUNCTION pgck_floor_hmac(text, text) RETURNS bytea AS '$f/floor.so', 'pgck_floor_hmac'
     LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+CREATE FUNCTION pgck_floor_seal_plain(text, text) RETURNS bytea AS '$f/floor.so', 'pgck_floor_seal_plain'
+    LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+CREATE FUNCTION pgck_floor_open(bytea) RETURNS text AS '$f/floor.so', 'pgck_floor_open'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
 SQL
 }
 

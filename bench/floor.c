@@ -27,13 +27,23 @@
  * function with the primitives in it, called as the extension calls them
  * (src/aead.c, built into this module): the first HMACs the plaintext, takes
  * a nonce from the pool and seals the plaintext with the header (nonce and
- * tag in it) as AAD, into a value of a tagged value's size; the second
- * returns the HMAC.  Both under keys of their own, keyed once per backend.
+ * tag in it, laid out as FORMAT.md's 2.2) as AAD, into a value of a tagged
+ * value's size; the second returns the HMAC.  pgck_floor_seal_plain(text,
+ * text) is the seal without the HMAC, into an untagged value's size, and
+ * pgck_floor_open(bytea) opens what pgck_floor_seal wrote: it finds the
+ * header's length from the flags (as the format says), takes the nonce from
+ * it and opens the rest with the header as AAD, tag checked, into a new text.
  * None of the extension's per-row work is in them: no key or version lookup,
- * no nonce bound, no tag normalization, no checks.  So their scans, net of
- * count(x), are the floor a tagged kms_encrypt and a kms_blind_index(text,
- * key) can reach inside PostgreSQL, measured in the same scan as ours (the
- * primitives cost more there than in crypto_micro.c's tight loop).
+ * no nonce bound, no tag normalization, no parsing beyond the header's
+ * length, no checks.  So their scans, net of count(x), are the floor a
+ * tagged kms_encrypt, an untagged one, a kms_decrypt and a
+ * kms_blind_index(text, key) can reach inside PostgreSQL, measured in the
+ * same scan as ours (the primitives cost more there than in crypto_micro.c's
+ * tight loop).
+ *
+ * Their keys are fixed bytes of this file, keyed once per backend (as a
+ * cached key version is), so that a value sealed by one session opens in
+ * another: a benchmark's keys, never a real one.
  *
  * Never installed: lookups.sh and run.sh compile it with PGXS into their
  * temporary directory and create the functions from there.
@@ -85,27 +95,62 @@ pgck_floor_value(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(result);
 }
 
-/* The header of a tagged value, the AAD of its seal: 52 bytes, the tag and nonce in it. */
-#define FLOOR_HEADER_LEN (FLOOR_VALUE_OVERHEAD - PGCK_GCM_TAGLEN)
-#define FLOOR_HEADER_NONCE 4
-#define FLOOR_HEADER_TAG (FLOOR_HEADER_LEN - PGCK_HMAC_SHA256_LEN)
+/* FORMAT.md 2.2: the header (the AAD of the seal) and where its fields are */
+#define FLOOR_NONCE_AT 7
+#define FLOOR_HEADER_PLAIN (FLOOR_NONCE_AT + PGCK_GCM_NONCE_LEN)	/* 19: no tag */
+#define FLOOR_TAG_AT (FLOOR_HEADER_PLAIN + 1)
+#define FLOOR_HEADER_TAGGED (FLOOR_TAG_AT + PGCK_HMAC_SHA256_LEN)	/* 52 */
 
 static PgckAead *floor_aead = NULL;
 static PgckHmac *floor_hmac = NULL;
 
-/* Keys of this module's own, random, keyed once per backend (as a cached key version is). */
+/* This module's own keys: fixed, so any session opens what another sealed. */
 static void
 floor_keys(void)
 {
 	uint8		key[PGCK_AES256_KEY_LEN];
 
-	if (floor_aead == NULL &&
-		(!pgck_random_bytes(key, sizeof(key)) || (floor_aead = pgck_aead_new(key)) == NULL))
+	memset(key, 0x5a, sizeof(key));
+	if (floor_aead == NULL && (floor_aead = pgck_aead_new(key)) == NULL)
 		elog(ERROR, "floor: could not key AES-256-GCM");
-	if (floor_hmac == NULL &&
-		(!pgck_random_bytes(key, sizeof(key)) || (floor_hmac = pgck_hmac_new(key, sizeof(key))) == NULL))
+	memset(key, 0xa5, sizeof(key));
+	if (floor_hmac == NULL && (floor_hmac = pgck_hmac_new(key, sizeof(key))) == NULL)
 		elog(ERROR, "floor: could not key HMAC-SHA-256");
 	pgck_wipe(key, sizeof(key));
+}
+
+/*
+ * A value of the format's layout: the header (version, algorithm, flags, a
+ * version id, the nonce, and with tagged the tag's length and the HMAC of the
+ * plaintext), the ciphertext, the GCM tag; sealed with the header as AAD.
+ */
+static bytea *
+floor_seal(text *pt, text *key, bool tagged)
+{
+	size_t		len = VARSIZE_ANY_EXHDR(pt);
+	size_t		hlen = tagged ? FLOOR_HEADER_TAGGED : FLOOR_HEADER_PLAIN;
+	bytea	   *result = palloc(VARHDRSZ + hlen + len + PGCK_GCM_TAGLEN);
+	uint8	   *out = (uint8 *) VARDATA(result);
+
+	floor_keys();
+	SET_VARSIZE(result, VARHDRSZ + hlen + len + PGCK_GCM_TAGLEN);
+	memset(out, 0, FLOOR_NONCE_AT);
+	out[0] = 1;
+	out[1] = 1;
+	out[2] = tagged ? 1 : 0;
+	/* read the key name as any function naming a key must */
+	out[6] = VARSIZE_ANY_EXHDR(key) > 0 ? VARDATA_ANY(key)[0] : 0;
+	if (tagged)
+	{
+		out[FLOOR_HEADER_PLAIN] = PGCK_HMAC_SHA256_LEN;
+		if (!pgck_hmac_sha256(floor_hmac, (const uint8 *) VARDATA_ANY(pt), len, out + FLOOR_TAG_AT))
+			elog(ERROR, "floor: HMAC failed");
+	}
+	if (!pgck_random_bytes(out + FLOOR_NONCE_AT, PGCK_GCM_NONCE_LEN) ||
+		!pgck_aead_seal(floor_aead, out + FLOOR_NONCE_AT, out, hlen, NULL, 0,
+						(const uint8 *) VARDATA_ANY(pt), len, out + hlen, out + hlen + len))
+		elog(ERROR, "floor: nonce or seal failed");
+	return result;
 }
 
 PG_FUNCTION_INFO_V1(pgck_floor_seal);
@@ -113,26 +158,42 @@ PG_FUNCTION_INFO_V1(pgck_floor_seal);
 Datum
 pgck_floor_seal(PG_FUNCTION_ARGS)
 {
-	text	   *pt = PG_GETARG_TEXT_PP(0);
-	text	   *key = PG_GETARG_TEXT_PP(1);
-	size_t		len = VARSIZE_ANY_EXHDR(pt);
-	bytea	   *result = palloc(VARHDRSZ + FLOOR_VALUE_OVERHEAD + len);
-	uint8	   *out = (uint8 *) VARDATA(result);
+	PG_RETURN_BYTEA_P(floor_seal(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), true));
+}
+
+PG_FUNCTION_INFO_V1(pgck_floor_seal_plain);
+
+Datum
+pgck_floor_seal_plain(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(floor_seal(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), false));
+}
+
+PG_FUNCTION_INFO_V1(pgck_floor_open);
+
+Datum
+pgck_floor_open(PG_FUNCTION_ARGS)
+{
+	bytea	   *value = PG_GETARG_BYTEA_PP(0);
+	const uint8 *in = (const uint8 *) VARDATA_ANY(value);
+	size_t		vlen = VARSIZE_ANY_EXHDR(value);
+	size_t		hlen;
+	size_t		len;
+	text	   *result;
 
 	floor_keys();
-	SET_VARSIZE(result, VARHDRSZ + FLOOR_VALUE_OVERHEAD + len);
-	memset(out, 0, FLOOR_HEADER_NONCE);
-	out[0] = VARSIZE_ANY_EXHDR(key) > 0 ? VARDATA_ANY(key)[0] : 0;
-	if (!pgck_hmac_sha256(floor_hmac, (const uint8 *) VARDATA_ANY(pt), len, out + FLOOR_HEADER_TAG) ||
-		!pgck_random_bytes(out + FLOOR_HEADER_NONCE, PGCK_GCM_NONCE_LEN))
-		elog(ERROR, "floor: HMAC or nonce failed");
-	memset(out + FLOOR_HEADER_NONCE + PGCK_GCM_NONCE_LEN, 0,
-		   FLOOR_HEADER_TAG - FLOOR_HEADER_NONCE - PGCK_GCM_NONCE_LEN);
-	if (!pgck_aead_seal(floor_aead, out + FLOOR_HEADER_NONCE, out, FLOOR_HEADER_LEN, NULL, 0,
-						(const uint8 *) VARDATA_ANY(pt), len, out + FLOOR_HEADER_LEN,
-						out + FLOOR_HEADER_LEN + len))
-		elog(ERROR, "floor: seal failed");
-	PG_RETURN_BYTEA_P(result);
+	if (vlen < FLOOR_HEADER_PLAIN + PGCK_GCM_TAGLEN)
+		elog(ERROR, "floor: value too short");
+	hlen = (in[2] & 1) ? FLOOR_TAG_AT + in[FLOOR_HEADER_PLAIN] : FLOOR_HEADER_PLAIN;
+	if (vlen < hlen + PGCK_GCM_TAGLEN)
+		elog(ERROR, "floor: value too short");
+	len = vlen - hlen - PGCK_GCM_TAGLEN;
+	result = palloc(VARHDRSZ + len);
+	SET_VARSIZE(result, VARHDRSZ + len);
+	if (!pgck_aead_open(floor_aead, in + FLOOR_NONCE_AT, in, hlen, NULL, 0, in + hlen, len,
+						in + hlen + len, (uint8 *) VARDATA(result)))
+		elog(ERROR, "floor: open failed");
+	PG_RETURN_TEXT_P(result);
 }
 
 PG_FUNCTION_INFO_V1(pgck_floor_hmac);

@@ -25,6 +25,10 @@ SCANS = {
                    "src/aead.c into a tagged value's size, nothing else)", "base_text"),
     "floor_hmac": ("`pgck_floor_hmac(text, key)` (bench/floor.c: the HMAC through src/aead.c, nothing else)",
                    "base_text"),
+    "floor_seal_plain": ("`pgck_floor_seal_plain(text, key)` (bench/floor.c: a nonce and the GCM seal through "
+                         "src/aead.c into an untagged value's size, nothing else)", "base_text"),
+    "floor_open": ("`pgck_floor_open(bytea)` (bench/floor.c: the header's length, the GCM open through "
+                   "src/aead.c into a new text, nothing else)", "base_floor_enc"),
     "pgc_encrypt": ("`encrypt(bytea, key, 'aes')`", "base_bytea"),
     "pgc_decrypt": ("`decrypt(bytea, key, 'aes')`", "base_pgc"),
     "pgc_hmac": ("`hmac(bytea, key, 'sha256')`", "base_bytea"),
@@ -38,6 +42,7 @@ BASELINES = {
     "base_enc": "`count(email)`, enc_text column",
     "base_pgc": "`count(email)`, pgcrypto bytea column",
     "base_sodium": "`count(email)`, pgsodium bytea column",
+    "base_floor_enc": "`count(email)`, bytea column of pgck_floor_seal's values",
 }
 # ours -> (pgcrypto counterpart, pgsodium counterpart, target ratio)
 PAIRS = [
@@ -132,6 +137,8 @@ FLOORS = {
 # nothing else, scanned in the same rounds: the floor measured inside PostgreSQL
 INSITU = {
     "kms_encrypt": "floor_seal",
+    "kms_encrypt_noidx": "floor_seal_plain",
+    "kms_decrypt": "floor_open",
     "kms_blind_index": "floor_hmac",
 }
 

@@ -143,10 +143,26 @@ SQL
 # The floor of a per-row function inside PostgreSQL: bench/floor.c's
 # pgck_floor_value(text, key) reads its arguments and returns a new value the
 # size of a tagged one, and nothing else (scanned below as floor_value);
-# pgck_floor_seal and pgck_floor_hmac do the same with the primitives of a
-# tagged kms_encrypt and of kms_blind_index in them, called through the
-# extension's own src/aead.c (floor_seal, floor_hmac).
+# pgck_floor_seal, pgck_floor_seal_plain, pgck_floor_hmac and pgck_floor_open
+# do the same with the primitives of a tagged and an untagged kms_encrypt, of
+# kms_blind_index and of kms_decrypt in them, called through the extension's
+# own src/aead.c (floor_seal, floor_seal_plain, floor_hmac, floor_open; the
+# last over bench_floor_enc, the same emails sealed by pgck_floor_seal, as
+# kms_decrypt's runs over bench_enc).  Each is checked to round-trip first.
 bench_floor_functions
+pgck_psql -q <<SQL >/dev/null || bench_die "could not build bench_floor_enc"
+SET client_min_messages = warning;
+CREATE TABLE bench_floor_enc AS SELECT id, pgck_floor_seal(email, '$BENCH_KEY') AS email FROM bench_plain;
+VACUUM (FREEZE, ANALYZE) bench_floor_enc;
+SQL
+got=$(pgck_psql -At -c "SELECT (SELECT count(*) FROM bench_floor_enc f JOIN bench_plain p USING (id)
+                                 WHERE pgck_floor_open(f.email) = p.email
+                                   AND octet_length(f.email) = octet_length(p.email) + 68)
+                             || ' ' || (SELECT count(*) FROM bench_plain)
+                             || ' ' || (pgck_floor_open(pgck_floor_seal_plain('a@b.c', 'k')) = 'a@b.c'
+                                        AND octet_length(pgck_floor_seal_plain('a@b.c', 'k')) = 5 + 35)")
+set -- $got
+[ "${1:-}" = "${2:-x}" ] && [ "${3:-}" = true ] || bench_die "the floor functions do not round-trip: $got"
 
 # ------------------------------------------------------------------ scans
 # label <TAB> SQL; report.py knows which baseline and counterpart each has.
@@ -165,7 +181,10 @@ pgc_hmac	SELECT count(hmac(email_b, $K, 'sha256')) FROM bench_plain
 kms_blind_index_value	SELECT count(kms_blind_index(email)) FROM bench_enc
 floor_value	SELECT count(pgck_floor_value(email, '$BENCH_KEY')) FROM bench_plain
 floor_seal	SELECT count(pgck_floor_seal(email, '$BENCH_KEY')) FROM bench_plain
-floor_hmac	SELECT count(pgck_floor_hmac(email, '$BENCH_KEY')) FROM bench_plain"
+floor_hmac	SELECT count(pgck_floor_hmac(email, '$BENCH_KEY')) FROM bench_plain
+floor_seal_plain	SELECT count(pgck_floor_seal_plain(email, '$BENCH_KEY_NOIDX')) FROM bench_plain
+base_floor_enc	SELECT count(email) FROM bench_floor_enc
+floor_open	SELECT count(pgck_floor_open(email)) FROM bench_floor_enc"
 if [ "$PGSODIUM" = 1 ]; then
     SCANS="$SCANS
 base_sodium	SELECT count(email) FROM bench_sodium
