@@ -128,7 +128,7 @@ bench_create_key() {
 bench_floor_functions() {
     local f="$PGCK_TMP/floor"
     mkdir -p "$f" && chmod 755 "$f"
-    cp "$BENCH_DIR/floor.c" "$BENCH_DIR/../src/aead.c" "$BENCH_DIR/../src/aead.h" \
+    cp "$BENCH_DIR/floor.c" "$BENCH_DIR/../src/aead.c" "$BENCH_DIR/../src/aead.h" "$BENCH_DIR/../src/envelope.h" \
         "$BENCH_DIR/../src/keypages.c" "$BENCH_DIR/../src/keypages.h" "$f/"
     printf '%s\n' 'MODULE_big = floor' 'OBJS = floor.o aead.o keypages.o' \
         'PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare' \

@@ -58,6 +58,7 @@
 #endif
 
 #include "aead.h"
+#include "envelope.h"
 
 PG_MODULE_MAGIC;
 
@@ -70,11 +71,15 @@ pgck_floor(PG_FUNCTION_ARGS)
 }
 
 /*
- * What a text value under a key with a 256-bit blind-index tag adds to its
- * plaintext (FORMAT.md: the header with nonce and tag, the GCM tag): 68 bytes,
- * as pg_column_size() shows.
+ * FORMAT.md 2.2 (src/envelope.h): the header, the AAD of the seal, is the
+ * fixed part (version .. nonce, 19 bytes), then with a tag its length byte
+ * and the tag; a tagged value adds 68 bytes to its plaintext with the GCM
+ * tag, as pg_column_size() shows.
  */
-#define FLOOR_VALUE_OVERHEAD 68
+#define FLOOR_NONCE_AT (PGCK_FIXED_HEADER_LEN - PGCK_NONCE_LEN)
+#define FLOOR_TAG_AT (PGCK_FIXED_HEADER_LEN + 1)
+#define FLOOR_HEADER_TAGGED (FLOOR_TAG_AT + PGCK_BLIND_TAG_MAX)
+#define FLOOR_VALUE_OVERHEAD (FLOOR_HEADER_TAGGED + PGCK_GCM_TAG_LEN)
 
 PG_FUNCTION_INFO_V1(pgck_floor_value);
 
@@ -95,21 +100,20 @@ pgck_floor_value(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(result);
 }
 
-/* FORMAT.md 2.2: the header (the AAD of the seal) and where its fields are */
-#define FLOOR_NONCE_AT 7
-#define FLOOR_HEADER_PLAIN (FLOOR_NONCE_AT + PGCK_GCM_NONCE_LEN)	/* 19: no tag */
-#define FLOOR_TAG_AT (FLOOR_HEADER_PLAIN + 1)
-#define FLOOR_HEADER_TAGGED (FLOOR_TAG_AT + PGCK_HMAC_SHA256_LEN)	/* 52 */
-
 static PgckAead *floor_aead = NULL;
 static PgckHmac *floor_hmac = NULL;
 
-/* This module's own keys: fixed, so any session opens what another sealed. */
+/*
+ * This module's own keys: fixed, so any session opens what another sealed;
+ * keyed at a backend's first call, and each later call only tests them.
+ */
 static void
 floor_keys(void)
 {
 	uint8		key[PGCK_AES256_KEY_LEN];
 
+	if (likely(floor_aead != NULL && floor_hmac != NULL))
+		return;
 	memset(key, 0x5a, sizeof(key));
 	if (floor_aead == NULL && (floor_aead = pgck_aead_new(key)) == NULL)
 		elog(ERROR, "floor: could not key AES-256-GCM");
@@ -128,25 +132,25 @@ static bytea *
 floor_seal(text *pt, text *key, bool tagged)
 {
 	size_t		len = VARSIZE_ANY_EXHDR(pt);
-	size_t		hlen = tagged ? FLOOR_HEADER_TAGGED : FLOOR_HEADER_PLAIN;
-	bytea	   *result = palloc(VARHDRSZ + hlen + len + PGCK_GCM_TAGLEN);
+	size_t		hlen = tagged ? FLOOR_HEADER_TAGGED : PGCK_FIXED_HEADER_LEN;
+	bytea	   *result = palloc(VARHDRSZ + hlen + len + PGCK_GCM_TAG_LEN);
 	uint8	   *out = (uint8 *) VARDATA(result);
 
 	floor_keys();
-	SET_VARSIZE(result, VARHDRSZ + hlen + len + PGCK_GCM_TAGLEN);
+	SET_VARSIZE(result, VARHDRSZ + hlen + len + PGCK_GCM_TAG_LEN);
 	memset(out, 0, FLOOR_NONCE_AT);
-	out[0] = 1;
-	out[1] = 1;
-	out[2] = tagged ? 1 : 0;
+	out[0] = PGCK_ENV_VERSION_1;
+	out[1] = PGCK_ALG_AES256_GCM;
+	out[2] = tagged ? PGCK_FLAG_BLIND_TAG : 0;
 	/* read the key name as any function naming a key must */
 	out[6] = VARSIZE_ANY_EXHDR(key) > 0 ? VARDATA_ANY(key)[0] : 0;
 	if (tagged)
 	{
-		out[FLOOR_HEADER_PLAIN] = PGCK_HMAC_SHA256_LEN;
+		out[PGCK_FIXED_HEADER_LEN] = PGCK_BLIND_TAG_MAX;
 		if (!pgck_hmac_sha256(floor_hmac, (const uint8 *) VARDATA_ANY(pt), len, out + FLOOR_TAG_AT))
 			elog(ERROR, "floor: HMAC failed");
 	}
-	if (!pgck_random_bytes(out + FLOOR_NONCE_AT, PGCK_GCM_NONCE_LEN) ||
+	if (!pgck_random_bytes(out + FLOOR_NONCE_AT, PGCK_NONCE_LEN) ||
 		!pgck_aead_seal(floor_aead, out + FLOOR_NONCE_AT, out, hlen, NULL, 0,
 						(const uint8 *) VARDATA_ANY(pt), len, out + hlen, out + hlen + len))
 		elog(ERROR, "floor: nonce or seal failed");
@@ -182,12 +186,12 @@ pgck_floor_open(PG_FUNCTION_ARGS)
 	text	   *result;
 
 	floor_keys();
-	if (vlen < FLOOR_HEADER_PLAIN + PGCK_GCM_TAGLEN)
+	if (vlen < PGCK_MIN_ENVELOPE_LEN)
 		elog(ERROR, "floor: value too short");
-	hlen = (in[2] & 1) ? FLOOR_TAG_AT + in[FLOOR_HEADER_PLAIN] : FLOOR_HEADER_PLAIN;
-	if (vlen < hlen + PGCK_GCM_TAGLEN)
+	hlen = (in[2] & PGCK_FLAG_BLIND_TAG) ? FLOOR_TAG_AT + in[PGCK_FIXED_HEADER_LEN] : PGCK_FIXED_HEADER_LEN;
+	if (vlen < hlen + PGCK_GCM_TAG_LEN)
 		elog(ERROR, "floor: value too short");
-	len = vlen - hlen - PGCK_GCM_TAGLEN;
+	len = vlen - hlen - PGCK_GCM_TAG_LEN;
 	result = palloc(VARHDRSZ + len);
 	SET_VARSIZE(result, VARHDRSZ + len);
 	if (!pgck_aead_open(floor_aead, in + FLOOR_NONCE_AT, in, hlen, NULL, 0, in + hlen, len,
