@@ -13,6 +13,11 @@
 #   3. Debian's archive: `apt-get source --download-only postgresql-MAJOR`
 #      from a deb-src line for trixie (17) or sid (18), in an apt configuration
 #      of its own (the system's sources are not touched)
+#   4. Debian's pool: the upstream tarball of a release pinned below, kept only
+#      if its sha256 is the pinned one.  apt cannot be used when a suite's
+#      index names a release whose files have already left the pool (trixie
+#      named 17.12 while the pool held 17.11), and then a clone with nothing
+#      beside it had no 17 to test against.
 # and when none has it the script fails, naming what is missing.
 #
 # The build is cached: the prefix holds a stamp with the tarball's sha256 and
@@ -32,7 +37,7 @@ CONFIGURE_OPTS="--prefix=$PREFIX --with-openssl --without-icu --enable-tap-tests
 # the contrib modules the suite loads (built with PGXS against the installed
 # prefix, so a cached prefix that lacks one gets it without a rebuild)
 CONTRIB="pgcrypto pg_stat_statements amcheck"
-BUILD_DEPS="make gcc libc6-dev pkg-config bison flex libreadline-dev zlib1g-dev libssl-dev libipc-run-perl perl bzip2 dpkg-dev"
+BUILD_DEPS="make gcc libc6-dev pkg-config bison flex libreadline-dev zlib1g-dev libssl-dev libipc-run-perl perl bzip2 dpkg-dev curl"
 
 log() { printf '%s\n' "pg_build $MAJOR: $*" >&2; }
 die() { printf '%s\n' "pg_build $MAJOR: FAILED: $*" >&2; exit 1; }
@@ -60,6 +65,12 @@ if [ "$MAJOR" = 15 ]; then
     echo /usr/lib/postgresql/15/bin/pg_config
     exit 0
 fi
+# MAJOR -> "release sha256" of the upstream tarball fetched from Debian's pool
+# when nothing else gives a source (step 4 above)
+declare -A PINNED=(
+    [17]="17.11 dd27f2b3c59e73ed14aa3324901242bf69a032a6347805f274e6260322d42979"
+    [18]="18.6 555610c24d53e4316da5b7d3fc25c279d96856d5e0e23ee308c328c5fa881d9f"
+)
 case $MAJOR in
     17) SUITE=trixie ;;
     18) SUITE=sid ;;
@@ -99,6 +110,23 @@ find_tarball() {
         fi
     fi
     log "Debian's archive did not give postgresql-$MAJOR's source"
+    # the pinned release from the pool (the same files as ../shared/third_party's)
+    local pin=${PINNED[$MAJOR]} url got
+    f="$cache/src/postgresql-${MAJOR}_${pin% *}.orig.tar.bz2"
+    url="http://deb.debian.org/debian/pool/main/p/postgresql-$MAJOR/${f##*/}"
+    log "trying the pinned release in Debian's pool: $url"
+    if curl -fsS --retry 2 -m 600 -o "$f.part" "$url" >&2; then
+        got=$(sha256sum "$f.part" | cut -d' ' -f1)
+        if [ "$got" = "${pin#* }" ]; then
+            mv "$f.part" "$f"
+            log "source tarball from Debian's pool, sha256 as pinned: $f"
+            echo "$f"
+            return 0
+        fi
+        log "refusing $url: sha256 $got, pinned ${pin#* }"
+    fi
+    rm -f "$f.part"
+    log "Debian's pool did not give postgresql-$MAJOR ${pin% *}"
     return 0
 }
 
