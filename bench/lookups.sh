@@ -4,7 +4,8 @@
 #
 #   bash bench/lookups.sh [--rows N] [--runs N] [--seconds S] [--clients "1 16"]
 #                         [--sequential] [--no-build] [--no-perf] [--no-callgrind]
-#                         [--no-floor] [--sessions N] [--shared-cache N] [--out FILE]
+#                         [--no-floor] [--sessions N] [--shared-cache N] [--perf-rounds N]
+#                         [--out FILE]
 #
 # Like bench/run.sh (same build from a snapshot, cluster, KMS emulator and
 # key), on N rows (default 200,000):
@@ -34,11 +35,15 @@
 # machine) each round runs them one after the other instead, in alternating
 # order: two workloads at once on 2 cores share the CPU, so the ratio then
 # measures CPU per statement rather than the latency a client sees, which is
-# what a 1-client tps is.  Then, unless --no-perf, perf
-# samples (cpu-clock, call graphs) of the one backend of a 1-client pgbench
-# running read_plain, then read_enc, and lists where each spends its time;
+# what a 1-client tps is.  Then, unless --no-perf, perf samples (cpu-clock,
+# call graphs) of the one backend of a 1-client pgbench running read_plain,
+# read_floor and read_enc, --perf-rounds N (default 3) rounds of 10 s each in
+# rotating order, while pgbench logs each transaction: the backend's on-CPU
+# time per statement, by DSO (the server's cost of a statement, which the
+# host's noise moves far less than tps), and where each spends its time;
 # and unless --no-callgrind, instructions per statement of each under
-# callgrind in a single-user backend, by function (see below).  Writes bench/results/lookups.md and prints it.  Nothing is asserted.
+# callgrind in a single-user backend, by function (see below).  Writes
+# bench/results/lookups.md and prints it.  Nothing is asserted.
 set -u
 . "$(dirname "$0")/bench_lib.sh"
 pgck_require_root "$@"
@@ -54,6 +59,7 @@ SEQUENTIAL=0
 FLOOR=1
 SESSIONS=25
 SHARED_CACHE=0
+PERF_ROUNDS=3
 OUT="$BENCH_DIR/results/lookups.md"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -68,12 +74,13 @@ while [ $# -gt 0 ]; do
         --no-floor) FLOOR=0; shift ;;
         --sessions) SESSIONS=$2; shift 2 ;;
         --shared-cache) SHARED_CACHE=$2; shift 2 ;;
+        --perf-rounds) PERF_ROUNDS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-for v in ROWS RUNS SECS; do
+for v in ROWS RUNS SECS PERF_ROUNDS; do
     [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || { echo "--${v,,} must be a positive integer" >&2; exit 2; }
 done
 for v in SESSIONS SHARED_CACHE; do
@@ -153,7 +160,7 @@ fi
 PB=()
 pb() {
     runuser -u postgres -- env PGHOST="$PGHOST" PGPORT="$PGPORT" "$PGBENCH" -n -M prepared \
-        -c "$2" -j "$(( $2 < 2 ? $2 : 2 ))" -T "$3" -f "$D/$1.sql" postgres >"$D/$1.$2.log" 2>&1 &
+        ${PB_LOG:+-l --log-prefix="$D/tx.$1"} -c "$2" -j "$(( $2 < 2 ? $2 : 2 ))" -T "$3" -f "$D/$1.sql" postgres >"$D/$1.$2.log" 2>&1 &
     PB+=("$!")
 }
 pbwait() {
@@ -212,28 +219,63 @@ for c in $CLIENT_LIST; do
     done
 done
 
-# perf: one 1-client pgbench backend per read script
+# perf: one 1-client pgbench backend per read script, PERF_ROUNDS rounds in
+# rotating order.  Each round samples the backend (cpu-clock, 999 Hz, call
+# graphs) for 10 s while pgbench logs every transaction (-l), and divides the
+# backend's sampled on-CPU time by the transactions that ended inside the
+# window: on-CPU µs per statement, split by DSO.  Unlike tps, which the
+# client, the scheduler and the host's other tenants move by ±10 % a round,
+# this is what the statement costs the server.  The symbol lists are from the
+# first round.
 PERF_NOTE="skipped (--no-perf or perf unusable)"
+PERF_SCRIPTS="read_plain read_enc"
+[ "$FLOOR" = 1 ] && PERF_SCRIPTS="read_plain read_floor read_enc"
+CPU="$D/cpu.tsv"
+: >"$CPU"
 if [ "$NO_PERF" = 0 ] && command -v perf >/dev/null && perf record -q -o "$D/probe.data" -- true >/dev/null 2>&1; then
-    PERF_NOTE="cpu-clock at 999 Hz with call graphs, one backend serving a 1-client pgbench for 10 s"
-    for s in read_plain read_enc; do
-        pgck_log "perf: $s"
-        pb "$s" 1 12
-        pid=""
-        for _ in $(seq 1 50); do
-            pid=$(pgck_psql -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1")
-            [ -n "$pid" ] && break
-            sleep 0.1
+    PERF_NOTE="cpu-clock at 999 Hz with call graphs, one backend serving a 1-client pgbench, 10 s per round, $PERF_ROUNDS rounds per script in rotating order"
+    set -- $PERF_SCRIPTS
+    for r in $(seq 1 "$PERF_ROUNDS"); do
+        order=("$@")
+        for k in $(seq 1 $(( (r - 1) % $# ))); do order=("${order[@]:1}" "${order[0]}"); done
+        for s in "${order[@]}"; do
+            pgck_log "perf: $s, round $r"
+            rm -f "$D/tx.$s".*
+            # the last round's backend may still be exiting: never sample it
+            for _ in $(seq 1 50); do
+                [ "$(pgck_psql -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'")" = 0 ] && break
+                sleep 0.1
+            done
+            PB_LOG=1 pb "$s" 1 14
+            pid=""
+            for _ in $(seq 1 50); do
+                pid=$(pgck_psql -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1")
+                [ -n "$pid" ] && break
+                sleep 0.1
+            done
+            [ -n "$pid" ] || bench_die "perf: no pgbench backend"
+            sleep 1
+            t0=$(date +%s.%N)
+            perf record -q -F 999 -g -p "$pid" -o "$D/$s.$r.data" -- sleep 10 >/dev/null 2>&1
+            t1=$(date +%s.%N)
+            pbwait
+            # pgbench -l: client, transaction, latency, script, epoch s, µs
+            n=$(cat "$D/tx.$s".* | awk -v a="$t0" -v b="$t1" '{t = $5 + $6 / 1e6; if (t >= a && t < b) n++} END {print n + 0}')
+            [ "$n" -gt 0 ] || bench_die "perf: no $s transaction inside the sampled window"
+            ns=$(perf script -i "$D/$s.$r.data" -F period 2>/dev/null | awk '{t += $1} END {printf "%.0f", t}')
+            [ "${ns:-0}" -gt 0 ] || bench_die "perf: no sample of the $s backend (pid $pid) in round $r"
+            dso=$(perf report -i "$D/$s.$r.data" --stdio --no-children --sort dso -g none 2>/dev/null |
+                  awk '/^ *[0-9.]+%/ {gsub("%", "", $1); d = $2; sub(/\.so.*/, "", d); gsub(/[][]/, "", d); printf "%s=%s ", d, $1}')
+            printf '%s\t%s\t%s\t%s\t%s\n' "$s" "$r" "$n" "$ns" "$dso" >>"$CPU"
+            if [ "$r" = 1 ]; then
+                perf report -i "$D/$s.$r.data" --stdio --no-children --sort dso,sym --percent-limit 0.7 -g none \
+                    2>/dev/null | grep -v '^#' | grep -v '^$' >"$D/$s.self.txt"
+                perf report -i "$D/$s.$r.data" --stdio --children --sort sym --percent-limit 0.5 -g none \
+                    2>/dev/null | grep -v '^#' | grep -v '^$' >"$D/$s.children.txt"
+                echo "$(tps "$s" 1)" >"$D/$s.perf_tps"
+            fi
+            rm -f "$D/tx.$s".* "$D/$s.$r.data"
         done
-        [ -n "$pid" ] || bench_die "perf: no pgbench backend"
-        sleep 1
-        perf record -q -F 999 -g -p "$pid" -o "$D/$s.data" -- sleep 10 >/dev/null 2>&1
-        pbwait
-        perf report -i "$D/$s.data" --stdio --no-children --sort dso,sym --percent-limit 0.7 -g none \
-            2>/dev/null | grep -v '^#' | grep -v '^$' >"$D/$s.self.txt"
-        perf report -i "$D/$s.data" --stdio --children --sort sym --percent-limit 0.5 -g none \
-            2>/dev/null | grep -v '^#' | grep -v '^$' >"$D/$s.children.txt"
-        echo "$(tps "$s" 1)" >"$D/$s.perf_tps"
     done
 fi
 
@@ -381,6 +423,48 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2
     [ -f "$D/callgrind.md" ] && cat "$D/callgrind.md"
     echo
     echo "## perf: the single-row path ($PERF_NOTE)"
+    if [ -s "$CPU" ]; then
+        echo
+        echo "The backend's on-CPU time per statement (sampled on-CPU time / statements that ended in the window):"
+        echo
+        /usr/bin/python3 - "$CPU" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    s, r, n, ns, dso = (line.rstrip('\n').split('\t') + [''])[:5]
+    shares = dict(kv.split('=') for kv in dso.split())
+    rows.setdefault(s, []).append((int(r), int(ns) / int(n) / 1000, {k: float(v) for k, v in shares.items()}, int(n)))
+groups = [('kernel', 'kernel.kallsyms'), ('postgres', 'postgres'), ('libc', 'libc'),
+          ('libcrypto', 'libcrypto'), ('pgcrypt_kms.so', 'pgcrypt_kms'), ('floor.so', 'floor')]
+user = ('postgres', 'libc', 'libcrypto', 'pgcrypt_kms', 'floor', 'vdso')
+def med(xs):
+    return statistics.median(xs) if xs else 0.0
+def user_us(u, sh):
+    return u * sum(v for k, v in sh.items() if k in user) / 100
+plain = med([u for _, u, _, _ in rows.get('read_plain', [])])
+plain_user = med([user_us(u, sh) for _, u, sh, _ in rows.get('read_plain', [])])
+print('| script | on-CPU µs per statement (median) | per round | against read_plain | '
+      + ' | '.join(g for g, _ in groups) + ' | user space: median (per round) | against read_plain, user space |')
+print('|---|---:|---|---:|' + '---:|' * len(groups) + '---:|---:|')
+for s in ('read_plain', 'read_floor', 'read_enc'):
+    if s not in rows:
+        continue
+    rs = sorted(rows[s])
+    m = med([u for _, u, _, _ in rs])
+    parts = [m * statistics.mean(sh.get(d, 0.0) for _, _, sh, _ in rs) / 100 for _, d in groups]
+    mu = med([user_us(u, sh) for _, u, sh, _ in rs])
+    rel = f'{plain / m:.2f}×' if plain > 0 and m > 0 else ''
+    relu = f'{plain_user / mu:.2f}×' if plain_user > 0 and mu > 0 else ''
+    print(f'| {s} | {m:.1f} | ' + ' '.join(f'{u:.1f}' for _, u, _, _ in rs) + f' | {rel} | '
+          + ' | '.join(f'{p:.2f}' for p in parts) + f' | {mu:.2f} ('
+          + ' '.join(f'{user_us(u, sh):.1f}' for _, u, sh, _ in rs) + f') | {relu} |')
+print()
+print('("against read_plain" is read_plain\'s µs over the script\'s: the tps ratio a workload bound by this '
+      'backend\'s CPU would see. The DSO columns split the median by each DSO\'s mean share over the rounds. '
+      'The kernel\'s part (the socket, the wake-ups) is the same work for every script but moves the most '
+      'with the host; "user space" leaves it out.)')
+PY
+    fi
     for s in read_plain read_enc; do
         [ -f "$D/$s.self.txt" ] || continue
         echo
