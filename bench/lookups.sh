@@ -232,6 +232,14 @@ PERF_SCRIPTS="read_plain read_enc"
 [ "$FLOOR" = 1 ] && PERF_SCRIPTS="read_plain read_floor read_enc"
 CPU="$D/cpu.tsv"
 : >"$CPU"
+# pgbench_backend [running]: the pid of a pgbench backend, if one is
+# connected; with "running", only one that has run a statement (pgbench first
+# opens a connection of its own, runs nothing on it and closes it: sampling
+# that pid would sample nothing)
+pgbench_backend() {
+    pgck_psql -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench'
+                      ${1:+AND query <> ''} LIMIT 1"
+}
 if [ "$NO_PERF" = 0 ] && command -v perf >/dev/null && perf record -q -o "$D/probe.data" -- true >/dev/null 2>&1; then
     PERF_NOTE="cpu-clock at 999 Hz with call graphs, one backend serving a 1-client pgbench, 10 s per round, $PERF_ROUNDS rounds per script in rotating order"
     set -- $PERF_SCRIPTS
@@ -243,27 +251,27 @@ if [ "$NO_PERF" = 0 ] && command -v perf >/dev/null && perf record -q -o "$D/pro
             rm -f "$D/tx.$s".*
             # the last round's backend may still be exiting: never sample it
             for _ in $(seq 1 50); do
-                [ "$(pgck_psql -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'")" = 0 ] && break
+                [ -z "$(pgbench_backend)" ] && break
                 sleep 0.1
             done
             PB_LOG=1 pb "$s" 1 14
             pid=""
             for _ in $(seq 1 50); do
-                pid=$(pgck_psql -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1")
+                pid=$(pgbench_backend running)
                 [ -n "$pid" ] && break
                 sleep 0.1
             done
             [ -n "$pid" ] || bench_die "perf: no pgbench backend"
             sleep 1
             t0=$(date +%s.%N)
-            perf record -q -F 999 -g -p "$pid" -o "$D/$s.$r.data" -- sleep 10 >/dev/null 2>&1
+            perf record -q -F 999 -g -p "$pid" -o "$D/$s.$r.data" -- sleep 10 >"$D/perf.$s.$r.log" 2>&1
             t1=$(date +%s.%N)
             pbwait
             # pgbench -l: client, transaction, latency, script, epoch s, µs
             n=$(cat "$D/tx.$s".* | awk -v a="$t0" -v b="$t1" '{t = $5 + $6 / 1e6; if (t >= a && t < b) n++} END {print n + 0}')
             [ "$n" -gt 0 ] || bench_die "perf: no $s transaction inside the sampled window"
             ns=$(perf script -i "$D/$s.$r.data" -F period 2>/dev/null | awk '{t += $1} END {printf "%.0f", t}')
-            [ "${ns:-0}" -gt 0 ] || bench_die "perf: no sample of the $s backend (pid $pid) in round $r"
+            [ "${ns:-0}" -gt 0 ] || { cat "$D/perf.$s.$r.log" >&2; bench_die "perf: no sample of the $s backend (pid $pid) in round $r"; }
             dso=$(perf report -i "$D/$s.$r.data" --stdio --no-children --sort dso -g none 2>/dev/null |
                   awk '/^ *[0-9.]+%/ {gsub("%", "", $1); d = $2; sub(/\.so.*/, "", d); gsub(/[][]/, "", d); printf "%s=%s ", d, $1}')
             printf '%s\t%s\t%s\t%s\t%s\n' "$s" "$r" "$n" "$ns" "$dso" >>"$CPU"
@@ -274,7 +282,7 @@ if [ "$NO_PERF" = 0 ] && command -v perf >/dev/null && perf record -q -o "$D/pro
                     2>/dev/null | grep -v '^#' | grep -v '^$' >"$D/$s.children.txt"
                 echo "$(tps "$s" 1)" >"$D/$s.perf_tps"
             fi
-            rm -f "$D/tx.$s".* "$D/$s.$r.data"
+            rm -f "$D/tx.$s".* "$D/$s.$r.data" "$D/perf.$s.$r.log"
         done
     done
 fi
@@ -433,7 +441,7 @@ rows = {}
 for line in open(sys.argv[1]):
     s, r, n, ns, dso = (line.rstrip('\n').split('\t') + [''])[:5]
     shares = dict(kv.split('=') for kv in dso.split())
-    rows.setdefault(s, []).append((int(r), int(ns) / int(n) / 1000, {k: float(v) for k, v in shares.items()}, int(n)))
+    rows.setdefault(s, []).append((int(r), int(ns) / int(n) / 1000, {k: float(v) for k, v in shares.items()}))
 groups = [('kernel', 'kernel.kallsyms'), ('postgres', 'postgres'), ('libc', 'libc'),
           ('libcrypto', 'libcrypto'), ('pgcrypt_kms.so', 'pgcrypt_kms'), ('floor.so', 'floor')]
 user = ('postgres', 'libc', 'libcrypto', 'pgcrypt_kms', 'floor', 'vdso')
@@ -441,8 +449,8 @@ def med(xs):
     return statistics.median(xs) if xs else 0.0
 def user_us(u, sh):
     return u * sum(v for k, v in sh.items() if k in user) / 100
-plain = med([u for _, u, _, _ in rows.get('read_plain', [])])
-plain_user = med([user_us(u, sh) for _, u, sh, _ in rows.get('read_plain', [])])
+plain = med([u for _, u, _ in rows.get('read_plain', [])])
+plain_user = med([user_us(u, sh) for _, u, sh in rows.get('read_plain', [])])
 print('| script | on-CPU µs per statement (median) | per round | against read_plain | '
       + ' | '.join(g for g, _ in groups) + ' | user space: median (per round) | against read_plain, user space |')
 print('|---|---:|---|---:|' + '---:|' * len(groups) + '---:|---:|')
@@ -450,14 +458,14 @@ for s in ('read_plain', 'read_floor', 'read_enc'):
     if s not in rows:
         continue
     rs = sorted(rows[s])
-    m = med([u for _, u, _, _ in rs])
-    parts = [m * statistics.mean(sh.get(d, 0.0) for _, _, sh, _ in rs) / 100 for _, d in groups]
-    mu = med([user_us(u, sh) for _, u, sh, _ in rs])
+    m = med([u for _, u, _ in rs])
+    parts = [m * statistics.mean(sh.get(d, 0.0) for _, _, sh in rs) / 100 for _, d in groups]
+    mu = med([user_us(u, sh) for _, u, sh in rs])
     rel = f'{plain / m:.2f}×' if plain > 0 and m > 0 else ''
     relu = f'{plain_user / mu:.2f}×' if plain_user > 0 and mu > 0 else ''
-    print(f'| {s} | {m:.1f} | ' + ' '.join(f'{u:.1f}' for _, u, _, _ in rs) + f' | {rel} | '
+    print(f'| {s} | {m:.1f} | ' + ' '.join(f'{u:.1f}' for _, u, _ in rs) + f' | {rel} | '
           + ' | '.join(f'{p:.2f}' for p in parts) + f' | {mu:.2f} ('
-          + ' '.join(f'{user_us(u, sh):.1f}' for _, u, sh, _ in rs) + f') | {relu} |')
+          + ' '.join(f'{user_us(u, sh):.1f}' for _, u, sh in rs) + f') | {relu} |')
 print()
 print('("against read_plain" is read_plain\'s µs over the script\'s: the tps ratio a workload bound by this '
       'backend\'s CPU would see. The DSO columns split the median by each DSO\'s mean share over the rounds. '
