@@ -5,7 +5,7 @@
 #   bash bench/lookups.sh [--rows N] [--runs N] [--seconds S] [--clients "1 16"]
 #                         [--sequential] [--no-build] [--no-perf] [--no-callgrind]
 #                         [--no-floor] [--sessions N] [--shared-cache N] [--perf-rounds N]
-#                         [--out FILE]
+#                         [--app-role] [--out FILE]
 #
 # Like bench/run.sh (same build from a snapshot, cluster, KMS emulator and
 # key), on N rows (default 200,000):
@@ -23,6 +23,15 @@
 #               extension functions (unless --no-floor)
 # --shared-cache N sets pgcrypt_kms.shared_cache_size (default 0: off, the
 # extension's default; the library is always preloaded).
+# --app-role runs every measured statement (new sessions, pgbench, perf,
+# callgrind) as what an application is: a login role, not a superuser, that
+# holds only what the README grants a reader of the column (pgcrypt_kms_decrypt,
+# which has kms_decrypt and kms_blind_index(text, key); kms_blind_index(enc_text)
+# is PUBLIC) and SELECT on the three tables.  Every function call site then pays
+# PostgreSQL's EXECUTE privilege check through role membership, and the table's
+# SELECT check; the floor's function is revoked from PUBLIC and granted to
+# pgcrypt_kms_decrypt, so that it pays the same.  Without it, as the superuser
+# (those checks short-cut).
 # First, the first statement of a new session: N (--sessions, default 25;
 # 0 skips) rounds of one new psql session per read script (order rotating,
 # each round a new :id), timed by psql's \timing; reported as median and
@@ -60,6 +69,7 @@ FLOOR=1
 SESSIONS=25
 SHARED_CACHE=0
 PERF_ROUNDS=3
+APP_ROLE=0
 OUT="$BENCH_DIR/results/lookups.md"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -75,8 +85,9 @@ while [ $# -gt 0 ]; do
         --sessions) SESSIONS=$2; shift 2 ;;
         --shared-cache) SHARED_CACHE=$2; shift 2 ;;
         --perf-rounds) PERF_ROUNDS=$2; shift 2 ;;
+        --app-role) APP_ROLE=1; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,55p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -126,6 +137,30 @@ VACUUM (FREEZE, ANALYZE) ins_floor;
 SQL
 fi
 
+# --app-role: the application's login role (see the header)
+APP_USER=""
+ROLE_NOTE="the bootstrap superuser (postgres)"
+if [ "$APP_ROLE" = 1 ]; then
+    APP_USER=bench_app
+    ROLE_NOTE="$APP_USER, a login role (not a superuser) with pgcrypt_kms_decrypt and SELECT on the tables; the floor's function revoked from PUBLIC and granted to pgcrypt_kms_decrypt"
+    pgck_psql -q <<SQL >/dev/null || bench_die "could not create the application role"
+SET client_min_messages = warning;
+CREATE ROLE $APP_USER LOGIN IN ROLE pgcrypt_kms_decrypt;
+GRANT SELECT ON ins_plain, ins_enc TO $APP_USER;
+SQL
+    if [ "$FLOOR" = 1 ]; then
+        pgck_psql -q <<SQL >/dev/null || bench_die "could not grant the floor to the application role"
+GRANT SELECT ON ins_floor TO $APP_USER;
+REVOKE EXECUTE ON FUNCTION pgck_floor(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgck_floor(text) TO pgcrypt_kms_decrypt;
+SQL
+    fi
+    [ "$(pgck_psql -At -c "SELECT rolsuper FROM pg_roles WHERE rolname = '$APP_USER'")" = f ] ||
+        bench_die "$APP_USER is a superuser"
+fi
+# as_app ARGS...: psql as the role the statements run as
+as_app() { pgck_psql ${APP_USER:+-U "$APP_USER"} "$@"; }
+
 PGBENCH="$PGBIN/pgbench"
 D="$PGCK_TMP/lookups"
 mkdir -p "$D" && chown postgres:postgres "$D"
@@ -142,14 +177,14 @@ stmt() { local q; q=$(sed -n 2p "$D/$1.sql" | sed "s/:id/$2/"); echo "${q%;}"; }
 chown postgres:postgres "$D"/*.sql
 # each script finds its one row, and returns the plaintext
 probe=$((ROWS / 3 + 1))
-got=$(pgck_psql -At -F ' ' -c "$(stmt read_enc "$probe")")
+got=$(as_app -At -F ' ' -c "$(stmt read_enc "$probe")")
 [ "$got" = "$probe us$probe@example.com" ] || bench_die "read_enc did not return the plaintext for id $probe: '$got'"
 PAIRS=("lookup_plain lookup_enc" "read_plain read_enc")
 if [ "$FLOOR" = 1 ]; then
     q=$(stmt read_floor "$probe")
-    got=$(pgck_psql -At -c "EXPLAIN (COSTS OFF) $q")
+    got=$(as_app -At -c "EXPLAIN (COSTS OFF) $q")
     case $got in *ins_floor_email*) ;; *) bench_die "read_floor does not use its index: $got" ;; esac
-    got=$(pgck_psql -At -F ' ' -c "$q")
+    got=$(as_app -At -F ' ' -c "$q")
     [ "$got" = "$probe us$probe@example.com" ] || bench_die "read_floor did not return its row for id $probe: '$got'"
     PAIRS+=("read_plain read_floor" "read_floor read_enc")
 fi
@@ -159,7 +194,7 @@ fi
 # emulator is a background job of this shell too).
 PB=()
 pb() {
-    runuser -u postgres -- env PGHOST="$PGHOST" PGPORT="$PGPORT" "$PGBENCH" -n -M prepared \
+    runuser -u postgres -- env PGHOST="$PGHOST" PGPORT="$PGPORT" "$PGBENCH" -n -M prepared ${APP_USER:+-U "$APP_USER"} \
         ${PB_LOG:+-l --log-prefix="$D/tx.$1"} -c "$2" -j "$(( $2 < 2 ? $2 : 2 ))" -T "$3" -f "$D/$1.sql" postgres >"$D/$1.$2.log" 2>&1 &
     PB+=("$!")
 }
@@ -184,7 +219,7 @@ if [ "$SESSIONS" -gt 0 ]; then
         for k in $(seq 1 $(( r % $# ))); do order=("${order[@]:1}" "${order[0]}"); done
         for s in "${order[@]}"; do
             q=$(stmt "$s" "$id")
-            ms=$(pgck_psql -At -c '\timing on' -c "$q" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | head -1)
+            ms=$(as_app -At -c '\timing on' -c "$q" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | head -1)
             [ -n "$ms" ] || bench_die "new session: $s gave no timing"
             printf '%s\t%s\n' "$s" "$ms" >>"$FIRST"
         done
@@ -309,6 +344,7 @@ if [ "$NO_CALLGRIND" = 0 ] && command -v valgrind >/dev/null && command -v callg
         for n in $CG_LO $CG_HI; do
             pgck_log "callgrind: $s x $n"
             {
+                [ -n "$APP_USER" ] && echo "SET ROLE $APP_USER"
                 echo "$prep"
                 for i in $(seq 1 "$n"); do echo "EXECUTE q($(( (i * 7919) % ROWS + 1 )))"; done
             } >"$D/$s.$n.sql"
@@ -360,7 +396,9 @@ keys = ['pgck_kms_decrypt', 'pgck_kms_blind_index_text', 'key_for', 'version_for
         'pgck_keycache_key', 'pgck_keycache_version', 'statement_now', 'AcceptInvalidationMessages',
         'pgck_blind_index_tag', 'pgck_hmac_sha256', 'pgck_aead_open', 'gcm_direct', 'pgck_envelope_parse',
         'text_to_cstring', 'MemoryContextAlloc', 'standard_ExecutorStart', 'ExecInitNode', 'ExecInitExprRec',
-        'fmgr_info_cxt_security', 'object_aclcheck', 'pg_proc_aclcheck', 'SearchCatCache1',
+        'ExecBuildProjectionInfo', 'ExecInitQual', 'ExecIndexBuildScanKeys', 'fmgr_info',
+        'fmgr_info_cxt_security', 'object_aclcheck', 'pg_proc_aclcheck', 'pg_proc_aclmask', 'aclmask',
+        'has_privs_of_role', 'SysCacheGetAttr', 'nocachegetattr', 'pg_detoast_datum', 'SearchCatCache1',
         'PortalRun', 'standard_ExecutorRun', 'standard_ExecutorEnd', 'index_getnext_slot', 'printtup',
         'exec_simple_query', 'GetCachedPlan', 'pg_plan_queries', 'pgck_floor']
 fl = 'read_floor' in per
@@ -385,6 +423,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2
     echo "- load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- extension: $BENCH_BUILD_NOTE"
     echo "- KMS: $BENCH_KMS_NOTE"
+    echo "- statements run as: $ROLE_NOTE"
     if [ "$SEQUENTIAL" = 1 ]; then
         echo "- method: pgbench -n -M prepared, plain and encrypted script one after the other (order alternating), $RUNS rounds of ${SECS} s each;"
     else
