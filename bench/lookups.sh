@@ -203,6 +203,9 @@ pbwait() {
     for p in "${PB[@]}"; do wait "$p"; done
     PB=()
 }
+# rotated K WORD...: the words rotated left by K (modulo their number): the
+# order of round K when each round starts with the next script
+rotated() { local k=$(( $1 % ($# - 1) )); shift; echo "${@:k+1}" "${@:1:k}"; }
 tps() { sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$D/$1.$2.log"; }
 
 # the first statement of new sessions (see the header)
@@ -215,8 +218,7 @@ if [ "$SESSIONS" -gt 0 ]; then
     pgck_log "the first statement of $SESSIONS new sessions per read script"
     for r in $(seq 1 "$SESSIONS"); do
         id=$(( (r * 7919) % ROWS + 1 ))
-        order=("$@")
-        for k in $(seq 1 $(( r % $# ))); do order=("${order[@]:1}" "${order[0]}"); done
+        order=($(rotated "$r" "$@"))
         for s in "${order[@]}"; do
             q=$(stmt "$s" "$id")
             ms=$(as_app -At -c '\timing on' -c "$q" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | head -1)
@@ -279,8 +281,7 @@ if [ "$NO_PERF" = 0 ] && command -v perf >/dev/null && perf record -q -o "$D/pro
     PERF_NOTE="cpu-clock at 999 Hz with call graphs, one backend serving a 1-client pgbench, 10 s per round, $PERF_ROUNDS rounds per script in rotating order"
     set -- $PERF_SCRIPTS
     for r in $(seq 1 "$PERF_ROUNDS"); do
-        order=("$@")
-        for k in $(seq 1 $(( (r - 1) % $# ))); do order=("${order[@]:1}" "${order[0]}"); done
+        order=($(rotated $((r - 1)) "$@"))
         for s in "${order[@]}"; do
             pgck_log "perf: $s, round $r"
             rm -f "$D/tx.$s".*
