@@ -258,6 +258,8 @@ make_ctx(void)
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* a Decrypt response carries the key: do not leave it in the record buffer */
+	SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
 	return ctx;
 }
 
@@ -487,6 +489,7 @@ static uint8 *
 exchange(const PgckTtlvBuf *req, double deadline_ms, size_t *resp_len, TransportError *te)
 {
 	uint8	   *volatile resp = NULL;
+	volatile size_t resp_size = 0;
 	volatile bool ok = false;
 
 	PG_TRY();
@@ -522,6 +525,7 @@ exchange(const PgckTtlvBuf *req, double deadline_ms, size_t *resp_len, Transport
 				break;
 			}
 			resp = palloc(total);
+			resp_size = total;
 			memcpy(resp, hdr, sizeof(hdr));
 			if (!ssl_read_exact(resp + sizeof(hdr), total - sizeof(hdr), deadline_ms, te, &got))
 			{
@@ -536,6 +540,9 @@ exchange(const PgckTtlvBuf *req, double deadline_ms, size_t *resp_len, Transport
 	}
 	PG_CATCH();
 	{
+		/* an interrupt while reading: part of a Decrypt response may be in */
+		if (resp != NULL)
+			explicit_bzero((void *) resp, resp_size);
 		conn_close();
 		PG_RE_THROW();
 	}
@@ -707,8 +714,10 @@ kmip_call(PgckKmsOp op, uint32 kop, const char *uid, const PgckTtlvBuf *req, Kmi
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
 				 errmsg("KMIP %s failed: %s", op_name(kop), te.what),
-				 errdetail_internal("pgcrypt_kms.kmip_host \"%s\", port %d, after %d attempt(s).",
-									pgck_kmip_host, pgck_kmip_port, attempt)));
+				 errdetail_internal("The configured KMIP server, after %d attempt(s).", attempt),
+				 /* superuser-only settings: the server log only */
+				 errdetail_log("pgcrypt_kms.kmip_host \"%s\", port %d, after %d attempt(s).",
+							   pgck_kmip_host, pgck_kmip_port, attempt)));
 	{
 		uint32		reason = out->resp.reason;
 		char		message[sizeof(out->resp.message)];
@@ -985,8 +994,12 @@ crypto_params(PgckTtlvBuf *b)
 	pgck_ttlv_end(b);
 }
 
-/* check = HMAC-SHA-256(dek, label 0 uid 0 context)[0..16) */
-static void
+/*
+ * check = HMAC-SHA-256(dek, label 0 uid 0 context)[0..16); false if OpenSSL
+ * failed.  Never raises after it has touched the key (the callers hold
+ * copies of it to wipe first: check_failed reports).
+ */
+static bool
 compute_check(const uint8 *dek, size_t key_len, const char *uid, const char *kms_context,
 			  uint8 *check)
 {
@@ -1007,12 +1020,18 @@ compute_check(const uint8 *dek, size_t key_len, const char *uid, const char *kms
 	if (h != NULL)
 		pgck_hmac_free(h);
 	pfree(msg);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(PGCK_ERRCODE_KMS_FAILURE),
-				 errmsg("could not compute the check value of a KMIP-wrapped key")));
-	memcpy(check, mac, CHECK_LEN);
+	if (ok)
+		memcpy(check, mac, CHECK_LEN);
 	pgck_wipe(mac, sizeof(mac));
+	return ok;
+}
+
+static void
+check_failed(void)
+{
+	ereport(ERROR,
+			(errcode(PGCK_ERRCODE_KMS_FAILURE),
+			 errmsg("could not compute the check value of a KMIP-wrapped key")));
 }
 
 /* Encrypt dek under uid; the blob as a palloc'd bytea. */
@@ -1033,7 +1052,11 @@ kmip_wrap(PgckKmsOp op, const char *uid, const char *kms_context, const uint8 *d
 	if (key_len != PGCK_DEK_LEN)
 		elog(ERROR, "unexpected data key length %zu", key_len);
 	memcpy(plain, dek, key_len);
-	compute_check(dek, key_len, uid, kms_context, plain + key_len);
+	if (!compute_check(dek, key_len, uid, kms_context, plain + key_len))
+	{
+		pgck_wipe(plain, sizeof(plain));
+		check_failed();
+	}
 	if (!pgck_random_bytes(iv, sizeof(iv)))
 	{
 		pgck_wipe(plain, sizeof(plain));
@@ -1161,6 +1184,7 @@ kmip_unwrap(PgckKmsOp op, const char *key_ref, const char *kms_context, const by
 	PgckTtlvItem pt;
 	uint8		check[CHECK_LEN];
 	bool		ok;
+	bool		computed;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	if (key_len != PGCK_DEK_LEN)
@@ -1200,16 +1224,22 @@ kmip_unwrap(PgckKmsOp op, const char *key_ref, const char *kms_context, const by
 	PG_END_TRY();
 	pgck_ttlv_buf_free(&b);
 
+	computed = true;
 	ok = pgck_ttlv_find(&r.resp.payload, PGCK_KMIP_TAG_DATA, PGCK_TTLV_BYTES, &pt) == 1 &&
 		pt.len == key_len + CHECK_LEN;
 	if (ok)
 	{
 		memcpy(dek_out, pt.value, key_len);
-		compute_check(dek_out, key_len, blob.uid, kms_context, check);
-		ok = pgck_equal_ct(check, pt.value + key_len, CHECK_LEN);
+		computed = compute_check(dek_out, key_len, blob.uid, kms_context, check);
+		ok = computed && pgck_equal_ct(check, pt.value + key_len, CHECK_LEN);
 	}
 	result_free(&r);			/* wipes the plaintext in the response */
 	pgck_wipe(check, sizeof(check));
+	if (!computed)
+	{
+		pgck_wipe(dek_out, key_len);
+		check_failed();
+	}
 	if (!ok)
 	{
 		pgck_wipe(dek_out, key_len);

@@ -153,6 +153,28 @@ TDEK=$(kmipc unwrap "$THEX" "$TCTX")
 [ ${#TDEK} -eq 64 ]; ok $? "a key with a KMS context: its blob's check value binds that context ($TCTX)"
 r=$(sql "SELECT kms_flush_cache(); SELECT kms_decrypt(kms_encrypt('t42', 'tenant'))")
 echo "$r" | tail -1 | grep -qx t42; ok $? "and it encrypts and decrypts"
+# the unwrapped data key is in no core dump of the backend: neither in the key
+# cache (locked, MADV_DONTDUMP) nor in OpenSSL's buffer of the TLS record that
+# carried the Decrypt response (SSL_OP_CLEANSE_PLAINTEXT); gdb's gcore goes by
+# MADV_DONTDUMP as the kernel does.  The connection stays open after the call.
+r=$(PGOPTIONS="$BASE" PYTHONPATH="$ROOT/test/checks" $PY - "$PGBIN" "$PGHOST" "$PGPORT" "$DB" "$DEK" "$WORK" <<'PY'
+import os, sys
+from key_hygiene_lib import Session, gcore
+pgbin, host, port, db, dek, work = sys.argv[1:]
+s = Session(pgbin, host, port, db)
+s.q('SELECT kms_flush_cache()')
+got = s.q('SELECT kms_decrypt(v) FROM t WHERE id = 1')
+data, out = gcore(s.pid(), os.path.join(work, 'kmip_core'))
+s.close()
+for f in os.listdir(work):
+    if f.startswith('kmip_core'):
+        os.unlink(os.path.join(work, f))
+print('decrypted=%s core=%d hits=%d' % (','.join(got), len(data), data.count(bytes.fromhex(dek)) if data else -1))
+PY
+)
+echo "$r" | grep -qx "decrypted=secret 1 core=[1-9][0-9]* hits=0"
+ok $? "after a KMIP Decrypt the data key is nowhere in a core dump of the backend ($r)"
+
 r=$(sql "SELECT encode(key_check, 'hex') FROM pgcrypt_kms.key_versions WHERE key_name = 'kmip1' AND version = 1")
 [ -n "$r" ]; ok $? "the keyring holds the key check value of that version"
 
@@ -205,6 +227,7 @@ r=$(sqlo "-c pgcrypt_kms.kmip_host=localhost" -c "SELECT kms_flush_cache(); SELE
 echo "$r" | grep -q "ERROR:  58000.*certificate"; ok $? "a server certificate for another host name is refused: $(echo "$r" | grep ERROR)"
 r=$(sqlo "-c pgcrypt_kms.kmip_client_key=$K/client_grp.key" -c "SELECT kms_flush_cache(); SELECT kms_decrypt(v) FROM t WHERE id = 3")
 echo "$r" | grep -q "ERROR:  42501"; ok $? "a group-readable client key file is refused (42501): $(echo "$r" | grep ERROR)"
+! echo "$r" | grep -qF "$K/"; ok $? "... without the file's path (a superuser-only setting) in the client's error"
 r=$(sqlo "-c pgcrypt_kms.kmip_client_cert=" -c "SELECT kms_flush_cache(); SELECT kms_decrypt(v) FROM t WHERE id = 3")
 echo "$r" | grep -q "ERROR:  22023"; ok $? "no client certificate configured is 22023: $(echo "$r" | grep ERROR)"
 r=$(sql "SELECT kms_flush_cache(); SELECT kms_decrypt(v) FROM t WHERE id = 3")
@@ -284,6 +307,12 @@ r1=$(sqlo "-c pgcrypt_kms.kmip_port=$CLOSE_PORT -c pgcrypt_kms.kms_max_attempts=
 c1=$(( $(closed) - c0 - c3 ))
 echo "$r" | grep -q "ERROR:  58000" && echo "$r1" | grep -q "ERROR:  58000" && [ "$c3" -eq 3 ] && [ "$c1" -eq 1 ]
 ok $? "a server that closes every connection: retried up to kms_max_attempts (3 → $c3 connections, 1 → $c1), then 58000, not class 08: $(echo "$r" | grep ERROR)"
+! echo "$r" | grep -qE "127\.0\.0\.1|$CLOSE_PORT"
+ok $? "... the client's error names neither the KMIP host nor its port (superuser-only settings): $(echo "$r" | grep -E 'ERROR|DETAIL' | tr '\n' ' ')"
+if [ -n "${PGCK_TMP:-}" ] && [ -f "$PGCK_TMP/server.log" ]; then
+    grep -qF "pgcrypt_kms.kmip_host \"127.0.0.1\", port $CLOSE_PORT" "$PGCK_TMP/server.log"
+    ok $? "... the server log has them"
+fi
 kill "$CLOSEPID" 2>/dev/null; wait "$CLOSEPID" 2>/dev/null; CLOSEPID=
 
 # never class 08 (README, SQLSTATEs): every error this check provoked through psql
