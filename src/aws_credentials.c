@@ -444,7 +444,10 @@ report_transport_failure(const char *source, const PgckHttpResponse *resp)
 			(errcode(PGCK_ERRCODE_KMS_FAILURE),
 			 errmsg("could not obtain AWS credentials from %s", source),
 			 errdetail_internal("%s: %s.", pgck_http_result_name(resp->result),
-								resp->error_text)));
+								resp->error_public),
+			 /* curl's text names the endpoint: the server log only */
+			 errdetail_log("%s: %s.", pgck_http_result_name(resp->result),
+						   resp->error_text)));
 }
 
 static void

@@ -12,7 +12,12 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "miscadmin.h"
+#include "tcop/dest.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 
 #include "guc.h"
@@ -319,4 +324,12 @@ pgck_guc_init(void)
 							   PGC_SUSET, 0, check_region_list, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgcrypt_kms");
+}
+
+bool
+pgck_client_may_see_hidden(void)
+{
+	if (whereToSendOutput != DestRemote)
+		return true;
+	return IsTransactionState() && has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_SETTINGS);
 }

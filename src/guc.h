@@ -57,4 +57,12 @@ extern char *pgck_vault_kubernetes_mount;
 extern char *pgck_wrapping_regions;	/* "" = primary first, then wrappings by number */
 extern void pgck_guc_init(void);
 
+/*
+ * May this process's client read superuser-only ("hidden") settings, as SHOW
+ * decides (pg_read_all_settings)?  True when there is no client (workers:
+ * their messages go to the server log only); false outside a transaction.
+ * Messages a client may see name an endpoint, address or file only then.
+ */
+extern bool pgck_client_may_see_hidden(void);
+
 #endif							/* PGCK_GUC_H */

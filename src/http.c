@@ -582,6 +582,7 @@ pgck_http_perform(const PgckHttpRequest *req, PgckHttpResponse *resp)
 	double		start;
 	double		hard_deadline;
 	long		new_connections = 0;
+	bool		shown;
 	bool		timed_out = false;
 
 	memset(resp, 0, sizeof(*resp));
@@ -607,7 +608,11 @@ pgck_http_perform(const PgckHttpRequest *req, PgckHttpResponse *resp)
 		if (strpbrk(req->headers[i], "\r\n") != NULL)
 		{
 			end_transfer();
-			elog(ERROR, "HTTP header line contains CR or LF");
+			/* the callers check credentials first: this is the last line */
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KMS_FAILURE),
+					 errmsg("an HTTP header for the KMS call contains a line break"),
+					 errdetail("A credential or setting sent as a header holds a control character.")));
 		}
 		l = curl_slist_append(xfer.headers, req->headers[i]);
 		if (l == NULL)
@@ -726,26 +731,40 @@ pgck_http_perform(const PgckHttpRequest *req, PgckHttpResponse *resp)
 		xfer.buf = NULL;
 		xfer.len = xfer.cap = 0;
 	}
-	else if (xfer.too_large)
-		strlcpy(resp->error_text, "response body exceeds the size limit", sizeof(resp->error_text));
-	else if (xfer.nomem)
-		strlcpy(resp->error_text, "out of memory", sizeof(resp->error_text));
-	else if (timed_out)
-		strlcpy(resp->error_text, "timed out", sizeof(resp->error_text));
-	else if (xfer.errbuf[0] != '\0')
-		copy_header_value(resp->error_text, sizeof(resp->error_text),
-						  xfer.errbuf, strnlen(xfer.errbuf, sizeof(xfer.errbuf)));
 	else
-		strlcpy(resp->error_text, curl_easy_strerror(rc), sizeof(resp->error_text));
+	{
+		/* curl's own text names the host and port: the log's only */
+		if (xfer.too_large)
+			strlcpy(resp->error_public, "response body exceeds the size limit", sizeof(resp->error_public));
+		else if (xfer.nomem)
+			strlcpy(resp->error_public, "out of memory", sizeof(resp->error_public));
+		else if (timed_out)
+			strlcpy(resp->error_public, "timed out", sizeof(resp->error_public));
+		else
+			strlcpy(resp->error_public, curl_easy_strerror(rc), sizeof(resp->error_public));
+		if (xfer.errbuf[0] != '\0' && !xfer.too_large && !xfer.nomem && !timed_out)
+			copy_header_value(resp->error_text, sizeof(resp->error_text),
+							  xfer.errbuf, strnlen(xfer.errbuf, sizeof(xfer.errbuf)));
+		else
+			strlcpy(resp->error_text, resp->error_public, sizeof(resp->error_text));
+	}
 	memcpy(resp->request_id, xfer.request_id, sizeof(resp->request_id));
 	memcpy(resp->error_type, xfer.error_type, sizeof(resp->error_type));
 	curl_easy_getinfo(xfer.easy, CURLINFO_NUM_CONNECTS, &new_connections);
 
 	end_transfer();
 
-	elog(DEBUG2, "pgcrypt_kms: HTTP request to %s: %s, status %ld, %.1f ms, %ld new connection(s)",
-		 url.host_header, pgck_http_result_name(resp->result), resp->status,
-		 resp->elapsed_ms, new_connections);
+	/*
+	 * Any role may raise client_min_messages: the endpoint (a superuser-only
+	 * setting) is shown to a client that may read it, else the log only.
+	 */
+	shown = pgck_client_may_see_hidden();
+	ereport(DEBUG2,
+			(errmsg_internal("pgcrypt_kms: HTTP request to %s: %s, status %ld, %.1f ms, %ld new connection(s)",
+							 shown ? url.host_header : "the configured endpoint",
+							 pgck_http_result_name(resp->result), resp->status,
+							 resp->elapsed_ms, new_connections),
+			 shown ? 0 : errdetail_log("The request went to %s.", url.host_header)));
 	return;
 
 setopt_failed:

@@ -87,7 +87,10 @@ typedef struct PgckHttpResponse
 	size_t		body_len;
 	char		request_id[PGCK_HTTP_HEADER_MAX];	/* x-amzn-RequestId */
 	char		error_type[PGCK_HTTP_HEADER_MAX];	/* X-Amzn-Errortype */
-	char		error_text[256];	/* transport failure description */
+	char		error_text[256];	/* transport failure description, may name
+									 * the host: for the server log only */
+	char		error_public[128];	/* the same without host, port or URL: what
+									 * the client may be told */
 	double		elapsed_ms;
 } PgckHttpResponse;
 

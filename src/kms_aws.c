@@ -536,6 +536,7 @@ kms_call(PgckKmsOp op, const char *key_ref, const PgckKmsTarget *t, const char *
 		PgckHttpResult result = resp->result;
 		char		request_id[PGCK_HTTP_HEADER_MAX];
 		char		error_text[sizeof(resp->error_text)];
+		char		error_public[sizeof(resp->error_public)];
 		/* within 25 ms of the deadline no attempt could be made: it was reached */
 		bool		deadline_hit = pgck_http_now_ms() >= deadline - 25;
 		const char *why = deadline_hit ? ", pgcrypt_kms.kms_timeout reached" :
@@ -544,6 +545,7 @@ kms_call(PgckKmsOp op, const char *key_ref, const PgckKmsTarget *t, const char *
 
 		strlcpy(request_id, resp->request_id[0] ? resp->request_id : "none", sizeof(request_id));
 		strlcpy(error_text, resp->error_text, sizeof(error_text));
+		strlcpy(error_public, resp->error_public, sizeof(error_public));
 		pgck_http_response_free(resp);
 
 		if (result != PGCK_HTTP_DONE)
@@ -552,7 +554,7 @@ kms_call(PgckKmsOp op, const char *key_ref, const PgckKmsTarget *t, const char *
 					 errmsg("AWS KMS %s failed for key \"aws-kms:%s\"", op_names[op], key_ref),
 					 errdetail_internal("Could not reach the configured KMS endpoint: %s: %s (%d attempt%s%s).",
 										pgck_http_result_name(result),
-										error_text, attempt, attempt == 1 ? "" : "s",
+										error_public, attempt, attempt == 1 ? "" : "s",
 										why),
 					 errdetail_log("Could not reach %s: %s: %s (%d attempt%s%s).",
 								   t->parsed.host_header, pgck_http_result_name(result),

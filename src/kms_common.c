@@ -91,7 +91,8 @@ pgck_kms_read_secret_file(const char *path, size_t maxlen, int flags, const char
 			return NULL;
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open %s \"%s\": %m", what, path)));
+				 errmsg("could not open the configured %s: %m", what),
+				 errdetail_log("The file is \"%s\".", path)));
 	}
 	if (fstat(fd, &st) != 0)
 	{
@@ -101,7 +102,8 @@ pgck_kms_read_secret_file(const char *path, size_t maxlen, int flags, const char
 		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not stat %s \"%s\": %m", what, path)));
+				 errmsg("could not stat the configured %s: %m", what),
+				 errdetail_log("The file is \"%s\".", path)));
 	}
 	/* a shared AWS file may be /dev/null (the SDKs' way to say "none") */
 	if ((flags & PGCK_SECRET_PRIVATE) && !S_ISREG(st.st_mode))
@@ -109,16 +111,19 @@ pgck_kms_read_secret_file(const char *path, size_t maxlen, int flags, const char
 		CloseTransientFile(fd);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
-				 errmsg("%s \"%s\" is not a regular file", what, path)));
+				 errmsg("the configured %s is not a regular file", what),
+				 errdetail_log("The file is \"%s\".", path)));
 	}
 	if ((flags & PGCK_SECRET_PRIVATE) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
 	{
 		CloseTransientFile(fd);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_PRIVILEGE),
-				 errmsg("%s \"%s\" is accessible to other users", what, path),
+				 errmsg("the configured %s is accessible to other users", what),
 				 errdetail("Its permissions are %04o; a file holding a secret must not be readable by its group or others.",
 						   (unsigned int) (st.st_mode & 07777)),
+				 errdetail_log("The file \"%s\" has permissions %04o; a file holding a secret must not be readable by its group or others.",
+							   path, (unsigned int) (st.st_mode & 07777)),
 				 errhint("Run chmod 600 on the file; it must belong to the database server's operating system user.")));
 	}
 
@@ -139,7 +144,8 @@ pgck_kms_read_secret_file(const char *path, size_t maxlen, int flags, const char
 			errno = save_errno;
 			ereport(ERROR,
 					(errcode_for_file_access(),
-					 errmsg("could not read %s \"%s\": %m", what, path)));
+					 errmsg("could not read the configured %s: %m", what),
+					 errdetail_log("The file is \"%s\".", path)));
 		}
 		if (n == 0)
 			break;
@@ -154,8 +160,9 @@ pgck_kms_read_secret_file(const char *path, size_t maxlen, int flags, const char
 		pfree(buf);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
-				 errmsg("%s \"%s\" is too large", what, path),
-				 errdetail("The limit is %zu bytes.", maxlen)));
+				 errmsg("the configured %s is too large", what),
+				 errdetail("The limit is %zu bytes.", maxlen),
+				 errdetail_log("The file \"%s\" is over the limit of %zu bytes.", path, maxlen)));
 	}
 	buf[len] = '\0';
 	if (strlen(buf) != len)
@@ -164,7 +171,8 @@ pgck_kms_read_secret_file(const char *path, size_t maxlen, int flags, const char
 		pfree(buf);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
-				 errmsg("%s \"%s\" contains a NUL byte", what, path)));
+				 errmsg("the configured %s contains a NUL byte", what),
+				 errdetail_log("The file is \"%s\".", path)));
 	}
 	return buf;
 }

@@ -342,9 +342,10 @@ vault_request(PgckKmsOp op, const char *what, PgckHttpMethod method, const char 
 	PgckHttpResult result = PGCK_HTTP_DONE;
 	char		errors[VAULT_MAX_ERRORS + 1];
 	char		error_text[sizeof(resp->error_text)];
+	char		error_public[sizeof(resp->error_public)];
 	const char *hint;
 
-	errors[0] = error_text[0] = '\0';
+	errors[0] = error_text[0] = error_public[0] = '\0';
 	for (;;)
 	{
 		bool		retry = false;
@@ -363,6 +364,7 @@ vault_request(PgckKmsOp op, const char *what, PgckHttpMethod method, const char 
 		result = resp->result;
 		status = resp->status;
 		strlcpy(error_text, resp->error_text, sizeof(error_text));
+		strlcpy(error_public, resp->error_public, sizeof(error_public));
 		errors[0] = '\0';
 		if (result == PGCK_HTTP_DONE)
 		{
@@ -407,9 +409,14 @@ vault_request(PgckKmsOp op, const char *what, PgckHttpMethod method, const char 
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
 				 errmsg("Vault %s failed for \"%s\"", op_names[op], what),
 				 errdetail_internal("Could not reach Vault: %s: %s (%d attempt%s%s).",
-									pgck_http_result_name(result), error_text,
+									pgck_http_result_name(result), error_public,
 									attempt, attempt == 1 ? "" : "s",
-									out_of_time ? ", pgcrypt_kms.kms_timeout reached" : "")));
+									out_of_time ? ", pgcrypt_kms.kms_timeout reached" : ""),
+				 /* pgcrypt_kms.vault_addr is superuser-only: the server log only */
+				 errdetail_log("Could not reach Vault: %s: %s (%d attempt%s%s).",
+							   pgck_http_result_name(result), error_text,
+							   attempt, attempt == 1 ? "" : "s",
+							   out_of_time ? ", pgcrypt_kms.kms_timeout reached" : "")));
 	hint = hint_for(status, errors);
 	ereport(ERROR,
 			(errcode(sqlstate_for(status, errors)),
@@ -449,7 +456,32 @@ read_secret(const char *path, int flags, const char *what)
 		pfree(s);
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KMS_FAILURE),
-				 errmsg("%s \"%s\" is empty", what, path)));
+				 errmsg("the configured %s is empty", what),
+				 errdetail_log("The file is \"%s\".", path)));
+	}
+	return s;
+}
+
+/*
+ * A credential read from a file or the environment goes into an HTTP header
+ * or a JSON string: refuse control characters, blanks, quotes, backslashes
+ * and non-ASCII (wiping it first) with the source's name, not the value.
+ */
+static char *
+plain_secret(char *s, const char *what)
+{
+	const char *p;
+
+	for (p = s; *p; p++)
+	{
+		if (*p <= 0x20 || *p > 0x7e || *p == '"' || *p == '\\')
+		{
+			pgck_kms_wipe_pfree(s);
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KMS_FAILURE),
+					 errmsg("%s holds characters a Vault credential does not have", what),
+					 errhint("A Vault credential is one line of visible ASCII characters.")));
+		}
 	}
 	return s;
 }
@@ -461,10 +493,11 @@ token_from_source(void)
 	const char *env;
 
 	if (pgck_vault_token_file != NULL && pgck_vault_token_file[0] != '\0')
-		return read_secret(pgck_vault_token_file, PGCK_SECRET_PRIVATE, "Vault token file");
+		return plain_secret(read_secret(pgck_vault_token_file, PGCK_SECRET_PRIVATE, "Vault token file"),
+							"the configured Vault token file");
 	env = getenv("VAULT_TOKEN");
 	if (env != NULL && env[0] != '\0')
-		return pstrdup(env);
+		return plain_secret(pstrdup(env), "VAULT_TOKEN of the server's environment");
 	ereport(ERROR,
 			(errcode(PGCK_ERRCODE_KMS_FAILURE),
 			 errmsg("no Vault token is configured"),
@@ -640,7 +673,7 @@ login(double deadline_ms)
 		check_plain(pgck_vault_approle_role_id, "pgcrypt_kms.vault_approle_role_id");
 		secret_id = read_secret(pgck_vault_approle_secret_id_file, PGCK_SECRET_PRIVATE,
 								"Vault AppRole secret id file");
-		check_plain(secret_id, "the Vault AppRole secret id file");
+		(void) plain_secret(secret_id, "the configured Vault AppRole secret id file");
 		body = palloc(strlen(pgck_vault_approle_role_id) + strlen(secret_id) + 40);
 		sprintf(body, "{\"role_id\":\"%s\",\"secret_id\":\"%s\"}",
 				pgck_vault_approle_role_id, secret_id);
@@ -661,7 +694,7 @@ login(double deadline_ms)
 		/* the kubelet's projected token is often 0644: no privacy check */
 		jwt = read_secret(pgck_vault_kubernetes_token_file, 0,
 						  "Kubernetes service account token file");
-		check_plain(jwt, "the Kubernetes service account token file");
+		(void) plain_secret(jwt, "the configured Kubernetes service account token file");
 		body = palloc(strlen(pgck_vault_kubernetes_role) + strlen(jwt) + 32);
 		sprintf(body, "{\"role\":\"%s\",\"jwt\":\"%s\"}", pgck_vault_kubernetes_role, jwt);
 		pgck_kms_wipe_pfree(jwt);

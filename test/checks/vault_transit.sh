@@ -240,10 +240,19 @@ out=$(q "SELECT kms_create_key('nokey', 'vault-transit:transit/no-such-key')")
 vaultctl POST reset-stats >/dev/null
 out=$(q "SET pgcrypt_kms.vault_addr = 'http://127.0.0.1:9'" "SET pgcrypt_kms.kms_max_attempts = 2" "SELECT kms_decrypt(v) FROM t WHERE id = 1")
 [ "$(sqlstate "$out")" = 58000 ]; check $? "an unreachable Vault (connection refused): 58000, not class 08 (got $(sqlstate "$out"))"
+! echo "$out" | grep -qE "127\.0\.0\.1|port 9\b"
+check $? "... and the client's error names neither Vault's address nor its port (pgcrypt_kms.vault_addr is superuser-only): $(echo "$out" | grep -E '^(ERROR|DETAIL)' | tr '\n' ' ')"
 
 out=$(q "SET pgcrypt_kms.vault_token_file = '$OPEN_FILE'" "SELECT kms_decrypt(v) FROM t WHERE id = 1")
 [ "$(sqlstate "$out")" = 42501 ] && echo "$out" | grep -q "accessible to other users"
 check $? "a token file readable by others is refused: 42501 (got $(sqlstate "$out"))"
+! echo "$out" | grep -qF "$OPEN_FILE"
+check $? "... without the file's path (a superuser-only setting) in the client's error: $(echo "$out" | grep '^ERROR')"
+BREAK_FILE=$(secret_file broken "$(printf 'hvs.pgck-broken\nX-Injected: 1')")
+out=$(q "SET pgcrypt_kms.vault_token_file = '$BREAK_FILE'" "SELECT kms_decrypt(v) FROM t WHERE id = 1")
+[ "$(sqlstate "$out")" = 58000 ] && echo "$out" | grep -q "characters a Vault credential does not have" &&
+    ! echo "$out" | grep -qF -e "hvs.pgck-broken" -e "$BREAK_FILE"
+check $? "a token file with a line break inside is refused before any request: 58000, naming neither the token nor the file (got $(echo "$out" | grep '^ERROR'))"
 
 # a hung Vault: statement_timeout and pg_cancel_backend end the call
 vaultctl POST fault '{"path":"decrypt/","kind":"slow","count":-1,"delay":30}' >/dev/null

@@ -290,6 +290,8 @@ $r = run_sql($node, qq{SET client_min_messages = debug1; SET pgcrypt_kms.aws_end
 	@{[ decrypt_sql('pii', plain_expr('pii')) ]}});
 is(sqlstate_of($r->{err}), '58000', 'connection refused: 58000');
 like($r->{err}, qr/could not connect: .*\(3 attempts\)/, '... after 3 attempts');
+unlike(join("\n", grep { /(?:ERROR|DETAIL|HINT):/ } split /\n/, $r->{err}), qr/127\.0\.0\.1|\b$closed_port\b/,
+	'... naming neither the endpoint\'s address nor its port to the client (libcurl\'s own text does; aws_endpoint is superuser-only)');
 
 # connect timeout: a port whose accept queue is full never answers the SYN.  The time is
 # taken in the backend, around the statement (the error is re-raised as it was): psql's wall
