@@ -1,6 +1,42 @@
 /* pgcrypt_kms 0.2.0 → 0.3.0 (ALTER EXTENSION pgcrypt_kms UPDATE; CREATE EXTENSION runs 0.1.0, 0.1.0--0.2.0 and then this) */
 \echo Use "ALTER EXTENSION pgcrypt_kms UPDATE" to load this file. \quit
 
+-- ================================================================ the roles are the extension's
+-- The three roles are cluster-wide: CREATE EXTENSION takes them over when they
+-- exist (another database's extension made them, or someone else did first).
+-- Since PostgreSQL 16 whoever creates a role keeps ADMIN OPTION on it, so a
+-- CREATEROLE user who made pgcrypt_kms_decrypt ahead of the extension could
+-- grant decryption to anyone afterwards.  Refuse a role that can log in or is
+-- a superuser, and ADMIN OPTION on one held by a role that is not a superuser
+-- (the extension grants none), at CREATE EXTENSION and at this update.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT a.rolname FROM pg_catalog.pg_roles a
+              WHERE a.rolname OPERATOR(pg_catalog.=) ANY ('{pgcrypt_kms_admin,pgcrypt_kms_encrypt,pgcrypt_kms_decrypt}'::pg_catalog.name[])
+                AND (a.rolcanlogin OR a.rolsuper)
+              ORDER BY a.rolname LOOP
+        RAISE EXCEPTION 'role "%" can log in or is a superuser', r.rolname
+            USING ERRCODE = '42501',
+                  DETAIL = 'pgcrypt_kms grants its privileges to this role; the extension creates it NOLOGIN, so someone else made or changed it.',
+                  HINT = 'Find out who did (ALTER ROLE ... NOLOGIN NOSUPERUSER, or drop it if it is not the extension''s), then try again.';
+    END LOOP;
+    FOR r IN SELECT g.rolname AS granted, m.rolname AS member
+               FROM pg_catalog.pg_auth_members am
+               JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) am.roleid
+               JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) am.member
+              WHERE g.rolname OPERATOR(pg_catalog.=) ANY ('{pgcrypt_kms_admin,pgcrypt_kms_encrypt,pgcrypt_kms_decrypt}'::pg_catalog.name[])
+                AND am.admin_option AND NOT m.rolsuper
+              ORDER BY 1, 2 LOOP
+        RAISE EXCEPTION 'role "%" holds ADMIN OPTION on role "%"', r.member, r.granted
+            USING ERRCODE = '42501',
+                  DETAIL = 'It can grant that role, and with it what pgcrypt_kms allows the role, to any other role. On PostgreSQL 16 and later a role''s creator holds ADMIN OPTION on it: a role made ahead of the extension is not the extension''s.',
+                  HINT = 'REVOKE ADMIN OPTION FOR the role FROM that member (or drop a role made ahead of the extension), then try again.';
+    END LOOP;
+END
+$$;
+
 -- ================================================================ issue 14: typed values, ORE, named blind indexes
 -- Sections of other issues go before or after this one; nothing here depends on them.
 
