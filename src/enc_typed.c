@@ -831,6 +831,7 @@ pgck_ore_term_in(PG_FUNCTION_ARGS)
 bad:
 	ereport(ERROR,
 			(errcode(PGCK_ERRCODE_BAD_LITERAL),
+			 errhidestmt(true), errhidecontext(true),	/* as enc_text_in */
 			 errmsg("invalid input syntax for type kms_ore_term"),
 			 errdetail("A kms_ore_term literal is \"ore:\" followed by the lower-case hex of a well-formed term.")));
 	PG_RETURN_NULL();
