@@ -3,7 +3,7 @@
 # one decrypts to bytes that are not UTF8: kms_decrypt refuses with 22021
 # naming the key version, never returns invalid text, never quotes the bytes
 # (found by the adversarial review of 0.2).  Then: the extension installs in
-# LATIN1 and SQL_ASCII databases, round-trips there, and its named
+# EUC_*, LATIN1 and SQL_ASCII databases, round-trips there, and its named
 # prefix/suffix indexes count that encoding's characters.  Against the cluster
 # of test/run.sh.
 set -u
@@ -26,11 +26,16 @@ out=$(pg -d pgck_utf8 -c "SELECT plain = 'Café' FROM t")
 [ "$out" = "t" ]; check $? "positive control: the plaintext column was converted by the restore ($out)"
 pg -d postgres -c "DROP DATABASE pgck_latin1" -c "DROP DATABASE pgck_utf8" >/dev/null
 
-# The extension installs and round-trips in LATIN1 and SQL_ASCII databases,
-# and prefix(n)/suffix(n) count characters as the database encoding does
-# (left()/right()): in LATIN1 the bytes 0x80-0xBF are characters, not UTF-8
-# continuation bytes (found by the audit of the SQL surface).
+# The install scripts are ASCII, so CREATE EXTENSION (which runs 0.1.0,
+# 0.1.0--0.2.0 and 0.2.0--0.3.0) works in every server encoding: UTF-8 such
+# as an arrow (E2 86 92) is invalid in EUC_*, and declaring the scripts UTF8
+# in the control file would fail in LATIN1 instead (found by the audit of the
+# SQL surface); a value round-trips and prefix(n)/suffix(n) count
+# characters as the database encoding does (left()/right()): in LATIN1 the
+# bytes 0x80-0xBF are characters, not UTF-8 continuation bytes.
 sqldir=$(cd "$(dirname "$0")/../../sql" && pwd)
+bad=$(LC_ALL=C grep -lP '[^\x00-\x7F]' "$sqldir"/pgcrypt_kms--*.sql)
+[ -z "$bad" ]; check $? "the install and upgrade scripts are ASCII (not: $(basename -a $bad 2>/dev/null | tr '\n' ' '))"
 # encoding, a plaintext in it (hex), its first three / last two characters (hex)
 while read -r enc hex first3 last2; do
     db="pgck_enc_$(echo "$enc" | tr 'A-Z' 'a-z')"
@@ -69,6 +74,9 @@ SQL
     check $? "a bytea value's prefix(3)/suffix(2) tags equal its probes in a $enc database ($out)"
     pg -d postgres -c "DROP DATABASE $db" >/dev/null
 done <<'ENCODINGS'
+EUC_JP a4a2a4a4a4a6a4a8a4aa a4a2a4a4a4a6 a4a8a4aa
+EUC_KR b0a1b3aab4d9b6f3b8b6 b0a1b3aab4d9 b6f3b8b6
+EUC_CN c4e3bac3cac0bde7b0a1 c4e3bac3cac0 bde7b0a1
 LATIN1 b1b2b3343536 b1b2b3 3536
 SQL_ASCII e282ace282ac41 e282ac ac41
 ENCODINGS
