@@ -1,4 +1,4 @@
-/* pgcrypt_kms 0.1.0 → 0.2.0 (ALTER EXTENSION pgcrypt_kms UPDATE; CREATE EXTENSION runs 0.1.0 and then this) */
+/* pgcrypt_kms 0.1.0 -> 0.2.0 (ALTER EXTENSION pgcrypt_kms UPDATE; CREATE EXTENSION runs 0.1.0 and then this) */
 \echo Use "ALTER EXTENSION pgcrypt_kms UPDATE" to load this file. \quit
 
 -- ---------------------------------------------------------------- function labels and NULL handling (issue 11)

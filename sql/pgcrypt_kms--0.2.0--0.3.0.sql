@@ -1,4 +1,4 @@
-/* pgcrypt_kms 0.2.0 → 0.3.0 (ALTER EXTENSION pgcrypt_kms UPDATE; CREATE EXTENSION runs 0.1.0, 0.1.0--0.2.0 and then this) */
+/* pgcrypt_kms 0.2.0 -> 0.3.0 (ALTER EXTENSION pgcrypt_kms UPDATE; CREATE EXTENSION runs 0.1.0, 0.1.0--0.2.0 and then this) */
 \echo Use "ALTER EXTENSION pgcrypt_kms UPDATE" to load this file. \quit
 
 -- ================================================================ the roles are the extension's
@@ -772,7 +772,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_warm_cache(regclass, name) TO pgcrypt_
 -- key_indexes, no foreign keys: a restore may load the tables in any order.
 CREATE TABLE pgcrypt_kms.key_wrappings (
     key_name    text NOT NULL,   -- a key of pgcrypt_kms.keys
-    wrapping    int4 NOT NULL CHECK (wrapping > 0),   -- 1, 2, …: the fallback order (lowest first)
+    wrapping    int4 NOT NULL CHECK (wrapping > 0),   -- 1, 2, ...: the fallback order (lowest first)
     kind        text NOT NULL CHECK (kind IN ('kms', 'escrow')),
     kms_key     text,            -- kind 'kms': the master key reference (URI, FORMAT.md section 5)
     public_key  bytea,           -- kind 'escrow': DER SubjectPublicKeyInfo of an RSA key of >= 3072 bits

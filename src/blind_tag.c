@@ -101,38 +101,67 @@ utf8_continuation(char c)
 	return ((unsigned char) c & 0xC0) == 0x80;
 }
 
+/* the length of the character at s[i], at least 1 and at most what is left */
+static inline size_t
+char_len_at(const char *s, size_t len, size_t i, pgck_char_len_fn char_len)
+{
+	int			l = char_len(s + i);
+
+	return l < 1 ? 1 : ((size_t) l > len - i ? len - i : (size_t) l);
+}
+
 size_t
-pgck_transform_prefix(const char *s, size_t len, int n, char *out)
+pgck_transform_prefix(const char *s, size_t len, int n, pgck_char_len_fn char_len, char *out)
 {
 	size_t		end = 0;
 	int			chars = 0;
 
-	/* advance over n character starts; stop before the (n+1)th */
-	while (end < len)
+	if (char_len != NULL)
+		for (; end < len && chars < n; chars++)
+			end += char_len_at(s, len, end, char_len);
+	else
 	{
-		if (!utf8_continuation(s[end]))
+		/* advance over n character starts; stop before the (n+1)th */
+		while (end < len)
 		{
-			if (chars == n)
-				break;
-			chars++;
+			if (!utf8_continuation(s[end]))
+			{
+				if (chars == n)
+					break;
+				chars++;
+			}
+			end++;
 		}
-		end++;
 	}
 	memcpy(out, s, end);
 	return end;
 }
 
 size_t
-pgck_transform_suffix(const char *s, size_t len, int n, char *out)
+pgck_transform_suffix(const char *s, size_t len, int n, pgck_char_len_fn char_len, char *out)
 {
 	size_t		start = len;
 	int			chars = 0;
 
-	while (start > 0 && chars < n)
+	if (char_len != NULL)
 	{
-		start--;
-		if (!utf8_continuation(s[start]))
-			chars++;
+		/* characters can only be told apart from the start: count, then skip all but n */
+		size_t		total = 0;
+		size_t		i;
+
+		for (i = 0; i < len; total++)
+			i += char_len_at(s, len, i, char_len);
+		for (start = 0; total > (size_t) n; total--)
+			start += char_len_at(s, len, start, char_len);
+	}
+	else
+	{
+		while (start > 0 && chars < n)
+		{
+			start--;
+			if (!utf8_continuation(s[start]))
+				chars++;
+		}
 	}
 	memcpy(out, s + start, len - start);
 	return len - start;

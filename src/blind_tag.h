@@ -38,12 +38,18 @@ extern size_t pgck_normalize_digits(const char *s, size_t len, char *out);
  *	domain		as email, then what follows the last '@' (all of it without
  *				one, so the probe "example.com" matches "a@Example.com")
  *	prefix(n)	the first n characters, suffix(n) the last n (all of s when
- *				shorter); characters are UTF-8 sequences: continuation bytes
- *				0x80-0xBF do not start one
+ *				shorter).  With char_len NULL characters are UTF-8 sequences:
+ *				continuation bytes 0x80-0xBF do not start one.  Otherwise
+ *				char_len(p) is the byte length of the character starting at p
+ *				(another encoding's rule, e.g. PostgreSQL's pg_mblen, which
+ *				reads its first byte); a length below 1 counts as 1, one past
+ *				the end of s as the rest of s.
  */
+typedef int (*pgck_char_len_fn) (const char *p);
+
 extern size_t pgck_normalize_domain(const char *s, size_t len, char *out);
-extern size_t pgck_transform_prefix(const char *s, size_t len, int n, char *out);
-extern size_t pgck_transform_suffix(const char *s, size_t len, int n, char *out);
+extern size_t pgck_transform_prefix(const char *s, size_t len, int n, pgck_char_len_fn char_len, char *out);
+extern size_t pgck_transform_suffix(const char *s, size_t len, int n, pgck_char_len_fn char_len, char *out);
 
 /*
  * Truncate mac[PGCK_BLIND_MAC_LEN] to its first index_bits bits (1..256,

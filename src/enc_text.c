@@ -6,7 +6,11 @@
  *
  * The input function only parses envelopes: it is IMMUTABLE, so literals are
  * folded at plan time, which is exactly why plaintext must never go through
- * it.  Its errors never echo the literal (it could be plaintext).
+ * it.  Its errors never echo the literal (it could be plaintext), and keep
+ * PostgreSQL from writing it to the server log: COPY's error context quotes
+ * the field ("COPY t, line 1, column v: ...") and the statement may hold
+ * it, so both are hidden from the log (errhidecontext, errhidestmt; the
+ * client that sent the literal still sees them).
  *
  * Per value: one envelope parse, two hash lookups in the key cache, one
  * AES-GCM call on a keyed context, one palloc for the result.
@@ -88,6 +92,7 @@ pgck_enc_text_in(PG_FUNCTION_ARGS)
 	if (len < PGCK_TEXT_PREFIX_LEN || memcmp(str, PGCK_TEXT_PREFIX, PGCK_TEXT_PREFIX_LEN) != 0)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_LITERAL),
+				 errhidestmt(true), errhidecontext(true),
 				 errmsg("invalid input syntax for type enc_text"),
 				 errdetail("An enc_text literal is ciphertext written by kms_encrypt(): \"%s\" followed by base64. Plaintext is never accepted.",
 						   PGCK_TEXT_PREFIX),
@@ -97,6 +102,7 @@ pgck_enc_text_in(PG_FUNCTION_ARGS)
 	if (!pgck_envelope_from_text(str, len, (uint8 *) VARDATA(result), &blen))
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_LITERAL),
+				 errhidestmt(true), errhidecontext(true),
 				 errmsg("invalid input syntax for type enc_text"),
 				 errdetail("The text after \"%s\" is not canonical base64.", PGCK_TEXT_PREFIX),
 				 errhint("Use kms_encrypt(value, key_name) to encrypt a value.")));
@@ -106,12 +112,14 @@ pgck_enc_text_in(PG_FUNCTION_ARGS)
 	if (st == PGCK_ENV_UNKNOWN_VERSION)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_LITERAL),
+				 errhidestmt(true), errhidecontext(true),
 				 errmsg("unsupported enc_text format version %d", env.version),
 				 errdetail("%s", pgck_envelope_status_message(st)),
 				 errhint("The value may have been written by a newer version of pgcrypt_kms.")));
 	if (st != PGCK_ENV_OK)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_LITERAL),
+				 errhidestmt(true), errhidecontext(true),
 				 errmsg("invalid input syntax for type enc_text"),
 				 errdetail("%s", pgck_envelope_status_message(st))));
 	PG_RETURN_POINTER(result);

@@ -41,6 +41,7 @@
 #include "access/stratnum.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/fmgroids.h"
@@ -340,9 +341,32 @@ named_mac(PgckCachedKey *k, NamedIndex *ni, bool previous)
 	return named_mac_of(k, ni, k->index_key, &ni->mac);
 }
 
-/* The tag of s[0..len) for named index ni into out[PGCK_BLIND_TAG_MAX]; its length. */
+static int
+db_char_len(const char *p)
+{
+	return pg_mblen(p);
+}
+
+/*
+ * How prefix(n)/suffix(n) count characters: those of text in the database
+ * encoding, as left() and right() do (in LATIN1 the bytes 0x80-0xBF are
+ * characters); bytea, and text in a UTF-8 database (the same characters),
+ * by the UTF-8 rule of blind_tag.h, so those tags do not depend on the
+ * database.
+ */
+static pgck_char_len_fn
+affix_char_len(bool text)
+{
+	return text && GetDatabaseEncoding() != PG_UTF8 ? db_char_len : NULL;
+}
+
+/*
+ * The tag of s[0..len) for named index ni into out[PGCK_BLIND_TAG_MAX]; its
+ * length.  text: s is text (else bytea).
+ */
 static size_t
-named_tag(PgckCachedKey *k, NamedIndex *ni, bool previous, const char *s, size_t len, uint8 *out)
+named_tag(PgckCachedKey *k, NamedIndex *ni, bool previous, const char *s, size_t len, bool text,
+		  uint8 *out)
 {
 	char	   *buf = palloc(len + 1);
 	size_t		n = 0;
@@ -369,10 +393,10 @@ named_tag(PgckCachedKey *k, NamedIndex *ni, bool previous, const char *s, size_t
 			n = pgck_normalize_domain(s, len, buf);
 			break;
 		case NT_PREFIX:
-			n = pgck_transform_prefix(s, len, ni->param, buf);
+			n = pgck_transform_prefix(s, len, ni->param, affix_char_len(text), buf);
 			break;
 		case NT_SUFFIX:
-			n = pgck_transform_suffix(s, len, ni->param, buf);
+			n = pgck_transform_suffix(s, len, ni->param, affix_char_len(text), buf);
 			break;
 	}
 	ok = pgck_hmac_sha256(named_mac(k, ni, previous), (const uint8 *) buf, n, mac);
@@ -495,7 +519,8 @@ pgck_value_ext(PgckCachedKey *k, uint8 plain_type, const uint8 *pt, size_t pt_le
 			named[ntags].name = m->idx[i].name;
 			named[ntags].name_len = strlen(m->idx[i].name);
 			named[ntags].tag = tags[ntags];
-			named[ntags].tag_len = named_tag(k, &m->idx[i], false, (const char *) pt, pt_len, tags[ntags]);
+			named[ntags].tag_len = named_tag(k, &m->idx[i], false, (const char *) pt, pt_len,
+												 plain_type == PGCK_PT_TEXT, tags[ntags]);
 			ntags++;
 		}
 	return pgck_envelope_write_ext(out, plain_type, term, term_len, named, ntags);
@@ -831,6 +856,7 @@ pgck_ore_term_in(PG_FUNCTION_ARGS)
 bad:
 	ereport(ERROR,
 			(errcode(PGCK_ERRCODE_BAD_LITERAL),
+			 errhidestmt(true), errhidecontext(true),	/* as enc_text_in */
 			 errmsg("invalid input syntax for type kms_ore_term"),
 			 errdetail("A kms_ore_term literal is \"ore:\" followed by the lower-case hex of a well-formed term.")));
 	PG_RETURN_NULL();
@@ -1119,7 +1145,8 @@ pgck_kms_blind_tag_probe(PG_FUNCTION_ARGS)
 		pfree(index_name);
 		PG_RETURN_NULL();		/* no rotation in progress: nothing to probe */
 	}
-	tag_len = named_tag(k, &m->idx[i], previous, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), tag);
+	tag_len = named_tag(k, &m->idx[i], previous, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain),
+						get_fn_expr_argtype(fcinfo->flinfo, 0) != BYTEAOID, tag);
 	pfree(key_name);
 	pfree(index_name);
 	PG_RETURN_BYTEA_P(term_datum(tag, tag_len));

@@ -3,7 +3,8 @@
 # (smaps VmFlags lo + dd), and so are OpenSSL's keyed contexts: a gcore of a
 # backend holding keys holds none; the unwrapped DEK never appears in the server log,
 # a dump, or pg_stat_statements; failed decryptions are logged once per
-# statement with key, version, role and SQLSTATE, never the value.
+# statement with key, version, role and SQLSTATE, never the value; plaintext
+# refused by enc_text's input (COPY, literals) stays out of the server log.
 # Runs (as root) against the cluster test/run.sh started: PGHOST, PGPORT,
 # PGBIN, PGCK_TMP, PGCK_PGDATA.
 set -u
@@ -201,6 +202,27 @@ grep 'pgcrypt_kms: decryption failed under key "hyg"' "$PGCK_TMP/server.log" | t
 check $? "the line names key, version, role and SQLSTATE"
 n=$(psql_db -c "SELECT decrypt_failures FROM kms_cache_stats()")
 echo "# decrypt_failures counted in a fresh session: $n"
+
+# 5. plaintext sent to enc_text by mistake (a COPY of a plaintext file, a
+# literal) is refused with 22P02; the client still sees where
+# (CONTEXT), but the server log holds neither the COPY context quoting the
+# field nor the statement holding the literal (found by the audit of the SQL
+# surface)
+psql_db -q -c "CREATE TABLE ct (id int, v enc_text)"
+before=$(grep -c 'invalid input syntax for type enc_text' "$PGCK_TMP/server.log")
+out=$(printf '1\tCopyMarker@example.com\n' | runuser -u postgres -- "$PGBIN/psql" -X -At -v VERBOSITY=verbose \
+        -h "$PGHOST" -p "$PGPORT" -d pgck_hygiene -c "COPY ct FROM STDIN" 2>&1)
+echo "$out" | grep -q "ERROR:  22P02: invalid input syntax for type enc_text" &&
+    echo "$out" | grep -q 'CONTEXT:  COPY ct, line 1, column v: "CopyMarker@example.com"'
+check $? "COPY of a plaintext into enc_text: 22P02, the client sees the line ($(echo "$out" | grep CONTEXT))"
+out=$(psql_db -v VERBOSITY=verbose -c "INSERT INTO ct VALUES (2, 'LiteralMarker@example.com')" 2>&1)
+echo "$out" | grep -q "ERROR:  22P02: invalid input syntax for type enc_text"
+check $? "a plaintext literal: 22P02 ($(echo "$out" | head -1))"
+after=$(grep -c 'invalid input syntax for type enc_text' "$PGCK_TMP/server.log")
+[ $((after - before)) -ge 2 ]
+check $? "positive control: the server log has the refusals ($((after - before)) lines)"
+! grep -n 'CopyMarker\|LiteralMarker' "$PGCK_TMP/server.log"
+check $? "the server log holds none of the refused plaintexts"
 
 runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres -c "DROP DATABASE pgck_hygiene"
 exit $fail

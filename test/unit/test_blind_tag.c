@@ -316,13 +316,42 @@ same_as(size_t (*f) (const char *, size_t, char *), const char *in, const char *
 }
 
 static int
-affix_is(int prefix, const char *in, int n, const char *want)
+affix_with(int prefix, pgck_char_len_fn char_len, const char *in, int n, const char *want)
 {
 	char		out[256];
-	size_t		len = prefix ? pgck_transform_prefix(in, strlen(in), n, out)
-		: pgck_transform_suffix(in, strlen(in), n, out);
+	size_t		len = prefix ? pgck_transform_prefix(in, strlen(in), n, char_len, out)
+		: pgck_transform_suffix(in, strlen(in), n, char_len, out);
 
 	return len == strlen(want) && memcmp(out, want, len) == 0;
+}
+
+static int
+affix_is(int prefix, const char *in, int n, const char *want)
+{
+	return affix_with(prefix, NULL, in, n, want);
+}
+
+/* character lengths of a single-byte encoding (LATIN1) and of EUC-JP */
+static int
+single_byte_len(const char *p)
+{
+	(void) p;
+	return 1;
+}
+
+static int
+euc_jp_len(const char *p)
+{
+	unsigned char c = (unsigned char) *p;
+
+	return c == 0x8f ? 3 : (c >= 0x80 ? 2 : 1);
+}
+
+static int
+zero_len(const char *p)
+{
+	(void) p;
+	return 0;
 }
 
 static void
@@ -343,6 +372,26 @@ test_named_transforms(void)
 			   affix_is(0, "\xe2\x82\xac\xe2\x82\xac", 1, "\xe2\x82\xac") &&
 			   affix_is(1, "\xf0\x9f\x98\x80x", 1, "\xf0\x9f\x98\x80"),
 			   "prefix(n)/suffix(n) count UTF-8 characters, never splitting one");
+	/* LATIN1 "\xb1\xb2\xb3456": 0x80-0xBF are characters there (the UTF-8 rule keeps it all) */
+	unit_check(affix_with(1, single_byte_len, "\xb1\xb2\xb3" "456", 3, "\xb1\xb2\xb3") &&
+			   affix_with(0, single_byte_len, "12\xb1\xb2\xb3", 3, "\xb1\xb2\xb3") &&
+			   affix_with(0, single_byte_len, "\xc3\xa9", 1, "\xa9") &&
+			   affix_with(1, single_byte_len, "ab", 4, "ab") && affix_with(0, single_byte_len, "ab", 4, "ab") &&
+			   affix_with(0, single_byte_len, "", 2, "") &&
+			   affix_is(1, "\xb1\xb2\xb3" "456", 3, "\xb1\xb2\xb3" "456"),
+			   "prefix(n)/suffix(n) with a single-byte encoding's lengths count bytes");
+	/* EUC-JP: two-byte kana, three-byte 0x8F sequences, ASCII */
+	unit_check(affix_with(1, euc_jp_len, "\xa4\xa2\xa4\xa4\xa4\xa6\xa4\xa8", 3, "\xa4\xa2\xa4\xa4\xa4\xa6") &&
+			   affix_with(0, euc_jp_len, "\xa4\xa2\xa4\xa4\xa4\xa6\xa4\xa8", 2, "\xa4\xa6\xa4\xa8") &&
+			   affix_with(0, euc_jp_len, "a\x8f\xb0\xa1" "b", 2, "\x8f\xb0\xa1" "b") &&
+			   affix_with(1, euc_jp_len, "a\x8f\xb0\xa1" "b", 2, "a\x8f\xb0\xa1") &&
+			   affix_with(0, euc_jp_len, "\xa4\xa2x", 5, "\xa4\xa2x"),
+			   "prefix(n)/suffix(n) with EUC-JP's lengths never split a character");
+	/* lengths past the end or below 1: the rest of the value, or one byte */
+	unit_check(affix_with(1, euc_jp_len, "ab\xa4", 3, "ab\xa4") && affix_with(0, euc_jp_len, "ab\xa4", 1, "\xa4") &&
+			   affix_with(1, euc_jp_len, "\x8f" "a", 1, "\x8f" "a") &&
+			   affix_with(1, zero_len, "abc", 2, "ab") && affix_with(0, zero_len, "abc", 2, "bc"),
+			   "prefix(n)/suffix(n) clamp a character length to the value and to at least one byte");
 }
 
 int
