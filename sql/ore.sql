@@ -79,7 +79,7 @@ SELECT pg_temp.sqlstate_of($$SELECT kms_encrypt(1.000000000000000000000000000000
 -- terms of different types do not compare
 SELECT pg_temp.sqlstate_of($$SELECT kms_ore(1::int8, 'ore_amt') < kms_ore(1.5, 'ore_amt')$$) AS int8_vs_numeric,
        kms_ore(1, 'ore_amt') = kms_ore(1::int8, 'ore_amt') AS int4_probes_int8;
--- a term is 3 + ceil(bits / 4) bytes: int8 19, date 11, numeric 38
+-- a term is 11 + ceil(bits / 4) bytes (scheme, domain, epoch, 8-byte key id, trits): int8 27, date 19, numeric 46
 SELECT octet_length(kms_ore_term_send(kms_ore(1::int8, 'ore_amt'))) AS int8_term,
        octet_length(kms_ore_term_send(kms_ore(current_date, 'ore_dob'))) AS date_term,
        octet_length(kms_ore_term_send(kms_ore(1.5, 'ore_amt'))) AS numeric_term;
@@ -89,7 +89,7 @@ SELECT (kms_ore(7::int8, 'ore_amt')::text::kms_ore_term) = kms_ore(7::int8, 'ore
        pg_temp.sqlstate_of($$SELECT 'xyz'::kms_ore_term$$) AS not_a_term;
 
 -- the term and the tags are authenticated: a flipped bit in the extension fails decryption
-SELECT pg_temp.sqlstate_of(format($$SELECT kms_decrypt_int8(%L::enc_text)$$, pg_temp.flip(i_max, 19 + 1 + 8 + 2 + 3 + 2 + 5)))
+SELECT pg_temp.sqlstate_of(format($$SELECT kms_decrypt_int8(%L::enc_text)$$, pg_temp.flip(i_max, 19 + 1 + 8 + 2 + 3 + 2 + 12)))
        AS term_bit_flipped,
        pg_temp.sqlstate_of(format($$SELECT kms_decrypt_int8(%L::enc_text)$$, pg_temp.flip(i_max, 19 + 1 + 8 + 2 + 2)))
        AS type_byte_flipped,

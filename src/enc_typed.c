@@ -96,8 +96,8 @@ typedef struct KeyIndexes
 	const uint8 *index_key;		/* the cache slot the derived keys came from */
 	int			index_key_version;
 	bool		order;
-	PgckHmac   *ore;			/* NULL until first needed */
-	PgckHmac   *ore_prev;		/* of the previous index key, during its rotation */
+	PgckOreKey	ore;			/* prf NULL until first needed */
+	PgckOreKey	ore_prev;		/* of the previous index key, during its rotation */
 	int			n;
 	NamedIndex	idx[MAX_NAMED_INDEXES];
 	uint64		load_id;		/* which load of this slot (a PgckExtHint's check) */
@@ -112,10 +112,8 @@ memo_release(KeyIndexes *m)
 {
 	int			i;
 
-	pgck_hmac_free(m->ore);
-	m->ore = NULL;
-	pgck_hmac_free(m->ore_prev);
-	m->ore_prev = NULL;
+	pgck_ore_key_free(&m->ore);
+	pgck_ore_key_free(&m->ore_prev);
 	for (i = 0; i < m->n; i++)
 	{
 		pgck_hmac_free(m->idx[i].mac);
@@ -253,29 +251,25 @@ require_index_key(PgckCachedKey *k)
 				 errdetail("Order-revealing terms and named blind indexes are derived from the key's index key; the key was created without a blind index or has been destroyed.")));
 }
 
-/* The HMAC of the ORE key derived from index_key into *slot (once per memo). */
-static PgckHmac *
-ore_prf_of(PgckCachedKey *k, const uint8 *index_key, PgckHmac **slot)
+/*
+ * The ORE key derived from index_key (its PRF and key id) into *slot, once
+ * per memo.
+ */
+static const PgckOreKey *
+ore_prf_of(PgckCachedKey *k, const uint8 *index_key, PgckOreKey *slot)
 {
-	if (*slot == NULL)
+	if (slot->prf == NULL)
 	{
-		uint8		okey[PGCK_ORE_KEY_LEN];
-
-		if (!pgck_ore_derive_key(index_key, okey) ||
-			(*slot = pgck_hmac_new(okey, sizeof(okey))) == NULL)
-		{
-			pgck_wipe(okey, sizeof(okey));
+		if (!pgck_ore_key_init(slot, index_key))
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_KMS_FAILURE),
 					 errmsg("could not derive the order-revealing key of key \"%s\"", k->name)));
-		}
-		pgck_wipe(okey, sizeof(okey));
 		pgck_keymem_check_heap_keys();
 	}
-	return *slot;
+	return slot;
 }
 
-static PgckHmac *
+static const PgckOreKey *
 ore_prf(PgckCachedKey *k, KeyIndexes *m)
 {
 	require_index_key(k);
@@ -288,7 +282,7 @@ ore_prf(PgckCachedKey *k, KeyIndexes *m)
  * terms values still carry from before the rotation are of that key and of
  * epoch index_key_version - 1.
  */
-static PgckHmac *
+static const PgckOreKey *
 ore_prf_prev(PgckCachedKey *k, KeyIndexes *m)
 {
 	require_index_key(k);
@@ -1022,7 +1016,7 @@ pgck_kms_ore_probe(PG_FUNCTION_ARGS)
 	bool		previous = PG_NARGS() > 2 && PG_GETARG_BOOL(2);
 	PgckCachedKey *k = pgck_keycache_key(key_name);
 	KeyIndexes *m = k->transform == PGCK_BIDX_NONE ? NULL : indexes_for(k);
-	PgckHmac   *prf;
+	const PgckOreKey *prf;
 	uint8		epoch;
 	uint8		bits[PGCK_ORE_MAX_BIT_BYTES];
 	uint8		term[PGCK_ORE_TERM_MAX];

@@ -17,6 +17,7 @@
 
 static const char ore_salt[] = "pgcrypt_kms ore v1";
 static const char ore_info[] = "order";
+static const char ore_id_label[] = "pgcrypt_kms ore key id";
 
 int
 pgck_ore_domain_bits(int domain)
@@ -49,6 +50,35 @@ pgck_ore_derive_key(const uint8_t index_key[32], uint8_t out[PGCK_ORE_KEY_LEN])
 							index_key, 32,
 							(const uint8_t *) ore_info, sizeof(ore_info) - 1,
 							out, PGCK_ORE_KEY_LEN);
+}
+
+bool
+pgck_ore_key_init(PgckOreKey *key, const uint8_t index_key[32])
+{
+	uint8_t		okey[PGCK_ORE_KEY_LEN];
+	uint8_t		mac[PGCK_HMAC_SHA256_LEN];
+	bool		ok;
+
+	key->prf = NULL;
+	memset(key->id, 0, sizeof(key->id));
+	ok = pgck_ore_derive_key(index_key, okey) &&
+		(key->prf = pgck_hmac_new(okey, sizeof(okey))) != NULL &&
+		pgck_hmac_sha256(key->prf, (const uint8_t *) ore_id_label, sizeof(ore_id_label) - 1, mac);
+	pgck_wipe(okey, sizeof(okey));
+	if (ok)
+		memcpy(key->id, mac, PGCK_ORE_KEY_ID_LEN);
+	else
+		pgck_ore_key_free(key);
+	pgck_wipe(mac, sizeof(mac));
+	return ok;
+}
+
+void
+pgck_ore_key_free(PgckOreKey *key)
+{
+	pgck_hmac_free(key->prf);
+	key->prf = NULL;
+	memset(key->id, 0, sizeof(key->id));
 }
 
 void
@@ -186,7 +216,7 @@ bit_at(const uint8_t *bits, int i)
 }
 
 size_t
-pgck_ore_encrypt(PgckHmac *prf, int domain, uint8_t epoch, const uint8_t *bits, uint8_t *out)
+pgck_ore_encrypt(const PgckOreKey *key, int domain, uint8_t epoch, const uint8_t *bits, uint8_t *out)
 {
 	int			n = pgck_ore_domain_bits(domain);
 	size_t		term_len = pgck_ore_term_len(domain);
@@ -195,12 +225,13 @@ pgck_ore_encrypt(PgckHmac *prf, int domain, uint8_t epoch, const uint8_t *bits, 
 	int			i;
 	bool		ok = true;
 
-	if (n == 0)
+	if (n == 0 || key->prf == NULL)
 		return 0;
 	memset(out, 0, term_len);
 	out[0] = PGCK_ORE_SCHEME_CLWW;
 	out[1] = (uint8_t) domain;
 	out[2] = epoch;
+	memcpy(out + 3, key->id, PGCK_ORE_KEY_ID_LEN);
 	memset(msg, 0, sizeof(msg));
 	msg[0] = (uint8_t) domain;
 	for (i = 0; i < n && ok; i++)
@@ -214,7 +245,7 @@ pgck_ore_encrypt(PgckHmac *prf, int domain, uint8_t epoch, const uint8_t *bits, 
 		msg[2] = (uint8_t) i;
 		if (i > 0 && bit_at(bits, i - 1))
 			msg[3 + (i - 1) / 8] |= (uint8_t) (0x80 >> ((i - 1) % 8));
-		ok = pgck_hmac_sha256(prf, msg, 3 + (size_t) (i + 7) / 8, mac);
+		ok = pgck_hmac_sha256(key->prf, msg, 3 + (size_t) (i + 7) / 8, mac);
 		for (j = 0; j < 8; j++)
 			f = (f << 8) | mac[j];
 		u = (unsigned) ((f % 3 + (uint64_t) bit_at(bits, i)) % 3);
@@ -256,15 +287,18 @@ pgck_ore_compare(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, i
 {
 	int			n;
 	int			i;
+	int			c;
 
 	*cmp = 0;
 	if (!pgck_ore_term_valid(a, alen) || !pgck_ore_term_valid(b, blen))
 		return PGCK_ORE_CMP_MALFORMED;
 	if (a[1] != b[1])
 		return PGCK_ORE_CMP_DOMAINS;
-	if (a[2] != b[2])
+	/* epoch, then key id: terms of different ORE keys never reach the trits */
+	c = memcmp(a + 2, b + 2, PGCK_ORE_HEADER_LEN - 2);
+	if (c != 0)
 	{
-		*cmp = a[2] < b[2] ? -1 : 1;
+		*cmp = c < 0 ? -1 : 1;
 		return PGCK_ORE_CMP_OK;
 	}
 	n = pgck_ore_domain_bits(a[1]);

@@ -31,13 +31,23 @@
  * HKDF-Extract keys its HMAC with the salt and hashes the index key as the
  * message, so no tag can equal the ORE key) and from every DEK.
  *
+ * The key id is the first 8 bytes of HMAC-SHA-256(ORE key, ASCII
+ * "pgcrypt_kms ore key id"): public, computed once per ORE key (with its
+ * PRF, see PgckOreKey), and never an input of F (F's messages start with a
+ * domain byte, 1 to 4; the label starts with 'p').
+ *
  * Term bytes (what kms_ore() returns and values carry):
- *	 0x01 (scheme: CLWW, F as above) | domain (1) | key epoch (1)
+ *	 0x01 (scheme: CLWW, F as above) | domain (1) | key epoch (1) | key id (8)
  *	 | u_1 .. u_n packed four to a byte, 2 bits each, u_1 in the two high bits,
  *	   unused low bits of the last byte zero
- * The key epoch is the low byte of the key's index_key_version: terms made
- * under different index keys sort by epoch first (a consistent total order
- * for a B-tree during re-tagging; only same-epoch terms compare by value).
+ * The key epoch is the low byte of the key's index_key_version.  Terms of
+ * one domain order by their header first: epoch, then key id (bytewise),
+ * and only terms of one epoch and one key id compare by value.  The trit
+ * comparison means nothing between terms of different ORE keys (it is not
+ * even transitive there), so this keeps each ORE key's terms one run of a
+ * consistent total order for a B-tree over a column that mixes keys (one key
+ * per tenant) or index key versions (during re-tagging, the previous
+ * version's run sorts before the current one's, as the epochs do).
  *
  * Bit strings (the order-preserving encodings, all big-endian):
  *	 int8, timestamptz	64 bits: the int64 with its sign bit flipped
@@ -67,7 +77,8 @@
 #define PGCK_ORE_NUMERIC		4
 
 #define PGCK_ORE_KEY_LEN		32
-#define PGCK_ORE_HEADER_LEN		3
+#define PGCK_ORE_KEY_ID_LEN		8
+#define PGCK_ORE_HEADER_LEN		(3 + PGCK_ORE_KEY_ID_LEN)
 #define PGCK_ORE_MAX_BITS		139
 #define PGCK_ORE_MAX_BIT_BYTES	((PGCK_ORE_MAX_BITS + 7) / 8)
 #define PGCK_ORE_TERM_MAX		(PGCK_ORE_HEADER_LEN + (PGCK_ORE_MAX_BITS + 3) / 4)
@@ -85,6 +96,22 @@ extern size_t pgck_ore_term_len(int domain);
 
 /* The ORE key derived from a 32-byte index key (see above); false on failure. */
 extern bool pgck_ore_derive_key(const uint8_t index_key[32], uint8_t out[PGCK_ORE_KEY_LEN]);
+
+/* An ORE key ready to use: F under it and its key id. */
+typedef struct PgckOreKey
+{
+	PgckHmac   *prf;			/* HMAC-SHA-256 keyed with the ORE key; NULL when unset */
+	uint8_t		id[PGCK_ORE_KEY_ID_LEN];
+} PgckOreKey;
+
+/*
+ * Derive the ORE key of a 32-byte index key into *key: its PRF and its key
+ * id (the raw ORE key is wiped).  False on failure, *key then unset.
+ */
+extern bool pgck_ore_key_init(PgckOreKey *key, const uint8_t index_key[32]);
+
+/* Free key's PRF (if set); key is unset after. */
+extern void pgck_ore_key_free(PgckOreKey *key);
 
 /* Order-preserving bit strings; out holds the domain's bits, big-endian. */
 extern void pgck_ore_int64_bits(int64_t v, uint8_t out[8]);
@@ -117,11 +144,11 @@ extern PgckOreNumericStatus pgck_ore_numeric_bits(const char *s, size_t len,
 												  uint8_t out[PGCK_ORE_MAX_BIT_BYTES]);
 
 /*
- * The term of bits (pgck_ore_domain_bits(domain) of them) under prf, the
- * HMAC of the ORE key, into out[pgck_ore_term_len(domain)].  Returns the
- * term length, 0 on an unknown domain or an HMAC failure.
+ * The term of bits (pgck_ore_domain_bits(domain) of them) under key, into
+ * out[pgck_ore_term_len(domain)].  Returns the term length, 0 on an unknown
+ * domain or an HMAC failure.
  */
-extern size_t pgck_ore_encrypt(PgckHmac *prf, int domain, uint8_t epoch,
+extern size_t pgck_ore_encrypt(const PgckOreKey *key, int domain, uint8_t epoch,
 							   const uint8_t *bits, uint8_t *out);
 
 typedef enum PgckOreCompareStatus
@@ -136,7 +163,9 @@ extern bool pgck_ore_term_valid(const uint8_t *term, size_t len);
 
 /*
  * Compare two terms: *cmp = -1, 0 or 1.  Terms of different epochs order by
- * epoch.  Never reads outside a[0..alen) and b[0..blen).
+ * epoch, then terms of different key ids by key id (bytewise), so any two
+ * well-formed terms of one domain compare (a total order).  Never reads
+ * outside a[0..alen) and b[0..blen).
  */
 extern PgckOreCompareStatus pgck_ore_compare(const uint8_t *a, size_t alen,
 											 const uint8_t *b, size_t blen, int *cmp);

@@ -10,12 +10,16 @@ the encodings as FORMAT.md section 10 specifies them, not from src/ore.c:
 
 F is HMAC-SHA-256 keyed with k = HKDF-SHA-256(index key, salt
 "pgcrypt_kms ore v1", info "order"); plaintext order is taken from Python's
-int and decimal.Decimal, never from the bit encodings.
+int and decimal.Decimal, never from the bit encodings.  A term's header names
+its key (the key id, HMAC(k, "pgcrypt_kms ore key id") cut to 8 bytes) and
+epoch; terms of different keys or epochs order by header, never by trits.
 
   ore_reference.py --emit            print the vector table test/unit/ore_vectors.h holds
   ore_reference.py --check FILE      recompute FILE's vectors and compare every pair of
                                      its terms with this file's comparison against the
-                                     plaintext order; exit 1 on any difference
+                                     plaintext order, and the terms of two more keys
+                                     against them (one total order, a run per key);
+                                     exit 1 on any difference
 """
 import decimal
 import hashlib
@@ -40,6 +44,10 @@ def hkdf_sha256(ikm, salt, info, length):
 
 def ore_key(index_key):
     return hkdf_sha256(index_key, b"pgcrypt_kms ore v1", b"order", 32)
+
+
+def key_id(key):
+    return hmac.new(key, b"pgcrypt_kms ore key id", hashlib.sha256).digest()[:8]
 
 
 def bits_of_int(v, n):
@@ -83,31 +91,35 @@ def prf(key, domain, i, prefix):
     return int.from_bytes(mac[:8], "big") % 3
 
 
+HEADER = 3 + 8   # scheme, domain, epoch, key id
+
+
 def encrypt(key, domain, bits, epoch=1):
     trits = [(prf(key, domain, i, bits[:i]) + bits[i]) % 3 for i in range(len(bits))]
     body = bytearray((len(trits) + 3) // 4)
     for i, u in enumerate(trits):
         body[i // 4] |= u << (6 - 2 * (i % 4))
-    return bytes([1, domain, epoch]) + bytes(body)
+    return bytes([1, domain, epoch]) + key_id(key) + bytes(body)
 
 
 def compare(a, b):
     if a[1] != b[1]:
         raise ValueError("domains differ")
-    if a[2] != b[2]:
-        return -1 if a[2] < b[2] else 1
+    # epoch, then key id: the trits of two keys mean nothing to each other
+    if a[2:HEADER] != b[2:HEADER]:
+        return -1 if a[2:HEADER] < b[2:HEADER] else 1
     for i in range(NBITS[a[1]]):
-        ua = (a[3 + i // 4] >> (6 - 2 * (i % 4))) & 3
-        ub = (b[3 + i // 4] >> (6 - 2 * (i % 4))) & 3
+        ua = (a[HEADER + i // 4] >> (6 - 2 * (i % 4))) & 3
+        ub = (b[HEADER + i // 4] >> (6 - 2 * (i % 4))) & 3
         if ua != ub:
             return -1 if ub == (ua + 1) % 3 else 1
     return 0
 
 
-def term(key, domain, value):
+def term(key, domain, value, epoch=1):
     if domain == NUMERIC:
-        return encrypt(key, domain, bits_of_numeric(value))
-    return encrypt(key, domain, bits_of_int(int(value), NBITS[domain]))
+        return encrypt(key, domain, bits_of_numeric(value), epoch)
+    return encrypt(key, domain, bits_of_int(int(value), NBITS[domain]), epoch)
 
 
 def plain(domain, value):
@@ -117,6 +129,9 @@ def plain(domain, value):
 
 
 INDEX_KEY = bytes(range(32))
+# more keys for the check across keys: another key at the same epoch, and the first key's
+# next index key version (another index key, epoch 2)
+OTHER_KEYS = [(bytes(range(32, 64)), 1), (bytes(range(64, 96)), 2)]
 VECTORS = [
     (INT8, v) for v in ["-9223372036854775808", "-9223372036854775807", "-1", "0", "1", "2", "42",
                         "1000000", "9223372036854775806", "9223372036854775807"]
@@ -135,6 +150,7 @@ def emit():
     key = ore_key(INDEX_KEY)
     print("/* test/unit/ore_vectors.h: written by test/ore_reference.py --emit; do not edit */")
     print("/* ORE key for the index key 00 01 .. 1f: %s */" % key.hex())
+    print("/* its key id (term bytes 3..10): %s */" % key_id(key).hex())
     for domain, value in VECTORS:
         print('{%d, "%s", "%s"},' % (domain, value, term(key, domain, value).hex()))
 
@@ -162,8 +178,38 @@ def check(path):
             if compare(bytes.fromhex(t1), bytes.fromhex(t2)) != want:
                 print("not ok - compare %s %s" % (v1, v2))
                 bad += 1
-    print("%s - %d vectors recomputed, %d same-domain pairs compared in plaintext order" %
-          ("ok" if bad == 0 else "not ok", len(rows), pairs))
+    # the file's terms with those of two more keys: per domain one total order (antisymmetric,
+    # transitive), each key's terms one run, in plaintext order within it
+    cross = 0
+    for d in sorted({int(r[0]) for r in rows}):
+        terms = [(0, v, bytes.fromhex(t)) for dd, v, t in rows if int(dd) == d]
+        for n, (ik, epoch) in enumerate(OTHER_KEYS, 1):
+            terms += [(n, v, term(ore_key(ik), d, v, epoch)) for dd, v, t in rows if int(dd) == d]
+        for x in terms:
+            for y in terms:
+                c = compare(x[2], y[2])
+                cross += 1
+                if c != -compare(y[2], x[2]):
+                    print("not ok - not antisymmetric: %s %s" % (x[1], y[1]))
+                    bad += 1
+                if x[0] != y[0] and (c == 0 or c != (-1 if x[2][2:HEADER] < y[2][2:HEADER] else 1)):
+                    print("not ok - terms of two keys not ordered by epoch and key id: %s %s" % (x[1], y[1]))
+                    bad += 1
+                if x[0] == y[0]:
+                    p1, p2 = plain(d, x[1]), plain(d, y[1])
+                    if c != (p1 > p2) - (p1 < p2):
+                        print("not ok - key %d: compare %s %s" % (x[0], x[1], y[1]))
+                        bad += 1
+        for x in terms:
+            for y in terms:
+                if compare(x[2], y[2]) < 0:
+                    for z in terms:
+                        if compare(y[2], z[2]) < 0 and compare(x[2], z[2]) >= 0:
+                            print("not ok - not transitive: %s %s %s" % (x[1], y[1], z[1]))
+                            bad += 1
+    print("%s - %d vectors recomputed, %d same-domain pairs compared in plaintext order, "
+          "%d pairs across three keys in one total order" %
+          ("ok" if bad == 0 else "not ok", len(rows), pairs, cross))
     return 1 if bad else 0
 
 

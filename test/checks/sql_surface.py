@@ -433,7 +433,7 @@ def candidates(ctx, r, i):
     c = []
     if t in ("text", "varchar", "cstring"):
         if t == "cstring" and r.name == "kms_ore_term_in":
-            c = [V("ore:010101" + "00" * 16, "a valid kms_ore_term literal")]
+            c = [V("ore:010101" + "00" * 8 + "00" * 16, "a valid kms_ore_term literal")]
         elif t == "cstring":
             c = [V(ctx.enc[1], "a valid enc_text literal")]
         elif is_key_name(n) and r.name == "kms_create_key":
@@ -498,8 +498,8 @@ def candidates(ctx, r, i):
     elif t == "timestamp with time zone":
         c = [V("2000-01-01 00:00:00+00", "'2000-01-01 00:00:00+00'")]
     elif t == "kms_ore_term":
-        # a well-formed int8 term (every trit 0), made without a key
-        c = [V("ore:010101" + "00" * 16, "an int8 ORE term")]
+        # a well-formed int8 term (key id and every trit 0), made without a key
+        c = [V("ore:010101" + "00" * 8 + "00" * 16, "an int8 ORE term")]
     if has_default:
         c.append(NULL)
     return c

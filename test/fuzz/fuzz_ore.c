@@ -11,8 +11,16 @@
  *	  refused or encodes, and two that encode compare as strtold orders them
  *	  whenever both have at most 15 significant digits (where strtold is exact
  *	  enough), and equal texts give equal terms;
+ *	- the same int64s under a second key at the same epoch: every term of one
+ *	  key compares with every term of the other, antisymmetrically, by key
+ *	  id alone (never by trits), so the keys' terms form two runs;
  *	- the whole input, split in two, given to pgck_ore_compare() as terms
- *	  never reads out of bounds, and a term compares equal to itself.
+ *	  never reads out of bounds, a term compares equal to itself, and two
+ *	  well-formed terms of one domain compare (either way round, opposite
+ *	  signs).
+ *
+ * Seeds (corpus/ore/): seed-two-keys is the int8 terms of 5 and -3 under
+ * test/ore_reference.py's index keys 00 .. 1f and 20 .. 3f, epoch 1.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,7 +42,8 @@
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static PgckHmac *prf;
+static PgckOreKey okey;
+static PgckOreKey okey2;			/* another key, the same epoch */
 
 static int
 term_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -72,15 +81,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t		alen,
 				blen;
 
-	if (prf == NULL)
+	if (okey.prf == NULL)
 	{
 		uint8_t		ik[32];
-		uint8_t		ok[PGCK_ORE_KEY_LEN];
 
 		memset(ik, 7, sizeof(ik));
-		FUZZ_CHECK(pgck_ore_derive_key(ik, ok));
-		prf = pgck_hmac_new(ok, sizeof(ok));
-		FUZZ_CHECK(prf != NULL);
+		FUZZ_CHECK(pgck_ore_key_init(&okey, ik));
+		memset(ik, 8, sizeof(ik));
+		FUZZ_CHECK(pgck_ore_key_init(&okey2, ik));
+		FUZZ_CHECK(memcmp(okey.id, okey2.id, PGCK_ORE_KEY_ID_LEN) != 0);
 	}
 
 	/* arbitrary bytes as terms */
@@ -88,7 +97,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int			c;
 		size_t		half = size / 2;
 
-		(void) pgck_ore_compare(data, half, data + half, size - half, &c);
+		if (pgck_ore_term_valid(data, half) && pgck_ore_term_valid(data + half, size - half) &&
+			data[1] == data[half + 1])
+		{
+			int			r;
+
+			FUZZ_CHECK(pgck_ore_compare(data, half, data + half, size - half, &c) == PGCK_ORE_CMP_OK);
+			FUZZ_CHECK(pgck_ore_compare(data + half, size - half, data, half, &r) == PGCK_ORE_CMP_OK);
+			FUZZ_CHECK(r == -c);
+			if (memcmp(data + 2, data + half + 2, PGCK_ORE_HEADER_LEN - 2) != 0)
+				FUZZ_CHECK(c == (memcmp(data + 2, data + half + 2, PGCK_ORE_HEADER_LEN - 2) < 0 ? -1 : 1));
+		}
+		else
+			(void) pgck_ore_compare(data, half, data + half, size - half, &c);
 		if (pgck_ore_term_valid(data, size))
 			FUZZ_CHECK(pgck_ore_compare(data, size, data, size, &c) == PGCK_ORE_CMP_OK && c == 0);
 	}
@@ -109,16 +130,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pgck_ore_int64_bits(y, by);
 		for (d = PGCK_ORE_INT8; d <= PGCK_ORE_TIMESTAMPTZ; d += 2)
 		{
-			alen = pgck_ore_encrypt(prf, d, 1, bx, a);
-			blen = pgck_ore_encrypt(prf, d, 1, by, b);
+			int			across = memcmp(okey.id, okey2.id, PGCK_ORE_KEY_ID_LEN) < 0 ? -1 : 1;
+
+			alen = pgck_ore_encrypt(&okey, d, 1, bx, a);
+			blen = pgck_ore_encrypt(&okey, d, 1, by, b);
 			FUZZ_CHECK(alen == pgck_ore_term_len(d) && blen == alen);
 			FUZZ_CHECK(term_cmp(a, alen, b, blen) == want);
 			FUZZ_CHECK(term_cmp(b, blen, a, alen) == -want);
+			/* b under the other key: by key id, whatever x and y */
+			blen = pgck_ore_encrypt(&okey2, d, 1, by, b);
+			FUZZ_CHECK(blen == alen);
+			FUZZ_CHECK(term_cmp(a, alen, b, blen) == across);
+			FUZZ_CHECK(term_cmp(b, blen, a, alen) == -across);
 		}
 		pgck_ore_int32_bits((int32_t) x, bx);
 		pgck_ore_int32_bits((int32_t) y, by);
-		alen = pgck_ore_encrypt(prf, PGCK_ORE_DATE, 1, bx, a);
-		blen = pgck_ore_encrypt(prf, PGCK_ORE_DATE, 1, by, b);
+		alen = pgck_ore_encrypt(&okey, PGCK_ORE_DATE, 1, bx, a);
+		blen = pgck_ore_encrypt(&okey, PGCK_ORE_DATE, 1, by, b);
 		FUZZ_CHECK(term_cmp(a, alen, b, blen) ==
 				   ((int32_t) x < (int32_t) y ? -1 : (int32_t) x > (int32_t) y));
 
@@ -147,8 +175,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (pgck_ore_numeric_bits(sx, lx, nx) != PGCK_ORE_NUM_OK ||
 				pgck_ore_numeric_bits(sy, ly, ny) != PGCK_ORE_NUM_OK)
 				return 0;
-			alen = pgck_ore_encrypt(prf, PGCK_ORE_NUMERIC, 1, nx, a);
-			blen = pgck_ore_encrypt(prf, PGCK_ORE_NUMERIC, 1, ny, b);
+			alen = pgck_ore_encrypt(&okey, PGCK_ORE_NUMERIC, 1, nx, a);
+			blen = pgck_ore_encrypt(&okey, PGCK_ORE_NUMERIC, 1, ny, b);
 			FUZZ_CHECK(alen == pgck_ore_term_len(PGCK_ORE_NUMERIC) && blen == alen);
 			if (strcmp(sx, sy) == 0)
 				FUZZ_CHECK(memcmp(a, b, alen) == 0);

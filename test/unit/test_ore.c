@@ -8,8 +8,10 @@
  * which is exact for the <= 15-digit decimals generated); the first
  * differing trit is the first differing bit (the scheme's stated leakage,
  * no more); terms are deterministic; malformed terms are refused; numeric
- * limits refused; and fixed vectors (the term bytes in hex) that
- * test/ore_reference.py, written separately from the paper, reproduces.
+ * limits refused; terms of different keys (the same epoch) and of
+ * different epochs compare in one total order, each key's terms a run of
+ * their own, never by their trits; and fixed vectors (the term bytes in hex)
+ * that test/ore_reference.py, written separately from the paper, reproduces.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,7 +21,7 @@
 #include "ore.h"
 #include "unit.h"
 
-static PgckHmac *prf;
+static PgckOreKey okey;
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
@@ -40,7 +42,7 @@ term_int64(int domain, int64_t v, uint8_t *out)
 	uint8_t		bits[8];
 
 	pgck_ore_int64_bits(v, bits);
-	return pgck_ore_encrypt(prf, domain, 1, bits, out);
+	return pgck_ore_encrypt(&okey, domain, 1, bits, out);
 }
 
 static size_t
@@ -49,7 +51,7 @@ term_date(int32_t v, uint8_t *out)
 	uint8_t		bits[4];
 
 	pgck_ore_int32_bits(v, bits);
-	return pgck_ore_encrypt(prf, PGCK_ORE_DATE, 1, bits, out);
+	return pgck_ore_encrypt(&okey, PGCK_ORE_DATE, 1, bits, out);
 }
 
 static size_t
@@ -59,7 +61,7 @@ term_numeric(const char *s, uint8_t *out)
 
 	if (pgck_ore_numeric_bits(s, strlen(s), bits) != PGCK_ORE_NUM_OK)
 		return 0;
-	return pgck_ore_encrypt(prf, PGCK_ORE_NUMERIC, 1, bits, out);
+	return pgck_ore_encrypt(&okey, PGCK_ORE_NUMERIC, 1, bits, out);
 }
 
 static int
@@ -84,7 +86,8 @@ first_diff_trit(const uint8_t *a, const uint8_t *b, int n)
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if (((a[3 + i / 4] >> (6 - 2 * (i % 4))) & 3) != ((b[3 + i / 4] >> (6 - 2 * (i % 4))) & 3))
+		if (((a[PGCK_ORE_HEADER_LEN + i / 4] >> (6 - 2 * (i % 4))) & 3) !=
+			((b[PGCK_ORE_HEADER_LEN + i / 4] >> (6 - 2 * (i % 4))) & 3))
 			return i;
 	return n;
 }
@@ -178,13 +181,14 @@ main(void)
 	/* the same value test/ore_reference.py prints for this index key */
 	unit_check(strcmp(hx, "95228bf4cb845137c577aad2b6327aa9d54f94c7a1d2249422d9a7b0fcb0c7b3") == 0,
 			   "ORE key vector (%s)", hx);
-	prf = pgck_hmac_new(ore_key, sizeof(ore_key));
-	unit_check(prf != NULL, "PRF keyed");
+	unit_check(pgck_ore_key_init(&okey, index_key), "PRF keyed, key id computed");
+	hex(okey.id, PGCK_ORE_KEY_ID_LEN, hx);
+	unit_check(strcmp(hx, "59032eb48391b5dd") == 0, "ORE key id vector (%s)", hx);
 
 	/* sizes: a 64-bit value's term in at most 64 bytes */
-	unit_check(pgck_ore_term_len(PGCK_ORE_INT8) == 19, "int8 term is 19 bytes");
-	unit_check(pgck_ore_term_len(PGCK_ORE_DATE) == 11, "date term is 11 bytes");
-	unit_check(pgck_ore_term_len(PGCK_ORE_NUMERIC) == 38, "numeric term is 38 bytes");
+	unit_check(pgck_ore_term_len(PGCK_ORE_INT8) == 27, "int8 term is 27 bytes");
+	unit_check(pgck_ore_term_len(PGCK_ORE_DATE) == 19, "date term is 19 bytes");
+	unit_check(pgck_ore_term_len(PGCK_ORE_NUMERIC) == 46, "numeric term is 46 bytes");
 	unit_check(pgck_ore_term_len(9) == 0, "unknown domain has no term");
 
 	/* edge values of int8 (timestamptz: the same encoding, infinities at the ends) */
@@ -362,20 +366,24 @@ main(void)
 	/* determinism, domains, epochs, malformed terms */
 	alen = term_int64(PGCK_ORE_INT8, 42, a);
 	blen = term_int64(PGCK_ORE_INT8, 42, b);
-	unit_check(alen == 19 && blen == 19 && memcmp(a, b, alen) == 0, "terms are deterministic");
+	unit_check(alen == 27 && blen == 27 && memcmp(a, b, alen) == 0, "terms are deterministic");
 	blen = term_int64(PGCK_ORE_TIMESTAMPTZ, 42, b);
 	{
 		int			c;
 
 		unit_check(pgck_ore_compare(a, alen, b, blen, &c) == PGCK_ORE_CMP_DOMAINS,
 				   "terms of different domains do not compare");
-		unit_check(memcmp(a + 3, b + 3, 16) != 0, "domains use independent PRFs");
+		unit_check(memcmp(a + PGCK_ORE_HEADER_LEN, b + PGCK_ORE_HEADER_LEN, 16) != 0,
+				   "domains use independent PRFs");
+		unit_check(memcmp(a + 3, b + 3, PGCK_ORE_KEY_ID_LEN) == 0 &&
+				   memcmp(a + 3, okey.id, PGCK_ORE_KEY_ID_LEN) == 0,
+				   "a term carries its key id after the epoch, the same in every domain");
 		b[2] = 0;				/* epoch 0 < 1 */
 		b[1] = PGCK_ORE_INT8;
 		unit_check(pgck_ore_compare(a, alen, b, blen, &c) == PGCK_ORE_CMP_OK && c == 1,
 				   "a later epoch sorts after an earlier one");
 		memcpy(b, a, alen);
-		b[3] |= 0xC0;
+		b[PGCK_ORE_HEADER_LEN] |= 0xC0;
 		unit_check(pgck_ore_compare(a, alen, b, blen, &c) == PGCK_ORE_CMP_MALFORMED,
 				   "a trit of 3 is refused");
 		unit_check(pgck_ore_compare(a, alen - 1, a, alen - 1, &c) == PGCK_ORE_CMP_MALFORMED,
@@ -388,6 +396,106 @@ main(void)
 		memcpy(b, a, alen);
 		b[alen - 1] |= 1;
 		unit_check(!pgck_ore_term_valid(b, alen), "non-zero padding bits are refused");
+	}
+
+	/*
+	 * Terms of several ORE keys in one B-tree (outside audit "input" F1):
+	 * keys A and B at the same epoch, and A's next index key version (key C,
+	 * epoch 2).  Across keys the trit comparison means nothing and is not
+	 * transitive; the header must decide: every pair antisymmetric, every
+	 * triple transitive, each key's terms one run in plaintext order.
+	 */
+	{
+		enum
+		{
+			NKEYS = 3, PER_KEY = 40
+		};
+		PgckOreKey	keys[NKEYS];
+		static const uint8_t epochs[NKEYS] = {1, 1, 2};
+		uint8_t		t[NKEYS * PER_KEY][PGCK_ORE_TERM_MAX];
+		int64_t		v[NKEYS * PER_KEY];
+		int			kk[NKEYS * PER_KEY];
+		int			n = NKEYS * PER_KEY;
+		size_t		len = pgck_ore_term_len(PGCK_ORE_INT8);
+		int			x,
+					y,
+					z,
+					c;
+		int			asym = 0,
+					intrans = 0,
+					runs = 0,
+					order = 0,
+					unmade = 0;
+
+		for (x = 0; x < NKEYS; x++)
+		{
+			uint8_t		ik[32];
+
+			for (i = 0; i < 32; i++)
+				ik[i] = (uint8_t) (32 * (x + 1) + i);
+			unit_check(pgck_ore_key_init(&keys[x], ik), "ORE key %d keyed", x);
+		}
+		unit_check(memcmp(keys[0].id, keys[1].id, PGCK_ORE_KEY_ID_LEN) != 0 &&
+				   memcmp(keys[0].id, okey.id, PGCK_ORE_KEY_ID_LEN) != 0,
+				   "different ORE keys have different key ids");
+		for (x = 0; x < n; x++)
+		{
+			uint8_t		bits[8];
+
+			kk[x] = x % NKEYS;
+			/* small values: long common prefixes, so the trits decide late */
+			v[x] = (int64_t) (rnd() % 64) - 32;
+			pgck_ore_int64_bits(v[x], bits);
+			unmade += pgck_ore_encrypt(&keys[kk[x]], PGCK_ORE_INT8, epochs[kk[x]], bits, t[x]) != len;
+		}
+		unit_check(unmade == 0, "terms of three keys made (%d not)", unmade);
+		for (x = 0; x < n; x++)
+			for (y = 0; y < n; y++)
+			{
+				int			cy = cmp_terms(t[x], len, t[y], len);
+
+				asym += cy == 99 || cy != -cmp_terms(t[y], len, t[x], len);
+				if (kk[x] == kk[y])
+					order += cy != sign64(v[x], v[y]);
+				else
+				{
+					/* another key's term: by epoch, then key id, whatever the values */
+					int			want = epochs[kk[x]] != epochs[kk[y]] ?
+						(epochs[kk[x]] < epochs[kk[y]] ? -1 : 1) :
+						(memcmp(keys[kk[x]].id, keys[kk[y]].id, PGCK_ORE_KEY_ID_LEN) < 0 ? -1 : 1);
+
+					runs += cy != want;
+				}
+				if (cy < 0)
+					for (z = 0; z < n; z++)
+						intrans += cmp_terms(t[y], len, t[z], len) < 0 &&
+							cmp_terms(t[x], len, t[z], len) >= 0;
+			}
+		unit_check(asym == 0, "terms of three keys: every pair compares, antisymmetric (%d not)", asym);
+		unit_check(intrans == 0, "terms of three keys: transitive (%d triples not)", intrans);
+		unit_check(runs == 0, "terms of another key order by epoch, then key id (%d not)", runs);
+		unit_check(order == 0, "terms of one key keep plaintext order among other keys' (%d not)", order);
+
+		/* the whole key id decides: a difference in its last byte orders the terms */
+		memcpy(a, t[0], len);
+		memcpy(b, t[0], len);
+		b[2 + PGCK_ORE_KEY_ID_LEN] ^= 1;
+		unit_check(pgck_ore_compare(a, len, b, len, &c) == PGCK_ORE_CMP_OK &&
+				   c == (a[2 + PGCK_ORE_KEY_ID_LEN] < b[2 + PGCK_ORE_KEY_ID_LEN] ? -1 : 1),
+				   "terms that differ only in the last key id byte order by it");
+		b[2 + PGCK_ORE_KEY_ID_LEN] ^= 1;
+		b[3] ^= 0x80;
+		unit_check(pgck_ore_compare(a, len, b, len, &c) == PGCK_ORE_CMP_OK &&
+				   c == (a[3] < b[3] ? -1 : 1),
+				   "terms that differ only in the first key id byte order by it");
+		/* the epoch before the key id */
+		memcpy(b, t[0], len);
+		b[2] = (uint8_t) (a[2] + 1);
+		b[3] = (uint8_t) (a[3] ^ 0xFF);
+		unit_check(pgck_ore_compare(a, len, b, len, &c) == PGCK_ORE_CMP_OK && c == -1,
+				   "a later epoch sorts after an earlier one whatever the key ids");
+		for (x = 0; x < NKEYS; x++)
+			pgck_ore_key_free(&keys[x]);
 	}
 
 	/* fixed vectors, also produced by test/ore_reference.py */
@@ -422,6 +530,6 @@ main(void)
 		unit_check(bad == 0 && n >= 20, "%zu fixed vectors match test/ore_reference.py (%d differ)", n, bad);
 	}
 
-	pgck_hmac_free(prf);
+	pgck_ore_key_free(&okey);
 	return unit_finish();
 }
