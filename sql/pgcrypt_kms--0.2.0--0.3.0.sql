@@ -1088,6 +1088,15 @@ CREATE TRIGGER wrapped_keys_truncate AFTER TRUNCATE ON pgcrypt_kms.keys
     FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_truncate();
 CREATE TRIGGER wrapped_keys_truncate AFTER TRUNCATE ON pgcrypt_kms.key_versions
     FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_truncate();
+-- Like the keyring's own triggers (0.2.0), they fire also when
+-- session_replication_role is replica (logical replication apply, restore
+-- tools, a session that set it): a destroy applied that way still takes
+-- every wrapping's blobs along.  kms_destroy_key also deletes them itself.
+ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER wrapped_keys_prune;
+ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER wrapped_keys_prune;
+ALTER TABLE pgcrypt_kms.key_wrappings ENABLE ALWAYS TRIGGER wrapped_keys_prune;
+ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER wrapped_keys_truncate;
+ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER wrapped_keys_truncate;
 -- On a Citus worker the wrappings are key administration like the rest of the
 -- keyring: refused (55000) unless the coordinator is applying a change (its
 -- destroy and index-rotation prunes reach the worker that way).  The wrapping

@@ -955,6 +955,17 @@ candidate_cmp(const void *a, const void *b)
 	return x->wrapping < y->wrapping ? -1 : x->wrapping > y->wrapping;
 }
 
+/* Are the tables of the additional wrappings there (the keyring is 0.3.0 or later)? */
+static bool
+wrappings_installed(void)
+{
+	Oid			nsp = get_namespace_oid(KEYRING_SCHEMA, true);
+
+	return OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid("wrapped_keys", nsp)) &&
+		OidIsValid(get_relname_relid("key_wrappings", nsp));
+}
+
 /* The additional KMS wrappings of a secret; fills cands[1..], returns the total count. */
 static int
 unwrap_candidates(const char *kms_key, const bytea *wrapped, const bytea *check,
@@ -963,16 +974,13 @@ unwrap_candidates(const char *kms_key, const bytea *wrapped, const bytea *check,
 	MemoryContext caller = CurrentMemoryContext;
 	UnwrapCandidate *cands;
 	volatile int n = 1;
-	Oid			nsp = get_namespace_oid(KEYRING_SCHEMA, true);
 
 	cands = palloc0(sizeof(UnwrapCandidate) * 1);
 	cands[0].kms_key = pstrdup(kms_key);
 	cands[0].wrapped = (bytea *) wrapped;
 	cands[0].wrapping = 0;
 	*cands_out = cands;
-	if (check == NULL || !OidIsValid(nsp) ||
-		!OidIsValid(get_relname_relid("wrapped_keys", nsp)) ||
-		!OidIsValid(get_relname_relid("key_wrappings", nsp)))
+	if (check == NULL || !wrappings_installed())
 		return 1;				/* before ALTER EXTENSION ... UPDATE to 0.3.0 */
 	{
 		OwnerScope	scope;
@@ -2344,6 +2352,16 @@ pgck_kms_destroy_key(PG_FUNCTION_ARGS)
 					  " WHERE key_name OPERATOR(pg_catalog.=) $1",
 					  1, types, values, NULL);
 		count = (int32) SPI_processed;
+
+		/*
+		 * Every secret of the key under every additional wrapping (0.3.0):
+		 * the keyring's triggers delete them too, but not if they are
+		 * disabled or do not fire (session_replication_role = replica before
+		 * they were ENABLE ALWAYS), so never rely on them alone.
+		 */
+		if (wrappings_installed())
+			execute_admin("DELETE FROM " KEYRING_SCHEMA ".wrapped_keys WHERE key_name OPERATOR(pg_catalog.=) $1",
+						  1, types, values, NULL);
 		SPI_finish();
 	}
 	PG_FINALLY();

@@ -65,7 +65,7 @@ out=$(sql -v VERBOSITY=sqlstate -c "CALL kms_migrate_column('vt2', 'e', 'hm', 'e
 echo "$out" | grep -q "ERROR:  22004"; check $? "kms_migrate_column(finish => NULL) is refused with 22004 ($out)"
 
 # ---- the keyring's triggers fire also under session_replication_role = replica
-n=$(sql -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('pgcrypt_kms.keys'::regclass, 'pgcrypt_kms.key_versions'::regclass) AND tgenabled = 'A'")
+n=$(sql -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('pgcrypt_kms.keys'::regclass, 'pgcrypt_kms.key_versions'::regclass) AND tgname IN ('keys_changed', 'key_versions_changed') AND tgenabled = 'A'")
 [ "$n" = "2" ]; check $? "both keyring triggers are ENABLE ALWAYS ($n)"
 
 # ---- kms_reencrypt_table by the admin on another role's table with a trigger: refused
@@ -163,6 +163,36 @@ n=$(sql -c "SELECT count(*) FROM public.loot")
 [ "$n" = "0" ]; check $? "the overload never ran as the admin, the superuser or the table owner ($n runs: $(sql -c "SELECT string_agg(who, ',') FROM public.loot"))"
 super=$(sql -c "SELECT rolsuper FROM pg_roles WHERE rolname = 'pgck_h_low'")
 [ "$super" = "f" ]; check $? "the overload's owner did not become superuser (rolsuper = $super)"
+
+# ---- crypto-shredding reaches every wrapping (another KMS key, an escrow key)
+# also in replica mode (logical replication apply, restore tools)
+n=$(sql -c "SELECT count(*) FROM pg_trigger WHERE tgname IN ('wrapped_keys_prune', 'wrapped_keys_truncate') AND tgenabled = 'A'")
+[ "$n" = "5" ]; check $? "the wrappings' prune triggers are ENABLE ALWAYS ($n of 5)"
+W=$(mktemp -d)
+openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out "$W/escrow.pem" 2>/dev/null &&
+    openssl pkey -in "$W/escrow.pem" -pubout -out "$W/escrow.pub" 2>/dev/null
+pub=$(cat "$W/escrow.pub")
+rm -rf "$W"
+for k in hs hh ht; do
+    sql -c "SELECT kms_create_key('$k', 'local:hostile', blind_index => 'exact')" -c "SELECT kms_rotate_key('$k')" \
+        -c "SELECT kms_add_wrapping('$k', 'local:hostile-second')" -c "SELECT kms_add_escrow_key('$k', \$p\$$pub\$p\$)" >/dev/null
+done
+n=$(sql -c "SELECT count(*) FROM pgcrypt_kms.wrapped_keys WHERE key_name = 'hs'")
+[ "$n" = "6" ]; check $? "positive control: the KMS and escrow wrappings hold the key's secrets ($n blobs)"
+out=$(sql -c "SET session_replication_role = replica" -c "SELECT kms_destroy_key('hs', 'hs')" \
+    -c "RESET session_replication_role" -c "SELECT count(*) FROM pgcrypt_kms.wrapped_keys WHERE key_name = 'hs'" 2>&1)
+echo "$out" | tail -1 | grep -qx "0"; check $? "kms_destroy_key under session_replication_role = replica leaves no wrapped secret ($(echo "$out" | tail -1) left)"
+# a destroy made by hand (or replicated): the triggers alone
+out=$(sql -c "SET session_replication_role = replica" \
+    -c "UPDATE pgcrypt_kms.keys SET destroyed = now(), index_key_wrapped = NULL, prev_index_key_wrapped = NULL WHERE key_name = 'hh'" \
+    -c "UPDATE pgcrypt_kms.key_versions SET state = 'destroyed', wrapped_dek = NULL WHERE key_name = 'hh'" \
+    -c "RESET session_replication_role" -c "SELECT count(*) FROM pgcrypt_kms.wrapped_keys WHERE key_name = 'hh'" 2>&1)
+echo "$out" | tail -1 | grep -qx "0"; check $? "a destroy made by hand in replica mode leaves no wrapped secret either, escrow included ($(echo "$out" | tail -1) left)"
+# kms_destroy_key deletes them itself, triggers or not
+out=$(sql -c "BEGIN" -c "ALTER TABLE pgcrypt_kms.keys DISABLE TRIGGER wrapped_keys_prune" \
+    -c "ALTER TABLE pgcrypt_kms.key_versions DISABLE TRIGGER wrapped_keys_prune" -c "SELECT kms_destroy_key('ht', 'ht')" \
+    -c "SELECT count(*) FROM pgcrypt_kms.wrapped_keys WHERE key_name = 'ht'" -c "ROLLBACK" 2>&1)
+echo "$out" | tail -1 | grep -qx "0"; check $? "kms_destroy_key deletes the wrapped secrets itself, with the prune triggers disabled ($(echo "$out" | tail -1) left)"
 
 pg -d postgres -c "DROP DATABASE $DB" >/dev/null
 for r in pgck_h_alice pgck_h_vic pgck_h_adm pgck_h_low; do pg -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null; done
