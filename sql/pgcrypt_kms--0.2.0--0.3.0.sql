@@ -664,7 +664,12 @@ DECLARE
     n bigint;
     moved bigint;
     total bigint := 0;
-    ctx_expr text := CASE WHEN context IS NULL THEN '' ELSE ', ' OPERATOR(pg_catalog.||) context END;
+    -- (the casts make every call below an exact match of the extension's own
+    -- function: an overload for a domain over enc_text, or for the context
+    -- expression's type, that another role adds to the extension's schema
+    -- never runs)
+    ctx_expr text := CASE WHEN context IS NULL THEN ''
+                     ELSE ', (' OPERATOR(pg_catalog.||) context OPERATOR(pg_catalog.||) ')::pg_catalog.text' END;
 BEGIN
     IF tbl IS NULL OR col IS NULL THEN
         RAISE EXCEPTION 'the table and column must not be null' USING ERRCODE = '22004';
@@ -680,15 +685,25 @@ BEGIN
     -- The UPDATEs below run the table owner's code with the caller's
     -- privileges: triggers (also on partitions and inheritance children),
     -- rules, index expressions and predicates, CHECK constraints, generated
-    -- columns, row security policies.  As for REINDEX and VACUUM, only the
-    -- table's owner (or a member of its role) may run it: an owner's code
-    -- must never run as the admin (or superuser) doing maintenance for them.
-    IF NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c
-                                    WHERE c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid), 'MEMBER') THEN
-        RAISE EXCEPTION 'must be the owner of table % (or a member of its role) to re-encrypt it', tbl
+    -- columns, row security policies.  Only the owner itself may run it (of
+    -- the table and of every partition and inheritance child): an owner's
+    -- code must never run as the admin or a superuser doing maintenance for
+    -- them, nor as another member of the owner's role (on PostgreSQL 15 and
+    -- before a login role can make any role a member of itself).  They SET
+    -- ROLE to the owner first, as REINDEX runs the owner's code as the owner.
+    IF EXISTS (WITH RECURSIVE tree(oid) AS (
+                   SELECT tbl::pg_catalog.oid
+                   UNION
+                   SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t
+                       ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
+               SELECT FROM tree t
+                 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
+                 LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+                WHERE r.rolname IS NULL OR NOT (r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)) THEN
+        RAISE EXCEPTION 'must be the owner of table % (and of its partitions and inheritance children) to re-encrypt it', tbl
             USING ERRCODE = '42501',
                   DETAIL = 'The table''s triggers, rules, index expressions, constraints and policies would run with your privileges.',
-                  HINT = 'Run kms_reencrypt_table as the table''s owner (SET ROLE to it), with the pgcrypt_kms_encrypt role.';
+                  HINT = 'SET ROLE to the table''s owner (a superuser or a member of its role may), which needs the pgcrypt_kms_encrypt role, and call kms_reencrypt_table again.';
     END IF;
     IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
@@ -705,13 +720,13 @@ BEGIN
           FROM @extschema@.kms_keys WHERE current;
         EXECUTE pg_catalog.format(
             'WITH sel AS MATERIALIZED ('
-            '  SELECT ctid AS tid, @extschema@.kms_version_id(%I) AS old_id FROM %s WHERE %I IS NOT NULL'
-            '     AND NOT (@extschema@.kms_version_id(%I) OPERATOR(pg_catalog.=) ANY ($1))'
+            '  SELECT ctid AS tid, @extschema@.kms_version_id(%I::@extschema@.enc_text) AS old_id FROM %s WHERE %I IS NOT NULL'
+            '     AND NOT (@extschema@.kms_version_id(%I::@extschema@.enc_text) OPERATOR(pg_catalog.=) ANY ($1))'
             '   LIMIT $2 FOR UPDATE),'
             ' upd AS ('
-            '  UPDATE %s SET %I = @extschema@.kms_reencrypt(%I%s)'
+            '  UPDATE %s SET %I = @extschema@.kms_reencrypt(%I::@extschema@.enc_text%s)'
             '   WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT tid FROM sel))'
-            '  RETURNING @extschema@.kms_version_id(%I) AS new_id)'
+            '  RETURNING @extschema@.kms_version_id(%I::@extschema@.enc_text) AS new_id)'
             ' SELECT pg_catalog.count(*),'
             '        pg_catalog.count(*) FILTER (WHERE new_id IS NULL OR NOT (new_id OPERATOR(pg_catalog.=) ANY'
             '                                    (ARRAY(SELECT old_id FROM sel))))'
@@ -731,6 +746,256 @@ BEGIN
         RAISE NOTICE 'kms_reencrypt_table: % rows of %.% re-encrypted so far', total, tbl, col;
         COMMIT;
     END LOOP;
+END
+$$;
+
+-- kms_migrate_column (the engine of kms_encrypt_column / kms_decrypt_column)
+-- as in 0.2.0, but refused unless the caller is the table's owner itself (its
+-- UPDATEs run the owner's code, see kms_reencrypt_table), and with every call
+-- of the extension's functions on a user column an exact match of the
+-- extension's own (cast to enc_text or text): an overload another role adds
+-- to the extension's schema for a domain never runs.
+CREATE OR REPLACE PROCEDURE @extschema@.kms_migrate_column(tbl regclass, col name, key text, mode text,
+        batch int4, finish bool, purge bool)
+LANGUAGE plpgsql AS $$
+DECLARE
+    -- no initialiser may call a function or operator by an unqualified name:
+    -- they run before search_path is pinned (a caller's public.left(name, int4)
+    -- would run as the caller of this procedure); these are set below
+    shadow name;
+    trig name;
+    idx name;
+    col_type oid;
+    col_notnull bool;
+    has_shadow bool;
+    transform text;
+    n bigint;
+    total bigint := 0;
+    blk bigint;
+    maxblk bigint;
+    step bigint;
+    target text;
+    expr text;
+    tries int := 0;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF tbl IS NULL OR col IS NULL THEN
+        RAISE EXCEPTION 'the table and column must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::pg_catalog.oid USING ERRCODE = '42P01';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+                      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = '42703';
+    END IF;
+    -- Its UPDATEs run the table owner's code (triggers, also on partitions
+    -- and inheritance children, rules, index expressions, constraints,
+    -- policies) with the caller's privileges: as for kms_reencrypt_table,
+    -- only the owner itself (of the table and of every partition and
+    -- inheritance child), never a superuser or another member of its role.
+    IF EXISTS (WITH RECURSIVE tree(oid) AS (
+                   SELECT tbl::pg_catalog.oid
+                   UNION
+                   SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t
+                       ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
+               SELECT FROM tree t
+                 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
+                 LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+                WHERE r.rolname IS NULL OR NOT (r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)) THEN
+        RAISE EXCEPTION 'must be the owner of table % (and of its partitions and inheritance children) to migrate its column', tbl
+            USING ERRCODE = '42501',
+                  DETAIL = 'The table''s triggers, rules, index expressions, constraints and policies would run with your privileges.',
+                  HINT = 'SET ROLE to the table''s owner (a superuser or a member of its role may), which needs the extension''s role for the migration, and call the procedure again.';
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('encrypt', 'decrypt') THEN
+        RAISE EXCEPTION 'mode must be encrypt or decrypt' USING ERRCODE = '22023';
+    END IF;
+    IF finish IS NULL OR purge IS NULL THEN
+        RAISE EXCEPTION 'finish and purge must not be null' USING ERRCODE = '22004';
+    END IF;
+    shadow := left(col, 40) || '_pgck_new';
+    -- "~" sorts after every letter and digit: the sync trigger fires after the
+    -- table's own BEFORE triggers and sees the value they leave
+    trig := '~pgck_sync_' || left(col, 40);
+    idx := left(tbl::text, 20) || '_' || left(col, 20) || '_bidx';
+    target := CASE WHEN mode = 'encrypt' THEN '@extschema@.enc_text' ELSE 'pg_catalog.text' END;
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    SELECT a.atttypid, a.attnotnull INTO col_type, col_notnull
+      FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = '42703';
+    END IF;
+    has_shadow := EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = shadow AND NOT a.attisdropped);
+    IF mode = 'encrypt' THEN
+        -- through the kms_keys view: the caller holds a role of the extension,
+        -- never privileges on the keyring schema
+        SELECT k.blind_index INTO transform FROM @extschema@.kms_keys k
+         WHERE k.key_name = key AND k.current;
+        IF NOT FOUND THEN
+            -- the name is not repeated: it may have been a value by mistake
+            RAISE EXCEPTION 'the key name does not name a key with an active version in the keyring'
+                USING ERRCODE = '42704';
+        END IF;
+        IF col_type = '@extschema@.enc_text'::regtype AND NOT has_shadow THEN
+            RAISE NOTICE 'column % of % is already enc_text', col, tbl;
+            RETURN;
+        END IF;
+        IF col_type NOT IN ('pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype, 'pg_catalog.bpchar'::regtype) THEN
+            RAISE EXCEPTION 'column "%" of relation % is of type %, not text', col, tbl, col_type::regtype
+                USING ERRCODE = '42804';
+        END IF;
+        expr := format('@extschema@.kms_encrypt(%I::pg_catalog.text, %L::pg_catalog.text)', col, key);
+    ELSE
+        IF col_type <> '@extschema@.enc_text'::regtype THEN
+            IF has_shadow THEN
+                NULL;       -- resuming: the swap already happened? no: the shadow holds text
+            ELSE
+                RAISE NOTICE 'column % of % is not enc_text', col, tbl;
+                RETURN;
+            END IF;
+        END IF;
+        expr := format('@extschema@.kms_decrypt(%I::@extschema@.enc_text)', col);
+    END IF;
+
+    -- 1. shadow column, trigger, constraint, blind index.  The trigger fires
+    -- on every INSERT and UPDATE (not only UPDATE OF the column: another
+    -- trigger may change it), last, and also in replica mode (logical
+    -- replication apply): 0.1.0's UPDATE OF trigger missed those and the swap
+    -- kept a stale value.  A migration 0.1.0 started is given the new trigger.
+    IF has_shadow THEN
+        IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = left(col, 40) || '_pgck_sync') THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', left(col, 40) || '_pgck_sync', tbl);
+        END IF;
+        EXECUTE format('CREATE OR REPLACE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
+                       'EXECUTE FUNCTION @extschema@.kms_migration_sync(%L, %L, %L, %L)',
+                       trig, tbl, col, shadow, coalesce(key, ''), mode);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trig);
+    END IF;
+    IF NOT has_shadow THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, shadow, target);
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
+                       'EXECUTE FUNCTION @extschema@.kms_migration_sync(%L, %L, %L, %L)',
+                       trig, tbl, col, shadow, coalesce(key, ''), mode);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trig);
+        IF col_notnull THEN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID',
+                           tbl, shadow || '_nn', shadow);
+        END IF;
+        IF mode = 'encrypt' AND transform <> 'none' THEN
+            -- the shadow column is empty: one scan, no sort, then kept current by the backfill
+            EXECUTE format('CREATE INDEX %I ON %s (@extschema@.kms_blind_index(%I::@extschema@.enc_text))', idx, tbl, shadow);
+        END IF;
+        RAISE NOTICE 'kms_migrate_column: % %.%: shadow column % and trigger % created', mode, tbl, col, shadow, trig;
+    END IF;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+    -- 2. backfill by block ranges (each committed), then catch up what moved
+    SELECT greatest(1, batch / greatest(1, (c.reltuples / greatest(c.relpages, 1))::bigint)),
+           pg_catalog.pg_relation_size(tbl) / current_setting('block_size')::bigint
+      INTO step, maxblk FROM pg_class c WHERE c.oid = tbl;
+    blk := 0;
+    WHILE blk <= maxblk LOOP
+        EXECUTE format('UPDATE %s SET %I = %s WHERE ctid >= $1::tid AND ctid < $2::tid AND %I IS NULL AND %I IS NOT NULL',
+                       tbl, shadow, expr, shadow, col)
+          USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+        blk := blk + step;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END LOOP;
+    LOOP
+        EXECUTE format('UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s WHERE %I IS NULL AND %I IS NOT NULL LIMIT %s FOR UPDATE))',
+                       tbl, shadow, expr, tbl, shadow, col, batch);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        EXIT WHEN n = 0;
+        total := total + n;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END LOOP;
+    RAISE NOTICE 'kms_migrate_column: % %.%: % rows backfilled', mode, tbl, col, total;
+
+    -- 3. the NOT NULL check, validated without blocking writes
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = tbl AND conname = shadow || '_nn' AND NOT convalidated) THEN
+        EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', tbl, shadow || '_nn');
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END IF;
+
+    IF NOT finish THEN
+        RAISE NOTICE 'kms_migrate_column: %.% is backfilled and kept in step; call again with finish => true to swap', tbl, col;
+        RETURN;
+    END IF;
+
+    -- 4. the swap, under a lock that waits at most 3 s at a time for running queries
+    LOOP
+        BEGIN
+            PERFORM pg_catalog.set_config('lock_timeout', '3s', true);
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            tries := tries + 1;
+            IF tries >= 20 THEN
+                RAISE;
+            END IF;
+            RAISE NOTICE 'kms_migrate_column: %.% is busy, trying the swap again', tbl, col;
+        END;
+    END LOOP;
+    -- under the lock: every row's shadow must equal its source.  With the
+    -- right to decrypt, verify all of them (decrypting), and fix any that
+    -- differ; without it, fill the rows still missing one.
+    IF pg_catalog.has_function_privilege('@extschema@.kms_decrypt(@extschema@.enc_text)', 'EXECUTE') THEN
+        IF mode = 'encrypt' THEN
+            EXECUTE format('UPDATE %s SET %I = %s WHERE %I IS NOT NULL AND @extschema@.kms_decrypt(%I::@extschema@.enc_text) IS DISTINCT FROM %I::pg_catalog.text',
+                           tbl, shadow, expr, col, shadow, col);
+        ELSE
+            EXECUTE format('UPDATE %s SET %I = %s WHERE %I::pg_catalog.text IS DISTINCT FROM @extschema@.kms_decrypt(%I::@extschema@.enc_text)',
+                           tbl, shadow, expr, shadow, col);
+        END IF;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n > 0 THEN
+            RAISE NOTICE 'kms_migrate_column: %.%: % rows whose shadow differed from the source were recomputed at the swap', tbl, col, n;
+        END IF;
+        EXECUTE format('UPDATE %s SET %I = NULL WHERE %I IS NULL AND %I IS NOT NULL', tbl, shadow, col, shadow);
+    ELSE
+        EXECUTE format('UPDATE %s SET %I = %s WHERE %I IS NULL AND %I IS NOT NULL', tbl, shadow, expr, shadow, col);
+        RAISE NOTICE 'kms_migrate_column: %.%: the swap did not verify every row (it needs EXECUTE on kms_decrypt)', tbl, col;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trig) THEN
+        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = left(col, 40) || '_pgck_sync') THEN
+        EXECUTE format('DROP TRIGGER %I ON %s', left(col, 40) || '_pgck_sync', tbl);
+    END IF;
+    EXECUTE format('ALTER TABLE %s DROP COLUMN %I', tbl, col);
+    EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', tbl, shadow, col);
+    IF col_notnull THEN
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, col);
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', tbl, shadow || '_nn');
+    END IF;
+    PERFORM pg_catalog.set_config('lock_timeout', '0', true);
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    RAISE NOTICE 'kms_migrate_column: %.% is now %', tbl, col, target;
+
+    -- 5. purge: no live row keeps the dropped column's bytes
+    IF purge THEN
+        maxblk := pg_catalog.pg_relation_size(tbl) / current_setting('block_size')::bigint;
+        blk := 0;
+        WHILE blk <= maxblk LOOP
+            EXECUTE format('UPDATE %s SET %I = %I WHERE ctid >= $1::tid AND ctid < $2::tid', tbl, col, col)
+              USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
+            blk := blk + step;
+            COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        END LOOP;
+        RAISE NOTICE 'kms_migrate_column: every row of % rewritten; run VACUUM % and CHECKPOINT to remove the old row versions', tbl, tbl;
+    END IF;
 END
 $$;
 
@@ -859,6 +1124,15 @@ CREATE TRIGGER wrapped_keys_truncate AFTER TRUNCATE ON pgcrypt_kms.keys
     FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_truncate();
 CREATE TRIGGER wrapped_keys_truncate AFTER TRUNCATE ON pgcrypt_kms.key_versions
     FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.wrapped_keys_truncate();
+-- Like the keyring's own triggers (0.2.0), they fire also when
+-- session_replication_role is replica (logical replication apply, restore
+-- tools, a session that set it): a destroy applied that way still takes
+-- every wrapping's blobs along.  kms_destroy_key also deletes them itself.
+ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER wrapped_keys_prune;
+ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER wrapped_keys_prune;
+ALTER TABLE pgcrypt_kms.key_wrappings ENABLE ALWAYS TRIGGER wrapped_keys_prune;
+ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER wrapped_keys_truncate;
+ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER wrapped_keys_truncate;
 -- On a Citus worker the wrappings are key administration like the rest of the
 -- keyring: refused (55000) unless the coordinator is applying a change (its
 -- destroy and index-rotation prunes reach the worker that way).  The wrapping

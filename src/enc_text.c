@@ -822,16 +822,22 @@ pgck_kms_blind_index_match(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(same);
 }
 
+/* The key version id a stored value names, as kms_version_id() reads it. */
+int32
+pgck_stored_version_id(const struct varlena *value)
+{
+	PgckEnvelope env;
+
+	parse_stored(value, &env);
+	return (int32) env.key_version_id;
+}
+
 /* kms_version_id(enc_text): the key version id a value names; needs no key. */
 PG_FUNCTION_INFO_V1(pgck_kms_version_id);
 Datum
 pgck_kms_version_id(PG_FUNCTION_ARGS)
 {
-	struct varlena *value = PG_GETARG_VARLENA_PP(0);
-	PgckEnvelope env;
-
-	parse_stored(value, &env);
-	PG_RETURN_INT32((int32) env.key_version_id);
+	PG_RETURN_INT32(pgck_stored_version_id(PG_GETARG_VARLENA_PP(0)));
 }
 
 /* ---------------------------------------------------------------- verification */
@@ -1085,11 +1091,18 @@ pgck_kms_warm_cache(PG_FUNCTION_ARGS)
 	uint64		i;
 	int			ret;
 	char	   *sql;
+	const char *nsp;
 
-	/* the ids, from the envelopes' headers: no key needed to read them */
-	sql = psprintf("SELECT DISTINCT %s.kms_version_id(%s) FROM %s WHERE %s IS NOT NULL",
-				   quote_identifier(get_namespace_name(ext_schema)), quote_identifier(col),
-				   relname, quote_identifier(col));
+	/*
+	 * the ids, from the envelopes' headers: no key needed to read them.  The
+	 * column (enc_text, verify_target checked) is cast to the extension's
+	 * enc_text all the same, so that the call is an exact match of the
+	 * extension's own kms_version_id whatever overloads others add to its
+	 * schema.
+	 */
+	nsp = quote_identifier(get_namespace_name(ext_schema));
+	sql = psprintf("SELECT DISTINCT %s.kms_version_id(%s::%s.enc_text) FROM %s WHERE %s IS NOT NULL",
+				   nsp, quote_identifier(col), nsp, relname, quote_identifier(col));
 	SPI_connect();
 	ret = SPI_execute(sql, true, 0);
 	if (ret != SPI_OK_SELECT)

@@ -50,4 +50,12 @@ extern struct varlena *pgck_encrypt_value(const uint8 *pt, size_t pt_len, uint8 
 extern text *pgck_decrypt_value(struct varlena *value, const text *context, int want_type,
 								FmgrInfo *flinfo);
 
+/*
+ * enc_text.c: the key version id a stored value (detoasted) names, as
+ * kms_version_id() returns it; a malformed value is refused as there.  For C
+ * code that reads values of user columns: calling kms_version_id by name in
+ * SQL there would resolve to whatever overload fits the column's type best.
+ */
+extern int32 pgck_stored_version_id(const struct varlena *value);
+
 #endif							/* PGCK_ENC_TYPED_H */

@@ -54,6 +54,7 @@
 #include "utils/syscache.h"
 
 #include "aead.h"
+#include "enc_typed.h"
 #include "guc.h"
 #include "keyring.h"
 #include "keymem.h"
@@ -954,6 +955,17 @@ candidate_cmp(const void *a, const void *b)
 	return x->wrapping < y->wrapping ? -1 : x->wrapping > y->wrapping;
 }
 
+/* Are the tables of the additional wrappings there (the keyring is 0.3.0 or later)? */
+static bool
+wrappings_installed(void)
+{
+	Oid			nsp = get_namespace_oid(KEYRING_SCHEMA, true);
+
+	return OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid("wrapped_keys", nsp)) &&
+		OidIsValid(get_relname_relid("key_wrappings", nsp));
+}
+
 /* The additional KMS wrappings of a secret; fills cands[1..], returns the total count. */
 static int
 unwrap_candidates(const char *kms_key, const bytea *wrapped, const bytea *check,
@@ -962,16 +974,13 @@ unwrap_candidates(const char *kms_key, const bytea *wrapped, const bytea *check,
 	MemoryContext caller = CurrentMemoryContext;
 	UnwrapCandidate *cands;
 	volatile int n = 1;
-	Oid			nsp = get_namespace_oid(KEYRING_SCHEMA, true);
 
 	cands = palloc0(sizeof(UnwrapCandidate) * 1);
 	cands[0].kms_key = pstrdup(kms_key);
 	cands[0].wrapped = (bytea *) wrapped;
 	cands[0].wrapping = 0;
 	*cands_out = cands;
-	if (check == NULL || !OidIsValid(nsp) ||
-		!OidIsValid(get_relname_relid("wrapped_keys", nsp)) ||
-		!OidIsValid(get_relname_relid("key_wrappings", nsp)))
+	if (check == NULL || !wrappings_installed())
 		return 1;				/* before ALTER EXTENSION ... UPDATE to 0.3.0 */
 	{
 		OwnerScope	scope;
@@ -1713,9 +1722,8 @@ execute_in_snapshot(const char *sql, int nargs, Oid *types, Datum *values, Snaps
 static void
 refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 {
-	Oid			types[2] = {OIDOID, INT4ARRAYOID};
-	Datum		values[2] = {ObjectIdGetDatum(ext_schema), older};
-	const char *fn = quote_identifier(get_namespace_name(ext_schema));
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(ext_schema)};
 	MemoryContext caller = CurrentMemoryContext;
 	StringInfoData detail;
 	StringInfoData sql;
@@ -1728,6 +1736,10 @@ refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 	char	  **cols;
 	uint64		i;
 	Snapshot	snap;
+	Datum	   *old_ids;
+	int			nold;
+	int64	   *counts;
+	MemoryContext rowcxt;
 
 	initStringInfo(&detail);	/* in the caller's context: read after SPI_finish */
 	snap = RegisterSnapshot(GetLatestSnapshot());
@@ -1776,34 +1788,82 @@ refuse_old_tags(const char *name, Datum older, Oid ext_schema)
 								  nunreadable, nunreadable, unreadable),
 				 errhint("Call kms_finish_index_rotation as a role that can read them, or, once they are re-tagged, with force => true.")));
 
-	/* one scan per table, a count per column */
+	/*
+	 * One scan per table, a count per column.  The version ids are read here
+	 * from the values' headers, never by an SQL call on the column: a call
+	 * such as <extschema>.kms_version_id(col) would resolve to whatever
+	 * overload matches the column's type best, and a role with CREATE on the
+	 * extension's schema could add one for its own domain over enc_text that
+	 * would then run with the caller's (admin's, superuser's) privileges.
+	 * The scan selects the bare columns: no function or operator is called.
+	 */
+	deconstruct_array(DatumGetArrayTypeP(older), INT4OID, sizeof(int32), true, TYPALIGN_INT,
+					  &old_ids, NULL, &nold);
+	counts = palloc0(sizeof(int64) * Max(ncols, 1));
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "refuse_old_tags rows", ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&sql);
 	for (i = 0; i < ncols;)
 	{
 		uint64		first = i;
 		uint64		j;
+		Portal		portal;
 
 		resetStringInfo(&sql);
 		appendStringInfoString(&sql, "SELECT ");
 		for (j = first; j < ncols && strcmp(rels[j], rels[first]) == 0; j++)
-			appendStringInfo(&sql, "%spg_catalog.count(*) FILTER (WHERE %s.kms_version_id(%s) OPERATOR(pg_catalog.=) ANY ($1))",
-							 j > first ? ", " : "", fn, quote_identifier(cols[j]));
+			appendStringInfo(&sql, "%s%s", j > first ? ", " : "", quote_identifier(cols[j]));
 		appendStringInfo(&sql, " FROM ONLY %s", rels[first]);
-		execute_in_snapshot(sql.data, 1, &types[1], &values[1], snap);	/* $1: the versions */
+		/* read-only: the cursor runs under the active snapshot, snap */
+		PushActiveSnapshot(snap);
+		portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+		for (;;)
+		{
+			uint64		r;
+
+			SPI_cursor_fetch(portal, true, 1000);
+			if (SPI_processed == 0)
+				break;
+			for (r = 0; r < SPI_processed; r++)
+			{
+				MemoryContext old = MemoryContextSwitchTo(rowcxt);
+				uint64		k;
+
+				for (k = first; k < j; k++)
+				{
+					bool		isnull;
+					Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+												  (int) (k - first + 1), &isnull);
+					int32		id;
+					int			o;
+
+					if (isnull)
+						continue;
+					id = pgck_stored_version_id(PG_DETOAST_DATUM_PACKED(d));
+					for (o = 0; o < nold; o++)
+						if (DatumGetInt32(old_ids[o]) == id)
+						{
+							counts[k]++;
+							break;
+						}
+				}
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(rowcxt);
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+		SPI_cursor_close(portal);
+		PopActiveSnapshot();
 		for (i = first; i < j; i++)
 		{
-			bool		isnull;
-			int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-														(int) (i - first + 1), &isnull));
-
-			if (n == 0)
+			if (counts[i] == 0)
 				continue;
-			total += n;
+			total += counts[i];
 			if (nshown++ < 5)
 				appendStringInfo(&detail, "%s%s.%s: " INT64_FORMAT, nshown > 1 ? ", " : "",
-								 rels[i], quote_identifier(cols[i]), n);
+								 rels[i], quote_identifier(cols[i]), counts[i]);
 		}
 	}
+	MemoryContextDelete(rowcxt);
 	SPI_finish();
 	UnregisterSnapshot(snap);
 	if (total > 0)
@@ -2292,6 +2352,16 @@ pgck_kms_destroy_key(PG_FUNCTION_ARGS)
 					  " WHERE key_name OPERATOR(pg_catalog.=) $1",
 					  1, types, values, NULL);
 		count = (int32) SPI_processed;
+
+		/*
+		 * Every secret of the key under every additional wrapping (0.3.0):
+		 * the keyring's triggers delete them too, but not if they are
+		 * disabled or do not fire (session_replication_role = replica before
+		 * they were ENABLE ALWAYS), so never rely on them alone.
+		 */
+		if (wrappings_installed())
+			execute_admin("DELETE FROM " KEYRING_SCHEMA ".wrapped_keys WHERE key_name OPERATOR(pg_catalog.=) $1",
+						  1, types, values, NULL);
 		SPI_finish();
 	}
 	PG_FINALLY();
