@@ -238,6 +238,12 @@ SELECT count(*) AS found_after_retag, kms_blind_tag('example.com', 'ore_mail', '
 SELECT kms_drop_index('ore_mail', 'first3');
 SELECT kms_blind_tag(kms_encrypt('new@example.com', 'ore_mail'), 'first3') IS NULL AS new_value_without_dropped,
        kms_blind_tag(email, 'first3') IS NOT NULL AS old_value_keeps FROM users_ore WHERE id = 1;
+-- the name added again with another transform gets another key: the old values' prefix(3) tags
+-- (of 'use' for 'user4@Example.com') never match the new suffix(3) probes of the same bytes
+SELECT kms_add_index('ore_mail', 'first3', 'suffix(3)');
+SELECT kms_blind_tag(email, 'first3') = kms_blind_tag('use', 'ore_mail', 'first3') AS old_prefix_tag_matches_new_probe,
+       kms_blind_tag(kms_encrypt('abcuse', 'ore_mail'), 'first3') = kms_blind_tag('use', 'ore_mail', 'first3') AS new_suffix_tag_matches
+  FROM users_ore WHERE id = 4;
 
 -- values written before 0.3.0's fields still decrypt (flag 0x04 clear): an enc_text written without extension
 SELECT kms_decrypt(kms_encrypt('old style', 'ore_plain')) AS without_fields,

@@ -293,9 +293,11 @@ ore_prf_prev(PgckCachedKey *k, KeyIndexes *m)
 
 /*
  * The key of a named index: HKDF-SHA-256(IKM = index key, salt = ASCII
- * "pgcrypt_kms named index v1", info = the index name), so tags of two
- * indexes of one key are unlinkable, and none is a tag of the key's own
- * blind index.
+ * "pgcrypt_kms named index v1", info = the index name, a zero byte and the
+ * transform as kms_key_indexes shows it, e.g. "first3\0prefix(3)"), so tags
+ * of two indexes of one key are unlinkable, none is a tag of the key's own
+ * blind index, and a name dropped and added again with another transform
+ * gets another key: its old values' tags never match the new probes.
  */
 static PgckHmac *
 named_mac_of(PgckCachedKey *k, NamedIndex *ni, const uint8 *index_key, PgckHmac **slot)
@@ -305,9 +307,21 @@ named_mac_of(PgckCachedKey *k, NamedIndex *ni, const uint8 *index_key, PgckHmac 
 	if (*slot == NULL)
 	{
 		uint8		nkey[32];
+		char		info[PGCK_INDEX_NAME_MAX + 1 + 32];
+		size_t		nlen = strlen(ni->name);
+		int			tlen;
 
+		memcpy(info, ni->name, nlen);
+		info[nlen] = '\0';
+		if (ni->transform == NT_PREFIX || ni->transform == NT_SUFFIX)
+			tlen = snprintf(info + nlen + 1, sizeof(info) - nlen - 1, "%s(%d)",
+							nt_names[ni->transform], ni->param);
+		else
+			tlen = snprintf(info + nlen + 1, sizeof(info) - nlen - 1, "%s",
+							nt_names[ni->transform]);
+		Assert(tlen > 0 && (size_t) tlen < sizeof(info) - nlen - 1);
 		if (!pgck_hkdf_sha256((const uint8 *) salt, sizeof(salt) - 1, index_key, 32,
-							  (const uint8 *) ni->name, strlen(ni->name), nkey, sizeof(nkey)) ||
+							  (const uint8 *) info, nlen + 1 + tlen, nkey, sizeof(nkey)) ||
 			(*slot = pgck_hmac_new(nkey, sizeof(nkey))) == NULL)
 		{
 			pgck_wipe(nkey, sizeof(nkey));
