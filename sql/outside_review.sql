@@ -140,6 +140,12 @@ SELECT kms_create_key('or_bm', 'local:regress', blind_index => 'email', index_bi
 SELECT kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm', 'row 1'), 'ann@example.com', 'or_bm', 'row 1') AS with_context,
        kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm', 'row 1'), 'bob@example.com', 'or_bm', 'row 1') AS other_plaintext;
 SELECT kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm', 'row 1'), 'ann@example.com', 'or_bm', 'row 2');
+-- a NULL key name or context is refused, never a silent NULL that drops the row (0.3); a NULL
+-- value or probe matches nothing
+SELECT pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm', 'row 1'), 'ann@example.com', 'or_bm', NULL)$$) AS null_context,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm'), 'ann@example.com', NULL)$$) AS null_key,
+       kms_blind_index_match(NULL, 'ann@example.com', 'or_bm') IS NULL AS null_value,
+       kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm'), NULL, 'or_bm') IS NULL AS null_probe;
 
 ------------------------------------------------------------------ online migration keeps writes its trigger did not see in 0.1
 SELECT kms_create_key('or_mw', 'local:regress');

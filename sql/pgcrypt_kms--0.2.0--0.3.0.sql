@@ -1218,3 +1218,10 @@ CREATE FUNCTION @extschema@.kms_finish_index_rotation(name text, force bool) RET
 COMMENT ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) IS 'as kms_finish_index_rotation(name); force => true skips the check that every value was re-tagged';
 REVOKE ALL ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) TO pgcrypt_kms_admin;
+
+-- ================================================================ kms_blind_index_match and NULL
+-- Like kms_decrypt since 0.2: a NULL key name or context is refused (22004)
+-- instead of a silent NULL that drops the row from a re-check; a NULL value
+-- or probe still gives NULL.
+ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text) CALLED ON NULL INPUT;
+ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) CALLED ON NULL INPUT;

@@ -798,20 +798,38 @@ PG_FUNCTION_INFO_V1(pgck_kms_blind_index_match);
 Datum
 pgck_kms_blind_index_match(PG_FUNCTION_ARGS)
 {
-	struct varlena *value = PG_GETARG_VARLENA_PP(0);
-	text	   *probe = PG_GETARG_TEXT_PP(1);
-	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	PgckCachedKey *k = pgck_keycache_key(key_name);
-	PgckTransform transform = k->transform;
+	struct varlena *value;
+	text	   *probe;
+	char	   *key_name;
+	PgckCachedKey *k;
+	PgckTransform transform;
 	char	   *value_key;
 	text	   *plain;
 	bool		same;
 
+	/*
+	 * Not STRICT (0.3): a NULL value or probe matches nothing (NULL), but a
+	 * NULL key name or context is refused, never a silent NULL that drops
+	 * the row from a re-check, as kms_decrypt refuses them.
+	 */
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the key name of kms_blind_index_match must not be null")));
+	if (PG_NARGS() > 3 && PG_ARGISNULL(3))
+		refuse_null_argument("the context", "kms_blind_index_match");
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	value = PG_GETARG_VARLENA_PP(0);
+	probe = PG_GETARG_TEXT_PP(1);
+	key_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	k = pgck_keycache_key(key_name);
+	transform = k->transform;
 	if (transform == PGCK_BIDX_NONE)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("key \"%s\" has no blind index", key_name)));
-	/* STRICT: the four-argument form re-checks a value encrypted with a context */
+	/* the four-argument form re-checks a value encrypted with a context */
 	plain = decrypt_value(value, PG_NARGS() > 3 ? PG_GETARG_TEXT_PP(3) : NULL, &value_key, NULL,
 						  PGCK_PT_TEXT);
 	same = strcmp(value_key, key_name) == 0 &&
