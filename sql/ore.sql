@@ -78,7 +78,25 @@ SELECT pg_temp.sqlstate_of($$SELECT kms_encrypt(1.000000000000000000000000000000
        kms_decrypt_numeric(kms_encrypt(1e130::numeric, 'ore_plain')) = 1e130 AS fine_without_order_index;
 -- terms of different types do not compare
 SELECT pg_temp.sqlstate_of($$SELECT kms_ore(1::int8, 'ore_amt') < kms_ore(1.5, 'ore_amt')$$) AS int8_vs_numeric,
-       kms_ore(1, 'ore_amt') = kms_ore(1::int8, 'ore_amt') AS int4_probes_int8;
+       kms_ore(1, 'ore_amt') = kms_ore(1::int8, 'ore_amt') AS int4_probes_int8,
+       kms_ore(-3::int2, 'ore_amt') = kms_ore(-3::int8, 'ore_amt') AS int2_probes_int8;
+-- integer and smallint plaintexts resolve to one kms_encrypt (int8 and numeric
+-- alone were equally good candidates) and are recorded as int8: same type,
+-- same order term, found by an int8 probe, read back by kms_decrypt_int8
+CREATE TEMP TABLE narrow (i int4, s int2);
+INSERT INTO narrow VALUES (2147483647, -32768);
+SELECT kms_decrypt_int8(kms_encrypt(42, 'ore_amt')) AS int4_literal,
+       kms_decrypt_int8(kms_encrypt(i, 'ore_amt')) AS int4_column,
+       kms_decrypt_int8(kms_encrypt(s, 'ore_amt')) AS int2_column,
+       kms_decrypt_int8(kms_encrypt(i, 'ore_amt', 'ctx'), 'ctx') AS int4_context,
+       kms_decrypt_int8(kms_encrypt(s, 'ore_amt', 'ctx'), 'ctx') AS int2_context,
+       kms_plaintext_type(kms_encrypt(s, 'ore_amt')) AS int2_type,
+       kms_ore(kms_encrypt(i, 'ore_amt')) = kms_ore(2147483647::int8, 'ore_amt') AS int4_term,
+       kms_ore(kms_encrypt(s, 'ore_amt')) = kms_ore(-32768::int8, 'ore_amt') AS int2_term,
+       kms_blind_index(kms_encrypt(i, 'ore_amt')) = kms_blind_index(kms_encrypt(2147483647::int8, 'ore_amt')) AS int4_tag,
+       kms_encrypt(NULL::int4, 'ore_amt') IS NULL AS null_int4,
+       pg_temp.sqlstate_of($$SELECT kms_encrypt(1::int2, NULL)$$) AS int2_null_key
+  FROM narrow;
 -- a term is 11 + ceil(bits / 4) bytes (scheme, domain, epoch, 8-byte key id, trits): int8 27, date 19, numeric 46
 SELECT octet_length(kms_ore_term_send(kms_ore(1::int8, 'ore_amt'))) AS int8_term,
        octet_length(kms_ore_term_send(kms_ore(current_date, 'ore_dob'))) AS date_term,

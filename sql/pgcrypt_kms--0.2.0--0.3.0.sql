@@ -176,6 +176,17 @@ CREATE FUNCTION @extschema@.kms_encrypt(plaintext int8, key_name text) RETURNS @
     AS 'MODULE_PATHNAME', 'pgck_kms_encrypt_typed' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_encrypt(plaintext int8, key_name text, context text) RETURNS @extschema@.enc_text
     AS 'MODULE_PATHNAME', 'pgck_kms_encrypt_typed' LANGUAGE C VOLATILE PARALLEL SAFE;
+-- int4 and int2 are recorded as int8 (kms_decrypt_int8 reads them back), so
+-- that kms_encrypt(42, key) and an integer or smallint column resolve to one
+-- function: with only int8 and numeric, PostgreSQL finds them equally good.
+CREATE FUNCTION @extschema@.kms_encrypt(plaintext int4, key_name text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'pgck_kms_encrypt_typed' LANGUAGE C VOLATILE PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_encrypt(plaintext int4, key_name text, context text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'pgck_kms_encrypt_typed' LANGUAGE C VOLATILE PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_encrypt(plaintext int2, key_name text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'pgck_kms_encrypt_typed' LANGUAGE C VOLATILE PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_encrypt(plaintext int2, key_name text, context text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'pgck_kms_encrypt_typed' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_encrypt(plaintext numeric, key_name text) RETURNS @extschema@.enc_text
     AS 'MODULE_PATHNAME', 'pgck_kms_encrypt_typed' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_encrypt(plaintext numeric, key_name text, context text) RETURNS @extschema@.enc_text
@@ -289,6 +300,8 @@ CREATE FUNCTION @extschema@.kms_ore(value int8, key_name text) RETURNS @extschem
     AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_ore(value int4, key_name text) RETURNS @extschema@.kms_ore_term
     AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_ore(value int2, key_name text) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_ore(value numeric, key_name text) RETURNS @extschema@.kms_ore_term
     AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_ore(value date, key_name text) RETURNS @extschema@.kms_ore_term
@@ -302,6 +315,8 @@ CREATE FUNCTION @extschema@.kms_ore(value timestamptz, key_name text) RETURNS @e
 CREATE FUNCTION @extschema@.kms_ore(value int8, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
     AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_ore(value int4, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
+    AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.kms_ore(value int2, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
     AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION @extschema@.kms_ore(value numeric, key_name text, previous bool) RETURNS @extschema@.kms_ore_term
     AS 'MODULE_PATHNAME', 'pgck_kms_ore_probe' LANGUAGE C STABLE STRICT PARALLEL SAFE;
@@ -334,6 +349,10 @@ COMMENT ON FUNCTION @extschema@.kms_blind_tag(bytea, text, text) IS 'the probe o
 -- ---------------------------------------------------------------- comments and grants
 COMMENT ON FUNCTION @extschema@.kms_encrypt(int8, text) IS 'encrypt an int8 (the type is recorded in the value)';
 COMMENT ON FUNCTION @extschema@.kms_encrypt(int8, text, text) IS 'encrypt an int8, binding a context (AAD)';
+COMMENT ON FUNCTION @extschema@.kms_encrypt(int4, text) IS 'encrypt an int4, recorded as an int8';
+COMMENT ON FUNCTION @extschema@.kms_encrypt(int4, text, text) IS 'encrypt an int4 as an int8, binding a context (AAD)';
+COMMENT ON FUNCTION @extschema@.kms_encrypt(int2, text) IS 'encrypt an int2, recorded as an int8';
+COMMENT ON FUNCTION @extschema@.kms_encrypt(int2, text, text) IS 'encrypt an int2 as an int8, binding a context (AAD)';
 COMMENT ON FUNCTION @extschema@.kms_encrypt(numeric, text) IS 'encrypt a numeric (its text form, scale kept)';
 COMMENT ON FUNCTION @extschema@.kms_encrypt(numeric, text, text) IS 'encrypt a numeric, binding a context (AAD)';
 COMMENT ON FUNCTION @extschema@.kms_encrypt(date, text) IS 'encrypt a date';
@@ -354,6 +373,7 @@ COMMENT ON FUNCTION @extschema@.kms_decrypt_bytea(@extschema@.enc_text) IS 'decr
 COMMENT ON FUNCTION @extschema@.kms_decrypt_bytea(@extschema@.enc_text, text) IS 'decrypt a value encrypted from bytea with a context';
 COMMENT ON FUNCTION @extschema@.kms_ore(int8, text) IS 'the order-revealing probe of an int8 (range and ORDER BY)';
 COMMENT ON FUNCTION @extschema@.kms_ore(int4, text) IS 'the order-revealing probe of an int4, for int8 columns';
+COMMENT ON FUNCTION @extschema@.kms_ore(int2, text) IS 'the order-revealing probe of an int2, for int8 columns';
 COMMENT ON FUNCTION @extschema@.kms_ore(numeric, text) IS 'the order-revealing probe of a numeric';
 COMMENT ON FUNCTION @extschema@.kms_ore(date, text) IS 'the order-revealing probe of a date';
 COMMENT ON FUNCTION @extschema@.kms_ore(timestamptz, text) IS 'the order-revealing probe of a timestamptz';
@@ -372,8 +392,14 @@ BEGIN
         EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.kms_decrypt_%s(@extschema@.enc_text) TO pgcrypt_kms_decrypt', t);
         EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.kms_decrypt_%s(@extschema@.enc_text, text) TO pgcrypt_kms_decrypt', t);
     END LOOP;
+    FOREACH t IN ARRAY ARRAY['int4', 'int2'] LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.kms_encrypt(%s, text) FROM PUBLIC', t);
+        EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.kms_encrypt(%s, text, text) FROM PUBLIC', t);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.kms_encrypt(%s, text) TO pgcrypt_kms_encrypt', t);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.kms_encrypt(%s, text, text) TO pgcrypt_kms_encrypt', t);
+    END LOOP;
     -- probes: whoever encrypts or decrypts may compute them (as kms_blind_index(text, key))
-    FOREACH t IN ARRAY ARRAY['int8', 'int4', 'numeric', 'date', 'timestamptz'] LOOP
+    FOREACH t IN ARRAY ARRAY['int8', 'int4', 'int2', 'numeric', 'date', 'timestamptz'] LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.kms_ore(%s, text) FROM PUBLIC', t);
         EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.kms_ore(%s, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt', t);
         EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.kms_ore(%s, text, bool) FROM PUBLIC', t);

@@ -541,6 +541,8 @@ plain_type_of(Oid typid)
 {
 	switch (typid)
 	{
+		case INT2OID:
+		case INT4OID:			/* widened to int8 by the caller */
 		case INT8OID:
 			return PGCK_PT_INT8;
 		case NUMERICOID:
@@ -644,6 +646,8 @@ PG_FUNCTION_INFO_V1(pgck_kms_encrypt_typed);
 Datum
 pgck_kms_encrypt_typed(PG_FUNCTION_ARGS)
 {
+	Oid			argtype;
+	Datum		plain;
 	uint8		type;
 	const uint8 *pt;
 	size_t		len;
@@ -666,8 +670,16 @@ pgck_kms_encrypt_typed(PG_FUNCTION_ARGS)
 					 errhint("Call the form without a context for values that have none.")));
 		context = PG_GETARG_TEXT_PP(2);
 	}
-	type = plain_type_of(get_fn_expr_argtype(fcinfo->flinfo, 0));
-	pt = datum_bytes(PG_GETARG_DATUM(0), type, &len, &owned);
+	argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	type = plain_type_of(argtype);
+	/* int2 and int4 are recorded as int8: one tag and one order term per integer */
+	if (argtype == INT4OID)
+		plain = Int64GetDatum((int64) PG_GETARG_INT32(0));
+	else if (argtype == INT2OID)
+		plain = Int64GetDatum((int64) PG_GETARG_INT16(0));
+	else
+		plain = PG_GETARG_DATUM(0);
+	pt = datum_bytes(plain, type, &len, &owned);
 	PG_RETURN_POINTER(encrypt_and_wipe(pt, len, owned, type, PG_GETARG_TEXT_PP(1), context,
 									   fcinfo->flinfo));
 }
