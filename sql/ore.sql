@@ -263,6 +263,28 @@ SELECT kms_blind_tag(email, 'first3') = kms_blind_tag('use', 'ore_mail', 'first3
        kms_blind_tag(kms_encrypt('abcuse', 'ore_mail'), 'first3') = kms_blind_tag('use', 'ore_mail', 'first3') AS new_suffix_tag_matches
   FROM users_ore WHERE id = 4;
 
+-- an index added to a key that already has values: kms_add_index gives the key a new data key
+-- version, so kms_reencrypt_table (which re-encrypts the values off their key's current version)
+-- re-tags every one of them; kms_create_key(..., order_index => true) makes version 1 only
+SELECT kms_create_key('ore_late', 'local:regress', blind_index => 'exact');
+SELECT kms_create_key('ore_fresh', 'local:regress', order_index => true);
+SELECT count(*) AS fresh_versions FROM kms_keys WHERE key_name = 'ore_fresh';
+CREATE TABLE late_ore (id int PRIMARY KEY, v enc_text, n enc_text, plain text);
+INSERT INTO late_ore SELECT g, kms_encrypt('abc' || g, 'ore_late'), kms_encrypt(g::int8, 'ore_late'), 'abc' || g
+  FROM generate_series(1, 50) g;
+SELECT kms_add_index('ore_late', 'p3', 'prefix(3)');
+SELECT kms_add_index('ore_late', 'order', 'order');
+SELECT count(*) AS late_versions, count(*) FILTER (WHERE current) AS current_versions FROM kms_keys WHERE key_name = 'ore_late';
+SELECT count(*) FILTER (WHERE kms_blind_tag(v, 'p3') IS NULL) AS untagged_before,
+       count(*) FILTER (WHERE kms_ore(n) IS NULL) AS without_term_before FROM late_ore;
+CALL kms_reencrypt_table('late_ore', 'v');
+CALL kms_reencrypt_table('late_ore', 'n');
+SELECT count(*) FILTER (WHERE kms_blind_tag(v, 'p3') = kms_blind_tag('abc', 'ore_late', 'p3')) AS prefix_found,
+       count(*) FILTER (WHERE kms_ore(n) BETWEEN kms_ore(10, 'ore_late') AND kms_ore(19, 'ore_late')) AS range_found,
+       count(*) FILTER (WHERE kms_decrypt(v) = plain AND kms_decrypt_int8(n) = id) AS intact,
+       count(*) AS rows FROM late_ore;
+DROP TABLE late_ore;
+
 -- values written before 0.3.0's fields still decrypt (flag 0x04 clear): an enc_text written without extension
 SELECT kms_decrypt(kms_encrypt('old style', 'ore_plain')) AS without_fields,
        kms_plaintext_type(kms_encrypt('old style', 'ore_plain')) AS type;

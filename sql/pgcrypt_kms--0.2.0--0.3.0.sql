@@ -71,7 +71,10 @@ GRANT SELECT ON @extschema@.kms_key_indexes TO pgcrypt_kms_admin, pgcrypt_kms_en
 
 -- kms_add_index(key, index_name, transform, index_bits): SECURITY DEFINER to
 -- write the table; EXECUTE only for the admin role.  Values written before get
--- the index when re-encrypted (kms_reencrypt, kms_reencrypt_table).
+-- the index when re-encrypted (kms_reencrypt, kms_reencrypt_table): the key
+-- gets a new data key version, as kms_rotate_index_key gives it, so that every
+-- value written before is off the current version and kms_reencrypt_table
+-- (which re-encrypts exactly those) re-tags it.
 CREATE FUNCTION @extschema@.kms_add_index(key_name text, index_name text, transform text,
         index_bits int4 DEFAULT 256) RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -124,6 +127,15 @@ BEGIN
         RAISE EXCEPTION 'key "%" already has an index "%"', kms_add_index.key_name, kms_add_index.index_name
             USING ERRCODE = '42710';
     END;
+    -- Not when the active version was made by this transaction (now() is its
+    -- start; kms_create_key(..., order_index => true)): no other transaction
+    -- can have written under it.  Nor without an active version: the admin
+    -- made every version decrypt-only, and rotating would undo that.
+    IF EXISTS (SELECT FROM pgcrypt_kms.key_versions v
+                WHERE v.key_name = kms_add_index.key_name AND v.state = 'active'
+                  AND v.created < now()) THEN
+        PERFORM @extschema@.kms_rotate_key(kms_add_index.key_name);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.kms_add_index(text, text, text, int4) IS 'add an order index (''order'') or a named blind index (exact, lower, email, digits, domain, prefix(n), suffix(n)) to a key';

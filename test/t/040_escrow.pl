@@ -98,8 +98,11 @@ sub q_lit { my ($s) = @_; $s =~ s/'/''/g; return "'$s'"; }
 my $src = new_node('src');
 $src->safe_psql('postgres', qq{
 	CREATE EXTENSION pgcrypt_kms;
+	-- one transaction: an index added to a key of an earlier transaction gives it a new version
+	BEGIN;
 	SELECT kms_create_key('cust', 'aws-kms:$p_arn', blind_index => 'lower');
 	SELECT kms_add_index('cust', 'dom', 'domain', 64);
+	COMMIT;
 	CREATE TABLE people (id int PRIMARY KEY, email enc_text, amount enc_text);
 	INSERT INTO people SELECT g, kms_encrypt('Person' || g || '\@Example' || (g % 3) || '.org', 'cust'),
 	                          kms_encrypt((g * 1000)::int8, 'cust')
