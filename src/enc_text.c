@@ -433,7 +433,15 @@ encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const t
 			break;
 	}
 
-	if (k->transform != PGCK_BIDX_NONE)
+	/*
+	 * The key's blind-index tag: text and bytea only.  The transforms are
+	 * byte-wise text rules (lower, email, digits), meaningless over an int8's
+	 * eight bytes, and a numeric's text keeps its scale, so equal numerics
+	 * (1.5, 1.50) would get different tags, telling apart what their equal
+	 * order terms do not.  A typed value is found by its order term.
+	 */
+	if (k->transform != PGCK_BIDX_NONE &&
+		(plain_type == PGCK_PT_TEXT || plain_type == PGCK_PT_BYTEA))
 		tag_len = pgck_blind_index_tag(k, k->hmac, (const char *) pt, pt_len, tag);
 	/* 0.3.0: plaintext type, ORE term, named tags (enc_typed.c) */
 	ext_size = pgck_value_ext(k, plain_type, pt, pt_len, ext,
