@@ -15,7 +15,7 @@ PGCK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PGCK_PG_CONFIG=${PGCK_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export PGCK_PG_CONFIG
 PGCK_PACKAGES_BUILD="make gcc libc6-dev pkg-config postgresql-15 postgresql-server-dev-15 libssl-dev libcurl4-openssl-dev libjansson-dev libp11-kit-dev"
-PGCK_PACKAGES_TEST="python3 python3-cryptography python3-botocore python3-psycopg python3-hvac python3-pykmip softhsm2 awscli openssl curl procps gdb libipc-run-perl clang libclang-rt-14-dev"
+PGCK_PACKAGES_TEST="python3 python3-cryptography python3-botocore python3-psycopg python3-psycopg2 python3-hvac python3-pykmip softhsm2 awscli openssl curl procps gdb libipc-run-perl clang libclang-rt-14-dev"
 # building Citus for tap/030_citus (test/citus_build.sh; columnar includes zstd.h and lz4.h)
 PGCK_PACKAGES_TEST="$PGCK_PACKAGES_TEST bison flex liblz4-dev libzstd-dev libkrb5-dev libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev xz-utils patch"
 
