@@ -128,6 +128,38 @@ def b64decode_canonical(s):
     return bytes(out)
 
 
+# PostgreSQL's date and timestamp arithmetic (src/backend/utils/adt/datetime.c, timestamp.c):
+# integers only, proleptic Gregorian calendar, so every value PostgreSQL stores is written
+# (4713 BC to 5874897 AD for dates, to 294276 AD for timestamps), as its output does
+POSTGRES_EPOCH_JDATE = 2451545          # Julian day of 2000-01-01
+USECS_PER_DAY = 86400 * 1000000
+DATE_MIN = -POSTGRES_EPOCH_JDATE        # Julian day 0, 4714-11-24 BC
+DATE_END = 2147483494 - POSTGRES_EPOCH_JDATE          # 5874898-01-01
+TIMESTAMP_MIN = -211813488000000000                   # 4714-11-24 00:00:00 BC
+TIMESTAMP_END = 9223371331200000000                   # 294277-01-01 00:00:00
+
+
+def j2date(jd):
+    """(year, month, day) of a Julian day, as PostgreSQL's j2date (year <= 0: BC, 0 is 1 BC)."""
+    julian = jd + 32044
+    quad = julian // 146097
+    extra = (julian - quad * 146097) * 4 + 3
+    julian += 60 + quad * 3 + extra // 146097
+    quad = julian // 1461
+    julian -= quad * 1461
+    y = julian * 4 // 1461
+    julian = ((julian + 305) % 365 if y != 0 else (julian + 306) % 366) + 123
+    y += quad * 4
+    quad = julian * 2141 // 65536
+    return y - 4800, (quad + 10) % 12 + 1, julian - 7834 * quad // 256
+
+
+def encode_date(y, m, d, bc=True):
+    """EncodeDateOnly with DateStyle ISO: at least 4 year digits, " BC" for years <= 0."""
+    out = b"%04d-%02d-%02d" % (y if y > 0 else 1 - y, m, d)
+    return out + b" BC" if bc and y <= 0 else out
+
+
 class Envelope:
     """A parsed enc_text value (FORMAT.md §2.2)."""
 
@@ -190,24 +222,28 @@ class Envelope:
             return plain
         if t == "bytea":
             return b"\\x" + plain.hex().encode()
-        if t == "date":
-            v = int.from_bytes(plain, "big", signed=True)
-            if v in (-2**31, 2**31 - 1):
-                return b"-infinity" if v < 0 else b"infinity"
-            try:
-                return (datetime.date(2000, 1, 1) + datetime.timedelta(days=v)).isoformat().encode()
-            except OverflowError:
-                raise RecoverError("a date value outside the years 1-9999 (day %d after 2000-01-01)" % v) from None
+        if len(plain) != (4 if t == "date" else 8):
+            raise RecoverError("a %s plaintext of %d bytes" % (t, len(plain)))
         v = int.from_bytes(plain, "big", signed=True)
         if t == "int8":
             return str(v).encode()
+        if t == "date":
+            if v in (-2**31, 2**31 - 1):
+                return b"-infinity" if v < 0 else b"infinity"
+            if not DATE_MIN <= v < DATE_END:
+                raise RecoverError("a date value out of PostgreSQL's range (day %d after 2000-01-01)" % v)
+            return encode_date(*j2date(v + POSTGRES_EPOCH_JDATE))
         if v in (-2**63, 2**63 - 1):
             return b"-infinity" if v < 0 else b"infinity"
-        try:
-            ts = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(microseconds=v)
-        except OverflowError:
-            raise RecoverError("a timestamptz value outside the years 1-9999") from None
-        return ts.isoformat(sep=" ").replace("+00:00", "+00").encode()
+        if not TIMESTAMP_MIN <= v < TIMESTAMP_END:
+            raise RecoverError("a timestamptz value out of PostgreSQL's range")
+        day, usec = divmod(v, USECS_PER_DAY)          # floor: usec in [0, one day)
+        y, m, d = j2date(day + POSTGRES_EPOCH_JDATE)
+        sec, frac = divmod(usec, 1000000)
+        out = b"%s %02d:%02d:%02d" % (encode_date(y, m, d, bc=False), sec // 3600, sec // 60 % 60, sec % 60)
+        if frac:
+            out += b"." + (b"%06d" % frac).rstrip(b"0")
+        return out + b"+00" + (b" BC" if y <= 0 else b"")
 
     @classmethod
     def from_text(cls, text):
@@ -1846,6 +1882,7 @@ def main(argv=None):
                                     label = lab
                                     break
                             tagstats[label] += 1
+                        text = env.as_text(plain)
                     except RecoverError as e:
                         st[1] += 1
                         failures.append(Failure(table, col, lineno, str(e)))
@@ -1853,7 +1890,7 @@ def main(argv=None):
                             raise _Abort() from None
                         continue
                     st[0] += 1
-                    fields[i] = env.as_text(plain)
+                    fields[i] = text
                     changed = True
                 if out is not None:
                     if changed:
