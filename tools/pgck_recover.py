@@ -897,6 +897,20 @@ def read_copy_header(line):
     return name[-2:], cols
 
 
+def copy_row_fields(line, ncols, table, lineno):
+    """The raw fields of one COPY data row (its newline stripped); a row with more or fewer
+    fields than the COPY column list is refused, never padded with NULL or cut."""
+    raw = line.split(b"\t") if ncols or line else []
+    if len(raw) != ncols:
+        raise DumpFormatError("dump line %d: a row of the COPY data of %s has %d fields where its "
+                              "COPY column list has %d (a damaged or cut dump)"
+                              % (lineno, qname(table), len(raw), ncols))
+    return raw
+
+
+DUMP_TRAILER = b"-- PostgreSQL database dump complete"
+
+
 def add_parents(sch, table, names):
     """Record the parents listed in 'INHERITS (a, b)' (their enc_text columns are inherited)."""
     pos = 0
@@ -912,6 +926,9 @@ def add_parents(sch, table, names):
 def scan_schema(path):
     """Pass 1: CREATE TABLE column types, inheritance, and the keyring's COPY data."""
     sch = DumpSchema()
+    plain = dump_kind(path) == "plain"
+    complete = False              # pg_dump's last line seen (and nothing after it but comments)
+    lineno = 0
     with contextlib.closing(dump_lines(path)) as f:
         table = None
         closed = None             # a table whose column list just ended: INHERITS may follow
@@ -920,6 +937,7 @@ def scan_schema(path):
         gate = TocGate()
         lex = SqlLexer()
         for line in f:
+            lineno += 1
             line = line.rstrip(b"\n")
             if closed is not None:
                 m = re.match(rb"INHERITS \((.*)\)", line)
@@ -930,8 +948,9 @@ def scan_schema(path):
                 if line == b"\\.":
                     copy_target = None
                     continue
-                fields = [copy_unescape(x) for x in line.split(b"\t")]
-                row = {c: fields[i] if i < len(fields) else None for i, c in enumerate(copy_cols)}
+                fields = [copy_unescape(x) for x in
+                          copy_row_fields(line, len(copy_cols), ("pgcrypt_kms", copy_target), lineno)]
+                row = dict(zip(copy_cols, fields))
                 try:
                     add_keyring_row(sch, copy_target, row)
                 except (KeyError, ValueError, AttributeError, TypeError):
@@ -942,6 +961,10 @@ def scan_schema(path):
             lex.feed(line)
             if not top:
                 continue
+            if line == DUMP_TRAILER:
+                complete = True
+            elif complete and line and not line.startswith((b"--", b"\\unrestrict ")):
+                complete = False
             if table is not None:
                 if line.startswith(b")"):
                     m = re.search(rb"INHERITS \((.*)\)", line)
@@ -991,9 +1014,21 @@ def scan_schema(path):
                 else:
                     # skip the data of other tables in this pass
                     for l2 in f:
+                        lineno += 1
                         if l2.rstrip(b"\n") == b"\\.":
                             break
+                    else:
+                        copy_target, copy_cols = target, cols
+                        break
                 continue
+    if copy_target is not None:
+        raise DumpFormatError("the dump ends inside the COPY data of %s (no \"\\.\" line): it is "
+                              "truncated" % qname(copy_target if isinstance(copy_target, tuple)
+                                                  else ("pgcrypt_kms", copy_target)))
+    if plain and not complete:
+        raise DumpFormatError("the dump does not end with pg_dump's last line \"%s\": it is "
+                              "truncated, or not the whole output of pg_dump"
+                              % DUMP_TRAILER.decode())
     return sch
 
 
@@ -1824,6 +1859,7 @@ def main(argv=None):
                     if top and gate.feed(line) == b"TABLE DATA" and _COPY.match(line):
                         table, copy_cols = read_copy_header(line.rstrip(b"\n"))
                         if table[0] == "pgcrypt_kms":
+                            block = (table, copy_cols, [], None, {})     # copied as it is
                             continue
                         dcols = columns_for(table, copy_cols)
                         csvf = None
@@ -1849,8 +1885,8 @@ def main(argv=None):
                     block = None
                     continue
                 table, copy_cols, didx, csvf, ctxs = block
-                raw_fields = line.rstrip(b"\n").split(b"\t")
-                fields = [copy_unescape(x) for x in raw_fields]
+                fields = [copy_unescape(x) for x in
+                          copy_row_fields(line.rstrip(b"\n"), len(copy_cols), table, lineno)]
                 row = dict(zip(copy_cols, fields))
                 changed = False
                 for i in didx:
@@ -1899,6 +1935,9 @@ def main(argv=None):
                         out.write(line)
                 if csvf is not None:
                     csvf.write(b",".join(csv_field(x) for x in fields) + b"\n")
+            if block is not None:
+                raise DumpFormatError("the dump ends inside the COPY data of %s (no \"\\.\" line): "
+                                      "it is truncated" % qname(block[0]))
         for fobj in list(csv_files.values()) + ([out] if out is not None else []):
             fobj.close()
     except _Abort:
