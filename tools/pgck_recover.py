@@ -1638,9 +1638,13 @@ def open_stdout():
 
 
 def safe_file_name(schema, table):
+    """SCHEMA.TABLE.csv: ASCII letters, digits, _ and - as they are; every other character
+    escaped with a fixed width, so that no two names give one file: %XX below U+0100, %uXXXX
+    up to U+FFFF, %UXXXXXX above (hex digits upper case)."""
     def enc(s):
-        return "".join(c if (c.isascii() and (c.isalnum() or c in "_-")) else "%%%02X" % ord(c)
-                       if ord(c) < 256 else "%%u%04X" % ord(c) for c in s)
+        return "".join(c if (c.isascii() and (c.isalnum() or c in "_-")) else
+                       "%%%02X" % ord(c) if ord(c) < 0x100 else
+                       "%%u%04X" % ord(c) if ord(c) < 0x10000 else "%%U%06X" % ord(c) for c in s)
     return "%s.%s.csv" % (enc(schema), enc(table))
 
 
@@ -1820,6 +1824,8 @@ def main(argv=None):
     created = []
     out = None
     csv_files = {}
+    csv_names = {}                # file name -> table: two tables never share one file
+    inodes = {}                   # (device, inode) of each output file -> what it holds
 
     def fail_cleanup():
         for fobj in list(csv_files.values()) + ([out] if out is not None else []):
@@ -1843,6 +1849,8 @@ def main(argv=None):
             else:
                 out = open_private(args.out, args.force)
                 created.append(args.out)
+                ino = os.fstat(out.fileno())
+                inodes[(ino.st_dev, ino.st_ino)] = ("--out",)
 
         with contextlib.closing(dump_lines(args.dump)) as f:
             lineno = 0
@@ -1864,10 +1872,23 @@ def main(argv=None):
                         dcols = columns_for(table, copy_cols)
                         csvf = None
                         if args.csv_dir and (dcols or args.all_tables):
-                            path = os.path.join(args.csv_dir, safe_file_name(*table))
+                            fname = safe_file_name(*table)
+                            if fname in csv_names:
+                                die("%s %s; refusing (nothing written)"
+                                    % ("the COPY data of %s appears twice in the dump (file" % qname(table)
+                                       if csv_names[fname] == table else
+                                       "%s and %s would both be written to (file"
+                                       % (qname(csv_names[fname]), qname(table)), fname + ")"))
+                            csv_names[fname] = table
+                            path = os.path.join(args.csv_dir, fname)
                             csvf = open_private(path, args.force)
                             created.append(path)
                             csv_files[table] = csvf
+                            ino = os.fstat(csvf.fileno())
+                            if (ino.st_dev, ino.st_ino) in inodes:     # e.g. a case-insensitive file system
+                                die("%s is a file this run already writes (%s); refusing (nothing written)"
+                                    % (path, qname(inodes[(ino.st_dev, ino.st_ino)])))
+                            inodes[(ino.st_dev, ino.st_ino)] = table
                             csvf.write(b",".join(csv_field(c.encode("utf-8", "surrogateescape"))
                                                  for c in copy_cols) + b"\n")
                         ctxs = {c: context_for(table, c) for c in dcols}
