@@ -1650,12 +1650,37 @@ def safe_file_name(schema, table):
 
 # ---------------------------------------------------------------- the run
 
+PR_SET_DUMPABLE = 4
+
+
+def disable_core_dumps():
+    """This process holds the escrow private key and every data key it unwraps: no core file
+    (RLIMIT_CORE 0) and, on Linux, not dumpable (no core even through a core_pattern pipe, no
+    ptrace or /proc/PID/mem by other processes of the same user).  Skipped only where the
+    call does not exist; a failure of the call is an error."""
+    try:
+        import resource
+    except ImportError:           # not a Unix
+        resource = None
+    if resource is not None:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sys.platform.startswith("linux"):
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0)")
+
+
 class Failure:
     def __init__(self, table, column, line, what):
         self.table, self.column, self.line, self.what = table, column, line, what
 
 
 def main(argv=None):
+    try:
+        disable_core_dumps()
+    except (OSError, ValueError) as e:
+        die("cannot disable core dumps of this process (%s); refusing to unwrap any key" % e)
     ap = argparse.ArgumentParser(
         prog="pgck_recover.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
