@@ -50,7 +50,6 @@ import hmac
 import json
 import os
 import re
-import shutil
 import stat
 import sys
 import tempfile
@@ -1173,6 +1172,7 @@ class Keyring:
         self.deks = {}            # version id -> key, or RecoverError
         self.index_keys = {}      # key name -> [(label, number, key)]
         self.sources = {}         # "escrow" / "primary" / "kms wrapping" -> secrets unwrapped
+        self.escrow_only = []     # (what, key check) of the secrets only an escrow blob gave
 
     def describe(self, vid):
         v = self.sch.versions.get(vid)
@@ -1238,6 +1238,11 @@ class Keyring:
                 reasons.append("%s: %s" % (label, e))
                 continue
             self.sources[source] = self.sources.get(source, 0) + 1
+            if source == "escrow":
+                # the escrow wrapping is tried first: no KMS blob of this secret was used, and
+                # the dump alone vouches for it (its public key, blob and key check)
+                self.escrow_only.append(("%s (%s %d)" % (what, "version id" if secret == "dek"
+                                                         else "index key number", number), check))
             return key
         if len(reasons) == 1:
             raise RecoverError(reasons[0].split(": ", 1)[1])
@@ -1725,6 +1730,9 @@ def main(argv=None):
                     "key and write the SQL that installs them (--rewrap-sql)")
     ap.add_argument("--rewrap-sql", metavar="FILE",
                     help="where --rewrap-to writes its SQL script (mode 0600; \"-\": standard output)")
+    ap.add_argument("--expect-sha256", metavar="HEX",
+                    help="the SHA-256 of the dump file (or of the dump on standard input), as recorded "
+                    "at backup time: verified before anything is read or written, else the run stops")
     ap.add_argument("--list", action="store_true",
                     help="only list the keyring and the enc_text columns found (no KMS call)")
     args = ap.parse_args(argv)
@@ -1735,6 +1743,11 @@ def main(argv=None):
         ap.error("--rewrap-to and --rewrap-sql go together")
     if (args.passphrase_file or args.passphrase_env) and not args.escrow_key:
         ap.error("--passphrase-file and --passphrase-env are for --escrow-key")
+    expect = None
+    if args.expect_sha256 is not None:
+        if not re.fullmatch(r"[0-9A-Fa-f]{64}", args.expect_sha256):
+            ap.error("--expect-sha256 takes the 64 hex digits of a SHA-256")
+        expect = bytes.fromhex(args.expect_sha256)
     rewrapper = None
     if args.rewrap_to:
         try:
@@ -1742,20 +1755,62 @@ def main(argv=None):
         except ValueError as e:
             ap.error(str(e))
 
+    shown = "standard input" if args.dump == "-" else args.dump
+    pin = None                    # (fd, (size, mtime, ctime)) of a dump file whose SHA-256 was verified
+    digest = hashlib.sha256()
     if args.dump == "-":
         # a dump on standard input (pg_restore -f - DUMP | ...) is read twice: spool it to
         # an anonymous file (it holds ciphertext only, like the dump)
         spool = tempfile.TemporaryFile()
-        shutil.copyfileobj(sys.stdin.buffer, spool)
+        while True:
+            chunk = sys.stdin.buffer.read(1 << 20)
+            if not chunk:
+                break
+            digest.update(chunk)
+            spool.write(chunk)
         spool.flush()
         args.dump = "/dev/fd/%d" % spool.fileno()
+    elif expect is not None:
+        # hash the file, then read that same file (this descriptor) in every pass, and stop if
+        # it changes meanwhile: what is verified is what is read
+        try:
+            fd = os.open(args.dump, os.O_RDONLY)
+        except OSError as e:
+            print("pgck_recover: cannot read %s: %s" % (shown, e.strerror), file=sys.stderr)
+            return 2
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            die("%s: --expect-sha256 needs the dump as a file (or on standard input)" % shown)
+        pin = (fd, (st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            digest.update(chunk)
+        args.dump = "/dev/fd/%d" % fd
+    if expect is not None:
+        if not hmac.compare_digest(digest.digest(), expect):
+            print("pgck_recover: %s: its SHA-256 is %s, not the %s of --expect-sha256: the dump was "
+                  "changed, or is another file; nothing read, nothing written"
+                  % (shown, digest.hexdigest(), expect.hex()), file=sys.stderr)
+            return 2
+        print("pgck_recover: %s: SHA-256 %s as expected" % (shown, digest.hexdigest()), file=sys.stderr)
+
+    def check_unchanged():
+        if pin is not None:
+            st = os.fstat(pin[0])
+            if (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != pin[1]:
+                raise DumpFormatError("the dump file changed while it was read (after its SHA-256 "
+                                      "was verified)")
+
     try:
         sch = scan_schema(args.dump)
+        check_unchanged()
     except OSError as e:
-        print("pgck_recover: cannot read %s: %s" % (args.dump, e.strerror), file=sys.stderr)
+        print("pgck_recover: cannot read %s: %s" % (shown, e.strerror), file=sys.stderr)
         return 2
     except DumpFormatError as e:
-        print("pgck_recover: %s: %s" % (args.dump, e), file=sys.stderr)
+        print("pgck_recover: %s: %s" % (shown, e), file=sys.stderr)
         return 2
     if not sch.versions:
         print("pgck_recover: the dump holds no pgcrypt_kms keyring (COPY pgcrypt_kms.key_versions)",
@@ -1827,7 +1882,11 @@ def main(argv=None):
     if rewrapper is not None:
         rewrapper.unwrapper = unwrapper
         try:
-            script, nkeys, nsecrets = rewrap_sql(sch, keyring, rewrapper, os.path.basename(args.dump))
+            script, nkeys, nsecrets = rewrap_sql(sch, keyring, rewrapper, os.path.basename(shown))
+            check_unchanged()
+        except DumpFormatError as e:
+            print("pgck_recover: %s: %s; no SQL written" % (shown, e), file=sys.stderr)
+            return 2
         except RecoverError as e:
             print("pgck_recover: error: re-wrap: %s" % e, file=sys.stderr)
             print("pgck_recover: no SQL written", file=sys.stderr)
@@ -1841,7 +1900,7 @@ def main(argv=None):
         print("pgck_recover: re-wrapped %d wrapped keys of %d keys under %s; SQL in %s"
               % (nsecrets, nkeys, args.rewrap_to, args.rewrap_sql), file=sys.stderr)
         if not args.csv_dir and not args.out:
-            print_sources(keyring)
+            print_sources(keyring, expect is not None)
             return 0
     failures = []
     stats = {}                    # (table, col) -> [decrypted, failed, null]
@@ -1984,13 +2043,14 @@ def main(argv=None):
             if block is not None:
                 raise DumpFormatError("the dump ends inside the COPY data of %s (no \"\\.\" line): "
                                       "it is truncated" % qname(block[0]))
+        check_unchanged()
         for fobj in list(csv_files.values()) + ([out] if out is not None else []):
             fobj.close()
     except _Abort:
         fail_cleanup()
     except DumpFormatError as e:
         fail_cleanup()
-        print("pgck_recover: %s: %s; nothing written" % (args.dump, e), file=sys.stderr)
+        print("pgck_recover: %s: %s; nothing written" % (shown, e), file=sys.stderr)
         return 2
     except RecoverError as e:
         failures.append(Failure(("?", "?"), "?", 0, str(e)))
@@ -1999,7 +2059,7 @@ def main(argv=None):
         fail_cleanup()
         raise
 
-    print_sources(keyring)
+    print_sources(keyring, expect is not None)
     for (table, col), (ok, bad, nulls) in sorted(stats.items()):
         print("pgck_recover: %s.%s: %d decrypted, %d failed, %d NULL"
               % (qname(table), col, ok, bad, nulls), file=sys.stderr)
@@ -2022,11 +2082,26 @@ class _Abort(Exception):
     pass
 
 
-def print_sources(keyring):
+def print_sources(keyring, verified=False):
     if keyring.sources:
         print("pgck_recover: keys unwrapped through: %s"
               % ", ".join("%s %d" % (k, v) for k, v in sorted(keyring.sources.items())),
               file=sys.stderr)
+    if keyring.escrow_only:
+        if verified:
+            print("pgck_recover: note: %d key(s) unwrapped through the escrow wrapping alone (their "
+                  "KMS blobs not used; the dump's SHA-256 was verified):" % len(keyring.escrow_only),
+                  file=sys.stderr)
+        else:
+            print("pgck_recover: warning: %d key(s) unwrapped through the escrow wrapping alone: "
+                  "their KMS blobs were not used, and anyone who can write to the dump can add a "
+                  "key that passes this way (the escrow key is public); verify the dump with "
+                  "--expect-sha256 (its SHA-256 recorded at backup time), or these key versions "
+                  "and key checks against a record of the keyring:" % len(keyring.escrow_only),
+                  file=sys.stderr)
+        for what, check in keyring.escrow_only:
+            print("pgck_recover:   %s, key check %s" % (what, check[:4].hex() if check else "-"),
+                  file=sys.stderr)
 
 
 if __name__ == "__main__":
