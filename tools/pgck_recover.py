@@ -14,9 +14,11 @@ python3-cryptography and python3-botocore (botocore only for aws-kms: keys).
 The format this implements is specified in FORMAT.md at the root of the repository.
 
 Outputs (at least one):
-  --csv-dir DIR   one CSV file per table with enc_text columns, named SCHEMA.TABLE.csv:
-                  a header row, then every row of the table's COPY data with the enc_text
-                  columns decrypted.  Every non-NULL field is quoted; NULL is an empty
+  --csv-dir DIR   one CSV file per table with enc_text columns, named SCHEMA.TABLE.csv
+                  (ASCII letters, digits, _ and - as they are, other characters %XX below
+                  U+0100, %uXXXX to U+FFFF, %UXXXXXX above): a header row, then every row of
+                  the table's COPY data with the enc_text columns decrypted (a typed value as
+                  PostgreSQL's text output writes it with DateStyle ISO, TimeZone UTC).  Every non-NULL field is quoted; NULL is an empty
                   unquoted field (PostgreSQL's CSV convention: COPY ... FROM ... CSV HEADER
                   loads it back).
   --out FILE      the dump itself with every decrypted enc_text value replaced by its
@@ -37,6 +39,13 @@ the same row as it appears in the dump's COPY data ({{ and }} are literal braces
 applies to the column's values that were encrypted with a context (the value says so);
 values of the column encrypted without one are decrypted without.
 The README's example context 'users.email:' || id is --context users.email='users.email:{id}'.
+
+Integrity: the tool trusts the dump.  With --escrow-key, a key version added to the dump
+and escrow-wrapped under the dump's own (public) escrow key passes like a genuine one; the
+summary lists every key unwrapped through escrow alone, and --expect-sha256 HEX checks the
+dump against the SHA-256 recorded at backup time before anything is read or written.  A
+plain dump must end with pg_dump's last line and every COPY row must have its column count:
+a cut or damaged dump is refused (exit 2), never partly recovered.
 
 Exit status: 0 when every value decrypted, 1 when any value or key failed (the outputs
 are then removed unless --keep-going), 2 on a usage error or an unreadable dump.
