@@ -14,9 +14,11 @@ python3-cryptography and python3-botocore (botocore only for aws-kms: keys).
 The format this implements is specified in FORMAT.md at the root of the repository.
 
 Outputs (at least one):
-  --csv-dir DIR   one CSV file per table with enc_text columns, named SCHEMA.TABLE.csv:
-                  a header row, then every row of the table's COPY data with the enc_text
-                  columns decrypted.  Every non-NULL field is quoted; NULL is an empty
+  --csv-dir DIR   one CSV file per table with enc_text columns, named SCHEMA.TABLE.csv
+                  (ASCII letters, digits, _ and - as they are, other characters %XX below
+                  U+0100, %uXXXX to U+FFFF, %UXXXXXX above): a header row, then every row of
+                  the table's COPY data with the enc_text columns decrypted (a typed value as
+                  PostgreSQL's text output writes it with DateStyle ISO, TimeZone UTC).  Every non-NULL field is quoted; NULL is an empty
                   unquoted field (PostgreSQL's CSV convention: COPY ... FROM ... CSV HEADER
                   loads it back).
   --out FILE      the dump itself with every decrypted enc_text value replaced by its
@@ -38,6 +40,13 @@ applies to the column's values that were encrypted with a context (the value say
 values of the column encrypted without one are decrypted without.
 The README's example context 'users.email:' || id is --context users.email='users.email:{id}'.
 
+Integrity: the tool trusts the dump.  With --escrow-key, a key version added to the dump
+and escrow-wrapped under the dump's own (public) escrow key passes like a genuine one; the
+summary lists every key unwrapped through escrow alone, and --expect-sha256 HEX checks the
+dump against the SHA-256 recorded at backup time before anything is read or written.  A
+plain dump must end with pg_dump's last line and every COPY row must have its column count:
+a cut or damaged dump is refused (exit 2), never partly recovered.
+
 Exit status: 0 when every value decrypted, 1 when any value or key failed (the outputs
 are then removed unless --keep-going), 2 on a usage error or an unreadable dump.
 """
@@ -50,7 +59,6 @@ import hmac
 import json
 import os
 import re
-import shutil
 import stat
 import sys
 import tempfile
@@ -128,6 +136,38 @@ def b64decode_canonical(s):
     return bytes(out)
 
 
+# PostgreSQL's date and timestamp arithmetic (src/backend/utils/adt/datetime.c, timestamp.c):
+# integers only, proleptic Gregorian calendar, so every value PostgreSQL stores is written
+# (4713 BC to 5874897 AD for dates, to 294276 AD for timestamps), as its output does
+POSTGRES_EPOCH_JDATE = 2451545          # Julian day of 2000-01-01
+USECS_PER_DAY = 86400 * 1000000
+DATE_MIN = -POSTGRES_EPOCH_JDATE        # Julian day 0, 4714-11-24 BC
+DATE_END = 2147483494 - POSTGRES_EPOCH_JDATE          # 5874898-01-01
+TIMESTAMP_MIN = -211813488000000000                   # 4714-11-24 00:00:00 BC
+TIMESTAMP_END = 9223371331200000000                   # 294277-01-01 00:00:00
+
+
+def j2date(jd):
+    """(year, month, day) of a Julian day, as PostgreSQL's j2date (year <= 0: BC, 0 is 1 BC)."""
+    julian = jd + 32044
+    quad = julian // 146097
+    extra = (julian - quad * 146097) * 4 + 3
+    julian += 60 + quad * 3 + extra // 146097
+    quad = julian // 1461
+    julian -= quad * 1461
+    y = julian * 4 // 1461
+    julian = ((julian + 305) % 365 if y != 0 else (julian + 306) % 366) + 123
+    y += quad * 4
+    quad = julian * 2141 // 65536
+    return y - 4800, (quad + 10) % 12 + 1, julian - 7834 * quad // 256
+
+
+def encode_date(y, m, d, bc=True):
+    """EncodeDateOnly with DateStyle ISO: at least 4 year digits, " BC" for years <= 0."""
+    out = b"%04d-%02d-%02d" % (y if y > 0 else 1 - y, m, d)
+    return out + b" BC" if bc and y <= 0 else out
+
+
 class Envelope:
     """A parsed enc_text value (FORMAT.md §2.2)."""
 
@@ -190,24 +230,28 @@ class Envelope:
             return plain
         if t == "bytea":
             return b"\\x" + plain.hex().encode()
-        if t == "date":
-            v = int.from_bytes(plain, "big", signed=True)
-            if v in (-2**31, 2**31 - 1):
-                return b"-infinity" if v < 0 else b"infinity"
-            try:
-                return (datetime.date(2000, 1, 1) + datetime.timedelta(days=v)).isoformat().encode()
-            except OverflowError:
-                raise RecoverError("a date value outside the years 1-9999 (day %d after 2000-01-01)" % v) from None
+        if len(plain) != (4 if t == "date" else 8):
+            raise RecoverError("a %s plaintext of %d bytes" % (t, len(plain)))
         v = int.from_bytes(plain, "big", signed=True)
         if t == "int8":
             return str(v).encode()
+        if t == "date":
+            if v in (-2**31, 2**31 - 1):
+                return b"-infinity" if v < 0 else b"infinity"
+            if not DATE_MIN <= v < DATE_END:
+                raise RecoverError("a date value out of PostgreSQL's range (day %d after 2000-01-01)" % v)
+            return encode_date(*j2date(v + POSTGRES_EPOCH_JDATE))
         if v in (-2**63, 2**63 - 1):
             return b"-infinity" if v < 0 else b"infinity"
-        try:
-            ts = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(microseconds=v)
-        except OverflowError:
-            raise RecoverError("a timestamptz value outside the years 1-9999") from None
-        return ts.isoformat(sep=" ").replace("+00:00", "+00").encode()
+        if not TIMESTAMP_MIN <= v < TIMESTAMP_END:
+            raise RecoverError("a timestamptz value out of PostgreSQL's range")
+        day, usec = divmod(v, USECS_PER_DAY)          # floor: usec in [0, one day)
+        y, m, d = j2date(day + POSTGRES_EPOCH_JDATE)
+        sec, frac = divmod(usec, 1000000)
+        out = b"%s %02d:%02d:%02d" % (encode_date(y, m, d, bc=False), sec // 3600, sec // 60 % 60, sec % 60)
+        if frac:
+            out += b"." + (b"%06d" % frac).rstrip(b"0")
+        return out + b"+00" + (b" BC" if y <= 0 else b"")
 
     @classmethod
     def from_text(cls, text):
@@ -861,6 +905,20 @@ def read_copy_header(line):
     return name[-2:], cols
 
 
+def copy_row_fields(line, ncols, table, lineno):
+    """The raw fields of one COPY data row (its newline stripped); a row with more or fewer
+    fields than the COPY column list is refused, never padded with NULL or cut."""
+    raw = line.split(b"\t") if ncols or line else []
+    if len(raw) != ncols:
+        raise DumpFormatError("dump line %d: a row of the COPY data of %s has %d fields where its "
+                              "COPY column list has %d (a damaged or cut dump)"
+                              % (lineno, qname(table), len(raw), ncols))
+    return raw
+
+
+DUMP_TRAILER = b"-- PostgreSQL database dump complete"
+
+
 def add_parents(sch, table, names):
     """Record the parents listed in 'INHERITS (a, b)' (their enc_text columns are inherited)."""
     pos = 0
@@ -876,6 +934,9 @@ def add_parents(sch, table, names):
 def scan_schema(path):
     """Pass 1: CREATE TABLE column types, inheritance, and the keyring's COPY data."""
     sch = DumpSchema()
+    plain = dump_kind(path) == "plain"
+    complete = False              # pg_dump's last line seen (and nothing after it but comments)
+    lineno = 0
     with contextlib.closing(dump_lines(path)) as f:
         table = None
         closed = None             # a table whose column list just ended: INHERITS may follow
@@ -884,6 +945,7 @@ def scan_schema(path):
         gate = TocGate()
         lex = SqlLexer()
         for line in f:
+            lineno += 1
             line = line.rstrip(b"\n")
             if closed is not None:
                 m = re.match(rb"INHERITS \((.*)\)", line)
@@ -894,8 +956,9 @@ def scan_schema(path):
                 if line == b"\\.":
                     copy_target = None
                     continue
-                fields = [copy_unescape(x) for x in line.split(b"\t")]
-                row = {c: fields[i] if i < len(fields) else None for i, c in enumerate(copy_cols)}
+                fields = [copy_unescape(x) for x in
+                          copy_row_fields(line, len(copy_cols), ("pgcrypt_kms", copy_target), lineno)]
+                row = dict(zip(copy_cols, fields))
                 try:
                     add_keyring_row(sch, copy_target, row)
                 except (KeyError, ValueError, AttributeError, TypeError):
@@ -906,6 +969,10 @@ def scan_schema(path):
             lex.feed(line)
             if not top:
                 continue
+            if line == DUMP_TRAILER:
+                complete = True
+            elif complete and line and not line.startswith((b"--", b"\\unrestrict ")):
+                complete = False
             if table is not None:
                 if line.startswith(b")"):
                     m = re.search(rb"INHERITS \((.*)\)", line)
@@ -955,9 +1022,21 @@ def scan_schema(path):
                 else:
                     # skip the data of other tables in this pass
                     for l2 in f:
+                        lineno += 1
                         if l2.rstrip(b"\n") == b"\\.":
                             break
+                    else:
+                        copy_target, copy_cols = target, cols
+                        break
                 continue
+    if copy_target is not None:
+        raise DumpFormatError("the dump ends inside the COPY data of %s (no \"\\.\" line): it is "
+                              "truncated" % qname(copy_target if isinstance(copy_target, tuple)
+                                                  else ("pgcrypt_kms", copy_target)))
+    if plain and not complete:
+        raise DumpFormatError("the dump does not end with pg_dump's last line \"%s\": it is "
+                              "truncated, or not the whole output of pg_dump"
+                              % DUMP_TRAILER.decode())
     return sch
 
 
@@ -1102,6 +1181,7 @@ class Keyring:
         self.deks = {}            # version id -> key, or RecoverError
         self.index_keys = {}      # key name -> [(label, number, key)]
         self.sources = {}         # "escrow" / "primary" / "kms wrapping" -> secrets unwrapped
+        self.escrow_only = []     # (what, key check) of the secrets only an escrow blob gave
 
     def describe(self, vid):
         v = self.sch.versions.get(vid)
@@ -1167,6 +1247,11 @@ class Keyring:
                 reasons.append("%s: %s" % (label, e))
                 continue
             self.sources[source] = self.sources.get(source, 0) + 1
+            if source == "escrow":
+                # the escrow wrapping is tried first: no KMS blob of this secret was used, and
+                # the dump alone vouches for it (its public key, blob and key check)
+                self.escrow_only.append(("%s (%s %d)" % (what, "version id" if secret == "dek"
+                                                         else "index key number", number), check))
             return key
         if len(reasons) == 1:
             raise RecoverError(reasons[0].split(": ", 1)[1])
@@ -1567,13 +1652,38 @@ def open_stdout():
 
 
 def safe_file_name(schema, table):
+    """SCHEMA.TABLE.csv: ASCII letters, digits, _ and - as they are; every other character
+    escaped with a fixed width, so that no two names give one file: %XX below U+0100, %uXXXX
+    up to U+FFFF, %UXXXXXX above (hex digits upper case)."""
     def enc(s):
-        return "".join(c if (c.isascii() and (c.isalnum() or c in "_-")) else "%%%02X" % ord(c)
-                       if ord(c) < 256 else "%%u%04X" % ord(c) for c in s)
+        return "".join(c if (c.isascii() and (c.isalnum() or c in "_-")) else
+                       "%%%02X" % ord(c) if ord(c) < 0x100 else
+                       "%%u%04X" % ord(c) if ord(c) < 0x10000 else "%%U%06X" % ord(c) for c in s)
     return "%s.%s.csv" % (enc(schema), enc(table))
 
 
 # ---------------------------------------------------------------- the run
+
+PR_SET_DUMPABLE = 4
+
+
+def disable_core_dumps():
+    """This process holds the escrow private key and every data key it unwraps: no core file
+    (RLIMIT_CORE 0) and, on Linux, not dumpable (no core even through a core_pattern pipe, no
+    ptrace or /proc/PID/mem by other processes of the same user).  Skipped only where the
+    call does not exist; a failure of the call is an error."""
+    try:
+        import resource
+    except ImportError:           # not a Unix
+        resource = None
+    if resource is not None:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sys.platform.startswith("linux"):
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0)")
+
 
 class Failure:
     def __init__(self, table, column, line, what):
@@ -1581,6 +1691,10 @@ class Failure:
 
 
 def main(argv=None):
+    try:
+        disable_core_dumps()
+    except (OSError, ValueError) as e:
+        die("cannot disable core dumps of this process (%s); refusing to unwrap any key" % e)
     ap = argparse.ArgumentParser(
         prog="pgck_recover.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
@@ -1625,6 +1739,9 @@ def main(argv=None):
                     "key and write the SQL that installs them (--rewrap-sql)")
     ap.add_argument("--rewrap-sql", metavar="FILE",
                     help="where --rewrap-to writes its SQL script (mode 0600; \"-\": standard output)")
+    ap.add_argument("--expect-sha256", metavar="HEX",
+                    help="the SHA-256 of the dump file (or of the dump on standard input), as recorded "
+                    "at backup time: verified before anything is read or written, else the run stops")
     ap.add_argument("--list", action="store_true",
                     help="only list the keyring and the enc_text columns found (no KMS call)")
     args = ap.parse_args(argv)
@@ -1635,6 +1752,11 @@ def main(argv=None):
         ap.error("--rewrap-to and --rewrap-sql go together")
     if (args.passphrase_file or args.passphrase_env) and not args.escrow_key:
         ap.error("--passphrase-file and --passphrase-env are for --escrow-key")
+    expect = None
+    if args.expect_sha256 is not None:
+        if not re.fullmatch(r"[0-9A-Fa-f]{64}", args.expect_sha256):
+            ap.error("--expect-sha256 takes the 64 hex digits of a SHA-256")
+        expect = bytes.fromhex(args.expect_sha256)
     rewrapper = None
     if args.rewrap_to:
         try:
@@ -1642,20 +1764,62 @@ def main(argv=None):
         except ValueError as e:
             ap.error(str(e))
 
+    shown = "standard input" if args.dump == "-" else args.dump
+    pin = None                    # (fd, (size, mtime, ctime)) of a dump file whose SHA-256 was verified
+    digest = hashlib.sha256()
     if args.dump == "-":
         # a dump on standard input (pg_restore -f - DUMP | ...) is read twice: spool it to
         # an anonymous file (it holds ciphertext only, like the dump)
         spool = tempfile.TemporaryFile()
-        shutil.copyfileobj(sys.stdin.buffer, spool)
+        while True:
+            chunk = sys.stdin.buffer.read(1 << 20)
+            if not chunk:
+                break
+            digest.update(chunk)
+            spool.write(chunk)
         spool.flush()
         args.dump = "/dev/fd/%d" % spool.fileno()
+    elif expect is not None:
+        # hash the file, then read that same file (this descriptor) in every pass, and stop if
+        # it changes meanwhile: what is verified is what is read
+        try:
+            fd = os.open(args.dump, os.O_RDONLY)
+        except OSError as e:
+            print("pgck_recover: cannot read %s: %s" % (shown, e.strerror), file=sys.stderr)
+            return 2
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            die("%s: --expect-sha256 needs the dump as a file (or on standard input)" % shown)
+        pin = (fd, (st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            digest.update(chunk)
+        args.dump = "/dev/fd/%d" % fd
+    if expect is not None:
+        if not hmac.compare_digest(digest.digest(), expect):
+            print("pgck_recover: %s: its SHA-256 is %s, not the %s of --expect-sha256: the dump was "
+                  "changed, or is another file; nothing read, nothing written"
+                  % (shown, digest.hexdigest(), expect.hex()), file=sys.stderr)
+            return 2
+        print("pgck_recover: %s: SHA-256 %s as expected" % (shown, digest.hexdigest()), file=sys.stderr)
+
+    def check_unchanged():
+        if pin is not None:
+            st = os.fstat(pin[0])
+            if (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != pin[1]:
+                raise DumpFormatError("the dump file changed while it was read (after its SHA-256 "
+                                      "was verified)")
+
     try:
         sch = scan_schema(args.dump)
+        check_unchanged()
     except OSError as e:
-        print("pgck_recover: cannot read %s: %s" % (args.dump, e.strerror), file=sys.stderr)
+        print("pgck_recover: cannot read %s: %s" % (shown, e.strerror), file=sys.stderr)
         return 2
     except DumpFormatError as e:
-        print("pgck_recover: %s: %s" % (args.dump, e), file=sys.stderr)
+        print("pgck_recover: %s: %s" % (shown, e), file=sys.stderr)
         return 2
     if not sch.versions:
         print("pgck_recover: the dump holds no pgcrypt_kms keyring (COPY pgcrypt_kms.key_versions)",
@@ -1727,7 +1891,11 @@ def main(argv=None):
     if rewrapper is not None:
         rewrapper.unwrapper = unwrapper
         try:
-            script, nkeys, nsecrets = rewrap_sql(sch, keyring, rewrapper, os.path.basename(args.dump))
+            script, nkeys, nsecrets = rewrap_sql(sch, keyring, rewrapper, os.path.basename(shown))
+            check_unchanged()
+        except DumpFormatError as e:
+            print("pgck_recover: %s: %s; no SQL written" % (shown, e), file=sys.stderr)
+            return 2
         except RecoverError as e:
             print("pgck_recover: error: re-wrap: %s" % e, file=sys.stderr)
             print("pgck_recover: no SQL written", file=sys.stderr)
@@ -1741,7 +1909,7 @@ def main(argv=None):
         print("pgck_recover: re-wrapped %d wrapped keys of %d keys under %s; SQL in %s"
               % (nsecrets, nkeys, args.rewrap_to, args.rewrap_sql), file=sys.stderr)
         if not args.csv_dir and not args.out:
-            print_sources(keyring)
+            print_sources(keyring, expect is not None)
             return 0
     failures = []
     stats = {}                    # (table, col) -> [decrypted, failed, null]
@@ -1749,6 +1917,8 @@ def main(argv=None):
     created = []
     out = None
     csv_files = {}
+    csv_names = {}                # file name -> table: two tables never share one file
+    inodes = {}                   # (device, inode) of each output file -> what it holds
 
     def fail_cleanup():
         for fobj in list(csv_files.values()) + ([out] if out is not None else []):
@@ -1772,6 +1942,8 @@ def main(argv=None):
             else:
                 out = open_private(args.out, args.force)
                 created.append(args.out)
+                ino = os.fstat(out.fileno())
+                inodes[(ino.st_dev, ino.st_ino)] = ("--out",)
 
         with contextlib.closing(dump_lines(args.dump)) as f:
             lineno = 0
@@ -1788,14 +1960,28 @@ def main(argv=None):
                     if top and gate.feed(line) == b"TABLE DATA" and _COPY.match(line):
                         table, copy_cols = read_copy_header(line.rstrip(b"\n"))
                         if table[0] == "pgcrypt_kms":
+                            block = (table, copy_cols, [], None, {})     # copied as it is
                             continue
                         dcols = columns_for(table, copy_cols)
                         csvf = None
                         if args.csv_dir and (dcols or args.all_tables):
-                            path = os.path.join(args.csv_dir, safe_file_name(*table))
+                            fname = safe_file_name(*table)
+                            if fname in csv_names:
+                                die("%s %s; refusing (nothing written)"
+                                    % ("the COPY data of %s appears twice in the dump (file" % qname(table)
+                                       if csv_names[fname] == table else
+                                       "%s and %s would both be written to (file"
+                                       % (qname(csv_names[fname]), qname(table)), fname + ")"))
+                            csv_names[fname] = table
+                            path = os.path.join(args.csv_dir, fname)
                             csvf = open_private(path, args.force)
                             created.append(path)
                             csv_files[table] = csvf
+                            ino = os.fstat(csvf.fileno())
+                            if (ino.st_dev, ino.st_ino) in inodes:     # e.g. a case-insensitive file system
+                                die("%s is a file this run already writes (%s); refusing (nothing written)"
+                                    % (path, qname(inodes[(ino.st_dev, ino.st_ino)])))
+                            inodes[(ino.st_dev, ino.st_ino)] = table
                             csvf.write(b",".join(csv_field(c.encode("utf-8", "surrogateescape"))
                                                  for c in copy_cols) + b"\n")
                         ctxs = {c: context_for(table, c) for c in dcols}
@@ -1813,8 +1999,8 @@ def main(argv=None):
                     block = None
                     continue
                 table, copy_cols, didx, csvf, ctxs = block
-                raw_fields = line.rstrip(b"\n").split(b"\t")
-                fields = [copy_unescape(x) for x in raw_fields]
+                fields = [copy_unescape(x) for x in
+                          copy_row_fields(line.rstrip(b"\n"), len(copy_cols), table, lineno)]
                 row = dict(zip(copy_cols, fields))
                 changed = False
                 for i in didx:
@@ -1846,6 +2032,7 @@ def main(argv=None):
                                     label = lab
                                     break
                             tagstats[label] += 1
+                        text = env.as_text(plain)
                     except RecoverError as e:
                         st[1] += 1
                         failures.append(Failure(table, col, lineno, str(e)))
@@ -1853,7 +2040,7 @@ def main(argv=None):
                             raise _Abort() from None
                         continue
                     st[0] += 1
-                    fields[i] = env.as_text(plain)
+                    fields[i] = text
                     changed = True
                 if out is not None:
                     if changed:
@@ -1862,13 +2049,17 @@ def main(argv=None):
                         out.write(line)
                 if csvf is not None:
                     csvf.write(b",".join(csv_field(x) for x in fields) + b"\n")
+            if block is not None:
+                raise DumpFormatError("the dump ends inside the COPY data of %s (no \"\\.\" line): "
+                                      "it is truncated" % qname(block[0]))
+        check_unchanged()
         for fobj in list(csv_files.values()) + ([out] if out is not None else []):
             fobj.close()
     except _Abort:
         fail_cleanup()
     except DumpFormatError as e:
         fail_cleanup()
-        print("pgck_recover: %s: %s; nothing written" % (args.dump, e), file=sys.stderr)
+        print("pgck_recover: %s: %s; nothing written" % (shown, e), file=sys.stderr)
         return 2
     except RecoverError as e:
         failures.append(Failure(("?", "?"), "?", 0, str(e)))
@@ -1877,7 +2068,7 @@ def main(argv=None):
         fail_cleanup()
         raise
 
-    print_sources(keyring)
+    print_sources(keyring, expect is not None)
     for (table, col), (ok, bad, nulls) in sorted(stats.items()):
         print("pgck_recover: %s.%s: %d decrypted, %d failed, %d NULL"
               % (qname(table), col, ok, bad, nulls), file=sys.stderr)
@@ -1900,11 +2091,26 @@ class _Abort(Exception):
     pass
 
 
-def print_sources(keyring):
+def print_sources(keyring, verified=False):
     if keyring.sources:
         print("pgck_recover: keys unwrapped through: %s"
               % ", ".join("%s %d" % (k, v) for k, v in sorted(keyring.sources.items())),
               file=sys.stderr)
+    if keyring.escrow_only:
+        if verified:
+            print("pgck_recover: note: %d key(s) unwrapped through the escrow wrapping alone (their "
+                  "KMS blobs not used; the dump's SHA-256 was verified):" % len(keyring.escrow_only),
+                  file=sys.stderr)
+        else:
+            print("pgck_recover: warning: %d key(s) unwrapped through the escrow wrapping alone: "
+                  "their KMS blobs were not used, and anyone who can write to the dump can add a "
+                  "key that passes this way (the escrow key is public); verify the dump with "
+                  "--expect-sha256 (its SHA-256 recorded at backup time), or these key versions "
+                  "and key checks against a record of the keyring:" % len(keyring.escrow_only),
+                  file=sys.stderr)
+        for what, check in keyring.escrow_only:
+            print("pgck_recover:   %s, key check %s" % (what, check[:4].hex() if check else "-"),
+                  file=sys.stderr)
 
 
 if __name__ == "__main__":

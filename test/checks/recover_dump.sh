@@ -199,6 +199,71 @@ r=$(compare "$W/csv010/public.users.csv" "$W/csv010/Odd%20Schema.Acc%20Table.csv
 [ $rc = 0 ] && [ "$r" = "0 120 120 1 1" ] && ! grep -q '_arn' <(grep -m2 '^COPY pgcrypt_kms' "$W/dump_010.sql")
 check $? "a keyring without the 0.2.0 columns (as 0.1.0 dumped it) recovers the same plaintexts (exit $rc, $r)"
 
+# ---------------------------------------------------------------- typed values (audit R3, R4)
+# dates and timestamptz of every year PostgreSQL stores (4713 BC .. 5874897 AD, timestamps to
+# 294276 AD), infinities, fractional seconds: written exactly as PostgreSQL's text output writes
+# them with DateStyle ISO and TimeZone UTC (the expected text comes from the server)
+sql <<'SQL' >/dev/null || check 1 "setting up the typed values"
+SET TimeZone = 'UTC';
+CREATE TABLE ty (id int PRIMARY KEY, x enc_text);
+INSERT INTO ty SELECT row_number() OVER (), kms_encrypt(v, 'lp') FROM unnest(ARRAY[
+    '4713-01-01 BC', '4714-11-24 BC', '0044-03-15 BC', '0001-12-31 BC', '0001-01-01', '0099-01-01',
+    '2026-02-28', '9999-12-31', '10000-01-01', '12345-06-07', '5874897-12-31', 'infinity', '-infinity']::date[]) v;
+INSERT INTO ty SELECT 100 + row_number() OVER (), kms_encrypt(v, 'lp') FROM unnest(ARRAY[
+    '4714-11-24 00:00:00 BC', '0044-03-15 12:00:00 BC', '0001-12-31 23:59:59.25 BC', '0001-01-01 00:00:00',
+    '0900-01-01 00:00:00', '1999-12-31 23:59:59+05', '2000-01-01 00:00:00', '2026-01-01 00:00:00.5',
+    '2026-01-01 00:00:00.000001', '2026-01-01 00:00:00.120', '2026-12-05 01:02:03.456789',
+    '9999-12-31 23:59:59.999999', '10000-01-01 00:00:00', '294276-12-31 23:59:59.999999',
+    'infinity', '-infinity']::timestamptz[]) v;
+INSERT INTO ty VALUES (201, kms_encrypt('-9223372036854775808'::int8, 'lp')), (202, kms_encrypt('-12.340'::numeric, 'lp')),
+    (203, kms_encrypt('\x00ff0a5c'::bytea, 'lp'));
+SQL
+sql -c "SET DateStyle = ISO" -c "SET TimeZone = UTC" -c "COPY (SELECT id, CASE kms_plaintext_type(x) WHEN 'date' THEN kms_decrypt_date(x)::text
+        WHEN 'timestamptz' THEN kms_decrypt_timestamptz(x)::text WHEN 'int8' THEN kms_decrypt_int8(x)::text
+        WHEN 'numeric' THEN kms_decrypt_numeric(x)::text WHEN 'bytea' THEN kms_decrypt_bytea(x)::text END
+        FROM ty ORDER BY id) TO STDOUT (FORMAT csv, FORCE_QUOTE *)" >"$W/expected_ty.csv"
+runuser -u postgres -- "$PGBIN/pg_dump" -h "$PGHOST" -p "$PGPORT" -d $DB >"$W/dump_ty.sql"
+chmod 600 "$W/dump_ty.sql"
+rm -rf "$W/ty"
+recover "$W/dump_ty.sql" "${CTX[@]}" --csv-dir "$W/ty" >/dev/null 2>"$W/ty.err"
+rc=$?
+n=$(grep -c . "$W/expected_ty.csv")
+diff "$W/expected_ty.csv" <(tail -n +2 "$W/ty/public.ty.csv" 2>/dev/null) >"$W/ty.diff"
+r=$?
+[ $rc = 0 ] && [ $r = 0 ] && [ "$n" = 32 ] && grep -q '"4713-01-01 BC"' "$W/expected_ty.csv" && grep -q '"294276-12-31 23:59:59.999999+00"' "$W/expected_ty.csv"
+check $? "$n typed values (BC, years 1 and >= 10000 to the types' ends, infinities, microseconds) written as the server's ::text writes them (exit $rc: $(grep error "$W/ty.err" | head -1 | cut -c1-200); diff: $(head -6 "$W/ty.diff" | tr '\n' '|'))"
+
+# a date out of PostgreSQL's range (made here with the local key): refused as that value's failure,
+# attributed to its column and dump line; --keep-going keeps every other value
+$PY - "$RECOVER" "$W/dump_ty.sql" "$W/dump_ty_bad.sql" "$LOCAL_KEY_FILE" <<'PY' || check 1 "making an out-of-range date value"
+import base64, importlib.util, os, sys, types
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+spec = importlib.util.spec_from_file_location("r", sys.argv[1])
+r = importlib.util.module_from_spec(spec); spec.loader.exec_module(r)
+keyring = r.Keyring(r.scan_schema(sys.argv[2]), r.Unwrapper(types.SimpleNamespace(
+    local_key_file=sys.argv[4], endpoint_url=None, region=None)))
+lines = open(sys.argv[2], "rb").read().split(b"\n")
+i = next(i for i, l in enumerate(lines) if l.startswith(b"COPY public.ty "))
+f = lines[i + 1].split(b"\t")
+vid = r.Envelope.from_text(f[1]).version_id
+nonce = os.urandom(12)
+header = bytes([1, 1, 0x04]) + vid.to_bytes(4, "big") + nonce + bytes([0, 3, 1, 1, 4])
+f[1] = b"pgck:" + base64.b64encode(header + AESGCM(keyring.dek(vid)).encrypt(nonce, (2**31 - 2).to_bytes(4, "big"), header))
+lines[i + 1] = b"\t".join(f)
+with open(os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as o:
+    o.write(b"\n".join(lines))
+PY
+badline=$(grep -n '^COPY public.ty ' "$W/dump_ty_bad.sql" | cut -d: -f1); badline=$((badline + 1))
+rm -rf "$W/ty"
+recover "$W/dump_ty_bad.sql" "${CTX[@]}" --csv-dir "$W/ty" --keep-going >/dev/null 2>"$W/ty.err"
+rc=$?
+d=$(diff "$W/expected_ty.csv" <(tail -n +2 "$W/ty/public.ty.csv" 2>/dev/null) | grep -c '^[<>]')
+[ $rc = 1 ] && grep -q "error: public.ty.x (dump line $badline): .*a date value out of PostgreSQL's range" "$W/ty.err" &&
+    grep -q 'public.ty.x: 31 decrypted, 1 failed, 0 NULL' "$W/ty.err" && [ "$d" = 2 ] &&
+    [ "$(sed -n 2p "$W/ty/public.ty.csv" | cut -c1-10)" = '"1","pgck:' ]
+check $? "an out-of-range date is that value's failure (table.column, dump line $badline), --keep-going keeps the other 31 (exit $rc; $(grep -e error -e 'public.ty' "$W/ty.err" | tr '\n' '|' | cut -c1-300))"
+sql -c "DROP TABLE ty" >/dev/null
+
 # ---------------------------------------------------------------- refusals
 # r_refused NAME ARGS...: exit 1, no output left behind, reason on stderr matches $WANT
 r_refused() {

@@ -173,6 +173,90 @@ refused() {
     [ $rc = "$want_rc" ] && [ -z "$(ls -A "$W/neg" 2>/dev/null)" ] && grep -q -- "$want" "$W/neg.err" && ! grep -q Traceback "$W/neg.err"
     check $? "$name is refused, nothing written (exit $rc: $(grep -v '^pgck_recover: public' "$W/neg.err" | head -2 | tr '\n' '|' | cut -c1-300))"
 }
+
+# ---------------------------------------------------------------- the dump's integrity (audit R1)
+# The escrow public key is in the dump: whoever can write to the dump can add a key version
+# escrow-wrapped under it and have any value "recovered".  The tool names every key that only
+# the escrow wrapping vouched for, and --expect-sha256 refuses a dump that is not the one
+# recorded at backup time, before anything is read or written.
+rm -rf "$W/out"
+recover "$W/plain.sql" --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass" --csv-dir "$W/out" --verify-tags "${CTX[@]}" >/dev/null 2>"$W/a.err"
+grep '^pgck_recover:   key "' "$W/a.err" | sed 's/^pgck_recover:   //' | sort >"$W/escrow_only.txt"
+psql_db $SRC -c "SELECT format('key \"%s\" version %s (version id %s), key check %s', key_name, version, id,
+                        left(encode(key_check, 'hex'), 8)) FROM pgcrypt_kms.key_versions" | sort >"$W/versions.txt"
+grep -q 'warning: 7 key(s) unwrapped through the escrow wrapping alone' "$W/a.err" &&
+    grep -q '^pgck_recover:   current blind-index key of key "em" (index key number 1), key check [0-9a-f]\{8\}$' "$W/a.err" &&
+    [ -s "$W/versions.txt" ] && cmp -s "$W/escrow_only.txt" "$W/versions.txt"
+check $? "the summary lists every key version (name, version, id, key check) and index key unwrapped through escrow alone ($(wc -l <"$W/escrow_only.txt") versions)"
+$PY - "$W/plain.sql" "$W/forged.sql" <<'PY'
+# a forgery with the dump's own escrow public key only: version id 999 of key nt, and users row
+# 1's note replaced by a value under it
+import base64, hashlib, hmac, os, sys
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+lines = open(sys.argv[1], "rb").read().split(b"\n")
+def block(prefix):
+    i = [i for i, l in enumerate(lines) if l.startswith(prefix)][-1]    # pg_dump's: the decoys come first
+    cols = [c.decode() for c in lines[i].split(b" (", 1)[1].split(b")", 1)[0].split(b", ")]
+    rows = []
+    for j in range(i + 1, len(lines)):
+        if lines[j] == b"\\.":
+            return i, cols, rows
+        rows.append(dict(zip(cols, lines[j].split(b"\t"))))
+hx = lambda b: b"\\\\x" + b.hex().encode()
+_, _, ws = block(b"COPY pgcrypt_kms.key_wrappings ")
+w = next(r for r in ws if r["key_name"] == b"nt" and r["kind"] == b"escrow")
+pub = serialization.load_der_public_key(bytes.fromhex(w["public_key"][3:].decode()))
+dek = os.urandom(32)
+kc = hmac.new(dek, b"pgcrypt_kms key check v1", hashlib.sha256).digest()[:16]
+i, cols, rows = block(b"COPY pgcrypt_kms.key_versions ")
+d = dict(next(r for r in rows if r["key_name"] == b"nt"))
+d.update(id=b"999", version=b"99", wrapped_dek=hx(b"\x01" + os.urandom(80)), key_check=hx(kc), state=b"decrypt-only")
+lines.insert(i + 1, b"\t".join(d[c] for c in cols))
+i, cols, rows = block(b"COPY pgcrypt_kms.wrapped_keys ")
+d = dict(next(r for r in rows if r["key_name"] == b"nt" and r["wrapping"] == w["wrapping"] and r["secret"] == b"dek"))
+d.update(version=b"999", key_check=hx(kc), wrapped=hx(pub.encrypt(dek, padding.OAEP(
+    mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))))
+lines.insert(i + 1, b"\t".join(d[c] for c in cols))
+i, cols, rows = block(b"COPY public.users ")
+j = next(j for j in range(i + 1, len(lines)) if lines[j].split(b"\t")[0] == b"1")
+nonce = os.urandom(12)
+header = bytes([1, 1, 0]) + (999).to_bytes(4, "big") + nonce
+f = lines[j].split(b"\t")
+f[cols.index("note")] = b"pgck:" + base64.b64encode(header + AESGCM(dek).encrypt(nonce, b"FORGED-BY-BACKUP-OPERATOR", header))
+lines[j] = b"\t".join(f)
+with open(os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as o:
+    o.write(b"\n".join(lines))
+PY
+SUM=$(sha256sum "$W/plain.sql" | cut -d' ' -f1)
+rm -rf "$W/out"
+recover "$W/forged.sql" --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass" --csv-dir "$W/out" "${CTX[@]}" >/dev/null 2>"$W/f.err"
+rc=$?
+[ $rc = 0 ] && grep -q '"1",".*","FORGED-BY-BACKUP-OPERATOR"' "$W/out/public.users.csv" &&
+    grep -q 'warning: 7 key(s) unwrapped through the escrow wrapping alone' "$W/f.err" &&
+    grep -q '^pgck_recover:   key "nt" version 99 (version id 999), key check [0-9a-f]\{8\}$' "$W/f.err"
+check $? "positive control: a version forged with the dump's escrow public key passes the escrow path (exit $rc), and the summary names it (version id 999)"
+refused "the forged dump with --expect-sha256 of the genuine one" 2 "forged.sql: its SHA-256 is [0-9a-f]*, not the $SUM of --expect-sha256" \
+    "$W/forged.sql" --expect-sha256 "$SUM" --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass"
+rm -rf "$W/out"
+recover "$W/plain.sql" --expect-sha256 "${SUM^^}" --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass" --csv-dir "$W/out" "${CTX[@]}" >/dev/null 2>"$W/f.err"
+rc=$?; got=$(csv_md5 "$W/out/public.users.csv" 2>/dev/null)
+[ $rc = 0 ] && [ "$got" = "$MD5" ] && grep -q "plain.sql: SHA-256 $SUM as expected" "$W/f.err" && grep -q 'note: 6 key(s) unwrapped through the escrow wrapping alone' "$W/f.err"
+check $? "the genuine dump with its --expect-sha256: recovered, md5 $got (exit $rc)"
+for which in forged plain; do
+    rm -rf "$W/out"
+    env -i PATH=/usr/bin:/bin HOME="$W" LANG=C.UTF-8 $PY "$RECOVER" - --expect-sha256 "$SUM" --escrow-key "$W/escrow.pem" \
+        --passphrase-file "$W/pass" --csv-dir "$W/out" "${CTX[@]}" <"$W/$which.sql" >/dev/null 2>"$W/f.err"
+    rc=$?; got=$(csv_md5 "$W/out/public.users.csv" 2>/dev/null)
+    if [ $which = forged ]; then
+        [ $rc = 2 ] && [ -z "$(ls -A "$W/out" 2>/dev/null)" ] && grep -q 'standard input: its SHA-256 is' "$W/f.err"
+    else
+        [ $rc = 0 ] && [ "$got" = "$MD5" ]
+    fi
+    check $? "--expect-sha256 with the $which dump on standard input: exit $rc ($(grep -v '^pgck_recover: public' "$W/f.err" | head -1 | cut -c1-200))"
+done
+refused "--expect-sha256 that is not 64 hex digits" 2 'expect-sha256 takes the 64 hex digits' "$W/plain.sql" --expect-sha256 "${SUM:1}" --escrow-key "$W/escrow.pem" --passphrase-file "$W/pass"
 refused "another escrow key" 2 'wrong escrow key: its public half' "$W/custom15.dump" --escrow-key "$W/other.pem" --passphrase-file "$W/pass2"
 echo "not the passphrase" >"$W/badpass"; chmod 600 "$W/badpass"
 refused "a wrong passphrase" 2 'wrong passphrase' "$W/custom15.dump" --escrow-key "$W/escrow.pem" --passphrase-file "$W/badpass"
