@@ -118,7 +118,9 @@ typedef struct ShHeader
 
 /*
  * What the refresher needs to unwrap an entry again, in the main shared
- * memory segment (no secret: the keyring holds the same), one per entry.
+ * memory segment (no secret while the keyring holds the same), one per
+ * entry; wiped with its entry (entry_wipe), so a destroyed key's wrapped key
+ * does not outlive it here.
  */
 #define MAT_KMS_KEY_MAX		256
 #define MAT_CONTEXT_MAX		1024
@@ -310,8 +312,13 @@ entry_wipe(ShEntry *e)
 	e->refresh_pid = 0;
 	e->refresh_failed = false;
 	pg_atomic_write_u64(&e->last_used, 0);
+
+	/*
+	 * The material goes too: after a destroy (and VACUUM) the keyring no
+	 * longer holds the wrapped key, so neither may the main segment.
+	 */
 	if (mat != NULL)
-		mat[e - sh->entries].usable = false;
+		pgck_wipe(&mat[e - sh->entries], sizeof(ShMaterial));
 }
 
 static bool
@@ -917,6 +924,7 @@ refresh_one(RefreshJob *job, uint8 *key)
 	}
 	PG_END_TRY();
 	pgck_wipe(key, PGCK_KEYMEM_SLOT);
+	pgck_wipe(&job->m, sizeof(job->m));	/* the process's copy of the material */
 
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	e = refresh_target(job);
@@ -1168,7 +1176,10 @@ work_one(uint8 *key)
 		ConditionVariableBroadcast(&sh->cv);
 		COUNT(failures);
 		if (pgck_error_ends_statement(err))
+		{
+			pgck_wipe(&job.m, sizeof(job.m));
 			PG_RE_THROW();
+		}
 		FlushErrorState();
 		ereport(LOG,
 				(errmsg("pgcrypt_kms: could not unwrap key \"%s\" version %d for the shared cache (SQLSTATE %s): %s",
@@ -1177,6 +1188,7 @@ work_one(uint8 *key)
 		FreeErrorData(err);
 	}
 	PG_END_TRY();
+	pgck_wipe(&job.m, sizeof(job.m));	/* this process's copy of the material */
 	if (!ok)
 		return true;
 

@@ -12,6 +12,8 @@
 #  - raw key bytes: in the region while cached; wiped on flush, on expiry, on
 #    eviction, and when a destroy commits;
 #  - nothing from a transaction that wrote the keyring is published;
+#  - the wrapped key kept for the refresher leaves the main shared memory
+#    segment with its entry;
 #  - the cache-coherence model test (cache_model.py) passes against it.
 # Runs (as root) from test/run.sh: PGBIN, PGCK_TMP.
 set -u
