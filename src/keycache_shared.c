@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <signal.h>
 
 #include <openssl/evp.h>
 
@@ -297,6 +298,17 @@ pgck_shcache_digest(const char *kms_key, const char *kms_context, const bytea *w
 				 errmsg("could not compute SHA-256 for the shared key cache")));
 }
 
+/*
+ * A claimed or queued entry older than this (its loader hung, or a queue
+ * nobody works) is taken over by a backend that needs it, and no longer
+ * waited for by one that may not claim it (a parallel worker).
+ */
+static int64
+load_stale_us(void)
+{
+	return (int64) (pgck_kms_timeout + LOAD_STALE_MARGIN_MS) * 1000;
+}
+
 static void
 entry_wipe(ShEntry *e)
 {
@@ -334,8 +346,29 @@ entry_stale(ShEntry *e)
 }
 
 /*
+ * A claimed or queued entry whose process is gone, past the takeover
+ * margin.  Processes give their claims up when they exit (release_mine); this
+ * catches what that missed, so no entry is lost for the postmaster's life.
+ */
+static bool
+entry_orphaned(ShEntry *e, TimestampTz now)
+{
+	int			owner;
+
+	if (e->state == ST_LOADING)
+		owner = e->loader_pid;
+	else if (e->state == ST_QUEUED)
+		owner = e->queued_by;
+	else
+		return false;
+	return now - e->load_started >= load_stale_us() &&
+		(owner == 0 || (kill(owner, 0) != 0 && errno == ESRCH));
+}
+
+/*
  * The entry of digest, under the lock (exclusive).  On the way, every valid
- * entry past its TTL or of an old generation is wiped: any lookup sweeps.
+ * entry past its TTL or of an old generation is wiped, and every orphaned
+ * claim: any lookup sweeps.
  */
 static ShEntry *
 find_and_sweep(const uint8 *digest, TimestampTz now)
@@ -353,6 +386,11 @@ find_and_sweep(const uint8 *digest, TimestampTz now)
 				COUNT(stale);
 			else
 				COUNT(expirations);
+			entry_wipe(e);
+			continue;
+		}
+		if (entry_orphaned(e, now))
+		{
 			entry_wipe(e);
 			continue;
 		}
@@ -435,6 +473,46 @@ entry_alloc(void)
 	return lru;					/* NULL: every entry is being loaded */
 }
 
+/*
+ * When this process leaves shared memory (FATAL, pg_terminate_backend, an
+ * unwrap worker's SIGTERM; not a crash, which reinitializes the region), it
+ * gives up what it claimed or queued: waiters then unwrap at once instead of
+ * waiting for the takeover margin, and no entry stays claimed by nobody.
+ */
+static void
+release_mine(int code, Datum arg)
+{
+	int			i;
+
+	if (!pgck_shcache_enabled())
+		return;
+	if (LWLockHeldByMe(sh->lock))
+		LWLockRelease(sh->lock);
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sh->nentries; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if ((e->state == ST_LOADING && e->loader_pid == MyProcPid) ||
+			(e->state == ST_QUEUED && e->queued_by == MyProcPid))
+			entry_wipe(e);
+	}
+	LWLockRelease(sh->lock);
+	ConditionVariableBroadcast(&sh->cv);
+}
+
+/* Before this process first claims or queues an entry. */
+static void
+ensure_exit_hook(void)
+{
+	static int	hooked_pid = 0;
+
+	if (hooked_pid == MyProcPid)
+		return;
+	before_shmem_exit(release_mine, (Datum) 0);
+	hooked_pid = MyProcPid;
+}
+
 bool
 pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 				 const uint8 *check, bool may_claim, uint8 *key_out,
@@ -446,6 +524,8 @@ pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 	*claimed = false;
 	if (!pgck_shcache_enabled())
 		return false;
+	if (may_claim)
+		ensure_exit_hook();
 	for (;;)
 	{
 		TimestampTz now = GetCurrentTimestamp();
@@ -467,17 +547,22 @@ pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 		}
 		else if (e != NULL)
 		{
-			/* being loaded: wait for it, unless its loader seems gone */
-			if (now - e->load_started >=
-				(int64) (pgck_kms_timeout + LOAD_STALE_MARGIN_MS) * 1000 && may_claim)
+			/*
+			 * Being loaded (or queued): wait for it, unless it has taken
+			 * longer than a KMS call may.  Then a caller that may claim takes
+			 * it over (loading: it publishes or abandons it), and one that
+			 * may not (a parallel worker) stops waiting and unwraps alone.
+			 */
+			if (now - e->load_started < load_stale_us())
+				wait = true;
+			else if (may_claim)
 			{
+				e->state = ST_LOADING;
 				e->loader_pid = MyProcPid;
 				e->load_started = now;
 				e->gen = gen;
 				*claimed = true;
 			}
-			else
-				wait = true;
 		}
 		else if (!waited && may_claim && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)))
 		{
@@ -1083,6 +1168,7 @@ pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 
 	if (!pgck_shcache_enabled())
 		return false;
+	ensure_exit_hook();
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	e = find_entry(digest, now);
 	if (e == NULL && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)) &&
@@ -1120,6 +1206,7 @@ work_one(uint8 *key)
 	volatile bool ok = false;
 	TimestampTz started = GetCurrentTimestamp();
 
+	ensure_exit_hook();
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	for (n = 0; n < sh->nentries; n++)
 	{
@@ -1246,19 +1333,41 @@ pgck_shcache_unwrap_worker_main(Datum arg)
 	proc_exit(0);
 }
 
-/* Are entries this backend queued still waiting or being unwrapped? */
+/*
+ * Are entries this backend queued still waiting or being unwrapped, and not
+ * for longer than a KMS call may take (a worker that hangs or was killed is
+ * not waited for beyond that: its entry is then taken over by whoever needs
+ * it)?
+ */
 static bool
 my_queue_pending(void)
 {
 	int			i;
 	bool		pending = false;
+	TimestampTz now = GetCurrentTimestamp();
 
 	LWLockAcquire(sh->lock, LW_SHARED);
 	for (i = 0; i < sh->nentries && !pending; i++)
 		pending = (sh->entries[i].state == ST_QUEUED || sh->entries[i].state == ST_LOADING) &&
-			sh->entries[i].queued_by == MyProcPid;
+			sh->entries[i].queued_by == MyProcPid &&
+			now - sh->entries[i].load_started < load_stale_us();
 	LWLockRelease(sh->lock);
 	return pending;
+}
+
+void
+pgck_shcache_abandon_queued(void)
+{
+	int			i;
+
+	if (!pgck_shcache_enabled())
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sh->nentries; i++)
+		if (sh->entries[i].state == ST_QUEUED && sh->entries[i].queued_by == MyProcPid)
+			entry_wipe(&sh->entries[i]);
+	LWLockRelease(sh->lock);
+	ConditionVariableBroadcast(&sh->cv);
 }
 
 static int

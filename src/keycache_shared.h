@@ -29,6 +29,10 @@
  * One unwrap for many backends.  The first backend that misses claims the
  * entry (loading); others that miss the same digest wait for it (interrupts
  * are served) and then take its result, or unwrap themselves if it failed.
+ * A process gives its claims up when it exits; a claim older than
+ * pgcrypt_kms.kms_timeout + 5 s is taken over (loaded and published by the
+ * taker) or, by a parallel worker, no longer waited for; an orphaned one is
+ * freed by the next sweep.
  *
  *-------------------------------------------------------------------------
  */
@@ -131,6 +135,12 @@ extern bool pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], ui
  * (an unwrap that failed is logged by whoever tried it); sorts digests.
  */
 extern int	pgck_shcache_drain(uint8 (*digests)[PGCK_SHCACHE_DIGEST_LEN], int nqueued);
+
+/*
+ * Wipe what this backend queued and no one took yet (the caller's error
+ * cleanup between pgck_shcache_enqueue and the end of pgck_shcache_drain).
+ */
+extern void pgck_shcache_abandon_queued(void);
 
 /* Entries holding a key now. */
 extern int	pgck_shcache_count(void);

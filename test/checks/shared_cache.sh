@@ -14,6 +14,9 @@
 #  - nothing from a transaction that wrote the keyring is published;
 #  - the wrapped key kept for the refresher leaves the main shared memory
 #    segment with its entry;
+#  - claims of backends that exit are given up, stale claims are taken over
+#    (and published) or, by parallel workers, no longer waited for, and a
+#    cancelled kms_warm_cache leaves nothing queued (shared_cache_claims.py);
 #  - the cache-coherence model test (cache_model.py) passes against it.
 # Runs (as root) from test/run.sh: PGBIN, PGCK_TMP.
 set -u
@@ -68,6 +71,11 @@ env PGHOST="$W" PGPORT="$PORT" PGBIN="$PGBIN" EMU_PORT="$EMU_PORT" \
     PGCK_PGDATA="$W/data" PGCK_ENTRIES="$ENTRIES" PGCK_LOCAL_KEY="$W/local_master.key" PGCK_SERVER_LOG="$W/server.log" \
     $PY test/checks/shared_cache.py
 check $? "shared cache behaviour (above)"
+
+env PGHOST="$W" PGPORT="$PORT" EMU_PORT="$EMU_PORT" \
+    PGCK_PGDATA="$W/data" PGCK_LOCAL_KEY="$W/local_master.key" \
+    $PY test/checks/shared_cache_claims.py
+check $? "shared cache claims (above)"
 
 # the coherence model, against the shared cache (small: evictions happen)
 runuser -u postgres -- "$PGBIN/psql" -X -q -h "$W" -p "$PORT" -d postgres -c "CREATE DATABASE pgck_model_shared" || exit 1
