@@ -194,16 +194,27 @@ keycache_xact_cb(XactEvent event, void *arg)
 			keyring_touched_in_xact = false;
 			break;
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PREPARE:
 
 			/*
 			 * Its keyring changes are visible now: what other backends
 			 * publish from here on shows them, and the shared entries of
 			 * this database from before (a destroyed key's included) are
-			 * wiped.  A prepared transaction is treated so at PREPARE.
+			 * wiped.
 			 */
 			if (keyring_touched_in_xact)
 				pgck_shcache_keyring_committed();
+			keyring_touched_in_xact = false;
+			break;
+		case XACT_EVENT_PREPARE:
+
+			/*
+			 * Its changes become visible at COMMIT PREPARED, maybe in another
+			 * backend, where nothing of ours runs: the shared cache wipes
+			 * this database's entries now and shares none until the prepared
+			 * transaction has ended.
+			 */
+			if (keyring_touched_in_xact)
+				pgck_shcache_keyring_prepared(GetTopTransactionIdIfAny());
 			keyring_touched_in_xact = false;
 			break;
 		case XACT_EVENT_PARALLEL_COMMIT:

@@ -19,6 +19,9 @@
 
 #include <openssl/evp.h>
 
+#include "access/transam.h"
+#include "access/twophase.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -30,6 +33,8 @@
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
@@ -113,6 +118,8 @@ typedef struct ShHeader
 	ShOpStats	ops[PGCK_NUM_OPS];
 	TimestampTz last_sweep;		/* under the lock */
 	int			next_queued;	/* where work_one and refresh_claim look first */
+	int			nprepared;		/* in prepared[] */
+	bool		prepared_scanned;	/* those that survived a restart are in it */
 	int			nentries;
 	ShEntry		entries[FLEXIBLE_ARRAY_MEMBER];
 } ShHeader;
@@ -138,9 +145,29 @@ typedef struct ShMaterial
 	uint8		wrapped[MAT_WRAPPED_MAX];
 } ShMaterial;
 
+/*
+ * A prepared transaction that wrote a database's keyring (its top-level
+ * xid), in the main segment, under the lock.  PostgreSQL tells an extension
+ * nothing when COMMIT PREPARED (or ROLLBACK PREPARED) runs, maybe in another
+ * backend: so while one is in progress the shared cache neither serves nor
+ * publishes that database's keys (backends unwrap on their own), and the
+ * first lookup that finds it ended bumps the database's generation, wipes its
+ * entries and forgets it.  The list does not survive a restart, prepared
+ * transactions do: the first lookup after one records every prepared
+ * transaction as if it had written its database's keyring.
+ */
+typedef struct ShPrepared
+{
+	TransactionId xid;
+	Oid			dbid;
+} ShPrepared;
+
 static ShHeader *sh = NULL;
 static Size sh_size = 0;
 static ShMaterial *mat = NULL;
+static ShPrepared *prepared = NULL; /* max_prepared_xacts + 1 of them */
+
+static bool prepared_blocks(Oid dbid);
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -154,6 +181,7 @@ shcache_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestNamedLWLockTranche("pgcrypt_kms shared cache", 1);
 	RequestAddinShmemSpace(mul_size(pgck_shared_cache_size, sizeof(ShMaterial)));
+	RequestAddinShmemSpace(mul_size(max_prepared_xacts + 1, sizeof(ShPrepared)));
 }
 
 static void
@@ -185,6 +213,8 @@ shcache_shmem_startup(void)
 	mat = ShmemInitStruct("pgcrypt_kms shared cache material",
 						  mul_size(sh->nentries, sizeof(ShMaterial)), &found);
 	memset(mat, 0, mul_size(sh->nentries, sizeof(ShMaterial)));
+	prepared = ShmemInitStruct("pgcrypt_kms shared cache prepared",
+							   mul_size(max_prepared_xacts + 1, sizeof(ShPrepared)), &found);
 	LWLockRelease(AddinShmemInitLock);
 	sh->lock = &(GetNamedLWLockTranche("pgcrypt_kms shared cache"))->lock;
 	ConditionVariableInit(&sh->cv);
@@ -196,6 +226,8 @@ shcache_shmem_startup(void)
 	memset(sh->ops, 0, sizeof(sh->ops));
 	sh->last_sweep = 0;
 	sh->next_queued = 0;
+	sh->nprepared = 0;
+	sh->prepared_scanned = false;
 	for (i = 0; i < sh->nentries; i++)
 		pg_atomic_init_u64(&sh->entries[i].last_used, 0);
 	on_shmem_exit(shcache_shmem_exit, (Datum) 0);
@@ -263,6 +295,17 @@ pgck_shcache_generation(void)
 {
 	if (!pgck_shcache_enabled())
 		return 0;
+
+	/*
+	 * A prepared keyring change that ended bumps its database here, before
+	 * the caller reads its rows, so that the caller may publish them.
+	 */
+	if (sh->nprepared > 0 || !sh->prepared_scanned)
+	{
+		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		(void) prepared_blocks(MyDatabaseId);
+		LWLockRelease(sh->lock);
+	}
 	pg_memory_barrier();
 	return pg_atomic_read_u64(db_gen_slot(MyDatabaseId));
 }
@@ -473,6 +516,99 @@ entry_alloc(void)
 	return lru;					/* NULL: every entry is being loaded */
 }
 
+/* Under the lock: a database's keyring changed; bump it and wipe its entries. */
+static void
+keyring_changed(Oid dbid)
+{
+	int			i;
+
+	pg_atomic_fetch_add_u64(db_gen_slot(dbid), 1);
+	for (i = 0; i < sh->nentries; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if (e->state == ST_VALID && entry_stale(e))
+		{
+			entry_wipe(e);
+			COUNT(stale);
+		}
+	}
+}
+
+/*
+ * Under the lock: forget the prepared transactions that ended (committed or
+ * rolled back, alike), bumping and wiping their databases.
+ */
+static void
+prepared_settle(void)
+{
+	int			i = 0;
+
+	while (i < sh->nprepared)
+	{
+		if (TransactionIdIsInProgress(prepared[i].xid))
+			i++;
+		else
+		{
+			keyring_changed(prepared[i].dbid);
+			prepared[i] = prepared[--sh->nprepared];
+		}
+	}
+}
+
+/* Under the lock: record a prepared transaction of dbid (once). */
+static void
+prepared_add(TransactionId xid, Oid dbid)
+{
+	int			i;
+
+	prepared_settle();
+	for (i = 0; i < sh->nprepared; i++)
+		if (TransactionIdEquals(prepared[i].xid, xid))
+			return;
+	if (sh->nprepared > max_prepared_xacts)
+	{
+		/* can't happen: every one listed is a prepared transaction in progress */
+		elog(WARNING, "pgcrypt_kms: more prepared transactions than max_prepared_transactions");
+		return;
+	}
+	prepared[sh->nprepared].xid = xid;
+	prepared[sh->nprepared].dbid = dbid;
+	sh->nprepared++;
+}
+
+/*
+ * Under the lock: is the shared cache off for dbid, because a prepared
+ * transaction that (may have) written its keyring is in progress?  The first
+ * call after the postmaster started (outside recovery) records every
+ * prepared transaction there is: one that survived a restart may have
+ * written a keyring, and the list of those did not survive.
+ */
+static bool
+prepared_blocks(Oid dbid)
+{
+	int			i;
+
+	if (!sh->prepared_scanned && !RecoveryInProgress())
+	{
+		for (i = 0; i < max_prepared_xacts; i++)
+		{
+			TransactionId xid = PreparedXactProcs[i].xid;
+
+			if (TransactionIdIsValid(xid) && TransactionIdIsInProgress(xid))
+				prepared_add(xid, PreparedXactProcs[i].databaseId);
+		}
+		sh->prepared_scanned = true;
+	}
+	if (sh->nprepared == 0)
+		return false;
+	prepared_settle();
+	for (i = 0; i < sh->nprepared; i++)
+		if (prepared[i].dbid == dbid)
+			return true;
+	return false;
+}
+
 /*
  * When this process leaves shared memory (FATAL, pg_terminate_backend, an
  * unwrap worker's SIGTERM; not a crash, which reinitializes the region), it
@@ -533,6 +669,12 @@ pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 		bool		wait = false;
 
 		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		if (prepared_blocks(MyDatabaseId))
+		{
+			/* a keyring change is prepared: neither served nor published */
+			LWLockRelease(sh->lock);
+			break;
+		}
 		e = find_entry(digest, now);
 		if (e != NULL && e->state == ST_VALID)
 		{
@@ -688,22 +830,23 @@ pgck_shcache_abandon(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], bool failed)
 void
 pgck_shcache_keyring_committed(void)
 {
-	int			i;
-
 	if (!pgck_shcache_enabled())
 		return;
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-	pg_atomic_fetch_add_u64(db_gen_slot(MyDatabaseId), 1);
-	for (i = 0; i < sh->nentries; i++)
-	{
-		ShEntry    *e = &sh->entries[i];
+	keyring_changed(MyDatabaseId);
+	LWLockRelease(sh->lock);
+	ConditionVariableBroadcast(&sh->cv);
+}
 
-		if (e->state == ST_VALID && entry_stale(e))
-		{
-			entry_wipe(e);
-			COUNT(stale);
-		}
-	}
+void
+pgck_shcache_keyring_prepared(TransactionId xid)
+{
+	if (!pgck_shcache_enabled())
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	if (TransactionIdIsValid(xid))
+		prepared_add(xid, MyDatabaseId);
+	keyring_changed(MyDatabaseId);
 	LWLockRelease(sh->lock);
 	ConditionVariableBroadcast(&sh->cv);
 }
@@ -1163,15 +1306,18 @@ pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 					 bool may_evict)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	ShEntry    *e;
+	ShEntry    *e = NULL;
 	bool		queued = false;
+	bool		blocked;
 
 	if (!pgck_shcache_enabled())
 		return false;
 	ensure_exit_hook();
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-	e = find_entry(digest, now);
-	if (e == NULL && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)) &&
+	blocked = prepared_blocks(MyDatabaseId);	/* then nothing is shared: see there */
+	if (!blocked)
+		e = find_entry(digest, now);
+	if (!blocked && e == NULL && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)) &&
 		(e = (may_evict ? entry_alloc() : entry_free())) != NULL)
 	{
 		material_store(&mat[e - sh->entries], kms_key, kms_context, wrapped, key_name, version);

@@ -22,7 +22,9 @@
  * Coherence.  A cluster-wide generation is bumped by every commit that wrote
  * the keyring, after its changes became visible.  A caller reads the
  * generation before it reads the keyring rows and publishes with it; an
- * entry of an older generation is never published or served.  Callers
+ * entry of an older generation is never published or served.  While a
+ * prepared transaction that wrote a database's keyring is in progress,
+ * nothing of that database is published or served.  Callers
  * never publish (nor consume) from a transaction that wrote the keyring, nor
  * from a parallel worker (whose leader may have written it).
  *
@@ -107,6 +109,14 @@ extern void pgck_shcache_abandon(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], bo
 
 /* A transaction that wrote the keyring committed: bump and wipe the database's entries. */
 extern void pgck_shcache_keyring_committed(void);
+
+/*
+ * A transaction that wrote the keyring was prepared (xid: its top-level
+ * xid): bump and wipe as at commit, and share nothing of this database until
+ * it is committed or rolled back (prepared transactions are finished where
+ * no callback of ours runs; see keycache_shared.c).
+ */
+extern void pgck_shcache_keyring_prepared(TransactionId xid);
 
 /* Wipe every entry and make every backend flush its own cache (admin). */
 extern void pgck_shcache_flush(void);

@@ -17,6 +17,8 @@
 #  - claims of backends that exit are given up, stale claims are taken over
 #    (and published) or, by parallel workers, no longer waited for, and a
 #    cancelled kms_warm_cache leaves nothing queued (shared_cache_claims.py);
+#  - nothing is shared while a prepared transaction that wrote the keyring
+#    is in progress, also across a crash restart (shared_cache_claims.py);
 #  - the cache-coherence model test (cache_model.py) passes against it.
 # Runs (as root) from test/run.sh: PGBIN, PGCK_TMP.
 set -u
@@ -50,6 +52,7 @@ unix_socket_directories = '$W'
 fsync = off
 max_connections = 90
 max_worker_processes = 16
+max_prepared_transactions = 5
 log_line_prefix = '%m [%p] %q%u@%d '
 shared_preload_libraries = 'pgcrypt_kms'
 pgcrypt_kms.shared_cache_size = $ENTRIES
@@ -75,7 +78,7 @@ check $? "shared cache behaviour (above)"
 env PGHOST="$W" PGPORT="$PORT" EMU_PORT="$EMU_PORT" \
     PGCK_PGDATA="$W/data" PGCK_LOCAL_KEY="$W/local_master.key" \
     $PY test/checks/shared_cache_claims.py
-check $? "shared cache claims (above)"
+check $? "shared cache claims and prepared transactions (above)"
 
 # the coherence model, against the shared cache (small: evictions happen)
 runuser -u postgres -- "$PGBIN/psql" -X -q -h "$W" -p "$PORT" -d postgres -c "CREATE DATABASE pgck_model_shared" || exit 1

@@ -1,14 +1,17 @@
 #!/usr/bin/python3
-"""The shared key cache's claims; run (as root, to
+"""The shared key cache's claims and prepared transactions; run (as root, to
 read /proc/<pid>/mem) by test/checks/shared_cache.sh after shared_cache.py,
 against the same cluster (PGHOST, PGPORT, PGCK_PGDATA, EMU_PORT,
-PGCK_LOCAL_KEY; database pgck_shared):
+PGCK_LOCAL_KEY; database pgck_shared; max_prepared_transactions > 0):
  - a backend that exits while it unwraps (pg_terminate_backend) gives its
    claim up: the next backend does not wait for it;
  - a parallel worker stops waiting for a claim that outlived kms_timeout + 5 s
    and unwraps alone (it may not take claims over);
  - a claim taken over from a stalled kms_warm_cache is published by the
    taker, and a cancelled kms_warm_cache leaves nothing queued to wait for;
+ - a keyring change finished by COMMIT PREPARED leaves nothing published
+   between PREPARE and COMMIT PREPARED in the shared cache, also across a
+   crash restart; after ROLLBACK PREPARED the cache shares again.
 Prints TAP-ish "ok - ..." / "not ok - ..." lines; exits 1 if any failed."""
 import json, os, re, signal, subprocess, sys, threading, time
 import psycopg
@@ -209,5 +212,67 @@ with connect() as w:
     check(st == '57014' and n == 3 and shared(setup, 'waits') == waits0,
           f"a cancelled kms_warm_cache (SQLSTATE {st}) left no entry queued: the next backend did not wait "
           f"({shared(setup, 'waits') - waits0} waits)")
+
+# ---------------------------------------------------------------- a keyring change finished by COMMIT PREPARED
+make_key(setup, 'px')
+dek_px = local_dek(setup, 'px')
+flush()
+s1 = connect(autocommit=False)
+s1.execute("SELECT kms_destroy_key('px', 'px')")
+s1.execute("PREPARE TRANSACTION 'pgck_px'")
+s1.close()
+with connect() as s2:
+    n = decrypt_all(s2, 'px')            # the destroy is not visible yet
+check(n == 5 and dek_px not in region_bytes(),
+      "while a destroy is prepared, a backend still decrypts but the shared cache does not take the key")
+setup.execute("COMMIT PREPARED 'pgck_px'")
+with connect() as s3:
+    st = sqlstate_of(s3, "SELECT count(*) FROM t_px WHERE kms_decrypt(v) IS NOT NULL")
+check(st == '42704' and dek_px not in region_bytes(),
+      f"after COMMIT PREPARED the key is refused (SQLSTATE {st}) and not in the region")
+
+make_key(setup, 'pr')
+dek_pr = local_dek(setup, 'pr')
+s1 = connect(autocommit=False)
+s1.execute("SELECT kms_rotate_key('pr')")
+s1.execute("PREPARE TRANSACTION 'pgck_pr'")
+s1.close()
+with connect() as s2:
+    decrypt_all(s2, 'pr')
+held = dek_pr in region_bytes()
+setup.execute("ROLLBACK PREPARED 'pgck_pr'")
+with connect() as s2:
+    n = decrypt_all(s2, 'pr')
+check(not held and n == 5 and dek_pr in region_bytes(),
+      "after ROLLBACK PREPARED of a keyring change the shared cache takes keys again")
+
+# a crash restart forgets which prepared transactions wrote a keyring; they survive it
+make_key(setup, 'pc')
+dek_pc = local_dek(setup, 'pc')
+s1 = connect(autocommit=False)
+s1.execute("SELECT kms_destroy_key('pc', 'pc')")
+s1.execute("PREPARE TRANSACTION 'pgck_pc'")
+s1.close()
+victim = connect()
+os.kill(one(victim, "SELECT pg_backend_pid()"), signal.SIGKILL)
+setup.close()
+setup = None
+for _ in range(300):
+    try:
+        setup = connect()
+        break
+    except psycopg.Error:
+        time.sleep(0.2)
+check(setup is not None and one(setup, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'pgck_pc'") == 1,
+      "after a crash restart the prepared destroy is still there")
+with connect() as s2:
+    n = decrypt_all(s2, 'pc')
+check(n == 5 and dek_pc not in region_bytes(),
+      "and while it is prepared the shared cache does not take the key")
+setup.execute("COMMIT PREPARED 'pgck_pc'")
+with connect() as s3:
+    st = sqlstate_of(s3, "SELECT count(*) FROM t_pc WHERE kms_decrypt(v) IS NOT NULL")
+check(st == '42704' and dek_pc not in region_bytes(),
+      f"after its COMMIT PREPARED the key is refused (SQLSTATE {st}) and not in the region")
 
 sys.exit(failed)
