@@ -194,16 +194,27 @@ keycache_xact_cb(XactEvent event, void *arg)
 			keyring_touched_in_xact = false;
 			break;
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PREPARE:
 
 			/*
 			 * Its keyring changes are visible now: what other backends
 			 * publish from here on shows them, and the shared entries of
 			 * this database from before (a destroyed key's included) are
-			 * wiped.  A prepared transaction is treated so at PREPARE.
+			 * wiped.
 			 */
 			if (keyring_touched_in_xact)
 				pgck_shcache_keyring_committed();
+			keyring_touched_in_xact = false;
+			break;
+		case XACT_EVENT_PREPARE:
+
+			/*
+			 * Its changes become visible at COMMIT PREPARED, maybe in another
+			 * backend, where nothing of ours runs: the shared cache wipes
+			 * this database's entries now and shares none until the prepared
+			 * transaction has ended.
+			 */
+			if (keyring_touched_in_xact)
+				pgck_shcache_keyring_prepared(GetTopTransactionIdIfAny());
 			keyring_touched_in_xact = false;
 			break;
 		case XACT_EVENT_PARALLEL_COMMIT:
@@ -863,27 +874,41 @@ keycache_warm_rows(const PgckVersionRow *rows, int n, uint64 shgen, bool may_evi
 	int			i;
 	uint8		(*queued)[PGCK_SHCACHE_DIGEST_LEN] = palloc(PGCK_SHCACHE_DIGEST_LEN * Max(n, 1));
 
-	for (i = 0; i < n; i++)
+	/*
+	 * Cancelled (or failed) before every queued entry was taken: what is
+	 * still queued is wiped, else it would wait for workers that may never
+	 * come and stall every backend that needs those keys.
+	 */
+	PG_TRY();
 	{
-		const PgckVersionRow *row = &rows[i];
-		PgckCachedVersion *v;
-		uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
+		for (i = 0; i < n; i++)
+		{
+			const PgckVersionRow *row = &rows[i];
+			PgckCachedVersion *v;
+			uint8		digest[PGCK_SHCACHE_DIGEST_LEN];
 
-		CHECK_FOR_INTERRUPTS();
-		v = hash_search(version_cache, &row->id, HASH_FIND, NULL);
-		if (v != NULL && v->validated_gen == cache_gen &&
-			!expired(v->unwrapped_at, pgck_keycache_now()))
-			continue;			/* cached here */
-		if (row->state == PGCK_STATE_DESTROYED || row->state == PGCK_STATE_RETIRED ||
-			row->key_check == NULL || VARSIZE_ANY_EXHDR(row->key_check) != PGCK_KEY_CHECK_LEN)
-			continue;
-		pgck_shcache_digest(row->kms_key, row->kms_context, row->wrapped_dek, digest);
-		if (pgck_shcache_enqueue(digest, shgen, (const uint8 *) VARDATA_ANY(row->key_check),
-								 row->kms_key, row->kms_context, row->wrapped_dek,
-								 row->key_name, row->version, may_evict))
-			memcpy(queued[done++], digest, PGCK_SHCACHE_DIGEST_LEN);
+			CHECK_FOR_INTERRUPTS();
+			v = hash_search(version_cache, &row->id, HASH_FIND, NULL);
+			if (v != NULL && v->validated_gen == cache_gen &&
+				!expired(v->unwrapped_at, pgck_keycache_now()))
+				continue;		/* cached here */
+			if (row->state == PGCK_STATE_DESTROYED || row->state == PGCK_STATE_RETIRED ||
+				row->key_check == NULL || VARSIZE_ANY_EXHDR(row->key_check) != PGCK_KEY_CHECK_LEN)
+				continue;
+			pgck_shcache_digest(row->kms_key, row->kms_context, row->wrapped_dek, digest);
+			if (pgck_shcache_enqueue(digest, shgen, (const uint8 *) VARDATA_ANY(row->key_check),
+									 row->kms_key, row->kms_context, row->wrapped_dek,
+									 row->key_name, row->version, may_evict))
+				memcpy(queued[done++], digest, PGCK_SHCACHE_DIGEST_LEN);
+		}
+		shared = pgck_shcache_drain(queued, done);
 	}
-	shared = pgck_shcache_drain(queued, done);
+	PG_CATCH();
+	{
+		pgck_shcache_abandon_queued();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	pfree(queued);
 	if (failed != NULL)
 		*failed = done - shared;

@@ -15,9 +15,13 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <signal.h>
 
 #include <openssl/evp.h>
 
+#include "access/transam.h"
+#include "access/twophase.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -29,6 +33,8 @@
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
@@ -112,13 +118,17 @@ typedef struct ShHeader
 	ShOpStats	ops[PGCK_NUM_OPS];
 	TimestampTz last_sweep;		/* under the lock */
 	int			next_queued;	/* where work_one and refresh_claim look first */
+	int			nprepared;		/* in prepared[] */
+	bool		prepared_scanned;	/* those that survived a restart are in it */
 	int			nentries;
 	ShEntry		entries[FLEXIBLE_ARRAY_MEMBER];
 } ShHeader;
 
 /*
  * What the refresher needs to unwrap an entry again, in the main shared
- * memory segment (no secret: the keyring holds the same), one per entry.
+ * memory segment (no secret while the keyring holds the same), one per
+ * entry; wiped with its entry (entry_wipe), so a destroyed key's wrapped key
+ * does not outlive it here.
  */
 #define MAT_KMS_KEY_MAX		256
 #define MAT_CONTEXT_MAX		1024
@@ -135,9 +145,29 @@ typedef struct ShMaterial
 	uint8		wrapped[MAT_WRAPPED_MAX];
 } ShMaterial;
 
+/*
+ * A prepared transaction that wrote a database's keyring (its top-level
+ * xid), in the main segment, under the lock.  PostgreSQL tells an extension
+ * nothing when COMMIT PREPARED (or ROLLBACK PREPARED) runs, maybe in another
+ * backend: so while one is in progress the shared cache neither serves nor
+ * publishes that database's keys (backends unwrap on their own), and the
+ * first lookup that finds it ended bumps the database's generation, wipes its
+ * entries and forgets it.  The list does not survive a restart, prepared
+ * transactions do: the first lookup after one records every prepared
+ * transaction as if it had written its database's keyring.
+ */
+typedef struct ShPrepared
+{
+	TransactionId xid;
+	Oid			dbid;
+} ShPrepared;
+
 static ShHeader *sh = NULL;
 static Size sh_size = 0;
 static ShMaterial *mat = NULL;
+static ShPrepared *prepared = NULL; /* max_prepared_xacts + 1 of them */
+
+static bool prepared_blocks(Oid dbid);
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -151,6 +181,7 @@ shcache_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestNamedLWLockTranche("pgcrypt_kms shared cache", 1);
 	RequestAddinShmemSpace(mul_size(pgck_shared_cache_size, sizeof(ShMaterial)));
+	RequestAddinShmemSpace(mul_size(max_prepared_xacts + 1, sizeof(ShPrepared)));
 }
 
 static void
@@ -182,6 +213,8 @@ shcache_shmem_startup(void)
 	mat = ShmemInitStruct("pgcrypt_kms shared cache material",
 						  mul_size(sh->nentries, sizeof(ShMaterial)), &found);
 	memset(mat, 0, mul_size(sh->nentries, sizeof(ShMaterial)));
+	prepared = ShmemInitStruct("pgcrypt_kms shared cache prepared",
+							   mul_size(max_prepared_xacts + 1, sizeof(ShPrepared)), &found);
 	LWLockRelease(AddinShmemInitLock);
 	sh->lock = &(GetNamedLWLockTranche("pgcrypt_kms shared cache"))->lock;
 	ConditionVariableInit(&sh->cv);
@@ -193,6 +226,8 @@ shcache_shmem_startup(void)
 	memset(sh->ops, 0, sizeof(sh->ops));
 	sh->last_sweep = 0;
 	sh->next_queued = 0;
+	sh->nprepared = 0;
+	sh->prepared_scanned = false;
 	for (i = 0; i < sh->nentries; i++)
 		pg_atomic_init_u64(&sh->entries[i].last_used, 0);
 	on_shmem_exit(shcache_shmem_exit, (Datum) 0);
@@ -260,6 +295,17 @@ pgck_shcache_generation(void)
 {
 	if (!pgck_shcache_enabled())
 		return 0;
+
+	/*
+	 * A prepared keyring change that ended bumps its database here, before
+	 * the caller reads its rows, so that the caller may publish them.
+	 */
+	if (sh->nprepared > 0 || !sh->prepared_scanned)
+	{
+		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		(void) prepared_blocks(MyDatabaseId);
+		LWLockRelease(sh->lock);
+	}
 	pg_memory_barrier();
 	return pg_atomic_read_u64(db_gen_slot(MyDatabaseId));
 }
@@ -295,6 +341,17 @@ pgck_shcache_digest(const char *kms_key, const char *kms_context, const bytea *w
 				 errmsg("could not compute SHA-256 for the shared key cache")));
 }
 
+/*
+ * A claimed or queued entry older than this (its loader hung, or a queue
+ * nobody works) is taken over by a backend that needs it, and no longer
+ * waited for by one that may not claim it (a parallel worker).
+ */
+static int64
+load_stale_us(void)
+{
+	return (int64) (pgck_kms_timeout + LOAD_STALE_MARGIN_MS) * 1000;
+}
+
 static void
 entry_wipe(ShEntry *e)
 {
@@ -310,8 +367,13 @@ entry_wipe(ShEntry *e)
 	e->refresh_pid = 0;
 	e->refresh_failed = false;
 	pg_atomic_write_u64(&e->last_used, 0);
+
+	/*
+	 * The material goes too: after a destroy (and VACUUM) the keyring no
+	 * longer holds the wrapped key, so neither may the main segment.
+	 */
 	if (mat != NULL)
-		mat[e - sh->entries].usable = false;
+		pgck_wipe(&mat[e - sh->entries], sizeof(ShMaterial));
 }
 
 static bool
@@ -327,8 +389,29 @@ entry_stale(ShEntry *e)
 }
 
 /*
+ * A claimed or queued entry whose process is gone, past the takeover
+ * margin.  Processes give their claims up when they exit (release_mine); this
+ * catches what that missed, so no entry is lost for the postmaster's life.
+ */
+static bool
+entry_orphaned(ShEntry *e, TimestampTz now)
+{
+	int			owner;
+
+	if (e->state == ST_LOADING)
+		owner = e->loader_pid;
+	else if (e->state == ST_QUEUED)
+		owner = e->queued_by;
+	else
+		return false;
+	return now - e->load_started >= load_stale_us() &&
+		(owner == 0 || (kill(owner, 0) != 0 && errno == ESRCH));
+}
+
+/*
  * The entry of digest, under the lock (exclusive).  On the way, every valid
- * entry past its TTL or of an old generation is wiped: any lookup sweeps.
+ * entry past its TTL or of an old generation is wiped, and every orphaned
+ * claim: any lookup sweeps.
  */
 static ShEntry *
 find_and_sweep(const uint8 *digest, TimestampTz now)
@@ -346,6 +429,11 @@ find_and_sweep(const uint8 *digest, TimestampTz now)
 				COUNT(stale);
 			else
 				COUNT(expirations);
+			entry_wipe(e);
+			continue;
+		}
+		if (entry_orphaned(e, now))
+		{
 			entry_wipe(e);
 			continue;
 		}
@@ -428,6 +516,139 @@ entry_alloc(void)
 	return lru;					/* NULL: every entry is being loaded */
 }
 
+/* Under the lock: a database's keyring changed; bump it and wipe its entries. */
+static void
+keyring_changed(Oid dbid)
+{
+	int			i;
+
+	pg_atomic_fetch_add_u64(db_gen_slot(dbid), 1);
+	for (i = 0; i < sh->nentries; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if (e->state == ST_VALID && entry_stale(e))
+		{
+			entry_wipe(e);
+			COUNT(stale);
+		}
+	}
+}
+
+/*
+ * Under the lock: forget the prepared transactions that ended (committed or
+ * rolled back, alike), bumping and wiping their databases.
+ */
+static void
+prepared_settle(void)
+{
+	int			i = 0;
+
+	while (i < sh->nprepared)
+	{
+		if (TransactionIdIsInProgress(prepared[i].xid))
+			i++;
+		else
+		{
+			keyring_changed(prepared[i].dbid);
+			prepared[i] = prepared[--sh->nprepared];
+		}
+	}
+}
+
+/* Under the lock: record a prepared transaction of dbid (once). */
+static void
+prepared_add(TransactionId xid, Oid dbid)
+{
+	int			i;
+
+	prepared_settle();
+	for (i = 0; i < sh->nprepared; i++)
+		if (TransactionIdEquals(prepared[i].xid, xid))
+			return;
+	if (sh->nprepared > max_prepared_xacts)
+	{
+		/* can't happen: every one listed is a prepared transaction in progress */
+		elog(WARNING, "pgcrypt_kms: more prepared transactions than max_prepared_transactions");
+		return;
+	}
+	prepared[sh->nprepared].xid = xid;
+	prepared[sh->nprepared].dbid = dbid;
+	sh->nprepared++;
+}
+
+/*
+ * Under the lock: is the shared cache off for dbid, because a prepared
+ * transaction that (may have) written its keyring is in progress?  The first
+ * call after the postmaster started (outside recovery) records every
+ * prepared transaction there is: one that survived a restart may have
+ * written a keyring, and the list of those did not survive.
+ */
+static bool
+prepared_blocks(Oid dbid)
+{
+	int			i;
+
+	if (!sh->prepared_scanned && !RecoveryInProgress())
+	{
+		for (i = 0; i < max_prepared_xacts; i++)
+		{
+			TransactionId xid = PreparedXactProcs[i].xid;
+
+			if (TransactionIdIsValid(xid) && TransactionIdIsInProgress(xid))
+				prepared_add(xid, PreparedXactProcs[i].databaseId);
+		}
+		sh->prepared_scanned = true;
+	}
+	if (sh->nprepared == 0)
+		return false;
+	prepared_settle();
+	for (i = 0; i < sh->nprepared; i++)
+		if (prepared[i].dbid == dbid)
+			return true;
+	return false;
+}
+
+/*
+ * When this process leaves shared memory (FATAL, pg_terminate_backend, an
+ * unwrap worker's SIGTERM; not a crash, which reinitializes the region), it
+ * gives up what it claimed or queued: waiters then unwrap at once instead of
+ * waiting for the takeover margin, and no entry stays claimed by nobody.
+ */
+static void
+release_mine(int code, Datum arg)
+{
+	int			i;
+
+	if (!pgck_shcache_enabled())
+		return;
+	if (LWLockHeldByMe(sh->lock))
+		LWLockRelease(sh->lock);
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sh->nentries; i++)
+	{
+		ShEntry    *e = &sh->entries[i];
+
+		if ((e->state == ST_LOADING && e->loader_pid == MyProcPid) ||
+			(e->state == ST_QUEUED && e->queued_by == MyProcPid))
+			entry_wipe(e);
+	}
+	LWLockRelease(sh->lock);
+	ConditionVariableBroadcast(&sh->cv);
+}
+
+/* Before this process first claims or queues an entry. */
+static void
+ensure_exit_hook(void)
+{
+	static int	hooked_pid = 0;
+
+	if (hooked_pid == MyProcPid)
+		return;
+	before_shmem_exit(release_mine, (Datum) 0);
+	hooked_pid = MyProcPid;
+}
+
 bool
 pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 				 const uint8 *check, bool may_claim, uint8 *key_out,
@@ -439,6 +660,8 @@ pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 	*claimed = false;
 	if (!pgck_shcache_enabled())
 		return false;
+	if (may_claim)
+		ensure_exit_hook();
 	for (;;)
 	{
 		TimestampTz now = GetCurrentTimestamp();
@@ -446,6 +669,12 @@ pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 		bool		wait = false;
 
 		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		if (prepared_blocks(MyDatabaseId))
+		{
+			/* a keyring change is prepared: neither served nor published */
+			LWLockRelease(sh->lock);
+			break;
+		}
 		e = find_entry(digest, now);
 		if (e != NULL && e->state == ST_VALID)
 		{
@@ -460,17 +689,22 @@ pgck_shcache_get(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 		}
 		else if (e != NULL)
 		{
-			/* being loaded: wait for it, unless its loader seems gone */
-			if (now - e->load_started >=
-				(int64) (pgck_kms_timeout + LOAD_STALE_MARGIN_MS) * 1000 && may_claim)
+			/*
+			 * Being loaded (or queued): wait for it, unless it has taken
+			 * longer than a KMS call may.  Then a caller that may claim takes
+			 * it over (loading: it publishes or abandons it), and one that
+			 * may not (a parallel worker) stops waiting and unwraps alone.
+			 */
+			if (now - e->load_started < load_stale_us())
+				wait = true;
+			else if (may_claim)
 			{
+				e->state = ST_LOADING;
 				e->loader_pid = MyProcPid;
 				e->load_started = now;
 				e->gen = gen;
 				*claimed = true;
 			}
-			else
-				wait = true;
 		}
 		else if (!waited && may_claim && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)))
 		{
@@ -596,22 +830,23 @@ pgck_shcache_abandon(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], bool failed)
 void
 pgck_shcache_keyring_committed(void)
 {
-	int			i;
-
 	if (!pgck_shcache_enabled())
 		return;
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-	pg_atomic_fetch_add_u64(db_gen_slot(MyDatabaseId), 1);
-	for (i = 0; i < sh->nentries; i++)
-	{
-		ShEntry    *e = &sh->entries[i];
+	keyring_changed(MyDatabaseId);
+	LWLockRelease(sh->lock);
+	ConditionVariableBroadcast(&sh->cv);
+}
 
-		if (e->state == ST_VALID && entry_stale(e))
-		{
-			entry_wipe(e);
-			COUNT(stale);
-		}
-	}
+void
+pgck_shcache_keyring_prepared(TransactionId xid)
+{
+	if (!pgck_shcache_enabled())
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	if (TransactionIdIsValid(xid))
+		prepared_add(xid, MyDatabaseId);
+	keyring_changed(MyDatabaseId);
 	LWLockRelease(sh->lock);
 	ConditionVariableBroadcast(&sh->cv);
 }
@@ -917,6 +1152,7 @@ refresh_one(RefreshJob *job, uint8 *key)
 	}
 	PG_END_TRY();
 	pgck_wipe(key, PGCK_KEYMEM_SLOT);
+	pgck_wipe(&job->m, sizeof(job->m));	/* the process's copy of the material */
 
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	e = refresh_target(job);
@@ -1070,14 +1306,18 @@ pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], uint64 gen,
 					 bool may_evict)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	ShEntry    *e;
+	ShEntry    *e = NULL;
 	bool		queued = false;
+	bool		blocked;
 
 	if (!pgck_shcache_enabled())
 		return false;
+	ensure_exit_hook();
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-	e = find_entry(digest, now);
-	if (e == NULL && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)) &&
+	blocked = prepared_blocks(MyDatabaseId);	/* then nothing is shared: see there */
+	if (!blocked)
+		e = find_entry(digest, now);
+	if (!blocked && e == NULL && gen == pg_atomic_read_u64(db_gen_slot(MyDatabaseId)) &&
 		(e = (may_evict ? entry_alloc() : entry_free())) != NULL)
 	{
 		material_store(&mat[e - sh->entries], kms_key, kms_context, wrapped, key_name, version);
@@ -1112,6 +1352,7 @@ work_one(uint8 *key)
 	volatile bool ok = false;
 	TimestampTz started = GetCurrentTimestamp();
 
+	ensure_exit_hook();
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	for (n = 0; n < sh->nentries; n++)
 	{
@@ -1168,7 +1409,10 @@ work_one(uint8 *key)
 		ConditionVariableBroadcast(&sh->cv);
 		COUNT(failures);
 		if (pgck_error_ends_statement(err))
+		{
+			pgck_wipe(&job.m, sizeof(job.m));
 			PG_RE_THROW();
+		}
 		FlushErrorState();
 		ereport(LOG,
 				(errmsg("pgcrypt_kms: could not unwrap key \"%s\" version %d for the shared cache (SQLSTATE %s): %s",
@@ -1177,6 +1421,7 @@ work_one(uint8 *key)
 		FreeErrorData(err);
 	}
 	PG_END_TRY();
+	pgck_wipe(&job.m, sizeof(job.m));	/* this process's copy of the material */
 	if (!ok)
 		return true;
 
@@ -1234,19 +1479,41 @@ pgck_shcache_unwrap_worker_main(Datum arg)
 	proc_exit(0);
 }
 
-/* Are entries this backend queued still waiting or being unwrapped? */
+/*
+ * Are entries this backend queued still waiting or being unwrapped, and not
+ * for longer than a KMS call may take (a worker that hangs or was killed is
+ * not waited for beyond that: its entry is then taken over by whoever needs
+ * it)?
+ */
 static bool
 my_queue_pending(void)
 {
 	int			i;
 	bool		pending = false;
+	TimestampTz now = GetCurrentTimestamp();
 
 	LWLockAcquire(sh->lock, LW_SHARED);
 	for (i = 0; i < sh->nentries && !pending; i++)
 		pending = (sh->entries[i].state == ST_QUEUED || sh->entries[i].state == ST_LOADING) &&
-			sh->entries[i].queued_by == MyProcPid;
+			sh->entries[i].queued_by == MyProcPid &&
+			now - sh->entries[i].load_started < load_stale_us();
 	LWLockRelease(sh->lock);
 	return pending;
+}
+
+void
+pgck_shcache_abandon_queued(void)
+{
+	int			i;
+
+	if (!pgck_shcache_enabled())
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sh->nentries; i++)
+		if (sh->entries[i].state == ST_QUEUED && sh->entries[i].queued_by == MyProcPid)
+			entry_wipe(&sh->entries[i]);
+	LWLockRelease(sh->lock);
+	ConditionVariableBroadcast(&sh->cv);
 }
 
 static int

@@ -22,13 +22,19 @@
  * Coherence.  A cluster-wide generation is bumped by every commit that wrote
  * the keyring, after its changes became visible.  A caller reads the
  * generation before it reads the keyring rows and publishes with it; an
- * entry of an older generation is never published or served.  Callers
+ * entry of an older generation is never published or served.  While a
+ * prepared transaction that wrote a database's keyring is in progress,
+ * nothing of that database is published or served.  Callers
  * never publish (nor consume) from a transaction that wrote the keyring, nor
  * from a parallel worker (whose leader may have written it).
  *
  * One unwrap for many backends.  The first backend that misses claims the
  * entry (loading); others that miss the same digest wait for it (interrupts
  * are served) and then take its result, or unwrap themselves if it failed.
+ * A process gives its claims up when it exits; a claim older than
+ * pgcrypt_kms.kms_timeout + 5 s is taken over (loaded and published by the
+ * taker) or, by a parallel worker, no longer waited for; an orphaned one is
+ * freed by the next sweep.
  *
  *-------------------------------------------------------------------------
  */
@@ -104,6 +110,14 @@ extern void pgck_shcache_abandon(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], bo
 /* A transaction that wrote the keyring committed: bump and wipe the database's entries. */
 extern void pgck_shcache_keyring_committed(void);
 
+/*
+ * A transaction that wrote the keyring was prepared (xid: its top-level
+ * xid): bump and wipe as at commit, and share nothing of this database until
+ * it is committed or rolled back (prepared transactions are finished where
+ * no callback of ours runs; see keycache_shared.c).
+ */
+extern void pgck_shcache_keyring_prepared(TransactionId xid);
+
 /* Wipe every entry and make every backend flush its own cache (admin). */
 extern void pgck_shcache_flush(void);
 
@@ -131,6 +145,12 @@ extern bool pgck_shcache_enqueue(const uint8 digest[PGCK_SHCACHE_DIGEST_LEN], ui
  * (an unwrap that failed is logged by whoever tried it); sorts digests.
  */
 extern int	pgck_shcache_drain(uint8 (*digests)[PGCK_SHCACHE_DIGEST_LEN], int nqueued);
+
+/*
+ * Wipe what this backend queued and no one took yet (the caller's error
+ * cleanup between pgck_shcache_enqueue and the end of pgck_shcache_drain).
+ */
+extern void pgck_shcache_abandon_queued(void);
 
 /* Entries holding a key now. */
 extern int	pgck_shcache_count(void);

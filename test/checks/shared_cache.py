@@ -73,6 +73,35 @@ def region_bytes():
     return data
 
 
+def main_segment_bytes():
+    """The postmaster's other shared mappings: the main shared memory segment."""
+    data = []
+    with open(f'/proc/{postmaster_pid()}/mem', 'rb') as mem:
+        for s, e, f in mappings(postmaster_pid()):
+            if 'sh' in f and not {'lo', 'dd'} <= f:
+                try:
+                    mem.seek(s)
+                    data.append(mem.read(e - s))
+                except OSError:
+                    pass
+    return b''.join(data)
+
+
+MAT_WRAPPED_OFF = 256 + 1024        # ShMaterial: kms_key[256], context[1024], then wrapped
+
+
+def material_copies(wrapped, kms_key):
+    """How many ShMaterial slots of the main segment hold this wrapped key of this KMS key
+    (a heap page in shared_buffers may hold the bytes too: not counted)."""
+    data, n, i = main_segment_bytes(), 0, -1
+    while True:
+        i = data.find(wrapped, i + 1)
+        if i < 0:
+            return n
+        k = i - MAT_WRAPPED_OFF
+        n += k >= 0 and data[k:k + len(kms_key) + 1] == kms_key.encode() + b'\0'
+
+
 def local_dek(conn, key, version=None):
     """Unwrap a version of a local:sc key here, from the local provider's file."""
     w = bytes.fromhex(one(conn, "SELECT encode(wrapped_dek, 'hex') FROM pgcrypt_kms.key_versions"
@@ -227,12 +256,18 @@ hung.join()
 # ---------------------------------------------------------------- a committed destroy wipes
 make_key(setup, 'ds')
 dek_ds = local_dek(setup, 'ds')
+wrapped_ds = bytes.fromhex(one(setup, "SELECT encode(wrapped_dek, 'hex') FROM pgcrypt_kms.key_versions"
+                                      " WHERE key_name = 'ds'"))
 with connect() as c:
     decrypt_all(c, 'ds')
 check(dek_ds in region_bytes(), "a key to destroy is shared")
+check(material_copies(wrapped_ds, 'local:sc') == 1,
+      "and its wrapped key is kept for the refresher in the main shared memory segment")
 with connect() as c:
     c.execute("SELECT kms_destroy_key('ds', 'ds')")
 check(dek_ds not in region_bytes(), "once kms_destroy_key commits, its bytes are gone from the region")
+check(material_copies(wrapped_ds, 'local:sc') == 0,
+      "and its wrapped key is gone from the main shared memory segment (the keyring no longer holds it)")
 with connect() as c:
     st = sqlstate_of(c, "SELECT count(*) FROM t_ds WHERE kms_decrypt(v) IS NOT NULL")
     check(st == '42704', f"and no backend is served it (SQLSTATE {st})")

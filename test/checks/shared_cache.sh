@@ -12,6 +12,13 @@
 #  - raw key bytes: in the region while cached; wiped on flush, on expiry, on
 #    eviction, and when a destroy commits;
 #  - nothing from a transaction that wrote the keyring is published;
+#  - the wrapped key kept for the refresher leaves the main shared memory
+#    segment with its entry;
+#  - claims of backends that exit are given up, stale claims are taken over
+#    (and published) or, by parallel workers, no longer waited for, and a
+#    cancelled kms_warm_cache leaves nothing queued (shared_cache_claims.py);
+#  - nothing is shared while a prepared transaction that wrote the keyring
+#    is in progress, also across a crash restart (shared_cache_claims.py);
 #  - the cache-coherence model test (cache_model.py) passes against it.
 # Runs (as root) from test/run.sh: PGBIN, PGCK_TMP.
 set -u
@@ -45,6 +52,7 @@ unix_socket_directories = '$W'
 fsync = off
 max_connections = 90
 max_worker_processes = 16
+max_prepared_transactions = 5
 log_line_prefix = '%m [%p] %q%u@%d '
 shared_preload_libraries = 'pgcrypt_kms'
 pgcrypt_kms.shared_cache_size = $ENTRIES
@@ -66,6 +74,11 @@ env PGHOST="$W" PGPORT="$PORT" PGBIN="$PGBIN" EMU_PORT="$EMU_PORT" \
     PGCK_PGDATA="$W/data" PGCK_ENTRIES="$ENTRIES" PGCK_LOCAL_KEY="$W/local_master.key" PGCK_SERVER_LOG="$W/server.log" \
     $PY test/checks/shared_cache.py
 check $? "shared cache behaviour (above)"
+
+env PGHOST="$W" PGPORT="$PORT" EMU_PORT="$EMU_PORT" \
+    PGCK_PGDATA="$W/data" PGCK_LOCAL_KEY="$W/local_master.key" \
+    $PY test/checks/shared_cache_claims.py
+check $? "shared cache claims and prepared transactions (above)"
 
 # the coherence model, against the shared cache (small: evictions happen)
 runuser -u postgres -- "$PGBIN/psql" -X -q -h "$W" -p "$PORT" -d postgres -c "CREATE DATABASE pgck_model_shared" || exit 1
