@@ -156,11 +156,43 @@ invalidate_all(void)
  * entries.  The OIDs are kept: if the tables are dropped, that drop is itself
  * an invalidation, and the next keyring read records the new OIDs.
  */
+static bool standby_keyring_changed = false;
+
 static void
 keycache_relcache_cb(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || pgck_keyring_is_keyring_rel(relid))
+	{
 		invalidate_all();
+
+		/*
+		 * On a standby the keyring changes by WAL replay, where no callback
+		 * of ours runs: the invalidation it sends is the only news, so this
+		 * backend wipes the shared entries of its database at its next
+		 * keyring read (shared_generation), not here, where the shared
+		 * cache's lock may not be taken.  On a primary the committing
+		 * backend has done so (keycache_xact_cb).
+		 */
+		if (RecoveryInProgress())
+			standby_keyring_changed = true;
+	}
+}
+
+/*
+ * The shared cache's generation for this database, read before keyring
+ * rows (see keycache_shared.h); first, on a standby, the shared entries of
+ * this database are wiped when a replayed keyring change reached this
+ * backend, so that a destroyed key's bytes do not stay until cache_ttl.
+ */
+static uint64
+shared_generation(void)
+{
+	if (standby_keyring_changed)
+	{
+		standby_keyring_changed = false;
+		pgck_shcache_keyring_committed();
+	}
+	return pgck_shcache_generation();
 }
 
 /*
@@ -444,7 +476,7 @@ fetch_version_stable(uint32 id, PgckVersionRow *row, bool *found, uint64 *shgen)
 	{
 		uint64		gen = cache_gen;
 
-		*shgen = pgck_shcache_generation();	/* before the rows: see keycache_shared.h */
+		*shgen = shared_generation();	/* before the rows: see keycache_shared.h */
 
 		*found = pgck_keyring_fetch_version(id, row);
 		if (gen == cache_gen)
@@ -459,7 +491,7 @@ fetch_key_stable(const char *name, PgckKeyRow *row, bool *found, uint64 *shgen)
 	{
 		uint64		gen = cache_gen;
 
-		*shgen = pgck_shcache_generation();
+		*shgen = shared_generation();
 
 		*found = pgck_keyring_fetch_key(name, row);
 		if (gen == cache_gen)
@@ -928,7 +960,7 @@ fetch_usable_stable(PgckVersionRow **rows, uint64 *shgen)
 		uint64		gen = cache_gen;
 		int			n;
 
-		*shgen = pgck_shcache_generation();
+		*shgen = shared_generation();
 		n = pgck_keyring_usable_versions(rows);
 		if (gen == cache_gen)
 			return n;

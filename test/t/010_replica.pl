@@ -275,6 +275,33 @@ for my $target (
 	}
 }
 
+# ------------------------------------------------------------------ the standby's shared key cache
+# A destroy replays on the standby by WAL, where no callback of the extension
+# runs at commit: a standby backend that was connected when it was replayed
+# wipes its database's shared entries at its next keyring read, so the
+# destroyed key's bytes do not stay in the shared region until cache_ttl.
+$standby->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'pgcrypt_kms'
+pgcrypt_kms.shared_cache_size = 16
+});
+$standby->restart;
+my $sc = $standby->background_psql('postgres');
+is($sc->query_safe(q{SELECT count(kms_decrypt(account)) FILTER (WHERE kms_decrypt(account) LIKE 'RepMarkAcct%')
+	  FROM users WHERE id <= 10}), '10', 'standby with the shared cache decrypts the account values');
+my $before = $sc->query_safe(q{SELECT enabled || ':' || cached || ':' || invalidated FROM kms_shared_cache_stats()});
+like($before, qr/^true:[1-9]\d*:0$/, "the standby's shared cache holds the account key ($before)");
+$primary->safe_psql('postgres', q{SELECT kms_destroy_key('account', 'account')});
+$primary->wait_for_catchup($standby);
+# the next statement that reads the keyring (a decrypt under another key)
+is($sc->query_safe(q{SELECT kms_decrypt(email) FROM users WHERE id = 1}), mail_of(1),
+	'after the replayed destroy the same session still decrypts under another key');
+my $after = $sc->query_safe(q{SELECT invalidated FROM kms_shared_cache_stats()});
+cmp_ok($after, '>', 0, "the replayed destroy wiped the shared entries of the database (invalidated $after)");
+($ret, $stdout, $stderr) = $standby->psql('postgres', 'SELECT kms_decrypt(account) FROM users WHERE id = 1',
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($stderr, qr/ERROR:\s+42704/, 'a new standby session: the destroyed key is refused (42704)');
+$sc->quit;
+
 $standby->stop;
 $nokey->stop;
 $primary->stop;
