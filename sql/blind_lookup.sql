@@ -89,6 +89,10 @@ SELECT count(*) AS on_older_versions, (SELECT count(*) FROM people) AS all_rows 
 CREATE DOMAIN bl_mail AS enc_text;
 CREATE TABLE bl_elsewhere (id int, m bl_mail);
 INSERT INTO bl_elsewhere SELECT id, email FROM people WHERE id <= 3;
+-- and of a domain over that domain (one level was all the check looked at)
+CREATE DOMAIN bl_mail_deeper AS bl_mail;
+CREATE TABLE bl_deeper (id int, m bl_mail_deeper);
+INSERT INTO bl_deeper SELECT id, email FROM people WHERE id <= 1;
 -- a partition (its parent has no rows of its own) and a materialized view count too; an
 -- unpopulated one cannot be read and holds nothing (the list shows five columns, then "...")
 CREATE TABLE bl_parted (id int, m enc_text) PARTITION BY RANGE (id);
@@ -124,7 +128,8 @@ CALL kms_reencrypt_table('orders', 'customer_email');
 CALL kms_reencrypt_table('accounts', 'email');
 RESET client_min_messages;
 UPDATE bl_elsewhere SET m = kms_reencrypt(m);
-SELECT kms_finish_index_rotation('bl_email');   -- the partition and the materialized view
+SELECT kms_finish_index_rotation('bl_email');   -- the partition, the materialized view, the deeper domain
+UPDATE bl_deeper SET m = kms_reencrypt(m);
 UPDATE bl_parted SET m = kms_reencrypt(m);
 REFRESH MATERIALIZED VIEW bl_mv;
 SELECT kms_finish_index_rotation('bl_email');
@@ -154,7 +159,7 @@ SELECT array_length(kms_blind_index_all('f1', 'bl_force'), 1) AS probes_after_fo
        (SELECT count(*) FROM bl_forced WHERE kms_blind_index(v) = kms_blind_index('f1', 'bl_force')) AS found_after_forced_finish;
 SELECT kms_finish_index_rotation('bl_force', force => true);   -- nothing in progress any more
 DROP MATERIALIZED VIEW bl_mv, bl_mv_empty;
-DROP TABLE people, orders, accounts, trunc, customers, customers2, bl_elsewhere, bl_parted, bl_forced;
-DROP DOMAIN bl_mail;
+DROP TABLE people, orders, accounts, trunc, customers, customers2, bl_elsewhere, bl_deeper, bl_parted, bl_forced;
+DROP DOMAIN bl_mail_deeper, bl_mail;
 REVOKE pgcrypt_kms_admin, pg_read_all_data FROM bl_admin;
 DROP ROLE bl_admin;

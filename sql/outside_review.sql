@@ -26,6 +26,16 @@ SELECT pg_temp.sqlstate_of($$SELECT * FROM kms_verify(4294967295::oid::regclass,
 SELECT * FROM kms_verify('or_verify', 'nosuchcol');
 SELECT * FROM kms_verify('or_verify', 't');
 SELECT key_name, version, decrypted, failed FROM kms_verify('or_verify', 'v');
+-- a column of a domain over enc_text (at any depth) is an enc_text column too, for kms_verify
+-- (the README's check before a forced kms_finish_index_rotation) and kms_warm_cache
+CREATE DOMAIN or_dom AS enc_text;
+CREATE DOMAIN or_dom2 AS or_dom;
+CREATE TABLE or_verify_dom (d or_dom, d2 or_dom2);
+INSERT INTO or_verify_dom VALUES (kms_encrypt('b', 'or_v'), kms_encrypt('c', 'or_v'));
+SELECT key_name, version, decrypted, failed FROM kms_verify('or_verify_dom', 'd2');
+SELECT kms_warm_cache('or_verify_dom', 'd') >= 0 AS warm_cache_domain;
+DROP TABLE or_verify_dom;
+DROP DOMAIN or_dom2, or_dom;
 -- it opens subtransactions: never inside a parallel query
 SELECT proparallel FROM pg_proc WHERE proname = 'kms_verify';
 

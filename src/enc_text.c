@@ -916,7 +916,7 @@ verify_load_version(VerifyBucket *b, MemoryContext cxt, ResourceOwner owner)
 /*
  * The quoted name of kms_verify's table, after checking that the relation
  * exists (a regclass argument may hold any OID, or name a table dropped since)
- * and that col is one of its enc_text columns.
+ * and that col is one of its enc_text columns (or of a domain over enc_text).
  */
 static char *
 verify_target(Oid relid, const char *col, Oid ext_schema)
@@ -939,7 +939,8 @@ verify_target(Oid relid, const char *col, Oid ext_schema)
 	atttype = get_atttype(relid, attnum);
 	enc_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 							   CStringGetDatum("enc_text"), ObjectIdGetDatum(ext_schema));
-	if (!OidIsValid(enc_type) || atttype != enc_type)
+	/* a domain over enc_text (at any depth) is an enc_text column too */
+	if (!OidIsValid(enc_type) || getBaseType(atttype) != enc_type)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("column \"%s\" of relation \"%s\" is not of type enc_text", col, relname)));
