@@ -13,83 +13,11 @@ PGCK_LOCAL_KEY; database pgck_shared; max_prepared_transactions > 0):
    between PREPARE and COMMIT PREPARED in the shared cache, also across a
    crash restart; after ROLLBACK PREPARED the cache shares again.
 Prints TAP-ish "ok - ..." / "not ok - ..." lines; exits 1 if any failed."""
-import json, os, re, signal, subprocess, sys, threading, time
+import os, signal, sys, threading, time
 import psycopg
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives import hashes
 
-HOST, PORT = os.environ['PGHOST'], os.environ['PGPORT']
-EMU = os.environ['EMU_PORT']
-failed = 0
-
-
-def check(ok, what):
-    global failed
-    print(('ok' if ok else 'not ok') + ' - ' + what, flush=True)
-    if not ok:
-        failed = 1
-
-
-def connect(db='pgck_shared', autocommit=True):
-    return psycopg.connect(host=HOST, port=PORT, dbname=db, user='postgres', autocommit=autocommit)
-
-
-def one(conn, sql, args=None):
-    return conn.execute(sql, args).fetchone()[0]
-
-
-def sqlstate_of(conn, sql):
-    try:
-        conn.execute(sql).fetchall()
-        return None
-    except psycopg.Error as e:
-        return e.sqlstate
-
-
-def emuctl(*args):
-    out = subprocess.run(['/usr/bin/python3', 'test/kms_emulator/emuctl.py', EMU] + list(args),
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out) if out.strip().startswith('{') else out
-
-
-def postmaster_pid():
-    return int(open(os.path.join(os.environ['PGCK_PGDATA'], 'postmaster.pid')).readline())
-
-
-def region_bytes():
-    """The shared key cache: the postmaster's shared, locked, non-dumpable mapping."""
-    data, cur = b'', None
-    pid = postmaster_pid()
-    with open(f'/proc/{pid}/mem', 'rb') as mem:
-        for line in open(f'/proc/{pid}/smaps'):
-            m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) ', line)
-            if m:
-                cur = (int(m.group(1), 16), int(m.group(2), 16))
-            elif line.startswith('VmFlags:') and {'sh', 'lo', 'dd'} <= set(line.split()[1:]):
-                mem.seek(cur[0])
-                data += mem.read(cur[1] - cur[0])
-    return data
-
-
-def local_dek(conn, key):
-    """Unwrap version 1 of a local:sc key here, from the local provider's file."""
-    w = bytes.fromhex(one(conn, "SELECT encode(wrapped_dek, 'hex') FROM pgcrypt_kms.key_versions"
-                                " WHERE key_name = %s AND version = 1", (key,)))
-    master = open(os.environ['PGCK_LOCAL_KEY'], 'rb').read()
-    kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pgcrypt_kms local provider v1",
-               info=b"sc").derive(master)
-    return AESGCM(kek).decrypt(w[3:15], w[15:], w[:3] + b"sc\0{}")
-
-
-def make_key(conn, name, kms='local:sc', rows=5):
-    conn.execute("SELECT kms_create_key(%s, %s)", (name, kms))
-    conn.execute(f"CREATE TABLE t_{name} AS SELECT g AS id, kms_encrypt('v' || g, %s) AS v"
-                 " FROM generate_series(1, %s) g", (name, rows))
-
-
-def decrypt_all(conn, name):
-    return one(conn, f"SELECT count(*) FROM t_{name} WHERE kms_decrypt(v) = 'v' || id")
+from shared_cache_lib import *          # noqa: F401,F403 (helpers and the connection settings)
+import shared_cache_lib
 
 
 def shared(conn, field):
@@ -255,11 +183,21 @@ s1.execute("PREPARE TRANSACTION 'pgck_pc'")
 s1.close()
 victim = connect()
 os.kill(one(victim, "SELECT pg_backend_pid()"), signal.SIGKILL)
+# the crash restart has begun once the postmaster has ended the other sessions
+# (setup among them); only a connection made after that is to the new server
+for _ in range(300):
+    try:
+        setup.execute("SELECT 1")
+        time.sleep(0.1)
+    except psycopg.Error:
+        break
 setup.close()
 setup = None
 for _ in range(300):
     try:
-        setup = connect()
+        c = connect()
+        one(c, "SELECT 1")
+        setup = c
         break
     except psycopg.Error:
         time.sleep(0.2)
@@ -275,4 +213,4 @@ with connect() as s3:
 check(st == '42704' and dek_pc not in region_bytes(),
       f"after its COMMIT PREPARED the key is refused (SQLSTATE {st}) and not in the region")
 
-sys.exit(failed)
+sys.exit(shared_cache_lib.status())
