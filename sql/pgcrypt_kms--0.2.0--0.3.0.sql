@@ -815,6 +815,9 @@ DECLARE
     target text;
     expr text;
     tries int := 0;
+    leaf regclass;
+    leaves int;
+    per_blk float8;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF tbl IS NULL OR col IS NULL THEN
@@ -1021,18 +1024,43 @@ BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     RAISE NOTICE 'kms_migrate_column: %.% is now %', tbl, col, target;
 
-    -- 5. purge: no live row keeps the dropped column's bytes
+    -- 5. purge: no live row keeps the dropped column's bytes.  Every table of
+    -- the tree that stores rows (the table itself, each leaf partition, each
+    -- inheritance child) by its own block ranges: a partitioned parent has no
+    -- blocks, an inheritance parent's size is its own rows only.  The step of
+    -- each is about batch rows of it (from its statistics or, without them,
+    -- a count of its rows: cheap next to rewriting every one of them).
     IF purge THEN
-        maxblk := pg_catalog.pg_relation_size(tbl) / current_setting('block_size')::bigint;
-        blk := 0;
-        WHILE blk <= maxblk LOOP
-            EXECUTE format('UPDATE %s SET %I = %I WHERE ctid >= $1::tid AND ctid < $2::tid', tbl, col, col)
-              USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
-            blk := blk + step;
-            COMMIT;
-            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        leaves := 0;
+        FOR leaf IN WITH RECURSIVE tree(oid) AS (
+                        SELECT tbl::oid
+                        UNION
+                        SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
+                    SELECT c.oid::regclass FROM tree t JOIN pg_class c ON c.oid = t.oid
+                     WHERE c.relkind = 'r' ORDER BY c.oid LOOP
+            maxblk := pg_catalog.pg_relation_size(leaf) / current_setting('block_size')::bigint;
+            SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0 THEN c.reltuples / c.relpages END
+              INTO per_blk FROM pg_class c WHERE c.oid = leaf;
+            IF per_blk IS NULL AND maxblk > 0 THEN
+                EXECUTE format('SELECT count(*)::float8 / %s FROM ONLY %s', maxblk, leaf) INTO per_blk;
+            END IF;
+            step := greatest(1, batch / greatest(1, coalesce(per_blk, 1))::bigint);
+            blk := 0;
+            WHILE blk < maxblk LOOP
+                EXECUTE format('UPDATE ONLY %s SET %I = %I WHERE ctid >= $1::tid AND ctid < $2::tid', leaf, col, col)
+                  USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
+                blk := blk + step;
+                COMMIT;
+                PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            END LOOP;
+            leaves := leaves + 1;
         END LOOP;
-        RAISE NOTICE 'kms_migrate_column: every row of % rewritten; run VACUUM % and CHECKPOINT to remove the old row versions', tbl, tbl;
+        IF leaves > 1 THEN
+            RAISE NOTICE 'kms_migrate_column: every row of % and of its % partitions or inheritance children rewritten; run VACUUM on each of them and CHECKPOINT to remove the old row versions',
+                tbl, leaves - (SELECT count(*) FROM pg_class c WHERE c.oid = tbl AND c.relkind = 'r');
+        ELSE
+            RAISE NOTICE 'kms_migrate_column: every row of % rewritten; run VACUUM % and CHECKPOINT to remove the old row versions', tbl, tbl;
+        END IF;
     END IF;
 END
 $$;

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# kms_encrypt_column / kms_decrypt_column on tables of other shapes than a
+# plain one:
+#  - purge => true rewrites every leaf of a partitioned table and every
+#    inheritance child (and the parent's own rows), each by its own size: after
+#    VACUUM no live row of any of them still stores the dropped plaintext
+#    (pageinspect reads the tuples' dropped attributes).
+# Runs (as root) against the cluster of test/run.sh (PGHOST, PGPORT, PGBIN).
+set -u
+cd "$(dirname "$0")/../.."
+fail=0
+check() { if [ "$1" -eq 0 ]; then echo "ok - $2"; else echo "not ok - $2"; fail=1; fi; }
+DB=pgck_migration_shape
+psql_db() { runuser -u postgres -- "$PGBIN/psql" -X -At -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -d $DB "$@"; }
+runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres \
+    -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+psql_db <<'SQL'
+CREATE EXTENSION pgcrypt_kms;
+CREATE EXTENSION pageinspect;
+SELECT kms_create_key('shape', 'local:migration', blind_index => 'email');
+-- live tuples of ONLY rel that still store a value in a dropped attribute
+CREATE FUNCTION live_with_dropped(rel regclass) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint := 0; att int;
+BEGIN
+    FOR att IN SELECT attnum FROM pg_attribute WHERE attrelid = rel AND attisdropped AND attnum > 0 LOOP
+        EXECUTE format($q$
+          WITH live AS (SELECT ctid FROM ONLY %s),
+               blks AS (SELECT DISTINCT (ctid::text::point)[0]::int AS b FROM live)
+          SELECT count(*) FROM blks, LATERAL heap_page_item_attrs(get_raw_page(%L, b), %L::regclass) h
+           WHERE h.t_attrs[%s] IS NOT NULL AND format('(%%s,%%s)', b, h.lp)::tid IN (SELECT ctid FROM live)$q$,
+          rel, rel::text, rel::text, att) INTO STRICT n;
+        EXIT WHEN n > 0;
+    END LOOP;
+    RETURN n;
+END $$;
+SQL
+
+# ---- purge => true on a partitioned table (one partition itself partitioned)
+# and on an inheritance tree (rows in the parent, a child and a grandchild)
+psql_db <<'SQL'
+CREATE TABLE pp (id int NOT NULL, email text NOT NULL) PARTITION BY RANGE (id);
+CREATE TABLE pp1 PARTITION OF pp FOR VALUES FROM (0) TO (3000);
+CREATE TABLE pp2 PARTITION OF pp FOR VALUES FROM (3000) TO (10000) PARTITION BY RANGE (id);
+CREATE TABLE pp2a PARTITION OF pp2 FOR VALUES FROM (3000) TO (6000);
+CREATE TABLE pp2b PARTITION OF pp2 FOR VALUES FROM (6000) TO (10000);
+INSERT INTO pp SELECT g, 'PURGEMARK' || g || repeat('x', 150) || '@x.com' FROM generate_series(1, 8999) g;
+CREATE TABLE ip (id int NOT NULL, email text NOT NULL);
+CREATE TABLE ic1 () INHERITS (ip);
+CREATE TABLE ic2 () INHERITS (ic1);
+INSERT INTO ip SELECT g, 'PURGEMARK' || g || repeat('x', 150) || '@x.com' FROM generate_series(1, 1000) g;
+INSERT INTO ic1 SELECT g, 'PURGEMARK' || g || repeat('x', 150) || '@x.com' FROM generate_series(1001, 4000) g;
+INSERT INTO ic2 SELECT g, 'PURGEMARK' || g || repeat('x', 150) || '@x.com' FROM generate_series(4001, 6000) g;
+SQL
+out=$(psql_db -c "CALL kms_encrypt_column('pp', 'email', 'shape', batch => 100, purge => true)" 2>&1)
+check $? "kms_encrypt_column(purge => true) on a partitioned table completed"
+out=$(psql_db -c "CALL kms_encrypt_column('ip', 'email', 'shape', batch => 100, purge => true)" 2>&1)
+check $? "kms_encrypt_column(purge => true) on an inheritance parent completed"
+psql_db -c "VACUUM pp1, pp2a, pp2b, ip, ic1, ic2"
+for rel in pp1 pp2a pp2b ip ic1 ic2; do
+    r=$(psql_db -c "SELECT count(*) || ' ' || live_with_dropped('$rel') FROM ONLY $rel")
+    [ "${r%% *}" -gt 0 ] && [ "${r##* }" = "0" ]
+    check $? "after the purge and VACUUM no live row of $rel keeps the plaintext (rows, live rows with it: $r)"
+done
+r=$(psql_db -c "SELECT count(*) FILTER (WHERE kms_decrypt(email) LIKE 'PURGEMARK%') || '/' || count(*) FROM pp")
+[ "$r" = "8999/8999" ]; check $? "every row of the partitioned table decrypts ($r)"
+r=$(psql_db -c "SELECT count(*) FILTER (WHERE kms_decrypt(email) LIKE 'PURGEMARK%') || '/' || count(*) FROM ip")
+[ "$r" = "6000/6000" ]; check $? "every row of the inheritance tree decrypts ($r)"
+
+runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres -c "DROP DATABASE $DB"
+exit $fail
