@@ -818,6 +818,11 @@ DECLARE
     leaf regclass;
     leaves int;
     per_blk float8;
+    rel_name name;
+    rel_ns oid;
+    base text;
+    suffix text;
+    k int;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF tbl IS NULL OR col IS NULL THEN
@@ -860,7 +865,6 @@ BEGIN
     -- "~" sorts after every letter and digit: the sync trigger fires after the
     -- table's own BEFORE triggers and sees the value they leave
     trig := '~pgck_sync_' || left(col, 40);
-    idx := left(tbl::text, 20) || '_' || left(col, 20) || '_bidx';
     target := CASE WHEN mode = 'encrypt' THEN '@extschema@.enc_text' ELSE 'pg_catalog.text' END;
     IF batch IS NULL OR batch < 1 THEN
         RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
@@ -927,6 +931,22 @@ BEGIN
                            tbl, shadow || '_nn', shadow);
         END IF;
         IF mode = 'encrypt' AND transform <> 'none' THEN
+            -- named <table>_<column>_bidx from the names themselves (never
+            -- the qualified, quoted tbl::text: the schema made every name of
+            -- it collide), clipped to fit in a name, with a number added
+            -- while a relation of the schema already has the name
+            SELECT c.relname, c.relnamespace INTO rel_name, rel_ns FROM pg_class c WHERE c.oid = tbl;
+            k := 0;
+            LOOP
+                suffix := '_bidx' || CASE WHEN k > 0 THEN k::text ELSE '' END;
+                base := left(rel_name, 20) || '_' || left(col, 20);
+                WHILE octet_length(base || suffix) > current_setting('max_identifier_length')::int LOOP
+                    base := left(base, -1);
+                END LOOP;
+                idx := base || suffix;
+                EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = rel_ns AND c.relname = idx);
+                k := k + 1;
+            END LOOP;
             -- the shadow column is empty: one scan, no sort, then kept current by the backfill
             EXECUTE format('CREATE INDEX %I ON %s (@extschema@.kms_blind_index(%I::@extschema@.enc_text))', idx, tbl, shadow);
         END IF;

@@ -4,7 +4,9 @@
 #  - purge => true rewrites every leaf of a partitioned table and every
 #    inheritance child (and the parent's own rows), each by its own size: after
 #    VACUUM no live row of any of them still stores the dropped plaintext
-#    (pageinspect reads the tuples' dropped attributes).
+#    (pageinspect reads the tuples' dropped attributes);
+#  - the blind index it creates is named from the table's and column's names,
+#    unique in the schema, even for long, quoted or multibyte names.
 # Runs (as root) against the cluster of test/run.sh (PGHOST, PGPORT, PGBIN).
 set -u
 cd "$(dirname "$0")/../.."
@@ -65,6 +67,44 @@ r=$(psql_db -c "SELECT count(*) FILTER (WHERE kms_decrypt(email) LIKE 'PURGEMARK
 [ "$r" = "8999/8999" ]; check $? "every row of the partitioned table decrypts ($r)"
 r=$(psql_db -c "SELECT count(*) FILTER (WHERE kms_decrypt(email) LIKE 'PURGEMARK%') || '/' || count(*) FROM ip")
 [ "$r" = "6000/6000" ]; check $? "every row of the inheritance tree decrypts ($r)"
+
+# ---- the blind index's name: from the table's and the column's names, unique
+# in the schema (it was cut from the schema-qualified, quoted name: two tables
+# of a schema with a long name collided, 42P07)
+psql_db <<'SQL'
+CREATE SCHEMA "Application Data";
+CREATE TABLE "Application Data"."Users" (id int PRIMARY KEY, "E-Mail" text NOT NULL);
+CREATE TABLE "Application Data"."Users_Archive" (id int PRIMARY KEY, "E-Mail" text NOT NULL);
+CREATE TABLE "Application Data".customer_accounts_archive_2023 (id int PRIMARY KEY, email text);
+CREATE TABLE "Application Data".customer_accounts_archive_2024 (id int PRIMARY KEY, email text);
+CREATE TABLE "Application Data"."ümläütëëëëëëëëëëëëëëëëëëëëëëë" (id int PRIMARY KEY, "ëëëëëëëëëëëëëëëëëëëëëëëëëë" text);
+CREATE TABLE "Application Data"."ümläütëëëëëëëëëëëëëëëëëëëëëëëx" (id int PRIMARY KEY, "ëëëëëëëëëëëëëëëëëëëëëëëëëë" text);
+INSERT INTO "Application Data"."Users" SELECT g, 'u' || g || '@x.com' FROM generate_series(1, 50) g;
+INSERT INTO "Application Data"."Users_Archive" SELECT g, 'a' || g || '@x.com' FROM generate_series(1, 50) g;
+INSERT INTO "Application Data".customer_accounts_archive_2023 SELECT g, 'c' || g || '@x.com' FROM generate_series(1, 50) g;
+INSERT INTO "Application Data".customer_accounts_archive_2024 SELECT g, 'd' || g || '@x.com' FROM generate_series(1, 50) g;
+INSERT INTO "Application Data"."ümläütëëëëëëëëëëëëëëëëëëëëëëë" SELECT g, 'e' || g || '@x.com' FROM generate_series(1, 50) g;
+INSERT INTO "Application Data"."ümläütëëëëëëëëëëëëëëëëëëëëëëëx" SELECT g, 'f' || g || '@x.com' FROM generate_series(1, 50) g;
+SQL
+for t in '"Application Data"."Users"|E-Mail|u7' '"Application Data"."Users_Archive"|E-Mail|a7' \
+         '"Application Data".customer_accounts_archive_2023|email|c7' '"Application Data".customer_accounts_archive_2024|email|d7' \
+         '"Application Data"."ümläütëëëëëëëëëëëëëëëëëëëëëëë"|ëëëëëëëëëëëëëëëëëëëëëëëëëë|e7' \
+         '"Application Data"."ümläütëëëëëëëëëëëëëëëëëëëëëëëx"|ëëëëëëëëëëëëëëëëëëëëëëëëëë|f7'; do
+    IFS='|' read -r tbl col probe <<<"$t"
+    out=$(echo "CALL kms_encrypt_column(:'tbl', :'col', 'shape', batch => 7)" | psql_db -v tbl="$tbl" -v col="$col" 2>&1)
+    check $? "kms_encrypt_column on $tbl.\"$col\" completed ($(echo "$out" | grep ERROR))"
+    r=$(psql_db -v tbl="$tbl" -v col="$col" -v probe="$probe@x.com" <<'SQL'
+SELECT count(*) || ' ' || string_agg(c.relname, ',') FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+ WHERE i.indrelid = :'tbl'::regclass AND pg_get_indexdef(i.indexrelid) LIKE '%kms_blind_index%';
+SET enable_seqscan = off;
+SELECT format('SELECT count(*) FROM %s WHERE kms_blind_index(%I) = kms_blind_index(%L, %L)', :'tbl', :'col', :'probe', 'shape') \gexec
+SQL
+)
+    [ "$(echo "$r" | head -1 | cut -d' ' -f1)" = "1" ] && [ "$(echo "$r" | tail -1)" = "1" ]
+    check $? "$tbl has its own blind index and it finds the row ($(echo $r))"
+done
+r=$(psql_db -c "SELECT count(*) FROM pg_class WHERE relnamespace = '\"Application Data\"'::regnamespace AND relname LIKE '%.%'")
+[ "$r" = "0" ]; check $? "no index name carries the schema ($r)"
 
 runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres -c "DROP DATABASE $DB"
 exit $fail
