@@ -823,6 +823,10 @@ DECLARE
     base text;
     suffix text;
     k int;
+    keep_q text;
+    kept text;
+    carry text[];
+    stmt text;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF tbl IS NULL OR col IS NULL THEN
@@ -904,6 +908,38 @@ BEGIN
             END IF;
         END IF;
         expr := format('@extschema@.kms_decrypt(%I::@extschema@.enc_text)', col);
+    END IF;
+
+    -- 0. what the swap's DROP COLUMN would drop with the old column and the
+    -- new one cannot keep: CHECK constraints and foreign keys over it (also
+    -- on other columns, from other tables, on partitions and children), its
+    -- DEFAULT.  None can hold on the other type: refused here, before a long
+    -- backfill, and again under the swap's lock, never silently dropped.
+    keep_q := $q$
+        WITH RECURSIVE tree(oid) AS (
+            SELECT $1::oid
+            UNION
+            SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid),
+        cols AS (
+            SELECT a.attrelid, a.attnum, a.atthasdef, a.attgenerated FROM tree t JOIN pg_attribute a
+                ON a.attrelid = t.oid AND a.attname = $2 AND NOT a.attisdropped)
+        SELECT string_agg(d, ', ' ORDER BY d) FROM (
+            SELECT format('%s constraint %I on %s', CASE c.contype WHEN 'c' THEN 'check' ELSE 'foreign key' END,
+                          c.conname, c.conrelid::regclass) AS d
+              FROM cols JOIN pg_constraint c
+                ON c.contype IN ('c', 'f') AND c.conislocal
+               AND ((c.conrelid = cols.attrelid AND cols.attnum = ANY (c.conkey))
+                    OR (c.contype = 'f' AND c.confrelid = cols.attrelid AND cols.attnum = ANY (c.confkey)))
+            UNION
+            SELECT format('the default of %s.%I', cols.attrelid::regclass, $2)
+              FROM cols WHERE cols.atthasdef AND cols.attgenerated = '') s
+        $q$;
+    EXECUTE keep_q INTO kept USING tbl, col;
+    IF kept IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % has constraints or a default that cannot hold on its new type', col, tbl
+            USING ERRCODE = '55000',
+                  DETAIL = format('The swap would drop them with the old column: %s.', kept),
+                  HINT = 'Drop them (ALTER TABLE ... DROP CONSTRAINT, ALTER TABLE ... ALTER COLUMN ... DROP DEFAULT), enforce these rules in the application, and call the procedure again.';
     END IF;
 
     -- 1. shadow column, trigger, constraint, blind index.  The trigger fires
@@ -1007,6 +1043,14 @@ BEGIN
             RAISE NOTICE 'kms_migrate_column: %.% is busy, trying the swap again', tbl, col;
         END;
     END LOOP;
+    -- under the lock, before any change: nothing the swap would drop was added since
+    EXECUTE keep_q INTO kept USING tbl, col;
+    IF kept IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % has constraints or a default that cannot hold on its new type', col, tbl
+            USING ERRCODE = '55000',
+                  DETAIL = format('The swap would drop them with the old column: %s.', kept),
+                  HINT = 'Drop them (ALTER TABLE ... DROP CONSTRAINT, ALTER TABLE ... ALTER COLUMN ... DROP DEFAULT), enforce these rules in the application, and call the procedure again.';
+    END IF;
     -- under the lock: every row's shadow must equal its source.  With the
     -- right to decrypt, verify all of them (decrypting), and fix any that
     -- differ; without it, fill the rows still missing one.
@@ -1033,12 +1077,35 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = left(col, 40) || '_pgck_sync') THEN
         EXECUTE format('DROP TRIGGER %I ON %s', left(col, 40) || '_pgck_sync', tbl);
     END IF;
+    -- the old column's privileges (column GRANTs, re-granted by the owner)
+    -- and comment, on the table and on each partition and child, go to the new one
+    carry := ARRAY(
+        WITH RECURSIVE tree(oid) AS (
+            SELECT tbl::oid
+            UNION
+            SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid),
+        cols AS (
+            SELECT a.attrelid, a.attnum, a.attacl FROM tree t JOIN pg_attribute a
+                ON a.attrelid = t.oid AND a.attname = col AND NOT a.attisdropped)
+        SELECT format('GRANT %s (%I) ON %s TO %s%s', x.privilege_type, col, cols.attrelid::regclass,
+                      CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,
+                      CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+          FROM cols CROSS JOIN LATERAL aclexplode(cols.attacl) x
+          LEFT JOIN pg_roles r ON r.oid = x.grantee
+         WHERE x.grantee = 0 OR r.rolname IS NOT NULL
+        UNION ALL
+        SELECT format('COMMENT ON COLUMN %s.%I IS %L', cols.attrelid::regclass, col, d.description)
+          FROM cols JOIN pg_description d
+            ON d.objoid = cols.attrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = cols.attnum);
     EXECUTE format('ALTER TABLE %s DROP COLUMN %I', tbl, col);
     EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', tbl, shadow, col);
     IF col_notnull THEN
         EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, col);
         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', tbl, shadow || '_nn');
     END IF;
+    FOREACH stmt IN ARRAY carry LOOP
+        EXECUTE stmt;
+    END LOOP;
     PERFORM pg_catalog.set_config('lock_timeout', '0', true);
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
