@@ -815,6 +815,18 @@ DECLARE
     target text;
     expr text;
     tries int := 0;
+    leaf regclass;
+    leaves int;
+    per_blk float8;
+    rel_name name;
+    rel_ns oid;
+    base text;
+    suffix text;
+    k int;
+    keep_q text;
+    kept text;
+    carry text[];
+    stmt text;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF tbl IS NULL OR col IS NULL THEN
@@ -857,7 +869,6 @@ BEGIN
     -- "~" sorts after every letter and digit: the sync trigger fires after the
     -- table's own BEFORE triggers and sees the value they leave
     trig := '~pgck_sync_' || left(col, 40);
-    idx := left(tbl::text, 20) || '_' || left(col, 20) || '_bidx';
     target := CASE WHEN mode = 'encrypt' THEN '@extschema@.enc_text' ELSE 'pg_catalog.text' END;
     IF batch IS NULL OR batch < 1 THEN
         RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = '22023';
@@ -899,6 +910,38 @@ BEGIN
         expr := format('@extschema@.kms_decrypt(%I::@extschema@.enc_text)', col);
     END IF;
 
+    -- 0. what the swap's DROP COLUMN would drop with the old column and the
+    -- new one cannot keep: CHECK constraints and foreign keys over it (also
+    -- on other columns, from other tables, on partitions and children), its
+    -- DEFAULT.  None can hold on the other type: refused here, before a long
+    -- backfill, and again under the swap's lock, never silently dropped.
+    keep_q := $q$
+        WITH RECURSIVE tree(oid) AS (
+            SELECT $1::oid
+            UNION
+            SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid),
+        cols AS (
+            SELECT a.attrelid, a.attnum, a.atthasdef, a.attgenerated FROM tree t JOIN pg_attribute a
+                ON a.attrelid = t.oid AND a.attname = $2 AND NOT a.attisdropped)
+        SELECT string_agg(d, ', ' ORDER BY d) FROM (
+            SELECT format('%s constraint %I on %s', CASE c.contype WHEN 'c' THEN 'check' ELSE 'foreign key' END,
+                          c.conname, c.conrelid::regclass) AS d
+              FROM cols JOIN pg_constraint c
+                ON c.contype IN ('c', 'f') AND c.conislocal
+               AND ((c.conrelid = cols.attrelid AND cols.attnum = ANY (c.conkey))
+                    OR (c.contype = 'f' AND c.confrelid = cols.attrelid AND cols.attnum = ANY (c.confkey)))
+            UNION
+            SELECT format('the default of %s.%I', cols.attrelid::regclass, $2)
+              FROM cols WHERE cols.atthasdef AND cols.attgenerated = '') s
+        $q$;
+    EXECUTE keep_q INTO kept USING tbl, col;
+    IF kept IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % has constraints or a default that cannot hold on its new type', col, tbl
+            USING ERRCODE = '55000',
+                  DETAIL = format('The swap would drop them with the old column: %s.', kept),
+                  HINT = 'Drop them (ALTER TABLE ... DROP CONSTRAINT, ALTER TABLE ... ALTER COLUMN ... DROP DEFAULT), enforce these rules in the application, and call the procedure again.';
+    END IF;
+
     -- 1. shadow column, trigger, constraint, blind index.  The trigger fires
     -- on every INSERT and UPDATE (not only UPDATE OF the column: another
     -- trigger may change it), last, and also in replica mode (logical
@@ -924,6 +967,22 @@ BEGIN
                            tbl, shadow || '_nn', shadow);
         END IF;
         IF mode = 'encrypt' AND transform <> 'none' THEN
+            -- named <table>_<column>_bidx from the names themselves (never
+            -- the qualified, quoted tbl::text: the schema made every name of
+            -- it collide), clipped to fit in a name, with a number added
+            -- while a relation of the schema already has the name
+            SELECT c.relname, c.relnamespace INTO rel_name, rel_ns FROM pg_class c WHERE c.oid = tbl;
+            k := 0;
+            LOOP
+                suffix := '_bidx' || CASE WHEN k > 0 THEN k::text ELSE '' END;
+                base := left(rel_name, 20) || '_' || left(col, 20);
+                WHILE octet_length(base || suffix) > current_setting('max_identifier_length')::int LOOP
+                    base := left(base, -1);
+                END LOOP;
+                idx := base || suffix;
+                EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = rel_ns AND c.relname = idx);
+                k := k + 1;
+            END LOOP;
             -- the shadow column is empty: one scan, no sort, then kept current by the backfill
             EXECUTE format('CREATE INDEX %I ON %s (@extschema@.kms_blind_index(%I::@extschema@.enc_text))', idx, tbl, shadow);
         END IF;
@@ -984,6 +1043,14 @@ BEGIN
             RAISE NOTICE 'kms_migrate_column: %.% is busy, trying the swap again', tbl, col;
         END;
     END LOOP;
+    -- under the lock, before any change: nothing the swap would drop was added since
+    EXECUTE keep_q INTO kept USING tbl, col;
+    IF kept IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % has constraints or a default that cannot hold on its new type', col, tbl
+            USING ERRCODE = '55000',
+                  DETAIL = format('The swap would drop them with the old column: %s.', kept),
+                  HINT = 'Drop them (ALTER TABLE ... DROP CONSTRAINT, ALTER TABLE ... ALTER COLUMN ... DROP DEFAULT), enforce these rules in the application, and call the procedure again.';
+    END IF;
     -- under the lock: every row's shadow must equal its source.  With the
     -- right to decrypt, verify all of them (decrypting), and fix any that
     -- differ; without it, fill the rows still missing one.
@@ -1010,29 +1077,77 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = left(col, 40) || '_pgck_sync') THEN
         EXECUTE format('DROP TRIGGER %I ON %s', left(col, 40) || '_pgck_sync', tbl);
     END IF;
+    -- the old column's privileges (column GRANTs, re-granted by the owner)
+    -- and comment, on the table and on each partition and child, go to the new one
+    carry := ARRAY(
+        WITH RECURSIVE tree(oid) AS (
+            SELECT tbl::oid
+            UNION
+            SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid),
+        cols AS (
+            SELECT a.attrelid, a.attnum, a.attacl FROM tree t JOIN pg_attribute a
+                ON a.attrelid = t.oid AND a.attname = col AND NOT a.attisdropped)
+        SELECT format('GRANT %s (%I) ON %s TO %s%s', x.privilege_type, col, cols.attrelid::regclass,
+                      CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,
+                      CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+          FROM cols CROSS JOIN LATERAL aclexplode(cols.attacl) x
+          LEFT JOIN pg_roles r ON r.oid = x.grantee
+         WHERE x.grantee = 0 OR r.rolname IS NOT NULL
+        UNION ALL
+        SELECT format('COMMENT ON COLUMN %s.%I IS %L', cols.attrelid::regclass, col, d.description)
+          FROM cols JOIN pg_description d
+            ON d.objoid = cols.attrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = cols.attnum);
     EXECUTE format('ALTER TABLE %s DROP COLUMN %I', tbl, col);
     EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', tbl, shadow, col);
     IF col_notnull THEN
         EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, col);
         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', tbl, shadow || '_nn');
     END IF;
+    FOREACH stmt IN ARRAY carry LOOP
+        EXECUTE stmt;
+    END LOOP;
     PERFORM pg_catalog.set_config('lock_timeout', '0', true);
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     RAISE NOTICE 'kms_migrate_column: %.% is now %', tbl, col, target;
 
-    -- 5. purge: no live row keeps the dropped column's bytes
+    -- 5. purge: no live row keeps the dropped column's bytes.  Every table of
+    -- the tree that stores rows (the table itself, each leaf partition, each
+    -- inheritance child) by its own block ranges: a partitioned parent has no
+    -- blocks, an inheritance parent's size is its own rows only.  The step of
+    -- each is about batch rows of it (from its statistics or, without them,
+    -- a count of its rows: cheap next to rewriting every one of them).
     IF purge THEN
-        maxblk := pg_catalog.pg_relation_size(tbl) / current_setting('block_size')::bigint;
-        blk := 0;
-        WHILE blk <= maxblk LOOP
-            EXECUTE format('UPDATE %s SET %I = %I WHERE ctid >= $1::tid AND ctid < $2::tid', tbl, col, col)
-              USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
-            blk := blk + step;
-            COMMIT;
-            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        leaves := 0;
+        FOR leaf IN WITH RECURSIVE tree(oid) AS (
+                        SELECT tbl::oid
+                        UNION
+                        SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
+                    SELECT c.oid::regclass FROM tree t JOIN pg_class c ON c.oid = t.oid
+                     WHERE c.relkind = 'r' ORDER BY c.oid LOOP
+            maxblk := pg_catalog.pg_relation_size(leaf) / current_setting('block_size')::bigint;
+            SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0 THEN c.reltuples / c.relpages END
+              INTO per_blk FROM pg_class c WHERE c.oid = leaf;
+            IF per_blk IS NULL AND maxblk > 0 THEN
+                EXECUTE format('SELECT count(*)::float8 / %s FROM ONLY %s', maxblk, leaf) INTO per_blk;
+            END IF;
+            step := greatest(1, batch / greatest(1, coalesce(per_blk, 1))::bigint);
+            blk := 0;
+            WHILE blk < maxblk LOOP
+                EXECUTE format('UPDATE ONLY %s SET %I = %I WHERE ctid >= $1::tid AND ctid < $2::tid', leaf, col, col)
+                  USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
+                blk := blk + step;
+                COMMIT;
+                PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            END LOOP;
+            leaves := leaves + 1;
         END LOOP;
-        RAISE NOTICE 'kms_migrate_column: every row of % rewritten; run VACUUM % and CHECKPOINT to remove the old row versions', tbl, tbl;
+        IF leaves > 1 THEN
+            RAISE NOTICE 'kms_migrate_column: every row of % and of its % partitions or inheritance children rewritten; run VACUUM on each of them and CHECKPOINT to remove the old row versions',
+                tbl, leaves - (SELECT count(*) FROM pg_class c WHERE c.oid = tbl AND c.relkind = 'r');
+        ELSE
+            RAISE NOTICE 'kms_migrate_column: every row of % rewritten; run VACUUM % and CHECKPOINT to remove the old row versions', tbl, tbl;
+        END IF;
     END IF;
 END
 $$;
