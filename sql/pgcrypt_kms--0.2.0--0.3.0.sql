@@ -787,6 +787,42 @@ BEGIN
 END
 $$;
 
+-- F4: the plaintext an encrypting migration reads from the source column,
+-- refused (22023) if it is already an enc_text value in its text form (an
+-- application that wrote kms_encrypt(...) into the still-text column: the
+-- assignment I/O cast stores the envelope's text, which encrypted again
+-- would decrypt to "pgck:..." after the swap).  Used by the sync trigger,
+-- the backfill and the swap's final check.
+CREATE FUNCTION @extschema@.kms_migration_source(value text, col text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pgck_kms_migration_source' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_migration_source(text, text) IS 'internal, of kms_encrypt_column: the source value, refused if it is an enc_text value (never encrypted twice)';
+REVOKE ALL ON FUNCTION @extschema@.kms_migration_source(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_migration_source(text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+
+-- The migration's sync trigger as in 0.2.0, but an encrypting migration
+-- refuses a source value that is already encrypted (kms_migration_source).
+CREATE OR REPLACE FUNCTION @extschema@.kms_migration_sync() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src text := TG_ARGV[0];
+    dst text := TG_ARGV[1];
+    new_row jsonb := to_jsonb(NEW);
+    val text := new_row ->> src;
+BEGIN
+    IF TG_OP = 'UPDATE' AND new_row -> dst <> 'null'::jsonb
+       AND (to_jsonb(OLD) -> src) IS NOT DISTINCT FROM (new_row -> src) THEN
+        RETURN NEW;
+    END IF;
+    IF TG_ARGV[3] = 'encrypt' THEN
+        NEW := jsonb_populate_record(NEW, jsonb_build_object(dst,
+                   @extschema@.kms_encrypt(@extschema@.kms_migration_source(val, src), TG_ARGV[2])));
+    ELSE
+        NEW := jsonb_populate_record(NEW, jsonb_build_object(dst, @extschema@.kms_decrypt(val::@extschema@.enc_text)));
+    END IF;
+    RETURN NEW;
+END
+$$;
+
 -- kms_migrate_column (the engine of kms_encrypt_column / kms_decrypt_column)
 -- as in 0.2.0, but refused unless the caller is the table's owner itself (its
 -- UPDATEs run the owner's code, see kms_reencrypt_table), and with every call
@@ -886,7 +922,9 @@ BEGIN
             RAISE EXCEPTION 'column "%" of relation % is of type %, not text', col, tbl, col_type::regtype
                 USING ERRCODE = '42804';
         END IF;
-        expr := format('@extschema@.kms_encrypt(%I::pg_catalog.text, %L::pg_catalog.text)', col, key);
+        -- never encrypts an enc_text value a second time (F4)
+        expr := format('@extschema@.kms_encrypt(@extschema@.kms_migration_source(%I::pg_catalog.text, %L::pg_catalog.text), %L::pg_catalog.text)',
+                       col, col, key);
     ELSE
         IF col_type <> '@extschema@.enc_text'::regtype THEN
             IF has_shadow THEN
@@ -984,6 +1022,13 @@ BEGIN
             RAISE NOTICE 'kms_migrate_column: %.% is busy, trying the swap again', tbl, col;
         END;
     END LOOP;
+    -- under the lock, first: no source value is an enc_text value (one the
+    -- trigger or the backfill let through would be encrypted twice: F4)
+    IF mode = 'encrypt' THEN
+        EXECUTE format('SELECT count(*) FROM %s WHERE %I::pg_catalog.text LIKE ''pgck:%%'''
+                       ' AND @extschema@.kms_migration_source(%I::pg_catalog.text, %L::pg_catalog.text) IS NULL',
+                       tbl, col, col, col) INTO n;
+    END IF;
     -- under the lock: every row's shadow must equal its source.  With the
     -- right to decrypt, verify all of them (decrypting), and fix any that
     -- differ; without it, fill the rows still missing one.
