@@ -42,3 +42,31 @@ CALL kms_encrypt_column('mg_b', 'email', 'mg', batch => 3);
 SELECT count(*) AS rows, count(*) FILTER (WHERE kms_decrypt(email) = 'u' || id || '@x.com') AS right
   FROM mg_b;
 DROP TABLE mg_t, mg_b;
+
+-- audit F3: a batch that fails on a concurrent update (40001, e.g. a row
+-- moved to another partition, or 40P01) is retried, halved, 10 times in a
+-- row, then the procedure fails with 40001; what was committed before stays
+-- and a second call resumes (a trigger stands in for the application)
+CREATE FUNCTION pg_temp.conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id = 15 THEN
+        RAISE EXCEPTION 'simulated concurrent update' USING ERRCODE = '40001';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TABLE mg_r (id int, v enc_text, p text);
+INSERT INTO mg_r SELECT g, kms_encrypt('r' || g, 'mg'), 'p' || g FROM generate_series(1, 20) g;
+SELECT kms_rotate_key('mg') IS NOT NULL AS rotated;
+CREATE TRIGGER conflict BEFORE UPDATE ON mg_r FOR EACH ROW EXECUTE FUNCTION pg_temp.conflict();
+CALL kms_reencrypt_table('mg_r', 'v', batch => 5);
+SELECT count(*) FILTER (WHERE kms_version_id(v) = (SELECT version_id FROM kms_keys WHERE key_name = 'mg' AND current)) AS current
+  FROM mg_r;
+CALL kms_encrypt_column('mg_r', 'p', 'mg', batch => 5);
+SELECT format_type(atttypid, atttypmod) AS still FROM pg_attribute WHERE attrelid = 'mg_r'::regclass AND attname = 'p';
+DROP TRIGGER conflict ON mg_r;
+CALL kms_reencrypt_table('mg_r', 'v', batch => 5);
+CALL kms_encrypt_column('mg_r', 'p', 'mg', batch => 5);
+SELECT count(*) FILTER (WHERE kms_version_id(v) = (SELECT version_id FROM kms_keys WHERE key_name = 'mg' AND current)) AS current,
+       count(*) FILTER (WHERE kms_decrypt(p) = 'p' || id) AS encrypted
+  FROM mg_r;
+DROP TABLE mg_r;
