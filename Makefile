@@ -47,7 +47,7 @@ SHLIB_LINK = -lssl -lcrypto -lcurl -ljansson -Wl,-z,relro -Wl,-z,now
 # <p11-kit/pkcs11.h> (libp11-kit-dev): the PKCS#11 header of the pkcs11: provider
 PG_CPPFLAGS = $(shell pkg-config --cflags p11-kit-1 2>/dev/null || echo -I/usr/include/p11-kit-1)
 
-REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_reference blind_lookup lifecycle security usage tenants reencrypt_progress outside_review ore ore_keys
+REGRESS = enc_text keys roundtrip tamper rotation privileges blind_index blind_reference blind_lookup lifecycle security usage tenants reencrypt_progress outside_review ore ore_keys migration_guards
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
 PG_CONFIG ?= pg_config

@@ -693,7 +693,8 @@ REVOKE ALL ON FUNCTION @extschema@.kms_citus_verify(regclass, name, text) FROM P
 GRANT EXECUTE ON FUNCTION @extschema@.kms_citus_verify(regclass, name, text) TO pgcrypt_kms_decrypt;
 
 -- kms_reencrypt_table on a Citus table works placement by placement (the
--- branch at the top of the loop); otherwise unchanged from 0.2.0.
+-- branch at the top of the loop), and otherwise leaf by leaf with a batch
+-- retried on a concurrent update (audit F3).
 CREATE OR REPLACE PROCEDURE @extschema@.kms_reencrypt_table(tbl regclass, col name,
         batch int4 DEFAULT 10000, context text DEFAULT NULL)
 LANGUAGE plpgsql AS $$
@@ -753,37 +754,132 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    LOOP
-        SELECT pg_catalog.array_agg(version_id) INTO current_ids
-          FROM @extschema@.kms_keys WHERE current;
-        EXECUTE pg_catalog.format(
-            'WITH sel AS MATERIALIZED ('
-            '  SELECT ctid AS tid, @extschema@.kms_version_id(%I::@extschema@.enc_text) AS old_id FROM %s WHERE %I IS NOT NULL'
-            '     AND NOT (@extschema@.kms_version_id(%I::@extschema@.enc_text) OPERATOR(pg_catalog.=) ANY ($1))'
-            '   LIMIT $2 FOR UPDATE),'
-            ' upd AS ('
-            '  UPDATE %s SET %I = @extschema@.kms_reencrypt(%I::@extschema@.enc_text%s)'
-            '   WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT tid FROM sel))'
-            '  RETURNING @extschema@.kms_version_id(%I::@extschema@.enc_text) AS new_id)'
-            ' SELECT pg_catalog.count(*),'
-            '        pg_catalog.count(*) FILTER (WHERE new_id IS NULL OR NOT (new_id OPERATOR(pg_catalog.=) ANY'
-            '                                    (ARRAY(SELECT old_id FROM sel))))'
-            '   FROM upd',
-            col, tbl, col, col, tbl, col, col, ctx_expr, col)
-          INTO n, moved
-          USING COALESCE(current_ids, '{}'), batch;
-        EXIT WHEN n OPERATOR(pg_catalog.=) 0;
-        IF moved OPERATOR(pg_catalog.=) 0 THEN
-            RAISE EXCEPTION 'could not move the values of %.% onto their keys'' current versions', tbl, col
-                USING ERRCODE = '55000',
-                      DETAIL = pg_catalog.format('A batch re-encrypted %s values and every one of them is still on the key version it had; %s values were re-encrypted before it.',
-                                                 n, total),
-                      HINT = 'A trigger or rule on the table may be writing the old values back: disable it during the re-encryption and call the procedure again.';
+    DECLARE
+        leaves pg_catalog.regclass[];
+        leaf pg_catalog.regclass;
+        cur int8;
+        retries int4;
+        done bool;
+    BEGIN
+        -- Leaf by leaf (audit F3): each batch locks and updates rows of one heap
+        -- (ONLY), so it is at most "batch" rows (on a partitioned parent
+        -- "ctid = ANY" also matched the rows with the same ctids in every other
+        -- partition), and a batch that fails on a concurrent update -- a row
+        -- moved to another partition (40001: READ COMMITTED cannot follow it) or
+        -- a deadlock -- is retried, halved, up to 10 times in a row; what was
+        -- committed before it stays.
+        SELECT pg_catalog.array_agg(c.oid::pg_catalog.regclass ORDER BY c.oid) INTO leaves
+          FROM (WITH RECURSIVE tree(oid) AS (
+                    SELECT tbl::pg_catalog.oid
+                    UNION
+                    SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t
+                        ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
+                SELECT oid FROM tree) t
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
+         WHERE c.relkind OPERATOR(pg_catalog.=) 'r'
+            -- (a view or a foreign table given itself keeps PostgreSQL's own error)
+            OR (c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid AND NOT c.relkind OPERATOR(pg_catalog.=) 'p');
+        IF EXISTS (WITH RECURSIVE tree(oid) AS (
+                       SELECT tbl::pg_catalog.oid
+                       UNION
+                       SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t
+                           ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
+                   SELECT FROM tree t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
+                    WHERE c.relkind OPERATOR(pg_catalog.=) 'f') THEN
+            RAISE WARNING 'kms_reencrypt_table: the foreign tables among the partitions or children of % are not re-encrypted', tbl
+                USING HINT = 'Re-encrypt their rows on the server that holds them.';
         END IF;
-        total := total OPERATOR(pg_catalog.+) n;
-        RAISE NOTICE 'kms_reencrypt_table: % rows of %.% re-encrypted so far', total, tbl, col;
-        COMMIT;
-    END LOOP;
+        FOREACH leaf IN ARRAY COALESCE(leaves, '{}') LOOP
+            cur := batch;
+            retries := 0;
+            LOOP
+                SELECT pg_catalog.array_agg(version_id) INTO current_ids
+                  FROM @extschema@.kms_keys WHERE current;
+                done := false;
+                BEGIN
+                    EXECUTE pg_catalog.format(
+                        'WITH sel AS MATERIALIZED ('
+                        '  SELECT ctid AS tid, @extschema@.kms_version_id(%I::@extschema@.enc_text) AS old_id FROM ONLY %s WHERE %I IS NOT NULL'
+                        '     AND NOT (@extschema@.kms_version_id(%I::@extschema@.enc_text) OPERATOR(pg_catalog.=) ANY ($1))'
+                        '   LIMIT $2 FOR UPDATE),'
+                        ' upd AS ('
+                        '  UPDATE ONLY %s SET %I = @extschema@.kms_reencrypt(%I::@extschema@.enc_text%s)'
+                        '   WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT tid FROM sel))'
+                        '  RETURNING @extschema@.kms_version_id(%I::@extschema@.enc_text) AS new_id)'
+                        ' SELECT pg_catalog.count(*),'
+                        '        pg_catalog.count(*) FILTER (WHERE new_id IS NULL OR NOT (new_id OPERATOR(pg_catalog.=) ANY'
+                        '                                    (ARRAY(SELECT old_id FROM sel))))'
+                        '   FROM upd',
+                        col, leaf, col, col, leaf, col, col, ctx_expr, col)
+                      INTO n, moved
+                      USING COALESCE(current_ids, '{}'), cur;
+                    done := true;
+                EXCEPTION WHEN serialization_failure OR deadlock_detected THEN
+                    retries := retries OPERATOR(pg_catalog.+) 1;
+                    IF retries OPERATOR(pg_catalog.>=) 10 THEN
+                        RAISE EXCEPTION 'kms_reencrypt_table: a batch of %.% failed % times in a row on concurrent updates', tbl, col, retries
+                            USING ERRCODE = '40001',
+                                  DETAIL = pg_catalog.format('The last attempt: %s (SQLSTATE %s). The %s values re-encrypted before it are committed.',
+                                                             SQLERRM, SQLSTATE, total),
+                                  HINT = 'Rows moving between partitions, or a deadlock with the application, at this rate: call the procedure again (it resumes), at a quieter time or with a smaller batch.';
+                    END IF;
+                    RAISE NOTICE 'kms_reencrypt_table: a batch of %.% failed on a concurrent update (SQLSTATE %), retrying', tbl, col, SQLSTATE;
+                    cur := pg_catalog.int8larger(1, cur OPERATOR(pg_catalog./) 2);
+                END;
+                IF done THEN
+                    EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+                    IF moved OPERATOR(pg_catalog.=) 0 THEN
+                        RAISE EXCEPTION 'could not move the values of %.% onto their keys'' current versions', tbl, col
+                            USING ERRCODE = '55000',
+                                  DETAIL = pg_catalog.format('A batch re-encrypted %s values and every one of them is still on the key version it had; %s values were re-encrypted before it.',
+                                                             n, total),
+                                  HINT = 'A trigger or rule on the table may be writing the old values back: disable it during the re-encryption and call the procedure again.';
+                    END IF;
+                    total := total OPERATOR(pg_catalog.+) n;
+                    retries := 0;
+                    cur := pg_catalog.int8smaller(batch, cur OPERATOR(pg_catalog.*) 2);
+                    RAISE NOTICE 'kms_reencrypt_table: % rows of %.% re-encrypted so far', total, tbl, col;
+                END IF;
+                COMMIT;
+            END LOOP;
+        END LOOP;
+    END;
+END
+$$;
+
+-- F4: the plaintext an encrypting migration reads from the source column,
+-- refused (22023) if it is already an enc_text value in its text form (an
+-- application that wrote kms_encrypt(...) into the still-text column: the
+-- assignment I/O cast stores the envelope's text, which encrypted again
+-- would decrypt to "pgck:..." after the swap).  Used by the sync trigger,
+-- the backfill and the swap's final check.
+CREATE FUNCTION @extschema@.kms_migration_source(value text, col text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pgck_kms_migration_source' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_migration_source(text, text) IS 'internal, of kms_encrypt_column: the source value, refused if it is an enc_text value (never encrypted twice)';
+REVOKE ALL ON FUNCTION @extschema@.kms_migration_source(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_migration_source(text, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+
+-- The migration's sync trigger as in 0.2.0, but an encrypting migration
+-- refuses a source value that is already encrypted (kms_migration_source).
+CREATE OR REPLACE FUNCTION @extschema@.kms_migration_sync() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src text := TG_ARGV[0];
+    dst text := TG_ARGV[1];
+    new_row jsonb := to_jsonb(NEW);
+    val text := new_row ->> src;
+BEGIN
+    IF TG_OP = 'UPDATE' AND new_row -> dst <> 'null'::jsonb
+       AND (to_jsonb(OLD) -> src) IS NOT DISTINCT FROM (new_row -> src) THEN
+        RETURN NEW;
+    END IF;
+    IF TG_ARGV[3] = 'encrypt' THEN
+        NEW := jsonb_populate_record(NEW, jsonb_build_object(dst,
+                   @extschema@.kms_encrypt(@extschema@.kms_migration_source(val, src), TG_ARGV[2])));
+    ELSE
+        NEW := jsonb_populate_record(NEW, jsonb_build_object(dst, @extschema@.kms_decrypt(val::@extschema@.enc_text)));
+    END IF;
+    RETURN NEW;
 END
 $$;
 
@@ -897,7 +993,9 @@ BEGIN
             RAISE EXCEPTION 'column "%" of relation % is of type %, not text', col, tbl, col_type::regtype
                 USING ERRCODE = '42804';
         END IF;
-        expr := format('@extschema@.kms_encrypt(%I::pg_catalog.text, %L::pg_catalog.text)', col, key);
+        -- never encrypts an enc_text value a second time (F4)
+        expr := format('@extschema@.kms_encrypt(@extschema@.kms_migration_source(%I::pg_catalog.text, %L::pg_catalog.text), %L::pg_catalog.text)',
+                       col, col, key);
     ELSE
         IF col_type <> '@extschema@.enc_text'::regtype THEN
             IF has_shadow THEN
@@ -995,26 +1093,106 @@ BEGIN
     SELECT greatest(1, batch / greatest(1, (c.reltuples / greatest(c.relpages, 1))::bigint)),
            pg_catalog.pg_relation_size(tbl) / current_setting('block_size')::bigint
       INTO step, maxblk FROM pg_class c WHERE c.oid = tbl;
-    blk := 0;
-    WHILE blk <= maxblk LOOP
-        EXECUTE format('UPDATE %s SET %I = %s WHERE ctid >= $1::tid AND ctid < $2::tid AND %I IS NULL AND %I IS NOT NULL',
-                       tbl, shadow, expr, shadow, col)
-          USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + step)::tid;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        total := total + n;
-        blk := blk + step;
-        COMMIT;
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    END LOOP;
-    LOOP
-        EXECUTE format('UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s WHERE %I IS NULL AND %I IS NOT NULL LIMIT %s FOR UPDATE))',
-                       tbl, shadow, expr, tbl, shadow, col, batch);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        EXIT WHEN n = 0;
-        total := total + n;
-        COMMIT;
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    END LOOP;
+    DECLARE
+        leaves regclass[];
+        leaf regclass;
+        lstep bigint;
+        lmax bigint;
+        cur bigint;
+        retries int;
+        done bool;
+    BEGIN
+        -- Leaf by leaf (audit F3): a batch is a block range of one heap (ONLY),
+        -- sized from that heap's own density, so on a partitioned table it is
+        -- about "batch" rows of one partition, not a block range of every one;
+        -- and a batch that fails on a concurrent update -- a row moved to another
+        -- partition (40001: READ COMMITTED cannot follow it) or a deadlock -- is
+        -- retried, halved, up to 10 times in a row; what was committed stays.
+        SELECT array_agg(c.oid::regclass ORDER BY c.oid) INTO leaves
+          FROM (WITH RECURSIVE tree(oid) AS (
+                    SELECT tbl::oid
+                    UNION
+                    SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
+                SELECT oid FROM tree) t
+          JOIN pg_class c ON c.oid = t.oid
+         WHERE c.relkind = 'r' OR (c.oid = tbl AND c.relkind <> 'p');
+        FOREACH leaf IN ARRAY coalesce(leaves, '{}') LOOP
+            SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0
+                        THEN greatest(1, batch / greatest(1, (c.reltuples / c.relpages)::bigint)) END,
+                   pg_catalog.pg_relation_size(leaf) / current_setting('block_size')::bigint
+              INTO lstep, lmax FROM pg_class c WHERE c.oid = leaf;
+            IF lstep IS NULL THEN
+                -- never analyzed: the density of its first blocks
+                EXECUTE format('SELECT count(*) FROM ONLY %s WHERE ctid < $1::tid', leaf)
+                  INTO n USING format('(%s,0)', least(greatest(lmax, 1), 16))::tid;
+                lstep := greatest(1, batch / greatest(1, n / least(greatest(lmax, 1), 16)));
+            END IF;
+            blk := 0;
+            cur := lstep;
+            retries := 0;
+            WHILE blk <= lmax LOOP
+                done := false;
+                BEGIN
+                    EXECUTE format('UPDATE ONLY %s SET %I = %s WHERE ctid >= $1::tid AND ctid < $2::tid AND %I IS NULL AND %I IS NOT NULL',
+                                   leaf, shadow, expr, shadow, col)
+                      USING format('(%s,0)', blk)::tid, format('(%s,0)', blk + cur)::tid;
+                    GET DIAGNOSTICS n = ROW_COUNT;
+                    done := true;
+                EXCEPTION WHEN serialization_failure OR deadlock_detected THEN
+                    retries := retries + 1;
+                    IF retries >= 10 THEN
+                        RAISE EXCEPTION 'kms_migrate_column: a batch of %.% failed % times in a row on concurrent updates', tbl, col, retries
+                            USING ERRCODE = '40001',
+                                  DETAIL = format('The last attempt: %s (SQLSTATE %s). The %s rows backfilled before it are committed.',
+                                                  SQLERRM, SQLSTATE, total),
+                                  HINT = 'Rows moving between partitions, or a deadlock with the application, at this rate: call the procedure again (it resumes), at a quieter time or with a smaller batch.';
+                    END IF;
+                    RAISE NOTICE 'kms_migrate_column: a batch of %.% failed on a concurrent update (SQLSTATE %), retrying', tbl, col, SQLSTATE;
+                    cur := greatest(1, cur / 2);
+                END;
+                IF done THEN
+                    total := total + n;
+                    blk := blk + cur;
+                    retries := 0;
+                    cur := least(lstep, cur * 2);
+                END IF;
+                COMMIT;
+                PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            END LOOP;
+        END LOOP;
+        FOREACH leaf IN ARRAY coalesce(leaves, '{}') LOOP
+            cur := batch;
+            retries := 0;
+            LOOP
+                done := false;
+                BEGIN
+                    EXECUTE format('UPDATE ONLY %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM ONLY %s WHERE %I IS NULL AND %I IS NOT NULL LIMIT %s FOR UPDATE))',
+                                   leaf, shadow, expr, leaf, shadow, col, cur);
+                    GET DIAGNOSTICS n = ROW_COUNT;
+                    done := true;
+                EXCEPTION WHEN serialization_failure OR deadlock_detected THEN
+                    retries := retries + 1;
+                    IF retries >= 10 THEN
+                        RAISE EXCEPTION 'kms_migrate_column: a batch of %.% failed % times in a row on concurrent updates', tbl, col, retries
+                            USING ERRCODE = '40001',
+                                  DETAIL = format('The last attempt: %s (SQLSTATE %s). The %s rows backfilled before it are committed.',
+                                                  SQLERRM, SQLSTATE, total),
+                                  HINT = 'Rows moving between partitions, or a deadlock with the application, at this rate: call the procedure again (it resumes), at a quieter time or with a smaller batch.';
+                    END IF;
+                    RAISE NOTICE 'kms_migrate_column: a batch of %.% failed on a concurrent update (SQLSTATE %), retrying', tbl, col, SQLSTATE;
+                    cur := greatest(1, cur / 2);
+                END;
+                IF done THEN
+                    EXIT WHEN n = 0;
+                    total := total + n;
+                    retries := 0;
+                    cur := least(batch, cur * 2);
+                END IF;
+                COMMIT;
+                PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            END LOOP;
+        END LOOP;
+    END;
     RAISE NOTICE 'kms_migrate_column: % %.%: % rows backfilled', mode, tbl, col, total;
 
     -- 3. the NOT NULL check, validated without blocking writes
@@ -1050,6 +1228,13 @@ BEGIN
             USING ERRCODE = '55000',
                   DETAIL = format('The swap would drop them with the old column: %s.', kept),
                   HINT = 'Drop them (ALTER TABLE ... DROP CONSTRAINT, ALTER TABLE ... ALTER COLUMN ... DROP DEFAULT), enforce these rules in the application, and call the procedure again.';
+    END IF;
+    -- under the lock: no source value is an enc_text value (one the
+    -- trigger or the backfill let through would be encrypted twice: F4)
+    IF mode = 'encrypt' THEN
+        EXECUTE format('SELECT count(*) FROM %s WHERE %I::pg_catalog.text LIKE ''pgck:%%'''
+                       ' AND @extschema@.kms_migration_source(%I::pg_catalog.text, %L::pg_catalog.text) IS NULL',
+                       tbl, col, col, col) INTO n;
     END IF;
     -- under the lock: every row's shadow must equal its source.  With the
     -- right to decrypt, verify all of them (decrypting), and fix any that

@@ -866,6 +866,47 @@ pgck_kms_version_id(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(pgck_stored_version_id(PG_GETARG_VARLENA_PP(0)));
 }
 
+/*
+ * kms_migration_source(value text, col text): the plaintext a migration to
+ * enc_text encrypts (its sync trigger, backfill and swap), refused if it is
+ * already an enc_text value in its text form ("pgck:" + canonical base64 of
+ * an envelope that parses): an application writing kms_encrypt(...) into the
+ * still-text column gets the envelope's text form stored by PostgreSQL's
+ * assignment I/O cast, which encrypted again would decrypt to "pgck:..." for
+ * ever after the swap.  Never an error for anything else (no soft-error
+ * input on PostgreSQL 15: the checks of enc_text_in, without ereport).  The
+ * value is never echoed: it may be a plaintext.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_migration_source);
+Datum
+pgck_kms_migration_source(PG_FUNCTION_ARGS)
+{
+	text	   *value = PG_GETARG_TEXT_PP(0);
+	text	   *col = PG_GETARG_TEXT_PP(1);
+	const char *str = VARDATA_ANY(value);
+	size_t		len = VARSIZE_ANY_EXHDR(value);
+	uint8	   *buf;
+	size_t		blen;
+	PgckEnvelope env;
+	bool		envelope;
+
+	if (len < PGCK_TEXT_PREFIX_LEN || memcmp(str, PGCK_TEXT_PREFIX, PGCK_TEXT_PREFIX_LEN) != 0)
+		PG_RETURN_TEXT_P(value);
+	buf = palloc(len);
+	envelope = pgck_envelope_from_text(str, len, buf, &blen) &&
+		pgck_envelope_parse(buf, blen, &env) == PGCK_ENV_OK;
+	pfree(buf);
+	if (envelope)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
+				 errmsg("an encrypted value was written into the plaintext column \"%s\" of an online migration",
+						text_to_cstring(col)),
+				 errdetail("The value is the text form of an enc_text value (\"%s\" + base64), not a plaintext: encrypting it again would store a value that decrypts to ciphertext.",
+						   PGCK_TEXT_PREFIX),
+				 errhint("Until the swap (kms_encrypt_column without finish => false) commits, the application writes the plaintext into the column; it switches to writing kms_encrypt(...) when the swap has committed.")));
+	PG_RETURN_TEXT_P(value);
+}
+
 /* ---------------------------------------------------------------- verification */
 
 typedef struct VerifyBucket
