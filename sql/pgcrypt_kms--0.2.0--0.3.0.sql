@@ -703,6 +703,7 @@ DECLARE
     n bigint;
     moved bigint;
     total bigint := 0;
+    tree pg_catalog.oid[];
     -- (the casts make every call below an exact match of the extension's own
     -- function: an overload for a domain over enc_text, or for the context
     -- expression's type, that another role adds to the extension's schema
@@ -730,12 +731,15 @@ BEGIN
     -- them, nor as another member of the owner's role (on PostgreSQL 15 and
     -- before a login role can make any role a member of itself).  They SET
     -- ROLE to the owner first, as REINDEX runs the owner's code as the owner.
-    IF EXISTS (WITH RECURSIVE tree(oid) AS (
-                   SELECT tbl::pg_catalog.oid
-                   UNION
-                   SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t
-                       ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
-               SELECT FROM tree t
+    -- The table, its partitions and inheritance children, read once: the
+    -- owner check, the foreign-table warning and the batches use this list.
+    tree := ARRAY(WITH RECURSIVE t(oid) AS (
+                      SELECT tbl::pg_catalog.oid
+                      UNION
+                      SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN t
+                          ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
+                  SELECT t.oid FROM t);
+    IF EXISTS (SELECT FROM pg_catalog.unnest(tree) t(oid)
                  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
                  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
                 WHERE r.rolname IS NULL OR NOT (r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)) THEN
@@ -769,22 +773,13 @@ BEGIN
         -- a deadlock -- is retried, halved, up to 10 times in a row; what was
         -- committed before it stays.
         SELECT pg_catalog.array_agg(c.oid::pg_catalog.regclass ORDER BY c.oid) INTO leaves
-          FROM (WITH RECURSIVE tree(oid) AS (
-                    SELECT tbl::pg_catalog.oid
-                    UNION
-                    SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t
-                        ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
-                SELECT oid FROM tree) t
+          FROM pg_catalog.unnest(tree) t(oid)
           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
          WHERE c.relkind OPERATOR(pg_catalog.=) 'r'
             -- (a view or a foreign table given itself keeps PostgreSQL's own error)
             OR (c.oid OPERATOR(pg_catalog.=) tbl::pg_catalog.oid AND NOT c.relkind OPERATOR(pg_catalog.=) 'p');
-        IF EXISTS (WITH RECURSIVE tree(oid) AS (
-                       SELECT tbl::pg_catalog.oid
-                       UNION
-                       SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t
-                           ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
-                   SELECT FROM tree t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
+        IF EXISTS (SELECT FROM pg_catalog.unnest(tree) t(oid)
+                     JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
                     WHERE c.relkind OPERATOR(pg_catalog.=) 'f') THEN
             RAISE WARNING 'kms_reencrypt_table: the foreign tables among the partitions or children of % are not re-encrypted', tbl
                 USING HINT = 'Re-encrypt their rows on the server that holds them.';
@@ -923,6 +918,12 @@ DECLARE
     kept text;
     carry text[];
     stmt text;
+    -- the table, its partitions and inheritance children: read at the start
+    -- (the owner check, the first check of what the swap would drop, the
+    -- backfill) and again under the swap's lock (a partition may have been
+    -- attached meanwhile: the second check, the grants, the purge)
+    tree_q text;
+    tree oid[];
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF tbl IS NULL OR col IS NULL THEN
@@ -941,12 +942,13 @@ BEGIN
     -- policies) with the caller's privileges: as for kms_reencrypt_table,
     -- only the owner itself (of the table and of every partition and
     -- inheritance child), never a superuser or another member of its role.
-    IF EXISTS (WITH RECURSIVE tree(oid) AS (
-                   SELECT tbl::pg_catalog.oid
-                   UNION
-                   SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t
-                       ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
-               SELECT FROM tree t
+    tree_q := 'SELECT ARRAY(WITH RECURSIVE t(oid) AS ('
+              '    SELECT $1::pg_catalog.oid'
+              '    UNION'
+              '    SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN t ON i.inhparent OPERATOR(pg_catalog.=) t.oid)'
+              '  SELECT t.oid FROM t)';
+    EXECUTE tree_q INTO tree USING tbl;
+    IF EXISTS (SELECT FROM pg_catalog.unnest(tree) t(oid)
                  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
                  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
                 WHERE r.rolname IS NULL OR NOT (r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)) THEN
@@ -1014,12 +1016,8 @@ BEGIN
     -- DEFAULT.  None can hold on the other type: refused here, before a long
     -- backfill, and again under the swap's lock, never silently dropped.
     keep_q := $q$
-        WITH RECURSIVE tree(oid) AS (
-            SELECT $1::oid
-            UNION
-            SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid),
-        cols AS (
-            SELECT a.attrelid, a.attnum, a.atthasdef, a.attgenerated FROM tree t JOIN pg_attribute a
+        WITH cols AS (
+            SELECT a.attrelid, a.attnum, a.atthasdef, a.attgenerated FROM unnest($1::oid[]) t(oid) JOIN pg_attribute a
                 ON a.attrelid = t.oid AND a.attname = $2 AND NOT a.attisdropped)
         SELECT string_agg(d, ', ' ORDER BY d) FROM (
             SELECT format('%s constraint %I on %s', CASE c.contype WHEN 'c' THEN 'check' ELSE 'foreign key' END,
@@ -1032,7 +1030,7 @@ BEGIN
             SELECT format('the default of %s.%I', cols.attrelid::regclass, $2)
               FROM cols WHERE cols.atthasdef AND cols.attgenerated = '') s
         $q$;
-    EXECUTE keep_q INTO kept USING tbl, col;
+    EXECUTE keep_q INTO kept USING tree, col;
     IF kept IS NOT NULL THEN
         RAISE EXCEPTION 'column "%" of relation % has constraints or a default that cannot hold on its new type', col, tbl
             USING ERRCODE = '55000',
@@ -1090,9 +1088,6 @@ BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
     -- 2. backfill by block ranges (each committed), then catch up what moved
-    SELECT greatest(1, batch / greatest(1, (c.reltuples / greatest(c.relpages, 1))::bigint)),
-           pg_catalog.pg_relation_size(tbl) / current_setting('block_size')::bigint
-      INTO step, maxblk FROM pg_class c WHERE c.oid = tbl;
     DECLARE
         leaves regclass[];
         leaf regclass;
@@ -1109,11 +1104,7 @@ BEGIN
         -- partition (40001: READ COMMITTED cannot follow it) or a deadlock -- is
         -- retried, halved, up to 10 times in a row; what was committed stays.
         SELECT array_agg(c.oid::regclass ORDER BY c.oid) INTO leaves
-          FROM (WITH RECURSIVE tree(oid) AS (
-                    SELECT tbl::oid
-                    UNION
-                    SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
-                SELECT oid FROM tree) t
+          FROM unnest(tree) t(oid)
           JOIN pg_class c ON c.oid = t.oid
          WHERE c.relkind = 'r' OR (c.oid = tbl AND c.relkind <> 'p');
         FOREACH leaf IN ARRAY coalesce(leaves, '{}') LOOP
@@ -1221,8 +1212,10 @@ BEGIN
             RAISE NOTICE 'kms_migrate_column: %.% is busy, trying the swap again', tbl, col;
         END;
     END LOOP;
-    -- under the lock, before any change: nothing the swap would drop was added since
-    EXECUTE keep_q INTO kept USING tbl, col;
+    -- under the lock, before any change: nothing the swap would drop was
+    -- added since, also on a partition attached during the backfill
+    EXECUTE tree_q INTO tree USING tbl;
+    EXECUTE keep_q INTO kept USING tree, col;
     IF kept IS NOT NULL THEN
         RAISE EXCEPTION 'column "%" of relation % has constraints or a default that cannot hold on its new type', col, tbl
             USING ERRCODE = '55000',
@@ -1265,12 +1258,8 @@ BEGIN
     -- the old column's privileges (column GRANTs, re-granted by the owner)
     -- and comment, on the table and on each partition and child, go to the new one
     carry := ARRAY(
-        WITH RECURSIVE tree(oid) AS (
-            SELECT tbl::oid
-            UNION
-            SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid),
-        cols AS (
-            SELECT a.attrelid, a.attnum, a.attacl FROM tree t JOIN pg_attribute a
+        WITH cols AS (
+            SELECT a.attrelid, a.attnum, a.attacl FROM unnest(tree) t(oid) JOIN pg_attribute a
                 ON a.attrelid = t.oid AND a.attname = col AND NOT a.attisdropped)
         SELECT format('GRANT %s (%I) ON %s TO %s%s', x.privilege_type, col, cols.attrelid::regclass,
                       CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,
@@ -1304,11 +1293,10 @@ BEGIN
     -- a count of its rows: cheap next to rewriting every one of them).
     IF purge THEN
         leaves := 0;
-        FOR leaf IN WITH RECURSIVE tree(oid) AS (
-                        SELECT tbl::oid
-                        UNION
-                        SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
-                    SELECT c.oid::regclass FROM tree t JOIN pg_class c ON c.oid = t.oid
+        -- (the tree as read under the swap's lock: it has every table
+        -- attached before the swap; one attached since has the new column's
+        -- type already, its rows never held the dropped column)
+        FOR leaf IN SELECT c.oid::regclass FROM unnest(tree) t(oid) JOIN pg_class c ON c.oid = t.oid
                      WHERE c.relkind = 'r' ORDER BY c.oid LOOP
             maxblk := pg_catalog.pg_relation_size(leaf) / current_setting('block_size')::bigint;
             SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0 THEN c.reltuples / c.relpages END

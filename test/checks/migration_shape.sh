@@ -9,7 +9,8 @@
 #    unique in the schema, even for long, quoted or multibyte names;
 #  - CHECK constraints and foreign keys over the column, and its DEFAULT, are
 #    refused (55000, before the backfill and under the swap's lock) rather
-#    than dropped with it; its column GRANTs and comment go to the new column.
+#    than dropped with it; its column GRANTs and comment go to the new column;
+#    also on a partition attached between the backfill and the swap.
 # Runs (as root) against the cluster of test/run.sh (PGHOST, PGPORT, PGBIN).
 set -u
 cd "$(dirname "$0")/../.."
@@ -176,6 +177,42 @@ check $? "the column's GRANTs carried over ($r)"
 r=$(psql_db -c "SET ROLE pgck_shape_reader" -c "SELECT count(email) FROM g_keep" 2>&1)
 [ "$r" = "20" ]; check $? "a role with a column GRANT still reads the column ($r)"
 psql_db -c "DROP TABLE g_keep" -c "DROP ROLE pgck_shape_reader" -c "DROP ROLE pgck_shape_writer"
+
+# ---- a partition attached between the backfill and the swap: the swap reads
+# the table's tree again under its lock, so the new partition's CHECK over the
+# column is refused (55000), and once it is dropped the partition's column
+# GRANT carries over, its rows are encrypted and purge => true rewrites them
+psql_db <<'SQL'
+CREATE ROLE pgck_shape_late;
+CREATE TABLE g_att (id int NOT NULL, email text) PARTITION BY RANGE (id);
+CREATE TABLE g_att1 PARTITION OF g_att FOR VALUES FROM (0) TO (100);
+INSERT INTO g_att SELECT g, 'PURGEMARK' || g || '@x.com' FROM generate_series(1, 40) g;
+SQL
+out=$(psql_db -c "CALL kms_encrypt_column('g_att', 'email', 'shape', batch => 7, finish => false)" 2>&1)
+check $? "g_att backfilled ($(echo "$out" | grep ERROR))"
+psql_db <<'SQL'
+CREATE TABLE g_att2 (LIKE g_att, CONSTRAINT g_att2_at CHECK (email LIKE '%@%'));
+INSERT INTO g_att2 (id, email) SELECT g, 'PURGEMARK' || g || '@x.com' FROM generate_series(100, 119) g;
+ALTER TABLE g_att ATTACH PARTITION g_att2 FOR VALUES FROM (100) TO (200);
+INSERT INTO g_att SELECT g, 'PURGEMARK' || g || '@x.com' FROM generate_series(120, 129) g;
+GRANT SELECT (id, email) ON g_att2 TO pgck_shape_late;
+SQL
+out=$(psql_db -v VERBOSITY=verbose -c "CALL kms_encrypt_column('g_att', 'email', 'shape', batch => 7)" 2>&1)
+echo "$out" | grep -q "ERROR:  55000" && echo "$out" | grep "DETAIL" | grep -qF "check constraint g_att2_at on public.g_att2" \
+    && [ "$(psql_db -c "SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = 'g_att2'::regclass AND attname = 'email'")" = "text" ]
+check $? "a CHECK of a partition attached after the backfill is refused at the swap ($(echo "$out" | grep -E 'ERROR' | tr '\n' ' '))"
+psql_db -c "ALTER TABLE g_att2 DROP CONSTRAINT g_att2_at"
+out=$(psql_db -c "CALL kms_encrypt_column('g_att', 'email', 'shape', batch => 7, purge => true)" 2>&1)
+check $? "once it is dropped the swap and the purge complete ($(echo "$out" | grep ERROR))"
+r=$(psql_db -c "SELECT count(*) FILTER (WHERE kms_decrypt(email) = 'PURGEMARK' || id || '@x.com') || '/' || count(*) FROM g_att")
+[ "$r" = "70/70" ]; check $? "every row of g_att, the attached partition's too, decrypts ($r)"
+r=$(psql_db -c "SELECT string_agg(x.grantee::regrole::text || ':' || x.privilege_type, ' ')
+                 FROM pg_attribute a, aclexplode(a.attacl) x WHERE a.attrelid = 'g_att2'::regclass AND a.attname = 'email'")
+[ "$r" = "pgck_shape_late:SELECT" ]; check $? "the attached partition's column GRANT carried over ($r)"
+psql_db -c "VACUUM g_att1, g_att2"
+r=$(psql_db -c "SELECT count(*) || ' ' || live_with_dropped('g_att2') FROM ONLY g_att2")
+[ "$r" = "30 0" ]; check $? "the purge rewrote the attached partition: no live row keeps the plaintext (rows, live rows with it: $r)"
+psql_db -c "DROP TABLE g_att" -c "DROP ROLE pgck_shape_late"
 
 runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres -c "DROP DATABASE $DB"
 exit $fail
