@@ -2148,7 +2148,8 @@ pgck_aws_credentials_get(double deadline_ms)
 				FlushErrorState();
 				ereport(LOG,
 						(errmsg("pgcrypt_kms: could not refresh AWS credentials, keeping the current ones until they expire"),
-						 errdetail_internal("%s", edata->message)));
+						 errdetail_internal("%s", edata->message),
+						 errhidestmt(true)));
 				FreeErrorData(edata);
 			}
 			PG_END_TRY();

@@ -266,7 +266,8 @@ pgck_shcache_init(void)
 	}
 	ereport(LOG,
 			(errmsg("pgcrypt_kms: shared key cache of %d entries (%zu kB, locked, excluded from core dumps)",
-					sh->nentries, sh_size / 1024)));
+					sh->nentries, sh_size / 1024),
+			 errhidestmt(true)));
 }
 
 bool
@@ -1147,7 +1148,8 @@ refresh_one(RefreshJob *job, uint8 *key)
 				(errmsg("pgcrypt_kms: refresh-ahead of key \"%s\" version %d failed (SQLSTATE %s): %s",
 						job->m.key_name, job->m.version, unpack_sql_state(err->sqlerrcode),
 						err->message),
-				 errdetail("The shared entry expires at its TTL; the next use unwraps it again.")));
+				 errdetail("The shared entry expires at its TTL; the next use unwraps it again."),
+				 errhidestmt(true)));
 		FreeErrorData(err);
 	}
 	PG_END_TRY();
@@ -1417,7 +1419,8 @@ work_one(uint8 *key)
 		ereport(LOG,
 				(errmsg("pgcrypt_kms: could not unwrap key \"%s\" version %d for the shared cache (SQLSTATE %s): %s",
 						job.m.key_name, job.m.version, unpack_sql_state(err->sqlerrcode),
-						err->message)));
+						err->message),
+				 errhidestmt(true)));
 		FreeErrorData(err);
 	}
 	PG_END_TRY();

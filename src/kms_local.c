@@ -92,7 +92,8 @@ create_master_file(void)
 	unlink(tmp);
 	ereport(LOG,
 			(errmsg("created local master key file \"%s\"", pgck_local_key_file),
-			 errdetail("The local: provider is for development only.")));
+			 errdetail("The local: provider is for development only."),
+			 errhidestmt(true)));
 }
 
 /* Read the master key into key[MASTER_LEN]; the caller wipes it. */

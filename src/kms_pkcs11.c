@@ -737,7 +737,8 @@ p11_run(const char *key_ref, PgckKmsOp stat_op, P11Step step, P11Op *op)
 			{
 				ereport(LOG,
 						(errmsg("pgcrypt_kms: PKCS#11 session lost (%s in %s), opening a new one",
-								ckr_name(rv), last_call)));
+								ckr_name(rv), last_call),
+						 errhidestmt(true)));
 				drop_session();
 				continue;
 			}

@@ -1,11 +1,24 @@
 /*-------------------------------------------------------------------------
  *
  * pgck_errcodes.h
- *		The SQLSTATEs pgcrypt_kms raises: one table, mirrored in README.md.
+ *		The SQLSTATEs pgcrypt_kms raises: one table, mirrored in README.md;
+ *		and the rule for its LOG reports.
  *
  * Every user-reachable ereport(ERROR) uses one of these.  Never class 08
  * (connection exception): connection pools drop the session on 08xxx, and a
  * KMS hiccup is not a broken database connection.
+ *
+ * Every ereport(LOG) carries errhidestmt(true), and elog(LOG) is not used.
+ * The server log ranks LOG above ERROR: with the default
+ * log_min_error_statement (error), a LOG report made while a statement runs
+ * is followed by "STATEMENT: <its text>", with any literal plaintext in it,
+ * although the statement goes on and succeeds (a prefetch that logs another
+ * key's failure, a failed credential refresh).  Where no statement runs
+ * (postmaster, background workers) the flag changes nothing, so no site
+ * needs to be told apart.  Reports at WARNING and below are followed by the
+ * statement only where log_min_error_statement was lowered to their level,
+ * as PostgreSQL's own warnings are: the README counts those with errors.
+ * checks/log_hides_statement enforces the rule on the sources.
  *
  *-------------------------------------------------------------------------
  */

@@ -384,6 +384,28 @@ if [ -n "$leaks" ]; then
 else
     record "no secret access key in any server log (outside PostgreSQL's own DEBUG3 environment dump)" 0
 fi
+# The extension's LOG reports hide the statement (errhidestmt, see
+# src/pgck_errcodes.h): a statement's text, and the literal plaintexts it may
+# hold, never follows one.  A report is written whole (one write), so its
+# DETAIL/HINT/CONTEXT/LOCATION/STATEMENT lines and unprefixed continuation
+# lines follow its first line; any other report's line ends it.  The logs:
+# the suite's cluster, the TAP clusters and the clusters checks start
+# themselves ($PGCK_TMP/<check>/server.log).
+stmts=$(for f in "$PGCK_TMP/server.log" "$PGCK_TMP"/*/server.log "$PGCK_TMP"/tap/*/tmp_check/log/*.log; do
+            [ -f "$f" ] && awk -v f="$f" '
+                / (DEBUG[1-5]|INFO|NOTICE|WARNING|ERROR|LOG|FATAL|PANIC):  / {
+                    ours = ($0 ~ / LOG:  ([0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z][0-9A-Z]: )?pgcrypt_kms: /); first = $0; next }
+                ours && / STATEMENT:  / { print f ": " first; ours = 0; next }
+                ours && / (DETAIL|HINT|CONTEXT|LOCATION|QUERY):  / { next }
+                ours && !/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] / { next }
+                { ours = 0 }' "$f"
+        done | head -5)
+if [ -n "$stmts" ]; then
+    record "no statement text after the extension's LOG reports in any server log" 1
+    echo "$stmts" | cut -c1-250
+else
+    record "no statement text after the extension's LOG reports in any server log" 0
+fi
 
 if [ ${#FAILURES[@]} -gt 0 ]; then
     echo; echo "failed: ${FAILURES[*]}"
