@@ -156,6 +156,15 @@ SELECT pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('Ann@Examp
        pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm'), 'ann@example.com', NULL)$$) AS null_key,
        kms_blind_index_match(NULL, 'ann@example.com', 'or_bm') IS NULL AS null_value,
        kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm'), NULL, 'or_bm') IS NULL AS null_probe;
+-- the re-check compares the whole normalized plaintext, and the key: a probe that extends
+-- the value, an empty value, a value under another key with the same normalization never
+-- match (found by mutation: both checks could be dropped without a test failing)
+SELECT kms_create_key('or_bm2', 'local:regress', blind_index => 'email', index_bits => 12);
+SELECT kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm'), 'ann@example.com.evil', 'or_bm') AS longer_probe,
+       kms_blind_index_match(kms_encrypt('ann@example.com.evil', 'or_bm'), 'ann@example.com', 'or_bm') AS shorter_probe,
+       kms_blind_index_match(kms_encrypt('', 'or_bm'), 'ann@example.com', 'or_bm') AS empty_value,
+       kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm2'), 'ann@example.com', 'or_bm') AS other_key,
+       kms_blind_index_match(kms_encrypt('Ann@Example.com', 'or_bm2'), 'ann@example.com', 'or_bm2') AS own_key;
 
 ------------------------------------------------------------------ online migration keeps writes its trigger did not see in 0.1
 SELECT kms_create_key('or_mw', 'local:regress');
@@ -232,3 +241,26 @@ UPDATE pgcrypt_kms.key_versions a SET wrapped_dek = b.wrapped_dek, key_check = b
   FROM pgcrypt_kms.key_versions b WHERE a.key_name = 'or_lw_a' AND b.key_name = 'or_lw_b';
 SELECT kms_flush_cache();
 SELECT pg_temp.sqlstate_of(format('SELECT kms_decrypt(%L::enc_text)', :'lw_value')) AS moved_wrapped_key;
+-- the keyring's writes run as its owner in a security-restricted operation: code that runs
+-- inside them (here a trigger a superuser adds to the keyring) can neither create temporary
+-- objects nor change role (found by mutation: the restriction could be dropped unnoticed)
+CREATE FUNCTION pg_temp.or_in_keyring_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        CREATE TEMP TABLE or_restricted_probe (x int);
+        RAISE NOTICE 'inside a keyring write: a temporary table was created';
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE NOTICE 'inside a keyring write: no temporary table (%)', SQLSTATE;
+    END;
+    BEGIN
+        SET LOCAL ROLE NONE;
+        RAISE NOTICE 'inside a keyring write: SET ROLE allowed';
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE NOTICE 'inside a keyring write: no SET ROLE (%)', SQLSTATE;
+    END;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER or_in_keyring_write AFTER INSERT ON pgcrypt_kms.keys
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.or_in_keyring_write();
+SELECT kms_create_key('or_restricted', 'local:regress') IS NOT NULL AS created;
+DROP TRIGGER or_in_keyring_write ON pgcrypt_kms.keys;

@@ -92,6 +92,32 @@ check(one(a, "SELECT unwraps FROM kms_cache_stats()") == unwraps_before + 1,
       "and another backend's own cache was flushed at its next statement (it unwrapped again)")
 a.close()
 
+# ---------------------------------------------------------------- flush by anyone else
+# (README: kms_flush_cache() of a role that is not an admin flushes its own
+# backend only; it must not let every reader empty the cluster's cache and
+# make every backend unwrap again)
+make_key(setup, 'fn')
+dek_fn = local_dek(setup, 'fn')
+setup.execute("CREATE ROLE pgck_sc_reader")
+setup.execute("GRANT pgcrypt_kms_decrypt TO pgck_sc_reader")
+setup.execute("GRANT SELECT ON t_fn TO pgck_sc_reader")
+a = connect()
+decrypt_all(a, 'fn')
+check(dek_fn in region_bytes(), "while shared, the key's bytes are in the region")
+unwraps_before = one(a, "SELECT unwraps FROM kms_cache_stats()")
+with connect() as r:
+    r.execute("SET ROLE pgck_sc_reader")
+    check(decrypt_all(r, 'fn') == 5, "a reader without the admin role decrypts")
+    r.execute("SELECT kms_flush_cache()")
+check(dek_fn in region_bytes(), "a non-admin's kms_flush_cache() leaves the shared region as it was")
+decrypt_all(a, 'fn')
+check(one(a, "SELECT unwraps FROM kms_cache_stats()") == unwraps_before,
+      "and another backend's own cache was not flushed (it did not unwrap again)")
+a.close()
+setup.execute("DROP TABLE t_fn")
+setup.execute("DROP OWNED BY pgck_sc_reader")
+setup.execute("DROP ROLE pgck_sc_reader")
+
 # ---------------------------------------------------------------- expiry wipes
 make_key(setup, 'ex')
 make_key(setup, 'ex2')              # before: a keyring commit would wipe the database's entries
