@@ -19,6 +19,9 @@ VECTORS=${PGCK_VECTORS:-}
 PASSED=0
 FAILED=0
 FAILURES=()
+# what did not run, and why: printed when it happens and again in the summary
+# (a check script reports one with a line "SKIPPED - <what>: <why>")
+SKIPS=()
 
 record() {  # record NAME STATUS
     if [ "$2" -eq 0 ]; then PASSED=$((PASSED + 1)); echo "ok - $1"
@@ -247,6 +250,9 @@ for c in test/checks/*.sh; do
     rc=$?
     record "checks/$name" $rc
     [ $rc -ne 0 ] && tail -30 "$PGCK_TMP/check_$name.log"
+    while IFS= read -r line; do
+        echo "$line"; SKIPS+=("checks/$name: ${line#SKIPPED - }")
+    done < <(grep -E '^SKIPPED - ' "$PGCK_TMP/check_$name.log")
 done
 
 # ------------------------------------------------------------- TAP
@@ -272,6 +278,7 @@ run_tap() {
     okc=$((okc - skc))
     if [ "$skc" -gt 0 ]; then
         echo "SKIPPED in $step: $skc assertion(s):"; grep -iE '^ok [0-9]+ # skip' "$PGCK_TMP/tap_$name.log" | sed 's/^/    /'
+        SKIPS+=("$step: $skc assertion(s): $(grep -iE '^ok [0-9]+ # skip' "$PGCK_TMP/tap_$name.log" | sed -E 's/^ok [0-9]+ # [Ss][Kk][Ii][Pp] *//' | sort -u | head -3 | paste -sd ';')")
     fi
     if [ $rc -eq 0 ] && [ "$okc" -gt 0 ]; then
         PASSED=$((PASSED + okc)); echo "ok - $step ($okc assertions$([ "$skc" -gt 0 ] && echo ", $skc skipped"))"
@@ -286,7 +293,6 @@ run_tap() {
 # ../shared/third_party; its files are staged into the private installation.  Without its
 # source (and no cached build) the Citus test is skipped, visibly: a SKIPPED line now and in
 # the summary.
-SKIPS=()
 CITUS_SKIP=""
 if want tap/030_citus && [ -f test/t/030_citus.pl ]; then
     pgck_log "Citus for the distributed test (test/citus_build.sh)"
@@ -318,6 +324,16 @@ done
 # test/matrix.sh sets it): each installation is staged beside this one,
 # pgcrypt_kms is built for it too, and test/upgrade/*.pl pg_upgrade from it to
 # this major.
+if [ -z "${PGCK_UPGRADE_FROM_PG_CONFIG:-}" ]; then
+    for t in test/upgrade/*.pl; do
+        [ -f "$t" ] || continue
+        name=$(basename "$t" .pl)
+        want "upgrade/$name" || continue
+        why="no older major to upgrade from (PGCK_UPGRADE_FROM_PG_CONFIG is unset; test/matrix.sh sets it for 17 and 18)"
+        echo "SKIPPED - upgrade/$name: $why"
+        SKIPS+=("upgrade/$name ($why)")
+    done
+fi
 for from_pg_config in ${PGCK_UPGRADE_FROM_PG_CONFIG:-}; do
     from=$("$from_pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
     for t in test/upgrade/*.pl; do

@@ -117,7 +117,7 @@ for v in 17 18; do
     if [ -x /opt/pgck/pg$v/bin/pg_dump ] && dump /opt/pgck/pg$v/bin/pg_dump -Fc >"$W/custom$v.dump" 2>"$W/pgdump$v.err"; then
         DUMPS+=("custom$v.dump")
     else
-        echo "# no custom dump by pg_dump $v (/opt/pgck/pg$v): $(head -c 200 "$W/pgdump$v.err" 2>/dev/null)"
+        echo "SKIPPED - the custom-format dump by pg_dump $v: no /opt/pgck/pg$v/bin/pg_dump, or it failed ($(head -c 200 "$W/pgdump$v.err" 2>/dev/null | tr '\n' ' '))"
     fi
 done
 for d in "${DUMPS[@]}"; do echo "# $d: $(head -c 8 "$W/$d" | od -An -tx1 | tr -s ' ')"; done
