@@ -1551,3 +1551,31 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) TO p
 -- or probe still gives NULL.
 ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text) CALLED ON NULL INPUT;
 ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) CALLED ON NULL INPUT;
+
+-- ================================================================ logical replication of the keyring
+-- A logical-replication apply worker fires row triggers only, never statement
+-- triggers: a destroy, a retirement or an index rotation it applies reached no
+-- cache through keys_changed/key_versions_changed (0.1.0), whatever their
+-- ENABLE ALWAYS (0.2.0).  Row triggers, fired also when
+-- session_replication_role is replica, send the invalidation from the apply
+-- worker too: every backend of the subscriber re-checks its entries at the
+-- worker's commit, and the database's shared cache entries are wiped.
+-- keyring_changed does its work once per statement and table however many
+-- rows change.  The statement triggers keep what rows do not show: TRUNCATE.
+-- (key_indexes is read afresh by every statement, key_wrappings and
+-- wrapped_keys only to unwrap: no cache holds them.)
+CREATE TRIGGER keys_changed_row AFTER INSERT OR UPDATE OR DELETE ON pgcrypt_kms.keys
+    FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.keyring_changed();
+CREATE TRIGGER key_versions_changed_row AFTER INSERT OR UPDATE OR DELETE ON pgcrypt_kms.key_versions
+    FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.keyring_changed();
+ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER keys_changed_row;
+ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER key_versions_changed_row;
+DROP TRIGGER keys_changed ON pgcrypt_kms.keys;
+DROP TRIGGER key_versions_changed ON pgcrypt_kms.key_versions;
+CREATE TRIGGER keys_changed AFTER TRUNCATE ON pgcrypt_kms.keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.keyring_changed();
+CREATE TRIGGER key_versions_changed AFTER TRUNCATE ON pgcrypt_kms.key_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.keyring_changed();
+ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER keys_changed;
+ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER key_versions_changed;
+

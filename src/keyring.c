@@ -9,9 +9,9 @@
  * and names every object and operator with its schema, so neither the
  * caller's privileges nor its search_path can change what is read.
  *
- * The tables carry statement triggers (pgck_keyring_changed, in keycache.c)
- * that send a relcache invalidation for key_versions; the key cache listens
- * for it.  This file never calls into the cache: keys it generates go back
+ * The tables carry row triggers, and statement triggers for TRUNCATE
+ * (pgck_keyring_changed, in keycache.c), that send a relcache invalidation
+ * for the table changed; the key cache listens for it.  This file never calls into the cache: keys it generates go back
  * to the caller, which installs them (keycache.c).
  *
  *-------------------------------------------------------------------------
