@@ -1579,3 +1579,44 @@ CREATE TRIGGER key_versions_changed AFTER TRUNCATE ON pgcrypt_kms.key_versions
 ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER keys_changed;
 ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER key_versions_changed;
 
+-- A database that subscribes to a keyring table holds the publisher's copy:
+-- a key written here (kms_create_key, a rotation, a destroy, a new wrapping,
+-- a change by hand) would conflict with the publisher's next change of it
+-- (the same version number, ids from another sequence, an update that brings
+-- a destroyed key back) and stop the subscription.  So key administration is
+-- refused there while the subscription is enabled.  The trigger is enabled
+-- for origin sessions only: the apply worker (session_replication_role
+-- replica) writes the keyring as before.  Encryption that would rotate is
+-- refused before it gets here, with its own message (src/usage.c, src/keycache.c).
+CREATE FUNCTION pgcrypt_kms.subscriber_keyring_guard() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sub name;
+BEGIN
+    SELECT s.subname INTO sub
+      FROM pg_catalog.pg_subscription_rel r
+      JOIN pg_catalog.pg_subscription s ON s.oid OPERATOR(pg_catalog.=) r.srsubid
+     WHERE r.srrelid OPERATOR(pg_catalog.=) TG_RELID AND s.subenabled
+       AND s.subdbid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                              WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+     ORDER BY s.subname LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'key administration is refused on a subscriber of the keyring'
+            USING ERRCODE = '55000',
+                  DETAIL = pg_catalog.format('Subscription "%s" replicates pgcrypt_kms.%s into this database: its keys are the publisher''s, and a change made here would conflict with the publisher''s next one and stop the subscription.', sub, TG_TABLE_NAME),
+                  HINT = 'Run key administration on the publisher. To change this copy on its own, disable the subscription first (ALTER SUBSCRIPTION ... DISABLE) or stop publishing the keyring to it.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION pgcrypt_kms.subscriber_keyring_guard() FROM PUBLIC;
+CREATE TRIGGER subscriber_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.subscriber_keyring_guard();
+CREATE TRIGGER subscriber_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.subscriber_keyring_guard();
+CREATE TRIGGER subscriber_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_indexes
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.subscriber_keyring_guard();
+CREATE TRIGGER subscriber_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_wrappings
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.subscriber_keyring_guard();
+CREATE TRIGGER subscriber_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.wrapped_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.subscriber_keyring_guard();

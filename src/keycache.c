@@ -1293,6 +1293,8 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 			 * per cluster).
 			 */
 			strlcpy(name, v->key_name, sizeof(name));
+			/* a version written here would fork a subscribed keyring */
+			pgck_keyring_refuse_if_subscribed(name, version, foreign);
 			newv = keycache_rotate(name, v->id, !foreign);	/* may evict v */
 			if (newv == PGCK_ROTATE_BUSY)
 				return false;

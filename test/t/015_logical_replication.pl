@@ -4,7 +4,11 @@
 #     only, never statement triggers) reaches an open subscriber session and
 #     the subscriber's shared key cache: a replicated destroy is refused
 #     (42704) and its shared entry wiped, a replicated retirement is refused
-#     (55000), a finished index rotation probes under the new index key.
+#     (55000), a finished index rotation probes under the new index key;
+#   - the subscriber's keyring is the publisher's and read-only: an
+#     encryption that would rotate (the version was created by the publisher)
+#     and key administration are refused with 55000, nothing is written, and
+#     the publisher's next rotation still applies.
 use strict;
 use warnings;
 use File::Copy;
@@ -131,6 +135,34 @@ is($s->query_safe(q{SELECT string_agg(id::text, ',') FROM t
 	  WHERE kms_blind_index(m) = kms_blind_index('Alice@Example.com', 'mail')}), '1',
 	'the same open session probes under the new index key and finds the row');
 
+# ------------------------------------------------------------------ the subscriber's keyring is read-only
+my $versions = q{SELECT string_agg(id || ':' || key_name || ':' || version || ':' || state, ',' ORDER BY id)
+	FROM pgcrypt_kms.key_versions};
+my $before = $sub->safe_psql('postgres', $versions);
+is($before, $pub->safe_psql('postgres', $versions), 'the subscriber keyring is the publisher\'s');
+my ($ret, $out, $err) = $sub->psql('postgres', q{SELECT kms_encrypt('LrLocal', 'w')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:\s+55000: cannot encrypt with key "w": this database subscribes to the keyring/,
+	'an encryption on the subscriber (it would rotate the publisher\'s version) is refused: 55000');
+like($err, qr/DETAIL:\s+Subscription "s" replicates the keyring/, 'naming the subscription');
+unlike($err, qr/23505|LrLocal/, 'no unique violation, no plaintext');
+($ret, $out, $err) = $sub->psql('postgres', q{SELECT kms_rotate_key('w')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:\s+55000: key administration is refused on a subscriber of the keyring/,
+	'kms_rotate_key on the subscriber is refused: 55000');
+($ret, $out, $err) = $sub->psql('postgres', q{SELECT kms_create_key('local_only', 'local:lr')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:\s+55000: key administration is refused/, 'kms_create_key on the subscriber is refused: 55000');
+is($sub->safe_psql('postgres', $versions), $before, 'nothing was written into the subscriber keyring');
+
+# replication goes on: the publisher's next rotation applies
+is($pub->safe_psql('postgres', q{SELECT kms_rotate_key('w')}), '2', 'the publisher rotates w');
+$pub->safe_psql('postgres', q{INSERT INTO t VALUES (3, kms_encrypt('LrAfter-3', 'w'), NULL, NULL)});
+applied(q{SELECT count(*) = 1 FROM t WHERE id = 3}, 'the rotation and the row written after it');
+is($sub->safe_psql('postgres', $versions), $pub->safe_psql('postgres', $versions),
+	'the subscriber keyring follows the publisher\'s');
+is($s->query_safe(q{SELECT kms_decrypt(g) FROM t WHERE id = 3}), 'LrAfter-3',
+	'the open subscriber session decrypts the value written under the new version');
 is($sub->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_subscription WHERE subname = 's' AND pid IS NOT NULL}),
 	'1', 'the apply worker runs');
 $s->quit;
