@@ -1551,3 +1551,72 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) TO p
 -- or probe still gives NULL.
 ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text) CALLED ON NULL INPUT;
 ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) CALLED ON NULL INPUT;
+
+-- ================================================================ logical replication of the keyring
+-- A logical-replication apply worker fires row triggers only, never statement
+-- triggers: a destroy, a retirement or an index rotation it applies reached no
+-- cache through keys_changed/key_versions_changed (0.1.0), whatever their
+-- ENABLE ALWAYS (0.2.0).  Row triggers, fired also when
+-- session_replication_role is replica, send the invalidation from the apply
+-- worker too: every backend of the subscriber re-checks its entries at the
+-- worker's commit, and the database's shared cache entries are wiped.
+-- keyring_changed does its work once per statement and table however many
+-- rows change.  The statement triggers keep what rows do not show: TRUNCATE.
+-- (key_indexes is read afresh by every statement, key_wrappings and
+-- wrapped_keys only to unwrap: no cache holds them.)
+CREATE TRIGGER keys_changed_row AFTER INSERT OR UPDATE OR DELETE ON pgcrypt_kms.keys
+    FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.keyring_changed();
+CREATE TRIGGER key_versions_changed_row AFTER INSERT OR UPDATE OR DELETE ON pgcrypt_kms.key_versions
+    FOR EACH ROW EXECUTE FUNCTION pgcrypt_kms.keyring_changed();
+ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER keys_changed_row;
+ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER key_versions_changed_row;
+DROP TRIGGER keys_changed ON pgcrypt_kms.keys;
+DROP TRIGGER key_versions_changed ON pgcrypt_kms.key_versions;
+CREATE TRIGGER keys_changed AFTER TRUNCATE ON pgcrypt_kms.keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.keyring_changed();
+CREATE TRIGGER key_versions_changed AFTER TRUNCATE ON pgcrypt_kms.key_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.keyring_changed();
+ALTER TABLE pgcrypt_kms.keys ENABLE ALWAYS TRIGGER keys_changed;
+ALTER TABLE pgcrypt_kms.key_versions ENABLE ALWAYS TRIGGER key_versions_changed;
+
+-- A database that subscribes to a keyring table holds the publisher's copy:
+-- a key written here (kms_create_key, a rotation, a destroy, a new wrapping,
+-- a change by hand) would conflict with the publisher's next change of it
+-- (the same version number, ids from another sequence, an update that brings
+-- a destroyed key back) and stop the subscription.  So key administration is
+-- refused there while the subscription is enabled.  The trigger is enabled
+-- for origin sessions only: the apply worker (session_replication_role
+-- replica) writes the keyring as before.  Encryption that would rotate is
+-- refused before it gets here, with its own message (src/usage.c, src/keycache.c).
+CREATE FUNCTION pgcrypt_kms.subscriber_keyring_guard() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sub name;
+BEGIN
+    SELECT s.subname INTO sub
+      FROM pg_catalog.pg_subscription_rel r
+      JOIN pg_catalog.pg_subscription s ON s.oid OPERATOR(pg_catalog.=) r.srsubid
+     WHERE r.srrelid OPERATOR(pg_catalog.=) TG_RELID AND s.subenabled
+       AND s.subdbid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                              WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+     ORDER BY s.subname LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'key administration is refused on a subscriber of the keyring'
+            USING ERRCODE = '55000',
+                  DETAIL = pg_catalog.format('Subscription "%s" replicates pgcrypt_kms.%s into this database: its keys are the publisher''s, and a change made here would conflict with the publisher''s next one and stop the subscription.', sub, TG_TABLE_NAME),
+                  HINT = 'Run key administration on the publisher. To change this copy on its own, disable the subscription first (ALTER SUBSCRIPTION ... DISABLE) or stop publishing the keyring to it.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION pgcrypt_kms.subscriber_keyring_guard() FROM PUBLIC;
+CREATE TRIGGER subscriber_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.subscriber_keyring_guard();
+CREATE TRIGGER subscriber_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.subscriber_keyring_guard();
+CREATE TRIGGER subscriber_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_indexes
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.subscriber_keyring_guard();
+CREATE TRIGGER subscriber_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.key_wrappings
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.subscriber_keyring_guard();
+CREATE TRIGGER subscriber_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcrypt_kms.wrapped_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION pgcrypt_kms.subscriber_keyring_guard();

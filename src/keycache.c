@@ -214,9 +214,18 @@ note_keyring_write(void)
 	invalidate_all();
 }
 
+/* pgck_keyring_changed's memo: the last table, subtransaction and command */
+static Oid	changed_relid = InvalidOid;
+static SubTransactionId changed_subid;
+static CommandId changed_cid;
+
 static void
 keycache_xact_cb(XactEvent event, void *arg)
 {
+	/* pgck_keyring_changed's memo is of this transaction only */
+	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PARALLEL_PRE_COMMIT &&
+		event != XACT_EVENT_PRE_PREPARE)
+		changed_relid = InvalidOid;
 	switch (event)
 	{
 		case XACT_EVENT_ABORT:
@@ -1170,20 +1179,38 @@ pgck_kms_rotate_index_key(PG_FUNCTION_ARGS)
 }
 
 /*
- * Statement trigger on the keyring tables: every change, by our functions,
- * by hand or by a restore, invalidates every backend's key cache at commit
- * (and this backend's at once, and again on abort).
+ * Row trigger (and TRUNCATE statement trigger) on the keyring tables: every
+ * change, by our functions, by hand, by a restore or by a logical-replication
+ * apply worker (which fires row triggers only), invalidates every backend's
+ * key cache at commit (and this backend's at once, and again on abort), and
+ * wipes the database's shared entries at commit (keycache_xact_cb).
+ *
+ * Once per statement and table, however many rows it changes: the same
+ * table, command and subtransaction since this transaction's last call has
+ * nothing to add.  A subtransaction's abort discards the invalidation it
+ * registered; what follows runs under another subtransaction id and
+ * registers again.
  */
 PG_FUNCTION_INFO_V1(pgck_keyring_changed);
 Datum
 pgck_keyring_changed(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			relid;
+	CommandId	cid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "pgck_keyring_changed: not called by trigger manager");
-	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	relid = RelationGetRelid(trigdata->tg_relation);
+	cid = GetCurrentCommandId(false);
+	if (keyring_touched_in_xact && relid == changed_relid &&
+		changed_subid == GetCurrentSubTransactionId() && changed_cid == cid)
+		PG_RETURN_POINTER(NULL);
+	CacheInvalidateRelcacheByRelid(relid);
 	note_keyring_write();
+	changed_relid = relid;
+	changed_subid = GetCurrentSubTransactionId();
+	changed_cid = cid;
 	PG_RETURN_POINTER(NULL);
 }
 
@@ -1266,6 +1293,8 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 			 * per cluster).
 			 */
 			strlcpy(name, v->key_name, sizeof(name));
+			/* a version written here would fork a subscribed keyring */
+			pgck_keyring_refuse_if_subscribed(name, version, foreign);
 			newv = keycache_rotate(name, v->id, !foreign);	/* may evict v */
 			if (newv == PGCK_ROTATE_BUSY)
 				return false;

@@ -9,9 +9,9 @@
  * and names every object and operator with its schema, so neither the
  * caller's privileges nor its search_path can change what is read.
  *
- * The tables carry statement triggers (pgck_keyring_changed, in keycache.c)
- * that send a relcache invalidation for key_versions; the key cache listens
- * for it.  This file never calls into the cache: keys it generates go back
+ * The tables carry row triggers, and statement triggers for TRUNCATE
+ * (pgck_keyring_changed, in keycache.c), that send a relcache invalidation
+ * for the table changed; the key cache listens for it.  This file never calls into the cache: keys it generates go back
  * to the caller, which installs them (keycache.c).
  *
  *-------------------------------------------------------------------------
@@ -29,6 +29,8 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_subscription.h"
+#include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -163,6 +165,73 @@ bool
 pgck_keyring_is_keyring_rel(Oid relid)
 {
 	return OidIsValid(relid) && (relid == keys_relid || relid == versions_relid);
+}
+
+/*
+ * The name of an enabled subscription of this database that replicates the
+ * keyring (keys or key_versions) into it, or NULL.  A catalog read, for the
+ * rare paths that would write the keyring on their own (a rotation before or
+ * at the bound of encryption), never per value.
+ */
+static char *
+keyring_subscription(void)
+{
+	Oid			nsp = get_namespace_oid(KEYRING_SCHEMA, true);
+	const char *const tables[] = {"keys", "key_versions"};
+	char	   *found = NULL;
+	Relation	rel;
+	int			i;
+
+	if (!OidIsValid(nsp))
+		return NULL;
+	rel = table_open(SubscriptionRelRelationId, AccessShareLock);
+	for (i = 0; i < lengthof(tables) && found == NULL; i++)
+	{
+		Oid			relid = get_relname_relid(tables[i], nsp);
+		ScanKeyData skey;
+		SysScanDesc scan;
+		HeapTuple	tup;
+
+		if (!OidIsValid(relid))
+			continue;
+		ScanKeyInit(&skey, Anum_pg_subscription_rel_srrelid, BTEqualStrategyNumber,
+					F_OIDEQ, ObjectIdGetDatum(relid));
+		scan = systable_beginscan(rel, SubscriptionRelSrrelidSrsubidIndexId, true, NULL, 1, &skey);
+		while (found == NULL && HeapTupleIsValid(tup = systable_getnext(scan)))
+		{
+			Oid			subid = ((Form_pg_subscription_rel) GETSTRUCT(tup))->srsubid;
+			HeapTuple	st = SearchSysCache1(SUBSCRIPTIONOID, ObjectIdGetDatum(subid));
+			Form_pg_subscription sub;
+
+			if (!HeapTupleIsValid(st))
+				continue;
+			sub = (Form_pg_subscription) GETSTRUCT(st);
+			if (sub->subenabled && sub->subdbid == MyDatabaseId)
+				found = pstrdup(NameStr(sub->subname));
+			ReleaseSysCache(st);
+		}
+		systable_endscan(scan);
+	}
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+void
+pgck_keyring_refuse_if_subscribed(const char *key_name, int32 version, bool foreign)
+{
+	char	   *sub = keyring_subscription();
+
+	if (sub == NULL)
+		return;
+	ereport(ERROR,
+			(errcode(PGCK_ERRCODE_KEY_STATE),
+			 errmsg("cannot encrypt with key \"%s\": this database subscribes to the keyring", key_name),
+			 foreign ?
+			 errdetail("Subscription \"%s\" replicates the keyring into this database. Version %d of the key was created by another cluster (the publisher): encrypting here would first write a new version of the key, which would conflict with the publisher's keyring and stop the subscription.",
+					   sub, version) :
+			 errdetail("Subscription \"%s\" replicates the keyring into this database. Version %d of the key is due for rotation: a version written here would conflict with the publisher's keyring and stop the subscription.",
+					   sub, version),
+			 errhint("Encrypt on the publisher. A subscriber's keys are the publisher's, read-only here.")));
 }
 
 /*

@@ -107,6 +107,13 @@ extern bool pgck_keyring_fetch_key(const char *name, PgckKeyRow *out);
 extern bool pgck_keyring_fetch_version(uint32 id, PgckVersionRow *out);
 extern bool pgck_keyring_fetch_writer(uint32 id, PgckVersionWriter *out);
 
+/*
+ * Refuses (55000) when an enabled subscription replicates the keyring into
+ * this database: key_name version would be rotated on the way to an
+ * encryption (foreign: it was created by another cluster, the publisher).
+ */
+extern void pgck_keyring_refuse_if_subscribed(const char *key_name, int32 version, bool foreign);
+
 /* The rows of every active and decrypt-only version (palloc'd), in one query; 0 in parallel mode. */
 extern int	pgck_keyring_usable_versions(PgckVersionRow **rows_out);
 

@@ -377,6 +377,8 @@ version_usage_key(uint32 id, UsageKey *key)
 					 errdetail("Its encryption count is kept by the cluster that created it (system identifier " UINT64_FORMAT ", timeline %u), not by this one (system identifier " UINT64_FORMAT ", timeline %u): a restored copy or a promoted standby would reuse its nonce space uncounted.",
 							   w.system_id, w.timeline, GetSystemIdentifier(), cluster_timeline()),
 					 errhint("Rotate the key with kms_rotate_key() in a writable transaction on this cluster's primary, or encrypt there.")));
+		/* a subscriber of the keyring: the rotation would fork it */
+		pgck_keyring_refuse_if_subscribed(w.key_name, w.version, true);
 		ereport(LOG,
 				(errmsg("pgcrypt_kms: key \"%s\" version %d was created by another cluster (system identifier " UINT64_FORMAT ", timeline %u); rotating before this cluster (system identifier " UINT64_FORMAT ", timeline %u) encrypts with it",
 						w.key_name, w.version, w.system_id, w.timeline,

@@ -65,8 +65,12 @@ out=$(sql -v VERBOSITY=sqlstate -c "CALL kms_migrate_column('vt2', 'e', 'hm', 'e
 echo "$out" | grep -q "ERROR:  22004"; check $? "kms_migrate_column(finish => NULL) is refused with 22004 ($out)"
 
 # ---- the keyring's triggers fire also under session_replication_role = replica
-n=$(sql -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('pgcrypt_kms.keys'::regclass, 'pgcrypt_kms.key_versions'::regclass) AND tgname IN ('keys_changed', 'key_versions_changed') AND tgenabled = 'A'")
-[ "$n" = "2" ]; check $? "both keyring triggers are ENABLE ALWAYS ($n)"
+# (the row triggers are what a logical-replication apply worker fires: test/t/015)
+n=$(sql -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('pgcrypt_kms.keys'::regclass, 'pgcrypt_kms.key_versions'::regclass) AND tgname IN ('keys_changed', 'key_versions_changed', 'keys_changed_row', 'key_versions_changed_row') AND tgenabled = 'A'")
+[ "$n" = "4" ]; check $? "the four keyring invalidation triggers are ENABLE ALWAYS ($n)"
+# ... and the subscriber guard does not: the apply worker writes a subscribed keyring
+n=$(sql -c "SELECT count(*) FROM pg_trigger WHERE tgname = 'subscriber_guard' AND tgenabled = 'O'")
+[ "$n" = "5" ]; check $? "the subscriber guard is on the five keyring tables, for origin sessions only ($n)"
 
 # ---- kms_reencrypt_table by the admin on another role's table with a trigger: refused
 sql -c "CREATE ROLE pgck_h_adm LOGIN IN ROLE pgcrypt_kms_admin" -c "SELECT kms_create_key('victimkey', 'local:hostile')" \
