@@ -106,9 +106,10 @@ check $? "key memory holds the DEK only while cached and is wiped on flush"
 # 3b. a core dump of a backend holding keys (gdb's gcore, which goes by the kernel's
 # MADV_DONTDUMP flags as a crash's core does) holds no key: not the DEK (the AES-256
 # key schedule of a keyed GCM context begins with it), not the index key, not the
-# HMAC's keyed SHA-256 states, not the local master key (read onto the stack by the
-# kms_create_key that comes last, which wraps a new key under local:); a marker the
-# backend does hold proves the heap is there
+# HMAC's keyed SHA-256 states, not the local master key (the kms_create_key that comes
+# last wraps a new key under local:; this finds a copy left in the heap, not the stack
+# copy wrapping_aead wipes: the calls that follow reuse that frame, see the equivalent
+# mutant local-master-not-wiped); a marker the backend does hold proves the heap is there
 wrapped_idx=$(psql_db -c "SELECT encode(index_key_wrapped, 'hex') FROM pgcrypt_kms.keys WHERE key_name = 'hyg'")
 /usr/bin/python3 - "$keyfile" "$wrapped" "$wrapped_idx" "$PGBIN" "$PGHOST" "$PGPORT" "$PGCK_TMP" <<'PY'
 import os, sys
