@@ -77,3 +77,14 @@ SELECT kms_decrypt(:'kc'::enc_text);
 -- restored, it decrypts again
 UPDATE pgcrypt_kms.key_versions SET key_check = :'orig_check', wrapped_dek = :'orig_wrapped' WHERE key_name = 'k_check';
 SELECT kms_decrypt(:'kc'::enc_text);
+
+-- the local provider seals each wrapped key under a fresh random GCM nonce (bytes 4-15, after
+-- the 3-byte header): the DEK versions of a key and its index key never share one, since they
+-- are all sealed under the same key-encryption key (HKDF of the master key and the name)
+SELECT kms_create_key('k_nonce', 'local:regress', blind_index => 'exact');
+SELECT kms_rotate_key('k_nonce');
+SELECT kms_rotate_key('k_nonce');
+SELECT count(*) AS wrapped, count(DISTINCT substr(w, 1, 3)) AS headers,
+       count(DISTINCT substr(w, 4, 12)) AS nonces
+  FROM (SELECT wrapped_dek FROM pgcrypt_kms.key_versions WHERE key_name = 'k_nonce'
+        UNION ALL SELECT index_key_wrapped FROM pgcrypt_kms.keys WHERE key_name = 'k_nonce') s(w);

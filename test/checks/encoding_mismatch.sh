@@ -2,7 +2,8 @@
 # A value encrypted in a LATIN1 database and restored (pg_dump) into a UTF8
 # one decrypts to bytes that are not UTF8: kms_decrypt refuses with 22021
 # naming the key version, never returns invalid text, never quotes the bytes
-# (found by the adversarial review of 0.2).  Then: the extension installs in
+# (found by the adversarial review of 0.2), and wipes the refused plaintext: a core of
+# the backend (gcore) taken after the refusal does not hold it.  Then: the extension installs in
 # EUC_*, LATIN1 and SQL_ASCII databases, round-trips there, and its named
 # prefix/suffix indexes count that encoding's characters.  Against the cluster
 # of test/run.sh.
@@ -14,7 +15,8 @@ pg -d postgres -c "DROP DATABASE IF EXISTS pgck_latin1" -c "DROP DATABASE IF EXI
    -c "CREATE DATABASE pgck_latin1 TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'" \
    -c "CREATE DATABASE pgck_utf8 TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'" >/dev/null
 pg -d pgck_latin1 -c "CREATE EXTENSION pgcrypt_kms" -c "SELECT kms_create_key('enc', 'local:encoding')" \
-   -c "CREATE TABLE t AS SELECT kms_encrypt(convert_from('\\x436166e9'::bytea, 'LATIN1'), 'enc') AS v, 'Caf' || chr(233) AS plain" >/dev/null
+   -c "CREATE TABLE t AS SELECT kms_encrypt(convert_from('\\x436166e9'::bytea, 'LATIN1'), 'enc') AS v, 'Caf' || chr(233) AS plain" \
+   -c "CREATE TABLE m AS SELECT kms_encrypt(repeat('WipeMarker5173' || chr(233), 4), 'enc') AS v" >/dev/null
 out=$(pg -d pgck_latin1 -c "SELECT kms_decrypt(v) = plain FROM t")
 [ "$out" = "t" ]; check $? "positive control: the LATIN1 database decrypts its own value ($out)"
 runuser -u postgres -- "$PGBIN/pg_dump" -h "$PGHOST" -p "$PGPORT" -d pgck_latin1 | pg -d pgck_utf8 -v ON_ERROR_STOP=1 >/dev/null
@@ -22,6 +24,25 @@ out=$(pg -d pgck_utf8 -v VERBOSITY=verbose -c "SELECT kms_decrypt(v) FROM t")
 echo "$out" | grep -q "ERROR:  22021: a value under key version id 1 is not valid in the database encoding \"UTF8\""
 check $? "the UTF8 database refuses the LATIN1 plaintext with 22021 naming the version ($(echo "$out" | head -1))"
 echo "$out" | grep -qi "0xe9"; [ $? -ne 0 ]; check $? "the error does not quote the plaintext's bytes"
+# the refused plaintext is wiped before the error: the backend's core (its heap, where the
+# decrypted bytes were) no longer holds it; a setting the backend holds proves the heap is there
+PYTHONPATH="$(cd "$(dirname "$0")" && pwd)" /usr/bin/python3 - "$PGBIN" "$PGHOST" "$PGPORT" "$PGCK_TMP" <<'PY'
+import os, sys
+from key_hygiene_lib import Checks, Session, gcore
+pgbin, host, port, tmp = sys.argv[1:]
+marker, plaintext = b'gcore_probe_encoding', b'WipeMarker5173\xe9' * 4
+s = Session(pgbin, host, port, db='pgck_utf8')
+s.q("SET application_name = '%s'" % marker.decode())
+refused = s.q("SELECT kms_decrypt(v) FROM m")
+data, out = gcore(s.pid(), os.path.join(tmp, 'encoding_core'))
+s.close()
+check = Checks()
+check(refused == [] and len(data) > 0 and marker in data,
+      f'gcore of the backend after its refused decryption holds its heap ({len(data)} bytes; {out if not data else "ok"})')
+check(len(data) > 0 and plaintext not in data, 'the refused plaintext is not in the core (wiped before the error)')
+sys.exit(check.bad)
+PY
+check $? "the refused plaintext was wiped"
 out=$(pg -d pgck_utf8 -c "SELECT plain = 'Café' FROM t")
 [ "$out" = "t" ]; check $? "positive control: the plaintext column was converted by the restore ($out)"
 pg -d postgres -c "DROP DATABASE pgck_latin1" -c "DROP DATABASE pgck_utf8" >/dev/null

@@ -106,7 +106,10 @@ check $? "key memory holds the DEK only while cached and is wiped on flush"
 # 3b. a core dump of a backend holding keys (gdb's gcore, which goes by the kernel's
 # MADV_DONTDUMP flags as a crash's core does) holds no key: not the DEK (the AES-256
 # key schedule of a keyed GCM context begins with it), not the index key, not the
-# HMAC's keyed SHA-256 states; a marker the backend does hold proves the heap is there
+# HMAC's keyed SHA-256 states, not the local master key (the kms_create_key that comes
+# last wraps a new key under local:; this finds a copy left in the heap, not the stack
+# copy wrapping_aead wipes: the calls that follow reuse that frame, see the equivalent
+# mutant local-master-not-wiped); a marker the backend does hold proves the heap is there
 wrapped_idx=$(psql_db -c "SELECT encode(index_key_wrapped, 'hex') FROM pgcrypt_kms.keys WHERE key_name = 'hyg'")
 /usr/bin/python3 - "$keyfile" "$wrapped" "$wrapped_idx" "$PGBIN" "$PGHOST" "$PGPORT" "$PGCK_TMP" <<'PY'
 import os, sys
@@ -115,17 +118,19 @@ keyfile, wrapped_hex, wrapped_idx_hex, pgbin, host, port, tmp = sys.argv[1:]
 dek, ikey = local_unwrap(keyfile, wrapped_hex), local_unwrap(keyfile, wrapped_idx_hex)
 inner, outer = hmac_states(ikey)
 needles = {'the DEK': dek, 'the index key': ikey,
-           "the HMAC's inner state": inner, "the HMAC's outer state": outer}
+           "the HMAC's inner state": inner, "the HMAC's outer state": outer,
+           'the local master key': open(keyfile, 'rb').read()}
 marker = b'gcore_probe_5173'
 s = Session(pgbin, host, port)
 s.q("SET application_name = '%s'" % marker.decode())
 n = s.q("SELECT count(kms_decrypt(v)) FROM t WHERE id > 50")
 tag = s.q("SELECT count(*) FROM t WHERE kms_blind_index(v) = kms_blind_index('HygieneMarker77', 'hyg')")
+made = s.q("SELECT count(*) FROM (SELECT kms_create_key('hyg_master', 'local:hygiene-master')) k")
 data, out = gcore(s.pid(), os.path.join(tmp, 'hygiene_core'))
 s.close()
 check = Checks()
-check(len(data) > 0 and n == ['150'] and tag == ['1'],
-      f'gcore of a backend that decrypted 150 values and probed the blind index ({len(data)} bytes; {out if not data else "ok"})')
+check(len(data) > 0 and n == ['150'] and tag == ['1'] and made == ['1'],
+      f'gcore of a backend that decrypted 150 values, probed the blind index and wrapped a new local key ({len(data)} bytes; {out if not data else "ok"})')
 check(marker in data, 'the core holds the heap (a setting the backend holds is in it)')
 for name, needle in needles.items():
     check(len(data) > 0 and needle not in data, f'{name} is not in the core')

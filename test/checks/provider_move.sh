@@ -9,7 +9,10 @@
 #    or KMS endpoint pointed nowhere) decrypts every value and every blind-index probe
 #    (current and previous index key) still matches;
 #  - a stored wrapped key that does not unwrap to its key-check value (here: another
-#    version's) is never wrapped anew: the move is refused (58000) and nothing changes.
+#    version's) is never wrapped anew: the move is refused (58000) and nothing changes;
+#  - the local master key file is read only if it is a regular file of mode 0600 that is not
+#    a symbolic link: a copy readable by group or others is refused (58000), and so is a
+#    symlink to a valid copy (O_NOFOLLOW), with the valid copy itself as positive control.
 # Runs (as root) against the cluster and emulator of test/run.sh.
 set -u
 cd "$(dirname "$0")/../.."
@@ -96,6 +99,30 @@ c=$(calls)
 r=$(verify "SELECT 1")
 [ "$n" = "5" ] && [ "$c" = "Encrypt=0 Decrypt=0 ReEncrypt=0 GenerateDataKey=0" ] && [ "$r" = "120|120|40" ]
 check $? "local → local stays within the provider: 5 re-wrapped, no KMS call, all still decrypt ($n; $c; $r)"
+
+# ---------------------------------------------------------------- the master key file itself
+# (each kms_create_key wraps a new data key, so it reads the file in that session)
+kf="$PGCK_TMP/pm_master_copy.key" kl="$PGCK_TMP/pm_master_link.key"
+rm -f "$kf" "$kl"
+install -m 0600 -o postgres -g postgres "$PGCK_TMP/local_master.key" "$kf"
+ln -s "$kf" "$kl" && chown -h postgres:postgres "$kl"
+made() { sql -c "SET pgcrypt_kms.local_key_file = '$1'" -c "SELECT kms_create_key('$2', 'local:mv-file')" 2>&1; }
+out=$(made "$kf" kf_ok)
+! echo "$out" | grep -q ERROR
+check $? "positive control: a 0600 copy of the master key file wraps a new key ($out)"
+for mode in 0640 0604 0660; do
+    chmod "$mode" "$kf"
+    out=$(made "$kf" "kf_$mode")
+    echo "$out" | grep -q "ERROR:  the configured local master key file is not usable"
+    check $? "a master key file of mode $mode is refused ($out)"
+done
+chmod 0600 "$kf"
+out=$(made "$kl" kf_link)
+echo "$out" | grep -q "ERROR:  could not open the configured local master key file"
+check $? "a symbolic link to a valid 0600 master key file is refused ($out)"
+n=$(sql -c "SELECT string_agg(key_name, ',' ORDER BY key_name) FROM pgcrypt_kms.keys WHERE key_name LIKE 'kf\_%'")
+[ "$n" = "kf_ok" ]; check $? "... and only the positive control's key was created ($n)"
+rm -f "$kf" "$kl"
 
 psql_as -d postgres -c "DROP DATABASE $DB" >/dev/null
 exit $fail

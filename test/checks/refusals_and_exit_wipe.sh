@@ -6,7 +6,12 @@
 #    key / other failure (58000); kms_cache_stats().kms_refusals counts each;
 #  - a backend of a cluster that preloads the library wipes its key memory at exit (0.1
 #    registered the exit hook in the postmaster, whose forked backends forget it): the
-#    backend reports how many key slots it wiped at DEBUG1.
+#    backend reports how many key slots it wiped at DEBUG1;
+#  - a KMS response past the size limit (the emulator's huge_body fault: 2 MiB) is refused
+#    with 58000, "response too large", in one attempt, and the value stays unreadable;
+#  - the DEBUG2 line of each HTTP request names the endpoint (a superuser-only setting) only
+#    to a client that may read it: a role without pg_read_all_settings that raises
+#    client_min_messages sees "the configured endpoint", a superuser sees host and port.
 # Runs (as root) against the cluster of test/run.sh (PGHOST, PGPORT, PGBIN, PGCK_TMP,
 # PGCK_EMULATOR_PORT).
 set -u
@@ -54,6 +59,36 @@ n=$(sql -c "SELECT count(*) FROM pgcrypt_kms.key_versions WHERE key_name = 'forg
 out=$(sql -c "SELECT kms_create_key('forged', 'aws-kms:$kid')" -c "SELECT kms_key_arn LIKE '%key/$kid' FROM pgcrypt_kms.key_versions WHERE key_name = 'forged'")
 echo "$out" | tail -1 | grep -q "^t$"; check $? "positive control: without the forgery the key's own ARN is recorded ($(echo "$out" | tail -1))"
 
+# ---- a response body past the size limit is refused, not buffered
+mk alias/pgck-ref-huge ref_huge
+emuctl set-fault '{"op":"Decrypt","kind":"huge_body","count":-1,"key_id":"alias/pgck-ref-huge"}' >/dev/null
+out=$(sql -v VERBOSITY=default -c "SELECT kms_flush_cache()" -c "SELECT kms_decrypt(v) FROM t_ref_huge" 2>&1)
+emuctl clear-faults >/dev/null
+echo "$out" | grep -q "ERROR:  AWS KMS Decrypt failed for key" &&
+    echo "$out" | grep -q "DETAIL:  Could not reach the configured KMS endpoint: response too large: response body exceeds the size limit (1 attempt)"
+check $? "a 2 MiB KMS response is refused as too large, in one attempt ($(echo "$out" | grep -E 'ERROR|DETAIL' | tr '\n' ' '))"
+out=$(sql -c "SELECT kms_decrypt(v) FROM t_ref_huge" 2>&1)
+[ "$out" = "refusal test" ]; check $? "... positive control: the same decryption without the fault ($out)"
+
+# ---- the endpoint in the DEBUG2 HTTP line: only for a client that may read the setting
+ep="127.0.0.1:$PGCK_EMULATOR_PORT"
+runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres \
+    -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS pgck_ref_plain" -c "CREATE ROLE pgck_ref_plain IN ROLE pgcrypt_kms_decrypt"
+mk alias/pgck-ref-dbg-plain ref_dbg_plain && mk alias/pgck-ref-dbg-super ref_dbg_super
+sql -c "GRANT SELECT ON t_ref_dbg_plain TO pgck_ref_plain" >/dev/null
+debug2() {  # debug2 KEYNAME [SET ROLE ...]: what the client gets of a first decryption at DEBUG2
+    sql -v VERBOSITY=default -c "SELECT kms_flush_cache()" -c "${2:-SELECT 1}" \
+        -c "SET client_min_messages = debug2" -c "SELECT kms_decrypt(v) FROM t_$1" 2>&1
+}
+out=$(debug2 ref_dbg_plain "SET ROLE pgck_ref_plain")
+echo "$out" | grep -q "DEBUG:  pgcrypt_kms: HTTP request to the configured endpoint: response received, status 200" &&
+    ! echo "$out" | grep -qF "$ep" && echo "$out" | grep -q "^refusal test$"
+check $? "a role without pg_read_all_settings at DEBUG2 is told 'the configured endpoint', never $ep ($(echo "$out" | grep -E 'HTTP request|ERROR' | head -2 | tr '\n' ' '))"
+out=$(debug2 ref_dbg_super)
+echo "$out" | grep -qF "DEBUG:  pgcrypt_kms: HTTP request to $ep: response received, status 200"
+check $? "... positive control: a superuser at DEBUG2 sees the endpoint $ep ($(echo "$out" | grep 'HTTP request' | head -1))"
+sql -c "DROP OWNED BY pgck_ref_plain" >/dev/null
+
 # ---- the exit wipe: a backend that unwrapped keys logs how many slots it wiped as it exits
 mk alias/pgck-ref-wipe ref_wipe
 before=$(wc -l <"$LOG")
@@ -67,5 +102,6 @@ check $? "backend $pid (library preloaded) wiped its key slots at exit"
 grep -q "shared_preload_libraries = .*pgcrypt_kms" "$PGCK_TMP/data/postgresql.conf"
 check $? "the cluster preloads pgcrypt_kms (positive control for the exit-wipe check)"
 
-runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres -c "DROP DATABASE $DB"
+runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres -c "DROP DATABASE $DB" \
+    -c "DROP ROLE pgck_ref_plain"
 exit $fail

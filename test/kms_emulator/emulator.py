@@ -84,9 +84,12 @@ FAULT_ERRORS = {
                       "kms:{op} because no identity-based policy allows the kms:{op} action"
                       % ACCOUNT),
 }
-FAULT_KINDS = set(FAULT_ERRORS) | {"delay", "hang", "reset", "forged_key_id"}
+FAULT_KINDS = set(FAULT_ERRORS) | {"delay", "hang", "reset", "forged_key_id", "huge_body"}
 # forged_key_id: answers normally, but the response's KeyId names another key
 # (a stand-in for a malicious or broken endpoint)
+# huge_body: answers normally, its JSON followed by HUGE_BODY_PAD bytes of whitespace (still
+# valid JSON): past pgcrypt_kms's response size limits (256 KiB for KMS, 1 MiB for any HTTP)
+HUGE_BODY_PAD = 2 << 20
 FORGED_KEY_ARN = "arn:aws:kms:us-east-1:%s:key/00000000-0000-4000-8000-0000000f0e9d" % ACCOUNT
 
 
@@ -449,6 +452,8 @@ class Emulator:
                 result["KeyId"] = FORGED_KEY_ARN
             response = json_response(200, result, JSON_11) if result is not None \
                 else Response(200, "", JSON_11)
+            if fault is not None and fault.kind == "huge_body":
+                response.body += b" " * HUGE_BODY_PAD
         except KmsError as e:
             entry["error"] = e.error_type
             response = json_response(ERROR_STATUS.get(e.error_type, 400),
