@@ -377,6 +377,15 @@ if want mutation && [ -z "${PGCK_MUTATION_NESTED:-}" ]; then
     record_counts "mutation (crypto-critical subset)" "$PGCK_TMP/mutation.log" $rc
     grep -E '^== mutation score' "$PGCK_TMP/mutation.log"
     [ $rc -ne 0 ] && grep -E '^(SURVIVED|STALE|STILLBORN|ERROR) ' "$PGCK_TMP/mutation.log" | head -30
+    # the whole catalogue still applies to this tree and compiles: a mutant
+    # whose code moved would otherwise never be tried again, unnoticed
+    run_limited "$(step_limit 900)" "mutation catalogue (dry run)" bash test/mutation/run.sh --dry-run \
+        >"$PGCK_TMP/mutation_dry.log" 2>&1
+    rc=$?
+    bad=$(grep -cE '^ *(STALE|STILLBORN|ERROR) ' "$PGCK_TMP/mutation_dry.log")
+    [ $rc -eq 0 ] && [ "$bad" -eq 0 ] && [ "$(grep -cE '^ *APPLIES ' "$PGCK_TMP/mutation_dry.log")" -gt 0 ]
+    record "mutation catalogue: every one of $(ls test/mutation/mutants | grep -cE '\.(diff|rule)$') mutants applies to this tree and compiles" $?
+    [ "$bad" -ne 0 ] && grep -E '^ *(STALE|STILLBORN|ERROR) ' "$PGCK_TMP/mutation_dry.log" | head -30
 fi
 # ------------------------------------------------------------- end of mutation
 
