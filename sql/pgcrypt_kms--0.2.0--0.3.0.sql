@@ -919,9 +919,10 @@ DECLARE
     carry text[];
     stmt text;
     -- the table, its partitions and inheritance children: read at the start
-    -- (the owner check, the first check of what the swap would drop, the
-    -- backfill) and again under the swap's lock (a partition may have been
-    -- attached meanwhile: the second check, the grants, the purge)
+    -- (the owner check, the first check of what the swap would drop), again
+    -- after step 1 commits (the backfill) and under the swap's lock (a
+    -- partition may have been attached meanwhile: the second check, the
+    -- grants, the purge)
     tree_q text;
     tree oid[];
 BEGIN
@@ -1086,6 +1087,9 @@ BEGIN
     END IF;
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- the tree again: step 1's ALTER TABLE may have waited for its lock while
+    -- a partition was attached, and the backfill must cover it too
+    EXECUTE tree_q INTO tree USING tbl;
 
     -- 2. backfill by block ranges (each committed), then catch up what moved
     DECLARE

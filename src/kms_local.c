@@ -91,7 +91,7 @@ create_master_file(void)
 	}
 	unlink(tmp);
 	ereport(LOG,
-			(errmsg("created local master key file \"%s\"", pgck_local_key_file),
+			(errmsg("pgcrypt_kms: created local master key file \"%s\"", pgck_local_key_file),
 			 errdetail("The local: provider is for development only."),
 			 errhidestmt(true)));
 }

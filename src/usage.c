@@ -159,7 +159,7 @@ usage_save(void)
 	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
 	if (fd < 0)
 	{
-		ereport(LOG, (errcode_for_file_access(), errmsg("could not write \"%s\": %m", tmp),
+		ereport(LOG, (errcode_for_file_access(), errmsg("pgcrypt_kms: could not write \"%s\": %m", tmp),
 					  errhidestmt(true)));
 		return;
 	}
@@ -181,7 +181,7 @@ usage_save(void)
 	if (CloseTransientFile(fd) != 0)
 		ok = false;
 	if (!ok || rename(tmp, USAGE_FILE) != 0)
-		ereport(LOG, (errcode_for_file_access(), errmsg("could not save \"%s\": %m", USAGE_FILE),
+		ereport(LOG, (errcode_for_file_access(), errmsg("pgcrypt_kms: could not save \"%s\": %m", USAGE_FILE),
 					  errhidestmt(true)));
 }
 
