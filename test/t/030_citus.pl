@@ -5,7 +5,9 @@
 # KMS emulator with its own credentials:
 #   1. key administration on the coordinator reaches every worker in the same transaction
 #      (identical keyring rows, version ids included); a rolled-back one reaches none; with a
-#      worker down it fails everywhere; on a worker it is refused (55000);
+#      worker down it fails everywhere; on a worker it is refused (55000), and a key
+#      administrator cannot forge the coordinator's flag (pgcrypt_kms.citus_applying:
+#      superuser-only);
 #   2. a committed rotate / retire / destroy reaches the next statement on every node,
 #      Citus's cached connections included; the destroyed tenant fails through every worker;
 #   3. decrypt, blind-index probes and encryption run on the workers; the row-dependent
@@ -60,12 +62,13 @@ pgcrypt_kms.aws_region = 'us-east-1'
 	return $n;
 }
 
-# run SQL; returns { ret, out, err, state }
+# run SQL (as the bootstrap superuser, or as $user); returns { ret, out, err, state }
 sub run_sql
 {
-	my ($n, $sql) = @_;
+	my ($n, $sql, $user) = @_;
 	my ($out, $err) = ('', '');
-	my $ret = $n->psql('postgres', "\\set VERBOSITY verbose\n$sql", stdout => \$out, stderr => \$err);
+	my $ret = $n->psql('postgres', "\\set VERBOSITY verbose\n$sql", stdout => \$out, stderr => \$err,
+		extra_params => [ defined $user ? ('-U', $user) : () ]);
 	my $state = $err =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : '';
 	return { ret => $ret, out => $out, err => $err, state => $state };
 }
@@ -117,6 +120,21 @@ for my $w (@workers)
 	is($r->{state}, '55000', 'a hand-made keyring change on worker ' . $w->name . ' is refused') or diag $r->{err};
 }
 is(ring($workers[0]), $ring0, 'the refused worker administration changed nothing');
+
+# The flag that lets the coordinator's change past a worker's guard is a superuser-only setting
+# under the extension's reserved prefix: a key administrator cannot forge it on a worker.
+$coord->safe_psql('postgres', q{CREATE ROLE kadmin LOGIN; GRANT pgcrypt_kms_admin TO kadmin;});
+$r = run_sql($workers[0], q{SET pgcrypt_kms.citus_applying = on;}, 'kadmin');
+is($r->{state}, '42501', 'a key administrator on a worker may not SET pgcrypt_kms.citus_applying') or diag $r->{err};
+$r = run_sql($workers[0], q{SELECT set_config('pgcrypt_kms.citus_applying', 'on', true);}, 'kadmin');
+is($r->{state}, '42501', '... nor set_config it') or diag $r->{err};
+$r = run_sql($workers[0], q{SHOW ALL}, 'kadmin');
+unlike($r->{out}, qr/citus_applying/, '... and SHOW ALL does not list it');
+$r = run_sql($workers[0], q{SET pgcrypt_kms_citus.applying = on; SELECT kms_destroy_key('t2', 't2');}, 'kadmin');
+is($r->{state}, '55000', 'the old placeholder pgcrypt_kms_citus.applying no longer passes the guard: kms_destroy_key on a worker refused') or diag $r->{err};
+$r = run_sql($workers[0], q{SET pgcrypt_kms_citus.applying = on; SELECT kms_rotate_key('t1');}, 'kadmin');
+is($r->{state}, '55000', '... nor kms_rotate_key') or diag $r->{err};
+is(ring($workers[0]), $ring0, 'the worker\'s keyring is unchanged');
 
 # a worker that cannot take the change: it fails everywhere
 $workers[1]->stop;
