@@ -5,9 +5,9 @@
 # KMS emulator with its own credentials:
 #   1. key administration on the coordinator reaches every worker in the same transaction
 #      (identical keyring rows, version ids included); a rolled-back one reaches none; with a
-#      worker down it fails everywhere; on a worker it is refused (55000), and a key
-#      administrator cannot forge the coordinator's flag (pgcrypt_kms.citus_applying:
-#      superuser-only);
+#      worker down it fails everywhere (55000, not Citus's class 08); on a worker it is refused
+#      (55000), and a key administrator cannot forge the coordinator's flag
+#      (pgcrypt_kms.citus_applying: superuser-only);
 #   2. a committed rotate / retire / destroy reaches the next statement on every node,
 #      Citus's cached connections included; the destroyed tenant fails through every worker;
 #   3. decrypt, blind-index probes and encryption run on the workers; the row-dependent
@@ -140,6 +140,9 @@ is(ring($workers[0]), $ring0, 'the worker\'s keyring is unchanged');
 $workers[1]->stop;
 $r = run_sql($coord, q{SELECT kms_rotate_key('t1');});
 isnt($r->{ret}, 0, 'kms_rotate_key with a worker down fails');
+is($r->{state}, '55000', '... with 55000, not Citus\'s class 08 (a connection pool would drop the session)') or diag $r->{err};
+like($r->{err}, qr/a Citus worker cannot be reached.*DETAIL:.*Citus: .*HINT:.*citus_remove_node/s,
+	'... naming the cause, Citus\'s message in the detail, a hint') or diag $r->{err};
 {
 	local @ENV{ keys %kms_env } = values %kms_env;
 	$workers[1]->start;
