@@ -457,6 +457,21 @@ BEGIN
                   DETAIL = 'A worker''s keyring is a copy of the coordinator''s, changed only by the coordinator.',
                   HINT = 'Run key administration on the coordinator; it reaches every worker in the same transaction.';
     END IF;
+    -- Citus sends a change only to active nodes: a disabled worker would
+    -- miss it silently and, once activated, keep (say) a destroyed key's
+    -- version.  Once per statement, before anything is changed or sent.
+    -- (Nested: pg_dist_node exists only with Citus, and PL/pgSQL parses a
+    -- whole condition before evaluating any of it.)
+    IF pgcrypt_kms.citus_node_role() OPERATOR(pg_catalog.=) 'coordinator' THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_dist_node
+                    WHERE NOT isactive AND noderole OPERATOR(pg_catalog.=) 'primary'
+                      AND groupid OPERATOR(pg_catalog.<>) 0) THEN
+            RAISE EXCEPTION 'key administration is refused while a Citus worker is inactive'
+                USING ERRCODE = '55000',
+                      DETAIL = 'An inactive (disabled) worker would miss the keyring change and keep its old keyring when it is activated again.',
+                      HINT = 'Activate the worker (citus_activate_node), then nothing is missed, or remove it (citus_remove_node); then run the key administration again.';
+        END IF;
+    END IF;
     RETURN NULL;
 END
 $$;

@@ -5,9 +5,9 @@
 # KMS emulator with its own credentials:
 #   1. key administration on the coordinator reaches every worker in the same transaction
 #      (identical keyring rows, version ids included); a rolled-back one reaches none; with a
-#      worker down it fails everywhere (55000, not Citus's class 08); on a worker it is refused
-#      (55000), and a key administrator cannot forge the coordinator's flag
-#      (pgcrypt_kms.citus_applying: superuser-only);
+#      worker down it fails everywhere (55000, not Citus's class 08); with a worker disabled
+#      it is refused (55000); on a worker it is refused (55000), and a key administrator cannot
+#      forge the coordinator's flag (pgcrypt_kms.citus_applying: superuser-only);
 #   2. a committed rotate / retire / destroy reaches the next statement on every node,
 #      Citus's cached connections included; the destroyed tenant fails through every worker;
 #   3. decrypt, blind-index probes and encryption run on the workers; the row-dependent
@@ -477,6 +477,25 @@ push @workers, $w3;
 rings_equal('kms_citus_sync');
 $r = run_sql($w3, q{SELECT kms_blind_tag(kms_encrypt('new@b.example.net', 'nk'), 'dom') = kms_blind_tag('B.EXAMPLE.NET', 'nk', 'dom')});
 is($r->{out}, 't', 'the synced worker has the named indexes: its new values carry the tag its probe finds') or diag $r->{err};
+
+# Citus sends a change only to active nodes: while a worker is disabled, key administration is
+# refused (else the worker keeps, once activated, e.g. a destroyed key's version)
+my $w3_port = $w3->port;
+$coord->safe_psql('postgres', "SELECT citus_disable_node('127.0.0.1', $w3_port, synchronous => true)");
+my $ring_before = ring($coord);
+$r = run_sql($coord, q{SELECT kms_destroy_key('t2', 't2')});
+is($r->{state}, '55000', 'kms_destroy_key while a worker is disabled is refused with 55000') or diag $r->{err};
+like($r->{err}, qr/while a Citus worker is inactive.*HINT:.*citus_activate_node.*citus_remove_node/s,
+	'... saying why, with a hint: activate or remove it') or diag $r->{err};
+$r = run_sql($coord, q{SELECT kms_rotate_key('t1')});
+is($r->{state}, '55000', 'kms_rotate_key while a worker is disabled is refused') or diag $r->{err};
+is(ring($coord), $ring_before, '... and nothing changed on the coordinator');
+is(ring($w3), $ring_before, '... nor on the disabled worker');
+$coord->safe_psql('postgres', "SELECT citus_activate_node('127.0.0.1', $w3_port)");
+$r = run_sql($coord, q{SELECT kms_rotate_key('t1')});
+is($r->{ret}, 0, 'the worker activated again: key administration works') or diag $r->{err};
+rings_equal('kms_rotate_key after citus_activate_node');
+
 $r = run_sql($coord, q{SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')});
 is($r->{ret}, 0, 'rebalance_table_shards') or diag $r->{err};
 ok($coord->safe_psql('postgres', 'SELECT count(*) FROM citus_shards WHERE nodeport = ' . $w3->port) > 0,
