@@ -451,11 +451,26 @@ CREATE FUNCTION pgcrypt_kms.citus_keyring_guard() RETURNS trigger LANGUAGE plpgs
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF pgcrypt_kms.citus_node_role() OPERATOR(pg_catalog.=) 'worker'
-       AND pg_catalog.current_setting('pgcrypt_kms_citus.applying', true) IS DISTINCT FROM 'on' THEN
+       AND pg_catalog.current_setting('pgcrypt_kms.citus_applying', true) IS DISTINCT FROM 'on' THEN
         RAISE EXCEPTION 'key administration is refused on a Citus worker'
             USING ERRCODE = '55000',
                   DETAIL = 'A worker''s keyring is a copy of the coordinator''s, changed only by the coordinator.',
                   HINT = 'Run key administration on the coordinator; it reaches every worker in the same transaction.';
+    END IF;
+    -- Citus sends a change only to active nodes: a disabled worker would
+    -- miss it silently and, once activated, keep (say) a destroyed key's
+    -- version.  Once per statement, before anything is changed or sent.
+    -- (Nested: pg_dist_node exists only with Citus, and PL/pgSQL parses a
+    -- whole condition before evaluating any of it.)
+    IF pgcrypt_kms.citus_node_role() OPERATOR(pg_catalog.=) 'coordinator' THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_dist_node
+                    WHERE NOT isactive AND noderole OPERATOR(pg_catalog.=) 'primary'
+                      AND groupid OPERATOR(pg_catalog.<>) 0) THEN
+            RAISE EXCEPTION 'key administration is refused while a Citus worker is inactive'
+                USING ERRCODE = '55000',
+                      DETAIL = 'An inactive (disabled) worker would miss the keyring change and keep its old keyring when it is activated again.',
+                      HINT = 'Activate the worker (citus_activate_node), then nothing is missed, or remove it (citus_remove_node); then run the key administration again.';
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -478,7 +493,7 @@ CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgcr
 CREATE FUNCTION pgcrypt_kms.citus_apply(tbl text, old_key text, new_row jsonb, truncate bool DEFAULT false)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pg_catalog.set_config('pgcrypt_kms_citus.applying', 'on', true);
+    PERFORM pg_catalog.set_config('pgcrypt_kms.citus_applying', 'on', true);
     IF tbl OPERATOR(pg_catalog.=) 'keys' THEN
         IF truncate THEN
             TRUNCATE pgcrypt_kms.keys;
@@ -515,7 +530,7 @@ BEGIN
     ELSE
         RAISE EXCEPTION 'unknown keyring table' USING ERRCODE = '22023';
     END IF;
-    PERFORM pg_catalog.set_config('pgcrypt_kms_citus.applying', 'off', true);
+    PERFORM pg_catalog.set_config('pgcrypt_kms.citus_applying', 'off', true);
 END
 $$;
 REVOKE ALL ON FUNCTION pgcrypt_kms.citus_apply(text, text, jsonb, bool) FROM PUBLIC;
@@ -525,14 +540,14 @@ REVOKE ALL ON FUNCTION pgcrypt_kms.citus_apply(text, text, jsonb, bool) FROM PUB
 CREATE FUNCTION pgcrypt_kms.citus_apply_all(keys jsonb, versions jsonb, indexes jsonb)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pg_catalog.set_config('pgcrypt_kms_citus.applying', 'on', true);
+    PERFORM pg_catalog.set_config('pgcrypt_kms.citus_applying', 'on', true);
     DELETE FROM pgcrypt_kms.key_indexes;
     DELETE FROM pgcrypt_kms.key_versions;
     DELETE FROM pgcrypt_kms.keys;
     INSERT INTO pgcrypt_kms.keys SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::pgcrypt_kms.keys, keys);
     INSERT INTO pgcrypt_kms.key_versions SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::pgcrypt_kms.key_versions, versions);
     INSERT INTO pgcrypt_kms.key_indexes SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::pgcrypt_kms.key_indexes, indexes);
-    PERFORM pg_catalog.set_config('pgcrypt_kms_citus.applying', 'off', true);
+    PERFORM pg_catalog.set_config('pgcrypt_kms.citus_applying', 'off', true);
 END
 $$;
 REVOKE ALL ON FUNCTION pgcrypt_kms.citus_apply_all(jsonb, jsonb, jsonb) FROM PUBLIC;

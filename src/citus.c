@@ -188,16 +188,54 @@ pgck_citus_send(PG_FUNCTION_ARGS)
 	if (citus_send_to_workers == NULL)
 		citus_send_to_workers = (SendCommandFn)
 			load_external_function("$libdir/citus", "SendCommandToWorkersWithMetadata", false, NULL);
-	citus_send_to_workers(command);
 #else
 	if (citus_send_as_user == NULL)
 		citus_send_as_user = load_external_function("$libdir/citus",
 													"execute_command_on_remote_nodes_as_user",
 													false, NULL);
-	/* the user is the keyring's owner here (see the header) */
-	DirectFunctionCall2(citus_send_as_user,
-						PointerGetDatum(cstring_to_text(command)),
-						PointerGetDatum(cstring_to_text(GetUserNameFromId(GetUserId(), false))));
 #endif
+
+	/*
+	 * A worker that cannot be reached fails the send with Citus's class 08
+	 * error; no error of ours uses class 08 (a connection pool would drop
+	 * this session on it, though the session is fine): the change is refused
+	 * with 55000 instead, Citus's message as the detail.  The transaction
+	 * fails either way, so the change reaches no node.
+	 */
+	{
+		MemoryContext oldcxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+#if PG_VERSION_NUM < 160000
+			citus_send_to_workers(command);
+#else
+			/* the user is the keyring's owner here (see the header) */
+			DirectFunctionCall2(citus_send_as_user,
+								PointerGetDatum(cstring_to_text(command)),
+								PointerGetDatum(cstring_to_text(GetUserNameFromId(GetUserId(), false))));
+#endif
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_CONNECTION_EXCEPTION)
+			{
+				FreeErrorData(edata);
+				PG_RE_THROW();
+			}
+			FlushErrorState();
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KEY_STATE),
+					 errmsg("key administration is refused: a Citus worker cannot be reached"),
+					 errdetail("The keyring change must reach every worker in the same transaction; nothing was changed. Citus: %s",
+							   edata->message ? edata->message : "(no message)"),
+					 errhint("Bring the worker back, or remove it from the cluster (citus_remove_node), then run the key administration again.")));
+		}
+		PG_END_TRY();
+	}
 	PG_RETURN_VOID();
 }

@@ -66,6 +66,8 @@ bool		pgck_refresh_ahead = true;
 
 char	   *pgck_wrapping_regions = NULL;
 
+bool		pgck_citus_applying = false;
+
 /* A comma-separated list of AWS region names (letters, digits, '-'). */
 static bool
 check_region_list(char **newval, void **extra, GucSource source)
@@ -322,6 +324,21 @@ pgck_guc_init(void)
 							   "Comma-separated, e.g. 'eu-west-1, eu-central-1'; keys in other regions follow in their usual order (primary, then wrappings by number).",
 							   &pgck_wrapping_regions, "",
 							   PGC_SUSET, 0, check_region_list, NULL, NULL);
+
+	/*
+	 * Internal: on while a Citus worker applies a keyring change sent by the
+	 * coordinator (citus_apply / citus_apply_all set it, transaction-local),
+	 * which is what lets the change past the worker's citus_keyring_guard.
+	 * PGC_SUSET under the reserved prefix so that no other role can forge it
+	 * (an undefined placeholder could be set by anyone).
+	 */
+	DefineCustomBoolVariable("pgcrypt_kms.citus_applying",
+							 "Internal: a Citus worker is applying a keyring change from the coordinator.",
+							 NULL,
+							 &pgck_citus_applying, false,
+							 PGC_SUSET,
+							 GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_NO_RESET_ALL,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgcrypt_kms");
 }

@@ -35,6 +35,7 @@ extern int	pgck_shared_cache_size;	/* entries, 0 = no shared key cache */
 extern int	pgck_unwrap_concurrency;	/* KMS unwraps in flight for kms_warm_cache */
 extern int	pgck_prefetch_after;	/* cold misses in a statement before a prefetch, 0 = never */
 extern bool pgck_refresh_ahead;	/* the shared cache's refresher refreshes keys in use */
+extern bool pgck_citus_applying;	/* internal: a Citus worker applies the coordinator's keyring change */
 
 /* Vault / OpenBao Transit (kms_vault.c) */
 typedef enum PgckVaultAuth

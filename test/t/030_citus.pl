@@ -5,7 +5,9 @@
 # KMS emulator with its own credentials:
 #   1. key administration on the coordinator reaches every worker in the same transaction
 #      (identical keyring rows, version ids included); a rolled-back one reaches none; with a
-#      worker down it fails everywhere; on a worker it is refused (55000);
+#      worker down it fails everywhere (55000, not Citus's class 08); with a worker disabled
+#      it is refused (55000); on a worker it is refused (55000), and a key administrator cannot
+#      forge the coordinator's flag (pgcrypt_kms.citus_applying: superuser-only);
 #   2. a committed rotate / retire / destroy reaches the next statement on every node,
 #      Citus's cached connections included; the destroyed tenant fails through every worker;
 #   3. decrypt, blind-index probes and encryption run on the workers; the row-dependent
@@ -60,12 +62,13 @@ pgcrypt_kms.aws_region = 'us-east-1'
 	return $n;
 }
 
-# run SQL; returns { ret, out, err, state }
+# run SQL (as the bootstrap superuser, or as $user); returns { ret, out, err, state }
 sub run_sql
 {
-	my ($n, $sql) = @_;
+	my ($n, $sql, $user) = @_;
 	my ($out, $err) = ('', '');
-	my $ret = $n->psql('postgres', "\\set VERBOSITY verbose\n$sql", stdout => \$out, stderr => \$err);
+	my $ret = $n->psql('postgres', "\\set VERBOSITY verbose\n$sql", stdout => \$out, stderr => \$err,
+		extra_params => [ defined $user ? ('-U', $user) : () ]);
 	my $state = $err =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : '';
 	return { ret => $ret, out => $out, err => $err, state => $state };
 }
@@ -118,10 +121,28 @@ for my $w (@workers)
 }
 is(ring($workers[0]), $ring0, 'the refused worker administration changed nothing');
 
+# The flag that lets the coordinator's change past a worker's guard is a superuser-only setting
+# under the extension's reserved prefix: a key administrator cannot forge it on a worker.
+$coord->safe_psql('postgres', q{CREATE ROLE kadmin LOGIN; GRANT pgcrypt_kms_admin TO kadmin;});
+$r = run_sql($workers[0], q{SET pgcrypt_kms.citus_applying = on;}, 'kadmin');
+is($r->{state}, '42501', 'a key administrator on a worker may not SET pgcrypt_kms.citus_applying') or diag $r->{err};
+$r = run_sql($workers[0], q{SELECT set_config('pgcrypt_kms.citus_applying', 'on', true);}, 'kadmin');
+is($r->{state}, '42501', '... nor set_config it') or diag $r->{err};
+$r = run_sql($workers[0], q{SHOW ALL}, 'kadmin');
+unlike($r->{out}, qr/citus_applying/, '... and SHOW ALL does not list it');
+$r = run_sql($workers[0], q{SET pgcrypt_kms_citus.applying = on; SELECT kms_destroy_key('t2', 't2');}, 'kadmin');
+is($r->{state}, '55000', 'the old placeholder pgcrypt_kms_citus.applying no longer passes the guard: kms_destroy_key on a worker refused') or diag $r->{err};
+$r = run_sql($workers[0], q{SET pgcrypt_kms_citus.applying = on; SELECT kms_rotate_key('t1');}, 'kadmin');
+is($r->{state}, '55000', '... nor kms_rotate_key') or diag $r->{err};
+is(ring($workers[0]), $ring0, 'the worker\'s keyring is unchanged');
+
 # a worker that cannot take the change: it fails everywhere
 $workers[1]->stop;
 $r = run_sql($coord, q{SELECT kms_rotate_key('t1');});
 isnt($r->{ret}, 0, 'kms_rotate_key with a worker down fails');
+is($r->{state}, '55000', '... with 55000, not Citus\'s class 08 (a connection pool would drop the session)') or diag $r->{err};
+like($r->{err}, qr/a Citus worker cannot be reached.*DETAIL:.*Citus: .*HINT:.*citus_remove_node/s,
+	'... naming the cause, Citus\'s message in the detail, a hint') or diag $r->{err};
 {
 	local @ENV{ keys %kms_env } = values %kms_env;
 	$workers[1]->start;
@@ -456,6 +477,25 @@ push @workers, $w3;
 rings_equal('kms_citus_sync');
 $r = run_sql($w3, q{SELECT kms_blind_tag(kms_encrypt('new@b.example.net', 'nk'), 'dom') = kms_blind_tag('B.EXAMPLE.NET', 'nk', 'dom')});
 is($r->{out}, 't', 'the synced worker has the named indexes: its new values carry the tag its probe finds') or diag $r->{err};
+
+# Citus sends a change only to active nodes: while a worker is disabled, key administration is
+# refused (else the worker keeps, once activated, e.g. a destroyed key's version)
+my $w3_port = $w3->port;
+$coord->safe_psql('postgres', "SELECT citus_disable_node('127.0.0.1', $w3_port, synchronous => true)");
+my $ring_before = ring($coord);
+$r = run_sql($coord, q{SELECT kms_destroy_key('t2', 't2')});
+is($r->{state}, '55000', 'kms_destroy_key while a worker is disabled is refused with 55000') or diag $r->{err};
+like($r->{err}, qr/while a Citus worker is inactive.*HINT:.*citus_activate_node.*citus_remove_node/s,
+	'... saying why, with a hint: activate or remove it') or diag $r->{err};
+$r = run_sql($coord, q{SELECT kms_rotate_key('t1')});
+is($r->{state}, '55000', 'kms_rotate_key while a worker is disabled is refused') or diag $r->{err};
+is(ring($coord), $ring_before, '... and nothing changed on the coordinator');
+is(ring($w3), $ring_before, '... nor on the disabled worker');
+$coord->safe_psql('postgres', "SELECT citus_activate_node('127.0.0.1', $w3_port)");
+$r = run_sql($coord, q{SELECT kms_rotate_key('t1')});
+is($r->{ret}, 0, 'the worker activated again: key administration works') or diag $r->{err};
+rings_equal('kms_rotate_key after citus_activate_node');
+
 $r = run_sql($coord, q{SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')});
 is($r->{ret}, 0, 'rebalance_table_shards') or diag $r->{err};
 ok($coord->safe_psql('postgres', 'SELECT count(*) FROM citus_shards WHERE nodeport = ' . $w3->port) > 0,
