@@ -371,7 +371,7 @@ want sanitizers && sanitizer_stage
 if want mutation && [ -z "${PGCK_MUTATION_NESTED:-}" ]; then
     pgck_log "mutation (crypto-critical subset)"
     printf '%s\n' "${FAILURES[@]}" | sed -E 's/ \((no summary line|not built)\)$//' >"$PGCK_TMP/mutation_baseline"
-    run_limited "$(step_limit 900)" "mutation" bash test/mutation/run.sh --tag crypto --quick \
+    run_limited "$(step_limit 1800)" "mutation" bash test/mutation/run.sh --tag crypto --quick \
         --baseline-from "$PGCK_TMP/mutation_baseline" >"$PGCK_TMP/mutation.log" 2>&1
     rc=$?
     record_counts "mutation (crypto-critical subset)" "$PGCK_TMP/mutation.log" $rc
