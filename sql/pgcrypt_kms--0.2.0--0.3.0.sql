@@ -447,6 +447,28 @@ CREATE FUNCTION pgcrypt_kms.citus_send(command text) RETURNS void
 COMMENT ON FUNCTION pgcrypt_kms.citus_send(text) IS 'run a keyring statement on every Citus worker in this transaction (two-phase commit)';
 REVOKE ALL ON FUNCTION pgcrypt_kms.citus_send(text) FROM PUBLIC;
 
+-- Citus sends a statement only to active nodes: a disabled worker (or one
+-- added with citus_add_inactive_node) would miss a keyring change, or
+-- kms_citus_sync's copy, silently and, once activated, keep its old keyring
+-- (say, a destroyed key's version).  Called on the coordinator only: the
+-- callers test the node's role first, in a statement of its own, because
+-- pg_dist_node exists only with Citus and PL/pgSQL parses a whole condition
+-- before evaluating any of it.
+CREATE FUNCTION pgcrypt_kms.citus_refuse_inactive(what text) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_dist_node
+                WHERE NOT isactive AND noderole OPERATOR(pg_catalog.=) 'primary'
+                  AND groupid OPERATOR(pg_catalog.<>) 0) THEN
+        RAISE EXCEPTION '% is refused while a Citus worker is inactive', what
+            USING ERRCODE = '55000',
+                  DETAIL = 'An inactive (disabled) worker receives no keyring change and would keep its old keyring when it is activated again.',
+                  HINT = pg_catalog.format('Activate the worker (citus_activate_node), then nothing is missed, or remove it (citus_remove_node); then run the %s again.', what);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION pgcrypt_kms.citus_refuse_inactive(text) FROM PUBLIC;
+
 CREATE FUNCTION pgcrypt_kms.citus_keyring_guard() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -457,20 +479,9 @@ BEGIN
                   DETAIL = 'A worker''s keyring is a copy of the coordinator''s, changed only by the coordinator.',
                   HINT = 'Run key administration on the coordinator; it reaches every worker in the same transaction.';
     END IF;
-    -- Citus sends a change only to active nodes: a disabled worker would
-    -- miss it silently and, once activated, keep (say) a destroyed key's
-    -- version.  Once per statement, before anything is changed or sent.
-    -- (Nested: pg_dist_node exists only with Citus, and PL/pgSQL parses a
-    -- whole condition before evaluating any of it.)
+    -- once per statement, before anything is changed or sent
     IF pgcrypt_kms.citus_node_role() OPERATOR(pg_catalog.=) 'coordinator' THEN
-        IF EXISTS (SELECT FROM pg_catalog.pg_dist_node
-                    WHERE NOT isactive AND noderole OPERATOR(pg_catalog.=) 'primary'
-                      AND groupid OPERATOR(pg_catalog.<>) 0) THEN
-            RAISE EXCEPTION 'key administration is refused while a Citus worker is inactive'
-                USING ERRCODE = '55000',
-                      DETAIL = 'An inactive (disabled) worker would miss the keyring change and keep its old keyring when it is activated again.',
-                      HINT = 'Activate the worker (citus_activate_node), then nothing is missed, or remove it (citus_remove_node); then run the key administration again.';
-        END IF;
+        PERFORM pgcrypt_kms.citus_refuse_inactive('key administration');
     END IF;
     RETURN NULL;
 END
@@ -607,6 +618,8 @@ BEGIN
         RAISE EXCEPTION 'kms_citus_sync() runs on a Citus coordinator'
             USING ERRCODE = '55000';
     END IF;
+    -- a disabled worker would be skipped, and keep its old keyring once activated
+    PERFORM pgcrypt_kms.citus_refuse_inactive('kms_citus_sync()');
     -- no key administration between the copy and its commit
     LOCK TABLE pgcrypt_kms.keys, pgcrypt_kms.key_versions, pgcrypt_kms.key_indexes IN EXCLUSIVE MODE;
     SELECT pg_catalog.count(*) INTO n FROM pgcrypt_kms.key_versions;

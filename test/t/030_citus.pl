@@ -489,6 +489,10 @@ like($r->{err}, qr/while a Citus worker is inactive.*HINT:.*citus_activate_node.
 	'... saying why, with a hint: activate or remove it') or diag $r->{err};
 $r = run_sql($coord, q{SELECT kms_rotate_key('t1')});
 is($r->{state}, '55000', 'kms_rotate_key while a worker is disabled is refused') or diag $r->{err};
+$r = run_sql($coord, q{SELECT kms_citus_sync()});
+is($r->{state}, '55000', 'kms_citus_sync while a worker is disabled is refused (it would skip that worker)') or diag $r->{err};
+like($r->{err}, qr/kms_citus_sync\(\) is refused while a Citus worker is inactive.*HINT:.*citus_activate_node/s,
+	'... saying why') or diag $r->{err};
 is(ring($coord), $ring_before, '... and nothing changed on the coordinator');
 is(ring($w3), $ring_before, '... nor on the disabled worker');
 $coord->safe_psql('postgres', "SELECT citus_activate_node('127.0.0.1', $w3_port)");
