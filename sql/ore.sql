@@ -299,3 +299,108 @@ DROP TABLE late_ore;
 SELECT kms_decrypt(kms_encrypt('old style', 'ore_plain')) AS without_fields,
        kms_plaintext_type(kms_encrypt('old style', 'ore_plain')) AS type;
 DROP TABLE people_ore, users_ore;
+
+-- the key's own blind index over bytea: kms_encrypt(bytea, key) stores the key's tag, and
+-- kms_blind_index(bytea, key) probes it with the same bytes through the same transform, under
+-- every key transform and tag length, bytes that are not valid UTF-8 included
+SELECT kms_create_key('ore_bx_lower', 'local:regress', blind_index => 'lower');
+SELECT kms_create_key('ore_bx_mail', 'local:regress', blind_index => 'email', index_bits => 8);
+SELECT kms_create_key('ore_bx_digits', 'local:regress', blind_index => 'digits', index_bits => 100);
+CREATE TEMP TABLE bx AS
+SELECT k.key, b.bytes, kms_encrypt(b.bytes, k.key) AS v
+  FROM (VALUES ('ore_amt'), ('ore_bx_lower'), ('ore_bx_mail'), ('ore_bx_digits')) k(key),
+       (VALUES ('\x09416c6963654045784d504c452e636f6d3132200a'::bytea), ('\xff00'), ('\x'),
+               ('\x4142c3a931ff32')) b(bytes);
+SELECT key, count(*) AS values,
+       count(*) FILTER (WHERE kms_blind_index(v) = kms_blind_index(bytes, key)) AS probe_is_tag,
+       count(*) FILTER (WHERE kms_blind_index(v) = ANY (kms_blind_index_all(bytes, key))) AS found_by_all,
+       count(*) FILTER (WHERE kms_blind_index_match(v, bytes, key)) AS rechecked,
+       min(octet_length(kms_blind_index(bytes, key))) AS tag_bytes
+  FROM bx GROUP BY key ORDER BY key;
+-- the transform applies to bytea as to text: the probe of other bytes that normalize alike finds
+-- the value and re-checks true; bytes that do not, under exact, neither
+SELECT key, kms_blind_index(v) = kms_blind_index(n, key) AS probe_normalized,
+       kms_blind_index_match(v, n, key) AS recheck_normalized,
+       kms_blind_index(n, key) = kms_blind_index(convert_from(n, 'UTF8'), key) AS same_as_text_probe
+  FROM bx, (VALUES ('ore_bx_lower', '\x09616c6963654065786d706c652e636f6d3132200a'::bytea),
+                   ('ore_bx_mail', '\x616c6963654065786d706c652e636f6d3132')) t(tkey, n)
+ WHERE bytes = '\x09416c6963654045784d504c452e636f6d3132200a' AND key = tkey
+ ORDER BY key;
+SELECT kms_blind_index(v) = kms_blind_index('\x3132'::bytea, key) AS digits_probe,
+       kms_blind_index_match(v, '\x3132'::bytea, key) AS digits_recheck
+  FROM bx WHERE bytes = '\x09416c6963654045784d504c452e636f6d3132200a' AND key = 'ore_bx_digits';
+SELECT kms_blind_index(v) = kms_blind_index('\x616c6963654065786d706c652e636f6d3132'::bytea, key) AS exact_probe_folds,
+       kms_blind_index_match(v, '\x616c6963654065786d706c652e636f6d3132'::bytea, key) AS exact_recheck_folds,
+       kms_blind_index_match(v, bytes, key) AS exact_recheck_same
+  FROM bx WHERE bytes = '\x09416c6963654045784d504c452e636f6d3132200a' AND key = 'ore_amt';
+-- a lookup through an expression index with a bytea parameter; the 8-bit tags collide, so the
+-- tag alone finds other rows too and the re-check keeps exactly the one (invalid UTF-8 bytes)
+CREATE TABLE bx_lookup (id int PRIMARY KEY, v enc_text);
+INSERT INTO bx_lookup SELECT g, kms_encrypt('\xff00'::bytea || int4send(g), 'ore_bx_mail') FROM generate_series(1, 5000) g;
+CREATE INDEX bx_lookup_bidx ON bx_lookup (kms_blind_index(v));
+ANALYZE bx_lookup;
+PREPARE bx_find AS SELECT count(*) > 1 AS tag_alone_has_false_positives, bool_or(id = 42) AS row_found
+  FROM bx_lookup WHERE kms_blind_index(v) = kms_blind_index($1::bytea, 'ore_bx_mail');
+PREPARE bx_recheck AS SELECT array_agg(id) AS rechecked FROM bx_lookup
+ WHERE kms_blind_index(v) = kms_blind_index($1::bytea, 'ore_bx_mail') AND kms_blind_index_match(v, $1::bytea, 'ore_bx_mail');
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) EXECUTE bx_find('\xff000000002a');
+EXECUTE bx_find('\xff000000002a');
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+EXECUTE bx_recheck('\xff000000002a');
+-- re-check false: a collision (same 8-bit tag, other bytes) and a probe whose tag differs
+SELECT count(*) > 0 AS collisions, bool_or(kms_blind_index_match(v, '\xff000000002a'::bytea, 'ore_bx_mail')) AS collision_rechecked
+  FROM bx_lookup WHERE kms_blind_index(v) = kms_blind_index('\xff000000002a'::bytea, 'ore_bx_mail') AND id <> 42;
+SELECT kms_blind_index(v) <> kms_blind_index(p, 'ore_bx_mail') AS tags_differ,
+       kms_blind_index_match(v, p, 'ore_bx_mail') AS rechecked
+  FROM bx_lookup, (SELECT '\xff000000002a'::bytea AS p) p
+ WHERE kms_blind_index(v) <> kms_blind_index(p, 'ore_bx_mail') ORDER BY id LIMIT 1;
+-- a value under another key with the same bytes and the same transform is no match
+SELECT kms_blind_index_match(kms_encrypt('\xff00'::bytea, 'ore_bx_lower'), '\xff00'::bytea, 'ore_bx_mail') AS other_key,
+       kms_blind_index_match(kms_encrypt('\xff00'::bytea, 'ore_bx_mail'), '\xff00'::bytea, 'ore_bx_mail') AS own_key;
+-- the re-check decrypts as bytea: a text value is refused as kms_decrypt_bytea refuses it (42804,
+-- before any cryptography: even the missing context is not reached), and the text re-check keeps
+-- refusing a bytea value; with a context, as the text form; NULL rules as the text form
+SELECT pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('abc', 'ore_bx_lower'), '\x616263'::bytea, 'ore_bx_lower')$$) AS text_value,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('abc', 'ore_bx_lower', 'ctx'), '\x616263'::bytea, 'ore_bx_lower')$$) AS text_value_context,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('\x616263'::bytea, 'ore_bx_lower'), 'abc', 'ore_bx_lower')$$) AS bytea_value_text_probe,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index('\x00'::bytea, 'ore_plain')$$) AS no_blind_index,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('\x00'::bytea, 'ore_plain'), '\x00'::bytea, 'ore_plain')$$) AS no_blind_index_recheck;
+\set VERBOSITY terse
+SELECT kms_blind_index_match(kms_encrypt('abc', 'ore_bx_lower'), '\x616263'::bytea, 'ore_bx_lower');
+SELECT kms_blind_index_match(kms_encrypt('\x616263'::bytea, 'ore_bx_lower'), 'abc', 'ore_bx_lower');
+\set VERBOSITY default
+SELECT kms_blind_index_match(kms_encrypt('\x414243'::bytea, 'ore_bx_lower', 'row 1'), '\x616263'::bytea, 'ore_bx_lower', 'row 1') AS with_context,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('\x414243'::bytea, 'ore_bx_lower', 'row 1'), '\x616263'::bytea, 'ore_bx_lower', 'row 2')$$) AS other_context,
+       kms_blind_index_match(NULL, '\x00'::bytea, 'ore_bx_lower') IS NULL AS null_value,
+       kms_blind_index_match(kms_encrypt('\x00'::bytea, 'ore_bx_lower'), NULL::bytea, 'ore_bx_lower') IS NULL AS null_probe,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('\x00'::bytea, 'ore_bx_lower'), '\x00'::bytea, NULL)$$) AS null_key,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(kms_encrypt('\x00'::bytea, 'ore_bx_lower', 'c'), '\x00'::bytea, 'ore_bx_lower', NULL)$$) AS null_context,
+       kms_blind_index(NULL::bytea, 'ore_bx_lower') IS NULL AS null_probe_tag;
+-- during an index key rotation kms_blind_index_all(bytea, key) gives the probes under the current
+-- and the previous index key, as the text form
+SELECT kms_encrypt('\x414243ff'::bytea, 'ore_bx_lower') AS bx_before \gset
+SELECT kms_rotate_index_key('ore_bx_lower') AS index_key_version;
+SELECT cardinality(kms_blind_index_all('\x616263ff'::bytea, 'ore_bx_lower')) AS probes,
+       (kms_blind_index_all('\x616263ff'::bytea, 'ore_bx_lower'))[1] = kms_blind_index(kms_encrypt('\x616263ff'::bytea, 'ore_bx_lower')) AS current_finds_new,
+       (kms_blind_index_all('\x616263ff'::bytea, 'ore_bx_lower'))[2] = kms_blind_index(:'bx_before'::enc_text) AS previous_finds_old,
+       kms_blind_index(:'bx_before'::enc_text) <> kms_blind_index('\x616263ff'::bytea, 'ore_bx_lower') AS current_misses_old,
+       kms_blind_index_all('\x414243'::bytea, 'ore_bx_lower') = kms_blind_index_all('abc', 'ore_bx_lower') AS as_text_form;
+-- existing callers keep the text forms: an unknown literal, NULL, varchar and an untyped
+-- parameter resolve to text (PostgreSQL prefers the string category), a bytea to bytea
+CREATE TEMP VIEW bx_resolution AS
+SELECT kms_blind_index('a@b.c', 'ore_bx_mail') AS literal, kms_blind_index(NULL, 'ore_bx_mail') AS null_arg,
+       kms_blind_index('a@b.c'::varchar, 'ore_bx_mail') AS varchar_arg, kms_blind_index('\x00'::bytea, 'ore_bx_mail') AS bytea_arg,
+       kms_blind_index_all('a@b.c', 'ore_bx_mail') AS all_literal, kms_blind_index_all(NULL, 'ore_bx_mail') AS all_null,
+       kms_blind_index_match(NULL, 'a@b.c', 'ore_bx_mail') AS match_literal, kms_blind_index_match(NULL, NULL, 'ore_bx_mail') AS match_null;
+SELECT pg_get_viewdef('bx_resolution'::regclass);
+PREPARE bx_untyped AS SELECT kms_blind_index($1, 'ore_bx_mail'), kms_blind_index_all($2, 'ore_bx_mail'),
+                             kms_blind_index_match(NULL, $3, 'ore_bx_mail');
+SELECT parameter_types FROM pg_prepared_statements WHERE name = 'bx_untyped';
+DEALLOCATE bx_untyped;
+DEALLOCATE bx_find;
+DEALLOCATE bx_recheck;
+DROP VIEW bx_resolution;
+DROP TABLE bx_lookup;

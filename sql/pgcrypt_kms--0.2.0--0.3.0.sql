@@ -1584,6 +1584,37 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) TO p
 ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text) CALLED ON NULL INPUT;
 ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) CALLED ON NULL INPUT;
 
+-- ================================================================ the key's blind index over bytea
+-- kms_encrypt(bytea, key) stores the key's blind-index tag (its bytes through
+-- the key's transform, as for text): its probe, its probes during an index key
+-- rotation and its re-check, labelled and granted as the text forms.  The
+-- probes are the text forms' C functions (the transforms are byte-wise: the
+-- same bytes give the same tag whatever their type).  An unknown-typed
+-- argument (a literal, NULL, an untyped parameter) still resolves to the text
+-- forms: PostgreSQL prefers the string category (regress/ore checks it).
+CREATE FUNCTION @extschema@.kms_blind_index(plaintext bytea, key_name text) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_text' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_blind_index(bytea, text) IS 'the blind-index probe of a bytea plaintext for a lookup';
+CREATE FUNCTION @extschema@.kms_blind_index_all(plaintext bytea, key_name text) RETURNS bytea[]
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_all' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_blind_index_all(bytea, text) IS 'the probes of a bytea plaintext under the current and, during an index key rotation, the previous index key';
+-- not STRICT, as the text form: a NULL key name or context is refused (22004);
+-- a value of another plaintext type is refused (42804), as kms_decrypt_bytea does
+CREATE FUNCTION @extschema@.kms_blind_index_match(value @extschema@.enc_text, plaintext bytea, key_name text) RETURNS bool
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_match_bytea' LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text) IS 'does the bytea value decrypt to these bytes after the key''s normalization (re-check for truncated tags)';
+CREATE FUNCTION @extschema@.kms_blind_index_match(value @extschema@.enc_text, plaintext bytea, key_name text, context text) RETURNS bool
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_match_bytea' LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text, text) IS 'kms_blind_index_match of bytea for a value encrypted with a context';
+REVOKE ALL ON FUNCTION @extschema@.kms_blind_index(bytea, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_blind_index_all(bytea, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index(bytea, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_all(bytea, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text) TO pgcrypt_kms_decrypt;
+GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text, text) TO pgcrypt_kms_decrypt;
+
 -- ================================================================ logical replication of the keyring
 -- A logical-replication apply worker fires row triggers only, never statement
 -- triggers: a destroy, a retirement or an index rotation it applies reached no

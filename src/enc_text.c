@@ -734,7 +734,13 @@ pgck_kms_blind_index_value(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(result);
 }
 
-/* kms_blind_index(text, key): the probe for a lookup. */
+/*
+ * kms_blind_index(text | bytea, key): the probe for a lookup.  The bytea form
+ * (0.3) is this function too: the tag is pgck_blind_index_tag() of the bytes,
+ * the call encrypt_value makes for a text or a bytea value alike (the key's
+ * transforms are byte-wise), so a probe of the same bytes equals the stored
+ * tag whatever their type.
+ */
 PG_FUNCTION_INFO_V1(pgck_kms_blind_index_text);
 Datum
 pgck_kms_blind_index_text(PG_FUNCTION_ARGS)
@@ -758,9 +764,11 @@ pgck_kms_blind_index_text(PG_FUNCTION_ARGS)
 }
 
 /*
- * kms_blind_index_all(text, key) → bytea[]: the probe under the current index
- * key and, while an index key rotation is in progress, under the previous
- * one, for "WHERE kms_blind_index(col) = ANY (kms_blind_index_all(...))".
+ * kms_blind_index_all(text | bytea, key) → bytea[]: the probe under the
+ * current index key and, while an index key rotation is in progress, under
+ * the previous one, for "WHERE kms_blind_index(col) = ANY
+ * (kms_blind_index_all(...))".  The bytea form is this function too, as for
+ * kms_blind_index.
  */
 PG_FUNCTION_INFO_V1(pgck_kms_blind_index_all);
 Datum
@@ -798,39 +806,25 @@ pgck_kms_blind_index_all(PG_FUNCTION_ARGS)
 }
 
 /*
- * kms_blind_index_match(value, plaintext, key) → bool: does the value decrypt
- * to a plaintext that normalizes like this one under the key's transform?
- * The re-check for truncated tags, whose lookups return false positives.
+ * kms_blind_index_match(value, plaintext, key [, context]) → bool: does the
+ * value decrypt to a plaintext that normalizes like this one under the key's
+ * transform?  The re-check for truncated tags, whose lookups return false
+ * positives.  want_type is the probe's plaintext type: a value of another
+ * type is refused (42804) before any cryptography, as kms_decrypt and
+ * kms_decrypt_bytea refuse it.
  */
-PG_FUNCTION_INFO_V1(pgck_kms_blind_index_match);
-Datum
-pgck_kms_blind_index_match(PG_FUNCTION_ARGS)
+static bool
+blind_index_match(FunctionCallInfo fcinfo, int want_type)
 {
-	struct varlena *value;
-	text	   *probe;
-	char	   *key_name;
+	struct varlena *value = PG_GETARG_VARLENA_PP(0);
+	struct varlena *probe = PG_GETARG_VARLENA_PP(1);
+	char	   *key_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	PgckCachedKey *k;
 	PgckTransform transform;
 	char	   *value_key;
 	text	   *plain;
 	bool		same;
 
-	/*
-	 * Not STRICT (0.3): a NULL value or probe matches nothing (NULL), but a
-	 * NULL key name or context is refused, never a silent NULL that drops
-	 * the row from a re-check, as kms_decrypt refuses them.
-	 */
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("the key name of kms_blind_index_match must not be null")));
-	if (PG_NARGS() > 3 && PG_ARGISNULL(3))
-		refuse_null_argument("the context", "kms_blind_index_match");
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		PG_RETURN_NULL();
-	value = PG_GETARG_VARLENA_PP(0);
-	probe = PG_GETARG_TEXT_PP(1);
-	key_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	k = pgck_keycache_key(key_name);
 	transform = k->transform;
 	if (transform == PGCK_BIDX_NONE)
@@ -839,13 +833,53 @@ pgck_kms_blind_index_match(PG_FUNCTION_ARGS)
 				 errmsg("key \"%s\" has no blind index", key_name)));
 	/* the four-argument form re-checks a value encrypted with a context */
 	plain = decrypt_value(value, PG_NARGS() > 3 ? PG_GETARG_TEXT_PP(3) : NULL, &value_key, NULL,
-						  PGCK_PT_TEXT);
+						  want_type);
 	same = strcmp(value_key, key_name) == 0 &&
 		pgck_blind_index_same(transform, VARDATA(plain), VARSIZE(plain) - VARHDRSZ,
 							  VARDATA_ANY(probe), VARSIZE_ANY_EXHDR(probe));
 	pgck_wipe(VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
 	pfree(plain);
-	PG_RETURN_BOOL(same);
+	return same;
+}
+
+/*
+ * Not STRICT (0.3): a NULL value or probe matches nothing (NULL), but a NULL
+ * key name or context is refused, never a silent NULL that drops the row
+ * from a re-check, as kms_decrypt refuses them.  Does the call return NULL?
+ */
+static bool
+blind_index_match_nulls(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the key name of kms_blind_index_match must not be null")));
+	if (PG_NARGS() > 3 && PG_ARGISNULL(3))
+		refuse_null_argument("the context", "kms_blind_index_match");
+	return PG_ARGISNULL(0) || PG_ARGISNULL(1);
+}
+
+/* kms_blind_index_match(enc_text, text, key [, context]): text values only */
+PG_FUNCTION_INFO_V1(pgck_kms_blind_index_match);
+Datum
+pgck_kms_blind_index_match(PG_FUNCTION_ARGS)
+{
+	if (blind_index_match_nulls(fcinfo))
+		PG_RETURN_NULL();
+	PG_RETURN_BOOL(blind_index_match(fcinfo, PGCK_PT_TEXT));
+}
+
+/*
+ * kms_blind_index_match(enc_text, bytea, key [, context]) (0.3): the re-check
+ * of bytea values, whose tags kms_blind_index(bytea, key) probes.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_blind_index_match_bytea);
+Datum
+pgck_kms_blind_index_match_bytea(PG_FUNCTION_ARGS)
+{
+	if (blind_index_match_nulls(fcinfo))
+		PG_RETURN_NULL();
+	PG_RETURN_BOOL(blind_index_match(fcinfo, PGCK_PT_BYTEA));
 }
 
 /* The key version id a stored value names, as kms_version_id() reads it. */

@@ -488,6 +488,8 @@ def candidates(ctx, r, i):
         c = [V(ctx.enc[1], "s1 v1 value"), V(ctx.enc_ctx, "s1 value with context 'ctx-one'"),
              V(ctx.enc[3], "s1 v2 value"), V(ctx.enc[4], "s2 value")]
         typed = r.name[len("kms_decrypt_"):] if r.name.startswith("kms_decrypt_") else None
+        if r.name == "kms_blind_index_match" and "bytea" in r.argtypes:
+            typed = "bytea"     # the bytea re-check decrypts as bytea (a text value is 42804)
         if typed in ctx.enc_typed:
             c = [V(ctx.enc_typed[typed][0], "s1 %s value" % typed),
                  V(ctx.enc_typed[typed][1], "s1 %s value with context 'ctx-one'" % typed)] + c
