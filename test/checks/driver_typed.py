@@ -16,7 +16,11 @@ as a login role holding only pgcrypt_kms_encrypt and pgcrypt_kms_decrypt:
      parameters return exactly the rows the same predicate over a plaintext
      shadow column returns, through an index scan;
   4. decrypting as another type gives SQLSTATE 42804 (e.sqlstate), never a
-     converted value, and no error text repeats a plaintext.
+     converted value, and no error text repeats a plaintext;
+  5. a blind-index probe bound as str resolves to kms_blind_index(text, key)
+     and one bound as bytes to kms_blind_index(bytea, key) (bytes that are not
+     UTF-8 included), each finds its row through the index, also once psycopg
+     has prepared the statement, and kms_blind_index_match re-checks both.
 
 Usage: driver_typed.py   (PGHOST, PGPORT from test/run.sh; run as the postgres
 OS user, which trust-connects as any role.)  Prints TAP-like "ok"/"not ok"
@@ -34,6 +38,7 @@ PORT = os.environ["PGPORT"]
 DB = "pgck_driver"
 ROLE = "pgck_driver_app"
 KEY = "drv_amount"
+BIDX_KEY = "drv_email"
 failures = 0
 count = 0
 
@@ -59,6 +64,11 @@ def setup():
         c.execute("CREATE INDEX ON amounts (kms_ore(v))")
         c.execute("CREATE INDEX ON amounts (kms_ore(n))")
         c.execute("GRANT SELECT, INSERT ON amounts TO %s" % ROLE)
+        c.execute("SELECT kms_create_key(%s, 'local:driver', blind_index => 'email', index_bits => 16)",
+                  (BIDX_KEY,))
+        c.execute("CREATE TABLE tagged (id int PRIMARY KEY, e enc_text)")
+        c.execute("CREATE INDEX ON tagged (kms_blind_index(e))")
+        c.execute("GRANT SELECT, INSERT ON tagged TO %s" % ROLE)
 
 
 def teardown():
@@ -177,12 +187,51 @@ def psycopg2_round_trips():
     c.close()
 
 
+def psycopg3_blind_probes():
+    # (stored, probe that must find it, probe that must not); the key's transform is email
+    cases = [
+        ("Alice@Example.COM", "alice@example.com", "alice@example.org"),
+        (b"\xff\x00Bob@Example.COM", b"\xff\x00bob@example.com", b"\xfe\x00bob@example.com"),
+    ]
+    with psycopg.connect(host=HOST, port=PORT, dbname=DB, user=ROLE, autocommit=True) as c:
+        with c.cursor() as cur:
+            for i, (stored, _, _) in enumerate(cases, start=1):
+                cur.execute("INSERT INTO tagged VALUES (%s, kms_encrypt(%s, %s))", (i, stored, BIDX_KEY))
+            # rows of other values, so that the index is worth using and a wrong probe finds nothing
+            cur.executemany("INSERT INTO tagged VALUES (%s, kms_encrypt(%s, %s))",
+                            [(i, "user%d@example.com" % i, BIDX_KEY) for i in range(10, 400)])
+    with psycopg.connect(host=HOST, port=PORT, dbname=DB, user="postgres", autocommit=True) as c:
+        c.execute("ANALYZE tagged")
+    q = ("SELECT id FROM tagged WHERE kms_blind_index(e) = kms_blind_index(%s, %s)"
+         "   AND kms_blind_index_match(e, %s, %s) ORDER BY id")
+    with psycopg.connect(host=HOST, port=PORT, dbname=DB, user=ROLE, autocommit=True) as c:
+        c.execute("SET enable_seqscan = off")
+        for i, (stored, hit, miss) in enumerate(cases, start=1):
+            kind = type(stored).__name__
+            try:
+                plan = "\n".join(r[0] for r in c.execute("EXPLAIN " + q, (hit, BIDX_KEY, hit, BIDX_KEY)))
+                got = [c.execute(q, (hit, BIDX_KEY, hit, BIDX_KEY), prepare=prep).fetchall() for prep in (False, True, True)]
+                check(all(g == [(i,)] for g in got) and "Index" in plan,
+                      "psycopg 3: a %s probe finds its row through the index, also prepared" % kind)
+                got = c.execute(q, (miss, BIDX_KEY, miss, BIDX_KEY), prepare=True).fetchall()
+                check(got == [], "psycopg 3: a %s probe of another value finds nothing" % kind)
+                same_tag = c.execute("SELECT kms_blind_index(e) = kms_blind_index(%s, %s) FROM tagged WHERE id = %s",
+                                     (stored, BIDX_KEY, i)).fetchone()[0]
+                check(same_tag is True, "psycopg 3: the %s probe of the stored value equals its tag" % kind)
+                match = [c.execute("SELECT kms_blind_index_match(e, %s, %s) FROM tagged WHERE id = %s",
+                                   (p, BIDX_KEY, i)).fetchone()[0] for p in (hit, miss)]
+                check(match == [True, False], "psycopg 3: kms_blind_index_match re-checks a %s value: %r" % (kind, match))
+            except psycopg.Error as e:
+                check(False, "psycopg 3, %s probe: SQLSTATE %s %s" % (kind, e.sqlstate, str(e).splitlines()[0]))
+
+
 def main():
     setup()
     try:
         psycopg3_round_trips()
         psycopg3_ranges()
         psycopg2_round_trips()
+        psycopg3_blind_probes()
     finally:
         teardown()
     print("1..%d" % count)
