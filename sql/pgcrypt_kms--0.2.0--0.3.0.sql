@@ -1599,7 +1599,7 @@ CREATE FUNCTION @extschema@.kms_blind_index_all(plaintext bytea, key_name text) 
     AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_all' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_blind_index_all(bytea, text) IS 'the probes of a bytea plaintext under the current and, during an index key rotation, the previous index key';
 -- not STRICT, as the text form: a NULL key name or context is refused (22004);
--- a value of another plaintext type is refused (42804), as kms_decrypt_bytea does
+-- a text value is not these bytes (false, from its header, nothing decrypted)
 CREATE FUNCTION @extschema@.kms_blind_index_match(value @extschema@.enc_text, plaintext bytea, key_name text) RETURNS bool
     AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_match_bytea' LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text) IS 'does the bytea value decrypt to these bytes after the key''s normalization (re-check for truncated tags)';
@@ -1614,6 +1614,14 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index(bytea, text) TO pgcrypt_km
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_all(bytea, text) TO pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text) TO pgcrypt_kms_decrypt;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text, text) TO pgcrypt_kms_decrypt;
+-- A re-check decrypts (and may unwrap a key version): it costs far more than
+-- the tag comparison beside it.  At the default cost of 1, the planner put it
+-- first in a filter, so a sequential scan decrypted every row instead of the
+-- few whose tag matches.  100, as PostgreSQL rates its own costly functions.
+ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text) COST 100;
+ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) COST 100;
+ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text) COST 100;
+ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, bytea, text, text) COST 100;
 
 -- ================================================================ logical replication of the keyring
 -- A logical-replication apply worker fires row triggers only, never statement

@@ -810,8 +810,11 @@ pgck_kms_blind_index_all(PG_FUNCTION_ARGS)
  * value decrypt to a plaintext that normalizes like this one under the key's
  * transform?  The re-check for truncated tags, whose lookups return false
  * positives.  want_type is the probe's plaintext type: a value of another
- * type is refused (42804) before any cryptography, as kms_decrypt and
- * kms_decrypt_bytea refuse it.
+ * type (a text value and a bytea probe, or the other way round) is not that
+ * plaintext, so it is false, read from the header before any key version is
+ * loaded or anything decrypted: a column holding both types, or a truncated
+ * tag shared by values of both, must not make the lookup fail (decrypting as
+ * the other type is what kms_decrypt and kms_decrypt_bytea refuse, 42804).
  */
 static bool
 blind_index_match(FunctionCallInfo fcinfo, int want_type)
@@ -824,6 +827,7 @@ blind_index_match(FunctionCallInfo fcinfo, int want_type)
 	char	   *value_key;
 	text	   *plain;
 	bool		same;
+	PgckEnvelope env;
 
 	k = pgck_keycache_key(key_name);
 	transform = k->transform;
@@ -831,6 +835,9 @@ blind_index_match(FunctionCallInfo fcinfo, int want_type)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_BAD_ARGUMENT),
 				 errmsg("key \"%s\" has no blind index", key_name)));
+	parse_stored(value, &env);
+	if (env.plain_type != want_type)
+		return false;
 	/* the four-argument form re-checks a value encrypted with a context */
 	plain = decrypt_value(value, PG_NARGS() > 3 ? PG_GETARG_TEXT_PP(3) : NULL, &value_key, NULL,
 						  want_type);
