@@ -447,23 +447,29 @@ CREATE FUNCTION pgcrypt_kms.citus_send(command text) RETURNS void
 COMMENT ON FUNCTION pgcrypt_kms.citus_send(text) IS 'run a keyring statement on every Citus worker in this transaction (two-phase commit)';
 REVOKE ALL ON FUNCTION pgcrypt_kms.citus_send(text) FROM PUBLIC;
 
--- Citus sends a statement only to active nodes: a disabled worker (or one
--- added with citus_add_inactive_node) would miss a keyring change, or
--- kms_citus_sync's copy, silently and, once activated, keep its old keyring
--- (say, a destroyed key's version).  Called on the coordinator only: the
--- callers test the node's role first, in a statement of its own, because
--- pg_dist_node exists only with Citus and PL/pgSQL parses a whole condition
--- before evaluating any of it.
+-- Citus sends a statement only to active nodes (and, through the function
+-- src/citus.c calls on PostgreSQL 15, SendCommandToWorkersWithMetadata, only
+-- to those with metadata): a disabled worker, one added with
+-- citus_add_inactive_node, or one after stop_metadata_sync_to_node would miss
+-- a keyring change, or kms_citus_sync's copy, silently and, once it takes part
+-- again, keep its old keyring (say, a destroyed key's version).  The ROW SHARE
+-- lock, held to the end of the transaction, makes citus_disable_node and
+-- stop_metadata_sync_to_node (both take pg_dist_node EXCLUSIVE) wait until the
+-- change is sent and committed, so no worker drops out between this check and
+-- the send.  Called on the coordinator only: the callers test the node's role
+-- first, in a statement of its own, because pg_dist_node exists only with
+-- Citus and PL/pgSQL parses a whole condition before evaluating any of it.
 CREATE FUNCTION pgcrypt_kms.citus_refuse_inactive(what text) RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    LOCK TABLE pg_catalog.pg_dist_node IN ROW SHARE MODE;
     IF EXISTS (SELECT FROM pg_catalog.pg_dist_node
-                WHERE NOT isactive AND noderole OPERATOR(pg_catalog.=) 'primary'
+                WHERE NOT (isactive AND hasmetadata) AND noderole OPERATOR(pg_catalog.=) 'primary'
                   AND groupid OPERATOR(pg_catalog.<>) 0) THEN
-        RAISE EXCEPTION '% is refused while a Citus worker is inactive', what
+        RAISE EXCEPTION '% is refused while a Citus worker is inactive or has no metadata', what
             USING ERRCODE = '55000',
-                  DETAIL = 'An inactive (disabled) worker receives no keyring change and would keep its old keyring when it is activated again.',
-                  HINT = pg_catalog.format('Activate the worker (citus_activate_node), then nothing is missed, or remove it (citus_remove_node); then run the %s again.', what);
+                  DETAIL = 'Citus sends keyring changes only to active workers with metadata: such a worker would keep its old keyring (or none) once it takes part again.',
+                  HINT = pg_catalog.format('Activate the worker (citus_activate_node) or sync its metadata (start_metadata_sync_to_node), or remove it (citus_remove_node); then run the %s again. A worker added inactive needs kms_citus_sync() once it is active.', what);
     END IF;
 END
 $$;

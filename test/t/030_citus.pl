@@ -500,6 +500,32 @@ $r = run_sql($coord, q{SELECT kms_rotate_key('t1')});
 is($r->{ret}, 0, 'the worker activated again: key administration works') or diag $r->{err};
 rings_equal('kms_rotate_key after citus_activate_node');
 
+# On PostgreSQL 15 Citus sends through SendCommandToWorkersWithMetadata, which skips a worker
+# without metadata as silently as an inactive one: refused too, on every major
+$coord->safe_psql('postgres', "SELECT stop_metadata_sync_to_node('127.0.0.1', $w3_port)");
+$ring_before = ring($coord);
+$r = run_sql($coord, q{SELECT kms_rotate_key('t1')});
+is($r->{state}, '55000', 'kms_rotate_key while a worker has no metadata is refused with 55000') or diag $r->{err};
+like($r->{err}, qr/inactive or has no metadata.*HINT:.*start_metadata_sync_to_node/s, '... naming the remedy')
+  or diag $r->{err};
+$r = run_sql($coord, q{SELECT kms_citus_sync()});
+is($r->{state}, '55000', 'kms_citus_sync while a worker has no metadata is refused') or diag $r->{err};
+is(ring($coord), $ring_before, '... and nothing changed on the coordinator');
+is(ring($w3), $ring_before, '... nor on the worker');
+$coord->safe_psql('postgres', "SELECT start_metadata_sync_to_node('127.0.0.1', $w3_port)");
+$r = run_sql($coord, q{SELECT kms_rotate_key('t1')});
+is($r->{ret}, 0, 'its metadata synced again: key administration works') or diag $r->{err};
+rings_equal('kms_rotate_key after start_metadata_sync_to_node');
+
+# the check holds pg_dist_node in ROW SHARE mode to the end of the transaction, so
+# citus_disable_node and stop_metadata_sync_to_node (EXCLUSIVE) wait until the change is sent
+# and committed: a statement trigger on the keyring that changes no row shows the lock alone
+$r = run_sql($coord, q{BEGIN; UPDATE pgcrypt_kms.keys SET key_name = key_name WHERE false;
+SELECT count(*) FROM pg_locks WHERE relation = 'pg_dist_node'::regclass AND pid = pg_backend_pid()
+   AND mode = 'RowShareLock' AND granted; COMMIT;});
+is($r->{out}, '1', 'the inactive-worker check holds pg_dist_node in ROW SHARE mode to the end of the transaction')
+  or diag $r->{err};
+
 $r = run_sql($coord, q{SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')});
 is($r->{ret}, 0, 'rebalance_table_shards') or diag $r->{err};
 ok($coord->safe_psql('postgres', 'SELECT count(*) FROM citus_shards WHERE nodeport = ' . $w3->port) > 0,
