@@ -78,6 +78,18 @@ SELECT kms_decrypt(:'kc'::enc_text);
 UPDATE pgcrypt_kms.key_versions SET key_check = :'orig_check', wrapped_dek = :'orig_wrapped' WHERE key_name = 'k_check';
 SELECT kms_decrypt(:'kc'::enc_text);
 
+-- the backend's last-key memo, which serves key names that are not constants of the query (a
+-- column, a variable), never outlives kms_flush_cache: the flushed entry and its index key are
+-- gone, and the next lookup by the same name must not find the memo's pointer to them
+CREATE TEMP TABLE memo_names (name text);
+INSERT INTO memo_names VALUES ('k_email');
+SELECT kms_blind_index('Memo@Example.com', 'k_email') AS memo_probe \gset
+SELECT kms_blind_index('Memo@Example.com', name) = :'memo_probe' AS before_flush FROM memo_names;
+SELECT kms_flush_cache();
+SELECT kms_blind_index('Memo@Example.com', name) = :'memo_probe' AS after_flush FROM memo_names;
+SELECT kms_decrypt(kms_encrypt('memo value', name)) AS after_flush_roundtrip FROM memo_names;
+DROP TABLE memo_names;
+
 -- the local provider seals each wrapped key under a fresh random GCM nonce (bytes 4-15, after
 -- the 3-byte header): the DEK versions of a key and its index key never share one, since they
 -- are all sealed under the same key-encryption key (HKDF of the master key and the name)
