@@ -75,6 +75,20 @@ BEGIN
         END IF;
     END LOOP;
     RAISE NOTICE 'PL/pgSQL variable as the key name: % of 30 tags wrong', bad;
+    -- the same, with the variable's old value freed before the new one is copied in, so that
+    -- each new name (all three are 8 bytes) lands at the address of the one before: a call site
+    -- that took a parameter's datum for a constant of the query (compared by address) would keep
+    -- the first key for every name
+    bad := 0;
+    FOR i IN 1..30 LOOP
+        n := NULL;
+        n := (ARRAY['bi_exact', 'bi_lower', 'bi_short'])[i % 3 + 1];
+        t := kms_blind_index('Mixed', n);
+        IF t <> (SELECT r.t FROM bi_ref r WHERE r.k = n) THEN
+            bad := bad + 1;
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'PL/pgSQL variable reassigned in place as the key name: % of 30 tags wrong', bad;
 END
 $$;
 DROP TABLE bi_ref;
