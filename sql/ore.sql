@@ -360,6 +360,30 @@ SELECT kms_blind_index(v) <> kms_blind_index(p, 'ore_bx_mail') AS tags_differ,
 -- a value under another key with the same bytes and the same transform is no match
 SELECT kms_blind_index_match(kms_encrypt('\xff00'::bytea, 'ore_bx_lower'), '\xff00'::bytea, 'ore_bx_mail') AS other_key,
        kms_blind_index_match(kms_encrypt('\xff00'::bytea, 'ore_bx_mail'), '\xff00'::bytea, 'ore_bx_mail') AS own_key;
+-- nor is a value under another key, read from the keyring before anything of that key is loaded
+-- or decrypted: a value with a context re-checked without one, a retired version and a destroyed
+-- key are false under another key's probe (decrypting them would fail), and fail under their own
+SELECT kms_create_key('ore_bx_gone', 'local:regress', blind_index => 'lower');
+CREATE TEMP TABLE bx_other AS
+SELECT kms_encrypt('\xff00'::bytea, 'ore_bx_gone') AS gone, kms_encrypt('abc', 'ore_bx_gone') AS gone_text,
+       kms_encrypt('\xff00'::bytea, 'ore_bx_gone', 'ctx') AS gone_ctx, kms_encrypt('abc', 'ore_bx_lower', 'ctx') AS own_ctx;
+SELECT kms_blind_index_match(gone_ctx, '\xff00'::bytea, 'ore_bx_lower') AS other_key_context,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(gone_ctx, '\xff00'::bytea, 'ore_bx_gone') FROM bx_other$$) AS own_key_context,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(own_ctx, 'abc', 'ore_bx_lower') FROM bx_other$$) AS own_text_context
+  FROM bx_other;
+SELECT kms_rotate_key('ore_bx_gone') AS gone_version;
+SELECT kms_set_key_state('ore_bx_gone', 1, 'retired');
+SELECT kms_blind_index_match(gone, '\xff00'::bytea, 'ore_bx_lower') AS other_key_retired,
+       kms_blind_index_match(gone_text, 'abc', 'ore_bx_lower') AS other_key_retired_text,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(gone, '\xff00'::bytea, 'ore_bx_gone') FROM bx_other$$) AS own_key_retired,
+       pg_temp.sqlstate_of($$SELECT kms_blind_index_match(gone_text, 'abc', 'ore_bx_gone') FROM bx_other$$) AS own_key_retired_text
+  FROM bx_other;
+SELECT kms_destroy_key('ore_bx_gone', 'ore_bx_gone') > 0 AS destroyed;
+SELECT kms_blind_index_match(gone, '\xff00'::bytea, 'ore_bx_lower') AS other_key_destroyed,
+       kms_blind_index_match(gone_text, 'abc', 'ore_bx_lower') AS other_key_destroyed_text,
+       kms_blind_index_match(gone_ctx, '\xff00'::bytea, 'ore_bx_lower', 'ctx') AS other_key_destroyed_context
+  FROM bx_other;
+DROP TABLE bx_other;
 -- the re-check compares plaintexts of its probe's type: a text value is not these bytes, nor a
 -- bytea value that text, so either is false, read from the value's header (nothing is decrypted:
 -- even the missing context is not reached); a key without a blind index is refused

@@ -838,6 +838,14 @@ blind_index_match(FunctionCallInfo fcinfo, int want_type)
 	parse_stored(value, &env);
 	if (env.plain_type != want_type)
 		return false;
+	/*
+	 * Nor is a value under another key, whatever it decrypts to: false from
+	 * the keyring, before that key's version is loaded (no unwrap, no access
+	 * check on it), so a retired or destroyed version of another key, or its
+	 * value's context, cannot make this key's lookup fail.
+	 */
+	if (!pgck_keycache_version_of_key(env.key_version_id, key_name))
+		return false;
 	/* the four-argument form re-checks a value encrypted with a context */
 	plain = decrypt_value(value, PG_NARGS() > 3 ? PG_GETARG_TEXT_PP(3) : NULL, &value_key, NULL,
 						  want_type);

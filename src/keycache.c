@@ -672,6 +672,25 @@ pgck_keycache_version(uint32 id)
 	return v;
 }
 
+/*
+ * The key a version belongs to never changes while the version is cached and
+ * validated (a keyring re-created under the same ids is a keyring change, and
+ * changes cache_gen); otherwise the keyring row says, without an unwrap.
+ */
+bool
+pgck_keycache_version_of_key(uint32 id, const char *key_name)
+{
+	PgckCachedVersion *v = hash_search(version_cache, &id, HASH_FIND, NULL);
+	PgckVersionRow row;
+	uint64		shgen;
+	bool		found;
+
+	if (v != NULL && v->validated_gen == cache_gen)
+		return strcmp(v->key_name, key_name) == 0;
+	(void) fetch_version_stable(id, &row, &found, &shgen);
+	return !found || strcmp(row.key_name, key_name) == 0;
+}
+
 bool
 pgck_keycache_version_usable(PgckCachedVersion *v)
 {

@@ -117,6 +117,13 @@ extern PgckCachedKey *pgck_keycache_key(const char *name);
 extern PgckCachedVersion *pgck_keycache_version(uint32 id);
 
 /*
+ * Is version id a version of key key_name?  From the cached version or the
+ * keyring row, nothing unwrapped; an id not in the keyring answers true (the
+ * decrypt that follows reports it).
+ */
+extern bool pgck_keycache_version_of_key(uint32 id, const char *key_name);
+
+/*
  * The hit path of pgck_keycache_key / pgck_keycache_version for an entry the
  * caller got from them in an earlier statement, without the hash lookup: the
  * same checks (invalidations taken in once per statement, keyring row still
