@@ -64,7 +64,6 @@ ok() {  # ok COND-STATUS DESCRIPTION
     else FAIL=$((FAIL + 1)); echo "not ok $((PASS + FAIL)) - $2"; fi
 }
 
-now_ms() { date +%s%3N; }
 
 # the emulator counts every fault it applied
 faults_applied() {  # faults_applied KIND
@@ -125,6 +124,9 @@ cancel_during() {  # cancel_during NAME FAULT-JSON SETTLE-MS: cancel a session s
 $SESSION_SETUP
 SET application_name = 'pgck_aws_cancel_$name';
 SELECT kms_create_key('cancel_$name', 'aws-kms:alias/pgck-test');
+\\o $WORK/$name.end
+SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+\\o
 \\! $PY $EMUCTL $PGCK_EMULATOR_PORT clear-faults >/dev/null
 SELECT 'after:' || (kms_decrypt(kms_encrypt('still works', 'cancel_${name}_2')) IS NULL)::text
   FROM (SELECT kms_create_key('cancel_${name}_2', 'aws-kms:alias/pgck-test')) s;
@@ -145,18 +147,13 @@ SQL
     fi
     # let the call get well into the hang (or the backoff sleep)
     sleep "$(awk "BEGIN { print $settle / 1000 }")"
-    t_cancel=$(now_ms)
-    psql_db "$DB" -c "SELECT pg_cancel_backend($pid)" >/dev/null
-    # the statement is over when the session goes idle (or runs the next one)
-    for i in $(seq 1 300); do
-        if [ -z "$(psql_db "$DB" -c "SELECT 1 FROM pg_stat_activity WHERE pid = $pid AND state = 'active' AND query LIKE '%cancel_${name}''%'")" ]; then
-            break
-        fi
-        sleep 0.02
-    done
-    t_end=$(now_ms)
+    # both times are the server's clock: when the cancel was sent, and when the session ran its
+    # next statement (psql's and the shell's process starts are not counted)
+    t_cancel=$(psql_db "$DB" -c "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint, pg_cancel_backend($pid)" | cut -d'|' -f1)
     wait "$BGPID"
     BGPID=
+    t_end=$(tr -d ' \n' <"$WORK/$name.end" 2>/dev/null)
+    t_end=${t_end:-999999999999999}
     echo "# $name: the call ended $((t_end - t_cancel)) ms after pg_cancel_backend"
     grep -q "57014" "$WORK/$name.out"
     ok $? "$name: pg_cancel_backend cancels the KMS call (SQLSTATE 57014)"
