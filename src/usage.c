@@ -40,9 +40,17 @@
 #define USAGE_SLOTS		131072	/* 5 MB of shared memory */
 #define USAGE_FILE		"pgcrypt_kms_usage.dat"
 #define USAGE_MAGIC_V1	0x50474b55	/* "PGKU": 0.1.0, records by (dbid, id) */
-#define USAGE_MAGIC		0x50474b32	/* "PGK2": records by UsageKey */
-/* a crash loses at most what was counted since the last save of each slot */
+#define USAGE_MAGIC_V2	0x50474b32	/* "PGK2": records by UsageKey */
+#define USAGE_MAGIC		0x50474b33	/* "PGK3": UsageHeader, then records by
+									 * UsageKey */
+/*
+ * A crash loses at most what was counted since the last save of each slot.
+ * Only a file saved at a clean shutdown (USAGE_CLEAN) has exact counts: it
+ * is rewritten without the flag as soon as it is loaded, so a crash after
+ * that start pads again.
+ */
 #define USAGE_CRASH_PAD	(2 * PGCK_USAGE_SAVE_EVERY)
+#define USAGE_CLEAN		0x1
 #define USAGE_COUNT_CAP	(UINT64CONST(1) << 62)	/* far past every bound, far from wrapping */
 
 /* space all zero: a (dbid, id) key; otherwise dbid and id are zero */
@@ -63,9 +71,21 @@ typedef struct UsageSlot
 typedef struct UsageState
 {
 	LWLock	   *lock;
-	bool		counts_lost;	/* the counts file was damaged at startup */
+	/*
+	 * Versions created before this time have lost their counts to a damaged
+	 * file, at this start or one before (kept in the file); 0 if none.
+	 */
+	TimestampTz lost_before;
 	UsageSlot	slots[USAGE_SLOTS];
 } UsageState;
+
+/* after the magic of a "PGK3" file */
+typedef struct UsageHeader
+{
+	uint32		flags;			/* USAGE_CLEAN */
+	uint32		reserved;		/* zero */
+	TimestampTz lost_before;	/* UsageState.lost_before */
+} UsageHeader;
 
 typedef struct UsageRecordV1
 {
@@ -145,15 +165,19 @@ slot_lookup(const UsageKey *key, bool create)
 	return NULL;
 }
 
-/* Write every counter to the usage file (temp file + rename). */
+/*
+ * Write every counter to the usage file (temp file + rename); clean only at a
+ * clean shutdown, when no encryption can follow.
+ */
 static void
-usage_save(void)
+usage_save(bool clean)
 {
 	char		tmp[MAXPGPATH];
 	int			fd;
 	int			i;
 	bool		ok = true;
 	uint32		magic = USAGE_MAGIC;
+	UsageHeader hdr;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", USAGE_FILE);
 	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
@@ -163,7 +187,11 @@ usage_save(void)
 					  errhidestmt(true)));
 		return;
 	}
-	ok = write(fd, &magic, sizeof(magic)) == sizeof(magic);
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.flags = clean ? USAGE_CLEAN : 0;
+	hdr.lost_before = usage->lost_before;
+	ok = write(fd, &magic, sizeof(magic)) == sizeof(magic) &&
+		write(fd, &hdr, sizeof(hdr)) == sizeof(hdr);
 	for (i = 0; ok && i < USAGE_SLOTS; i++)
 	{
 		UsageSlot  *s = &usage->slots[i];
@@ -186,30 +214,32 @@ usage_save(void)
 }
 
 static void
-load_one(const UsageKey *key, uint64 uses)
+load_one(const UsageKey *key, uint64 uses, uint64 pad)
 {
 	UsageSlot  *s = slot_lookup(key, true);
 
 	/*
-	 * Assume the worst about encryptions after the last save; a count near
-	 * the top of the range (a hostile or damaged file) saturates instead of
-	 * wrapping to a small number.
+	 * Unless the file was saved at a clean shutdown, assume the worst about
+	 * encryptions after the last save; a count near the top of the range (a
+	 * hostile or damaged file) saturates instead of wrapping to a small
+	 * number.
 	 */
 	if (s != NULL)
 		pg_atomic_write_u64(&s->uses,
-							uses > USAGE_COUNT_CAP - USAGE_CRASH_PAD ? USAGE_COUNT_CAP : uses + USAGE_CRASH_PAD);
+							uses > USAGE_COUNT_CAP - pad ? USAGE_COUNT_CAP : uses + pad);
 }
 
 /*
  * A damaged counts file (unknown magic, a truncated record) loses every
  * count: never start them again from zero.  Logged, the file kept aside as
  * .damaged, and every version created before this start must rotate before
- * its next encryption (pgck_usage_counts_lost).
+ * its next encryption (pgck_usage_lost_before), also after later starts: the
+ * time is saved in the file.
  */
 static void
 usage_damaged(const char *why)
 {
-	usage->counts_lost = true;
+	usage->lost_before = GetCurrentTimestamp();
 	ereport(WARNING,
 			(errmsg("pgcrypt_kms: the encryption counts file \"%s\" is damaged (%s)", USAGE_FILE, why),
 			 errdetail("Every key version created before this start rotates before its next encryption."),
@@ -217,10 +247,10 @@ usage_damaged(const char *why)
 	(void) rename(USAGE_FILE, USAGE_FILE ".damaged");
 }
 
-bool
-pgck_usage_counts_lost(void)
+TimestampTz
+pgck_usage_lost_before(void)
 {
-	return usage != NULL && usage->counts_lost;
+	return usage != NULL ? usage->lost_before : 0;
 }
 
 static void
@@ -236,12 +266,20 @@ usage_load(void)
 		return;
 	if (read(fd, &magic, sizeof(magic)) != sizeof(magic))
 		magic = 0;
-	if (magic == USAGE_MAGIC)
+	if (magic == USAGE_MAGIC || magic == USAGE_MAGIC_V2)
 	{
+		UsageHeader hdr;
 		UsageRecord r;
 
-		while ((n = read(fd, &r, sizeof(r))) == sizeof(r))
-			load_one(&r.key, r.uses);
+		memset(&hdr, 0, sizeof(hdr));
+		if (magic == USAGE_MAGIC && read(fd, &hdr, sizeof(hdr)) != sizeof(hdr))
+			damage = "truncated header";
+		else
+		{
+			usage->lost_before = hdr.lost_before;
+			while ((n = read(fd, &r, sizeof(r))) == sizeof(r))
+				load_one(&r.key, r.uses, (hdr.flags & USAGE_CLEAN) ? 0 : USAGE_CRASH_PAD);
+		}
 	}
 	else if (magic == USAGE_MAGIC_V1)
 	{
@@ -252,7 +290,7 @@ usage_load(void)
 		while ((n = read(fd, &r, sizeof(r))) == sizeof(r))
 		{
 			key_legacy(&k, r.dbid, r.id);
-			load_one(&k, r.uses);
+			load_one(&k, r.uses, USAGE_CRASH_PAD);
 		}
 	}
 	else
@@ -269,7 +307,7 @@ usage_shmem_shutdown(int code, Datum arg)
 {
 	/* a clean shutdown saves exact counts; after a crash the pad applies */
 	if (code == 0 && usage != NULL)
-		usage_save();
+		usage_save(true);
 }
 
 static void
@@ -286,10 +324,10 @@ usage_shmem_startup(void)
 		int			i;
 
 		usage->lock = &(GetNamedLWLockTranche("pgcrypt_kms"))->lock;
+		usage->lost_before = 0;
 		for (i = 0; i < USAGE_SLOTS; i++)
 		{
 			memset(&usage->slots[i].key, 0, sizeof(UsageKey));
-			usage->counts_lost = false;
 			usage->slots[i].used = 0;
 			pg_atomic_init_u64(&usage->slots[i].uses, 0);
 		}
@@ -298,7 +336,11 @@ usage_shmem_startup(void)
 	if (!IsUnderPostmaster)
 	{
 		if (!found)
+		{
 			usage_load();
+			/* not clean from now on: a crash before the next save pads */
+			usage_save(false);
+		}
 		on_shmem_exit(usage_shmem_shutdown, (Datum) 0);
 	}
 }
@@ -493,7 +535,7 @@ pgck_usage_add(uint32 id, pg_atomic_uint64 **slot_cache)
 	if (usage != NULL && n % PGCK_USAGE_SAVE_EVERY == 0)
 	{
 		LWLockAcquire(usage->lock, LW_EXCLUSIVE);
-		usage_save();
+		usage_save(false);
 		LWLockRelease(usage->lock);
 	}
 	return n;

@@ -8,8 +8,8 @@
  * (NIST SP 800-38D).  With pgcrypt_kms in shared_preload_libraries every
  * kms_encrypt adds one to a shared atomic counter of its DEK; the counters
  * are saved to PGDATA/pgcrypt_kms_usage.dat every PGCK_USAGE_SAVE_EVERY
- * encryptions of a DEK and at shutdown, and loaded (plus a pad for what a
- * crash may have lost) at startup.
+ * encryptions of a DEK and at shutdown, and loaded at startup: exact after
+ * a clean shutdown, else plus a pad for what a crash may have lost.
  *
  * A counter belongs to a DEK, not to a version id: it is keyed by the random
  * nonce space stored with the version (key_versions.nonce_space), so a
@@ -27,6 +27,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "port/atomics.h"
 
 #define PGCK_USAGE_SAVE_EVERY	(UINT64CONST(1) << 20)
@@ -44,11 +45,11 @@
 extern void pgck_usage_init(void);
 
 /*
- * Was the counts file damaged at this cluster's start?  Then every version
- * created before the start has an unknown count and must be rotated before
- * it encrypts again.
+ * Versions created before the returned time (0: none) lost their counts to
+ * a damaged counts file, at this cluster's start or an earlier one: they must
+ * be rotated before they encrypt again.
  */
-extern bool pgck_usage_counts_lost(void);
+extern TimestampTz pgck_usage_lost_before(void);
 
 /* Is usage counted across backends (was the library preloaded)? */
 extern bool pgck_usage_shared(void);
