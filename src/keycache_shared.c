@@ -1040,17 +1040,25 @@ refresh_margin_us(void)
 	return Min(Min(Max(ttl / 3, 2 * USECS_PER_SEC), 300 * USECS_PER_SEC), ttl / 2);
 }
 
-/* Sweep, and mark every entry due for a refresh; returns how many wait for a worker. */
+/*
+ * Sweep, and mark every entry due for a refresh; returns how many wait for a
+ * worker.  Nothing is refreshed during recovery: a standby learns of a
+ * replayed keyring change (a destroy) only through a backend connected at the
+ * replay (keycache.c), so an entry used before it, that no such backend reads
+ * again, would be unwrapped again for another TTL; it expires at cache_ttl
+ * instead, and the next use unwraps it if its key still exists.
+ */
 static int
 refresh_collect(TimestampTz now)
 {
 	int			n = 0;
 	int			i;
 	int64		ttl = (int64) pgck_cache_ttl * USECS_PER_SEC;
+	bool		refresh = pgck_refresh_ahead && !RecoveryInProgress();
 
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	(void) find_and_sweep(NULL, now);
-	for (i = 0; i < sh->nentries && pgck_refresh_ahead; i++)
+	for (i = 0; i < sh->nentries && refresh; i++)
 	{
 		ShEntry    *e = &sh->entries[i];
 

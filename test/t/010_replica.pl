@@ -302,6 +302,25 @@ cmp_ok($after, '>', 0, "the replayed destroy wiped the shared entries of the dat
 like($stderr, qr/ERROR:\s+42704/, 'a new standby session: the destroyed key is refused (42704)');
 $sc->quit;
 
+# ... and a key used before a replayed destroy that no session connected at the replay reads
+# again expires at cache_ttl: a standby's refresher refreshes nothing (the outside review of
+# 2026-12-05 saw it unwrap a destroyed key again, keeping its raw bytes for another TTL)
+$standby->append_conf('postgresql.conf', 'pgcrypt_kms.cache_ttl = 6');
+$standby->reload;
+$primary->safe_psql('postgres', q{SELECT kms_create_key('shred2', 'local:replica');
+	CREATE TABLE t_shred2 AS SELECT kms_encrypt('RepMark' || 'Shred2', 'shred2') AS v});
+$primary->wait_for_catchup($standby);
+is($standby->safe_psql('postgres', q{SELECT kms_decrypt(v) = 'RepMark' || 'Shred2' FROM t_shred2}), 't',
+	'a standby session decrypts under a new key (published in the shared cache), and ends');
+my $stats = q{SELECT refreshes || ':' || expirations || ':' || cached FROM kms_shared_cache_stats()};
+my ($ref0, $exp0) = split /:/, $standby->safe_psql('postgres', $stats);
+$primary->safe_psql('postgres', q{SELECT kms_destroy_key('shred2', 'shred2')});
+$primary->wait_for_catchup($standby);
+sleep 8;    # past the refresh margin (2 s before the 6 s TTL) and the TTL
+my ($ref1, $exp1, $cached1) = split /:/, $standby->safe_psql('postgres', $stats);
+is($ref1, $ref0, "the standby refreshed nothing ($ref0 -> $ref1 refreshes)");
+cmp_ok($exp1, '>', $exp0, "the destroyed key's entry expired at cache_ttl ($exp0 -> $exp1 expirations, $cached1 cached)");
+
 $standby->stop;
 $nokey->stop;
 $primary->stop;
