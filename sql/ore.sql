@@ -468,3 +468,15 @@ DEALLOCATE bx_find;
 DEALLOCATE bx_recheck;
 DROP VIEW bx_resolution;
 DROP TABLE bx_lookup;
+
+-- at most 16 named indexes: the 17th is refused (22023); a keyring that holds more anyway
+-- (written by hand, or by two sessions before kms_add_index locked the key) makes the key
+-- refuse to encrypt with 55000 and a hint, not an internal error
+SELECT kms_create_key('ore_16', 'local:regress', blind_index => 'exact');
+SELECT count(kms_add_index('ore_16', 'i' || g, 'exact')) AS added FROM generate_series(1, 16) g;
+SELECT pg_temp.sqlstate_of($$SELECT kms_add_index('ore_16', 'i17', 'exact')$$) AS seventeenth;
+INSERT INTO pgcrypt_kms.key_indexes (key_name, index_name, transform, param, index_bits)
+VALUES ('ore_16', 'i17', 'exact', NULL, 256);
+SELECT pg_temp.sqlstate_of($$SELECT kms_encrypt('x', 'ore_16')$$) AS encrypt_with_17;
+DELETE FROM pgcrypt_kms.key_indexes WHERE key_name = 'ore_16' AND index_name = 'i17';
+SELECT kms_decrypt(kms_encrypt('x', 'ore_16')) AS with_16;

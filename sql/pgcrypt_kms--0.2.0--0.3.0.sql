@@ -87,8 +87,11 @@ BEGIN
     IF key_name IS NULL OR index_name IS NULL OR transform IS NULL OR index_bits IS NULL THEN
         RAISE EXCEPTION 'the arguments of kms_add_index must not be null' USING ERRCODE = '22004';
     END IF;
+    -- the key's row locked first: two transactions adding an index each must not both count
+    -- the same indexes and together pass the limit below (an outside review of 2026-12-05
+    -- committed a 17th that way, after which the key could not encrypt)
     SELECT k.blind_index INTO bi FROM pgcrypt_kms.keys k
-     WHERE k.key_name = kms_add_index.key_name AND k.destroyed IS NULL;
+     WHERE k.key_name = kms_add_index.key_name AND k.destroyed IS NULL FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no such key' USING ERRCODE = '42704';
     END IF;

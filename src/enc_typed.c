@@ -163,7 +163,12 @@ load_indexes(PgckCachedKey *k, KeyIndexes *m)
 			continue;
 		}
 		if (m->n >= MAX_NAMED_INDEXES || strlen(iname) > PGCK_INDEX_NAME_MAX)
-			elog(ERROR, "key \"%s\" has more named indexes than pgcrypt_kms supports", k->name);
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KEY_STATE),
+					 errmsg("key \"%s\" has more named indexes than pgcrypt_kms supports", k->name),
+					 errdetail("A key has at most %d named blind indexes, each named with at most %d characters.",
+							   MAX_NAMED_INDEXES, PGCK_INDEX_NAME_MAX),
+					 errhint("Drop the indexes the key does not need with kms_drop_index().")));
 		ni = &m->idx[m->n];
 		for (t = 0; t < (int) lengthof(nt_names); t++)
 			if (strcmp(tname, nt_names[t]) == 0)
