@@ -1277,10 +1277,10 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 
 	/*
 	 * created by another cluster (usage.h), or its count was lost with a
-	 * damaged counts file (a version from before the start that found it
-	 * damaged, this one or an earlier one): never encrypt under v
+	 * damaged or missing counts file (a version from before the start that
+	 * found it so, this one or an earlier one): never encrypt under v
 	 */
-	lost = v->created < pgck_usage_lost_before();
+	lost = pgck_usage_version_lost(v->created);
 	foreign = (n == PGCK_USAGE_FOREIGN) || lost;
 
 	if (foreign && v->rotation_tried == stmt)

@@ -51,6 +51,7 @@
  */
 #define USAGE_CRASH_PAD	(2 * PGCK_USAGE_SAVE_EVERY)
 #define USAGE_CLEAN		0x1
+#define USAGE_LOST_MISSING	0x2	/* lost_before: the file was missing */
 #define USAGE_COUNT_CAP	(UINT64CONST(1) << 62)	/* far past every bound, far from wrapping */
 
 /* space all zero: a (dbid, id) key; otherwise dbid and id are zero */
@@ -76,13 +77,14 @@ typedef struct UsageState
 	 * file, at this start or one before (kept in the file); 0 if none.
 	 */
 	TimestampTz lost_before;
+	bool		lost_missing;	/* ... because the file was missing */
 	UsageSlot	slots[USAGE_SLOTS];
 } UsageState;
 
 /* after the magic of a "PGK3" file */
 typedef struct UsageHeader
 {
-	uint32		flags;			/* USAGE_CLEAN */
+	uint32		flags;			/* USAGE_CLEAN, USAGE_LOST_MISSING */
 	uint32		reserved;		/* zero */
 	TimestampTz lost_before;	/* UsageState.lost_before */
 } UsageHeader;
@@ -188,7 +190,7 @@ usage_save(bool clean)
 		return;
 	}
 	memset(&hdr, 0, sizeof(hdr));
-	hdr.flags = clean ? USAGE_CLEAN : 0;
+	hdr.flags = (clean ? USAGE_CLEAN : 0) | (usage->lost_missing ? USAGE_LOST_MISSING : 0);
 	hdr.lost_before = usage->lost_before;
 	ok = write(fd, &magic, sizeof(magic)) == sizeof(magic) &&
 		write(fd, &hdr, sizeof(hdr)) == sizeof(hdr);
@@ -240,6 +242,7 @@ static void
 usage_damaged(const char *why)
 {
 	usage->lost_before = GetCurrentTimestamp();
+	usage->lost_missing = false;
 	ereport(WARNING,
 			(errmsg("pgcrypt_kms: the encryption counts file \"%s\" is damaged (%s)", USAGE_FILE, why),
 			 errdetail("Every key version created before this start rotates before its next encryption."),
@@ -247,10 +250,18 @@ usage_damaged(const char *why)
 	(void) rename(USAGE_FILE, USAGE_FILE ".damaged");
 }
 
-TimestampTz
-pgck_usage_lost_before(void)
+bool
+pgck_usage_version_lost(TimestampTz created)
 {
-	return usage != NULL ? usage->lost_before : 0;
+	if (usage == NULL || created >= usage->lost_before)
+		return false;
+
+	/*
+	 * A Citus worker that starts without a file is most often a new worker,
+	 * which never encrypted under the coordinator's versions, and it cannot
+	 * rotate them: it counts its share from zero (README, Citus).
+	 */
+	return !(usage->lost_missing && pgck_citus_is_worker());
 }
 
 static void
@@ -263,7 +274,21 @@ usage_load(void)
 	const char *damage = NULL;
 
 	if (fd < 0)
+	{
+		/*
+		 * No file: a new cluster, the library preloaded for the first time,
+		 * or the file removed.  Nothing says the last two had no counts, so
+		 * every version created before this start must rotate before it
+		 * encrypts (as after a damage); in a new cluster there is none.
+		 */
+		usage->lost_before = GetCurrentTimestamp();
+		usage->lost_missing = true;
+		ereport(LOG,
+				(errmsg("pgcrypt_kms: no encryption counts file \"%s\": key versions created before this start, if any, rotate before their next encryption",
+						USAGE_FILE),
+				 errhidestmt(true)));
 		return;
+	}
 	if (read(fd, &magic, sizeof(magic)) != sizeof(magic))
 		magic = 0;
 	if (magic == USAGE_MAGIC || magic == USAGE_MAGIC_V2)
@@ -277,6 +302,7 @@ usage_load(void)
 		else
 		{
 			usage->lost_before = hdr.lost_before;
+			usage->lost_missing = (hdr.flags & USAGE_LOST_MISSING) != 0;
 			while ((n = read(fd, &r, sizeof(r))) == sizeof(r))
 				load_one(&r.key, r.uses, (hdr.flags & USAGE_CLEAN) ? 0 : USAGE_CRASH_PAD);
 		}
@@ -325,6 +351,7 @@ usage_shmem_startup(void)
 
 		usage->lock = &(GetNamedLWLockTranche("pgcrypt_kms"))->lock;
 		usage->lost_before = 0;
+		usage->lost_missing = false;
 		for (i = 0; i < USAGE_SLOTS; i++)
 		{
 			memset(&usage->slots[i].key, 0, sizeof(UsageKey));
@@ -481,8 +508,8 @@ shared_counter(const UsageKey *key, uint32 id)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("no room to count encryptions of key version id %u", id),
-				 errdetail("pgcrypt_kms counts at most %d key versions per cluster.", USAGE_SLOTS),
-				 errhint("Remove pgcrypt_kms_usage.dat from the data directory only after destroying or retiring unused keys and restarting.")));
+				 errdetail("pgcrypt_kms counts at most %d key versions per cluster, over the server's life: the counts of destroyed versions are not freed.", USAGE_SLOTS),
+				 errhint("Stop the server and move pgcrypt_kms_usage.dat out of the data directory: at the next start every key version created before it rotates before its next encryption, and only the new versions are counted.")));
 	return &s->uses;
 }
 

@@ -45,11 +45,11 @@
 extern void pgck_usage_init(void);
 
 /*
- * Versions created before the returned time (0: none) lost their counts to
- * a damaged counts file, at this cluster's start or an earlier one: they must
- * be rotated before they encrypt again.
+ * Did a version created at this time lose its count, to a damaged or missing
+ * counts file at this cluster's start or an earlier one?  Then it must be
+ * rotated before it encrypts again.
  */
-extern TimestampTz pgck_usage_lost_before(void);
+extern bool pgck_usage_version_lost(TimestampTz created);
 
 /* Is usage counted across backends (was the library preloaded)? */
 extern bool pgck_usage_shared(void);

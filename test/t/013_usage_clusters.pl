@@ -254,6 +254,24 @@ is(current_version($dst, 'postgres', 'dmg_crash'), '2', '... and after a crash')
 $dst->safe_psql('postgres', q{SELECT count(kms_encrypt('x', 'dmg')) FROM generate_series(1, 3)});
 is(current_version($dst, 'postgres', 'dmg'), '2', '... while the versions created after the damage still do not');
 
+# ------------------------------------------------------------------ a removed counts file
+# (the outside review of limits, 2026-12-05: a missing file started every count from zero,
+# and the 'no room' hint told the administrator to remove it): a start without the file
+# treats every version created before it as a damaged file does, and frees every slot
+$dst->stop;
+unlink($usage_file) or die "unlink $usage_file: $!";
+$dst->start;
+like(slurp_file($dst->logfile), qr/LOG:.*pgcrypt_kms: no encryption counts file "pgcrypt_kms_usage\.dat": key versions created before this start, if any, rotate before their next encryption/,
+	'a start without the counts file is logged');
+ok(-s $usage_file, '... and writes a new one at once');
+$dst->safe_psql('postgres', q{SELECT kms_encrypt('after the removal', 'dmg')});
+is(current_version($dst, 'postgres', 'dmg'), '3', 'a version created before a start without the counts file rotates before it encrypts');
+$dst->safe_psql('postgres', q{SELECT count(kms_encrypt('x', 'dmg')) FROM generate_series(1, 3)});
+is(current_version($dst, 'postgres', 'dmg'), '3', '... and its new version does not');
+$dst->restart;
+$dst->safe_psql('postgres', q{SELECT count(kms_encrypt('x', 'dmg')) FROM generate_series(1, 3)});
+is(current_version($dst, 'postgres', 'dmg'), '3', '... nor after a clean restart, which found the new file');
+
 $plain->stop;
 $dst->stop;
 $src->stop;
