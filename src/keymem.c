@@ -35,7 +35,9 @@ typedef struct LockedChunk
 } LockedChunk;
 
 static LockedChunk *chunks = NULL;
-static bool lock_warned = false;
+static bool lock_warned = false;	/* the key arena */
+static bool ctx_lock_warned = false;	/* OpenSSL's keyed contexts: its own
+										 * warning, also after the arena's */
 static bool dump_warned = false;
 static pid_t exit_wipe_pid = 0;	/* process that registered keymem_exit */
 static void (*release_fns[MAX_RELEASE]) (void);
@@ -101,9 +103,9 @@ pgck_keymem_check_heap_keys(void)
 {
 	int			bits = pgck_aead_unprotected();
 
-	if ((bits & PGCK_KEYPAGES_NOT_LOCKED) && !lock_warned)
+	if ((bits & PGCK_KEYPAGES_NOT_LOCKED) && !ctx_lock_warned)
 	{
-		lock_warned = true;
+		ctx_lock_warned = true;
 		ereport(WARNING,
 				(errmsg("could not lock the memory of OpenSSL's keyed contexts"),
 				 errdetail("Key schedules could be written to swap."),
