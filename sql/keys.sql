@@ -100,3 +100,21 @@ SELECT count(*) AS wrapped, count(DISTINCT substr(w, 1, 3)) AS headers,
        count(DISTINCT substr(w, 4, 12)) AS nonces
   FROM (SELECT wrapped_dek FROM pgcrypt_kms.key_versions WHERE key_name = 'k_nonce'
         UNION ALL SELECT index_key_wrapped FROM pgcrypt_kms.keys WHERE key_name = 'k_nonce') s(w);
+
+-- a backend wipes every cached key past its TTL at its next commit (at most once a second), not
+-- only the keys it uses again: kb, unused after its first statement, is gone (counted as an
+-- expiration) although the backend only went on with ka (an outside review of limits,
+-- 2026-12-05, found a destroyed key's data key kept that way past its TTL); each pause is a
+-- lower bound, so kb is always past its 3 s TTL at the last commit
+SELECT kms_create_key('k_sweep_a', 'local:regress'), kms_create_key('k_sweep_b', 'local:regress', blind_index => 'exact');
+SET pgcrypt_kms.cache_ttl = 3;
+SELECT kms_flush_cache();
+SELECT kms_decrypt(kms_encrypt('sweep b', 'k_sweep_b')) AS b;
+SELECT expirations AS sweep_e0 FROM kms_cache_stats() \gset
+SELECT pg_sleep(2);
+SELECT kms_decrypt(kms_encrypt('sweep a', 'k_sweep_a')) AS a;
+SELECT pg_sleep(1.5);
+SELECT kms_decrypt(kms_encrypt('sweep a', 'k_sweep_a')) AS a_again;
+SELECT expirations - :sweep_e0 >= 2 AS b_version_and_index_key_swept FROM kms_cache_stats();
+SELECT kms_decrypt(kms_encrypt('sweep b', 'k_sweep_b')) AS b_unwrapped_again;
+RESET pgcrypt_kms.cache_ttl;

@@ -58,6 +58,7 @@ static uint64 flushes_seen = 0;
 
 static void note_kms_refusal(const char *key_name, int32 version, int sqlerrcode);
 static void maybe_prefetch(TimestampTz now);
+static void sweep_expired(void);
 
 static const char *const op_names[PGCK_NUM_OPS] = {
 	"GenerateDataKey", "Decrypt", "ReEncrypt", "Encrypt", "DescribeKey",
@@ -245,6 +246,7 @@ keycache_xact_cb(XactEvent event, void *arg)
 			if (keyring_touched_in_xact)
 				pgck_shcache_keyring_committed();
 			keyring_touched_in_xact = false;
+			sweep_expired();
 			break;
 		case XACT_EVENT_PREPARE:
 
@@ -400,6 +402,49 @@ static bool
 expired(TimestampTz unwrapped_at, TimestampTz now)
 {
 	return now - unwrapped_at >= (int64) pgck_cache_ttl * USECS_PER_SEC;
+}
+
+/*
+ * At commit, at most once a second: wipe every cached version and index key
+ * past its TTL, not only those looked up again, so that a backend that goes
+ * on with other keys does not keep an expired (or destroyed) key's bytes
+ * until it evicts them (an outside review of limits, 2026-12-05).  No
+ * function of ours runs at commit, so nothing holds an entry; memos see the
+ * epoch change.  Not at abort: the error may have left an entry half made.
+ */
+static void
+sweep_expired(void)
+{
+	static TimestampTz last_sweep = 0;
+	TimestampTz now;
+	HASH_SEQ_STATUS status;
+	PgckCachedVersion *v;
+	PgckCachedKey *k;
+
+	if (version_cache == NULL)
+		return;
+	now = GetCurrentTimestamp();
+	if (now - last_sweep < USECS_PER_SEC)
+		return;
+	last_sweep = now;
+	hash_seq_init(&status, version_cache);
+	while ((v = hash_seq_search(&status)) != NULL)
+	{
+		if (expired(v->unwrapped_at, now))
+		{
+			version_release(v);
+			pgck_stats.expirations++;
+		}
+	}
+	hash_seq_init(&status, key_cache);
+	while ((k = hash_seq_search(&status)) != NULL)
+	{
+		if (k->index_key != NULL && expired(k->unwrapped_at, now))
+		{
+			key_release(k);
+			pgck_stats.expirations++;
+		}
+	}
 }
 
 static void
