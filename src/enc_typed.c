@@ -125,6 +125,23 @@ memo_release(KeyIndexes *m)
 	m->used = false;
 }
 
+/*
+ * Wipe the keys every memo slot derived (order and named-index keys): at
+ * commit with the key cache's sweep of expired keys, and at kms_flush_cache(),
+ * so that a derived key does not outlive the index key it came from.  A slot
+ * serves one statement, and hints check that their slot is still in use, so
+ * nothing refers to a slot between statements.
+ */
+void
+pgck_enc_typed_release_memos(void)
+{
+	int			i;
+
+	for (i = 0; i < MEMO_SLOTS; i++)
+		if (memo[i].used)
+			memo_release(&memo[i]);
+}
+
 /* Read key_indexes rows of key k into m (heap scan; the table is tiny). */
 static void
 load_indexes(PgckCachedKey *k, KeyIndexes *m)

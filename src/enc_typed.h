@@ -37,6 +37,9 @@ extern size_t pgck_value_ext(PgckCachedKey *k, uint8 plain_type, const uint8 *pt
 
 extern const char *pgck_plain_type_name(uint8 t);
 
+/* Wipe the order and named-index keys of every memo slot (no statement running). */
+extern void pgck_enc_typed_release_memos(void);
+
 /* enc_text.c: encrypt pt as a value of plain_type under the key named key_name. */
 extern struct varlena *pgck_encrypt_value(const uint8 *pt, size_t pt_len, uint8 plain_type,
 										  const text *key_name, const text *context,

@@ -34,6 +34,7 @@
 #include "access/xlog.h"
 #include "citus.h"
 #include "guc.h"
+#include "enc_typed.h"
 #include "keycache.h"
 #include "keycache_shared.h"
 #include "keymem.h"
@@ -427,6 +428,8 @@ sweep_expired(void)
 	if (now - last_sweep < USECS_PER_SEC)
 		return;
 	last_sweep = now;
+	/* the order and named-index keys derived in the statements before */
+	pgck_enc_typed_release_memos();
 	hash_seq_init(&status, version_cache);
 	while ((v = hash_seq_search(&status)) != NULL)
 	{
@@ -736,12 +739,19 @@ pgck_keycache_version_of_key(uint32 id, const char *key_name)
 	return !found || strcmp(row.key_name, key_name) == 0;
 }
 
+/*
+ * statement_now() may release every entry (another session's
+ * kms_flush_cache() reaches this backend there) or invalidate them: then v
+ * (or k below) may be gone, and is not touched; the epoch says so.
+ */
 bool
 pgck_keycache_version_usable(PgckCachedVersion *v)
 {
+	uint64		epoch = pgck_keycache_epoch;
 	TimestampTz now = statement_now();
 
-	if (v->validated_gen != cache_gen || expired(v->unwrapped_at, now))
+	if (pgck_keycache_epoch != epoch ||
+		v->validated_gen != cache_gen || expired(v->unwrapped_at, now))
 		return false;
 	pgck_stats.hits++;
 	dlist_move_head(&version_lru, &v->lru);
@@ -888,9 +898,10 @@ pgck_keycache_key(const char *name)
 bool
 pgck_keycache_key_usable(PgckCachedKey *k)
 {
+	uint64		epoch = pgck_keycache_epoch;
 	TimestampTz now = statement_now();
 
-	if (k->validated_gen != cache_gen ||
+	if (pgck_keycache_epoch != epoch || k->validated_gen != cache_gen ||
 		(k->transform != PGCK_BIDX_NONE && expired(k->unwrapped_at, now)))
 		return false;
 	pgck_stats.hits++;
@@ -1513,6 +1524,7 @@ pgck_kms_flush_cache(PG_FUNCTION_ARGS)
 		flushes_seen = pgck_shcache_flush_count();
 	}
 	cache_flush_all();
+	pgck_enc_typed_release_memos();
 	PG_RETURN_VOID();
 }
 
