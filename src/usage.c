@@ -168,10 +168,11 @@ slot_lookup(const UsageKey *key, bool create)
 }
 
 /*
- * Write every counter to the usage file (temp file + rename); clean only at a
- * clean shutdown, when no encryption can follow.
+ * Write every counter to the usage file (temp file, fsync, rename, fsync of
+ * the directory); clean only at a clean shutdown, when no encryption can
+ * follow.  False if the file on disk is not this one.
  */
-static void
+static bool
 usage_save(bool clean)
 {
 	char		tmp[MAXPGPATH];
@@ -187,7 +188,7 @@ usage_save(bool clean)
 	{
 		ereport(LOG, (errcode_for_file_access(), errmsg("pgcrypt_kms: could not write \"%s\": %m", tmp),
 					  errhidestmt(true)));
-		return;
+		return false;
 	}
 	memset(&hdr, 0, sizeof(hdr));
 	hdr.flags = (clean ? USAGE_CLEAN : 0) | (usage->lost_missing ? USAGE_LOST_MISSING : 0);
@@ -210,9 +211,14 @@ usage_save(bool clean)
 		ok = pg_fsync(fd) == 0;
 	if (CloseTransientFile(fd) != 0)
 		ok = false;
-	if (!ok || rename(tmp, USAGE_FILE) != 0)
+	/* durable_rename's own report at DEBUG1: ours hides the statement */
+	if (!ok || durable_rename(tmp, USAGE_FILE, DEBUG1) != 0)
+	{
 		ereport(LOG, (errcode_for_file_access(), errmsg("pgcrypt_kms: could not save \"%s\": %m", USAGE_FILE),
 					  errhidestmt(true)));
+		return false;
+	}
+	return true;
 }
 
 static void
@@ -365,8 +371,16 @@ usage_shmem_startup(void)
 		if (!found)
 		{
 			usage_load();
-			/* not clean from now on: a crash before the next save pads */
-			usage_save(false);
+			/*
+			 * Not clean from now on: a crash before the next save pads.  If
+			 * the file cannot be rewritten, a clean one must not stay: without
+			 * it the next start rotates every older version instead.
+			 */
+			if (!usage_save(false) && unlink(USAGE_FILE) != 0 && errno != ENOENT)
+				ereport(WARNING,
+						(errcode_for_file_access(),
+						 errmsg("pgcrypt_kms: could not remove \"%s\": %m", USAGE_FILE),
+						 errdetail("A crash before the next save of the encryption counts would reload them without the pad for what it lost.")));
 		}
 		on_shmem_exit(usage_shmem_shutdown, (Datum) 0);
 	}
@@ -509,7 +523,7 @@ shared_counter(const UsageKey *key, uint32 id)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("no room to count encryptions of key version id %u", id),
 				 errdetail("pgcrypt_kms counts at most %d key versions per cluster, over the server's life: the counts of destroyed versions are not freed.", USAGE_SLOTS),
-				 errhint("Stop the server and move pgcrypt_kms_usage.dat out of the data directory: at the next start every key version created before it rotates before its next encryption, and only the new versions are counted.")));
+				 errhint("Stop the server and move pgcrypt_kms_usage.dat out of the data directory: at the next start every key version created before it rotates before its next encryption, and only the new versions are counted (on a Citus worker, which counts from zero then, rotate every key from the coordinator).")));
 	return &s->uses;
 }
 

@@ -217,9 +217,10 @@ sub crash_restart
 	my ($n) = @_;
 	$n->append_conf('postgresql.conf', 'restart_after_crash = on');
 	$n->reload;
+	my $log_offset = -s $n->logfile;
 	$n->psql('postgres', q{COPY (SELECT 1) TO PROGRAM 'kill -9 $PPID'});
 	$n->poll_query_until('postgres', 'SELECT true') or die 'the server did not restart after the crash';
-	like(slurp_file($n->logfile), qr/server process \(PID \d+\) was terminated by signal 9/, '(a backend was killed: a crash restart)');
+	like(slurp_file($n->logfile, $log_offset), qr/server process \(PID \d+\) was terminated by signal 9/, '(a backend was killed: a crash restart)');
 	return;
 }
 
@@ -260,8 +261,9 @@ is(current_version($dst, 'postgres', 'dmg'), '2', '... while the versions create
 # treats every version created before it as a damaged file does, and frees every slot
 $dst->stop;
 unlink($usage_file) or die "unlink $usage_file: $!";
+my $log_offset = -s $dst->logfile;
 $dst->start;
-like(slurp_file($dst->logfile), qr/LOG:.*pgcrypt_kms: no encryption counts file "pgcrypt_kms_usage\.dat": key versions created before this start, if any, rotate before their next encryption/,
+like(slurp_file($dst->logfile, $log_offset), qr/LOG:.*pgcrypt_kms: no encryption counts file "pgcrypt_kms_usage\.dat": key versions created before this start, if any, rotate before their next encryption/,
 	'a start without the counts file is logged');
 ok(-s $usage_file, '... and writes a new one at once');
 $dst->safe_psql('postgres', q{SELECT kms_encrypt('after the removal', 'dmg')});
