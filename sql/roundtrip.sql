@@ -63,6 +63,15 @@ SET pgcrypt_kms.cache_ttl = 1;
 SELECT pg_sleep(1.2);
 SELECT count(*) FROM bulk WHERE kms_decrypt(v) IS NOT NULL AND id <= 10;
 SELECT unwraps - :unwraps_before AS unwraps_after_ttl, expirations >= 1 AS expired FROM kms_cache_stats();
+-- also inside one transaction, where no commit sweeps expired keys in between: the version a
+-- point lookup keeps from its previous statement is not served past the TTL
+BEGIN;
+SELECT kms_decrypt(v) IS NOT NULL AS first_in_xact FROM bulk WHERE id = 1;
+SELECT unwraps AS unwraps_in_xact FROM kms_cache_stats() \gset
+SELECT pg_sleep(1.2);
+SELECT kms_decrypt(v) IS NOT NULL AS after_ttl_in_xact FROM bulk WHERE id = 1;
+SELECT unwraps - :unwraps_in_xact >= 1 AS unwrapped_again_in_xact FROM kms_cache_stats();
+COMMIT;
 RESET pgcrypt_kms.cache_ttl;
 
 -- kms_flush_cache wipes everything
