@@ -397,18 +397,18 @@ setup.execute("SELECT pg_reload_conf()")
 # 2026-12-05 that check moved the freed entry in the LRU list; a review of that day's changes
 # saw the corrupted list in gdb and a segfault after more lookups.  This sequence did not crash
 # the unfixed build here: the list damage depends on what the freed entries still hold.)
-setup.execute("CREATE TABLE t_fl AS SELECT g, kms_encrypt('v' || g, 'fl' || g) AS v"
-              " FROM generate_series(1, 6) g, LATERAL (SELECT kms_create_key('fl' || g, 'local:sc')) k")
+setup.execute("CREATE TABLE t_flm AS SELECT g, kms_encrypt('v' || g, 'flm' || g) AS v"
+              " FROM generate_series(1, 6) g, LATERAL (SELECT kms_create_key('flm' || g, 'local:sc')) k")
 fl = connect()
-ok = all(one(fl, "SELECT kms_decrypt(v) FROM t_fl WHERE g = %s", (g,)) == f'v{g}' for g in (1, 2))
+ok = all(one(fl, "SELECT kms_decrypt(v) FROM t_flm WHERE g = %s", (g,)) == f'v{g}' for g in (1, 2))
 with connect() as admin:
     admin.execute("SELECT kms_flush_cache()")
-ok = ok and one(fl, "SELECT kms_decrypt(v) FROM t_fl WHERE g = 2") == 'v2'
+ok = ok and one(fl, "SELECT kms_decrypt(v) FROM t_flm WHERE g = 2") == 'v2'
 fl.execute("SET pgcrypt_kms.cache_max_keys = 2")
 for g in (3, 4, 5, 6, 1):
-    ok = ok and one(fl, "SELECT kms_decrypt(v) FROM t_fl WHERE g = %s", (g,)) == f'v{g}'
+    ok = ok and one(fl, "SELECT kms_decrypt(v) FROM t_flm WHERE g = %s", (g,)) == f'v{g}'
 for order in ('', ' DESC'):
-    ok = ok and one(fl, f"SELECT string_agg(kms_decrypt(v), ',' ORDER BY g{order}) FROM t_fl") == \
+    ok = ok and one(fl, f"SELECT string_agg(kms_decrypt(v), ',' ORDER BY g{order}) FROM t_flm") == \
         ','.join(f'v{g}' for g in (range(1, 7) if not order else range(6, 0, -1)))
 fl.close()
 log = open(os.environ['PGCK_SERVER_LOG'], errors='replace').read()
