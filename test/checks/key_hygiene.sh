@@ -138,6 +138,52 @@ sys.exit(check.bad)
 PY
 check $? "a core dump of a backend holding keys holds no key material"
 
+# 3e. Keys derived from a key's index key (a named index's HMAC key here; an order key is
+# released the same way) do not outlive a statement by much: kms_flush_cache() wipes them, and
+# so does the sweep at commit (at most once a second). Before 2026-12-05 a backend kept them
+# until their memo slot was reused. Read from all of the backend's private memory, not only
+# the locked mapping, with a positive control inside the transaction that derived them.
+psql_db -q <<'SQL'
+SELECT kms_create_key('hyg_named', 'local:hygiene', blind_index => 'exact');
+SELECT kms_add_index('hyg_named', 'first3', 'prefix(3)');
+CREATE TABLE tn (id int, v enc_text);
+INSERT INTO tn SELECT g, kms_encrypt('NamedMarker' || g, 'hyg_named') FROM generate_series(1, 20) g;
+SQL
+wrapped_nidx=$(psql_db -c "SELECT encode(index_key_wrapped, 'hex') FROM pgcrypt_kms.keys WHERE key_name = 'hyg_named'")
+/usr/bin/python3 - "$keyfile" "$wrapped_nidx" "$PGBIN" "$PGHOST" "$PGPORT" <<'PY'
+import sys, time
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from key_hygiene_lib import Checks, Session, hmac_states, local_unwrap, private_bytes
+keyfile, wrapped_idx_hex, pgbin, host, port = sys.argv[1:]
+ikey = local_unwrap(keyfile, wrapped_idx_hex)
+# src/enc_typed.c named_mac_of: HKDF-SHA-256(index key, salt, info = name NUL transform)
+nkey = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pgcrypt_kms named index v1",
+            info=b"first3\0prefix(3)").derive(ikey)
+inner, outer = hmac_states(nkey)
+probe = "SELECT count(*) FROM tn WHERE kms_blind_tag(v, 'first3') = kms_blind_tag('Nam', 'hyg_named', 'first3')"
+def held(mem):
+    return inner in mem or outer in mem
+check = Checks()
+s = Session(pgbin, host, port)
+pid = s.pid()
+s.q('BEGIN')
+n = s.q(probe)
+check(n == ['20'] and held(private_bytes(pid)), "positive control: inside the probe's transaction the backend holds the named index's HMAC states")
+s.q('SELECT kms_flush_cache()')
+check(not held(private_bytes(pid)), 'kms_flush_cache() wipes them')
+s.q('COMMIT')
+s.q('BEGIN')
+n = s.q(probe)
+check(n == ['20'] and held(private_bytes(pid)), 'derived again by the next probe')
+time.sleep(1.2)
+s.q('COMMIT')
+check(not held(private_bytes(pid)), 'the sweep at the next commit (a second later) wipes them')
+s.close()
+sys.exit(check.bad)
+PY
+check $? "keys derived from an index key are wiped by kms_flush_cache() and at commit"
+
 # 3c. the same through AWS KMS (the emulator): the data key arrives base64 in a JSON
 # response (GenerateDataKey when the key is created, Decrypt in a new session), through
 # libcurl's buffers and jansson's strings; neither backend's core holds it in any form.

@@ -5,6 +5,7 @@ format of src/kms_local.c), so the check knows the bytes it must never find.
 Session: one psql session as the postgres user, driven statement by statement.
 gcore: the core of a live process as gdb writes it (gdb goes by MADV_DONTDUMP, as the kernel
 does for a crash), read and deleted.
+private_bytes: every readable private mapping of a live process, read through /proc.
 sha256_midstate: SHA-256's state after one 64-byte block (FIPS 180-4) in the host-order words
 OpenSSL's SHA256_CTX keeps: what an HMAC keyed by precomputed pad states holds.
 """
@@ -61,6 +62,24 @@ def gcore(pid, prefix):
     for c in cores:
         os.unlink(c)
     return data, r.stdout.strip()[-200:]
+
+
+def private_bytes(pid):
+    """every readable private mapping of a live process (heap, stack, anonymous and locked
+    mappings; not shared memory), concatenated"""
+    data = []
+    with open(f'/proc/{pid}/maps') as maps, open(f'/proc/{pid}/mem', 'rb') as mem:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split('-'))
+            if fields[1][0] != 'r' or fields[1][3] != 'p' or (len(fields) > 5 and fields[5] in ('[vvar]', '[vsyscall]')):
+                continue
+            try:
+                mem.seek(start)
+                data.append(mem.read(end - start))
+            except OSError:
+                pass
+    return b''.join(data)
 
 
 _K = [0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
