@@ -264,3 +264,38 @@ CREATE TRIGGER or_in_keyring_write AFTER INSERT ON pgcrypt_kms.keys
     FOR EACH ROW EXECUTE FUNCTION pg_temp.or_in_keyring_write();
 SELECT kms_create_key('or_restricted', 'local:regress') IS NOT NULL AS created;
 DROP TRIGGER or_in_keyring_write ON pgcrypt_kms.keys;
+-- kms_add_index (SECURITY DEFINER) rotates through pgcrypt_kms.rotate_key, never by the name
+-- of the extension's schema: that schema's owner (on PostgreSQL 15 public's owner is the
+-- database owner) could rename it and plant a function under the old name, which would then
+-- run as the extension's owner (an outside review of the extension's lifecycle, 2026-12-05,
+-- made a database owner superuser that way). Here the planted function only reports.
+SELECT current_database() AS or_db, nspowner::regrole AS or_public_owner
+  FROM pg_namespace WHERE nspname = 'public' \gset
+CREATE ROLE regress_or_schema_owner;
+CREATE ROLE regress_or_keyadmin IN ROLE pgcrypt_kms_admin;
+GRANT CREATE ON DATABASE :"or_db" TO regress_or_schema_owner;
+SELECT kms_create_key('or_rename', 'local:regress', blind_index => 'exact') IS NOT NULL AS created;
+ALTER SCHEMA public OWNER TO regress_or_schema_owner;
+SET ROLE regress_or_schema_owner;
+ALTER SCHEMA public RENAME TO or_public_moved;
+CREATE SCHEMA public;
+CREATE FUNCTION public.kms_rotate_key(name text) RETURNS int4 LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'the planted kms_rotate_key ran as %', current_user;
+    RETURN 0;
+END $$;
+GRANT USAGE ON SCHEMA public TO PUBLIC;
+RESET ROLE;
+SET ROLE regress_or_keyadmin;
+SELECT or_public_moved.kms_add_index('or_rename', 'pre', 'prefix(2)');
+RESET ROLE;
+-- the extension's own rotation ran: a second version
+SELECT max(version) AS or_rename_versions FROM pgcrypt_kms.key_versions WHERE key_name = 'or_rename';
+SET ROLE regress_or_schema_owner;
+DROP SCHEMA public CASCADE;
+ALTER SCHEMA or_public_moved RENAME TO public;
+RESET ROLE;
+ALTER SCHEMA public OWNER TO :"or_public_owner";
+REVOKE CREATE ON DATABASE :"or_db" FROM regress_or_schema_owner;
+DROP ROLE regress_or_keyadmin;
+DROP ROLE regress_or_schema_owner;

@@ -69,6 +69,19 @@ CREATE VIEW @extschema@.kms_key_indexes AS
 COMMENT ON VIEW @extschema@.kms_key_indexes IS 'the order and named blind indexes of each key (no key material)';
 GRANT SELECT ON @extschema@.kms_key_indexes TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
 
+-- The rotation kms_add_index makes, in the extension's own schema: a SECURITY
+-- DEFINER body never calls anything by @extschema@'s name, which the owner of
+-- that schema (on PostgreSQL 15 the owner of public is the database owner) can
+-- rename, and plant a function under the old name that then runs as the
+-- extension's owner (an outside review of the extension's lifecycle,
+-- 2026-12-05, made a database owner superuser through kms_add_index that way).
+-- Only the installing superuser owns pgcrypt_kms, and no other schema can take
+-- its name.
+CREATE FUNCTION pgcrypt_kms.rotate_key(name text) RETURNS int4
+    AS 'MODULE_PATHNAME', 'pgck_kms_rotate_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION pgcrypt_kms.rotate_key(text) FROM PUBLIC;
+COMMENT ON FUNCTION pgcrypt_kms.rotate_key(text) IS 'kms_rotate_key for the extension''s own SECURITY DEFINER code (kms_add_index); EXECUTE for its owner only';
+
 -- kms_add_index(key, index_name, transform, index_bits): SECURITY DEFINER to
 -- write the table; EXECUTE only for the admin role.  Values written before get
 -- the index when re-encrypted (kms_reencrypt, kms_reencrypt_table): the key
@@ -137,7 +150,7 @@ BEGIN
     IF EXISTS (SELECT FROM pgcrypt_kms.key_versions v
                 WHERE v.key_name = kms_add_index.key_name AND v.state = 'active'
                   AND v.created < now()) THEN
-        PERFORM @extschema@.kms_rotate_key(kms_add_index.key_name);
+        PERFORM pgcrypt_kms.rotate_key(kms_add_index.key_name);
     END IF;
 END
 $$;
