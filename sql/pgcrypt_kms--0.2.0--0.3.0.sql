@@ -1581,7 +1581,7 @@ CREATE FUNCTION @extschema@.kms_cache_stats(
         OUT kms_ms_avg float8, OUT kms_ms_max float8, OUT decrypt_failures int8,
         OUT kms_access_denials int8, OUT by_operation jsonb, OUT kms_refusals int8,
         OUT kms_fallbacks int8)
-    AS 'MODULE_PATHNAME', 'pgck_kms_cache_stats' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+    AS 'MODULE_PATHNAME', 'pgck_kms_cache_stats_0_3' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION @extschema@.kms_cache_stats() IS 'this backend''s key cache and KMS call counters';
 REVOKE ALL ON FUNCTION @extschema@.kms_cache_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pgcrypt_kms_encrypt, pgcrypt_kms_decrypt;
@@ -1594,7 +1594,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_cache_stats() TO pgcrypt_kms_admin, pg
 -- one.  force => true forgets the previous index key without looking.
 COMMENT ON FUNCTION @extschema@.kms_finish_index_rotation(text) IS 'forget the previous blind-index key, once no value of the key is left on an older data key version (re-tagged with kms_reencrypt_table)';
 CREATE FUNCTION @extschema@.kms_finish_index_rotation(name text, force bool) RETURNS void
-    AS 'MODULE_PATHNAME', 'pgck_kms_finish_index_rotation' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+    AS 'MODULE_PATHNAME', 'pgck_kms_finish_index_rotation_0_3' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) IS 'as kms_finish_index_rotation(name); force => true skips the check that every value was re-tagged';
 REVOKE ALL ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) TO pgcrypt_kms_admin;
@@ -1603,8 +1603,34 @@ GRANT EXECUTE ON FUNCTION @extschema@.kms_finish_index_rotation(text, bool) TO p
 -- Like kms_decrypt since 0.2: a NULL key name or context is refused (22004)
 -- instead of a silent NULL that drops the row from a re-check; a NULL value
 -- or probe still gives NULL.
-ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text) CALLED ON NULL INPUT;
-ALTER FUNCTION @extschema@.kms_blind_index_match(@extschema@.enc_text, text, text, text) CALLED ON NULL INPUT;
+-- Under a symbol of 0.3.0's own (below).
+CREATE OR REPLACE FUNCTION @extschema@.kms_blind_index_match(value @extschema@.enc_text, plaintext text, key_name text) RETURNS bool
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_match_0_3' LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION @extschema@.kms_blind_index_match(value @extschema@.enc_text, plaintext text, key_name text, context text) RETURNS bool
+    AS 'MODULE_PATHNAME', 'pgck_kms_blind_index_match_0_3' LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE;
+
+-- ================================================================ symbols of 0.3.0's own
+-- A function whose NULL handling or result columns differ from an earlier
+-- version's SQL, or whose values an earlier library would write without what
+-- 0.3.0 adds to them (named-index tags, order terms), is declared here under a
+-- C symbol that only the 0.3.0 library has.  A session that loaded an older
+-- library (without shared_preload_libraries, before the package upgrade) then
+-- gets 42883 "could not find function" after ALTER EXTENSION UPDATE, instead
+-- of running code that assumed STRICT or fewer columns: an outside review of
+-- 2026-12-05 crashed the server with a NULL that way.  The library keeps the
+-- older symbols for older catalogs.  checks/library_symbols holds every
+-- version's catalog to this rule.  (CREATE OR REPLACE keeps owner, grants and
+-- comments.)
+CREATE OR REPLACE FUNCTION @extschema@.kms_encrypt(plaintext text, key_name text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'pgck_kms_encrypt_0_3' LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION @extschema@.kms_encrypt(plaintext text, key_name text, context text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'pgck_kms_encrypt_0_3' LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION @extschema@.kms_decrypt(value @extschema@.enc_text, context text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pgck_kms_decrypt_0_3' LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION @extschema@.kms_reencrypt(value @extschema@.enc_text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'pgck_kms_reencrypt_0_3' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION @extschema@.kms_reencrypt(value @extschema@.enc_text, context text) RETURNS @extschema@.enc_text
+    AS 'MODULE_PATHNAME', 'pgck_kms_reencrypt_0_3' LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
 
 -- ================================================================ the key's blind index over bytea
 -- kms_encrypt(bytea, key) stores the key's blind-index tag (its bytes through

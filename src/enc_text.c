@@ -1244,3 +1244,39 @@ pgck_kms_warm_cache(PG_FUNCTION_ARGS)
 				 errhint("A statement that needs one of them unwraps it itself and reports its error.")));
 	PG_RETURN_INT32(warmed);
 }
+
+/*
+ * The symbols 0.3.0's SQL declares these functions under (see "symbols of
+ * 0.3.0's own" in pgcrypt_kms--0.2.0--0.3.0.sql): a session still running an
+ * older library finds none of them after ALTER EXTENSION UPDATE (42883),
+ * where the older symbols would run code that assumed STRICT, or write values
+ * without 0.3.0's named-index tags and order terms.  The older symbols above
+ * stay for catalogs of older versions.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_encrypt_0_3);
+Datum
+pgck_kms_encrypt_0_3(PG_FUNCTION_ARGS)
+{
+	return pgck_kms_encrypt(fcinfo);
+}
+
+PG_FUNCTION_INFO_V1(pgck_kms_decrypt_0_3);
+Datum
+pgck_kms_decrypt_0_3(PG_FUNCTION_ARGS)
+{
+	return pgck_kms_decrypt(fcinfo);
+}
+
+PG_FUNCTION_INFO_V1(pgck_kms_reencrypt_0_3);
+Datum
+pgck_kms_reencrypt_0_3(PG_FUNCTION_ARGS)
+{
+	return pgck_kms_reencrypt(fcinfo);
+}
+
+PG_FUNCTION_INFO_V1(pgck_kms_blind_index_match_0_3);
+Datum
+pgck_kms_blind_index_match_0_3(PG_FUNCTION_ARGS)
+{
+	return pgck_kms_blind_index_match(fcinfo);
+}

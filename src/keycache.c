@@ -1584,3 +1584,17 @@ pgck_kms_cache_stats(PG_FUNCTION_ARGS)
 	values[15] = Int64GetDatum(pgck_stats.kms_fallbacks);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
+
+/*
+ * 0.3.0's sixteen columns under a symbol of their own (as enc_text.c's
+ * *_0_3): an older library, which fills fewer, finds no such function after
+ * ALTER EXTENSION UPDATE instead of reading past its arrays.  Catalogs of
+ * older versions keep calling pgck_kms_cache_stats, which fills as many
+ * columns as their definition has.
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_cache_stats_0_3);
+Datum
+pgck_kms_cache_stats_0_3(PG_FUNCTION_ARGS)
+{
+	return pgck_kms_cache_stats(fcinfo);
+}

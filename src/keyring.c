@@ -2068,6 +2068,19 @@ pgck_kms_finish_index_rotation(PG_FUNCTION_ARGS)
 }
 
 /*
+ * kms_finish_index_rotation(name, force) (0.3.0) under a symbol of its own: an
+ * older library, whose function reads the name only, would run an unforced
+ * finish where force was asked for (see "symbols of 0.3.0's own" in
+ * pgcrypt_kms--0.2.0--0.3.0.sql).
+ */
+PG_FUNCTION_INFO_V1(pgck_kms_finish_index_rotation_0_3);
+Datum
+pgck_kms_finish_index_rotation_0_3(PG_FUNCTION_ARGS)
+{
+	return pgck_kms_finish_index_rotation(fcinfo);
+}
+
+/*
  * kms_set_key_state(name, version, state): move a non-current version between
  * decrypt-only and retired.  The active version changes only by rotation.
  */
