@@ -18,6 +18,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/lib";
+use PgckCrash;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $keyfile = "$tmp/master.key";
@@ -208,21 +211,6 @@ like($stderr, qr/WARNING:.*counts this session's encryptions only: it is not in 
 	'... and warns that only the session counts');
 is((split /\n/, $stdout)[-1], '2', 'a session rotates at the bound on its own count');
 is(count_of($plain, 'postgres', 'np', 1), 'NULL', 'kms_keys shows no cluster-wide count without preloading');
-
-# a crash: a backend SIGKILLed (its shell's parent), so the postmaster reinitializes shared
-# memory (restart_after_crash, which the test clusters turn off) and reloads the counts file
-# without saving it, as after a power cut
-sub crash_restart
-{
-	my ($n) = @_;
-	$n->append_conf('postgresql.conf', 'restart_after_crash = on');
-	$n->reload;
-	my $log_offset = -s $n->logfile;
-	$n->psql('postgres', q{COPY (SELECT 1) TO PROGRAM 'kill -9 $PPID'});
-	$n->poll_query_until('postgres', 'SELECT true') or die 'the server did not restart after the crash';
-	like(slurp_file($n->logfile, $log_offset), qr/server process \(PID \d+\) was terminated by signal 9/, '(a backend was killed: a crash restart)');
-	return;
-}
 
 # ------------------------------------------------------------------ a damaged counts file
 # (the fifth adversarial review of 0.2: a damaged file silently reset every count to zero)

@@ -13,6 +13,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/lib";
+use PgckCrash;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $node = PostgreSQL::Test::Cluster->new('bound');
@@ -36,21 +39,6 @@ sub count_of
 	my ($key) = @_;
 	return $node->safe_psql('postgres',
 		qq{SELECT encryptions FROM kms_keys WHERE key_name = '$key' AND version = 1});
-}
-
-# a crash: a backend SIGKILLed (its shell's parent), so the postmaster reinitializes shared
-# memory (restart_after_crash, which the test clusters turn off) and reloads the counts file
-# without saving it, as after a power cut
-sub crash_restart
-{
-	my ($n) = @_;
-	$n->append_conf('postgresql.conf', 'restart_after_crash = on');
-	$n->reload;
-	my $log_offset = -s $n->logfile;
-	$n->psql('postgres', q{COPY (SELECT 1) TO PROGRAM 'kill -9 $PPID'});
-	$n->poll_query_until('postgres', 'SELECT true') or die 'the server did not restart after the crash';
-	like(slurp_file($n->logfile, $log_offset), qr/server process \(PID \d+\) was terminated by signal 9/, '(a backend was killed: a crash restart)');
-	return;
 }
 
 sub current_version
