@@ -390,30 +390,85 @@ setup.execute("ALTER SYSTEM RESET pgcrypt_kms.unwrap_concurrency")
 setup.execute("ALTER SYSTEM RESET pgcrypt_kms.cache_ttl")
 setup.execute("SELECT pg_reload_conf()")
 
-# ---------------------------------------------------------------- a flush under a point lookup's memo
-# kms_flush_cache() in another session reaches this one at its next statement, which wipes its
-# whole backend cache; a point lookup then asks whether the version its previous statement used
-# is still usable, and evictions follow: the values stay right and the backend stays up.  (Until
-# 2026-12-05 that check moved the freed entry in the LRU list; a review of that day's changes
-# saw the corrupted list in gdb and a segfault after more lookups.  This sequence did not crash
-# the unfixed build here: the list damage depends on what the freed entries still hold.)
+# ---------------------------------------------------------------- a flush under the memos
+# kms_flush_cache() in another session reaches this one at its next statement, which releases
+# its whole backend cache (in statement_now()); the last-key and last-version memos of
+# enc_text.c then ask whether the entries their previous statement used are still usable.
+# Those entries were just freed: the check must say no from the epoch, before touching them.
+# Until 2026-12-05 it read them and moved the freed version in the LRU list, which left the
+# list's tail on its head: the next eviction released garbage (a review saw the corrupted list
+# in gdb, then a segfault).  Whether that crashes depends on what the freed and neighbouring
+# memory holds, so this block does not count on a crash: a hit counted by the first lookups
+# after the flush is the check accepting a freed entry, and an eviction that does not take the
+# least recently used version (or a count of cached versions that drifts) is the broken list.
 setup.execute("CREATE TABLE t_flm AS SELECT g, kms_encrypt('v' || g, 'flm' || g) AS v"
               " FROM generate_series(1, 6) g, LATERAL (SELECT kms_create_key('flm' || g, 'local:sc')) k")
 fl = connect()
-ok = all(one(fl, "SELECT kms_decrypt(v) FROM t_flm WHERE g = %s", (g,)) == f'v{g}' for g in (1, 2))
-with connect() as admin:
-    admin.execute("SELECT kms_flush_cache()")
-ok = ok and one(fl, "SELECT kms_decrypt(v) FROM t_flm WHERE g = 2") == 'v2'
-fl.execute("SET pgcrypt_kms.cache_max_keys = 2")
-for g in (3, 4, 5, 6, 1):
-    ok = ok and one(fl, "SELECT kms_decrypt(v) FROM t_flm WHERE g = %s", (g,)) == f'v{g}'
-for order in ('', ' DESC'):
-    ok = ok and one(fl, f"SELECT string_agg(kms_decrypt(v), ',' ORDER BY g{order}) FROM t_flm") == \
-        ','.join(f'v{g}' for g in (range(1, 7) if not order else range(6, 0, -1)))
-fl.close()
+
+
+def fl_stats():
+    return fl.execute("SELECT hits, misses, evictions, cached_versions FROM kms_cache_stats()").fetchone()
+
+
+def fl_dec(g):
+    return one(fl, "SELECT kms_decrypt(v) FROM t_flm WHERE g = %s", (g,)) == f'v{g}'
+
+
+def flush_from_another_session():
+    with connect() as admin:
+        admin.execute("SELECT kms_flush_cache()")
+
+
+fl_error = ''
+try:
+    # the last-key memo: two encryptions under flm1 (the second a memo hit), a flush, a third
+    ok = all(one(fl, "SELECT kms_encrypt('x', 'flm1') IS NOT NULL") for _ in range(2))
+    h0, m0, _, _ = fl_stats()
+    flush_from_another_session()
+    ok = ok and one(fl, "SELECT kms_encrypt('x', 'flm1') IS NOT NULL")
+    h1, m1, _, _ = fl_stats()
+    check(ok and h1 == h0 and m1 > m0,
+          "the first encryption after another session's kms_flush_cache() finds nothing cached: its key "
+          f"memo's entry was released, and no hit is counted for it (hits +{h1 - h0}, misses +{m1 - m0}; want +0, +1 or more)")
+    # the last-version memo: point lookups of flm1 and flm2, a flush, flm2 again
+    ok = fl_dec(1) and fl_dec(2)
+    h0, m0, e0, _ = fl_stats()
+    flush_from_another_session()
+    ok = ok and fl_dec(2)
+    h1, m1, e1, n1 = fl_stats()
+    check(ok and (h1 - h0, m1 - m0, n1) == (0, 1, 1),
+          "the first point lookup after another session's kms_flush_cache() is a miss, and one version is "
+          f"cached: its version memo's entry was released and not taken for a hit (hits +{h1 - h0}, "
+          f"misses +{m1 - m0}, cached {n1}; want +0, +1, 1)")
+    # then evictions: with room for 2, flm3 and flm4 evict flm2 (the least recently used), and
+    # flm2 again is a miss that evicts flm3
+    fl.execute("SET pgcrypt_kms.cache_max_keys = 2")
+    ok = fl_dec(3) and fl_dec(4)
+    _, m2, e2, n2 = fl_stats()
+    ok = ok and fl_dec(2)
+    _, m3, e3, n3 = fl_stats()
+    check(ok and (e2 - e1, n2, m3 - m2, e3 - e2, n3) == (1, 2, 1, 1, 2),
+          "after it, evictions take the least recently used version and the cached count stays at "
+          f"cache_max_keys (evictions +{e2 - e1} then +{e3 - e2}, cached {n2} then {n3}, flm2 again: misses "
+          f"+{m3 - m2}; want +1 +1, 2 2, +1)")
+    for g in (5, 6, 1):
+        ok = ok and fl_dec(g)
+    for order in ('', ' DESC'):
+        ok = ok and one(fl, f"SELECT string_agg(kms_decrypt(v), ',' ORDER BY g{order}) FROM t_flm") == \
+            ','.join(f'v{g}' for g in (range(1, 7) if not order else range(6, 0, -1)))
+except psycopg.Error as e:          # a crash of the backend: reported below
+    ok, fl_error = False, str(e).splitlines()[0]
+try:
+    fl.close()
+except psycopg.Error:
+    pass
 log = open(os.environ['PGCK_SERVER_LOG'], errors='replace').read()
 check(ok and 'terminated by signal' not in log,
-      "a point lookup right after another session's kms_flush_cache(), then evictions: right values, no crash")
+      "a point lookup right after another session's kms_flush_cache(), then evictions: right values, "
+      f"no crash{' (' + fl_error + ')' if fl_error else ''}")
 
-print(f"# shared cache: {one(setup, 'SELECT row_to_json(s) FROM kms_shared_cache_stats() s')}")
+try:
+    print(f"# shared cache: {one(setup, 'SELECT row_to_json(s) FROM kms_shared_cache_stats() s')}")
+except psycopg.Error as e:          # a backend crash above ended every session (reported there)
+    print(f"# shared cache: no statistics ({str(e).splitlines()[0]})")
 sys.exit(shared_cache_lib.status())
