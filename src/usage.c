@@ -52,6 +52,11 @@
 #define USAGE_CRASH_PAD	(2 * PGCK_USAGE_SAVE_EVERY)
 #define USAGE_CLEAN		0x1
 #define USAGE_LOST_MISSING	0x2	/* lost_before: the file was missing */
+/*
+ * Any other flag, or a reserved field not zero, is a file this version cannot
+ * read (damaged, or written by a newer one): damaged, never trusted.
+ */
+#define USAGE_KNOWN_FLAGS	(USAGE_CLEAN | USAGE_LOST_MISSING)
 #define USAGE_COUNT_CAP	(UINT64CONST(1) << 62)	/* far past every bound, far from wrapping */
 
 /* space all zero: a (dbid, id) key; otherwise dbid and id are zero */
@@ -238,8 +243,9 @@ load_one(const UsageKey *key, uint64 uses, uint64 pad)
 }
 
 /*
- * A damaged counts file (unknown magic, a truncated record) loses every
- * count: never start them again from zero.  Logged, the file kept aside as
+ * A damaged counts file (unknown magic, unknown header flags or a reserved
+ * field not zero, a truncated header or record) loses every count: never
+ * start them again from zero.  Logged, the file kept aside as
  * .damaged, and every version created before this start must rotate before
  * its next encryption (pgck_usage_lost_before), also after later starts: the
  * time is saved in the file.
@@ -278,6 +284,7 @@ usage_load(void)
 
 	ssize_t		n = 0;
 	const char *damage = NULL;
+	char		why[128];
 
 	if (fd < 0)
 	{
@@ -305,6 +312,18 @@ usage_load(void)
 		memset(&hdr, 0, sizeof(hdr));
 		if (magic == USAGE_MAGIC && read(fd, &hdr, sizeof(hdr)) != sizeof(hdr))
 			damage = "truncated header";
+		else if ((hdr.flags & ~USAGE_KNOWN_FLAGS) != 0)
+		{
+			snprintf(why, sizeof(why), "unknown header flags 0x%x; a newer pgcrypt_kms may have written it",
+					 hdr.flags & ~USAGE_KNOWN_FLAGS);
+			damage = why;
+		}
+		else if (hdr.reserved != 0)
+		{
+			snprintf(why, sizeof(why), "reserved header field 0x%x, not zero; a newer pgcrypt_kms may have written it",
+					 hdr.reserved);
+			damage = why;
+		}
 		else
 		{
 			usage->lost_before = hdr.lost_before;
