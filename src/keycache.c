@@ -1303,7 +1303,7 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 	TimestampTz stmt;
 	bool		too_old;
 	bool		foreign;
-	bool		lost;
+	PgckUsageLoss lost;
 
 	/*
 	 * A standby's encryptions would be counted on the standby only, where
@@ -1337,14 +1337,25 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 	 * found it so, this one or an earlier one): never encrypt under v
 	 */
 	lost = pgck_usage_version_lost(v->created);
-	foreign = (n == PGCK_USAGE_FOREIGN) || lost;
+	foreign = (n == PGCK_USAGE_FOREIGN) || lost != PGCK_USAGE_COUNTED;
 
-	if (foreign && v->rotation_tried == stmt)
+	/* another cluster's version (usage.c refused it if it could not rotate) */
+	if (n == PGCK_USAGE_FOREIGN && v->rotation_tried == stmt)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KEY_STATE),
 				 errmsg("key \"%s\" version %d was created by another cluster and could not be rotated here",
 						v->key_name, v->version),
 				 errdetail("Its nonce count lives in the cluster that created it; encrypting here could repeat a nonce."),
+				 errhint("Rotate the key with kms_rotate_key().")));
+	/* this cluster's version, whose count a damaged or missing file lost */
+	if (foreign && v->rotation_tried == stmt)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg("key \"%s\" version %d has an unknown encryption count and could not be rotated here",
+						v->key_name, v->version),
+				 lost == PGCK_USAGE_LOST_MISSING ?
+				 errdetail("The version was created before a start of this cluster that found no encryption counts file; encrypting under it could repeat a nonce.") :
+				 errdetail("The version was created before a start of this cluster that found the encryption counts file damaged; encrypting under it could repeat a nonce."),
 				 errhint("Rotate the key with kms_rotate_key().")));
 	if (foreign || ((n >= rotate_after || too_old) && v->rotation_tried != stmt))
 	{
@@ -1379,8 +1390,9 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 				ereport(LOG,
 						(errmsg("pgcrypt_kms: rotated key \"%s\" from version %d to %d (%s)",
 								name, version, newv,
-								lost ? "its count was lost with a damaged counts file" :
-								foreign ? "created by another cluster" :
+								n == PGCK_USAGE_FOREIGN ? "created by another cluster" :
+								lost == PGCK_USAGE_LOST_DAMAGED ? "its count was lost with a damaged counts file" :
+								lost == PGCK_USAGE_LOST_MISSING ? "its count was lost with a missing counts file" :
 								too_old ? "pgcrypt_kms.dek_max_age" : "encryption count"),
 						 errhidestmt(true)));
 			else
@@ -1390,11 +1402,19 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 		}
 	}
 	/* could not rotate (read-only, standby, parallel worker): refuse at the bound */
+	if (n == PGCK_USAGE_FOREIGN)
+		ereport(ERROR,
+				(errcode(PGCK_ERRCODE_KEY_STATE),
+				 errmsg("key \"%s\" version %d was created by another cluster", v->key_name, v->version),
+				 errdetail("Its nonce count lives in the cluster that created it; encrypting here could repeat a nonce."),
+				 errhint("Rotate the key with kms_rotate_key() in a writable transaction.")));
 	if (foreign)
 		ereport(ERROR,
 				(errcode(PGCK_ERRCODE_KEY_STATE),
-				 errmsg(lost ? "key \"%s\" version %d has an unknown encryption count (damaged counts file)" :
-						"key \"%s\" version %d was created by another cluster", v->key_name, v->version),
+				 errmsg("key \"%s\" version %d has an unknown encryption count", v->key_name, v->version),
+				 lost == PGCK_USAGE_LOST_MISSING ?
+				 errdetail("The version was created before a start of this cluster that found no encryption counts file; encrypting under it could repeat a nonce.") :
+				 errdetail("The version was created before a start of this cluster that found the encryption counts file damaged; encrypting under it could repeat a nonce."),
 				 errhint("Rotate the key with kms_rotate_key() in a writable transaction.")));
 	if (n > 2 * rotate_after)
 		ereport(ERROR,

@@ -262,18 +262,21 @@ usage_damaged(const char *why)
 	(void) rename(USAGE_FILE, USAGE_FILE ".damaged");
 }
 
-bool
+PgckUsageLoss
 pgck_usage_version_lost(TimestampTz created)
 {
 	if (usage == NULL || created >= usage->lost_before)
-		return false;
+		return PGCK_USAGE_COUNTED;
 
 	/*
 	 * A Citus worker that starts without a file is most often a new worker,
 	 * which never encrypted under the coordinator's versions, and it cannot
 	 * rotate them: it counts its share from zero (README, Citus).
 	 */
-	return !(usage->lost_missing && pgck_citus_is_worker());
+	if (usage->lost_missing && pgck_citus_is_worker())
+		return PGCK_USAGE_COUNTED;
+
+	return usage->lost_missing ? PGCK_USAGE_LOST_MISSING : PGCK_USAGE_LOST_DAMAGED;
 }
 
 static void

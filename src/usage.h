@@ -44,12 +44,20 @@
 /* Register the shared memory hooks; only when preloaded. */
 extern void pgck_usage_init(void);
 
+/* Why a version's count is not known (pgck_usage_version_lost) */
+typedef enum PgckUsageLoss
+{
+	PGCK_USAGE_COUNTED = 0,		/* known: not lost */
+	PGCK_USAGE_LOST_DAMAGED,	/* lost with a damaged counts file */
+	PGCK_USAGE_LOST_MISSING		/* lost with a missing counts file */
+} PgckUsageLoss;
+
 /*
  * Did a version created at this time lose its count, to a damaged or missing
  * counts file at this cluster's start or an earlier one?  Then it must be
  * rotated before it encrypts again.
  */
-extern bool pgck_usage_version_lost(TimestampTz created);
+extern PgckUsageLoss pgck_usage_version_lost(TimestampTz created);
 
 /* Is usage counted across backends (was the library preloaded)? */
 extern bool pgck_usage_shared(void);

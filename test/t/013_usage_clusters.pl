@@ -13,8 +13,9 @@
 #   - 0.1.0 -> 0.2.0: the update keeps the counts 0.1.0 made;
 #   - without shared_preload_libraries a session counts (and rotates at the
 #     bound on) its own encryptions, and warns that it counts only those;
-#   - a counts file whose header has unknown flags or a reserved field not
-#     zero is damaged: the versions created before rotate first.
+#   - a damaged, removed or unreadable (unknown flags, reserved field) counts
+#     file: the versions created before rotate first, and refusals and logs
+#     say which it was.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -220,7 +221,7 @@ $dst->safe_psql('postgres', q{SELECT kms_create_key('dmg', 'local:usage'); SELEC
 # two more keys whose counts the damage loses, first used only after a later restart, clean
 # or after a crash (the outside review of 2026-12-05: the loss was remembered in shared memory
 # only, so the next start let them encrypt again from a count of 0)
-$dst->safe_psql('postgres', q{SELECT kms_create_key(k, 'local:usage'), kms_encrypt('x', k) FROM unnest(ARRAY['dmg_clean', 'dmg_crash']) k});
+$dst->safe_psql('postgres', q{SELECT kms_create_key(k, 'local:usage'), kms_encrypt('x', k) FROM unnest(ARRAY['dmg_clean', 'dmg_crash', 'dmg_ro']) k});
 $dst->stop;    # a clean stop saves the counts
 my $usage_file = $dst->data_dir . '/pgcrypt_kms_usage.dat';
 ok(-s $usage_file, 'the counts file was saved at the clean stop');
@@ -232,8 +233,21 @@ $dst->start;
 like(slurp_file($dst->logfile), qr/WARNING:.*the encryption counts file "pgcrypt_kms_usage.dat" is damaged \(unknown header\)/,
 	'a damaged counts file is reported at startup');
 ok(-e "$usage_file.damaged", '... and kept aside as .damaged');
+# (a review of 2026-12-06: the refusal and the log said "created by another cluster", or
+# "damaged" for a missing file; the version was created here and its count was lost)
+($ret, $stdout, $stderr) = $dst->psql('postgres',
+	q{BEGIN READ ONLY; SELECT kms_encrypt('x', 'dmg_ro'); COMMIT;},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($stderr, qr/ERROR:\s+55000: key "dmg_ro" version 1 has an unknown encryption count\n/,
+	'a read-only encryption under a version whose count was lost is refused (55000), naming the lost count');
+like($stderr, qr/DETAIL:\s+The version was created before a start of this cluster that found the encryption counts file damaged/,
+	'... and its detail says the counts file was damaged');
+unlike($stderr, qr/another cluster/, '... not that another cluster created it');
+my $log_offset = -s $dst->logfile;
 $dst->safe_psql('postgres', q{SELECT kms_encrypt('after the damage', 'dmg')});
 is(current_version($dst, 'postgres', 'dmg'), '2', 'a version whose count was lost rotates before it encrypts again');
+like(slurp_file($dst->logfile, $log_offset), qr/rotated key "dmg" from version 1 to 2 \(its count was lost with a damaged counts file\)/,
+	'... and the rotation is logged with that reason');
 $dst->safe_psql('postgres', q{SELECT count(kms_encrypt('x', 'dmg')) FROM generate_series(1, 3)});
 is(current_version($dst, 'postgres', 'dmg'), '2', '... and its new version, created after the start, does not');
 $dst->restart;
@@ -249,15 +263,25 @@ is(current_version($dst, 'postgres', 'dmg'), '2', '... while the versions create
 # (the outside review of limits, 2026-12-05: a missing file started every count from zero,
 # and the 'no room' hint told the administrator to remove it): a start without the file
 # treats every version created before it as a damaged file does, and frees every slot
+$dst->safe_psql('postgres', q{SELECT kms_create_key('gone_ro', 'local:usage'); SELECT kms_encrypt('x', 'gone_ro')});
 $dst->stop;
 unlink($usage_file) or die "unlink $usage_file: $!";
-my $log_offset = -s $dst->logfile;
+$log_offset = -s $dst->logfile;
 $dst->start;
 like(slurp_file($dst->logfile, $log_offset), qr/LOG:.*pgcrypt_kms: no encryption counts file "pgcrypt_kms_usage\.dat": key versions created before this start, if any, rotate before their next encryption/,
 	'a start without the counts file is logged');
 ok(-s $usage_file, '... and writes a new one at once');
+($ret, $stdout, $stderr) = $dst->psql('postgres',
+	q{BEGIN READ ONLY; SELECT kms_encrypt('x', 'gone_ro'); COMMIT;},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($stderr, qr/ERROR:\s+55000: key "gone_ro" version 1 has an unknown encryption count\n/,
+	'a read-only encryption under a version created before the start without the file is refused (55000)');
+like($stderr, qr/DETAIL:\s+The version was created before a start of this cluster that found no encryption counts file/,
+	'... and its detail says the counts file was missing');
 $dst->safe_psql('postgres', q{SELECT kms_encrypt('after the removal', 'dmg')});
 is(current_version($dst, 'postgres', 'dmg'), '3', 'a version created before a start without the counts file rotates before it encrypts');
+like(slurp_file($dst->logfile, $log_offset), qr/rotated key "dmg" from version 2 to 3 \(its count was lost with a missing counts file\)/,
+	'... and the rotation is logged with that reason');
 $dst->safe_psql('postgres', q{SELECT count(kms_encrypt('x', 'dmg')) FROM generate_series(1, 3)});
 is(current_version($dst, 'postgres', 'dmg'), '3', '... and its new version does not');
 $dst->restart;
