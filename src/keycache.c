@@ -1159,7 +1159,10 @@ keycache_rotate(const char *name, uint32 expected_current, bool nowait)
 
 		version = pgck_keyring_rotate(name, expected_current, nowait, dek, &id);
 		if (id != 0)
+		{
+			pgck_usage_note_created(id);
 			keycache_install(id, name, version, dek);
+		}
 	}
 	PG_FINALLY();
 	{
@@ -1201,6 +1204,7 @@ pgck_kms_create_key(PG_FUNCTION_ARGS)
 
 		id = pgck_keyring_create_key(name, kms_key, transform_name, PG_GETARG_INT32(3),
 									 PG_GETARG_JSONB_P(4), dek, ikey, &transform);
+		pgck_usage_note_created(id);
 		keycache_install(id, name, 1, dek);
 		keycache_install_key(name, id, transform, PG_GETARG_INT32(3),
 							 transform != PGCK_BIDX_NONE ? ikey : NULL);
@@ -1336,7 +1340,7 @@ pgck_keycache_count_encryption(PgckCachedVersion *v)
 	 * damaged or missing counts file (a version from before the start that
 	 * found it so, this one or an earlier one): never encrypt under v
 	 */
-	lost = pgck_usage_version_lost(v->created);
+	lost = pgck_usage_version_lost(v->created, v->usage);
 	foreign = (n == PGCK_USAGE_FOREIGN) || lost != PGCK_USAGE_COUNTED;
 
 	/* another cluster's version (usage.c refused it if it could not rotate) */

@@ -71,6 +71,9 @@ typedef struct UsageSlot
 {
 	UsageKey	key;
 	uint32		used;			/* 0: free; set last, after the key */
+	bool		born_here;		/* version created by this cluster since this
+								 * start (pgck_usage_note_created); never
+								 * saved */
 	pg_atomic_uint64 uses;
 } UsageSlot;
 
@@ -163,6 +166,7 @@ slot_lookup(const UsageKey *key, bool create)
 			if (!create)
 				return NULL;
 			s->key = *key;
+			s->born_here = false;
 			pg_atomic_write_u64(&s->uses, 0);
 			pg_write_barrier();
 			s->used = 1;
@@ -263,7 +267,7 @@ usage_damaged(const char *why)
 }
 
 PgckUsageLoss
-pgck_usage_version_lost(TimestampTz created)
+pgck_usage_version_lost(TimestampTz created, const pg_atomic_uint64 *counter)
 {
 	if (usage == NULL || created >= usage->lost_before)
 		return PGCK_USAGE_COUNTED;
@@ -276,6 +280,24 @@ pgck_usage_version_lost(TimestampTz created)
 	if (usage->lost_missing && pgck_citus_is_worker())
 		return PGCK_USAGE_COUNTED;
 
+	/*
+	 * lost_before and created are wall-clock times.  After the clock steps
+	 * back past lost_before (an NTP correction, a restored VM), a version
+	 * this cluster creates now looks older than the loss: each rotation
+	 * would create another "lost" version, and an encryption would rotate
+	 * for ever.  A version created here since this start has counted every
+	 * encryption from its first, whatever the clock says; its slot says so
+	 * (shared counters are slots' uses: see pgck_usage_add).  The flag is
+	 * set under the lock before the version commits, so before any other
+	 * backend can resolve its counter.  Lowering lost_before to the clock
+	 * instead would also clear versions created before the loss at clock
+	 * times after it.  After a restart such a version looks lost again until
+	 * the clock passes lost_before, and rotates once more: early, never
+	 * unsafe.
+	 */
+	if (counter != NULL &&
+		((const UsageSlot *) ((const char *) counter - offsetof(UsageSlot, uses)))->born_here)
+		return PGCK_USAGE_COUNTED;
 	return usage->lost_missing ? PGCK_USAGE_LOST_MISSING : PGCK_USAGE_LOST_DAMAGED;
 }
 
@@ -499,6 +521,29 @@ version_usage_key(uint32 id, UsageKey *key)
 	else
 		key_legacy(key, MyDatabaseId, id);
 	return true;
+}
+
+void
+pgck_usage_note_created(uint32 id)
+{
+	PgckVersionWriter w;
+	UsageSlot  *s;
+	UsageKey	key;
+
+	/*
+	 * Only by nonce space: a (database, version id) key of a keyring not yet
+	 * updated from 0.1.0 is handed out again after DROP/CREATE EXTENSION, to
+	 * a version that may come back from a dump with a count this start lost.
+	 */
+	if (usage == NULL || !pgck_keyring_fetch_writer(id, &w) || !w.known || !written_here(&w))
+		return;
+	memset(&key, 0, sizeof(key));
+	memcpy(key.space, w.nonce_space, sizeof(key.space));
+	LWLockAcquire(usage->lock, LW_EXCLUSIVE);
+	s = slot_lookup(&key, true);
+	if (s != NULL)
+		s->born_here = true;
+	LWLockRelease(usage->lock);
 }
 
 bool

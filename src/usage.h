@@ -55,9 +55,21 @@ typedef enum PgckUsageLoss
 /*
  * Did a version created at this time lose its count, to a damaged or missing
  * counts file at this cluster's start or an earlier one?  Then it must be
- * rotated before it encrypts again.
+ * rotated before it encrypts again.  counter is what pgck_usage_add left in
+ * the version's *slot_cache (NULL if nothing): a version this cluster created
+ * since its start (pgck_usage_note_created) is never lost, even when a clock
+ * stepped back makes it look older than the loss.
  */
-extern PgckUsageLoss pgck_usage_version_lost(TimestampTz created);
+extern PgckUsageLoss pgck_usage_version_lost(TimestampTz created,
+											 const pg_atomic_uint64 *counter);
+
+/*
+ * Version id was just created by this transaction (a new key or a rotation):
+ * remember that this start counted it from its first encryption, for
+ * pgck_usage_version_lost.  Reads the keyring; a rolled-back creation only
+ * costs a counter slot.
+ */
+extern void pgck_usage_note_created(uint32 id);
 
 /* Is usage counted across backends (was the library preloaded)? */
 extern bool pgck_usage_shared(void);

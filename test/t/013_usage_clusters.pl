@@ -14,8 +14,9 @@
 #   - without shared_preload_libraries a session counts (and rotates at the
 #     bound on) its own encryptions, and warns that it counts only those;
 #   - a damaged, removed or unreadable (unknown flags, reserved field) counts
-#     file: the versions created before rotate first, and refusals and logs
-#     say which it was.
+#     file: the versions created before rotate first, refusals and logs say
+#     which it was, and a clock stepped back past that start does not make
+#     the versions created since look lost.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -330,6 +331,35 @@ foreach my $case ([ 'flags', 4, sub { $_[0] | 0x100 }, 'unknown header flags 0x1
 	$dst->safe_psql('postgres', qq{SELECT kms_encrypt('after a restart', 'hdr_${what}_later')});
 	is(current_version($dst, 'postgres', "hdr_${what}_later"), '2', '... also after a restart');
 }
+
+# ------------------------------------------------------------------ a clock stepped back past the loss
+# (a review of 2026-12-06: a version is lost when created before the start that lost the counts,
+# by the wall clock; once the clock stepped back before that time, every new version looked
+# lost too, and an encryption rotated for ever).  A loss time in the future is what a clock
+# stepped back looks like to the code.
+$dst->safe_psql('postgres', q{SELECT kms_create_key('clk', 'local:usage'); SELECT kms_encrypt('x', 'clk')});
+my $future = $dst->safe_psql('postgres',
+	q{SELECT (extract(epoch FROM now() + interval '1 day' - timestamptz '2000-01-01 00:00:00+00') * 1000000)::bigint});
+$dst->stop;
+patch_usage_header(12, 'q<', sub { $future });
+# without the fix each statement below rotates until it is cancelled: fail, not hang
+$dst->append_conf('postgresql.conf', "statement_timeout = '20s'");
+$log_offset = -s $dst->logfile;
+$dst->start;
+($ret, $stdout, $stderr) = $dst->psql('postgres', q{SELECT kms_version_id(kms_encrypt('after the step', 'clk'))});
+is($ret, 0, 'with the clock behind the loss time, an encryption under a version created before succeeds')
+	or diag($stderr);
+is(current_version($dst, 'postgres', 'clk'), '2', '... after one rotation');
+is($stdout, $dst->safe_psql('postgres', q{SELECT version_id FROM kms_keys WHERE key_name = 'clk' AND version = 2}),
+	'... and is sealed under the new version');
+$dst->safe_psql('postgres', q{SELECT count(kms_encrypt('x', 'clk')) FROM generate_series(1, 3)});
+is(current_version($dst, 'postgres', 'clk'), '2',
+	'a version created since the start, before the loss time by the clock, is not lost (another session)');
+$dst->safe_psql('postgres', q{SELECT kms_create_key('clk_new', 'local:usage')});
+$dst->safe_psql('postgres', q{SELECT count(kms_encrypt('x', 'clk_new')) FROM generate_series(1, 3)});
+is(current_version($dst, 'postgres', 'clk_new'), '1', '... nor is a key created since the start');
+my $clk_rotations = () = slurp_file($dst->logfile, $log_offset) =~ /rotated key "clk" /g;
+is($clk_rotations, 1, '... and the key rotated once');
 
 $plain->stop;
 $dst->stop;
