@@ -431,6 +431,21 @@ encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const t
 		}
 		if (!pgck_keycache_count_encryption(v))
 			break;
+
+		/*
+		 * Counting rotated the key (or took up another session's rotation).
+		 * Once is the rule, twice a race; a new version that at once needs
+		 * rotating again (usage.c taking it for lost, as on a 0.1.0 keyring
+		 * after the clock stepped back past a loss) would rotate for ever,
+		 * a KMS call and a version each time, until cancelled.
+		 */
+		if (attempts >= 3)
+			ereport(ERROR,
+					(errcode(PGCK_ERRCODE_KEY_STATE),
+					 errmsg("key \"%s\" still has no version to encrypt under after %d rotations", k->name,
+							attempts + 1),
+					 errdetail("Each new version had to be rotated again at once; the server log says why."),
+					 errhint("On a keyring not yet updated from 0.1.0, run ALTER EXTENSION pgcrypt_kms UPDATE.")));
 	}
 
 	/*

@@ -234,7 +234,7 @@ $dst->start;
 like(slurp_file($dst->logfile), qr/WARNING:.*the encryption counts file "pgcrypt_kms_usage.dat" is damaged \(unknown header\)/,
 	'a damaged counts file is reported at startup');
 ok(-e "$usage_file.damaged", '... and kept aside as .damaged');
-# (a review of 2026-12-06: the refusal and the log said "created by another cluster", or
+# (a review of 2026-12-05: the refusal and the log said "created by another cluster", or
 # "damaged" for a missing file; the version was created here and its count was lost)
 ($ret, $stdout, $stderr) = $dst->psql('postgres',
 	q{BEGIN READ ONLY; SELECT kms_encrypt('x', 'dmg_ro'); COMMIT;},
@@ -305,7 +305,7 @@ sub patch_usage_header
 }
 
 # ------------------------------------------------------------------ a header this version cannot read
-# (a review of 2026-12-06: the PGK3 header's reserved field and unknown flags were never
+# (a review of 2026-12-05: the PGK3 header's reserved field and unknown flags were never
 # checked, so a file damaged there, or written by a newer version, was trusted, counts and all)
 foreach my $case ([ 'flags', 4, sub { $_[0] | 0x100 }, 'unknown header flags 0x100; a newer pgcrypt_kms may have written it' ],
 	[ 'reserved', 8, sub { 1 }, 'reserved header field 0x1, not zero; a newer pgcrypt_kms may have written it' ])
@@ -333,7 +333,7 @@ foreach my $case ([ 'flags', 4, sub { $_[0] | 0x100 }, 'unknown header flags 0x1
 }
 
 # ------------------------------------------------------------------ a clock stepped back past the loss
-# (a review of 2026-12-06: a version is lost when created before the start that lost the counts,
+# (a review of 2026-12-05: a version is lost when created before the start that lost the counts,
 # by the wall clock; once the clock stepped back before that time, every new version looked
 # lost too, and an encryption rotated for ever).  A loss time in the future is what a clock
 # stepped back looks like to the code.
@@ -360,6 +360,20 @@ $dst->safe_psql('postgres', q{SELECT count(kms_encrypt('x', 'clk_new')) FROM gen
 is(current_version($dst, 'postgres', 'clk_new'), '1', '... nor is a key created since the start');
 my $clk_rotations = () = slurp_file($dst->logfile, $log_offset) =~ /rotated key "clk" /g;
 is($clk_rotations, 1, '... and the key rotated once');
+
+# ------------------------------------------------------------------ rotations in one encryption, bounded
+# A 0.1.0 keyring's versions have no nonce space, so usage.c cannot tell one created since this
+# start from one whose count was lost: with the clock behind the loss time every new version is
+# lost at once.  The encryption gives up after four rotations (55000), its transaction undoing
+# them, instead of rotating (a KMS call and a version each time) until it is cancelled.
+$dst->safe_psql('postgres', 'CREATE DATABASE legacy');
+$dst->safe_psql('legacy', q{CREATE EXTENSION pgcrypt_kms VERSION '0.1.0'; SELECT kms_create_key('leg', 'local:usage')});
+($ret, $stdout, $stderr) = $dst->psql('legacy', q{SELECT kms_encrypt('x', 'leg')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+isnt($ret, 0, 'a 0.1.0 keyring with the clock behind the loss time: the encryption fails');
+like($stderr, qr/55000: key "leg" still has no version to encrypt under after 4 rotations/,
+	'... with 55000 after four rotations, not at a statement timeout');
+is(current_version($dst, 'legacy', 'leg'), '1', '... and its rotations are undone');
 
 $plain->stop;
 $dst->stop;
