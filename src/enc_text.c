@@ -407,6 +407,7 @@ encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const t
 	struct varlena *result;
 	uint8	   *out;
 	int			attempts;
+	int			rotations = 0;
 
 	/*
 	 * The active version; again if counting this use rotated the key, or if a
@@ -436,14 +437,15 @@ encrypt_value(const uint8 *pt, size_t pt_len, const text *key_name_text, const t
 		 * Counting rotated the key (or took up another session's rotation).
 		 * Once is the rule, twice a race; a new version that at once needs
 		 * rotating again (usage.c taking it for lost, as on a 0.1.0 keyring
-		 * after the clock stepped back past a loss) would rotate for ever,
-		 * a KMS call and a version each time, until cancelled.
+		 * after the clock stepped back past a loss, or a test-only
+		 * dek_rotate_after of 1) would rotate for ever, a KMS call and a
+		 * version each time, until cancelled.
 		 */
-		if (attempts >= 3)
+		if (++rotations >= 4)
 			ereport(ERROR,
 					(errcode(PGCK_ERRCODE_KEY_STATE),
 					 errmsg("key \"%s\" still has no version to encrypt under after %d rotations", k->name,
-							attempts + 1),
+							rotations),
 					 errdetail("Each new version had to be rotated again at once; the server log says why."),
 					 errhint("On a keyring not yet updated from 0.1.0, run ALTER EXTENSION pgcrypt_kms UPDATE.")));
 	}

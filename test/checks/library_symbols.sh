@@ -69,12 +69,9 @@ echo "$violations" | grep -Eq "$known.*kms_encrypt\(text,text\).*CALLED ON NULL 
     echo "$violations" | grep -Eq "$known.*kms_cache_stats\(\)"
 check $? "positive control: the rule finds 0.2.0's kms_encrypt (no longer STRICT) and kms_cache_stats (a new column) under 0.1.0's symbols"
 
-# the symbols the newest catalog names all exist in this library (a new symbol that was never
-# written would otherwise fail only when its function is first called)
-last=$(echo "$versions" | tail -1)
-out=$(psql_db -c "SELECT count(*) FROM decl d, LATERAL (SELECT fmgr_c_validator(d.sig::regprocedure)) v WHERE d.version = '$last'" 2>&1)
-echo "$out" | grep -Eq '^[1-9][0-9]*$'
-check $? "every C function of $last resolves in this library (fmgr_c_validator on each: $out)"
+# (That every symbol a catalog names exists in this library needs no check here: CREATE FUNCTION
+# ... LANGUAGE C looks the symbol up, also in extension scripts, so CREATE EXTENSION and each
+# UPDATE above would have failed.)
 
 runuser -u postgres -- "$PGBIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d postgres -c "DROP DATABASE pgck_symbols"
 exit $fail
